@@ -1,0 +1,45 @@
+//! p2psip: a hardened peer-to-peer SIP overlay node.
+//!
+//! Every node and user has a self-certifying identity derived from an
+//! Ed25519 key ([`identity`]); nodes talk over QUIC with mutual TLS whose
+//! verifiers accept exactly those identities ([`net`]); every byte from the
+//! network is parsed by [`wire`] alone, under explicit bounds ([`limits`]).
+//!
+//! # Layers
+//!
+//! ```text
+//!   cli ──► net ──► wire ──► identity
+//!            │                  ▲
+//!            └──────────────────┘      binding ──► wire, identity
+//! ```
+//!
+//! Dependencies point inwards: `identity` and `wire` never touch sockets,
+//! clocks or tasks; the time is an input. Without the default `node`
+//! feature the crate is only that core, which is what the fuzz targets
+//! build against.
+//!
+//! # Non-features (for now)
+//!
+//! The overlay (S/Kademlia), reputation, media relays and the SIP front-end
+//! are described in `DESIGN.md` and are not part of this crate yet.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod binding;
+pub mod identity;
+pub mod limits;
+pub mod wire;
+
+#[cfg(feature = "node")]
+pub mod cli;
+#[cfg(feature = "node")]
+pub mod net;
+
+/// The current time as unix seconds, for the I/O shell to pass into the
+/// core. Clock errors (a time before 1970) read as 0.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,67 @@
+//! Every numeric bound of the node, in one place.
+//!
+//! Each constant is a default: a deployment can tighten most of them through
+//! configuration ([`crate::net::Limits`]), but nothing that parses network
+//! bytes ever works without a bound.
+
+use std::time::Duration;
+
+/// Largest frame body (the CBOR message after the 4-byte length prefix)
+/// that is accepted or sent: 64 KiB.
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+/// Length of the frame header: a big-endian `u32` giving the body length.
+pub const FRAME_HEADER_LEN: usize = 4;
+
+/// Deepest nesting of CBOR arrays/maps in any message. The current schema
+/// needs 2; decoding never recurses past this.
+pub const MAX_CBOR_DEPTH: usize = 4;
+
+/// Longest reason string in an `Error` message, in bytes.
+pub const MAX_ERROR_REASON_LEN: usize = 256;
+
+/// Default admission puzzle for a public overlay: leading zero bits of
+/// `SHA-256(NodeId)`. About 2^20 key generations per identity: roughly
+/// seconds on a laptop for an honest node, and a real cost per Sybil
+/// identity (see `docs/benchmarks.md` for the measured rate).
+pub const DEFAULT_ID_DIFFICULTY: u8 = 20;
+
+/// Highest difficulty the tools accept. 2^40 key generations is weeks of
+/// CPU; anything above is a typo, not a policy.
+pub const MAX_ID_DIFFICULTY: u8 = 40;
+
+/// Default maximum of simultaneous connections (inbound, including those
+/// still in their handshake).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Default maximum of simultaneous inbound connections from one IPv4
+/// address (/32) or one IPv6 /64.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 8;
+
+/// Default maximum of bidirectional streams (requests) a peer may have open
+/// on one connection at once.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 16;
+
+/// Default idle timeout of a connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time a peer has to deliver a whole request on a stream, and a client to
+/// receive the answer. Bounds slow-loris streams.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a node's self-signed TLS certificate is valid. It is rebuilt at
+/// every start and rotated by the running node well before it expires.
+pub const SELF_SIGNED_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How far in the past a freshly built certificate's `notBefore` is set, to
+/// tolerate peers whose clocks run behind.
+pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(3600);
+
+/// Longest device binding accepted, in days.
+pub const MAX_BINDING_DAYS: u32 = 3650;
+
+/// Largest PEM file (key, certificate, binding) read from disk.
+pub const MAX_PEM_FILE_LEN: u64 = 64 * 1024;
+
+/// Largest number of trust anchors loaded.
+pub const MAX_TRUST_ANCHORS: usize = 64;
