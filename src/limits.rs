@@ -13,10 +13,6 @@ pub const MAX_FRAME_LEN: usize = 64 * 1024;
 /// Length of the frame header: a big-endian `u32` giving the body length.
 pub const FRAME_HEADER_LEN: usize = 4;
 
-/// Deepest nesting of CBOR arrays/maps in any message. The current schema
-/// needs 2; decoding never recurses past this.
-pub const MAX_CBOR_DEPTH: usize = 4;
-
 /// Longest reason string in an `Error` message, in bytes.
 pub const MAX_ERROR_REASON_LEN: usize = 256;
 
