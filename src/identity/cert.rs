@@ -258,6 +258,14 @@ pub fn pem_certificates(pem_text: &[u8]) -> Result<Vec<Vec<u8>>, CertError> {
     Ok(certs)
 }
 
+/// The Ed25519 key of a certificate, after the structural checks (DER, v3,
+/// no trailing bytes, Ed25519 key, no unknown critical extension) but no
+/// signature or validity check: for re-reading a certificate a verifier
+/// already accepted, or the local identity's own.
+pub fn certificate_public_key(der: &[u8]) -> Result<PublicKey, CertError> {
+    ed25519_key(&parse_strict(der)?)
+}
+
 /// What a verifier accepts: the admission puzzle, and either
 /// self-certifying mode (no anchors) or enrolled mode (anchors).
 #[derive(Debug, Clone, Default)]

@@ -21,7 +21,7 @@ mod keyfile;
 mod keygen;
 
 pub use cert::{
-    build_ca_certificate, build_self_signed, issue_certificate, pem_certificates, CertError,
+    build_ca_certificate, build_self_signed, certificate_public_key, issue_certificate, pem_certificates, CertError,
     TrustAnchor, TrustAnchors, VerifiedCertificate, VerifyPolicy, NODE_ID_URI_PREFIX,
     USER_ID_URI_PREFIX,
 };

@@ -1,1 +1,93 @@
-//! stub
+//! The I/O shell: a quinn endpoint whose rustls verifiers accept exactly
+//! p2psip identities, and the node and client built on it.
+//!
+//! - [`tls`]: TLS 1.3-only configurations, ALPN `p2psip/1`, and the custom
+//!   verifiers that turn a peer certificate into an authenticated [`NodeId`].
+//! - [`limits`]: connection caps (total, per IPv4 /32 and IPv6 /64).
+//! - [`server`]: a node that accepts connections and answers requests.
+//! - [`client`]: dialing a node and sending requests (Ping).
+//!
+//! Every request is one bidirectional stream carrying one frame each way
+//! (see [`crate::wire`]).
+
+pub mod client;
+pub mod limits;
+pub mod server;
+mod stream;
+pub mod tls;
+
+pub use client::{Client, PeerConnection, PingReply};
+pub use limits::Limits;
+pub use server::{Node, NodeConfig};
+pub use tls::{LocalIdentity, ALPN};
+
+use crate::identity::{CertError, NodeId};
+use crate::wire::{ErrorCode, WireError};
+
+/// QUIC application close code: normal close (shutdown, done).
+pub const CLOSE_NORMAL: u32 = 0;
+/// QUIC application close code: the peer broke the protocol (malformed or
+/// oversized frame, undecodable message) and is disconnected.
+pub const CLOSE_PROTOCOL_VIOLATION: u32 = 1;
+
+/// Errors of the transport.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// Binding the UDP socket failed.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A local certificate or key could not be used.
+    #[error("local identity: {0}")]
+    Identity(#[from] CertError),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The dial could not start.
+    #[error("cannot connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The connection failed or was closed; the text says by whom and why
+    /// (a peer that refuses our certificate closes with a TLS alert).
+    #[error("connection failed: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The peer presented no usable certificate after the handshake.
+    #[error("peer presented no verifiable certificate")]
+    NoPeerIdentity,
+    /// The peer did not answer in time.
+    #[error("timed out waiting for the peer")]
+    Timeout,
+    /// The peer's answer was not a valid frame or message.
+    #[error("invalid answer from peer: {0}")]
+    Wire(#[from] WireError),
+    /// The peer answered with an Error message.
+    #[error("peer answered with error {code:?}: {reason}")]
+    Remote {
+        /// The error code.
+        code: ErrorCode,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// The peer answered with a message that does not answer the request.
+    #[error("unexpected answer from peer: {0}")]
+    UnexpectedReply(String),
+    /// A stream failed (reset, stopped, or the connection was lost).
+    #[error("stream failed: {0}")]
+    Stream(String),
+}
+
+/// The authenticated id of the peer of `conn`, re-derived from the
+/// certificate the verifier accepted (a verifier cannot hand data to the
+/// application).
+pub fn peer_node_id(conn: &quinn::Connection) -> Option<NodeId> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = certs.first()?;
+    tls::node_id_of_verified_leaf(leaf)
+}

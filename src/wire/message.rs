@@ -105,6 +105,15 @@ impl Message {
         }
     }
 
+    /// The message's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Ping { .. } => "Ping",
+            Message::Pong { .. } => "Pong",
+            Message::Error { .. } => "Error",
+        }
+    }
+
     /// The canonical CBOR encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = encoder();

@@ -1,0 +1,245 @@
+//! A node: a quinn endpoint that accepts mutually authenticated
+//! connections within [`Limits`] and answers requests.
+//!
+//! A peer that breaks the protocol (a malformed or oversized frame, bytes
+//! that do not decode) gets an `Error` message naming the problem and is
+//! then disconnected with [`CLOSE_PROTOCOL_VIOLATION`]; every other
+//! connection goes on being served. A well-formed message of an unknown or
+//! unexpected type gets an `Error` answer and the connection stays open.
+
+use super::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
+use super::stream::{read_message, write_message, FrameReadError};
+use super::tls::{server_config, LocalIdentity, PeerVerifier};
+use super::{peer_node_id, Limits, NetError, CLOSE_NORMAL, CLOSE_PROTOCOL_VIOLATION};
+use crate::identity::{NodeId, VerifyPolicy};
+use crate::limits::REQUEST_TIMEOUT;
+use crate::wire::{ErrorCode, Message};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// How long a violating peer's `Error` message gets to reach it before the
+/// connection is closed.
+const ERROR_FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The certificate and key the node presents.
+    pub identity: LocalIdentity,
+    /// Whom the node accepts.
+    pub policy: VerifyPolicy,
+    /// Connection and stream limits.
+    pub limits: Limits,
+}
+
+/// Builds the transport parameters shared by both sides.
+pub(crate) fn transport_config(limits: &Limits) -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into())
+        .max_concurrent_uni_streams(0u32.into())
+        // Media datagrams come with the relay; until then none are accepted.
+        .datagram_receive_buffer_size(None);
+    if let Ok(idle) = quinn::IdleTimeout::try_from(limits.idle_timeout) {
+        t.max_idle_timeout(Some(idle));
+    }
+    Arc::new(t)
+}
+
+/// A bound node, not yet serving; [`Node::run`] serves it.
+#[derive(Debug)]
+pub struct Node {
+    endpoint: quinn::Endpoint,
+    node_id: NodeId,
+    limiter: ConnectionLimiter,
+    peers: PeerTable,
+}
+
+/// Authenticated peers currently connected, by connection. Bounded by the
+/// connection limit: an entry exists only while its connection holds a
+/// [`ConnectionSlot`].
+type PeerTable = Arc<Mutex<HashMap<usize, (NodeId, SocketAddr)>>>;
+
+impl Node {
+    /// Binds the UDP socket at `listen` and prepares the endpoint.
+    pub fn bind(config: NodeConfig, listen: SocketAddr) -> Result<Self, NetError> {
+        let endpoint = quinn::Endpoint::server(Self::quinn_config(&config)?, listen)
+            .map_err(|source| NetError::Bind {
+                addr: listen,
+                source,
+            })?;
+        Ok(Self {
+            endpoint,
+            node_id: config.identity.node_id(),
+            limiter: ConnectionLimiter::new(config.limits),
+            peers: PeerTable::default(),
+        })
+    }
+
+    fn quinn_config(config: &NodeConfig) -> Result<quinn::ServerConfig, NetError> {
+        let verifier = Arc::new(PeerVerifier::new(config.policy.clone(), None));
+        let tls = server_config(&config.identity, verifier)?;
+        let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        server
+            .transport_config(transport_config(&config.limits))
+            .max_incoming(config.limits.max_connections.saturating_mul(2).max(1));
+        Ok(server)
+    }
+
+    /// Replaces the certificate (and policy) for new connections, for
+    /// instance to rotate a self-signed certificate before it expires.
+    pub fn reconfigure(&self, config: &NodeConfig) -> Result<(), NetError> {
+        self.endpoint.set_server_config(Some(Self::quinn_config(config)?));
+        Ok(())
+    }
+
+    /// The node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The address the node listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The authenticated peers connected now, with their addresses.
+    pub fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
+        let table = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        table.values().copied().collect()
+    }
+
+    /// Live inbound connections.
+    pub fn connections(&self) -> usize {
+        self.limiter.total()
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection and
+    /// waits (briefly) for the peers to be told.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let remote = incoming.remote_address();
+                    match self.limiter.try_acquire(remote.ip()) {
+                        Ok(slot) => {
+                            tokio::spawn(serve_connection(incoming, slot, self.peers.clone()));
+                        }
+                        Err(why) => {
+                            let why = match why {
+                                Refusal::Total => "node at its connection limit",
+                                Refusal::PerIp => "address at its per-IP connection limit",
+                            };
+                            info!(%remote, why, "connection refused");
+                            incoming.refuse();
+                        }
+                    }
+                }
+            }
+        }
+        info!("shutting down");
+        self.endpoint
+            .close(CLOSE_NORMAL.into(), b"node shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+    }
+}
+
+async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, peers: PeerTable) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            debug!(%remote, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let Some(peer) = peer_node_id(&conn) else {
+        // The verifier accepted a certificate, so this cannot happen; close
+        // rather than serve an unauthenticated peer.
+        warn!(%remote, "connection without a verifiable peer certificate");
+        conn.close(CLOSE_PROTOCOL_VIOLATION.into(), b"no peer identity");
+        return;
+    };
+    info!(peer = %peer.fmt_short(), %remote, "peer connected");
+    let key = conn.stable_id();
+    peers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, (peer, remote));
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(serve_stream(conn.clone(), peer, send, recv));
+            }
+            Err(e) => {
+                debug!(peer = %peer.fmt_short(), error = %e, "connection ended");
+                break;
+            }
+        }
+    }
+    peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    drop(slot);
+}
+
+async fn serve_stream(
+    conn: quinn::Connection,
+    peer: NodeId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_message(&mut recv)).await {
+        Ok(r) => r,
+        Err(_) => {
+            debug!(peer = %peer.fmt_short(), "request timed out");
+            let _ = recv.stop(0u32.into());
+            let _ = send.reset(0u32.into());
+            return;
+        }
+    };
+    let response = match request {
+        Ok(message) => answer(&conn, message),
+        Err(FrameReadError::Stream(e)) => {
+            debug!(peer = %peer.fmt_short(), error = %e, "stream failed");
+            return;
+        }
+        Err(FrameReadError::Wire(e)) => {
+            let reply = Message::error(e.code(), &e.to_string());
+            if e.is_protocol_violation() {
+                warn!(peer = %peer.fmt_short(), error = %e, "protocol violation; disconnecting");
+                let _ = recv.stop(0u32.into());
+                if write_message(&mut send, &reply).await.is_ok() {
+                    let _ = tokio::time::timeout(ERROR_FLUSH_TIMEOUT, send.stopped()).await;
+                }
+                conn.close(CLOSE_PROTOCOL_VIOLATION.into(), e.to_string().as_bytes());
+                return;
+            }
+            debug!(peer = %peer.fmt_short(), error = %e, "refused request");
+            reply
+        }
+    };
+    if let Err(e) = write_message(&mut send, &response).await {
+        debug!(peer = %peer.fmt_short(), error = %e, "could not answer");
+    }
+}
+
+/// The answer to one well-formed request.
+fn answer(conn: &quinn::Connection, request: Message) -> Message {
+    match request {
+        Message::Ping { nonce } => Message::Pong {
+            nonce,
+            observed: conn.remote_address(),
+        },
+        other => Message::error(
+            ErrorCode::UnexpectedMessage,
+            &format!("not a request: {}", other.name()),
+        ),
+    }
+}
