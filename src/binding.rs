@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn validity_window() {
         let (_, b) = sample();
-        assert!(matches!(b.verify(999), Err(BindingError::NotYetValid { .. })));
+        assert!(matches!(
+            b.verify(999),
+            Err(BindingError::NotYetValid { .. })
+        ));
         assert!(matches!(b.verify(2000), Err(BindingError::Expired { .. })));
     }
 
@@ -254,7 +257,10 @@ mod tests {
     fn wrong_label_and_garbage_are_refused() {
         let (_, b) = sample();
         let wrong = pem::encode(&pem::Pem::new("CERTIFICATE", b.encode()));
-        assert!(matches!(Binding::from_pem(wrong.as_bytes()), Err(BindingError::Pem(_))));
+        assert!(matches!(
+            Binding::from_pem(wrong.as_bytes()),
+            Err(BindingError::Pem(_))
+        ));
         assert!(Binding::decode(&[0x86, 0x01]).is_err());
         assert_eq!(
             Binding::decode(&[0x86, 0x02]),

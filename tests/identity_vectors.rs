@@ -53,7 +53,10 @@ fn aor_keys_match_the_spec_vectors() {
 
 #[test]
 fn repository_copy_matches_the_shared_vectors_when_present() {
-    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/identity-v1.json");
+    let shared = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/vectors/identity-v1.json"
+    );
     if let Ok(text) = std::fs::read_to_string(shared) {
         let shared: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(shared, vectors(), "tests/data copy is stale");

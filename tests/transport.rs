@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use p2psip::identity::{
-    build_ca_certificate, build_self_signed, issue_certificate, IdKind, TrustAnchor,
-    TrustAnchors, VerifyPolicy,
+    build_ca_certificate, build_self_signed, issue_certificate, IdKind, TrustAnchor, TrustAnchors,
+    VerifyPolicy,
 };
 use p2psip::net::{Limits, LocalIdentity, NetError, CLOSE_PROTOCOL_VIOLATION};
 use p2psip::wire::{ErrorCode, Message};
@@ -42,7 +42,10 @@ async fn dial_expecting_another_id_fails() {
     let err = client.connect(node.addr, Some(wrong)).await.unwrap_err();
     assert!(matches!(err, NetError::Connection(_)), "{err}");
     // The right expectation succeeds.
-    let ok = client.connect(node.addr, Some(key(1).public().node_id())).await.unwrap();
+    let ok = client
+        .connect(node.addr, Some(key(1).public().node_id()))
+        .await
+        .unwrap();
     ok.ping().await.unwrap();
 }
 
@@ -50,7 +53,10 @@ async fn dial_expecting_another_id_fails() {
 async fn refused(client: &p2psip::net::Client, addr: std::net::SocketAddr) -> NetError {
     match client.connect(addr, None).await {
         Err(e) => e,
-        Ok(conn) => conn.ping().await.expect_err("the server must refuse this client"),
+        Ok(conn) => conn
+            .ping()
+            .await
+            .expect_err("the server must refuse this client"),
     }
 }
 
@@ -74,14 +80,19 @@ async fn client_without_a_certificate_is_refused() {
     let outcome = async {
         let conn = endpoint.connect(node.addr, "p2psip.invalid")?.await?;
         let (mut send, mut recv) = conn.open_bi().await?;
-        send.write_all(&p2psip::wire::encode_frame(&Message::Ping { nonce: 1 }.encode())?)
-            .await?;
+        send.write_all(&p2psip::wire::encode_frame(
+            &Message::Ping { nonce: 1 }.encode(),
+        )?)
+        .await?;
         send.finish()?;
         recv.read_to_end(1024).await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     }
     .await;
-    assert!(outcome.is_err(), "a client without certificate got an answer");
+    assert!(
+        outcome.is_err(),
+        "a client without certificate got an answer"
+    );
     assert!(node.node.peers().is_empty());
 }
 
@@ -91,7 +102,11 @@ async fn expired_certificate_is_refused() {
     let k = key(2);
     let t = now();
     let (der, _) = build_self_signed(&k, IdKind::Node, t - 10 * DAY, t - DAY).unwrap();
-    let c = client_with(LocalIdentity::with_certificate(&k, der).unwrap(), open(), "127.0.0.1");
+    let c = client_with(
+        LocalIdentity::with_certificate(&k, der).unwrap(),
+        open(),
+        "127.0.0.1",
+    );
     let err = refused(&c, node.addr).await;
     assert!(err.to_string().to_lowercase().contains("expired"), "{err}");
 }
@@ -107,7 +122,10 @@ async fn bad_self_signature_is_refused() {
     let pkcs8 = k.to_pkcs8_der().unwrap().to_vec();
     let id = LocalIdentity::from_der_unchecked(der, pkcs8, k.public().node_id());
     let err = refused(&client_with(id, open(), "127.0.0.1"), node.addr).await;
-    assert!(err.to_string().to_lowercase().contains("signature"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("signature"),
+        "{err}"
+    );
     assert!(node.node.peers().is_empty());
 }
 
@@ -132,19 +150,32 @@ async fn non_ed25519_certificate_is_refused() {
 
 #[tokio::test]
 async fn identity_failing_the_puzzle_is_refused_and_one_solving_it_accepted() {
-    let node = start_node(&key_meeting_puzzle(4), VerifyPolicy::self_certifying(4), Limits::default());
+    let node = start_node(
+        &key_meeting_puzzle(4),
+        VerifyPolicy::self_certifying(4),
+        Limits::default(),
+    );
     let weak = key_failing_puzzle(4);
     let err = refused(&client(&weak, open(), "127.0.0.1"), node.addr).await;
     assert!(err.to_string().contains("puzzle"), "{err}");
     let strong = key_meeting_puzzle(4);
     let c = client(&strong, open(), "127.0.0.1");
-    c.connect(node.addr, None).await.unwrap().ping().await.unwrap();
+    c.connect(node.addr, None)
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn client_refuses_a_server_failing_its_puzzle() {
     let node = start_node(&key_failing_puzzle(4), open(), Limits::default());
-    let c = client(&key_meeting_puzzle(4), VerifyPolicy::self_certifying(4), "127.0.0.1");
+    let c = client(
+        &key_meeting_puzzle(4),
+        VerifyPolicy::self_certifying(4),
+        "127.0.0.1",
+    );
     let err = c.connect(node.addr, None).await.unwrap_err();
     assert!(err.to_string().contains("puzzle"), "{err}");
 }
@@ -160,12 +191,21 @@ async fn enrolled_overlay_accepts_its_ca_and_refuses_another() {
     let (ca_key, ca_der) = ca(50, "Overlay A");
     let (other_key, other_der) = ca(51, "Overlay B");
     let mut anchors = TrustAnchors::default();
-    anchors.push(TrustAnchor::from_der(&ca_der).unwrap()).unwrap();
+    anchors
+        .push(TrustAnchor::from_der(&ca_der).unwrap())
+        .unwrap();
     let policy = VerifyPolicy::enrolled(anchors, 0);
     let enrolled = |node: &p2psip::identity::SecretKey, ca_key, ca_der: &[u8]| {
-        let (der, _) =
-            issue_certificate(ca_key, ca_der, &node.public(), IdKind::Node, None, t - 60, t + DAY)
-                .unwrap();
+        let (der, _) = issue_certificate(
+            ca_key,
+            ca_der,
+            &node.public(),
+            IdKind::Node,
+            None,
+            t - 60,
+            t + DAY,
+        )
+        .unwrap();
         LocalIdentity::with_certificate(node, der).unwrap()
     };
     let server = start_node_with(
@@ -174,12 +214,20 @@ async fn enrolled_overlay_accepts_its_ca_and_refuses_another() {
         Limits::default(),
         "127.0.0.1:0".parse().unwrap(),
     );
-    let good = client_with(enrolled(&key(2), &ca_key, &ca_der), policy.clone(), "127.0.0.1");
+    let good = client_with(
+        enrolled(&key(2), &ca_key, &ca_der),
+        policy.clone(),
+        "127.0.0.1",
+    );
     let good_conn = good.connect(server.addr, None).await.unwrap();
     let pong = good_conn.ping().await.unwrap();
     assert_eq!(pong.peer, key(1).public().node_id());
 
-    let foreign = client_with(enrolled(&key(3), &other_key, &other_der), policy.clone(), "127.0.0.1");
+    let foreign = client_with(
+        enrolled(&key(3), &other_key, &other_der),
+        policy.clone(),
+        "127.0.0.1",
+    );
     let err = refused(&foreign, server.addr).await;
     assert!(err.to_string().to_lowercase().contains("issuer"), "{err}");
 
@@ -236,13 +284,18 @@ async fn assert_violation_disconnects(bad: &[u8], expected: ErrorCode) {
     for _ in 0..5 {
         honest_conn.ping().await.unwrap();
     }
-    eventually("attacker removed from the peer table", || node.node.peers().len() == 1).await;
+    eventually("attacker removed from the peer table", || {
+        node.node.peers().len() == 1
+    })
+    .await;
     node.stop().await;
 }
 
 #[tokio::test]
 async fn oversized_frame_disconnects_only_the_offender() {
-    let mut bad = (p2psip::limits::MAX_FRAME_LEN as u32 + 1).to_be_bytes().to_vec();
+    let mut bad = (p2psip::limits::MAX_FRAME_LEN as u32 + 1)
+        .to_be_bytes()
+        .to_vec();
     bad.extend_from_slice(&[0u8; 16]);
     assert_violation_disconnects(&bad, ErrorCode::FrameTooLarge).await;
 }
@@ -269,20 +322,38 @@ async fn unknown_message_type_gets_an_error_but_no_disconnect() {
     let answer = send_raw(conn.connection(), &frame).await.unwrap();
     assert!(matches!(
         decode_answer(&answer),
-        Message::Error { code: ErrorCode::UnknownMessageType, .. }
+        Message::Error {
+            code: ErrorCode::UnknownMessageType,
+            ..
+        }
     ));
     // A Pong is not a request.
     let err = conn
-        .request(&Message::Pong { nonce: 1, observed: "127.0.0.1:1".parse().unwrap() })
+        .request(&Message::Pong {
+            nonce: 1,
+            observed: "127.0.0.1:1".parse().unwrap(),
+        })
         .await
         .unwrap_err();
-    assert!(matches!(err, NetError::Remote { code: ErrorCode::UnexpectedMessage, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            NetError::Remote {
+                code: ErrorCode::UnexpectedMessage,
+                ..
+            }
+        ),
+        "{err}"
+    );
     conn.ping().await.unwrap();
 }
 
 #[tokio::test]
 async fn per_ip_limit_refuses_one_address_while_another_connects() {
-    let limits = Limits { max_connections_per_ip: 2, ..Limits::default() };
+    let limits = Limits {
+        max_connections_per_ip: 2,
+        ..Limits::default()
+    };
     let node = start_node(&key(1), open(), limits);
     let mut held = Vec::new();
     for i in 0..2u8 {
@@ -303,12 +374,21 @@ async fn per_ip_limit_refuses_one_address_while_another_connects() {
     c.close().await;
     eventually("slot released", || node.node.connections() == 2).await;
     let again = client(&key(14), open(), "127.0.0.2");
-    again.connect(node.addr, None).await.unwrap().ping().await.unwrap();
+    again
+        .connect(node.addr, None)
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn total_limit_refuses_everyone_beyond_it() {
-    let limits = Limits { max_connections: 1, ..Limits::default() };
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
     let node = start_node(&key(1), open(), limits);
     let first = client(&key(2), open(), "127.0.0.2");
     let conn = first.connect(node.addr, None).await.unwrap();

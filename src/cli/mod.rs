@@ -1,1 +1,136 @@
-//! stub
+//! The `p2psip` command line. The commands, flags and JSON fields here are
+//! a contract that scripts rely on: change them only compatibly.
+
+mod ca;
+mod files;
+mod identity;
+mod node;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// A failed command: one line, printed as `p2psip: error: ...`.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+/// The result of a command.
+pub type CliResult = Result<(), CliError>;
+
+/// p2psip: a hardened peer-to-peer SIP overlay node.
+#[derive(Debug, Parser)]
+#[command(name = "p2psip", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, show, verify and bind identities.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Run an overlay CA for closed (enrolled) overlays.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Ping a node over mutually authenticated QUIC.
+    Ping(node::PingArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum IdentityCommand {
+    /// Create an identity: DIR/identity.key (0600) and DIR/identity.pem.
+    New(identity::NewArgs),
+    /// Show the identity in DIR.
+    Show(identity::ShowArgs),
+    /// Verify a certificate against the identity rules; print its id.
+    Verify(identity::VerifyArgs),
+    /// Sign a binding: the user in --user-dir vouches for the node in --node-dir.
+    Bind(identity::BindArgs),
+    /// Verify a binding file; print the user and node ids.
+    VerifyBinding(identity::VerifyBindingArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create an overlay CA: DIR/ca.key (0600) and DIR/ca.pem (the trust anchor).
+    Init(ca::InitArgs),
+    /// Issue a node or user certificate from the subject's public certificate.
+    Issue(ca::IssueArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCommand {
+    /// Run a node until SIGINT or SIGTERM.
+    Run(node::RunArgs),
+}
+
+/// `--json`, shared by the commands whose output machines read.
+#[derive(Debug, Args, Clone, Copy)]
+pub(crate) struct JsonFlag {
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--difficulty N`.
+pub(crate) fn parse_difficulty(s: &str) -> Result<u8, String> {
+    let d: u8 = s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not a number of bits (0..={})",
+            crate::limits::MAX_ID_DIFFICULTY
+        )
+    })?;
+    if d > crate::limits::MAX_ID_DIFFICULTY {
+        return Err(format!(
+            "difficulty {d} is above the maximum of {} bits",
+            crate::limits::MAX_ID_DIFFICULTY
+        ));
+    }
+    Ok(d)
+}
+
+/// `--ca ANCHOR.pem`, repeatable.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct AnchorArgs {
+    /// Trust anchor (overlay CA certificate, PEM); repeatable. With it,
+    /// only certificates issued by an anchor are accepted (enrolled mode).
+    #[arg(long = "ca", value_name = "ANCHOR.pem")]
+    anchors: Vec<PathBuf>,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Identity(c) => match c {
+            IdentityCommand::New(a) => identity::new(a),
+            IdentityCommand::Show(a) => identity::show(a),
+            IdentityCommand::Verify(a) => identity::verify(a),
+            IdentityCommand::Bind(a) => identity::bind(a),
+            IdentityCommand::VerifyBinding(a) => identity::verify_binding(a),
+        },
+        Command::Ca(c) => match c {
+            CaCommand::Init(a) => ca::init(a),
+            CaCommand::Issue(a) => ca::issue(a),
+        },
+        Command::Node(NodeCommand::Run(a)) => node::run(a),
+        Command::Ping(a) => node::ping(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(CliError(reason)) => {
+            let line = reason.replace('\n', " ");
+            eprintln!("p2psip: error: {line}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -13,8 +13,8 @@
 //!   User certificates also carry the SIP address-of-record they bind.
 //!
 //! In both modes: X.509 v3, Ed25519 key and signature only (OID
-//! 1.3.101.112), no trailing bytes, inside the validity window, no unknown
-//! critical extension, and a leaf is never a CA.
+//! 1.3.101.112), no trailing bytes, inside the validity window, and no
+//! unknown critical extension. In enrolled mode a leaf is never a CA.
 
 use super::{IdKind, NodeId, PublicKey, SecretKey, UserId};
 use crate::limits::MAX_TRUST_ANCHORS;
@@ -103,7 +103,9 @@ pub enum CertError {
     #[error("certificate not issued by any configured trust anchor")]
     UnknownIssuer,
     /// An issued certificate does not carry its id.
-    #[error("issued certificate carries no p2psip id (subjectAltName URI p2psip:node:/p2psip:user:)")]
+    #[error(
+        "issued certificate carries no p2psip id (subjectAltName URI p2psip:node:/p2psip:user:)"
+    )]
     MissingId,
     /// The id carried by an issued certificate is not the id of its key.
     #[error("the id the certificate carries is not the id of its key")]
@@ -302,15 +304,18 @@ impl VerifyPolicy {
             cert.validity().not_after.timestamp(),
             now,
         )?;
-        if is_ca(&cert)? {
-            return Err(CertError::IsCa);
-        }
         let (kind, enrolled, sip_names) = match &self.anchors {
+            // A self-signed certificate may carry CA:TRUE (`openssl req
+            // -x509` sets it by default); with chains refused it grants
+            // nothing, so self-certifying mode ignores it.
             None => {
                 check_signature(&cert, &key, "not self-signed by the certificate's own key")?;
                 (self_signed_kind(&cert), false, Vec::new())
             }
             Some(anchors) => {
+                if is_ca(&cert)? {
+                    return Err(CertError::IsCa);
+                }
                 let anchor = anchors
                     .iter()
                     .find(|a| a.subject == cert.issuer().as_raw())
@@ -610,7 +615,9 @@ pub fn build_self_signed(
 ) -> Result<(Vec<u8>, String), CertError> {
     let id = kind.derive(&key.public());
     let params = leaf_params(kind, id, not_before, not_after)?;
-    let cert = params.self_signed(&RcgenSigner::new(key)).map_err(build_err)?;
+    let cert = params
+        .self_signed(&RcgenSigner::new(key))
+        .map_err(build_err)?;
     Ok((cert.der().to_vec(), cert.pem()))
 }
 
@@ -628,7 +635,9 @@ pub fn build_ca_certificate(
         rcgen::KeyUsagePurpose::CrlSign,
         rcgen::KeyUsagePurpose::DigitalSignature,
     ];
-    let cert = params.self_signed(&RcgenSigner::new(key)).map_err(build_err)?;
+    let cert = params
+        .self_signed(&RcgenSigner::new(key))
+        .map_err(build_err)?;
     Ok((cert.der().to_vec(), cert.pem()))
 }
 
@@ -658,16 +667,20 @@ pub fn issue_certificate(
             params.subject_alt_names.push(rcgen::SanType::URI(uri));
         }
         (IdKind::User, None) => {
-            return Err(CertError::Build("a user certificate needs a SIP name".into()))
+            return Err(CertError::Build(
+                "a user certificate needs a SIP name".into(),
+            ))
         }
         (IdKind::Node, Some(_)) => {
-            return Err(CertError::Build("a node certificate carries no SIP name".into()))
+            return Err(CertError::Build(
+                "a node certificate carries no SIP name".into(),
+            ))
         }
         (IdKind::Node, None) => {}
     }
     let signer = RcgenSigner::new(ca_key);
-    let issuer = rcgen::Issuer::from_ca_cert_der(&ca_der.to_vec().into(), &signer)
-        .map_err(build_err)?;
+    let issuer =
+        rcgen::Issuer::from_ca_cert_der(&ca_der.to_vec().into(), &signer).map_err(build_err)?;
     let cert = params
         .signed_by(&RcgenPublic(*subject.as_bytes()), &issuer)
         .map_err(build_err)?;
@@ -713,8 +726,14 @@ mod tests {
     fn validity_window_is_enforced_at_both_ends() {
         let (der, _) = build_self_signed(&key(1), IdKind::Node, NOW, NOW + DAY).unwrap();
         let p = VerifyPolicy::self_certifying(0);
-        assert!(matches!(p.verify(&der, NOW - 1), Err(CertError::NotYetValid { .. })));
-        assert!(matches!(p.verify(&der, NOW + DAY + 1), Err(CertError::Expired { .. })));
+        assert!(matches!(
+            p.verify(&der, NOW - 1),
+            Err(CertError::NotYetValid { .. })
+        ));
+        assert!(matches!(
+            p.verify(&der, NOW + DAY + 1),
+            Err(CertError::Expired { .. })
+        ));
         assert!(p.verify(&der, NOW + DAY).is_ok());
     }
 
@@ -749,8 +768,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_refused() {
-        let (mut der, _) =
-            build_self_signed(&key(1), IdKind::Node, NOW - DAY, NOW + DAY).unwrap();
+        let (mut der, _) = build_self_signed(&key(1), IdKind::Node, NOW - DAY, NOW + DAY).unwrap();
         der.push(0);
         assert_eq!(
             VerifyPolicy::self_certifying(0).verify(&der, NOW),
@@ -772,10 +790,15 @@ mod tests {
         let (other_key, other_der, _) = ca(11, "Overlay B");
         let node = key(20).public();
         let (good, _) =
-            issue_certificate(&ca_key, &ca_der, &node, IdKind::Node, None, NOW, NOW + DAY)
-                .unwrap();
+            issue_certificate(&ca_key, &ca_der, &node, IdKind::Node, None, NOW, NOW + DAY).unwrap();
         let (foreign, _) = issue_certificate(
-            &other_key, &other_der, &node, IdKind::Node, None, NOW, NOW + DAY,
+            &other_key,
+            &other_der,
+            &node,
+            IdKind::Node,
+            None,
+            NOW,
+            NOW + DAY,
         )
         .unwrap();
         let policy = VerifyPolicy::enrolled(anchors, 0);
@@ -784,7 +807,10 @@ mod tests {
         // A self-signed certificate is not enough in an enrolled overlay.
         let (selfsigned, _) =
             build_self_signed(&key(20), IdKind::Node, NOW - DAY, NOW + DAY).unwrap();
-        assert_eq!(policy.verify(&selfsigned, NOW), Err(CertError::UnknownIssuer));
+        assert_eq!(
+            policy.verify(&selfsigned, NOW),
+            Err(CertError::UnknownIssuer)
+        );
         // The CA certificate itself is not a node certificate.
         assert_eq!(policy.verify(&ca_der, NOW), Err(CertError::IsCa));
     }
@@ -823,7 +849,9 @@ mod tests {
             NOW + DAY,
         )
         .unwrap();
-        let v = VerifyPolicy::enrolled(anchors, 0).verify(&cert, NOW).unwrap();
+        let v = VerifyPolicy::enrolled(anchors, 0)
+            .verify(&cert, NOW)
+            .unwrap();
         assert_eq!(v.user_id(), Some(user.user_id()));
         assert_eq!(v.sip_names, vec!["sip:alice@example.org".to_string()]);
         assert!(v.enrolled);

@@ -200,8 +200,11 @@ mod tests {
     fn garbage_and_directories_are_refused_without_panicking() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity.key");
-        std::fs::write(&path, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(matches!(
             load_secret_key(&path),

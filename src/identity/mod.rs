@@ -21,9 +21,9 @@ mod keyfile;
 mod keygen;
 
 pub use cert::{
-    build_ca_certificate, build_self_signed, certificate_public_key, issue_certificate, pem_certificates, CertError,
-    TrustAnchor, TrustAnchors, VerifiedCertificate, VerifyPolicy, NODE_ID_URI_PREFIX,
-    USER_ID_URI_PREFIX,
+    build_ca_certificate, build_self_signed, certificate_public_key, issue_certificate,
+    pem_certificates, CertError, TrustAnchor, TrustAnchors, VerifiedCertificate, VerifyPolicy,
+    NODE_ID_URI_PREFIX, USER_ID_URI_PREFIX,
 };
 pub use keyfile::{load_secret_key, write_secret_key, KeyFileError};
 pub use keygen::{generate, GenerateProgress};
@@ -304,7 +304,11 @@ impl SecretKey {
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretKey(public: {})", hex::encode(self.public().as_bytes()))
+        write!(
+            f,
+            "SecretKey(public: {})",
+            hex::encode(self.public().as_bytes())
+        )
     }
 }
 
@@ -339,8 +343,14 @@ mod tests {
         // The identity point encodes as 0x01 followed by zeros: small order.
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        assert_eq!(PublicKey::from_bytes(&identity), Err(IdError::InvalidPublicKey));
-        assert_eq!(PublicKey::from_slice(&[0u8; 31]), Err(IdError::InvalidPublicKey));
+        assert_eq!(
+            PublicKey::from_bytes(&identity),
+            Err(IdError::InvalidPublicKey)
+        );
+        assert_eq!(
+            PublicKey::from_slice(&[0u8; 31]),
+            Err(IdError::InvalidPublicKey)
+        );
     }
 
     #[test]

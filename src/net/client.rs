@@ -38,10 +38,8 @@ impl Client {
         identity: LocalIdentity,
         policy: VerifyPolicy,
     ) -> Result<Self, NetError> {
-        let endpoint = quinn::Endpoint::client(bind).map_err(|source| NetError::Bind {
-            addr: bind,
-            source,
-        })?;
+        let endpoint = quinn::Endpoint::client(bind)
+            .map_err(|source| NetError::Bind { addr: bind, source })?;
         Ok(Self {
             endpoint,
             identity,

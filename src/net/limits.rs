@@ -170,13 +170,15 @@ mod tests {
         let l = limiter(10, 1);
         let _a = l.try_acquire("2001:db8::1".parse().unwrap()).unwrap();
         assert_eq!(
-            l.try_acquire("2001:db8::ffff:2".parse().unwrap()).unwrap_err(),
+            l.try_acquire("2001:db8::ffff:2".parse().unwrap())
+                .unwrap_err(),
             Refusal::PerIp
         );
         assert!(l.try_acquire("2001:db8:0:1::1".parse().unwrap()).is_ok());
         let _v4 = l.try_acquire("192.0.2.1".parse().unwrap()).unwrap();
         assert_eq!(
-            l.try_acquire("::ffff:192.0.2.1".parse().unwrap()).unwrap_err(),
+            l.try_acquire("::ffff:192.0.2.1".parse().unwrap())
+                .unwrap_err(),
             Refusal::PerIp
         );
     }

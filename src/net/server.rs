@@ -66,10 +66,12 @@ type PeerTable = Arc<Mutex<HashMap<usize, (NodeId, SocketAddr)>>>;
 impl Node {
     /// Binds the UDP socket at `listen` and prepares the endpoint.
     pub fn bind(config: NodeConfig, listen: SocketAddr) -> Result<Self, NetError> {
-        let endpoint = quinn::Endpoint::server(Self::quinn_config(&config)?, listen)
-            .map_err(|source| NetError::Bind {
-                addr: listen,
-                source,
+        let endpoint =
+            quinn::Endpoint::server(Self::quinn_config(&config)?, listen).map_err(|source| {
+                NetError::Bind {
+                    addr: listen,
+                    source,
+                }
             })?;
         Ok(Self {
             endpoint,
@@ -94,7 +96,8 @@ impl Node {
     /// Replaces the certificate (and policy) for new connections, for
     /// instance to rotate a self-signed certificate before it expires.
     pub fn reconfigure(&self, config: &NodeConfig) -> Result<(), NetError> {
-        self.endpoint.set_server_config(Some(Self::quinn_config(config)?));
+        self.endpoint
+            .set_server_config(Some(Self::quinn_config(config)?));
         Ok(())
     }
 

@@ -10,15 +10,12 @@
 //! made.
 
 use crate::identity::{
-    build_self_signed, certificate_public_key, CertError, IdKind, NodeId, SecretKey,
-    VerifyPolicy,
+    build_self_signed, certificate_public_key, CertError, IdKind, NodeId, SecretKey, VerifyPolicy,
 };
 use crate::limits::{CLOCK_SKEW_ALLOWANCE, SELF_SIGNED_VALIDITY};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{
-    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime,
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, PeerMisbehaved, SignatureScheme,
@@ -137,9 +134,10 @@ impl PeerVerifier {
             self.policy
                 .verify_node(end_entity.as_ref(), now)
                 .and_then(|id| match self.expected {
-                    Some(expected) if expected != id => {
-                        Err(CertError::UnexpectedId { expected, found: id })
-                    }
+                    Some(expected) if expected != id => Err(CertError::UnexpectedId {
+                        expected,
+                        found: id,
+                    }),
                     _ => Ok(id),
                 })
         } else {

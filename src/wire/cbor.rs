@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn indefinite_arrays_are_refused() {
-        assert_eq!(Reader::new(&[0x9f, 0x01, 0xff]).array(), Err(WireError::Indefinite));
+        assert_eq!(
+            Reader::new(&[0x9f, 0x01, 0xff]).array(),
+            Err(WireError::Indefinite)
+        );
     }
 
     #[test]

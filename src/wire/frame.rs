@@ -92,6 +92,9 @@ mod tests {
     fn truncated_input_is_reported_not_panicked() {
         assert_eq!(decode_frame(b""), Err(WireError::Truncated));
         assert_eq!(decode_frame(b"\x00\x00"), Err(WireError::Truncated));
-        assert_eq!(decode_frame(b"\x00\x00\x00\x05hell"), Err(WireError::Truncated));
+        assert_eq!(
+            decode_frame(b"\x00\x00\x00\x05hell"),
+            Err(WireError::Truncated)
+        );
     }
 }

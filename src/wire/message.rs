@@ -132,11 +132,9 @@ impl Message {
                         .u16(observed.port())
                 })
             }
-            Message::Error { code, reason } => e.array(3).and_then(|e| {
-                e.u64(TYPE_ERROR)?
-                    .u16(code.to_u16())?
-                    .str(reason)
-            }),
+            Message::Error { code, reason } => e
+                .array(3)
+                .and_then(|e| e.u64(TYPE_ERROR)?.u16(code.to_u16())?.str(reason)),
         };
         e.into_writer()
     }
@@ -211,7 +209,10 @@ mod tests {
             nonce: 0x0123_4567_89ab_cdef,
             observed: "127.0.0.1:4433".parse().unwrap(),
         };
-        assert_eq!(pong.encode(), hex("84 02 1b 0123456789abcdef 44 7f000001 19 1151"));
+        assert_eq!(
+            pong.encode(),
+            hex("84 02 1b 0123456789abcdef 44 7f000001 19 1151")
+        );
         let err = Message::error(ErrorCode::MalformedMessage, "bad");
         assert_eq!(err.encode(), hex("83 03 02 63 626164"));
         for m in [ping, pong, err] {
@@ -238,9 +239,15 @@ mod tests {
             Message::decode(&hex("83 01 00 00")),
             Err(WireError::WrongArity { .. })
         ));
-        assert_eq!(Message::decode(&hex("82 01 00 00")), Err(WireError::TrailingBytes));
+        assert_eq!(
+            Message::decode(&hex("82 01 00 00")),
+            Err(WireError::TrailingBytes)
+        );
         assert_eq!(Message::decode(&hex("82 01")), Err(WireError::Truncated));
-        assert_eq!(Message::decode(&hex("9f 01 00 ff")), Err(WireError::Indefinite));
+        assert_eq!(
+            Message::decode(&hex("9f 01 00 ff")),
+            Err(WireError::Indefinite)
+        );
         // Pong with a 5-byte address.
         assert_eq!(
             Message::decode(&hex("84 02 00 45 0000000000 00")),
@@ -261,8 +268,14 @@ mod tests {
     #[test]
     fn non_shortest_integers_are_refused() {
         // nonce 5 written in one extra byte.
-        assert_eq!(Message::decode(&hex("82 01 18 05")), Err(WireError::NonCanonical));
-        assert_eq!(Message::decode(&hex("82 01 05")), Ok(Message::Ping { nonce: 5 }));
+        assert_eq!(
+            Message::decode(&hex("82 01 18 05")),
+            Err(WireError::NonCanonical)
+        );
+        assert_eq!(
+            Message::decode(&hex("82 01 05")),
+            Ok(Message::Ping { nonce: 5 })
+        );
     }
 
     #[test]

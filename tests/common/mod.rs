@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use p2psip::identity::{IdKind, SecretKey, VerifyPolicy};
-use p2psip::net::{Client, LocalIdentity, Limits, Node, NodeConfig};
+use p2psip::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -49,7 +49,13 @@ pub fn key_failing_puzzle(bits: u32) -> SecretKey {
 
 /// A key whose node id has at least `bits` puzzle bits.
 pub fn key_meeting_puzzle(bits: u8) -> SecretKey {
-    p2psip::identity::generate(IdKind::Node, bits, 1, std::time::Duration::from_secs(600), &mut |_| {})
+    p2psip::identity::generate(
+        IdKind::Node,
+        bits,
+        1,
+        std::time::Duration::from_secs(600),
+        &mut |_| {},
+    )
 }
 
 pub fn now() -> i64 {

@@ -1,0 +1,203 @@
+//! The on-disk layout the CLI reads and writes, and the helpers shared by
+//! its commands.
+//!
+//! ```text
+//! identity dir:  identity.key  (0600, PKCS#8 PEM)  identity.pem (self-signed)
+//!                enrolled.pem  (optional: certificate issued by an overlay CA)
+//! CA dir:        ca.key        (0600, PKCS#8 PEM)  ca.pem       (trust anchor)
+//! ```
+
+use super::CliError;
+use crate::identity::{
+    generate, load_secret_key, pem_certificates, IdKind, SecretKey, TrustAnchors,
+    VerifiedCertificate, VerifyPolicy,
+};
+use crate::limits::MAX_PEM_FILE_LEN;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Secret key of an identity directory.
+pub const IDENTITY_KEY: &str = "identity.key";
+/// Self-signed certificate of an identity directory.
+pub const IDENTITY_CERT: &str = "identity.pem";
+/// CA-issued certificate of an identity directory (enrolled overlays).
+pub const ENROLLED_CERT: &str = "enrolled.pem";
+/// Secret key of a CA directory.
+pub const CA_KEY: &str = "ca.key";
+/// Certificate (trust anchor) of a CA directory.
+pub const CA_CERT: &str = "ca.pem";
+
+/// Creates `dir` (and parents) owner-only if it does not exist.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), CliError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CliError(format!("{}: cannot create directory: {e}", dir.display())))
+}
+
+/// Reads a file of at most [`MAX_PEM_FILE_LEN`] bytes.
+pub fn read_small_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    let f = std::fs::File::open(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    let mut buf = Vec::new();
+    f.take(MAX_PEM_FILE_LEN + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    if buf.len() as u64 > MAX_PEM_FILE_LEN {
+        return Err(CliError(format!(
+            "{}: larger than {MAX_PEM_FILE_LEN} bytes; not a certificate file",
+            path.display()
+        )));
+    }
+    Ok(buf)
+}
+
+/// Reads the single certificate of a PEM file, as DER.
+pub fn read_certificate(path: &Path) -> Result<Vec<u8>, CliError> {
+    let text = read_small_file(path)?;
+    let mut certs =
+        pem_certificates(&text).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    if certs.len() != 1 {
+        return Err(CliError(format!(
+            "{}: holds {} certificates; expected exactly one",
+            path.display(),
+            certs.len()
+        )));
+    }
+    Ok(certs.remove(0))
+}
+
+/// Writes a public file (certificate, binding) atomically: a temporary file
+/// beside it, then a rename. With `overwrite` false an existing file is
+/// an error.
+pub fn write_public_file(path: &Path, contents: &[u8], overwrite: bool) -> Result<(), CliError> {
+    if !overwrite && path.exists() {
+        return Err(CliError(format!(
+            "{}: already exists; refusing to overwrite",
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".p2psip-tmp-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+/// An identity directory's key and what its certificate says.
+pub struct Identity {
+    /// The secret key.
+    pub key: SecretKey,
+    /// The verified self-signed certificate.
+    pub cert: VerifiedCertificate,
+}
+
+/// Loads `dir/identity.key` and `dir/identity.pem` and checks they match.
+pub fn load_identity(dir: &Path) -> Result<Identity, CliError> {
+    let key_path = dir.join(IDENTITY_KEY);
+    if !key_path.exists() {
+        return Err(CliError(format!(
+            "{}: no identity here; create one with `p2psip identity new --dir {}`",
+            key_path.display(),
+            dir.display()
+        )));
+    }
+    let key = load_secret_key(&key_path)?;
+    let cert_path = dir.join(IDENTITY_CERT);
+    let der = read_certificate(&cert_path)?;
+    let cert = VerifyPolicy::self_certifying(0)
+        .verify(&der, crate::unix_now())
+        .map_err(|e| CliError(format!("{}: {e}", cert_path.display())))?;
+    if cert.public_key != key.public() {
+        return Err(CliError(format!(
+            "{} is not the certificate of {}",
+            cert_path.display(),
+            key_path.display()
+        )));
+    }
+    Ok(Identity { key, cert })
+}
+
+/// Loads `dir` and requires it to hold a `kind` identity.
+pub fn load_identity_of_kind(dir: &Path, kind: IdKind) -> Result<Identity, CliError> {
+    let id = load_identity(dir)?;
+    if id.cert.kind != kind {
+        return Err(CliError(format!(
+            "{}: holds a {} identity, a {kind} identity is needed here",
+            dir.display(),
+            id.cert.kind
+        )));
+    }
+    Ok(id)
+}
+
+/// Loads trust anchors from PEM files.
+pub fn load_anchors(paths: &[PathBuf]) -> Result<TrustAnchors, CliError> {
+    let mut anchors = TrustAnchors::default();
+    for path in paths {
+        let text = read_small_file(path)?;
+        anchors
+            .add_pem(&text)
+            .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    }
+    Ok(anchors)
+}
+
+/// Generates a `kind` key meeting `difficulty` on every core, showing
+/// progress on stderr when it is a terminal and the search takes a while.
+pub fn generate_key(kind: IdKind, difficulty: u8) -> SecretKey {
+    let start = Instant::now();
+    let show = std::io::stderr().is_terminal();
+    let mut shown = false;
+    let key = generate(kind, difficulty, 0, Duration::from_millis(500), &mut |p| {
+        if !show || start.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        shown = true;
+        let rate = p.attempts as f64 / start.elapsed().as_secs_f64().max(0.001);
+        eprint!(
+            "\rsearching for a {kind} id with {difficulty} leading zero bits: {} keys tried \
+             ({:.0}% of the expected {}), {:.0} keys/s   ",
+            p.attempts,
+            100.0 * p.attempts as f64 / p.expected as f64,
+            p.expected,
+            rate
+        );
+    });
+    if shown {
+        eprintln!(
+            "\rfound after {:.1} s{:60}",
+            start.elapsed().as_secs_f64(),
+            ""
+        );
+    }
+    key
+}
+
+/// Prints a JSON value on stdout.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}

@@ -1,0 +1,334 @@
+//! `p2psip node run` and `p2psip ping`.
+
+use super::files::{
+    generate_key, load_anchors, load_identity_of_kind, print_json, read_certificate, ENROLLED_CERT,
+};
+use super::{parse_difficulty, AnchorArgs, CliError, CliResult, JsonFlag};
+use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
+use crate::limits::DEFAULT_ID_DIFFICULTY;
+use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
+use clap::Args;
+use serde_json::json;
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// How often a running node rebuilds its self-signed certificate. Well
+/// inside its validity, so that peers never see an expired one.
+const CERT_ROTATION: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The node's identity directory (identity.key, identity.pem).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// UDP address to listen on, e.g. 127.0.0.1:4433 or [::1]:4433.
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Leading zero bits required of every peer's SHA-256(NodeId).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ID_DIFFICULTY, value_parser = parse_difficulty)]
+    difficulty: u8,
+    #[command(flatten)]
+    anchors: AnchorArgs,
+    /// The node's CA-issued certificate in enrolled mode (default DIR/enrolled.pem).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// Maximum simultaneous inbound connections.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Maximum simultaneous inbound connections per IPv4 address / IPv6 /64.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Maximum concurrent requests (streams) per connection.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_connection)]
+    max_streams: u32,
+    /// Idle timeout of a connection, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
+}
+
+/// The identity and policy a node or client uses, from the flags.
+fn local_side(
+    key: &SecretKey,
+    dir: Option<&Path>,
+    anchors: &AnchorArgs,
+    cert: Option<&Path>,
+    difficulty: u8,
+) -> Result<(LocalIdentity, VerifyPolicy), CliError> {
+    if anchors.anchors.is_empty() {
+        let identity = LocalIdentity::self_signed(key, crate::unix_now())?;
+        return Ok((identity, VerifyPolicy::self_certifying(difficulty)));
+    }
+    let policy = VerifyPolicy::enrolled(load_anchors(&anchors.anchors)?, difficulty);
+    let cert_path = match (cert, dir) {
+        (Some(c), _) => c.to_path_buf(),
+        (None, Some(d)) => d.join(ENROLLED_CERT),
+        (None, None) => {
+            return Err(CliError(
+                "enrolled mode (--ca) needs --dir with an enrolled certificate".into(),
+            ))
+        }
+    };
+    if !cert_path.exists() {
+        return Err(CliError(format!(
+            "{}: missing; in enrolled mode (--ca) the node presents a certificate issued by the \
+             overlay CA: `p2psip ca issue --ca CA_DIR --node-dir DIR --out {}`",
+            cert_path.display(),
+            cert_path.display()
+        )));
+    }
+    let der = read_certificate(&cert_path)?;
+    // Refuse to start with a certificate the overlay's peers would refuse.
+    policy
+        .verify_node(&der, crate::unix_now())
+        .map_err(|e| CliError(format!("{}: {e}", cert_path.display())))?;
+    let identity = LocalIdentity::with_certificate(key, der)
+        .map_err(|e| CliError(format!("{}: {e}", cert_path.display())))?;
+    Ok((identity, policy))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError(format!("cannot start the async runtime: {e}")))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        _ = term.recv() => info!("SIGTERM received"),
+    }
+}
+
+pub fn run(a: RunArgs) -> CliResult {
+    init_logging();
+    let id = load_identity_of_kind(&a.dir, IdKind::Node)?;
+    let node_id = id.key.public().node_id();
+    if node_id.puzzle_bits() < u32::from(a.difficulty) {
+        return Err(CliError(format!(
+            "this node's id has {} leading zero bits but --difficulty requires {}; peers would \
+             refuse it. Create an identity with `p2psip identity new --difficulty {}`",
+            node_id.puzzle_bits(),
+            a.difficulty,
+            a.difficulty
+        )));
+    }
+    let limits = Limits {
+        max_connections: a.max_connections.max(1),
+        max_connections_per_ip: a.max_connections_per_ip.max(1),
+        max_streams_per_connection: a.max_streams.max(1),
+        idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
+    };
+    let self_certifying = a.anchors.anchors.is_empty();
+    let (identity, policy) = local_side(
+        &id.key,
+        Some(&a.dir),
+        &a.anchors,
+        a.cert.as_deref(),
+        a.difficulty,
+    )?;
+    let mut config = NodeConfig {
+        identity,
+        policy,
+        limits,
+    };
+    runtime()?.block_on(async move {
+        let node = Node::bind(config.clone(), a.listen)?;
+        let addr = node.local_addr()?;
+        info!(id = %node_id, %addr, difficulty = a.difficulty,
+              mode = if self_certifying { "self-certifying" } else { "enrolled" }, "node listening");
+        println!("p2psip node {node_id} listening on {addr}");
+        let _ = std::io::stdout().flush();
+        let rotation = async {
+            if !self_certifying {
+                return std::future::pending::<()>().await;
+            }
+            loop {
+                tokio::time::sleep(CERT_ROTATION).await;
+                match LocalIdentity::self_signed(&id.key, crate::unix_now()) {
+                    Ok(fresh) => {
+                        config.identity = fresh;
+                        match node.reconfigure(&config) {
+                            Ok(()) => info!("rotated the self-signed certificate"),
+                            Err(e) => warn!(error = %e, "certificate rotation failed"),
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "certificate rotation failed"),
+                }
+            }
+        };
+        tokio::select! {
+            _ = node.run(shutdown_signal()) => {}
+            _ = rotation => {}
+        }
+        info!("stopped");
+        Ok::<(), CliError>(())
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct PingArgs {
+    /// The node's address, e.g. 127.0.0.1:4433.
+    #[arg(value_name = "ADDR")]
+    addr: String,
+    /// Refuse the node unless its authenticated id is this one (64 hex).
+    #[arg(long, value_name = "HEX")]
+    expect_id: Option<NodeId>,
+    /// Identity directory to connect as; without it a throwaway identity
+    /// meeting --difficulty is created.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Leading zero bits required of the node's id (and of a throwaway identity).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ID_DIFFICULTY, value_parser = parse_difficulty)]
+    difficulty: u8,
+    /// Number of pings.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    count: u32,
+    /// Pause between pings, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    interval_ms: u64,
+    #[command(flatten)]
+    anchors: AnchorArgs,
+    /// This side's CA-issued certificate in enrolled mode (default DIR/enrolled.pem).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+pub fn ping(a: PingArgs) -> CliResult {
+    init_logging_quiet();
+    let addr = a
+        .addr
+        .to_socket_addrs()
+        .map_err(|e| CliError(format!("{}: {e}", a.addr)))?
+        .next()
+        .ok_or_else(|| CliError(format!("{}: no address", a.addr)))?;
+    let key = match &a.dir {
+        Some(dir) => load_identity_of_kind(dir, IdKind::Node)?.key,
+        None => generate_key(IdKind::Node, a.difficulty),
+    };
+    let (identity, policy) = local_side(
+        &key,
+        a.dir.as_deref(),
+        &a.anchors,
+        a.cert.as_deref(),
+        a.difficulty,
+    )?;
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    runtime()?.block_on(async {
+        let client = Client::bind(bind, identity, policy)?;
+        let result = ping_loop(&client, addr, &a).await;
+        client.close().await;
+        result
+    })
+}
+
+fn init_logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn ping_loop(client: &Client, addr: SocketAddr, a: &PingArgs) -> CliResult {
+    let conn = client.connect(addr, a.expect_id).await?;
+    let peer = conn.peer_id();
+    let mut rtts = Vec::new();
+    let mut observed = None;
+    let mut error = None;
+    for i in 0..a.count {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(a.interval_ms)).await;
+        }
+        match conn.ping().await {
+            Ok(reply) => {
+                let ms = reply.rtt.as_secs_f64() * 1000.0;
+                observed = Some(reply.observed);
+                if !a.json.json {
+                    println!("pong from {peer} at {addr}: seq={i} time={ms:.3} ms");
+                }
+                rtts.push(ms);
+            }
+            Err(e) => {
+                if !a.json.json {
+                    println!("no pong from {addr}: seq={i}: {e}");
+                }
+                error = Some(e.to_string());
+                // A refused or closed connection will not answer again.
+                if conn.connection().close_reason().is_some() {
+                    break;
+                }
+            }
+        }
+    }
+    conn.close();
+    let received = rtts.len();
+    let (min, max, avg) = if received > 0 {
+        let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rtts.iter().copied().fold(0.0, f64::max);
+        (
+            Some(min),
+            Some(max),
+            Some(rtts.iter().sum::<f64>() / received as f64),
+        )
+    } else {
+        (None, None, None)
+    };
+    if a.json.json {
+        print_json(&json!({
+            "peer_id": peer.to_string(),
+            "addr": addr.to_string(),
+            "sent": a.count,
+            "received": received,
+            "rtt_ms": rtts,
+            "rtt_ms_min": min,
+            "rtt_ms_avg": avg,
+            "rtt_ms_max": max,
+            "observed_addr": observed.map(|o| o.to_string()),
+            "error": error,
+        }));
+    } else if let (Some(min), Some(avg), Some(max)) = (min, avg, max) {
+        println!(
+            "{} sent, {received} received; rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms",
+            a.count
+        );
+    }
+    match error {
+        None => Ok(()),
+        Some(e) if received == 0 => Err(CliError(format!("no pong from {addr}: {e}"))),
+        Some(e) => Err(CliError(format!(
+            "{} of {} pings failed; last error: {e}",
+            a.count as usize - received,
+            a.count
+        ))),
+    }
+}
