@@ -244,15 +244,22 @@ mod tests {
             .parse()
             .unwrap();
         let b = Binding::sign(&user, node, 1_700_000_000, 1_800_000_000);
-        let expected = "86 01 5820 d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a \
+        let expected =
+            "86 01 5820 d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a \
              5820 74e69e973f2c642e02d22152438dc61fcbdf04dc38ab125a6e091d17f69e8276 \
              1a 6553f100 1a 6b49d200 \
              5840 5d88ec0a6d9d62ec5cebd7cf32545f27e47f12974b98d7f589ba3e21bb3e15e2\
              69cddc93d7526ddea81fbb40895c44d9996b72ac5df75999541fca05d4c89c06";
         let expected: String = expected.split_whitespace().collect();
         assert_eq!(hex::encode(b.encode()), expected);
-        assert_eq!(Binding::decode(&b.encode()).unwrap().verify(1_750_000_000).unwrap().user_id,
-            user.public().user_id());
+        assert_eq!(
+            Binding::decode(&b.encode())
+                .unwrap()
+                .verify(1_750_000_000)
+                .unwrap()
+                .user_id,
+            user.public().user_id()
+        );
     }
 
     #[test]
