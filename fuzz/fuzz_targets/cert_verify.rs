@@ -1,9 +1,7 @@
 //! Certificate verification in both modes: never panics on any bytes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use p2psip::identity::{
-    build_ca_certificate, SecretKey, TrustAnchor, TrustAnchors, VerifyPolicy,
-};
+use p2psip::identity::{build_ca_certificate, SecretKey, TrustAnchor, TrustAnchors, VerifyPolicy};
 use std::sync::OnceLock;
 
 /// A fixed time inside the seed certificates' validity.
@@ -15,7 +13,9 @@ fn enrolled() -> &'static VerifyPolicy {
         let key = SecretKey::from_seed(&[0xca; 32]);
         let (der, _) = build_ca_certificate(&key, "fuzz CA", 0, 4_000_000_000).expect("CA");
         let mut anchors = TrustAnchors::default();
-        anchors.push(TrustAnchor::from_der(&der).expect("anchor")).expect("room");
+        anchors
+            .push(TrustAnchor::from_der(&der).expect("anchor"))
+            .expect("room");
         VerifyPolicy::enrolled(anchors, 0)
     })
 }

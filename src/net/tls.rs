@@ -42,6 +42,13 @@ impl Clone for LocalIdentity {
     }
 }
 
+impl Drop for LocalIdentity {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.key.zeroize();
+    }
+}
+
 impl std::fmt::Debug for LocalIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalIdentity")

@@ -1,0 +1,177 @@
+//! Interoperability with an independent implementation: a Python client
+//! (`tests/interop/ping_client.py`, aioquic + cbor2), written from
+//! `docs/protocol.md` alone, handshakes with a real `p2psip node run`
+//! process on loopback and exchanges Ping/Pong and error replies.
+//!
+//! The Python packages are pinned in `tests/interop/requirements.txt`; a
+//! machine without them fails these tests with the command to run.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn p2psip() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("p2psip"))
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = p2psip().args(args).output().expect("p2psip runs");
+    assert!(
+        out.status.success(),
+        "p2psip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// A `p2psip node run` process; killed on drop.
+struct NodeProcess {
+    child: Child,
+    addr: String,
+    id: String,
+}
+
+impl NodeProcess {
+    /// Creates an identity at difficulty 0 in a fresh directory under `root`
+    /// and runs a node with it on 127.0.0.1, on a port the system picks.
+    fn start(root: &Path) -> Self {
+        let dir = root.join("node").display().to_string();
+        let made_id = run_ok(&["identity", "new", "--dir", &dir, "--difficulty", "0"]);
+        let mut child = p2psip()
+            .args(["node", "run", "--dir", &dir])
+            .args(["--listen", "127.0.0.1:0", "--difficulty", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("node prints its address");
+        // "p2psip node <id> listening on <addr>"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.len(), 6, "unexpected first line: {line:?}");
+        assert_eq!(words[2], made_id.trim(), "node runs the identity just made");
+        Self {
+            id: words[2].to_string(),
+            addr: words[5].to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ping_client.py")
+}
+
+/// Fails (never skips) when python3 or the client's packages are missing.
+fn require_python_packages() {
+    const HINT: &str = "the interop tests need python3 with aioquic and cbor2: \
+        run `python3 -m pip install -r tests/interop/requirements.txt` \
+        (or `python3 -m pip install aioquic cbor2`)";
+    let out = Command::new("python3")
+        .args(["-c", "import aioquic, cbor2, cryptography"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); {HINT}"));
+    assert!(
+        out.status.success(),
+        "{HINT}\npython3 said: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs the Python client against `addr` with `args`.
+fn python_client(addr: &str, args: &[&str]) -> Output {
+    require_python_packages();
+    Command::new("python3")
+        .arg(client_script())
+        .arg(addr)
+        .args(args)
+        .output()
+        .expect("python3 runs")
+}
+
+/// Runs the Python client; it must succeed and print one JSON line.
+fn python_client_ok(addr: &str, args: &[&str]) -> serde_json::Value {
+    let out = python_client(addr, args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ping_client.py {addr} {args:?} failed ({}): stderr: {} stdout: {stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim_end().lines().count(),
+        1,
+        "one JSON line: {stdout}"
+    );
+    json(&stdout)
+}
+
+#[test]
+fn python_client_pings_a_node_over_mutual_tls() {
+    let t = tempfile::tempdir().expect("temporary directory");
+    let node = NodeProcess::start(t.path());
+    let v = python_client_ok(&node.addr, &["--expect-id", &node.id, "--difficulty", "0"]);
+    assert_eq!(v["peer_id"], node.id.as_str(), "{v}");
+    assert_eq!(v["nonce_ok"], true, "{v}");
+    let observed = v["observed"].as_str().expect("observed is a string");
+    assert!(observed.starts_with("127.0.0.1:"), "{v}");
+    let port: u16 = observed["127.0.0.1:".len()..]
+        .parse()
+        .unwrap_or_else(|e| panic!("observed port ({e}): {v}"));
+    assert_ne!(port, 0, "{v}");
+}
+
+#[test]
+fn non_canonical_ping_gets_malformed_error_and_disconnect() {
+    let t = tempfile::tempdir().expect("temporary directory");
+    let node = NodeProcess::start(t.path());
+    // §4.4: `82 01 18 05` (nonce 5 not in shortest form), framed.
+    let v = python_client_ok(&node.addr, &["--raw-hex", "0000000482011805"]);
+    assert_eq!(v["peer_id"], node.id.as_str(), "{v}");
+    let answer = v["answer"].as_array().expect("answer is an array");
+    assert_eq!(answer.len(), 3, "{v}");
+    assert_eq!(answer[0], 3, "an Error: {v}");
+    assert_eq!(answer[1], 2, "MALFORMED_MESSAGE: {v}");
+    assert!(answer[2].is_string(), "{v}");
+    // §3: the connection is then closed with application code 1.
+    assert_eq!(v["closed"]["application"], true, "{v}");
+    assert_eq!(v["closed"]["error_code"], 1, "{v}");
+}
+
+#[test]
+fn unknown_message_type_gets_error_3_and_no_disconnect() {
+    let t = tempfile::tempdir().expect("temporary directory");
+    let node = NodeProcess::start(t.path());
+    // §4.4: `82 18 63 00` (type 99), framed.
+    let v = python_client_ok(&node.addr, &["--raw-hex", "0000000482186300"]);
+    let answer = v["answer"].as_array().expect("answer is an array");
+    assert_eq!(answer[0], 3, "an Error: {v}");
+    assert_eq!(answer[1], 3, "UNKNOWN_MESSAGE_TYPE: {v}");
+    assert!(v["closed"].is_null(), "connection stays open: {v}");
+}
+
+#[test]
+fn python_client_refuses_an_unexpected_node_id() {
+    let t = tempfile::tempdir().expect("temporary directory");
+    let node = NodeProcess::start(t.path());
+    let other = "00".repeat(32);
+    let out = python_client(&node.addr, &["--expect-id", &other]);
+    assert!(!out.status.success(), "must refuse: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not the expected"), "{err}");
+    assert!(err.contains(&node.id), "names the id it saw: {err}");
+}
