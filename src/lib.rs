@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod binding;
+mod fsutil;
 pub mod identity;
 pub mod limits;
 pub mod wire;

@@ -1,97 +1,15 @@
 //! The command line end to end, as a user types it: real processes, real
 //! files, real QUIC on loopback.
 
-use assert_cmd::Command;
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::cli::{json, p2psip, run_err, run_ok, NodeProcess};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Stdio};
-
-fn p2psip() -> Command {
-    Command::cargo_bin("p2psip").expect("binary built")
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = p2psip().args(args).output().expect("runs");
-    assert!(
-        out.status.success(),
-        "p2psip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-/// Runs a command that must fail; returns its stderr.
-fn run_err(args: &[&str]) -> String {
-    let out = p2psip().args(args).output().expect("runs");
-    assert!(!out.status.success(), "p2psip {args:?} should have failed");
-    let err = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(err.starts_with("p2psip: error: "), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one-line reason: {err}");
-    err
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
+use std::process::Stdio;
 
 fn p(dir: &Path, name: &str) -> String {
     dir.join(name).display().to_string()
-}
-
-/// A `p2psip node run` process; killed on drop.
-struct NodeProcess {
-    child: Child,
-    addr: String,
-    id: String,
-}
-
-impl NodeProcess {
-    fn start(args: &[&str]) -> Self {
-        let bin = assert_cmd::cargo::cargo_bin("p2psip");
-        let mut child = std::process::Command::new(bin)
-            .args(["node", "run"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("node prints its address");
-        // "p2psip node <id> listening on <addr>"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(words.len(), 6, "unexpected first line: {line:?}");
-        Self {
-            id: words[2].to_string(),
-            addr: words[5].to_string(),
-            child,
-        }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-        for _ in 0..500 {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("node did not stop within 5 s of SIGTERM");
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -6,69 +6,27 @@
 //! The Python packages are pinned in `tests/interop/requirements.txt`; a
 //! machine without them fails these tests with the command to run.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::cli::{json, run_ok, NodeProcess};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-fn p2psip() -> Command {
-    Command::new(assert_cmd::cargo::cargo_bin("p2psip"))
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = p2psip().args(args).output().expect("p2psip runs");
-    assert!(
-        out.status.success(),
-        "p2psip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
-
-/// A `p2psip node run` process; killed on drop.
-struct NodeProcess {
-    child: Child,
-    addr: String,
-    id: String,
-}
-
-impl NodeProcess {
-    /// Creates an identity at difficulty 0 in a fresh directory under `root`
-    /// and runs a node with it on 127.0.0.1, on a port the system picks.
-    fn start(root: &Path) -> Self {
-        let dir = root.join("node").display().to_string();
-        let made_id = run_ok(&["identity", "new", "--dir", &dir, "--difficulty", "0"]);
-        let mut child = p2psip()
-            .args(["node", "run", "--dir", &dir])
-            .args(["--listen", "127.0.0.1:0", "--difficulty", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("node prints its address");
-        // "p2psip node <id> listening on <addr>"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(words.len(), 6, "unexpected first line: {line:?}");
-        assert_eq!(words[2], made_id.trim(), "node runs the identity just made");
-        Self {
-            id: words[2].to_string(),
-            addr: words[5].to_string(),
-            child,
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Creates an identity at difficulty 0 in a fresh directory under `root`
+/// and runs a node with it on 127.0.0.1, on a port the system picks.
+fn start_node(root: &Path) -> NodeProcess {
+    let dir = root.join("node").display().to_string();
+    let made_id = run_ok(&["identity", "new", "--dir", &dir, "--difficulty", "0"]);
+    let node = NodeProcess::start(&[
+        "--dir",
+        &dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--difficulty",
+        "0",
+    ]);
+    assert_eq!(node.id, made_id.trim(), "node runs the identity just made");
+    node
 }
 
 fn client_script() -> PathBuf {
@@ -123,7 +81,7 @@ fn python_client_ok(addr: &str, args: &[&str]) -> serde_json::Value {
 #[test]
 fn python_client_pings_a_node_over_mutual_tls() {
     let t = tempfile::tempdir().expect("temporary directory");
-    let node = NodeProcess::start(t.path());
+    let node = start_node(t.path());
     let v = python_client_ok(&node.addr, &["--expect-id", &node.id, "--difficulty", "0"]);
     assert_eq!(v["peer_id"], node.id.as_str(), "{v}");
     assert_eq!(v["nonce_ok"], true, "{v}");
@@ -138,7 +96,7 @@ fn python_client_pings_a_node_over_mutual_tls() {
 #[test]
 fn non_canonical_ping_gets_malformed_error_and_disconnect() {
     let t = tempfile::tempdir().expect("temporary directory");
-    let node = NodeProcess::start(t.path());
+    let node = start_node(t.path());
     // §4.4: `82 01 18 05` (nonce 5 not in shortest form), framed.
     let v = python_client_ok(&node.addr, &["--raw-hex", "0000000482011805"]);
     assert_eq!(v["peer_id"], node.id.as_str(), "{v}");
@@ -155,7 +113,7 @@ fn non_canonical_ping_gets_malformed_error_and_disconnect() {
 #[test]
 fn unknown_message_type_gets_error_3_and_no_disconnect() {
     let t = tempfile::tempdir().expect("temporary directory");
-    let node = NodeProcess::start(t.path());
+    let node = start_node(t.path());
     // §4.4: `82 18 63 00` (type 99), framed.
     let v = python_client_ok(&node.addr, &["--raw-hex", "0000000482186300"]);
     let answer = v["answer"].as_array().expect("answer is an array");
@@ -167,7 +125,7 @@ fn unknown_message_type_gets_error_3_and_no_disconnect() {
 #[test]
 fn python_client_refuses_an_unexpected_node_id() {
     let t = tempfile::tempdir().expect("temporary directory");
-    let node = NodeProcess::start(t.path());
+    let node = start_node(t.path());
     let other = "00".repeat(32);
     let out = python_client(&node.addr, &["--expect-id", &other]);
     assert!(!out.status.success(), "must refuse: {out:?}");

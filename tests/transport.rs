@@ -47,6 +47,10 @@ async fn dial_expecting_another_id_fails() {
         .await
         .unwrap();
     ok.ping().await.unwrap();
+    // The server's certificate is now in the client's cache; a cache hit
+    // must still enforce the expectation.
+    let err = client.connect(node.addr, Some(wrong)).await.unwrap_err();
+    assert!(err.to_string().contains("not the expected"), "{err}");
 }
 
 /// Connects and pings; the refusal may show at either step (TLS 1.3).

@@ -13,8 +13,8 @@ use crate::identity::{
     VerifiedCertificate, VerifyPolicy,
 };
 use crate::limits::MAX_PEM_FILE_LEN;
-use std::io::{IsTerminal, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io::{IsTerminal, Read};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -82,29 +82,8 @@ pub fn write_public_file(path: &Path, contents: &[u8], overwrite: bool) -> Resul
             path.display()
         )));
     }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".p2psip-tmp-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| CliError(format!("{}: {e}", path.display())))
+    crate::fsutil::write_atomically(path, contents, 0o644, overwrite)
+        .map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
 /// An identity directory's key and what its certificate says.

@@ -89,9 +89,10 @@ fn local_side(
     Ok((identity, policy))
 }
 
-fn init_logging() {
+/// Logs to stderr at `default_level`, or as `RUST_LOG` says.
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -122,7 +123,7 @@ async fn shutdown_signal() {
 }
 
 pub fn run(a: RunArgs) -> CliResult {
-    init_logging();
+    init_logging("info");
     let id = load_identity_of_kind(&a.dir, IdKind::Node)?;
     let node_id = id.key.public().node_id();
     if node_id.puzzle_bits() < u32::from(a.difficulty) {
@@ -219,7 +220,7 @@ pub struct PingArgs {
 }
 
 pub fn ping(a: PingArgs) -> CliResult {
-    init_logging_quiet();
+    init_logging("warn");
     let addr = a
         .addr
         .to_socket_addrs()
@@ -248,15 +249,6 @@ pub fn ping(a: PingArgs) -> CliResult {
         client.close().await;
         result
     })
-}
-
-fn init_logging_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 async fn ping_loop(client: &Client, addr: SocketAddr, a: &PingArgs) -> CliResult {

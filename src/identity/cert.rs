@@ -153,6 +153,8 @@ pub struct VerifiedCertificate {
     pub sip_names: Vec<String>,
     /// Whether a trust anchor issued it (enrolled) or it is self-signed.
     pub enrolled: bool,
+    /// notBefore, unix seconds.
+    pub not_before: i64,
     /// notAfter, unix seconds.
     pub not_after: i64,
 }
@@ -343,6 +345,7 @@ impl VerifyPolicy {
             puzzle_bits,
             sip_names,
             enrolled,
+            not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
         })
     }

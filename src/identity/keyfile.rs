@@ -3,8 +3,8 @@
 
 use super::SecretKey;
 use crate::limits::MAX_PEM_FILE_LEN;
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Errors of reading or writing a key file. Each names the file.
@@ -62,10 +62,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
 /// Writes `key` to `path` as PKCS#8 PEM, mode 0600, without ever exposing
 /// it to other users and without overwriting an existing file.
 ///
-/// The key is written to a temporary file created with mode 0600 in the
-/// same directory, synced, then hard-linked into place (which fails if
-/// `path` exists) and the directory synced: a crash leaves either no key
-/// file or a complete one.
+/// The key goes to a temporary file created 0600 in the same directory,
+/// synced, then hard-linked into place (which fails if `path` exists): a
+/// crash leaves either no key file or a complete one.
 pub fn write_secret_key(path: &Path, key: &SecretKey) -> Result<(), KeyFileError> {
     use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey};
     if path.exists() {
@@ -75,45 +74,13 @@ pub fn write_secret_key(path: &Path, key: &SecretKey) -> Result<(), KeyFileError
         .dalek()
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeyFileError::Encode(e.to_string()))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "key".into());
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        // The umask can only remove bits; make the mode exact anyway.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io_err(&tmp))?;
-        f.write_all(pem.as_bytes()).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        std::fs::hard_link(&tmp, path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyFileError::AlreadyExists(path.to_path_buf())
-            } else {
-                io_err(path)(e)
-            }
-        })?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
+    crate::fsutil::write_atomically(path, pem.as_bytes(), 0o600, false).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyFileError::AlreadyExists(path.to_path_buf())
+        } else {
+            io_err(path)(e)
         }
-        Ok(())
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
+    })
 }
 
 /// Loads a PKCS#8 PEM Ed25519 key from `path`, refusing a file that group

@@ -6,6 +6,7 @@
 //! [`PeerConnection::ping`] therefore reports success only once a Pong
 //! has come back.
 
+use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::server::transport_config;
 use super::stream::{read_message, write_message, FrameReadError};
 use super::tls::{client_config, LocalIdentity, PeerVerifier};
@@ -28,6 +29,7 @@ pub struct Client {
     identity: LocalIdentity,
     policy: VerifyPolicy,
     transport: Arc<quinn::TransportConfig>,
+    cache: Arc<CertCache>,
 }
 
 impl Client {
@@ -45,6 +47,7 @@ impl Client {
             identity,
             policy,
             transport: transport_config(&Limits::default()),
+            cache: Arc::new(CertCache::new(DEFAULT_CERT_CACHE_ENTRIES)),
         })
     }
 
@@ -54,7 +57,11 @@ impl Client {
         addr: SocketAddr,
         expected: Option<NodeId>,
     ) -> Result<PeerConnection, NetError> {
-        let verifier = Arc::new(PeerVerifier::new(self.policy.clone(), expected));
+        let verifier = Arc::new(PeerVerifier::with_cache(
+            self.policy.clone(),
+            expected,
+            self.cache.clone(),
+        ));
         let tls = client_config(&self.identity, verifier)?;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;

@@ -10,6 +10,7 @@
 //! Every request is one bidirectional stream carrying one frame each way
 //! (see [`crate::wire`]).
 
+pub mod cert_cache;
 pub mod client;
 pub mod limits;
 pub mod server;

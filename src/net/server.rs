@@ -7,6 +7,7 @@
 //! connection goes on being served. A well-formed message of an unknown or
 //! unexpected type gets an `Error` answer and the connection stays open.
 
+use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use super::stream::{read_message, write_message, FrameReadError};
 use super::tls::{server_config, LocalIdentity, PeerVerifier};
@@ -82,7 +83,8 @@ impl Node {
     }
 
     fn quinn_config(config: &NodeConfig) -> Result<quinn::ServerConfig, NetError> {
-        let verifier = Arc::new(PeerVerifier::new(config.policy.clone(), None));
+        let cache = Arc::new(CertCache::new(DEFAULT_CERT_CACHE_ENTRIES));
+        let verifier = Arc::new(PeerVerifier::with_cache(config.policy.clone(), None, cache));
         let tls = server_config(&config.identity, verifier)?;
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
             .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;

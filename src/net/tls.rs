@@ -9,6 +9,7 @@
 //! sides so that every connection is verified in full, at the time it is
 //! made.
 
+use super::cert_cache::CertCache;
 use crate::identity::{
     build_self_signed, certificate_public_key, CertError, IdKind, NodeId, SecretKey, VerifyPolicy,
 };
@@ -117,6 +118,7 @@ pub struct PeerVerifier {
     policy: VerifyPolicy,
     expected: Option<NodeId>,
     provider: Arc<CryptoProvider>,
+    cache: Option<Arc<CertCache>>,
 }
 
 impl PeerVerifier {
@@ -127,7 +129,39 @@ impl PeerVerifier {
             policy,
             expected,
             provider: provider(),
+            cache: None,
         }
+    }
+
+    /// Like [`PeerVerifier::new`], remembering certificates that passed in
+    /// `cache`, which must only ever be used with this same `policy`.
+    pub fn with_cache(
+        policy: VerifyPolicy,
+        expected: Option<NodeId>,
+        cache: Arc<CertCache>,
+    ) -> Self {
+        Self {
+            cache: Some(cache),
+            ..Self::new(policy, expected)
+        }
+    }
+
+    /// The node id of a certificate under the policy, through the cache.
+    fn node_id_of(&self, der: &[u8], now: i64) -> Result<NodeId, CertError> {
+        let Some(cache) = &self.cache else {
+            return self.policy.verify_node(der, now);
+        };
+        let digest = CertCache::digest(der);
+        if let Some(hit) = cache.lookup(&digest, now) {
+            return hit;
+        }
+        let verified = self.policy.verify(der, now)?;
+        let id = verified.node_id().ok_or(CertError::WrongKind {
+            expected: IdKind::Node,
+            found: verified.kind,
+        })?;
+        cache.insert(digest, id, verified.not_before, verified.not_after);
+        Ok(id)
     }
 
     fn verify_leaf(
@@ -138,8 +172,7 @@ impl PeerVerifier {
     ) -> Result<NodeId, rustls::Error> {
         let result = if intermediates.is_empty() {
             let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-            self.policy
-                .verify_node(end_entity.as_ref(), now)
+            self.node_id_of(end_entity.as_ref(), now)
                 .and_then(|id| match self.expected {
                     Some(expected) if expected != id => Err(CertError::UnexpectedId {
                         expected,

@@ -1,6 +1,8 @@
 //! Helpers shared by the black-box tests: real nodes on loopback.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cli;
+
 use p2psip::identity::{IdKind, SecretKey, VerifyPolicy};
 use p2psip::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
 use std::net::SocketAddr;
