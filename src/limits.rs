@@ -41,6 +41,23 @@ pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 16;
 /// Default idle timeout of a connection.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Time a connecting peer has to complete its handshake. Without it a
+/// handshake kept alive by retransmitted Initial packets (which a spoofing
+/// sender can produce blind) would hold a connection slot indefinitely.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Receive window of one stream: one whole frame and its header, so that
+/// a peer can never make the node buffer more than a frame per stream.
+pub const STREAM_RECEIVE_WINDOW: u32 = (FRAME_HEADER_LEN + MAX_FRAME_LEN) as u32;
+
+/// Receive window of a whole connection, over all its streams: four
+/// frames. Bounds what one connection can make the node buffer.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 4 * STREAM_RECEIVE_WINDOW;
+
+/// Longest idle timeout the node accepts (QUIC encodes it in milliseconds
+/// as a varint; this is far below that bound).
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Time a peer has to deliver a whole request on a stream, and a client to
 /// receive the answer. Bounds slow-loris streams.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -52,12 +52,24 @@ fn certificate_inputs() {
     let inputs = inputs("cert_verify");
     assert!(inputs.len() >= 5, "seed corpus is committed");
     let now = 1_800_000_000;
-    let mut accepted = 0;
+    let ca = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/certs/test/TEST-ONLY-ca.pem"
+    ))
+    .expect("test CA");
+    let mut anchors = p2psip::identity::TrustAnchors::default();
+    anchors.add_pem(&ca).expect("anchor");
+    let enrolled = VerifyPolicy::enrolled(anchors, 0);
+    let (mut open_ok, mut enrolled_ok) = (0, 0);
     for (_, data) in inputs {
-        accepted += usize::from(VerifyPolicy::self_certifying(0).verify(&data, now).is_ok());
+        open_ok += usize::from(VerifyPolicy::self_certifying(0).verify(&data, now).is_ok());
+        enrolled_ok += usize::from(enrolled.verify(&data, now).is_ok());
+        let _ = p2psip::identity::TrustAnchors::default().add_pem(&data);
     }
     // The p2psip and openssl Ed25519 seeds verify; the ECDSA one does not.
-    assert!(accepted >= 3, "only {accepted} seeds verified");
+    assert!(open_ok >= 3, "only {open_ok} seeds verified");
+    // The fixtures issued by the test CA reach the enrolled-mode checks.
+    assert_eq!(enrolled_ok, 2, "enrolled seeds");
 }
 
 #[test]

@@ -123,8 +123,8 @@ async fn bad_self_signature_is_refused() {
     let (mut der, _) = build_self_signed(&k, IdKind::Node, t - DAY, t + DAY).unwrap();
     let last = der.len() - 1;
     der[last] ^= 0x01;
-    let pkcs8 = k.to_pkcs8_der().unwrap().to_vec();
-    let id = LocalIdentity::from_der_unchecked(der, pkcs8, k.public().node_id());
+    let pkcs8 = k.to_pkcs8_der().unwrap();
+    let id = LocalIdentity::from_der_unchecked(der, &pkcs8, k.public().node_id()).unwrap();
     let err = refused(&client_with(id, open(), "127.0.0.1"), node.addr).await;
     assert!(
         err.to_string().to_lowercase().contains("signature"),
@@ -143,9 +143,10 @@ async fn non_ed25519_certificate_is_refused() {
         .unwrap();
     let id = LocalIdentity::from_der_unchecked(
         cert.der().to_vec(),
-        kp.serialize_der(),
+        &kp.serialize_der(),
         key(9).public().node_id(),
-    );
+    )
+    .unwrap();
     // The server offers only Ed25519, so such a client sends no
     // certificate at all; either way it must be refused.
     let _ = refused(&client_with(id, open(), "127.0.0.1"), node.addr).await;

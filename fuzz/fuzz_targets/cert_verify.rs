@@ -11,7 +11,10 @@ fn enrolled() -> &'static VerifyPolicy {
     static POLICY: OnceLock<VerifyPolicy> = OnceLock::new();
     POLICY.get_or_init(|| {
         let key = SecretKey::from_seed(&[0xca; 32]);
-        let (der, _) = build_ca_certificate(&key, "fuzz CA", 0, 4_000_000_000).expect("CA");
+        // The CA of certs/test/: its issued fixtures (in the seed corpus)
+        // reach the enrolled-mode checks.
+        let (der, _) =
+            build_ca_certificate(&key, "p2psip TEST-ONLY CA", 0, 4_000_000_000).expect("CA");
         let mut anchors = TrustAnchors::default();
         anchors
             .push(TrustAnchor::from_der(&der).expect("anchor"))
@@ -25,4 +28,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = VerifyPolicy::self_certifying(8).verify_node(data, NOW);
     let _ = enrolled().verify(data, NOW);
     let _ = TrustAnchor::from_der(data);
+    // The PEM path an operator's files take.
+    let _ = TrustAnchors::default().add_pem(data);
 });

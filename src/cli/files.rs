@@ -43,6 +43,11 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), CliError> {
 
 /// Reads a file of at most [`MAX_PEM_FILE_LEN`] bytes.
 pub fn read_small_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    let meta = std::fs::metadata(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    // Opening a FIFO or device would block or read without end.
+    if !meta.is_file() {
+        return Err(CliError(format!("{}: not a regular file", path.display())));
+    }
     let f = std::fs::File::open(path).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     let mut buf = Vec::new();
     f.take(MAX_PEM_FILE_LEN + 1)

@@ -107,6 +107,20 @@ pub(crate) struct AnchorArgs {
     anchors: Vec<PathBuf>,
 }
 
+/// Text from a peer or a file made safe for a terminal: one line, with
+/// control characters (escape sequences among them) shown escaped.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -128,8 +142,7 @@ pub fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(CliError(reason)) => {
-            let line = reason.replace('\n', " ");
-            eprintln!("p2psip: error: {line}");
+            eprintln!("p2psip: error: {}", printable(&reason));
             std::process::ExitCode::FAILURE
         }
     }

@@ -3,7 +3,7 @@
 use super::files::{
     generate_key, load_anchors, load_identity_of_kind, print_json, read_certificate, ENROLLED_CERT,
 };
-use super::{parse_difficulty, AnchorArgs, CliError, CliResult, JsonFlag};
+use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFlag};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
@@ -45,7 +45,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_connection)]
     max_streams: u32,
     /// Idle timeout of a connection, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=crate::limits::MAX_IDLE_TIMEOUT.as_secs()))]
     idle_timeout: u64,
 }
 
@@ -84,8 +85,19 @@ fn local_side(
     policy
         .verify_node(&der, crate::unix_now())
         .map_err(|e| CliError(format!("{}: {e}", cert_path.display())))?;
-    let identity = LocalIdentity::with_certificate(key, der)
+    let identity = LocalIdentity::with_certificate(key, der.clone())
         .map_err(|e| CliError(format!("{}: {e}", cert_path.display())))?;
+    // An issued certificate is not rotated by the node: say when it runs out.
+    if let Ok(v) = policy.verify(&der, crate::unix_now()) {
+        let left = v.not_after - crate::unix_now();
+        if left < 7 * 86_400 {
+            warn!(
+                cert = %cert_path.display(),
+                days_left = left / 86_400,
+                "the enrolled certificate expires soon; ask the overlay CA for a new one"
+            );
+        }
+    }
     Ok((identity, policy))
 }
 
@@ -252,7 +264,26 @@ pub fn ping(a: PingArgs) -> CliResult {
 }
 
 async fn ping_loop(client: &Client, addr: SocketAddr, a: &PingArgs) -> CliResult {
-    let conn = client.connect(addr, a.expect_id).await?;
+    let conn = match client.connect(addr, a.expect_id).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            if a.json.json {
+                print_json(&json!({
+                    "peer_id": null,
+                    "addr": addr.to_string(),
+                    "sent": 0,
+                    "received": 0,
+                    "rtt_ms": [],
+                    "rtt_ms_min": null,
+                    "rtt_ms_avg": null,
+                    "rtt_ms_max": null,
+                    "observed_addr": null,
+                    "error": e.to_string(),
+                }));
+            }
+            return Err(CliError(format!("cannot connect to {addr}: {e}")));
+        }
+    };
     let peer = conn.peer_id();
     let mut rtts = Vec::new();
     let mut observed = None;
@@ -272,7 +303,10 @@ async fn ping_loop(client: &Client, addr: SocketAddr, a: &PingArgs) -> CliResult
             }
             Err(e) => {
                 if !a.json.json {
-                    println!("no pong from {addr}: seq={i}: {e}");
+                    println!(
+                        "no pong from {addr}: seq={i}: {}",
+                        printable(&e.to_string())
+                    );
                 }
                 error = Some(e.to_string());
                 // A refused or closed connection will not answer again.

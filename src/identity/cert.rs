@@ -153,9 +153,11 @@ pub struct VerifiedCertificate {
     pub sip_names: Vec<String>,
     /// Whether a trust anchor issued it (enrolled) or it is self-signed.
     pub enrolled: bool,
-    /// notBefore, unix seconds.
+    /// Start of the window in which this verdict holds, unix seconds: the
+    /// certificate's notBefore, or its anchor's if later.
     pub not_before: i64,
-    /// notAfter, unix seconds.
+    /// End of that window: the certificate's notAfter, or its anchor's if
+    /// earlier.
     pub not_after: i64,
 }
 
@@ -306,6 +308,8 @@ impl VerifyPolicy {
             cert.validity().not_after.timestamp(),
             now,
         )?;
+        let mut not_before = cert.validity().not_before.timestamp();
+        let mut not_after = cert.validity().not_after.timestamp();
         let (kind, enrolled, sip_names) = match &self.anchors {
             // A self-signed certificate may carry CA:TRUE (`openssl req
             // -x509` sets it by default); with chains refused it grants
@@ -318,12 +322,28 @@ impl VerifyPolicy {
                 if is_ca(&cert)? {
                     return Err(CertError::IsCa);
                 }
-                let anchor = anchors
+                // Every anchor with the issuer's name is tried: two CAs may
+                // share a name (a rollover, two overlays).
+                let mut refusal = CertError::UnknownIssuer;
+                let mut issuer = None;
+                for anchor in anchors
                     .iter()
-                    .find(|a| a.subject == cert.issuer().as_raw())
-                    .ok_or(CertError::UnknownIssuer)?;
-                check_validity(anchor.not_before, anchor.not_after, now)?;
-                check_signature(&cert, &anchor.key, "not signed by the trust anchor")?;
+                    .filter(|a| a.subject == cert.issuer().as_raw())
+                {
+                    match check_validity(anchor.not_before, anchor.not_after, now).and_then(|()| {
+                        check_signature(&cert, &anchor.key, "not signed by the trust anchor")
+                    }) {
+                        Ok(()) => {
+                            issuer = Some(anchor);
+                            break;
+                        }
+                        Err(e) => refusal = e,
+                    }
+                }
+                let anchor = issuer.ok_or(refusal)?;
+                // The verdict holds only while the anchor is valid too.
+                not_before = not_before.max(anchor.not_before);
+                not_after = not_after.min(anchor.not_after);
                 let (kind, carried, sip_names) = issued_identity(&cert)?;
                 if carried != kind.derive(&key) {
                     return Err(CertError::IdMismatch);
@@ -345,8 +365,8 @@ impl VerifyPolicy {
             puzzle_bits,
             sip_names,
             enrolled,
-            not_before: cert.validity().not_before.timestamp(),
-            not_after: cert.validity().not_after.timestamp(),
+            not_before,
+            not_after,
         })
     }
 
@@ -495,6 +515,13 @@ fn issued_identity(
             }
             continue;
         };
+        // The canonical text form only: 64 lowercase hex digits.
+        if !hex_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(CertError::MissingId);
+        }
         let id: NodeId = hex_id.parse().map_err(|_| CertError::MissingId)?;
         if carried.is_some() {
             // One certificate, one identity.
@@ -681,6 +708,7 @@ pub fn issue_certificate(
         }
         (IdKind::Node, None) => {}
     }
+    params.use_authority_key_identifier_extension = true;
     let signer = RcgenSigner::new(ca_key);
     let issuer =
         rcgen::Issuer::from_ca_cert_der(&ca_der.to_vec().into(), &signer).map_err(build_err)?;
@@ -835,6 +863,57 @@ mod tests {
         assert!(matches!(
             VerifyPolicy::enrolled(anchors, 0).verify(&cert, NOW),
             Err(CertError::BadSignature(_))
+        ));
+    }
+
+    #[test]
+    fn two_anchors_with_one_name_are_both_tried() {
+        let (_, _, mut anchors) = ca(10, "Overlay A");
+        let (second_key, second_der, second) = ca(13, "Overlay A");
+        for a in second.iter() {
+            anchors.push(a.clone()).unwrap();
+        }
+        let node = key(20).public();
+        let (cert, _) = issue_certificate(
+            &second_key,
+            &second_der,
+            &node,
+            IdKind::Node,
+            None,
+            NOW,
+            NOW + DAY,
+        )
+        .unwrap();
+        let policy = VerifyPolicy::enrolled(anchors, 0);
+        assert_eq!(policy.verify_node(&cert, NOW), Ok(node.node_id()));
+    }
+
+    #[test]
+    fn the_verdict_window_ends_with_the_anchor() {
+        let ca_key = key(10);
+        let (ca_der, _) = build_ca_certificate(&ca_key, "Short CA", NOW - DAY, NOW + DAY).unwrap();
+        let mut anchors = TrustAnchors::default();
+        anchors
+            .push(TrustAnchor::from_der(&ca_der).unwrap())
+            .unwrap();
+        let node = key(20).public();
+        // The leaf outlives its CA.
+        let (cert, _) = issue_certificate(
+            &ca_key,
+            &ca_der,
+            &node,
+            IdKind::Node,
+            None,
+            NOW,
+            NOW + 30 * DAY,
+        )
+        .unwrap();
+        let policy = VerifyPolicy::enrolled(anchors, 0);
+        let v = policy.verify(&cert, NOW).unwrap();
+        assert_eq!(v.not_after, NOW + DAY);
+        assert!(matches!(
+            policy.verify(&cert, NOW + 2 * DAY),
+            Err(CertError::Expired { .. })
         ));
     }
 

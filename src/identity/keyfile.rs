@@ -87,6 +87,10 @@ pub fn write_secret_key(path: &Path, key: &SecretKey) -> Result<(), KeyFileError
 /// or others can access.
 pub fn load_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
     use ed25519_dalek::pkcs8::DecodePrivateKey;
+    // Checked before opening too: opening a FIFO would block.
+    if !std::fs::metadata(path).map_err(io_err(path))?.is_file() {
+        return Err(KeyFileError::NotAFile(path.to_path_buf()));
+    }
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let meta = f.metadata().map_err(io_err(path))?;
     if !meta.is_file() {
@@ -102,7 +106,8 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
     if meta.len() > MAX_PEM_FILE_LEN {
         return Err(KeyFileError::TooLarge(path.to_path_buf()));
     }
-    let mut text = zeroize::Zeroizing::new(String::new());
+    // Sized up front so that no reallocation leaves a copy behind.
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(meta.len() as usize + 1));
     Read::by_ref(&mut f)
         .take(MAX_PEM_FILE_LEN)
         .read_to_string(&mut text)

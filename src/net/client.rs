@@ -46,7 +46,8 @@ impl Client {
             endpoint,
             identity,
             policy,
-            transport: transport_config(&Limits::default()),
+            // A client serves no requests: the peer may open no streams.
+            transport: transport_config(&Limits::default(), 0),
             cache: Arc::new(CertCache::new(DEFAULT_CERT_CACHE_ENTRIES)),
         })
     }

@@ -13,7 +13,10 @@ use super::stream::{read_message, write_message, FrameReadError};
 use super::tls::{server_config, LocalIdentity, PeerVerifier};
 use super::{peer_node_id, Limits, NetError, CLOSE_NORMAL, CLOSE_PROTOCOL_VIOLATION};
 use crate::identity::{NodeId, VerifyPolicy};
-use crate::limits::REQUEST_TIMEOUT;
+use crate::limits::{
+    CONNECTION_RECEIVE_WINDOW, HANDSHAKE_TIMEOUT, MAX_IDLE_TIMEOUT, REQUEST_TIMEOUT,
+    STREAM_RECEIVE_WINDOW,
+};
 use crate::wire::{ErrorCode, Message};
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,16 +40,22 @@ pub struct NodeConfig {
     pub limits: Limits,
 }
 
-/// Builds the transport parameters shared by both sides.
-pub(crate) fn transport_config(limits: &Limits) -> Arc<quinn::TransportConfig> {
+/// The transport parameters: `accept_streams` is how many concurrent
+/// requests the peer may open (0 for a client, which serves none).
+pub(crate) fn transport_config(
+    limits: &Limits,
+    accept_streams: u32,
+) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(limits.max_streams_per_connection.into())
+    t.max_concurrent_bidi_streams(accept_streams.into())
         .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
+        .receive_window(CONNECTION_RECEIVE_WINDOW.into())
+        .send_window(u64::from(CONNECTION_RECEIVE_WINDOW))
         // Media datagrams come with the relay; until then none are accepted.
         .datagram_receive_buffer_size(None);
-    if let Ok(idle) = quinn::IdleTimeout::try_from(limits.idle_timeout) {
-        t.max_idle_timeout(Some(idle));
-    }
+    let idle = limits.idle_timeout.min(MAX_IDLE_TIMEOUT);
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
     Arc::new(t)
 }
 
@@ -90,7 +99,10 @@ impl Node {
             .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server
-            .transport_config(transport_config(&config.limits))
+            .transport_config(transport_config(
+                &config.limits,
+                config.limits.max_streams_per_connection,
+            ))
             .max_incoming(config.limits.max_connections.saturating_mul(2).max(1));
         Ok(server)
     }
@@ -143,7 +155,9 @@ impl Node {
                                 Refusal::Total => "node at its connection limit",
                                 Refusal::PerIp => "address at its per-IP connection limit",
                             };
-                            info!(%remote, why, "connection refused");
+                            // debug: spoofed packets can trigger this at
+                            // line rate; it must not flood the log.
+                            debug!(%remote, why, "connection refused");
                             incoming.refuse();
                         }
                     }
@@ -159,10 +173,15 @@ impl Node {
 
 async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, peers: PeerTable) {
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(e) => {
+    let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
             debug!(%remote, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            // Dropping the handshake future abandons the connection.
+            debug!(%remote, "handshake timed out");
             return;
         }
     };
@@ -220,9 +239,14 @@ async fn serve_stream(
             if e.is_protocol_violation() {
                 warn!(peer = %peer.fmt_short(), error = %e, "protocol violation; disconnecting");
                 let _ = recv.stop(0u32.into());
-                if write_message(&mut send, &reply).await.is_ok() {
-                    let _ = tokio::time::timeout(ERROR_FLUSH_TIMEOUT, send.stopped()).await;
-                }
+                // Bounded: a peer that withholds flow-control credit must
+                // not be able to postpone its own disconnection.
+                let _ = tokio::time::timeout(ERROR_FLUSH_TIMEOUT, async {
+                    if write_message(&mut send, &reply).await.is_ok() {
+                        let _ = send.stopped().await;
+                    }
+                })
+                .await;
                 conn.close(CLOSE_PROTOCOL_VIOLATION.into(), e.to_string().as_bytes());
                 return;
             }
@@ -230,8 +254,13 @@ async fn serve_stream(
             reply
         }
     };
-    if let Err(e) = write_message(&mut send, &response).await {
-        debug!(peer = %peer.fmt_short(), error = %e, "could not answer");
+    match tokio::time::timeout(REQUEST_TIMEOUT, write_message(&mut send, &response)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(peer = %peer.fmt_short(), error = %e, "could not answer"),
+        Err(_) => {
+            debug!(peer = %peer.fmt_short(), "answer not taken in time");
+            let _ = send.reset(0u32.into());
+        }
     }
 }
 

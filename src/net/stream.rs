@@ -3,6 +3,9 @@
 use crate::limits::FRAME_HEADER_LEN;
 use crate::wire::{encode_frame, frame_body_len, Message, WireError};
 
+/// What a frame body's buffer starts at before data arrives.
+const BODY_INITIAL_CAPACITY: usize = 4096;
+
 /// Why reading a frame failed.
 #[derive(Debug)]
 pub(crate) enum FrameReadError {
@@ -21,8 +24,15 @@ pub(crate) async fn read_message(recv: &mut quinn::RecvStream) -> Result<Message
     let mut header = [0u8; FRAME_HEADER_LEN];
     read_exact(recv, &mut header).await?;
     let len = frame_body_len(header).map_err(FrameReadError::Wire)?;
-    let mut body = vec![0u8; len];
-    read_exact(recv, &mut body).await?;
+    // Grow the body as it arrives: a header alone commits no memory.
+    let mut body = Vec::with_capacity(len.min(BODY_INITIAL_CAPACITY));
+    while body.len() < len {
+        match recv.read_chunk(len - body.len(), true).await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(FrameReadError::Wire(WireError::Truncated)),
+            Err(e) => return Err(FrameReadError::Stream(e.to_string())),
+        }
+    }
     match recv.read_to_end(0).await {
         Ok(_) => {}
         Err(quinn::ReadToEndError::TooLong) => {

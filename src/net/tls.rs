@@ -18,6 +18,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, PeerMisbehaved, SignatureScheme,
 };
@@ -27,27 +28,14 @@ use std::sync::Arc;
 pub const ALPN: &[u8] = b"p2psip/1";
 
 /// The certificate and key this side presents.
+///
+/// The secret key is loaded once into rustls's signing key (ring) and the
+/// PKCS#8 bytes used to load it are zeroized at once; every configuration
+/// built from this identity shares that one signing key.
+#[derive(Clone)]
 pub struct LocalIdentity {
-    cert: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
+    certified: Arc<CertifiedKey>,
     node_id: NodeId,
-}
-
-impl Clone for LocalIdentity {
-    fn clone(&self) -> Self {
-        Self {
-            cert: self.cert.clone(),
-            key: self.key.clone_key(),
-            node_id: self.node_id,
-        }
-    }
-}
-
-impl Drop for LocalIdentity {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.key.zeroize();
-    }
 }
 
 impl std::fmt::Debug for LocalIdentity {
@@ -79,21 +67,32 @@ impl LocalIdentity {
         let pkcs8 = key
             .to_pkcs8_der()
             .map_err(|e| CertError::Build(e.to_string()))?;
-        Ok(Self {
-            cert: CertificateDer::from(cert_der),
-            key: PrivatePkcs8KeyDer::from(pkcs8.to_vec()),
-            node_id: key.public().node_id(),
-        })
+        Self::load(cert_der, &pkcs8, key.public().node_id())
     }
 
     /// Any certificate and PKCS#8 key, unchecked: for tests and tools that
     /// must present what a misbehaving peer would.
-    pub fn from_der_unchecked(cert_der: Vec<u8>, pkcs8_der: Vec<u8>, node_id: NodeId) -> Self {
-        Self {
-            cert: CertificateDer::from(cert_der),
-            key: PrivatePkcs8KeyDer::from(pkcs8_der),
+    pub fn from_der_unchecked(
+        cert_der: Vec<u8>,
+        pkcs8_der: &[u8],
+        node_id: NodeId,
+    ) -> Result<Self, CertError> {
+        Self::load(cert_der, pkcs8_der, node_id)
+    }
+
+    fn load(cert_der: Vec<u8>, pkcs8: &[u8], node_id: NodeId) -> Result<Self, CertError> {
+        // Borrowed: rustls parses the key from our (zeroizing) buffer and
+        // keeps no copy of the encoding.
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));
+        let signing = rustls::crypto::ring::sign::any_supported_type(&der)
+            .map_err(|e| CertError::Build(format!("unusable private key: {e}")))?;
+        Ok(Self {
+            certified: Arc::new(CertifiedKey::new(
+                vec![CertificateDer::from(cert_der)],
+                signing,
+            )),
             node_id,
-        }
+        })
     }
 
     /// The node id this side claims.
@@ -103,7 +102,15 @@ impl LocalIdentity {
 
     /// The certificate, DER.
     pub fn certificate_der(&self) -> &[u8] {
-        self.cert.as_ref()
+        self.certified
+            .cert
+            .first()
+            .map(|c| c.as_ref())
+            .unwrap_or_default()
+    }
+
+    fn resolver(&self) -> Arc<SingleCertAndKey> {
+        Arc::new(SingleCertAndKey::from(self.certified.clone()))
     }
 }
 
@@ -330,10 +337,7 @@ pub fn server_config(
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![identity.cert.clone()],
-            PrivateKeyDer::Pkcs8(identity.key.clone_key()),
-        )?;
+        .with_cert_resolver(identity.resolver());
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     // No resumption: every connection re-verifies the client certificate.
     cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
@@ -350,10 +354,7 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(
-            vec![identity.cert.clone()],
-            PrivateKeyDer::Pkcs8(identity.key.clone_key()),
-        )?;
+        .with_client_cert_resolver(identity.resolver());
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     cfg.resumption = rustls::client::Resumption::disabled();
     Ok(cfg)

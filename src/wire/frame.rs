@@ -68,6 +68,22 @@ mod tests {
         assert_eq!(decode_frame(&framed), Ok((&b"hello"[..], 9)));
     }
 
+    /// The framed examples of docs/protocol.md §4.4.
+    #[test]
+    fn documented_frames_are_byte_exact() {
+        for (body, frame) in [
+            ("82011b0123456789abcdef", "0000000b82011b0123456789abcdef"),
+            (
+                "84021b0123456789abcdef447f000001191151",
+                "0000001384021b0123456789abcdef447f000001191151",
+            ),
+            ("83030263626164", "0000000783030263626164"),
+        ] {
+            let body = hex::decode(body).unwrap();
+            assert_eq!(hex::encode(encode_frame(&body).unwrap()), frame);
+        }
+    }
+
     #[test]
     fn limits_are_enforced_from_the_header() {
         let max = MAX_FRAME_LEN as u32;
