@@ -302,6 +302,20 @@ fn node_run_answers_ping_and_stops_on_sigterm() {
     let text = run_ok(&["ping", &node.addr, "--difficulty", "2"]);
     assert!(text.contains(&node.id), "{text}");
 
+    // With --json a failed connection still prints the JSON object.
+    let out = p2psip()
+        .args(["ping", &node.addr, "--difficulty", "2", "--json"])
+        .args(["--expect-id", &"cd".repeat(32)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(v["received"], 0);
+    assert!(
+        v["error"].as_str().unwrap().contains("not the expected"),
+        "{v}"
+    );
+
     // Expecting another id fails, naming the problem.
     let err = run_err(&[
         "ping",

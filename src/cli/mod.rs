@@ -147,3 +147,17 @@ pub fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn peer_text_cannot_drive_the_terminal() {
+        let hostile = "bad\u{1b}[2J\nsecond line\u{7}";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.contains("\\u{1b}[2J"), "{shown:?}");
+        assert_eq!(printable("plain é"), "plain é");
+    }
+}
