@@ -402,3 +402,25 @@ async fn total_limit_refuses_everyone_beyond_it() {
     let _ = refused(&second, node.addr).await;
     conn.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn works_over_ipv6_loopback() {
+    let identity = LocalIdentity::self_signed(&key(1), now()).unwrap();
+    let node = start_node_with(
+        identity,
+        open(),
+        Limits::default(),
+        "[::1]:0".parse().unwrap(),
+    );
+    let c = client(&key(2), open(), "[::1]");
+    let pong = c
+        .connect(node.addr, None)
+        .await
+        .unwrap()
+        .ping()
+        .await
+        .unwrap();
+    assert_eq!(pong.peer, key(1).public().node_id());
+    assert!(pong.observed.is_ipv6());
+    assert_eq!(pong.observed, c.local_addr().unwrap());
+}
