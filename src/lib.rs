@@ -30,6 +30,7 @@ pub mod binding;
 mod fsutil;
 pub mod identity;
 pub mod limits;
+pub mod overlay;
 pub mod wire;
 
 #[cfg(feature = "node")]

@@ -1,0 +1,455 @@
+//! Iterative lookups over disjoint paths (S/Kademlia §4.4), as a sans-IO
+//! state machine.
+//!
+//! The k closest contacts the local table knows seed the lookup; they are
+//! dealt round-robin to `d` paths. Each path runs its own iterative
+//! Kademlia lookup with `alpha` requests in flight, and a node belongs to
+//! the first path that learned of it: no node is queried on two paths, so
+//! an adversary on one path cannot steer the others. A path ends when its
+//! `k` closest live candidates have all answered.
+//!
+//! Answers are checked: contacts that fail the admission puzzle, answers
+//! with more than `k` contacts and unanswered requests are reported as
+//! [`PeerFault`]s, the one typed channel through which the reputation
+//! subsystem will learn of them.
+//!
+//! Driving it (the caller owns sockets, clocks and timeouts):
+//!
+//! ```text
+//! let mut l = Lookup::new(target, table.closest(&target, k), local, &params);
+//! loop {
+//!     while let Some(req) = l.poll_request() { send FindNode(target) to req.to }
+//!     on answer: l.on_response(&from, &contacts)   on timeout: l.on_failure(&from)
+//!     drain l.poll_fault()
+//!     if l.is_finished() { break }
+//! }
+//! l.result()
+//! ```
+
+use super::config::OverlayParams;
+use super::key::{Distance, Key};
+use super::routing::Contact;
+use crate::identity::NodeId;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Candidates kept per path beyond which the farthest unqueried ones are
+/// dropped: bounds memory whatever peers answer.
+const MAX_CANDIDATES_PER_PATH_FACTOR: usize = 8;
+
+/// What a peer did wrong during a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// It returned a contact whose id fails the admission puzzle.
+    InvalidContact,
+    /// It returned more contacts than asked for.
+    TooManyContacts,
+    /// It did not answer (timeout, refused, or a broken answer).
+    Unresponsive,
+}
+
+/// A fault observed of a peer; drained with [`Lookup::poll_fault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerFault {
+    /// The peer at fault.
+    pub peer: NodeId,
+    /// What it did.
+    pub kind: FaultKind,
+}
+
+/// A request the driver must send: `FindNode(target)` to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// The peer to ask.
+    pub to: Contact,
+    /// The path the request belongs to.
+    pub path: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Fresh,
+    InFlight,
+    Answered,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    contact: Contact,
+    state: State,
+    hop: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Path {
+    candidates: BTreeMap<Distance, Candidate>,
+    in_flight: usize,
+}
+
+/// One lookup for the nodes closest to a key.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    target: Key,
+    local: NodeId,
+    k: usize,
+    alpha: usize,
+    difficulty: u8,
+    paths: Vec<Path>,
+    /// Which path each known node belongs to.
+    owner: HashMap<NodeId, usize>,
+    next_path: usize,
+    faults: VecDeque<PeerFault>,
+    requests: u32,
+    finished: bool,
+}
+
+impl Lookup {
+    /// A lookup for `target` seeded with `seeds` (normally the local
+    /// table's `k` closest to `target`).
+    pub fn new(target: Key, seeds: Vec<Contact>, local: NodeId, params: &OverlayParams) -> Self {
+        let d = params.disjoint_paths.max(1);
+        let mut lookup = Self {
+            target,
+            local,
+            k: params.k.max(1),
+            alpha: params.alpha.max(1),
+            difficulty: params.id_difficulty,
+            paths: vec![Path::default(); d],
+            owner: HashMap::new(),
+            next_path: 0,
+            faults: VecDeque::new(),
+            requests: 0,
+            finished: false,
+        };
+        let mut seeds = seeds;
+        seeds.sort_by_key(|c| target.distance(&Key::from(c.id)));
+        let mut i = 0;
+        for c in seeds {
+            if c.id == local || lookup.owner.contains_key(&c.id) {
+                continue;
+            }
+            lookup.add_candidate(i % d, c, 0);
+            i += 1;
+        }
+        lookup
+    }
+
+    fn add_candidate(&mut self, path: usize, contact: Contact, hop: u32) {
+        let distance = self.target.distance(&Key::from(contact.id));
+        self.owner.insert(contact.id, path);
+        let cap = self.k * MAX_CANDIDATES_PER_PATH_FACTOR;
+        let p = &mut self.paths[path];
+        p.candidates.insert(
+            distance,
+            Candidate {
+                contact,
+                state: State::Fresh,
+                hop,
+            },
+        );
+        if p.candidates.len() > cap {
+            // Drop the farthest candidate not yet asked.
+            let victim = p
+                .candidates
+                .iter()
+                .rev()
+                .find(|(_, c)| c.state == State::Fresh)
+                .map(|(d, _)| *d);
+            if let Some(v) = victim {
+                p.candidates.remove(&v);
+            }
+        }
+    }
+
+    /// The next request to send, if the lookup wants one now.
+    #[must_use]
+    pub fn poll_request(&mut self) -> Option<Request> {
+        if self.finished {
+            return None;
+        }
+        let d = self.paths.len();
+        for step in 0..d {
+            let path = (self.next_path + step) % d;
+            if let Some(req) = self.next_on_path(path) {
+                self.next_path = (path + 1) % d;
+                self.requests += 1;
+                return Some(req);
+            }
+        }
+        None
+    }
+
+    fn next_on_path(&mut self, path: usize) -> Option<Request> {
+        let (k, alpha) = (self.k, self.alpha);
+        let p = &mut self.paths[path];
+        if p.in_flight >= alpha {
+            return None;
+        }
+        // Only the k closest live candidates are worth asking.
+        let candidate = p
+            .candidates
+            .values_mut()
+            .filter(|c| c.state != State::Failed)
+            .take(k)
+            .find(|c| c.state == State::Fresh)?;
+        candidate.state = State::InFlight;
+        p.in_flight += 1;
+        Some(Request {
+            to: candidate.contact,
+            path,
+        })
+    }
+
+    fn find_in_flight(&mut self, from: &NodeId) -> Option<(usize, Distance)> {
+        let path = *self.owner.get(from)?;
+        let distance = self.target.distance(&Key::from(*from));
+        let c = self.paths[path].candidates.get(&distance)?;
+        (c.state == State::InFlight).then_some((path, distance))
+    }
+
+    /// `from` answered with `contacts`. Answers from peers not asked (or
+    /// asked already) are ignored.
+    pub fn on_response(&mut self, from: &NodeId, contacts: &[Contact]) {
+        let Some((path, distance)) = self.find_in_flight(from) else {
+            return;
+        };
+        let hop = {
+            let p = &mut self.paths[path];
+            p.in_flight = p.in_flight.saturating_sub(1);
+            let Some(c) = p.candidates.get_mut(&distance) else {
+                return;
+            };
+            c.state = State::Answered;
+            c.hop
+        };
+        if contacts.len() > self.k {
+            self.faults.push_back(PeerFault {
+                peer: *from,
+                kind: FaultKind::TooManyContacts,
+            });
+        }
+        let mut reported_invalid = false;
+        for c in contacts.iter().take(self.k) {
+            if !c.id.meets_difficulty(self.difficulty) {
+                if !reported_invalid {
+                    self.faults.push_back(PeerFault {
+                        peer: *from,
+                        kind: FaultKind::InvalidContact,
+                    });
+                    reported_invalid = true;
+                }
+                continue;
+            }
+            if c.id == self.local || self.owner.contains_key(&c.id) {
+                continue;
+            }
+            self.add_candidate(path, *c, hop + 1);
+        }
+    }
+
+    /// The request to `from` failed (timeout, refusal, broken answer).
+    pub fn on_failure(&mut self, from: &NodeId) {
+        let Some((path, distance)) = self.find_in_flight(from) else {
+            return;
+        };
+        let p = &mut self.paths[path];
+        p.in_flight = p.in_flight.saturating_sub(1);
+        if let Some(c) = p.candidates.get_mut(&distance) {
+            c.state = State::Failed;
+        }
+        self.faults.push_back(PeerFault {
+            peer: *from,
+            kind: FaultKind::Unresponsive,
+        });
+    }
+
+    /// The next fault observed, if any.
+    #[must_use]
+    pub fn poll_fault(&mut self) -> Option<PeerFault> {
+        self.faults.pop_front()
+    }
+
+    fn path_done(&self, p: &Path) -> bool {
+        p.in_flight == 0
+            && p.candidates
+                .values()
+                .filter(|c| c.state != State::Failed)
+                .take(self.k)
+                .all(|c| c.state == State::Answered)
+    }
+
+    /// Whether every path has finished (or [`Lookup::finish`] was called).
+    pub fn is_finished(&self) -> bool {
+        self.finished || self.paths.iter().all(|p| self.path_done(p))
+    }
+
+    /// Ends the lookup early (for instance when a value was found).
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// The `k` closest contacts that answered, over all paths, closest
+    /// first, each with the hop at which it was found.
+    pub fn result(&self) -> Vec<(Contact, u32)> {
+        let mut all: Vec<(Distance, Contact, u32)> = self
+            .paths
+            .iter()
+            .flat_map(|p| p.candidates.iter())
+            .filter(|(_, c)| c.state == State::Answered)
+            .map(|(d, c)| (*d, c.contact, c.hop))
+            .collect();
+        all.sort_unstable_by_key(|a| a.0);
+        all.into_iter()
+            .take(self.k)
+            .map(|(_, c, h)| (c, h))
+            .collect()
+    }
+
+    /// Requests issued so far.
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// The path each contact was used on, for checking disjointness.
+    pub fn path_of(&self, id: &NodeId) -> Option<usize> {
+        self.owner.get(id).copied()
+    }
+
+    /// The contacts queried on `path` (answered, failed or in flight).
+    pub fn queried_on(&self, path: usize) -> Vec<NodeId> {
+        self.paths
+            .get(path)
+            .map(|p| {
+                p.candidates
+                    .values()
+                    .filter(|c| c.state != State::Fresh)
+                    .map(|c| c.contact.id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The target.
+    pub fn target(&self) -> Key {
+        self.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn id(n: u16) -> NodeId {
+        let mut b = [0u8; 32];
+        b[0] = (n >> 8) as u8;
+        b[1] = n as u8;
+        b[31] = 1;
+        NodeId::from_bytes(b)
+    }
+
+    fn contact(n: u16) -> Contact {
+        Contact {
+            id: id(n),
+            addr: format!("10.{}.{}.1:1", n >> 8, n & 0xff).parse().unwrap(),
+        }
+    }
+
+    fn params(k: usize, alpha: usize, d: usize) -> OverlayParams {
+        OverlayParams {
+            k,
+            alpha,
+            disjoint_paths: d,
+            id_difficulty: 0,
+            ..OverlayParams::default()
+        }
+    }
+
+    /// A toy network of 1024 nodes: node n knows the ten nodes that differ
+    /// from it in one bit of the index (a hypercube), so greedy XOR
+    /// routing reaches any target.
+    fn answer(n: u16) -> Vec<Contact> {
+        (0..10u16).map(|b| contact(n ^ (1 << b))).collect()
+    }
+
+    fn index_of(c: &Contact) -> u16 {
+        (u16::from(c.id.as_bytes()[0]) << 8) | u16::from(c.id.as_bytes()[1])
+    }
+
+    #[test]
+    fn disjoint_paths_never_share_a_queried_node() {
+        let target = Key::from(id(700));
+        let seeds: Vec<Contact> = (0..8).map(contact).collect();
+        let mut l = Lookup::new(target, seeds, id(1023), &params(4, 2, 4));
+        let mut rounds = 0;
+        while !l.is_finished() && rounds < 10_000 {
+            rounds += 1;
+            let mut batch = Vec::new();
+            while let Some(r) = l.poll_request() {
+                batch.push(r);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                let mut a = answer(index_of(&r.to));
+                // An honest node answers with its k closest to the target.
+                a.sort_by_key(|c| target.distance(&Key::from(c.id)));
+                a.truncate(4);
+                l.on_response(&r.to.id, &a);
+            }
+        }
+        assert!(l.is_finished());
+        assert_eq!(l.poll_fault(), None, "honest answers raise no fault");
+        let mut seen = HashSet::new();
+        for p in 0..4 {
+            for n in l.queried_on(p) {
+                assert!(seen.insert(n), "{n:?} queried on two paths");
+                assert_eq!(l.path_of(&n), Some(p));
+            }
+        }
+        // Every path made progress towards the target.
+        assert_eq!(l.result()[0].0.id, id(700));
+    }
+
+    #[test]
+    fn alpha_bounds_requests_in_flight_per_path() {
+        let seeds: Vec<Contact> = (0..20).map(contact).collect();
+        let mut l = Lookup::new(Key::from(id(5)), seeds, id(999), &params(20, 3, 2));
+        let mut n = 0;
+        while l.poll_request().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 6, "alpha 3 on each of 2 paths");
+    }
+
+    #[test]
+    fn faults_are_reported_and_failed_nodes_do_not_block_termination() {
+        let mut p = params(2, 1, 1);
+        p.id_difficulty = 8;
+        // Seeds are not checked against the puzzle (they come from our own
+        // table); answers are.
+        let seeds = vec![contact(1), contact(2)];
+        let mut l = Lookup::new(Key::from(id(1)), seeds, id(999), &p);
+        let first = l.poll_request().unwrap();
+        let too_many: Vec<Contact> = (10..20).map(contact).collect();
+        l.on_response(&first.to.id, &too_many);
+        let kinds: Vec<FaultKind> = std::iter::from_fn(|| l.poll_fault())
+            .map(|f| f.kind)
+            .collect();
+        assert!(kinds.contains(&FaultKind::TooManyContacts));
+        assert!(kinds.contains(&FaultKind::InvalidContact));
+        let second = l.poll_request().unwrap();
+        l.on_failure(&second.to.id);
+        assert_eq!(
+            l.poll_fault().map(|f| f.kind),
+            Some(FaultKind::Unresponsive)
+        );
+        assert!(l.is_finished());
+        assert_eq!(l.result().len(), 1);
+        // Answers from peers never asked are ignored.
+        l.on_response(&id(500), &[contact(501)]);
+        assert_eq!(l.path_of(&id(501)), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! The overlay core: S/Kademlia routing, lookups, signed records and their
+//! storage rules, written as sans-IO state machines (`now` and randomness
+//! are inputs; no sockets, clocks or tasks), driven by the node and by the
+//! simulator alike.
+
+pub mod config;
+pub mod key;
+pub mod lookup;
+pub mod routing;

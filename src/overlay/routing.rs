@@ -1,0 +1,471 @@
+//! The routing table: 256 k-buckets over the XOR metric, with the
+//! S/Kademlia admission rules.
+//!
+//! - Only puzzle-valid ids are admitted, never the local id.
+//! - Network diversity: at most `max_per_prefix_per_bucket` peers of one
+//!   IPv4 /24 (IPv6 /48) in a bucket and `max_per_prefix_per_table` in the
+//!   whole table, so that one network cannot fill a region of the table.
+//! - Long-lived peers are preferred: a full bucket never evicts on its own.
+//!   The insert tells the caller which resident (the least recently seen)
+//!   to ping, and keeps the newcomer as that bucket's single pending
+//!   candidate; only if the resident then fails does the newcomer enter.
+//!
+//! The table reads no clock: `now` (milliseconds of any monotonic clock)
+//! is an argument. Whoever calls [`RoutingTable::insert`] vouches that the
+//! contact was seen on an authenticated connection; contacts merely
+//! mentioned by third parties belong in a lookup, not here.
+
+use super::config::OverlayParams;
+use super::key::{Distance, Key};
+use crate::identity::NodeId;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// A peer as the overlay knows it: its authenticated id and its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Contact {
+    /// The peer's node id.
+    pub id: NodeId,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// The network a peer counts under for diversity limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetPrefix {
+    /// The first 24 bits of an IPv4 address (IPv4-mapped IPv6 counts here).
+    V4([u8; 3]),
+    /// The first 48 bits of an IPv6 address.
+    V6([u8; 6]),
+}
+
+impl NetPrefix {
+    /// The prefix of `ip`.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                NetPrefix::V4([o[0], o[1], o[2]])
+            }
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => NetPrefix::of(IpAddr::V4(v4)),
+                None => {
+                    let o = v6.octets();
+                    NetPrefix::V6([o[0], o[1], o[2], o[3], o[4], o[5]])
+                }
+            },
+        }
+    }
+}
+
+/// Why a contact was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmissionError {
+    /// The local node's own id.
+    #[error("the local id")]
+    IsLocal,
+    /// The id does not solve the overlay's puzzle.
+    #[error("id fails the admission puzzle")]
+    PuzzleNotSolved,
+    /// The bucket already holds the maximum from this network prefix.
+    #[error("bucket already holds the maximum of peers from this network")]
+    PrefixFullInBucket,
+    /// The table already holds the maximum from this network prefix.
+    #[error("table already holds the maximum of peers from this network")]
+    PrefixFullInTable,
+}
+
+/// What [`RoutingTable::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The contact is new and was added.
+    Inserted,
+    /// The contact was known; it is now the most recently seen.
+    Refreshed,
+    /// The bucket is full. The caller should ping `ping`; report the
+    /// result with [`RoutingTable::on_ping_result`]. The newcomer waits as
+    /// the bucket's pending candidate.
+    Full {
+        /// The least recently seen resident of the bucket.
+        ping: Contact,
+    },
+    /// The contact was refused.
+    Refused(AdmissionError),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    contact: Contact,
+    first_seen: u64,
+    last_seen: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Bucket {
+    /// Least recently seen first.
+    entries: Vec<Entry>,
+    pending: Option<Entry>,
+}
+
+/// One node's view of the overlay.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    local: Key,
+    k: usize,
+    difficulty: u8,
+    per_bucket: usize,
+    per_table: usize,
+    buckets: Vec<Bucket>,
+    // Counts per network prefix over all resident entries. Keys come from
+    // peers' addresses; SipHash with a random key and at most one entry
+    // per resident keep it bounded and collision-proof.
+    prefix_counts: HashMap<NetPrefix, usize>,
+    len: usize,
+}
+
+impl RoutingTable {
+    /// An empty table for the node `local` of an overlay with `params`.
+    pub fn new(local: NodeId, params: &OverlayParams) -> Self {
+        Self {
+            local: Key::from(local),
+            k: params.k.max(1),
+            difficulty: params.id_difficulty,
+            per_bucket: params.max_per_prefix_per_bucket.max(1),
+            per_table: params.max_per_prefix_per_table.max(1),
+            buckets: vec![Bucket::default(); 256],
+            prefix_counts: HashMap::new(),
+            len: 0,
+        }
+    }
+
+    /// The local node's key.
+    pub fn local(&self) -> Key {
+        self.local
+    }
+
+    /// Resident contacts.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn bucket_index(&self, id: &NodeId) -> Option<usize> {
+        self.local.distance(&Key::from(id)).bucket_index()
+    }
+
+    /// Checks the admission rules for a contact not yet resident.
+    fn admissible(&self, bucket: &Bucket, contact: &Contact) -> Result<(), AdmissionError> {
+        if !contact.id.meets_difficulty(self.difficulty) {
+            return Err(AdmissionError::PuzzleNotSolved);
+        }
+        let prefix = NetPrefix::of(contact.addr.ip());
+        let in_bucket = bucket
+            .entries
+            .iter()
+            .filter(|e| NetPrefix::of(e.contact.addr.ip()) == prefix)
+            .count();
+        if in_bucket >= self.per_bucket {
+            return Err(AdmissionError::PrefixFullInBucket);
+        }
+        if self.prefix_counts.get(&prefix).copied().unwrap_or(0) >= self.per_table {
+            return Err(AdmissionError::PrefixFullInTable);
+        }
+        Ok(())
+    }
+
+    /// Offers a contact seen on an authenticated connection at `now`.
+    pub fn insert(&mut self, contact: Contact, now: u64) -> InsertOutcome {
+        let Some(index) = self.bucket_index(&contact.id) else {
+            return InsertOutcome::Refused(AdmissionError::IsLocal);
+        };
+        let k = self.k;
+        let bucket = &self.buckets[index];
+        if let Some(pos) = bucket
+            .entries
+            .iter()
+            .position(|e| e.contact.id == contact.id)
+        {
+            let bucket = &mut self.buckets[index];
+            let mut entry = bucket.entries.remove(pos);
+            entry.last_seen = now;
+            // The address is not changed here: a resident's address moves
+            // only through `remove` + `insert`, so that an address cannot be
+            // redirected by a mere mention.
+            bucket.entries.push(entry);
+            return InsertOutcome::Refreshed;
+        }
+        if let Err(e) = self.admissible(bucket, &contact) {
+            return InsertOutcome::Refused(e);
+        }
+        let entry = Entry {
+            contact,
+            first_seen: now,
+            last_seen: now,
+        };
+        if bucket.entries.len() < k {
+            self.add(index, entry);
+            return InsertOutcome::Inserted;
+        }
+        let bucket = &mut self.buckets[index];
+        // A newcomer never evicts: it waits for the oldest resident to fail.
+        let oldest = bucket.entries[0].contact;
+        bucket.pending = Some(entry);
+        InsertOutcome::Full { ping: oldest }
+    }
+
+    fn add(&mut self, index: usize, entry: Entry) {
+        *self
+            .prefix_counts
+            .entry(NetPrefix::of(entry.contact.addr.ip()))
+            .or_insert(0) += 1;
+        self.buckets[index].entries.push(entry);
+        self.len += 1;
+    }
+
+    /// Reports whether a resident answered a liveness check. An answer
+    /// refreshes it and drops the pending candidate; a failure evicts it
+    /// and admits the pending candidate in its place, if still admissible.
+    pub fn on_ping_result(&mut self, id: &NodeId, alive: bool, now: u64) {
+        let Some(index) = self.bucket_index(id) else {
+            return;
+        };
+        if alive {
+            self.insert_known(index, id, now);
+            self.buckets[index].pending = None;
+            return;
+        }
+        self.remove(id);
+        if let Some(pending) = self.buckets[index].pending.take() {
+            if self.buckets[index].entries.len() < self.k
+                && self
+                    .admissible(&self.buckets[index], &pending.contact)
+                    .is_ok()
+            {
+                self.add(index, pending);
+            }
+        }
+    }
+
+    fn insert_known(&mut self, index: usize, id: &NodeId, now: u64) {
+        let bucket = &mut self.buckets[index];
+        if let Some(pos) = bucket.entries.iter().position(|e| e.contact.id == *id) {
+            let mut entry = bucket.entries.remove(pos);
+            entry.last_seen = now;
+            bucket.entries.push(entry);
+        }
+    }
+
+    /// Removes a contact; returns it if it was resident.
+    pub fn remove(&mut self, id: &NodeId) -> Option<Contact> {
+        let index = self.bucket_index(id)?;
+        let bucket = &mut self.buckets[index];
+        let pos = bucket.entries.iter().position(|e| e.contact.id == *id)?;
+        let entry = bucket.entries.remove(pos);
+        let prefix = NetPrefix::of(entry.contact.addr.ip());
+        if let Some(n) = self.prefix_counts.get_mut(&prefix) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.prefix_counts.remove(&prefix);
+            }
+        }
+        self.len -= 1;
+        Some(entry.contact)
+    }
+
+    /// Whether `id` is resident.
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.bucket_index(id)
+            .is_some_and(|i| self.buckets[i].entries.iter().any(|e| e.contact.id == *id))
+    }
+
+    /// The `n` resident contacts closest to `target`, closest first.
+    pub fn closest(&self, target: &Key, n: usize) -> Vec<Contact> {
+        let mut all: Vec<(Distance, Contact)> = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .map(|e| (target.distance(&Key::from(e.contact.id)), e.contact))
+            .collect();
+        all.sort_unstable_by_key(|a| a.0);
+        all.into_iter().take(n).map(|(_, c)| c).collect()
+    }
+
+    /// Every resident contact with the age of the relationship and the time
+    /// it was last seen, bucket by bucket (farthest bucket first).
+    pub fn entries(&self) -> impl Iterator<Item = (usize, Contact, u64, u64)> + '_ {
+        self.buckets.iter().enumerate().rev().flat_map(|(i, b)| {
+            b.entries
+                .iter()
+                .map(move |e| (i, e.contact, e.first_seen, e.last_seen))
+        })
+    }
+
+    /// Indices of the non-empty buckets, and the highest such index.
+    pub fn occupied_buckets(&self) -> Vec<usize> {
+        (0..256)
+            .filter(|i| !self.buckets[*i].entries.is_empty())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn params(k: usize, difficulty: u8) -> OverlayParams {
+        OverlayParams {
+            k,
+            id_difficulty: difficulty,
+            max_per_prefix_per_bucket: 2,
+            max_per_prefix_per_table: 10,
+            ..OverlayParams::default()
+        }
+    }
+
+    /// A node id whose first byte is `first` (so its bucket relative to
+    /// the zero id is known) and whose puzzle bits are at least `bits`.
+    fn id_with(first: u8, bits: u32, salt: u32) -> NodeId {
+        for n in 0u32.. {
+            let mut b: [u8; 32] =
+                Sha256::digest([salt.to_be_bytes(), n.to_be_bytes()].concat()).into();
+            b[0] = first;
+            let id = NodeId::from_bytes(b);
+            if id.puzzle_bits() >= bits {
+                return id;
+            }
+        }
+        unreachable!()
+    }
+
+    fn contact(id: NodeId, ip: &str) -> Contact {
+        Contact {
+            id,
+            addr: SocketAddr::new(ip.parse().unwrap(), 4433),
+        }
+    }
+
+    fn local() -> NodeId {
+        NodeId::from_bytes([0; 32])
+    }
+
+    #[test]
+    fn puzzle_and_self_are_refused() {
+        let mut t = RoutingTable::new(local(), &params(20, 4));
+        let weak = (0..)
+            .map(|s| id_with(0x80, 0, s))
+            .find(|id| id.puzzle_bits() < 4)
+            .unwrap();
+        assert_eq!(
+            t.insert(contact(weak, "10.0.0.1"), 0),
+            InsertOutcome::Refused(AdmissionError::PuzzleNotSolved)
+        );
+        assert_eq!(
+            t.insert(contact(local(), "10.0.0.1"), 0),
+            InsertOutcome::Refused(AdmissionError::IsLocal)
+        );
+        let strong = id_with(0x80, 4, 1);
+        assert_eq!(
+            t.insert(contact(strong, "10.0.0.1"), 0),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn at_most_two_per_slash24_per_bucket_and_ten_per_table() {
+        let mut t = RoutingTable::new(local(), &params(20, 0));
+        // Same bucket (first bit set), same /24.
+        for i in 0..2 {
+            let c = contact(id_with(0x80, 0, i), &format!("192.0.2.{}", i + 1));
+            assert_eq!(t.insert(c, 0), InsertOutcome::Inserted);
+        }
+        let third = contact(id_with(0x80, 0, 2), "192.0.2.3");
+        assert_eq!(
+            t.insert(third, 0),
+            InsertOutcome::Refused(AdmissionError::PrefixFullInBucket)
+        );
+        // Another /24 still gets in.
+        assert_eq!(
+            t.insert(contact(id_with(0x80, 0, 3), "192.0.3.1"), 0),
+            InsertOutcome::Inserted
+        );
+        // Per table: spread one /24 over many buckets.
+        let mut t = RoutingTable::new(local(), &params(20, 0));
+        let mut inserted = 0;
+        for b in 0..16u8 {
+            for i in 0..2u32 {
+                // Eight distinct buckets, two tries each per pass.
+                let first = 0x80u8 >> (b % 8);
+                let id = id_with(first, 0, u32::from(b) * 10 + i + 100);
+                if t.insert(contact(id, "198.51.100.7"), 0) == InsertOutcome::Inserted {
+                    inserted += 1;
+                }
+            }
+        }
+        assert_eq!(inserted, 10, "table cap per /24");
+        // IPv6: /48 is the unit.
+        let mut t = RoutingTable::new(local(), &params(20, 0));
+        assert_eq!(
+            t.insert(contact(id_with(0x80, 0, 1), "2001:db8:1::1"), 0),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            t.insert(contact(id_with(0x80, 0, 2), "2001:db8:1:ffff::2"), 0),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            t.insert(contact(id_with(0x80, 0, 3), "2001:db8:1:1::3"), 0),
+            InsertOutcome::Refused(AdmissionError::PrefixFullInBucket)
+        );
+        assert_eq!(
+            t.insert(contact(id_with(0x80, 0, 4), "2001:db8:2::1"), 0),
+            InsertOutcome::Inserted
+        );
+    }
+
+    #[test]
+    fn full_bucket_asks_to_ping_the_oldest_and_never_evicts_on_its_own() {
+        let mut t = RoutingTable::new(local(), &params(2, 0));
+        let a = contact(id_with(0x80, 0, 1), "10.0.1.1");
+        let b = contact(id_with(0x80, 0, 2), "10.0.2.1");
+        let c = contact(id_with(0x80, 0, 3), "10.0.3.1");
+        assert_eq!(t.insert(a, 1), InsertOutcome::Inserted);
+        assert_eq!(t.insert(b, 2), InsertOutcome::Inserted);
+        assert_eq!(t.insert(c, 3), InsertOutcome::Full { ping: a });
+        assert!(!t.contains(&c.id));
+        // The long-lived peer answers: the newcomer stays out.
+        t.on_ping_result(&a.id, true, 4);
+        assert!(t.contains(&a.id) && !t.contains(&c.id));
+        // Now b is the oldest; it fails: the pending newcomer takes its place.
+        assert_eq!(t.insert(c, 5), InsertOutcome::Full { ping: b });
+        t.on_ping_result(&b.id, false, 6);
+        assert!(t.contains(&c.id) && !t.contains(&b.id));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn refresh_does_not_move_an_address_and_closest_sorts_by_xor() {
+        let mut t = RoutingTable::new(local(), &params(20, 0));
+        let a = contact(id_with(0x80, 0, 1), "10.0.1.1");
+        t.insert(a, 1);
+        let moved = Contact {
+            addr: "10.9.9.9:1".parse().unwrap(),
+            ..a
+        };
+        assert_eq!(t.insert(moved, 2), InsertOutcome::Refreshed);
+        assert_eq!(t.closest(&Key::from(a.id), 1), vec![a]);
+        let near = contact(id_with(0x01, 0, 2), "10.0.2.1");
+        let mid = contact(id_with(0x10, 0, 3), "10.0.3.1");
+        t.insert(near, 3);
+        t.insert(mid, 4);
+        assert_eq!(t.closest(&Key([0; 32]), 3), vec![near, mid, a]);
+        assert_eq!(t.remove(&mid.id), Some(mid));
+        assert_eq!(t.len(), 2);
+    }
+}
