@@ -31,6 +31,7 @@ mod fsutil;
 pub mod identity;
 pub mod limits;
 pub mod overlay;
+pub mod sim;
 pub mod wire;
 
 #[cfg(feature = "node")]

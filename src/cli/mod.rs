@@ -5,6 +5,7 @@ mod ca;
 mod files;
 mod identity;
 mod node;
+mod sim;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Command {
     Node(NodeCommand),
     /// Ping a node over mutually authenticated QUIC.
     Ping(node::PingArgs),
+    /// Simulate an overlay of many nodes (deterministic from --seed).
+    Sim(sim::SimArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +141,7 @@ pub fn main() -> std::process::ExitCode {
         },
         Command::Node(NodeCommand::Run(a)) => node::run(a),
         Command::Ping(a) => node::ping(a),
+        Command::Sim(a) => sim::sim(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
