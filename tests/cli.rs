@@ -437,8 +437,48 @@ fn every_command_has_help() {
         vec!["ca", "issue", "--help"],
         vec!["node", "run", "--help"],
         vec!["ping", "--help"],
+        vec!["sim", "--help"],
     ] {
         let out = run_ok(&cmd);
         assert!(out.contains("Usage:"), "{cmd:?}: {out}");
     }
+}
+
+#[test]
+fn sim_prints_the_same_json_for_the_same_seed() {
+    let args = [
+        "sim",
+        "--nodes",
+        "60",
+        "--lookups",
+        "50",
+        "--store-fetch",
+        "5",
+        "--churn",
+        "0.02",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    let first = run_ok(&args);
+    assert_eq!(first, run_ok(&args), "same seed, same bytes");
+    let v = json(&first);
+    for field in [
+        "nodes",
+        "lookups",
+        "success_rate",
+        "hops_p50",
+        "hops_p95",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "messages_per_lookup",
+        "store_fetch_success_rate",
+    ] {
+        assert!(v.get(field).is_some(), "missing {field}: {v}");
+    }
+    assert_eq!(v["nodes"], 60);
+    let rate = v["success_rate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&rate));
+    let err = run_err(&["sim", "--nodes", "10", "--churn", "2"]);
+    assert!(err.contains("fraction"), "{err}");
 }
