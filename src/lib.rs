@@ -18,10 +18,14 @@
 //! feature the crate is only that core, which is what the fuzz targets
 //! build against.
 //!
+//! [`overlay`] holds the sans-IO S/Kademlia core (routing table, disjoint
+//! lookups) and [`sim`] a deterministic simulator that runs it at scale.
+//!
 //! # Non-features (for now)
 //!
-//! The overlay (S/Kademlia), reputation, media relays and the SIP front-end
-//! are described in `DESIGN.md` and are not part of this crate yet.
+//! The node does not run the overlay protocol yet; reputation, media
+//! relays and the SIP front-end are described in `DESIGN.md` and are not
+//! part of this crate yet.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
