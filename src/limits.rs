@@ -78,3 +78,49 @@ pub const MAX_PEM_FILE_LEN: u64 = 64 * 1024;
 
 /// Largest number of trust anchors loaded.
 pub const MAX_TRUST_ANCHORS: usize = 64;
+
+// ---------------------------------------------------------------------------
+// Overlay records and their storage (`overlay::record`, `overlay::store`).
+// The record bounds are part of the protocol (docs/protocol.md, "Records"):
+// every node must refuse the same records, so they are not configurable.
+// The store bounds are the defaults of `overlay::store::StoreLimits`.
+
+/// Largest record value (the `value` byte string of a record), in bytes.
+/// With the fixed fields and the signature a record stays far below one
+/// frame ([`MAX_FRAME_LEN`]).
+pub const MAX_RECORD_VALUE_LEN: usize = 16 * 1024;
+
+/// Longest lifetime a record may claim: a record whose `expires` lies more
+/// than this after the verifier's `now` is refused. It bounds how long a
+/// record (and its anti-rollback tombstone) can hold storage without its
+/// owner publishing again.
+pub const MAX_RECORD_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Longest SIP address-of-record in a registration, in bytes.
+pub const MAX_AOR_LEN: usize = 256;
+
+/// Most entries (bound devices) in one SIP registration.
+pub const MAX_REGISTRATION_ENTRIES: usize = 16;
+
+/// Most contacts in one registration entry.
+pub const MAX_CONTACTS_PER_ENTRY: usize = 8;
+
+/// Longest contact (a SIP URI as text) in a registration entry, in bytes.
+pub const MAX_CONTACT_LEN: usize = 256;
+
+/// Longest name of an owner value (the name its key is derived from), in
+/// bytes. Names are at least one byte long.
+pub const MAX_OWNER_VALUE_NAME_LEN: usize = 128;
+
+/// Default most slots (live records and anti-rollback tombstones) one owner
+/// may hold in a node's record store.
+pub const DEFAULT_STORE_MAX_SLOTS_PER_OWNER: usize = 128;
+
+/// Default most bytes a node's record store accounts for: the encoded
+/// records it holds plus [`STORE_SLOT_OVERHEAD`] per slot.
+pub const DEFAULT_STORE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Bytes a record store charges for every slot on top of its record's
+/// encoding, so that tombstones (slots whose record is gone) and tiny
+/// records are not free.
+pub const STORE_SLOT_OVERHEAD: usize = 128;

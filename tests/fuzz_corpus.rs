@@ -84,3 +84,33 @@ fn binding_inputs() {
         let _ = Binding::from_pem(&data);
     }
 }
+
+#[test]
+fn record_inputs() {
+    use p2psip::overlay::record::{OwnerValue, Record, RecordPolicy, Registration};
+    let inputs = inputs("record_decode");
+    assert!(inputs.len() >= 5, "seed corpus is committed");
+    // The fuzz target's fixed policy and time.
+    let policy = RecordPolicy::self_certifying("p2psip");
+    let now = 1_750_000_000;
+    let (mut verified, mut values) = (0, 0);
+    for (name, data) in inputs {
+        if let Ok(r) = Record::decode(&data) {
+            assert_eq!(r.encode(), data, "{name}");
+            if let Ok(v) = r.verify(&policy, now) {
+                assert_eq!(v.encoded(), &data[..], "{name}");
+                verified += 1;
+            }
+        }
+        if let Ok(reg) = Registration::decode(&data) {
+            assert_eq!(reg.encode(), data, "{name}");
+            values += 1;
+        }
+        if let Ok(value) = OwnerValue::decode(&data) {
+            assert_eq!(value.encode(), data, "{name}");
+            values += 1;
+        }
+    }
+    assert!(verified >= 4, "only {verified} seeds verified");
+    assert!(values >= 2, "the bare value seeds decode");
+}

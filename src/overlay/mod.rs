@@ -6,4 +6,6 @@
 pub mod config;
 pub mod key;
 pub mod lookup;
+pub mod record;
 pub mod routing;
+pub mod store;
