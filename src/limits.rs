@@ -124,3 +124,12 @@ pub const DEFAULT_STORE_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// encoding, so that tombstones (slots whose record is gone) and tiny
 /// records are not free.
 pub const STORE_SLOT_OVERHEAD: usize = 128;
+
+/// Most contacts in one Nodes or Value answer.
+pub const MAX_CONTACTS_PER_ANSWER: usize = 32;
+
+/// Most records in one Value answer.
+pub const MAX_RECORDS_PER_ANSWER: usize = 4;
+
+/// Longest overlay name, in bytes.
+pub const MAX_OVERLAY_NAME_LEN: usize = 64;

@@ -19,16 +19,9 @@ use super::config::OverlayParams;
 use super::key::{Distance, Key};
 use crate::identity::NodeId;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-/// A peer as the overlay knows it: its authenticated id and its address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Contact {
-    /// The peer's node id.
-    pub id: NodeId,
-    /// Where it listens.
-    pub addr: SocketAddr,
-}
+pub use crate::wire::message::Contact;
 
 /// The network a peer counts under for diversity limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -317,6 +310,7 @@ impl RoutingTable {
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
+    use std::net::SocketAddr;
 
     fn params(k: usize, difficulty: u8) -> OverlayParams {
         OverlayParams {

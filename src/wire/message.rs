@@ -5,15 +5,48 @@
 //! | 1    | Ping    | `nonce: uint`                                       |
 //! | 2    | Pong    | `nonce: uint, ip: bstr(4 / 16), port: uint(<65536)` |
 //! | 3    | Error   | `code: uint(<65536), reason: tstr(<=256 bytes)`     |
+//! | 4    | FindNode  | `overlay: tstr, target: bstr(32)`                 |
+//! | 5    | Nodes     | `contacts: [* contact]`                           |
+//! | 6    | FindValue | `overlay: tstr, key: bstr(32), kind: uint`        |
+//! | 7    | Value     | `records: [* bstr], contacts: [* contact]`        |
+//! | 8    | Store     | `overlay: tstr, record: bstr`                     |
+//! | 9    | Stored    | `seq: uint`                                       |
+//!
+//! `contact = [node_id: bstr(32), ip: bstr(4 / 16), port: uint(<65536)]`.
+//! Records travel as their own canonical encoding
+//! ([`crate::overlay::record`]), verified by the receiver.
 
 use super::cbor::{encoder, require_canonical, Reader};
 use super::WireError;
-use crate::limits::MAX_ERROR_REASON_LEN;
+use crate::identity::NodeId;
+use crate::limits::{
+    MAX_CONTACTS_PER_ANSWER, MAX_ERROR_REASON_LEN, MAX_OVERLAY_NAME_LEN, MAX_RECORDS_PER_ANSWER,
+    MAX_RECORD_VALUE_LEN,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 const TYPE_PING: u64 = 1;
 const TYPE_PONG: u64 = 2;
 const TYPE_ERROR: u64 = 3;
+const TYPE_FIND_NODE: u64 = 4;
+const TYPE_NODES: u64 = 5;
+const TYPE_FIND_VALUE: u64 = 6;
+const TYPE_VALUE: u64 = 7;
+const TYPE_STORE: u64 = 8;
+const TYPE_STORED: u64 = 9;
+
+/// Longest encoded record carried in a message: the value bound plus room
+/// for the record's other fields.
+pub const MAX_RECORD_ENCODING_LEN: usize = MAX_RECORD_VALUE_LEN + 256;
+
+/// A peer as the overlay names it: its node id and its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Contact {
+    /// The peer's node id.
+    pub id: NodeId,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
 
 /// Error codes carried by [`Message::Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +66,11 @@ pub enum ErrorCode {
     Busy,
     /// 6: the receiver failed for reasons of its own.
     Internal,
+    /// 7: the request names another overlay than the receiver's.
+    WrongOverlay,
+    /// 8: a record was refused (it does not verify, rolls back, or is
+    /// over a quota); the reason says which.
+    RecordRefused,
     /// Any other code, kept so that it re-encodes unchanged.
     Other(u16),
 }
@@ -47,6 +85,8 @@ impl ErrorCode {
             ErrorCode::UnexpectedMessage => 4,
             ErrorCode::Busy => 5,
             ErrorCode::Internal => 6,
+            ErrorCode::WrongOverlay => 7,
+            ErrorCode::RecordRefused => 8,
             ErrorCode::Other(n) => n,
         }
     }
@@ -60,6 +100,8 @@ impl ErrorCode {
             4 => ErrorCode::UnexpectedMessage,
             5 => ErrorCode::Busy,
             6 => ErrorCode::Internal,
+            7 => ErrorCode::WrongOverlay,
+            8 => ErrorCode::RecordRefused,
             n => ErrorCode::Other(n),
         }
     }
@@ -89,6 +131,99 @@ pub enum Message {
         /// Why, for humans; at most 256 bytes of UTF-8.
         reason: String,
     },
+    /// Asks for the receiver's closest contacts to `target`.
+    FindNode {
+        /// The overlay the requester belongs to.
+        overlay: String,
+        /// The key looked up.
+        target: [u8; 32],
+    },
+    /// The answer to FindNode: at most 32 contacts, closest first.
+    Nodes {
+        /// The contacts.
+        contacts: Vec<Contact>,
+    },
+    /// Asks for the records of `kind` under `key` (and closer contacts).
+    FindValue {
+        /// The overlay the requester belongs to.
+        overlay: String,
+        /// The record key.
+        key: [u8; 32],
+        /// The record kind.
+        kind: u64,
+    },
+    /// The answer to FindValue.
+    Value {
+        /// Encoded records (at most 4), each verified by the receiver.
+        records: Vec<Vec<u8>>,
+        /// Closer contacts, as in Nodes.
+        contacts: Vec<Contact>,
+    },
+    /// Asks the receiver to store an encoded record.
+    Store {
+        /// The overlay the requester belongs to.
+        overlay: String,
+        /// The encoded record.
+        record: Vec<u8>,
+    },
+    /// The answer to Store: the record is stored (durably, where the
+    /// receiver persists records) at this sequence number.
+    Stored {
+        /// The sequence number now held.
+        seq: u64,
+    },
+}
+
+fn encode_contacts(e: &mut minicbor::Encoder<Vec<u8>>, contacts: &[Contact]) {
+    let _ = e.array(contacts.len() as u64);
+    for c in contacts {
+        let ip: Vec<u8> = match c.addr.ip() {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        let _ = e
+            .array(3)
+            .and_then(|e| e.bytes(c.id.as_bytes())?.bytes(&ip)?.u16(c.addr.port()));
+    }
+}
+
+fn decode_ip(bytes: &[u8], field: &'static str) -> Result<IpAddr, WireError> {
+    if let Ok(o) = <[u8; 4]>::try_from(bytes) {
+        Ok(IpAddr::V4(Ipv4Addr::from(o)))
+    } else if let Ok(o) = <[u8; 16]>::try_from(bytes) {
+        Ok(IpAddr::V6(Ipv6Addr::from(o)))
+    } else {
+        Err(WireError::FieldOutOfRange(field))
+    }
+}
+
+fn decode_contacts(r: &mut Reader<'_>) -> Result<Vec<Contact>, WireError> {
+    let n = r.array()?;
+    if n > MAX_CONTACTS_PER_ANSWER as u64 {
+        return Err(WireError::FieldOutOfRange("contacts"));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        if r.array()? != 3 {
+            return Err(WireError::FieldOutOfRange("contact"));
+        }
+        let id = NodeId::from_bytes(r.bytes_exact("contact.node_id")?);
+        let ip = decode_ip(r.bytes()?, "contact.ip")?;
+        let port = r.u16("contact.port")?;
+        out.push(Contact {
+            id,
+            addr: SocketAddr::new(ip, port),
+        });
+    }
+    Ok(out)
+}
+
+fn decode_record(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<u8>, WireError> {
+    let b = r.bytes()?;
+    if b.is_empty() || b.len() > MAX_RECORD_ENCODING_LEN {
+        return Err(WireError::FieldOutOfRange(field));
+    }
+    Ok(b.to_vec())
 }
 
 impl Message {
@@ -111,6 +246,12 @@ impl Message {
             Message::Ping { .. } => "Ping",
             Message::Pong { .. } => "Pong",
             Message::Error { .. } => "Error",
+            Message::FindNode { .. } => "FindNode",
+            Message::Nodes { .. } => "Nodes",
+            Message::FindValue { .. } => "FindValue",
+            Message::Value { .. } => "Value",
+            Message::Store { .. } => "Store",
+            Message::Stored { .. } => "Stored",
         }
     }
 
@@ -135,6 +276,31 @@ impl Message {
             Message::Error { code, reason } => e
                 .array(3)
                 .and_then(|e| e.u64(TYPE_ERROR)?.u16(code.to_u16())?.str(reason)),
+            Message::FindNode { overlay, target } => e
+                .array(3)
+                .and_then(|e| e.u64(TYPE_FIND_NODE)?.str(overlay)?.bytes(target)),
+            Message::Nodes { contacts } => {
+                let _ = e.array(2).and_then(|e| e.u64(TYPE_NODES));
+                encode_contacts(&mut e, contacts);
+                Ok(&mut e)
+            }
+            Message::FindValue { overlay, key, kind } => e
+                .array(4)
+                .and_then(|e| e.u64(TYPE_FIND_VALUE)?.str(overlay)?.bytes(key)?.u64(*kind)),
+            Message::Value { records, contacts } => {
+                let _ = e
+                    .array(3)
+                    .and_then(|e| e.u64(TYPE_VALUE)?.array(records.len() as u64));
+                for rec in records {
+                    let _ = e.bytes(rec);
+                }
+                encode_contacts(&mut e, contacts);
+                Ok(&mut e)
+            }
+            Message::Store { overlay, record } => e
+                .array(3)
+                .and_then(|e| e.u64(TYPE_STORE)?.str(overlay)?.bytes(record)),
+            Message::Stored { seq } => e.array(2).and_then(|e| e.u64(TYPE_STORED)?.u64(*seq)),
         };
         e.into_writer()
     }
@@ -148,6 +314,12 @@ impl Message {
             TYPE_PING => 2,
             TYPE_PONG => 4,
             TYPE_ERROR => 3,
+            TYPE_FIND_NODE => 3,
+            TYPE_NODES => 2,
+            TYPE_FIND_VALUE => 4,
+            TYPE_VALUE => 3,
+            TYPE_STORE => 3,
+            TYPE_STORED => 2,
             other => return Err(WireError::UnknownMessageType(other)),
         };
         if arity != expected {
@@ -178,11 +350,44 @@ impl Message {
                     observed: SocketAddr::new(ip, port),
                 }
             }
-            _ => {
+            TYPE_ERROR => {
                 let code = ErrorCode::from_u16(r.u16("error.code")?);
                 let reason = r.str("error.reason", MAX_ERROR_REASON_LEN)?.to_owned();
                 Message::Error { code, reason }
             }
+            TYPE_FIND_NODE => Message::FindNode {
+                overlay: r.str("find_node.overlay", MAX_OVERLAY_NAME_LEN)?.to_owned(),
+                target: r.bytes_exact("find_node.target")?,
+            },
+            TYPE_NODES => Message::Nodes {
+                contacts: decode_contacts(&mut r)?,
+            },
+            TYPE_FIND_VALUE => Message::FindValue {
+                overlay: r
+                    .str("find_value.overlay", MAX_OVERLAY_NAME_LEN)?
+                    .to_owned(),
+                key: r.bytes_exact("find_value.key")?,
+                kind: r.u64()?,
+            },
+            TYPE_VALUE => {
+                let n = r.array()?;
+                if n > MAX_RECORDS_PER_ANSWER as u64 {
+                    return Err(WireError::FieldOutOfRange("value.records"));
+                }
+                let mut records = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    records.push(decode_record(&mut r, "value.record")?);
+                }
+                Message::Value {
+                    records,
+                    contacts: decode_contacts(&mut r)?,
+                }
+            }
+            TYPE_STORE => Message::Store {
+                overlay: r.str("store.overlay", MAX_OVERLAY_NAME_LEN)?.to_owned(),
+                record: decode_record(&mut r, "store.record")?,
+            },
+            _ => Message::Stored { seq: r.u64()? },
         };
         r.finish()?;
         require_canonical(input, &message.encode())?;
@@ -221,6 +426,79 @@ mod tests {
     }
 
     #[test]
+    fn overlay_messages_round_trip_and_are_bounded() {
+        let c = |n: u8, a: &str| Contact {
+            id: NodeId::from_bytes([n; 32]),
+            addr: a.parse().unwrap(),
+        };
+        let all = [
+            Message::FindNode {
+                overlay: "p2psip".into(),
+                target: [7; 32],
+            },
+            Message::Nodes {
+                contacts: vec![c(1, "127.0.0.1:4433"), c(2, "[::1]:9")],
+            },
+            Message::Nodes { contacts: vec![] },
+            Message::FindValue {
+                overlay: "o".into(),
+                key: [9; 32],
+                kind: 1,
+            },
+            Message::Value {
+                records: vec![vec![1, 2, 3]],
+                contacts: vec![c(3, "10.0.0.1:1")],
+            },
+            Message::Store {
+                overlay: "o".into(),
+                record: vec![0x86; 40],
+            },
+            Message::Stored { seq: 42 },
+        ];
+        for m in all {
+            assert_eq!(Message::decode(&m.encode()), Ok(m.clone()), "{}", m.name());
+        }
+        // Documented example: FindNode("p2psip", 0x07 * 32).
+        assert_eq!(
+            hex::encode(
+                Message::FindNode {
+                    overlay: "p2psip".into(),
+                    target: [7; 32]
+                }
+                .encode()
+            ),
+            format!("830466703270736970 5820{}", "07".repeat(32)).replace(' ', "")
+        );
+        // Too many contacts is refused from the array header.
+        let many = Message::Nodes {
+            contacts: (0..=MAX_CONTACTS_PER_ANSWER as u8)
+                .map(|n| c(n, "10.0.0.1:1"))
+                .collect(),
+        };
+        assert_eq!(
+            Message::decode(&many.encode()),
+            Err(WireError::FieldOutOfRange("contacts"))
+        );
+        // A record larger than any record is refused.
+        let big = Message::Store {
+            overlay: "o".into(),
+            record: vec![0; MAX_RECORD_ENCODING_LEN + 1],
+        };
+        assert_eq!(
+            Message::decode(&big.encode()),
+            Err(WireError::FieldOutOfRange("store.record"))
+        );
+        // Five-byte contact address.
+        let mut bad = hex("82 05 81 83 5820");
+        bad.extend_from_slice(&[1; 32]);
+        bad.extend_from_slice(&hex("45 0000000000 01"));
+        assert_eq!(
+            Message::decode(&bad),
+            Err(WireError::FieldOutOfRange("contact.ip"))
+        );
+    }
+
+    #[test]
     fn ipv6_pong_round_trips() {
         let m = Message::Pong {
             nonce: 7,
@@ -232,8 +510,8 @@ mod tests {
     #[test]
     fn unknown_types_and_bad_shapes_are_typed_errors() {
         assert_eq!(
-            Message::decode(&hex("82 09 00")),
-            Err(WireError::UnknownMessageType(9))
+            Message::decode(&hex("82 18 63 00")),
+            Err(WireError::UnknownMessageType(99))
         );
         assert!(matches!(
             Message::decode(&hex("83 01 00 00")),
