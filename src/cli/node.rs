@@ -7,6 +7,8 @@ use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFl
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
+use crate::overlay::config::OverlayParams;
+use crate::overlay::routing::Contact;
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
@@ -44,10 +46,26 @@ pub struct RunArgs {
     /// Maximum concurrent requests (streams) per connection.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_connection)]
     max_streams: u32,
+    /// A node of the overlay to join through, as NODE_ID@ADDR (repeatable).
+    /// Without it the node starts a new overlay.
+    #[arg(long, value_name = "ID@ADDR", value_parser = parse_bootstrap)]
+    bootstrap: Vec<Contact>,
     /// Idle timeout of a connection, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=crate::limits::MAX_IDLE_TIMEOUT.as_secs()))]
     idle_timeout: u64,
+}
+
+/// Parses `--bootstrap NODE_ID@ADDR`.
+fn parse_bootstrap(s: &str) -> Result<Contact, String> {
+    let (id, addr) = s
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?}: expected NODE_ID@ADDR (64 hex digits, '@', ip:port)"))?;
+    let id: NodeId = id.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("{s:?}: bad address {addr:?}: {e}"))?;
+    Ok(Contact { id, addr })
 }
 
 /// The identity and policy a node or client uses, from the flags.
@@ -161,11 +179,17 @@ pub fn run(a: RunArgs) -> CliResult {
         a.cert.as_deref(),
         a.difficulty,
     )?;
+    let overlay = OverlayParams {
+        id_difficulty: a.difficulty,
+        ..OverlayParams::default()
+    };
     let mut config = NodeConfig {
         identity,
         policy,
         limits,
+        overlay: Some(overlay),
     };
+    let bootstrap = a.bootstrap.clone();
     runtime()?.block_on(async move {
         let node = Node::bind(config.clone(), a.listen)?;
         let addr = node.local_addr()?;
@@ -173,6 +197,18 @@ pub fn run(a: RunArgs) -> CliResult {
               mode = if self_certifying { "self-certifying" } else { "enrolled" }, "node listening");
         println!("p2psip node {node_id} listening on {addr}");
         let _ = std::io::stdout().flush();
+        let node = std::sync::Arc::new(node);
+        if let Some(overlay) = node.overlay().cloned() {
+            let dialer = node.dialer().clone();
+            tokio::spawn(async move {
+                if bootstrap.is_empty() {
+                    info!("no --bootstrap: starting a new overlay");
+                    return;
+                }
+                let size = overlay.join(&dialer, &bootstrap).await;
+                info!(table_size = size, "joined the overlay");
+            });
+        }
         let rotation = async {
             if !self_certifying {
                 return std::future::pending::<()>().await;

@@ -22,6 +22,28 @@ use std::time::{Duration, Instant};
 /// by key, never by name; the verifier ignores it.
 const SERVER_NAME: &str = "p2psip.invalid";
 
+/// The quinn client configuration for one dial: `identity` presented, the
+/// server verified under `policy` (pinned to `expected` if set).
+pub(crate) fn quinn_client_config(
+    identity: &LocalIdentity,
+    policy: &VerifyPolicy,
+    expected: Option<NodeId>,
+    cache: &Arc<CertCache>,
+    transport: &Arc<quinn::TransportConfig>,
+) -> Result<quinn::ClientConfig, NetError> {
+    let verifier = Arc::new(PeerVerifier::with_cache(
+        policy.clone(),
+        expected,
+        cache.clone(),
+    ));
+    let tls = client_config(identity, verifier)?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport.clone());
+    Ok(config)
+}
+
 /// A client endpoint: one UDP socket from which to dial nodes.
 #[derive(Debug)]
 pub struct Client {
@@ -58,16 +80,13 @@ impl Client {
         addr: SocketAddr,
         expected: Option<NodeId>,
     ) -> Result<PeerConnection, NetError> {
-        let verifier = Arc::new(PeerVerifier::with_cache(
-            self.policy.clone(),
+        let config = quinn_client_config(
+            &self.identity,
+            &self.policy,
             expected,
-            self.cache.clone(),
-        ));
-        let tls = client_config(&self.identity, verifier)?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(self.transport.clone());
+            &self.cache,
+            &self.transport,
+        )?;
         let connecting = self.endpoint.connect_with(config, addr, SERVER_NAME)?;
         let conn = tokio::time::timeout(REQUEST_TIMEOUT, connecting)
             .await
@@ -107,6 +126,13 @@ pub struct PingReply {
 }
 
 impl PeerConnection {
+    /// Wraps an established connection whose peer certificate a
+    /// [`PeerVerifier`] accepted.
+    pub(crate) fn new(conn: quinn::Connection) -> Option<Self> {
+        let peer = peer_node_id(&conn)?;
+        Some(Self { conn, peer })
+    }
+
     /// The peer's authenticated id.
     pub fn peer_id(&self) -> NodeId {
         self.peer

@@ -13,6 +13,7 @@
 pub mod cert_cache;
 pub mod client;
 pub mod limits;
+pub mod overlay;
 pub mod server;
 mod stream;
 pub mod tls;

@@ -9,6 +9,7 @@
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
+use super::overlay::{Dialer, OverlayService};
 use super::stream::{read_message, write_message, FrameReadError};
 use super::tls::{server_config, LocalIdentity, PeerVerifier};
 use super::{peer_node_id, Limits, NetError, CLOSE_NORMAL, CLOSE_PROTOCOL_VIOLATION};
@@ -17,6 +18,9 @@ use crate::limits::{
     CONNECTION_RECEIVE_WINDOW, HANDSHAKE_TIMEOUT, MAX_IDLE_TIMEOUT, REQUEST_TIMEOUT,
     STREAM_RECEIVE_WINDOW,
 };
+use crate::overlay::config::OverlayParams;
+use crate::overlay::record::RecordPolicy;
+use crate::overlay::routing::Contact;
 use crate::wire::{ErrorCode, Message};
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,6 +42,8 @@ pub struct NodeConfig {
     pub policy: VerifyPolicy,
     /// Connection and stream limits.
     pub limits: Limits,
+    /// The overlay this node serves, if any (FindNode, FindValue, Store).
+    pub overlay: Option<OverlayParams>,
 }
 
 /// The transport parameters: `accept_streams` is how many concurrent
@@ -65,7 +71,15 @@ pub struct Node {
     endpoint: quinn::Endpoint,
     node_id: NodeId,
     limiter: ConnectionLimiter,
+    ctx: Arc<Ctx>,
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+struct Ctx {
     peers: PeerTable,
+    overlay: Option<Arc<OverlayService>>,
+    dialer: Arc<Dialer>,
 }
 
 /// Authenticated peers currently connected, by connection. Bounded by the
@@ -83,11 +97,29 @@ impl Node {
                     source,
                 }
             })?;
+        let node_id = config.identity.node_id();
+        let dialer = Arc::new(Dialer::new(
+            endpoint.clone(),
+            config.identity.clone(),
+            config.policy.clone(),
+            transport_config(&config.limits, config.limits.max_streams_per_connection),
+        ));
+        let overlay = config.overlay.clone().map(|params| {
+            let records = match &config.policy.anchors {
+                None => RecordPolicy::self_certifying(params.name.clone()),
+                Some(_) => RecordPolicy::enrolled(params.name.clone(), config.policy.clone()),
+            };
+            Arc::new(OverlayService::new(node_id, params, records))
+        });
         Ok(Self {
             endpoint,
-            node_id: config.identity.node_id(),
+            node_id,
             limiter: ConnectionLimiter::new(config.limits),
-            peers: PeerTable::default(),
+            ctx: Arc::new(Ctx {
+                peers: PeerTable::default(),
+                overlay,
+                dialer,
+            }),
         })
     }
 
@@ -127,8 +159,18 @@ impl Node {
 
     /// The authenticated peers connected now, with their addresses.
     pub fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
-        let table = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let table = self.ctx.peers.lock().unwrap_or_else(|p| p.into_inner());
         table.values().copied().collect()
+    }
+
+    /// The overlay service, if this node serves an overlay.
+    pub fn overlay(&self) -> Option<&Arc<OverlayService>> {
+        self.ctx.overlay.as_ref()
+    }
+
+    /// Dials peers from this node's endpoint.
+    pub fn dialer(&self) -> &Arc<Dialer> {
+        &self.ctx.dialer
     }
 
     /// Live inbound connections.
@@ -148,7 +190,7 @@ impl Node {
                     let remote = incoming.remote_address();
                     match self.limiter.try_acquire(remote.ip()) {
                         Ok(slot) => {
-                            tokio::spawn(serve_connection(incoming, slot, self.peers.clone()));
+                            tokio::spawn(serve_connection(incoming, slot, self.ctx.clone()));
                         }
                         Err(why) => {
                             let why = match why {
@@ -171,7 +213,8 @@ impl Node {
     }
 }
 
-async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, peers: PeerTable) {
+async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: Arc<Ctx>) {
+    let peers = &ctx.peers;
     let remote = incoming.remote_address();
     let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
         Ok(Ok(conn)) => conn,
@@ -201,7 +244,7 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, peers
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(conn.clone(), peer, send, recv));
+                tokio::spawn(serve_stream(conn.clone(), peer, send, recv, ctx.clone()));
             }
             Err(e) => {
                 debug!(peer = %peer.fmt_short(), error = %e, "connection ended");
@@ -218,6 +261,7 @@ async fn serve_stream(
     peer: NodeId,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    ctx: Arc<Ctx>,
 ) {
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_message(&mut recv)).await {
         Ok(r) => r,
@@ -229,7 +273,26 @@ async fn serve_stream(
         }
     };
     let response = match request {
-        Ok(message) => answer(&conn, message),
+        Ok(message) => {
+            if let Some(overlay) = &ctx.overlay {
+                // The peer dials from its listening endpoint, so the
+                // connection's remote address is where it can be reached.
+                let contact = Contact {
+                    id: peer,
+                    addr: conn.remote_address(),
+                };
+                if let Some((reply, oldest)) = overlay.answer(contact, &message) {
+                    if let Some(oldest) = oldest {
+                        tokio::spawn(ping_resident(overlay.clone(), ctx.dialer.clone(), oldest));
+                    }
+                    reply
+                } else {
+                    answer(&conn, message)
+                }
+            } else {
+                answer(&conn, message)
+            }
+        }
         Err(FrameReadError::Stream(e)) => {
             debug!(peer = %peer.fmt_short(), error = %e, "stream failed");
             return;
@@ -264,7 +327,21 @@ async fn serve_stream(
     }
 }
 
-/// The answer to one well-formed request.
+/// Checks whether the least recently seen resident of a full bucket is
+/// still alive; the routing table keeps it if so (S/Kademlia prefers
+/// long-lived peers) and admits the newcomer otherwise.
+async fn ping_resident(overlay: Arc<OverlayService>, dialer: Arc<Dialer>, oldest: Contact) {
+    let ping = Message::Ping {
+        nonce: rand::random(),
+    };
+    let alive = matches!(
+        dialer.request(oldest, &ping).await,
+        Ok(Message::Pong { .. })
+    );
+    overlay.ping_result(&oldest.id, alive);
+}
+
+/// The answer to one well-formed request outside the overlay.
 fn answer(conn: &quinn::Connection, request: Message) -> Message {
     match request {
         Message::Ping { nonce } => Message::Pong {

@@ -76,17 +76,19 @@ pub fn start_node_with(
     limits: Limits,
     listen: SocketAddr,
 ) -> RunningNode {
-    let node = Arc::new(
-        Node::bind(
-            NodeConfig {
-                identity,
-                policy,
-                limits,
-            },
-            listen,
-        )
-        .expect("bind node"),
-    );
+    start_configured(
+        NodeConfig {
+            identity,
+            policy,
+            limits,
+            overlay: None,
+        },
+        listen,
+    )
+}
+
+fn start_configured(config: NodeConfig, listen: SocketAddr) -> RunningNode {
+    let node = Arc::new(Node::bind(config, listen).expect("bind node"));
     let addr = node.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = node.clone();
@@ -103,6 +105,25 @@ pub fn start_node_with(
         stop: Some(stop),
         task: Some(task),
     }
+}
+
+/// Starts a node serving `overlay`.
+pub fn start_overlay_node(
+    identity: LocalIdentity,
+    policy: VerifyPolicy,
+    limits: Limits,
+    listen: SocketAddr,
+    overlay: p2psip::overlay::config::OverlayParams,
+) -> RunningNode {
+    start_configured(
+        NodeConfig {
+            identity,
+            policy,
+            limits,
+            overlay: Some(overlay),
+        },
+        listen,
+    )
 }
 
 /// A client on `bind_ip` presenting a fresh self-signed certificate.
