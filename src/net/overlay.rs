@@ -218,9 +218,11 @@ impl OverlayService {
         self.state().table.on_ping_result(id, alive, now);
     }
 
-    /// Drops a peer that failed to answer.
+    /// Counts an unanswered request; the peer is dropped after several in
+    /// a row.
     pub fn forget(&self, id: &NodeId) {
-        self.state().table.remove(id);
+        let now = self.now_ms();
+        self.state().table.on_failure(id, now);
     }
 
     /// The `n` closest known contacts to `target`.
@@ -371,7 +373,13 @@ impl OverlayService {
                         lookup.finish();
                     }
                 }
-                Ok(_) | Err(_) => {
+                Ok(_) | Err(NetError::Remote { .. }) => {
+                    // It answered, but not as a node of this overlay does
+                    // (WrongOverlay, or a message that is no answer): out.
+                    lookup.on_failure(&to.id);
+                    self.state().table.remove(&to.id);
+                }
+                Err(_) => {
                     lookup.on_failure(&to.id);
                     self.forget(&to.id);
                 }

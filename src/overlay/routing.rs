@@ -87,11 +87,16 @@ pub enum InsertOutcome {
     Refused(AdmissionError),
 }
 
+/// Consecutive unanswered requests after which a resident is evicted: one
+/// lost packet must not cost a long-lived peer its place.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
+
 #[derive(Debug, Clone)]
 struct Entry {
     contact: Contact,
     first_seen: u64,
     last_seen: u64,
+    failures: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -186,6 +191,7 @@ impl RoutingTable {
             let bucket = &mut self.buckets[index];
             let mut entry = bucket.entries.remove(pos);
             entry.last_seen = now;
+            entry.failures = 0;
             // The address is not changed here: a resident's address moves
             // only through `remove` + `insert`, so that an address cannot be
             // redirected by a mere mention.
@@ -199,6 +205,7 @@ impl RoutingTable {
             contact,
             first_seen: now,
             last_seen: now,
+            failures: 0,
         };
         if bucket.entries.len() < k {
             self.add(index, entry);
@@ -249,8 +256,31 @@ impl RoutingTable {
         if let Some(pos) = bucket.entries.iter().position(|e| e.contact.id == *id) {
             let mut entry = bucket.entries.remove(pos);
             entry.last_seen = now;
+            entry.failures = 0;
             bucket.entries.push(entry);
         }
+    }
+
+    /// A request to a resident went unanswered. After
+    /// [`MAX_CONSECUTIVE_FAILURES`] in a row it is evicted (and the bucket's
+    /// pending candidate, if any, takes its place); returns whether it was.
+    pub fn on_failure(&mut self, id: &NodeId, now: u64) -> bool {
+        let Some(index) = self.bucket_index(id) else {
+            return false;
+        };
+        let Some(entry) = self.buckets[index]
+            .entries
+            .iter_mut()
+            .find(|e| e.contact.id == *id)
+        else {
+            return false;
+        };
+        entry.failures += 1;
+        if entry.failures < MAX_CONSECUTIVE_FAILURES {
+            return false;
+        }
+        self.on_ping_result(id, false, now);
+        true
     }
 
     /// Removes a contact; returns it if it was resident.
@@ -441,6 +471,23 @@ mod tests {
         t.on_ping_result(&b.id, false, 6);
         assert!(t.contains(&c.id) && !t.contains(&b.id));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_resident_survives_isolated_losses_and_goes_after_three_in_a_row() {
+        let mut t = RoutingTable::new(local(), &params(20, 0));
+        let a = contact(id_with(0x80, 0, 1), "10.0.1.1");
+        t.insert(a, 1);
+        assert!(!t.on_failure(&a.id, 2));
+        assert!(!t.on_failure(&a.id, 3));
+        // An answer resets the count.
+        assert_eq!(t.insert(a, 4), InsertOutcome::Refreshed);
+        assert!(!t.on_failure(&a.id, 5));
+        assert!(!t.on_failure(&a.id, 6));
+        assert!(t.contains(&a.id));
+        assert!(t.on_failure(&a.id, 7));
+        assert!(!t.contains(&a.id));
+        assert!(!t.on_failure(&a.id, 8), "no longer resident");
     }
 
     #[test]

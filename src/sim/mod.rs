@@ -326,7 +326,8 @@ impl Simulator {
                 }
                 None => {
                     l.on_failure(&peer.id);
-                    self.nodes[from].table.remove(&peer.id);
+                    let now = self.now;
+                    self.nodes[from].table.on_failure(&peer.id, now);
                 }
             }
             while l.poll_fault().is_some() {}
@@ -438,6 +439,26 @@ impl Simulator {
             .collect();
         for (holder, value) in holders {
             self.store(holder, key, value);
+        }
+    }
+
+    /// Table maintenance: every live node checks the liveness of its
+    /// residents (the periodic ping of a real node) and evicts the dead.
+    pub fn maintain(&mut self) {
+        let now = self.now;
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive {
+                continue;
+            }
+            let dead: Vec<NodeId> = self.nodes[i]
+                .table
+                .entries()
+                .map(|(_, c, _, _)| c.id)
+                .filter(|id| self.index.get(id).is_some_and(|j| !self.nodes[*j].alive))
+                .collect();
+            for id in dead {
+                self.nodes[i].table.on_ping_result(&id, false, now);
+            }
         }
     }
 
@@ -609,7 +630,14 @@ mod tests {
         assert_eq!(doomed.len(), 6);
         sim.crash(&doomed);
         assert_eq!(sim.holders(&key).len(), 14);
-        // Republishing restores the replication factor on live nodes.
+        // Right after the crash, before anyone noticed: still found.
+        for _ in 0..10 {
+            let reader = sim.random_live();
+            assert_eq!(sim.fetch(reader, key), Some(42));
+        }
+        // Once tables have dropped the dead (periodic liveness checks),
+        // republishing restores the replication factor on live nodes.
+        sim.maintain();
         sim.republish(key);
         assert!(sim.holders(&key).len() >= 20, "{}", sim.holders(&key).len());
         for _ in 0..20 {
