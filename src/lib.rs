@@ -23,9 +23,9 @@
 //!
 //! # Non-features (for now)
 //!
-//! The node does not run the overlay protocol yet; reputation, media
-//! relays and the SIP front-end are described in `DESIGN.md` and are not
-//! part of this crate yet.
+//! Records are not persisted yet and there is no admin interface;
+//! reputation, media relays and the SIP front-end are described in
+//! `DESIGN.md` and are not part of this crate yet.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
