@@ -23,7 +23,7 @@
 //!
 //! # Non-features (for now)
 //!
-//! Records are not persisted yet and there is no admin interface;
+//! There is no admin interface yet;
 //! reputation, media relays and the SIP front-end are described in
 //! `DESIGN.md` and are not part of this crate yet.
 

@@ -143,3 +143,77 @@ async fn a_node_of_another_overlay_is_refused() {
     assert_eq!(fo.table_len(), 1);
     assert_eq!(a.node.overlay().unwrap().table_len(), 1);
 }
+
+#[tokio::test]
+async fn a_node_restarted_from_its_data_dir_still_serves_its_records() {
+    let data = tempfile::tempdir().unwrap();
+    let key = key(150);
+    let listen: std::net::SocketAddr = "127.60.0.1:0".parse().unwrap();
+    let config = |listen_identity: &SecretKey| p2psip::net::NodeConfig {
+        identity: LocalIdentity::self_signed(listen_identity, now()).unwrap(),
+        policy: VerifyPolicy::self_certifying(0),
+        limits: Limits::default(),
+        overlay: Some(params()),
+        data_dir: Some(data.path().to_path_buf()),
+    };
+    let holder = start_configured(config(&key), listen);
+    let other = start(61, params());
+    let oo = other.node.overlay().unwrap().clone();
+    oo.join(other.node.dialer(), &[contact(&holder)]).await;
+
+    let user = SecretKey::from_seed(&[0xbb; 32]);
+    let record = OwnerValue::new("voicemail-greeting", b"beep".to_vec())
+        .unwrap()
+        .sign(&user, 3, now() as u64 + 3600);
+    let acks = oo.publish(other.node.dialer(), &record).await;
+    assert_eq!(acks, 2, "stored on both nodes");
+    assert_eq!(holder.node.overlay().unwrap().records_len(), 1);
+    holder.stop().await;
+
+    // Same identity, same data directory: the record is back. (The old
+    // instance's tasks release the database a moment after it stops.)
+    let mut restarted = None;
+    for _ in 0..100 {
+        if p2psip::net::Node::bind(config(&key), listen).is_ok() {
+            restarted = Some(start_configured(config(&key), listen));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let restarted = restarted.expect("the data directory is released within 5 s");
+    assert_eq!(restarted.node.overlay().unwrap().records_len(), 1);
+    let answer = other
+        .node
+        .dialer()
+        .request(
+            contact(&restarted),
+            &p2psip::wire::Message::FindValue {
+                overlay: params().name,
+                key: record.key.0,
+                kind: RecordKind::OwnerValue.to_u64(),
+            },
+        )
+        .await
+        .unwrap();
+    match answer {
+        p2psip::wire::Message::Value { records, .. } => assert_eq!(records, vec![record.encode()]),
+        other => panic!("unexpected answer {other:?}"),
+    }
+    // A lower sequence number is refused after the restart too.
+    let older = OwnerValue::new("voicemail-greeting", b"old".to_vec())
+        .unwrap()
+        .sign(&user, 2, now() as u64 + 3600);
+    let err = other
+        .node
+        .dialer()
+        .request(
+            contact(&restarted),
+            &p2psip::wire::Message::Store {
+                overlay: params().name,
+                record: older.encode(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("lower than the 3 already seen"), "{err}");
+}

@@ -46,6 +46,9 @@ pub struct RunArgs {
     /// Maximum concurrent requests (streams) per connection.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_connection)]
     max_streams: u32,
+    /// Directory for the node's records on disk (default DIR/data).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
     /// A node of the overlay to join through, as NODE_ID@ADDR (repeatable).
     /// Without it the node starts a new overlay.
     #[arg(long, value_name = "ID@ADDR", value_parser = parse_bootstrap)]
@@ -188,6 +191,7 @@ pub fn run(a: RunArgs) -> CliResult {
         policy,
         limits,
         overlay: Some(overlay),
+        data_dir: Some(a.data.clone().unwrap_or_else(|| a.dir.join("data"))),
     };
     let bootstrap = a.bootstrap.clone();
     runtime()?.block_on(async move {

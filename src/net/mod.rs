@@ -12,6 +12,7 @@
 
 pub mod cert_cache;
 pub mod client;
+pub mod disk;
 pub mod limits;
 pub mod overlay;
 pub mod server;
@@ -44,6 +45,9 @@ pub enum NetError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The on-disk record store failed.
+    #[error("{0}")]
+    Disk(#[from] disk::DiskError),
     /// A local certificate or key could not be used.
     #[error("local identity: {0}")]
     Identity(#[from] CertError),

@@ -9,6 +9,7 @@
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::client::{quinn_client_config, PeerConnection};
+use super::disk::{DiskError, DiskStore};
 use super::tls::LocalIdentity;
 use super::{NetError, CLOSE_NORMAL};
 use crate::identity::{NodeId, VerifyPolicy};
@@ -17,7 +18,7 @@ use crate::overlay::key::Key;
 use crate::overlay::lookup::Lookup;
 use crate::overlay::record::{Record, RecordKind, RecordPolicy};
 use crate::overlay::routing::{Contact, InsertOutcome, RoutingTable};
-use crate::overlay::store::{RecordStore, StoreLimits};
+use crate::overlay::store::{PutOutcome, RecordStore, StoreLimits};
 use crate::wire::{ErrorCode, Message};
 use std::collections::HashMap;
 use std::future::Future;
@@ -143,6 +144,15 @@ struct State {
     store: RecordStore,
 }
 
+/// Where a record lives on disk: key, kind and owner, as in the store.
+fn slot_of(key: &Key, kind: RecordKind, owner: &[u8; 32]) -> Vec<u8> {
+    let mut slot = Vec::with_capacity(32 + 8 + 32);
+    slot.extend_from_slice(&key.0);
+    slot.extend_from_slice(&kind.to_u64().to_be_bytes());
+    slot.extend_from_slice(owner);
+    slot
+}
+
 /// A node's overlay: its parameters, routing table and record store.
 pub struct OverlayService {
     params: OverlayParams,
@@ -150,6 +160,7 @@ pub struct OverlayService {
     records: RecordPolicy,
     state: Mutex<State>,
     epoch: Instant,
+    disk: Option<DiskStore>,
 }
 
 impl std::fmt::Debug for OverlayService {
@@ -182,7 +193,33 @@ impl OverlayService {
             local,
             records,
             epoch: Instant::now(),
+            disk: None,
         }
+    }
+
+    /// Keeps records in `disk` too: loads (and verifies again) what it
+    /// holds, and acknowledges a Store only once it is written there.
+    /// Returns the service and how many records were loaded.
+    pub fn with_disk(mut self, disk: DiskStore) -> Result<(Self, usize), DiskError> {
+        let now = crate::unix_now().max(0) as u64;
+        let mut loaded = 0;
+        for (slot, encoded) in disk.load_all()? {
+            let verified = Record::decode(&encoded).and_then(|r| r.verify(&self.records, now));
+            match verified {
+                Ok(v) if slot == slot_of(v.key(), v.kind(), v.owner()) => {
+                    if self.state().store.put(v, now).is_ok() {
+                        loaded += 1;
+                    }
+                }
+                Ok(_) => debug!("record under the wrong slot on disk; dropped"),
+                Err(e) => {
+                    debug!(error = %e, "stored record no longer verifies; dropped");
+                    let _ = disk.remove(&slot);
+                }
+            }
+        }
+        self.disk = Some(disk);
+        Ok((self, loaded))
     }
 
     /// The overlay's parameters.
@@ -317,8 +354,20 @@ impl OverlayService {
             Err(e) => return Message::error(ErrorCode::RecordRefused, &e.to_string()),
         };
         let seq = verified.seq();
+        let slot = slot_of(verified.key(), verified.kind(), verified.owner());
         match self.state().store.put(verified, now) {
-            Ok(_) => Message::Stored { seq },
+            Ok(PutOutcome::Unchanged) => Message::Stored { seq },
+            Ok(_) => match &self.disk {
+                // Acknowledged only once durable.
+                Some(disk) => match disk.save(&slot, encoded) {
+                    Ok(()) => Message::Stored { seq },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not persist a record");
+                        Message::error(ErrorCode::Internal, "record not stored durably")
+                    }
+                },
+                None => Message::Stored { seq },
+            },
             Err(e) => Message::error(ErrorCode::RecordRefused, &e.to_string()),
         }
     }

@@ -8,6 +8,7 @@
 //! unexpected type gets an `Error` answer and the connection stays open.
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
+use super::disk::{DiskError, DiskStore};
 use super::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use super::overlay::{Dialer, OverlayService};
 use super::stream::{read_message, write_message, FrameReadError};
@@ -25,9 +26,13 @@ use crate::wire::{ErrorCode, Message};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{debug, info, warn};
+
+/// The records database in a node's data directory.
+pub const RECORDS_FILE: &str = "records.redb";
 
 /// How long a violating peer's `Error` message gets to reach it before the
 /// connection is closed.
@@ -44,6 +49,9 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// The overlay this node serves, if any (FindNode, FindValue, Store).
     pub overlay: Option<OverlayParams>,
+    /// Directory for the node's records on disk; `None` keeps them in
+    /// memory only.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The transport parameters: `accept_streams` is how many concurrent
@@ -104,13 +112,28 @@ impl Node {
             config.policy.clone(),
             transport_config(&config.limits, config.limits.max_streams_per_connection),
         ));
-        let overlay = config.overlay.clone().map(|params| {
-            let records = match &config.policy.anchors {
-                None => RecordPolicy::self_certifying(params.name.clone()),
-                Some(_) => RecordPolicy::enrolled(params.name.clone(), config.policy.clone()),
-            };
-            Arc::new(OverlayService::new(node_id, params, records))
-        });
+        let overlay = match config.overlay.clone() {
+            None => None,
+            Some(params) => {
+                let records = match &config.policy.anchors {
+                    None => RecordPolicy::self_certifying(params.name.clone()),
+                    Some(_) => RecordPolicy::enrolled(params.name.clone(), config.policy.clone()),
+                };
+                let mut service = OverlayService::new(node_id, params, records);
+                if let Some(dir) = &config.data_dir {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(|e| DiskError::io(dir, e))?;
+                    let disk = DiskStore::open(&dir.join(RECORDS_FILE))?;
+                    let (with_disk, loaded) = service.with_disk(disk)?;
+                    info!(loaded, "records loaded from disk");
+                    service = with_disk;
+                }
+                Some(Arc::new(service))
+            }
+        };
         Ok(Self {
             endpoint,
             node_id,

@@ -82,12 +82,13 @@ pub fn start_node_with(
             policy,
             limits,
             overlay: None,
+            data_dir: None,
         },
         listen,
     )
 }
 
-fn start_configured(config: NodeConfig, listen: SocketAddr) -> RunningNode {
+pub fn start_configured(config: NodeConfig, listen: SocketAddr) -> RunningNode {
     let node = Arc::new(Node::bind(config, listen).expect("bind node"));
     let addr = node.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -121,6 +122,7 @@ pub fn start_overlay_node(
             policy,
             limits,
             overlay: Some(overlay),
+            data_dir: None,
         },
         listen,
     )
