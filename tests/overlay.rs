@@ -215,5 +215,8 @@ async fn a_node_restarted_from_its_data_dir_still_serves_its_records() {
         )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("lower than the 3 already seen"), "{err}");
+    assert!(
+        err.to_string().contains("lower than the 3 already seen"),
+        "{err}"
+    );
 }
