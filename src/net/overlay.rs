@@ -389,21 +389,20 @@ impl OverlayService {
             },
         };
         let mut found = Found::default();
-        let dialer_ref: &Dialer = dialer;
         // Requests run concurrently: at most alpha per path are pending.
         let mut pending: Vec<PendingRequest<'_>> = Vec::new();
         loop {
             while let Some(req) = lookup.poll_request() {
                 let message = request.clone();
                 let to = req.to;
-                pending.push(Box::pin(async move {
-                    (to, dialer_ref.request(to, &message).await)
-                }));
+                pending.push(Box::pin(
+                    async move { (to, dialer.request(to, &message).await) },
+                ));
             }
             if pending.is_empty() {
                 break;
             }
-            let ((to, result), _, rest) = futures_select_all(pending).await;
+            let ((to, result), rest) = futures_select_all(pending).await;
             pending = rest;
             match result {
                 Ok(Message::Nodes { contacts }) => lookup.on_response(&to.id, &contacts),
@@ -527,7 +526,7 @@ type PendingRequest<'a> =
 /// crate for one function).
 async fn futures_select_all<T>(
     mut futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>,
-) -> (T, usize, Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) {
+) -> (T, Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) {
     let (value, index) = std::future::poll_fn(|cx| {
         for (i, f) in futures.iter_mut().enumerate() {
             if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
@@ -538,5 +537,5 @@ async fn futures_select_all<T>(
     })
     .await;
     drop(futures.swap_remove(index));
-    (value, index, futures)
+    (value, futures)
 }
