@@ -23,8 +23,8 @@
 //!
 //! # Non-features (for now)
 //!
-//! There is no admin interface yet;
-//! reputation, media relays and the SIP front-end are described in
+//! [`admin`] is the node's owner-only local socket the CLI drives it
+//! through. Reputation, media relays and the SIP front-end are described in
 //! `DESIGN.md` and are not part of this crate yet.
 
 #![forbid(unsafe_code)]
@@ -38,6 +38,8 @@ pub mod overlay;
 pub mod sim;
 pub mod wire;
 
+#[cfg(feature = "node")]
+pub mod admin;
 #[cfg(feature = "node")]
 pub mod cli;
 #[cfg(feature = "node")]

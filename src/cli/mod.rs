@@ -1,6 +1,7 @@
 //! The `p2psip` command line. The commands, flags and JSON fields here are
 //! a contract that scripts rely on: change them only compatibly.
 
+mod admin;
 mod ca;
 mod files;
 mod identity;
@@ -46,6 +47,18 @@ enum Command {
     Ping(node::PingArgs),
     /// Simulate an overlay of many nodes (deterministic from --seed).
     Sim(sim::SimArgs),
+    /// Register a SIP address-of-record at the running node (signed with --user-dir).
+    Register(admin::RegisterArgs),
+    /// Look up the registration of a SIP address-of-record in the overlay.
+    Lookup(admin::LookupArgs),
+    /// Store an owner-only value in the overlay (signed with --user-dir).
+    Put(admin::PutArgs),
+    /// Fetch an owner-only value from the overlay.
+    Get(admin::GetArgs),
+    /// Show the running node's identity, overlay and counters.
+    Status(admin::StatusArgs),
+    /// Show the running node's routing table.
+    Routes(admin::RoutesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +155,12 @@ pub fn main() -> std::process::ExitCode {
         Command::Node(NodeCommand::Run(a)) => node::run(a),
         Command::Ping(a) => node::ping(a),
         Command::Sim(a) => sim::sim(a),
+        Command::Register(a) => admin::register(a),
+        Command::Lookup(a) => admin::lookup(a),
+        Command::Put(a) => admin::put(a),
+        Command::Get(a) => admin::get(a),
+        Command::Status(a) => admin::status(a),
+        Command::Routes(a) => admin::routes(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,9 +1,11 @@
 //! `p2psip node run` and `p2psip ping`.
 
 use super::files::{
-    generate_key, load_anchors, load_identity_of_kind, print_json, read_certificate, ENROLLED_CERT,
+    generate_key, load_anchors, load_identity_of_kind, print_json, read_certificate,
+    read_small_file, ENROLLED_CERT,
 };
 use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFlag};
+use crate::admin::AdminServer;
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
@@ -29,9 +31,16 @@ pub struct RunArgs {
     /// UDP address to listen on, e.g. 127.0.0.1:4433 or [::1]:4433.
     #[arg(long, value_name = "ADDR")]
     listen: SocketAddr,
-    /// Leading zero bits required of every peer's SHA-256(NodeId).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_ID_DIFFICULTY, value_parser = parse_difficulty)]
-    difficulty: u8,
+    /// Leading zero bits required of every peer's SHA-256(NodeId)
+    /// [default: the overlay file's id_difficulty, else 20].
+    #[arg(long, value_name = "N", value_parser = parse_difficulty)]
+    difficulty: Option<u8>,
+    /// The overlay's parameters (TOML: name, k, alpha, disjoint_paths,
+    /// id_difficulty, replication, max_per_prefix_per_bucket,
+    /// max_per_prefix_per_table), shared by every node of the overlay.
+    /// Without it the defaults, overlay name "p2psip".
+    #[arg(long, value_name = "FILE")]
+    overlay: Option<PathBuf>,
     #[command(flatten)]
     anchors: AnchorArgs,
     /// The node's CA-issued certificate in enrolled mode (default DIR/enrolled.pem).
@@ -155,17 +164,36 @@ async fn shutdown_signal() {
     }
 }
 
+/// The overlay parameters from `--overlay FILE` (or the defaults), with
+/// `--difficulty` overriding the file's id_difficulty.
+fn overlay_params(file: Option<&Path>, difficulty: Option<u8>) -> Result<OverlayParams, CliError> {
+    let mut params = match file {
+        None => OverlayParams::default(),
+        Some(path) => {
+            let bytes = read_small_file(path)?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| CliError(format!("{}: not UTF-8 text", path.display())))?;
+            OverlayParams::from_toml(text)
+                .map_err(|e| CliError(format!("{}: {e}", path.display())))?
+        }
+    };
+    if let Some(d) = difficulty {
+        params.id_difficulty = d;
+    }
+    Ok(params)
+}
+
 pub fn run(a: RunArgs) -> CliResult {
     init_logging("info");
     let id = load_identity_of_kind(&a.dir, IdKind::Node)?;
     let node_id = id.key.public().node_id();
-    if node_id.puzzle_bits() < u32::from(a.difficulty) {
+    let overlay = overlay_params(a.overlay.as_deref(), a.difficulty)?;
+    let difficulty = overlay.id_difficulty;
+    if node_id.puzzle_bits() < u32::from(difficulty) {
         return Err(CliError(format!(
-            "this node's id has {} leading zero bits but --difficulty requires {}; peers would \
-             refuse it. Create an identity with `p2psip identity new --difficulty {}`",
+            "this node's id has {} leading zero bits but the overlay requires {difficulty}; peers \
+             would refuse it. Create an identity with `p2psip identity new --difficulty {difficulty}`",
             node_id.puzzle_bits(),
-            a.difficulty,
-            a.difficulty
         )));
     }
     let limits = Limits {
@@ -180,12 +208,9 @@ pub fn run(a: RunArgs) -> CliResult {
         Some(&a.dir),
         &a.anchors,
         a.cert.as_deref(),
-        a.difficulty,
+        difficulty,
     )?;
-    let overlay = OverlayParams {
-        id_difficulty: a.difficulty,
-        ..OverlayParams::default()
-    };
+    let overlay_name = overlay.name.clone();
     let mut config = NodeConfig {
         identity,
         policy,
@@ -195,13 +220,22 @@ pub fn run(a: RunArgs) -> CliResult {
     };
     let bootstrap = a.bootstrap.clone();
     runtime()?.block_on(async move {
+        // The admin socket first: it also tells whether a node already
+        // runs in this directory, before the data store is opened.
+        let admin = AdminServer::bind(&a.dir)?;
         let node = Node::bind(config.clone(), a.listen)?;
         let addr = node.local_addr()?;
-        info!(id = %node_id, %addr, difficulty = a.difficulty,
-              mode = if self_certifying { "self-certifying" } else { "enrolled" }, "node listening");
+        let mode = if self_certifying {
+            "self-certifying"
+        } else {
+            "enrolled"
+        };
+        info!(id = %node_id, %addr, difficulty, overlay = %overlay_name, mode,
+              admin = %admin.path().display(), "node listening");
         println!("p2psip node {node_id} listening on {addr}");
         let _ = std::io::stdout().flush();
         let node = std::sync::Arc::new(node);
+        let admin_task = admin.serve(node.clone(), mode);
         if let Some(overlay) = node.overlay().cloned() {
             let dialer = node.dialer().clone();
             tokio::spawn(async move {
@@ -234,6 +268,7 @@ pub fn run(a: RunArgs) -> CliResult {
         tokio::select! {
             _ = node.run(shutdown_signal()) => {}
             _ = rotation => {}
+            _ = admin_task => {}
         }
         info!("stopped");
         Ok::<(), CliError>(())

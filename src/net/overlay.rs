@@ -227,6 +227,22 @@ impl OverlayService {
         &self.params
     }
 
+    /// The rules records must meet to be stored here.
+    pub fn record_policy(&self) -> &RecordPolicy {
+        &self.records
+    }
+
+    /// The live records this node holds under `key` of `kind` (encoded).
+    pub fn local_records(&self, key: &Key, kind: RecordKind) -> Vec<Vec<u8>> {
+        let now = crate::unix_now().max(0) as u64;
+        self.state()
+            .store
+            .get(key, kind, now)
+            .into_iter()
+            .map(|r| r.encoded().to_vec())
+            .collect()
+    }
+
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }

@@ -1,0 +1,314 @@
+//! The node side of the admin socket.
+
+use super::{Request, MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
+use crate::identity::UserId;
+use crate::net::overlay::OverlayService;
+use crate::net::Node;
+use crate::overlay::key::Key;
+use crate::overlay::record::{owner_value_key, Record, RecordKind, VerifiedRecord};
+use serde_json::{json, Value};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+/// Why the admin socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// Another node already answers on this directory's socket.
+    #[error("{0}: a node is already running in this directory")]
+    AlreadyRunning(PathBuf),
+    /// Something that is not a socket is in the way; it is left alone.
+    #[error("{0}: exists and is not a socket; remove it if it is not needed")]
+    NotASocket(PathBuf),
+    /// Creating or securing the socket failed.
+    #[error("{path}: cannot open the admin socket: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The admin socket of a running node; removes its file when dropped.
+#[derive(Debug)]
+pub struct AdminServer {
+    listener: UnixListener,
+    path: PathBuf,
+    owner_uid: u32,
+}
+
+impl AdminServer {
+    /// Opens `DIR/admin.sock`, owner-only. A stale socket (left by a node
+    /// that died) is replaced; a live one means a node already runs here.
+    pub fn bind(dir: &Path) -> Result<Self, BindError> {
+        let path = dir.join(SOCKET_FILE);
+        let io = |source| BindError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            if !meta.file_type().is_socket() {
+                return Err(BindError::NotASocket(path));
+            }
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Err(BindError::AlreadyRunning(path));
+            }
+            std::fs::remove_file(&path).map_err(io)?;
+        }
+        let listener = UnixListener::bind(&path).map_err(io)?;
+        // The socket is created with the umask's mode; narrow it at once.
+        // Until then the per-connection credential check below still
+        // refuses other users.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        let owner_uid = std::fs::metadata(&path).map_err(io)?.uid();
+        Ok(Self {
+            listener,
+            path,
+            owner_uid,
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves admin requests for `node` until the task is dropped.
+    pub async fn serve(&self, node: Arc<Node>, mode: &'static str) {
+        let ctx = Arc::new(Ctx {
+            node,
+            mode,
+            started: Instant::now(),
+        });
+        let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
+        loop {
+            let stream = match self.listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            match stream.peer_cred() {
+                Ok(cred) if cred.uid() == self.owner_uid => {}
+                Ok(cred) => {
+                    warn!(
+                        uid = cred.uid(),
+                        "admin connection from another user refused"
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "admin connection without credentials refused");
+                    continue;
+                }
+            }
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ =
+                        write_answer(&mut stream, Err("the node is busy; try again".into())).await;
+                });
+                continue;
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                serve_connection(stream, &ctx).await;
+                drop(slot);
+            });
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+struct Ctx {
+    node: Arc<Node>,
+    mode: &'static str,
+    started: Instant,
+}
+
+async fn serve_connection(mut stream: UnixStream, ctx: &Ctx) {
+    let mut line = Vec::new();
+    let read = {
+        let reader = BufReader::new((&mut stream).take(MAX_REQUEST_LEN as u64 + 1));
+        tokio::time::timeout(REQUEST_READ_TIMEOUT, read_line(reader, &mut line)).await
+    };
+    let answer = match read {
+        Err(_) => Err("no request within the time limit".to_owned()),
+        Ok(Err(e)) => {
+            debug!(error = %e, "admin request unreadable");
+            return;
+        }
+        Ok(Ok(())) if line.len() > MAX_REQUEST_LEN => {
+            Err(format!("request longer than {MAX_REQUEST_LEN} bytes"))
+        }
+        Ok(Ok(())) => match Request::parse(&line) {
+            Ok(request) => handle(ctx, request).await,
+            Err(e) => Err(format!("bad request: {e}")),
+        },
+    };
+    let _ = write_answer(&mut stream, answer).await;
+}
+
+async fn read_line(
+    mut reader: BufReader<tokio::io::Take<&mut UnixStream>>,
+    line: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    reader.read_until(b'\n', line).await.map(|_| ())
+}
+
+async fn write_answer(
+    stream: &mut UnixStream,
+    answer: Result<Value, String>,
+) -> std::io::Result<()> {
+    let value = match answer {
+        Ok(result) => json!({"ok": true, "result": result}),
+        Err(error) => json!({"ok": false, "error": error}),
+    };
+    let mut text = value.to_string();
+    text.push('\n');
+    tokio::time::timeout(REQUEST_READ_TIMEOUT, stream.write_all(text.as_bytes()))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+}
+
+async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
+    let node = &ctx.node;
+    let overlay = node
+        .overlay()
+        .ok_or_else(|| "this node serves no overlay".to_owned())?;
+    match request {
+        Request::Status {} => Ok(json!({
+            "id": node.node_id().to_string(),
+            "listen": node.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "overlay": overlay.params().name,
+            "mode": ctx.mode,
+            "id_difficulty": overlay.params().id_difficulty,
+            "peers": node.peers().len(),
+            "table_size": overlay.table_len(),
+            "records": overlay.records_len(),
+            "uptime_secs": ctx.started.elapsed().as_secs(),
+        })),
+        Request::Routes {} => Ok(json!({
+            "overlay": overlay.params().name,
+            "table_size": overlay.table_len(),
+            "routes": overlay
+                .routes()
+                .into_iter()
+                .map(|(bucket, c)| json!({
+                    "bucket": bucket,
+                    "node_id": c.id.to_string(),
+                    "addr": c.addr.to_string(),
+                }))
+                .collect::<Vec<_>>(),
+        })),
+        Request::Lookup { aor } => {
+            let key = Key(crate::identity::aor_key(&aor));
+            let record = find(node, overlay, key, RecordKind::SipRegistration)
+                .await
+                .ok_or_else(|| format!("no registration of {aor:?} was found in the overlay"))?;
+            let registration = record
+                .registration()
+                .filter(|r| r.aor() == aor)
+                .ok_or_else(|| format!("the record found under {aor:?} is for another AOR"))?;
+            let now = now();
+            let entries: Vec<Value> = registration
+                .live_entries(now)
+                .map(|e| {
+                    json!({
+                        "node_id": e.node_id.to_string(),
+                        "contacts": e.contacts,
+                        "expires": e.expires,
+                    })
+                })
+                .collect();
+            Ok(json!({
+                "aor": aor,
+                "owner": record.owner_id().to_string(),
+                "seq": record.seq(),
+                "expires": record.expires(),
+                "entries": entries,
+                "record": hex::encode(record.encoded()),
+            }))
+        }
+        Request::Get { owner, name } => {
+            let owner_id: UserId = owner.parse().map_err(|e| format!("owner {owner:?}: {e}"))?;
+            let key = owner_value_key(&owner_id, &name);
+            let record = find(node, overlay, key, RecordKind::OwnerValue)
+                .await
+                .filter(|r| *r.owner_id() == owner_id)
+                .ok_or_else(|| format!("no value {name:?} of {owner} was found in the overlay"))?;
+            let value = record
+                .owner_value()
+                .filter(|v| v.name() == name)
+                .ok_or_else(|| format!("the record found under {name:?} is for another name"))?;
+            Ok(json!({
+                "owner": owner_id.to_string(),
+                "name": name,
+                "value": String::from_utf8_lossy(value.data()),
+                "value_hex": hex::encode(value.data()),
+                "seq": record.seq(),
+                "expires": record.expires(),
+                "record": hex::encode(record.encoded()),
+            }))
+        }
+        Request::Publish { record } => {
+            let bytes = hex::decode(record.trim()).map_err(|e| format!("record: not hex: {e}"))?;
+            let decoded = Record::decode(&bytes).map_err(|e| format!("record refused: {e}"))?;
+            let verified = decoded
+                .verify(overlay.record_policy(), now())
+                .map_err(|e| format!("record refused: {e}"))?;
+            let acks = overlay.publish(node.dialer(), &decoded).await;
+            if acks == 0 {
+                return Err("no node of the overlay stored the record".into());
+            }
+            Ok(json!({
+                "key": hex::encode(verified.key().0),
+                "kind": verified.kind().to_u64(),
+                "seq": verified.seq(),
+                "expires": verified.expires(),
+                "acks": acks,
+                "replication": overlay.params().replication,
+            }))
+        }
+    }
+}
+
+fn now() -> u64 {
+    crate::unix_now().max(0) as u64
+}
+
+/// The newest verified record of `kind` under `key`: what this node holds
+/// and what a FindValue lookup brings back.
+async fn find(
+    node: &Node,
+    overlay: &OverlayService,
+    key: Key,
+    kind: RecordKind,
+) -> Option<VerifiedRecord> {
+    let mut candidates = overlay.local_records(&key, kind);
+    candidates.extend(overlay.lookup(node.dialer(), key, Some(kind)).await.records);
+    let now = now();
+    candidates
+        .iter()
+        .filter_map(|bytes| {
+            Record::decode(bytes)
+                .and_then(|r| r.verify(overlay.record_policy(), now))
+                .ok()
+        })
+        .filter(|r| *r.key() == key && r.kind() == kind)
+        .max_by_key(VerifiedRecord::seq)
+}
