@@ -1,0 +1,484 @@
+//! The overlay as an operator runs it: `node run` processes sharing an
+//! overlay file, driven through their admin sockets by `register`,
+//! `lookup`, `put`, `get`, `status` and `routes`.
+
+mod common;
+
+use common::cli::{json, run_err, run_ok, NodeProcess};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn p(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().expect("utf-8 path").to_owned()
+}
+
+/// An overlay file for `nodes` processes on one host: low difficulty so
+/// identities are quick, and distinct 127.N.0.1 addresses per node keep
+/// the default prefix limits meaningful.
+fn write_overlay(dir: &Path) -> String {
+    let path = p(dir, "overlay.toml");
+    std::fs::write(
+        &path,
+        "name = \"lab.example\"\nid_difficulty = 4\nk = 8\nreplication = 4\n",
+    )
+    .expect("overlay file");
+    path
+}
+
+fn new_node_dir(root: &Path, name: &str) -> String {
+    let dir = p(root, name);
+    run_ok(&["identity", "new", "--dir", &dir, "--difficulty", "4"]);
+    dir
+}
+
+fn user_id(dir: &str) -> String {
+    let shown = json(&run_ok(&["identity", "show", "--dir", dir, "--json"]));
+    shown["id"].as_str().expect("id").to_owned()
+}
+
+/// Polls `check` (bounded: at most `tries` times, 200 ms apart).
+fn eventually(tries: u32, mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..tries {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn status(dir: &str) -> serde_json::Value {
+    json(&run_ok(&["status", "--dir", dir, "--json"]))
+}
+
+#[test]
+fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
+    let root = tempfile::tempdir().unwrap();
+    let overlay = write_overlay(root.path());
+    let (a, b, c) = (
+        new_node_dir(root.path(), "a"),
+        new_node_dir(root.path(), "b"),
+        new_node_dir(root.path(), "c"),
+    );
+    let alice = p(root.path(), "alice");
+    run_ok(&[
+        "identity",
+        "new",
+        "--dir",
+        &alice,
+        "--user",
+        "--difficulty",
+        "0",
+    ]);
+    let alice_id = user_id(&alice);
+
+    // Before any node runs, every admin command says so and how to fix it.
+    let err = run_err(&["status", "--dir", &a]);
+    assert!(
+        err.contains("no node is running in") && err.contains("node run"),
+        "{err}"
+    );
+
+    let na = NodeProcess::start(&[
+        "--dir",
+        &a,
+        "--listen",
+        "127.41.0.1:0",
+        "--overlay",
+        &overlay,
+    ]);
+    let boot = format!("{}@{}", na.id, na.addr);
+    let nb = NodeProcess::start(&[
+        "--dir",
+        &b,
+        "--listen",
+        "127.42.0.1:0",
+        "--overlay",
+        &overlay,
+        "--bootstrap",
+        &boot,
+    ]);
+    let nc = NodeProcess::start(&[
+        "--dir",
+        &c,
+        "--listen",
+        "127.43.0.1:0",
+        "--overlay",
+        &overlay,
+        "--bootstrap",
+        &boot,
+    ]);
+
+    // The admin socket is owner-only.
+    let sock = Path::new(&a).join("admin.sock");
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // A second node in the same directory is refused, naming why.
+    let out = common::cli::p2psip()
+        .args([
+            "node",
+            "run",
+            "--dir",
+            &a,
+            "--listen",
+            "127.41.0.2:0",
+            "--overlay",
+            &overlay,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a node is already running in this directory"),
+        "{err}"
+    );
+
+    let s = status(&a);
+    assert_eq!(s["id"], na.id.as_str());
+    assert_eq!(s["listen"], na.addr.as_str());
+    assert_eq!(s["overlay"], "lab.example");
+    assert_eq!(s["mode"], "self-certifying");
+    for field in ["peers", "table_size", "records"] {
+        assert!(s[field].is_u64(), "{field} in {s}");
+    }
+    assert!(
+        eventually(50, || status(&a)["table_size"].as_u64() == Some(2)
+            && status(&c)["table_size"].as_u64() == Some(2)),
+        "all three nodes know each other: {} / {}",
+        status(&a),
+        status(&c)
+    );
+    let routes = json(&run_ok(&["routes", "--dir", &c, "--json"]));
+    let ids: Vec<&str> = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&na.id.as_str()) && ids.contains(&nb.id.as_str()),
+        "{routes}"
+    );
+    assert!(run_ok(&["routes", "--dir", &c]).contains(&na.id));
+
+    // Register alice's self-certifying AOR at node b; look it up from a and c.
+    let aor = format!("sip:{alice_id}@lab.example");
+    let reg = json(&run_ok(&[
+        "register",
+        &aor,
+        "--user-dir",
+        &alice,
+        "--dir",
+        &b,
+        "--expires",
+        "600",
+        "--contact",
+        "sip:alice@127.42.0.1:5060",
+        "--json",
+    ]));
+    assert_eq!(reg["aor"], aor.as_str());
+    assert_eq!(reg["node_id"], nb.id.as_str());
+    assert_eq!(reg["acks"], 3, "stored on all three nodes: {reg}");
+    for dir in [&a, &c] {
+        let found = json(&run_ok(&["lookup", &aor, "--dir", dir, "--json"]));
+        assert_eq!(found["aor"], aor.as_str());
+        let entries = found["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{found}");
+        assert_eq!(entries[0]["node_id"], nb.id.as_str());
+        assert_eq!(entries[0]["contacts"][0], "sip:alice@127.42.0.1:5060");
+        let expires = entries[0]["expires"].as_u64().unwrap();
+        let now = p2psip::unix_now() as u64;
+        assert!((now + 500..=now + 600).contains(&expires), "{expires}");
+    }
+    // A second device of alice registers too: both are listed.
+    let reg_c = json(&run_ok(&[
+        "register",
+        &aor,
+        "--user-dir",
+        &alice,
+        "--dir",
+        &c,
+        "--json",
+    ]));
+    assert!(reg_c["seq"].as_u64() > reg["seq"].as_u64());
+    let found = json(&run_ok(&["lookup", &aor, "--dir", &a, "--json"]));
+    let mut nodes: Vec<&str> = found["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node_id"].as_str().unwrap())
+        .collect();
+    nodes.sort_unstable();
+    let mut expected = vec![nb.id.as_str(), nc.id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(nodes, expected, "{found}");
+    assert!(run_ok(&["lookup", &aor, "--dir", &a]).contains(&nc.id));
+
+    // Only the owner can write an AOR: alice cannot register bob's.
+    let bob = p(root.path(), "bob");
+    run_ok(&[
+        "identity",
+        "new",
+        "--dir",
+        &bob,
+        "--user",
+        "--difficulty",
+        "0",
+    ]);
+    let bob_aor = format!("sip:{}@lab.example", user_id(&bob));
+    let err = run_err(&["register", &bob_aor, "--user-dir", &alice, "--dir", &b]);
+    assert!(err.contains("owns only the AOR"), "{err}");
+    let err = run_err(&["lookup", &bob_aor, "--dir", &a]);
+    assert!(err.contains("no registration"), "{err}");
+
+    // Owner-only values: put at one node, get from another; a newer put wins.
+    let put = json(&run_ok(&[
+        "put",
+        "greeting",
+        "hello, world",
+        "--user-dir",
+        &alice,
+        "--dir",
+        &a,
+        "--json",
+    ]));
+    assert_eq!(put["acks"], 3);
+    assert_eq!(
+        run_ok(&["get", "greeting", "--owner", &alice_id, "--dir", &c]).trim(),
+        "hello, world"
+    );
+    run_ok(&[
+        "put",
+        "greeting",
+        "second",
+        "--user-dir",
+        &alice,
+        "--dir",
+        &c,
+    ]);
+    let got = json(&run_ok(&[
+        "get", "greeting", "--owner", &alice_id, "--dir", &b, "--json",
+    ]));
+    assert_eq!(got["value"], "second");
+    assert_eq!(got["owner"], alice_id.as_str());
+    let err = run_err(&["get", "greeting", "--owner", &user_id(&bob), "--dir", &b]);
+    assert!(err.contains("no value"), "{err}");
+    let err = run_err(&["get", "greeting", "--owner", "nothex", "--dir", &b]);
+    assert!(err.contains("owner"), "{err}");
+    assert_eq!(status(&b)["records"], 2, "one registration and one value");
+
+    drop((na, nb, nc));
+}
+
+#[test]
+fn a_bad_overlay_file_is_refused_with_its_line_and_field() {
+    let root = tempfile::tempdir().unwrap();
+    let node = new_node_dir(root.path(), "n");
+    let file = p(root.path(), "bad.toml");
+    std::fs::write(&file, "name = \"lab\"\nreplicaton = 3\n").unwrap();
+    let err = run_err(&[
+        "node",
+        "run",
+        "--dir",
+        &node,
+        "--listen",
+        "127.0.0.1:0",
+        "--overlay",
+        &file,
+    ]);
+    assert!(
+        err.contains("bad.toml") && err.contains("line 2") && err.contains("replicaton"),
+        "{err}"
+    );
+    std::fs::write(&file, "k = 4\nreplication = 5\n").unwrap();
+    let err = run_err(&[
+        "node",
+        "run",
+        "--dir",
+        &node,
+        "--listen",
+        "127.0.0.1:0",
+        "--overlay",
+        &file,
+    ]);
+    assert!(
+        err.contains("replication = 5: must be between 1 and 4"),
+        "{err}"
+    );
+    // The overlay file's difficulty is enforced on the node's own id...
+    std::fs::write(&file, "id_difficulty = 30\n").unwrap();
+    let err = run_err(&[
+        "node",
+        "run",
+        "--dir",
+        &node,
+        "--listen",
+        "127.0.0.1:0",
+        "--overlay",
+        &file,
+    ]);
+    assert!(err.contains("the overlay requires 30"), "{err}");
+    // ...and --difficulty overrides it.
+    let n = NodeProcess::start(&[
+        "--dir",
+        &node,
+        "--listen",
+        "127.0.0.1:0",
+        "--overlay",
+        &file,
+        "--difficulty",
+        "4",
+    ]);
+    assert_eq!(status(&node)["id_difficulty"], 4);
+    drop(n);
+    // A node killed with -9 leaves a stale socket; the next start replaces it.
+    assert!(Path::new(&node).join("admin.sock").exists());
+    let n = NodeProcess::start(&[
+        "--dir",
+        &node,
+        "--listen",
+        "127.0.0.1:0",
+        "--difficulty",
+        "4",
+    ]);
+    assert_eq!(status(&node)["overlay"], "p2psip");
+    drop(n);
+}
+
+/// The real-overlay test, as processes: 20 `node run` processes;
+/// register an AOR on one and look it up from every other; kill -9 a
+/// third of them and look it up again; restart a killed holder from its
+/// data directory: it still serves the record it acknowledged.
+#[test]
+fn twenty_node_processes_survive_kill_9_of_a_third() {
+    const NODES: usize = 20;
+    let started = Instant::now();
+    let root = tempfile::tempdir().unwrap();
+    let overlay = p(root.path(), "overlay.toml");
+    // Six replicas of 20: most lookups must cross the overlay to a holder.
+    std::fs::write(
+        &overlay,
+        "name = \"twenty\"\nid_difficulty = 4\nreplication = 6\n",
+    )
+    .unwrap();
+    let dirs: Vec<String> = (0..NODES)
+        .map(|i| new_node_dir(root.path(), &format!("n{i}")))
+        .collect();
+    let alice = p(root.path(), "alice");
+    run_ok(&[
+        "identity",
+        "new",
+        "--dir",
+        &alice,
+        "--user",
+        "--difficulty",
+        "0",
+    ]);
+    let aor = format!("sip:{}@twenty", user_id(&alice));
+
+    let first = NodeProcess::start(&[
+        "--dir",
+        &dirs[0],
+        "--listen",
+        "127.60.0.1:0",
+        "--overlay",
+        &overlay,
+    ]);
+    let boot = format!("{}@{}", first.id, first.addr);
+    let mut nodes = vec![Some(first)];
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        let listen = format!("127.60.{i}.1:0");
+        nodes.push(Some(NodeProcess::start(&[
+            "--dir",
+            dir,
+            "--listen",
+            &listen,
+            "--overlay",
+            &overlay,
+            "--bootstrap",
+            &boot,
+        ])));
+    }
+    assert!(
+        eventually(100, || dirs
+            .iter()
+            .all(|d| status(d)["table_size"].as_u64() >= Some(3))),
+        "every node joined"
+    );
+    let reg = json(&run_ok(&[
+        "register",
+        &aor,
+        "--user-dir",
+        &alice,
+        "--dir",
+        &dirs[5],
+        "--json",
+    ]));
+    let registered_at = reg["node_id"].as_str().unwrap().to_owned();
+    assert_eq!(reg["acks"], 6, "{reg}");
+    let lookup_from = |dir: &str| {
+        let found = json(&run_ok(&["lookup", &aor, "--dir", dir, "--json"]));
+        found["entries"][0]["node_id"].as_str().map(str::to_owned)
+    };
+    for dir in &dirs {
+        assert_eq!(
+            lookup_from(dir).as_deref(),
+            Some(registered_at.as_str()),
+            "from {dir}"
+        );
+    }
+
+    // Which nodes hold the record: the restart below must be of a holder.
+    let holders: Vec<usize> = (0..NODES)
+        .filter(|i| status(&dirs[*i])["records"].as_u64() == Some(1))
+        .collect();
+    assert_eq!(holders.len(), 6, "{holders:?}");
+    // kill -9 a third (7 of 20): half of the holders and four others.
+    let mut victims: Vec<usize> = holders.iter().copied().take(3).collect();
+    victims.extend((0..NODES).filter(|i| !holders.contains(i)).take(4));
+    assert_eq!(victims.len(), 7);
+    let mut killed = Vec::new();
+    for v in &victims {
+        let node = nodes[*v].take().expect("running");
+        killed.push((*v, node.addr.clone()));
+        drop(node); // SIGKILL
+    }
+    let survivors: Vec<usize> = (0..NODES).filter(|i| nodes[*i].is_some()).collect();
+    assert_eq!(survivors.len(), NODES - 7);
+    let mut over_the_network = 0;
+    for i in &survivors {
+        if status(&dirs[*i])["records"] == 0 {
+            over_the_network += 1;
+        }
+        assert_eq!(
+            lookup_from(&dirs[*i]).as_deref(),
+            Some(registered_at.as_str()),
+            "from n{i}"
+        );
+    }
+    assert!(
+        over_the_network >= 5,
+        "{over_the_network} survivors held no copy"
+    );
+
+    // Restart one killed holder from its data directory at its old
+    // address, with no bootstrap: what it acknowledged is still there.
+    let (v, addr) = killed[0].clone();
+    let restarted =
+        NodeProcess::start(&["--dir", &dirs[v], "--listen", &addr, "--overlay", &overlay]);
+    assert_eq!(
+        status(&dirs[v])["records"],
+        1,
+        "acknowledged record survived kill -9"
+    );
+    assert_eq!(
+        lookup_from(&dirs[v]).as_deref(),
+        Some(registered_at.as_str())
+    );
+    drop(restarted);
+    eprintln!("20-process test took {:?}", started.elapsed());
+}
