@@ -48,6 +48,20 @@ fn eventually(tries: u32, mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// Asserts that a JSON object has exactly the fields docs/admin.md lists.
+fn assert_fields(value: &serde_json::Value, documented: &[&str]) {
+    let mut got: Vec<&str> = value
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    got.sort_unstable();
+    let mut want = documented.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want, "{value}");
+}
+
 fn status(dir: &str) -> serde_json::Value {
     json(&run_ok(&["status", "--dir", dir, "--json"]))
 }
@@ -145,6 +159,20 @@ fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
     for field in ["peers", "table_size", "records"] {
         assert!(s[field].is_u64(), "{field} in {s}");
     }
+    assert_fields(
+        &s,
+        &[
+            "id",
+            "listen",
+            "overlay",
+            "mode",
+            "id_difficulty",
+            "peers",
+            "table_size",
+            "records",
+            "uptime_secs",
+        ],
+    );
     assert!(
         eventually(50, || status(&a)["table_size"].as_u64() == Some(2)
             && status(&c)["table_size"].as_u64() == Some(2)),
@@ -163,6 +191,8 @@ fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
         ids.contains(&na.id.as_str()) && ids.contains(&nb.id.as_str()),
         "{routes}"
     );
+    assert_fields(&routes, &["overlay", "table_size", "routes"]);
+    assert_fields(&routes["routes"][0], &["bucket", "node_id", "addr"]);
     assert!(run_ok(&["routes", "--dir", &c]).contains(&na.id));
 
     // Register alice's self-certifying AOR at node b; look it up from a and c.
@@ -180,11 +210,17 @@ fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
         "sip:alice@127.42.0.1:5060",
         "--json",
     ]));
+    assert_fields(
+        &reg,
+        &["aor", "node_id", "expires", "seq", "devices", "acks"],
+    );
     assert_eq!(reg["aor"], aor.as_str());
     assert_eq!(reg["node_id"], nb.id.as_str());
     assert_eq!(reg["acks"], 3, "stored on all three nodes: {reg}");
     for dir in [&a, &c] {
         let found = json(&run_ok(&["lookup", &aor, "--dir", dir, "--json"]));
+        assert_fields(&found, &["aor", "owner", "seq", "entries"]);
+        assert_fields(&found["entries"][0], &["node_id", "contacts", "expires"]);
         assert_eq!(found["aor"], aor.as_str());
         let entries = found["entries"].as_array().unwrap();
         assert_eq!(entries.len(), 1, "{found}");
@@ -246,6 +282,7 @@ fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
         &a,
         "--json",
     ]));
+    assert_fields(&put, &["owner", "name", "seq", "expires", "acks"]);
     assert_eq!(put["acks"], 3);
     assert_eq!(
         run_ok(&["get", "greeting", "--owner", &alice_id, "--dir", &c]).trim(),
@@ -263,6 +300,10 @@ fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
     let got = json(&run_ok(&[
         "get", "greeting", "--owner", &alice_id, "--dir", &b, "--json",
     ]));
+    assert_fields(
+        &got,
+        &["owner", "name", "value", "value_hex", "seq", "expires"],
+    );
     assert_eq!(got["value"], "second");
     assert_eq!(got["owner"], alice_id.as_str());
     let err = run_err(&["get", "greeting", "--owner", &user_id(&bob), "--dir", &b]);

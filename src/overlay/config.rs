@@ -278,3 +278,15 @@ mod tests {
         assert!(err("k = 3\n[x]\n").contains('x'));
     }
 }
+
+#[cfg(all(test, feature = "node"))]
+mod example_file {
+    #[test]
+    fn the_example_file_in_contrib_is_the_defaults() {
+        let text = include_str!("../../contrib/overlay.toml");
+        assert_eq!(
+            super::OverlayParams::from_toml(text).unwrap(),
+            super::OverlayParams::default()
+        );
+    }
+}
