@@ -523,3 +523,141 @@ fn twenty_node_processes_survive_kill_9_of_a_third() {
     drop(restarted);
     eprintln!("20-process test took {:?}", started.elapsed());
 }
+
+#[test]
+fn in_an_enrolled_overlay_the_ca_issued_certificate_decides_who_owns_an_aor() {
+    let root = tempfile::tempdir().unwrap();
+    let ca = p(root.path(), "ca");
+    run_ok(&["ca", "init", "--dir", &ca, "--name", "Lab CA"]);
+    let anchor = p(Path::new(&ca), "ca.pem");
+    let overlay = p(root.path(), "overlay.toml");
+    std::fs::write(&overlay, "name = \"example.org\"\nid_difficulty = 4\n").unwrap();
+    let (a, b) = (
+        new_node_dir(root.path(), "a"),
+        new_node_dir(root.path(), "b"),
+    );
+    for dir in [&a, &b] {
+        let out = p(Path::new(dir), "enrolled.pem");
+        run_ok(&["ca", "issue", "--ca", &ca, "--node-dir", dir, "--out", &out]);
+    }
+    let (alice, mallory) = (p(root.path(), "alice"), p(root.path(), "mallory"));
+    for (dir, aor) in [
+        (&alice, "sip:alice@example.org"),
+        (&mallory, "sip:mallory@example.org"),
+    ] {
+        run_ok(&[
+            "identity",
+            "new",
+            "--dir",
+            dir,
+            "--user",
+            "--difficulty",
+            "0",
+        ]);
+        let out = p(Path::new(dir), "enrolled.pem");
+        run_ok(&[
+            "ca",
+            "issue",
+            "--ca",
+            &ca,
+            "--user-dir",
+            dir,
+            "--name",
+            aor,
+            "--out",
+            &out,
+        ]);
+    }
+    let na = NodeProcess::start(&[
+        "--dir",
+        &a,
+        "--listen",
+        "127.51.0.1:0",
+        "--overlay",
+        &overlay,
+        "--ca",
+        &anchor,
+    ]);
+    let boot = format!("{}@{}", na.id, na.addr);
+    let nb = NodeProcess::start(&[
+        "--dir",
+        &b,
+        "--listen",
+        "127.52.0.1:0",
+        "--overlay",
+        &overlay,
+        "--ca",
+        &anchor,
+        "--bootstrap",
+        &boot,
+    ]);
+    assert_eq!(status(&a)["mode"], "enrolled");
+    assert!(
+        eventually(50, || status(&a)["table_size"] == 1),
+        "{}",
+        status(&a)
+    );
+
+    let reg = json(&run_ok(&[
+        "register",
+        "sip:alice@example.org",
+        "--user-dir",
+        &alice,
+        "--dir",
+        &b,
+        "--json",
+    ]));
+    assert_eq!(reg["acks"], 2, "{reg}");
+    let found = json(&run_ok(&[
+        "lookup",
+        "sip:alice@example.org",
+        "--dir",
+        &a,
+        "--json",
+    ]));
+    assert_eq!(found["entries"][0]["node_id"], nb.id.as_str());
+    assert_eq!(found["owner"], user_id(&alice).as_str());
+
+    // Mallory's certificate names another AOR: her record is refused, by
+    // her own node before it is sent anywhere.
+    let err = run_err(&[
+        "register",
+        "sip:alice@example.org",
+        "--user-dir",
+        &mallory,
+        "--dir",
+        &a,
+    ]);
+    assert!(err.contains("registered by another user"), "{err}");
+    // Without an existing registration to notice, the record itself fails.
+    let err = run_err(&[
+        "register",
+        "sip:bob@example.org",
+        "--user-dir",
+        &mallory,
+        "--dir",
+        &a,
+    ]);
+    assert!(err.contains("record refused"), "{err}");
+    // A user with no certificate is told how to get one.
+    let eve = p(root.path(), "eve");
+    run_ok(&[
+        "identity",
+        "new",
+        "--dir",
+        &eve,
+        "--user",
+        "--difficulty",
+        "0",
+    ]);
+    let err = run_err(&[
+        "register",
+        "sip:eve@example.org",
+        "--user-dir",
+        &eve,
+        "--dir",
+        &a,
+    ]);
+    assert!(err.contains("ca issue"), "{err}");
+    drop((na, nb));
+}

@@ -309,11 +309,19 @@ impl RecordPolicy {
     }
 
     /// An enrolled overlay named `overlay_name` whose user certificates are
-    /// checked under `certificates`.
+    /// checked against the trust anchors of `certificates`.
+    ///
+    /// The id puzzle is not applied to users: it prices the node ids that
+    /// occupy routing tables, while a user id is vouched for by the CA that
+    /// issued its certificate (and user identities are made at difficulty 0
+    /// by default). The node's policy can therefore be passed as it is.
     pub fn enrolled(overlay_name: impl Into<String>, certificates: VerifyPolicy) -> Self {
         Self {
             overlay_name: overlay_name.into(),
-            enrolled: Some(certificates),
+            enrolled: Some(VerifyPolicy {
+                difficulty: 0,
+                ..certificates
+            }),
         }
     }
 }
