@@ -366,7 +366,73 @@ impl Simulator {
                 break;
             }
         }
+        self.hand_over_to(me);
         me
+    }
+
+    /// Hand-over to a newcomer: each of its closest neighbours gives it
+    /// the records for which, in the neighbour's own view, the newcomer is
+    /// now among the `replication` closest nodes (Kademlia's rule, so a
+    /// new node closer to a key holds what it should without waiting for
+    /// the next republish). Work is bounded by k neighbours' records.
+    fn hand_over_to(&mut self, newcomer: usize) {
+        let own = Key::from(self.nodes[newcomer].contact.id);
+        let id = self.nodes[newcomer].contact.id;
+        let r = self.config.params.replication;
+        let neighbours = self.nodes[newcomer]
+            .table
+            .closest(&own, self.config.params.k);
+        let mut given = Vec::new();
+        for n in neighbours {
+            let Some(&j) = self.index.get(&n.id) else {
+                continue;
+            };
+            if !self.nodes[j].alive {
+                continue;
+            }
+            for (key, value) in &self.nodes[j].records {
+                let closest = self.nodes[j].table.closest(key, r);
+                if closest.iter().any(|c| c.id == id) {
+                    given.push((*key, *value));
+                }
+            }
+        }
+        for (key, value) in given {
+            self.nodes[newcomer].records.insert(key, value);
+        }
+    }
+
+    /// A graceful leave: `node` stores each of its records on the
+    /// `replication` closest other live nodes it finds, its neighbours
+    /// forget it (the real node's "shutting down" close), and it stops.
+    pub fn leave(&mut self, node: usize) {
+        let Some(leaver) = self.nodes.get(node).filter(|n| n.alive) else {
+            return;
+        };
+        let leaver_id = leaver.contact.id;
+        let mut records: Vec<(Key, u64)> = leaver.records.iter().map(|(k, v)| (*k, *v)).collect();
+        records.sort_unstable_by_key(|(k, _)| *k);
+        let r = self.config.params.replication;
+        for (key, value) in records {
+            let found = self.lookup(node, key, false);
+            let targets: Vec<usize> = found
+                .closest
+                .iter()
+                .filter_map(|(c, _)| self.index.get(&c.id).copied())
+                .filter(|i| *i != node && self.nodes[*i].alive)
+                .take(r)
+                .collect();
+            for t in targets {
+                self.nodes[t].records.insert(key, value);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if i != node && self.nodes[i].table.contains(&leaver_id) {
+                // Told directly: no need to wait for failed pings.
+                self.nodes[i].table.remove(&leaver_id);
+            }
+        }
+        self.nodes[node].alive = false;
     }
 
     fn random_key_in_bucket(&mut self, own: Key, bucket: usize) -> Key {
@@ -644,6 +710,84 @@ mod tests {
             let reader = sim.random_live();
             assert_eq!(sim.fetch(reader, key), Some(42));
         }
+    }
+
+    /// The `n` live nodes closest to `key`, by the true distance.
+    fn truly_closest(sim: &Simulator, key: &Key, n: usize) -> Vec<usize> {
+        let mut live: Vec<usize> = (0..sim.nodes.len())
+            .filter(|i| sim.nodes[*i].alive)
+            .collect();
+        live.sort_by_key(|i| key.distance(&Key::from(sim.nodes[*i].contact.id)));
+        live.truncate(n);
+        live
+    }
+
+    #[test]
+    fn a_graceful_leave_hands_its_records_over_and_is_forgotten() {
+        let mut sim = Simulator::new(small(5));
+        sim.bootstrap();
+        let key = Key(Sha256::digest(b"leaver").into());
+        let writer = sim.random_live();
+        assert_eq!(sim.store(writer, key, 7), 20);
+        let leavers: Vec<usize> = sim.holders(&key).into_iter().take(5).collect();
+        for l in &leavers {
+            let id = sim.nodes[*l].contact.id;
+            sim.leave(*l);
+            assert!(
+                sim.nodes
+                    .iter()
+                    .filter(|n| n.alive)
+                    .all(|n| !n.table.contains(&id)),
+                "no live table keeps a node that said goodbye"
+            );
+        }
+        // No maintenance, no republish: the leavers' copies moved on.
+        assert!(sim.holders(&key).len() >= 20, "{}", sim.holders(&key).len());
+        let closest = truly_closest(&sim, &key, 20);
+        let held = closest
+            .iter()
+            .filter(|i| sim.nodes[**i].records.contains_key(&key))
+            .count();
+        assert!(held >= 19, "{held} of the 20 closest hold the record");
+        for _ in 0..10 {
+            let reader = sim.random_live();
+            assert_eq!(sim.fetch(reader, key), Some(7));
+        }
+    }
+
+    #[test]
+    fn newcomers_closer_to_a_key_receive_its_records() {
+        let mut sim = Simulator::new(small(6));
+        sim.bootstrap();
+        let keys: Vec<Key> = (0..20u8).map(|i| Key(Sha256::digest([i]).into())).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let writer = sim.random_live();
+            assert_eq!(sim.store(writer, *key, i as u64), 20);
+        }
+        let first_newcomer = sim.nodes.len();
+        for _ in 0..100 {
+            sim.join();
+        }
+        // Newcomers that are now among a key's 20 closest nodes.
+        let (mut should, mut hold) = (0, 0);
+        for key in &keys {
+            for i in truly_closest(&sim, key, 20) {
+                if i >= first_newcomer {
+                    should += 1;
+                    if sim.nodes[i].records.contains_key(key) {
+                        hold += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            should >= 50,
+            "100 joins into 200 nodes: a third of each closest set is new ({should})"
+        );
+        assert!(
+            hold * 100 >= should * 95,
+            "{hold} of {should} newcomers hold what they should"
+        );
     }
 
     #[test]
