@@ -2,16 +2,24 @@
 //! own loopback address (127.N.0.1, a distinct /24 each, so the diversity
 //! limits apply as on a real network), joining through one bootstrap node,
 //! storing a signed record and finding it from every node, then losing a
-//! third of the nodes.
+//! third of the nodes. Then the upkeep of the overlay, each on a few
+//! nodes: rejoining from a saved routing table, hand-over to a newcomer,
+//! republish after the holders of a record stop, per-peer rate limits, and
+//! the refusal of keys a node is not responsible for.
 
 mod common;
 
 use common::*;
-use p2psip::identity::{SecretKey, VerifyPolicy};
-use p2psip::net::{Limits, LocalIdentity};
+use p2psip::identity::{NodeId, SecretKey, VerifyPolicy};
+use p2psip::limits::RESPONSIBILITY_SLACK_FACTOR;
+use p2psip::net::{Limits, LocalIdentity, Maintenance, NetError, Node, NodeConfig, RateLimit};
 use p2psip::overlay::config::OverlayParams;
+use p2psip::overlay::key::Key;
 use p2psip::overlay::record::{OwnerValue, Record, RecordKind};
 use p2psip::overlay::routing::Contact;
+use p2psip::wire::{ErrorCode, Message};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 const NODES: u8 = 20;
 
@@ -219,4 +227,327 @@ async fn a_node_restarted_from_its_data_dir_still_serves_its_records() {
         err.to_string().contains("lower than the 3 already seen"),
         "{err}"
     );
+}
+
+/// Small overlays for the upkeep tests: `replication` copies, k = 8.
+fn small(replication: usize) -> OverlayParams {
+    OverlayParams {
+        replication,
+        ..params()
+    }
+}
+
+/// The node id of node `i` (see [`start`]).
+fn id_of(i: u8) -> NodeId {
+    key(100 + i).public().node_id()
+}
+
+fn config(i: u8, overlay: OverlayParams, data: Option<&std::path::Path>) -> NodeConfig {
+    NodeConfig {
+        identity: LocalIdentity::self_signed(&key(100 + i), now()).expect("certificate"),
+        policy: VerifyPolicy::self_certifying(0),
+        limits: Limits::default(),
+        overlay: Some(overlay),
+        data_dir: data.map(|d| d.to_path_buf()),
+    }
+}
+
+fn listen(i: u8) -> SocketAddr {
+    format!("127.{}.0.1:0", i + 1).parse().unwrap()
+}
+
+/// Node `i` with its maintenance configured.
+fn start_maintained(i: u8, overlay: OverlayParams, m: Maintenance) -> RunningNode {
+    let node = Node::bind(config(i, overlay, None), listen(i)).expect("bind node");
+    start_built(node.with_maintenance(m))
+}
+
+/// A signed value whose key, among the ids `ids`, is closest to them in
+/// the order `wanted` gives: the first name (of a bounded search) for
+/// which `wanted(order)` holds, `order` being the indices of `ids` sorted
+/// by distance to the key.
+fn value_placed(tag: &str, ids: &[NodeId], wanted: impl Fn(&[usize]) -> bool) -> Record {
+    let user = SecretKey::from_seed(&[0xcc; 32]);
+    for n in 0..2000 {
+        let record = OwnerValue::new(&format!("{tag}-{n}"), b"payload".to_vec())
+            .unwrap()
+            .sign(&user, 1, now() as u64 + 3600);
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|i| record.key.distance(&Key::from(ids[*i])));
+        if wanted(&order) {
+            return record;
+        }
+    }
+    panic!("no name in 2000 places the key as wanted");
+}
+
+fn holds(n: &RunningNode) -> usize {
+    n.node.overlay().unwrap().records_len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_without_bootstrap_rejoins_through_its_saved_table() {
+    let data = tempfile::tempdir().unwrap();
+    let a = start(70, params());
+    let b = start(71, params());
+    let bo = b.node.overlay().unwrap().clone();
+    bo.join(b.node.dialer(), &[contact(&a)]).await;
+    // A record held by a and b only: published before x exists.
+    let user = SecretKey::from_seed(&[0xdd; 32]);
+    let record = OwnerValue::new("rejoin", b"still here".to_vec())
+        .unwrap()
+        .sign(&user, 1, now() as u64 + 3600);
+    assert_eq!(bo.publish(b.node.dialer(), &record).await, 2);
+
+    let x = start_configured(config(72, params(), Some(data.path())), listen(72));
+    let xo = x.node.overlay().unwrap().clone();
+    xo.join(x.node.dialer(), &[contact(&a)]).await;
+    assert_eq!(xo.table_len(), 2, "x knows a and b");
+    let at = x.addr;
+    drop(xo);
+    x.stop().await;
+    // a and b saw x's connections close: whatever they see next is new.
+    eventually("a and b drop the stopped node's connections", || {
+        [&a, &b]
+            .iter()
+            .all(|n| n.node.peers().iter().all(|(id, _)| *id != id_of(72)))
+    })
+    .await;
+
+    // Same identity, data directory and address; no bootstrap. (The old
+    // instance's tasks release the socket and database a moment after it
+    // stops.)
+    let mut node = None;
+    for _ in 0..100 {
+        if let Ok(n) = Node::bind(config(72, params(), Some(data.path())), at) {
+            node = Some(n);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let node = node.expect("the address and data directory are released within 5 s");
+    let restored = node.overlay().unwrap().clone();
+    assert_eq!(restored.table_len(), 2, "the saved contacts are back");
+    let x = start_built(node);
+    // The rejoin (run by the node itself) proves both ids again: a and b
+    // see requests from x.
+    eventually("a and b hear from the restarted node", || {
+        [&a, &b]
+            .iter()
+            .all(|n| n.node.peers().iter().any(|(id, _)| *id == id_of(72)))
+    })
+    .await;
+    let found = restored
+        .lookup(x.node.dialer(), record.key, Some(RecordKind::OwnerValue))
+        .await;
+    assert_eq!(found.records, vec![record.encode()]);
+    assert_eq!(restored.table_len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_closer_to_a_key_is_handed_the_record() {
+    // Replication 2 on three nodes; the newcomer (node 76) is closer to
+    // the key than all of them.
+    let ids: Vec<NodeId> = (73..=76).map(id_of).collect();
+    let record = value_placed("handover", &ids, |order| order[0] == 3);
+    let mut nodes = vec![start(73, small(2))];
+    let boot = contact(&nodes[0]);
+    for i in 74..=75 {
+        let n = start(i, small(2));
+        n.node
+            .overlay()
+            .unwrap()
+            .join(n.node.dialer(), &[boot])
+            .await;
+        nodes.push(n);
+    }
+    let o = nodes[0].node.overlay().unwrap().clone();
+    assert_eq!(o.publish(nodes[0].node.dialer(), &record).await, 2);
+    assert_eq!(nodes.iter().map(holds).sum::<usize>(), 2);
+
+    let newcomer = start(76, small(2));
+    assert_eq!(holds(&newcomer), 0);
+    let no = newcomer.node.overlay().unwrap().clone();
+    assert_eq!(no.join(newcomer.node.dialer(), &[boot]).await, 3);
+    eventually("the newcomer is handed the record", || {
+        holds(&newcomer) == 1
+    })
+    .await;
+    let answer = nodes[0]
+        .node
+        .dialer()
+        .request(
+            contact(&newcomer),
+            &Message::FindValue {
+                overlay: params().name,
+                key: record.key.0,
+                kind: RecordKind::OwnerValue.to_u64(),
+            },
+        )
+        .await
+        .unwrap();
+    match answer {
+        Message::Value { records, .. } => assert_eq!(records, vec![record.encode()]),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn republish_moves_a_record_off_holders_that_stopped() {
+    // Five nodes, replication 2, republish every 300 ms. The key's two
+    // closest nodes hold it; node 80 (the bootstrap and reader) is the
+    // farthest, so that its lookup finds only what others hold.
+    let ids: Vec<NodeId> = (80..=84).map(id_of).collect();
+    let record = value_placed("republish", &ids, |order| order[4] == 0);
+    let m = Maintenance {
+        republish_interval: Duration::from_millis(300),
+        jitter: Duration::ZERO,
+        ..Maintenance::default()
+    };
+    let mut nodes: Vec<Option<RunningNode>> = vec![Some(start_maintained(80, small(2), m))];
+    let boot = contact(nodes[0].as_ref().unwrap());
+    for i in 81..=84 {
+        let n = start_maintained(i, small(2), m);
+        n.node
+            .overlay()
+            .unwrap()
+            .join(n.node.dialer(), &[boot])
+            .await;
+        nodes.push(Some(n));
+    }
+    let mut order: Vec<usize> = (0..5).collect();
+    order.sort_by_key(|i| record.key.distance(&Key::from(ids[*i])));
+    let reader = nodes[0].as_ref().unwrap();
+    let ro = reader.node.overlay().unwrap().clone();
+    assert_eq!(ro.publish(reader.node.dialer(), &record).await, 2);
+    let held = |i: usize| nodes[order[i]].as_ref().map_or(0, holds);
+    assert_eq!((held(0), held(1), held(2), held(3)), (1, 1, 0, 0));
+
+    // The closest holder stops: the other republishes to the third.
+    nodes[order[0]].take().unwrap().stop().await;
+    let third = nodes[order[2]].as_ref().unwrap();
+    eventually_polls("the third closest node gets the record", 1500, || {
+        holds(third) == 1
+    })
+    .await;
+    // The second holder stops too: the third republishes to the fourth.
+    nodes[order[1]].take().unwrap().stop().await;
+    let fourth = nodes[order[3]].as_ref().unwrap();
+    eventually_polls("the fourth closest node gets the record", 1500, || {
+        holds(fourth) == 1
+    })
+    .await;
+    // Neither original holder is left, and a lookup still finds it.
+    let reader = nodes[0].as_ref().unwrap();
+    let found = ro
+        .lookup(
+            reader.node.dialer(),
+            record.key,
+            Some(RecordKind::OwnerValue),
+        )
+        .await;
+    assert_eq!(found.records, vec![record.encode()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_rate_is_refused_then_disconnected_while_another_is_served() {
+    // Five requests, then (in practice) none: a token per hour.
+    let limit = RateLimit {
+        burst: 5,
+        refill_every: Duration::from_secs(3600),
+        max_refused_in_a_row: 10,
+    };
+    let node = Node::bind(config(85, params(), None), listen(85)).unwrap();
+    let server = start_built(node.with_rate_limit(limit));
+    let id = server.node.node_id();
+    let greedy = client(&key(86), VerifyPolicy::self_certifying(0), "127.87.0.1");
+    let polite = client(&key(88), VerifyPolicy::self_certifying(0), "127.89.0.1");
+
+    let conn = greedy.connect(server.addr, Some(id)).await.unwrap();
+    let mut outcomes = Vec::new();
+    for _ in 0..20 {
+        let outcome = match conn.ping().await {
+            Ok(_) => "pong",
+            Err(NetError::Remote {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => "limited",
+            Err(NetError::Connection(quinn::ConnectionError::ApplicationClosed(close)))
+                if close.error_code == quinn::VarInt::from_u32(p2psip::net::CLOSE_RATE_LIMITED) =>
+            {
+                "closed"
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        };
+        outcomes.push(outcome);
+        if outcome == "closed" {
+            break;
+        }
+    }
+    let count = |what: &str| outcomes.iter().filter(|o| **o == what).count();
+    assert_eq!(
+        (count("pong"), count("limited"), count("closed")),
+        (5, 10, 1),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[..5], ["pong"; 5]);
+
+    // Another peer has its own budget, served all along.
+    let conn = polite.connect(server.addr, Some(id)).await.unwrap();
+    for _ in 0..5 {
+        conn.ping().await.unwrap();
+    }
+    match conn.ping().await {
+        Err(NetError::Remote { code, reason }) => {
+            assert_eq!(code, ErrorCode::RateLimited);
+            assert!(reason.contains("node id"), "{reason}");
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_for_a_key_the_node_is_not_responsible_for_is_refused() {
+    // Replication 1: a node refuses once it knows SLACK × 1 closer nodes.
+    let closer = RESPONSIBILITY_SLACK_FACTOR;
+    let first = 90u8;
+    let last = first + closer as u8;
+    let ids: Vec<NodeId> = (first..=last).map(id_of).collect();
+    // Node `first` is the farthest from the key.
+    let record = value_placed("responsible", &ids, |order| order[closer] == 0);
+    let x = start(first, small(1));
+    let mut others = Vec::new();
+    for i in first + 1..=last {
+        let n = start(i, small(1));
+        n.node
+            .overlay()
+            .unwrap()
+            .join(n.node.dialer(), &[contact(&x)])
+            .await;
+        others.push(n);
+    }
+    let xo = x.node.overlay().unwrap().clone();
+    assert_eq!(xo.table_len(), closer);
+    assert!(!xo.is_responsible(&record.key));
+    let store = Message::Store {
+        overlay: params().name,
+        record: record.encode(),
+    };
+    let asker = &others[0];
+    match asker.node.dialer().request(contact(&x), &store).await {
+        Err(NetError::Remote { code, reason }) => {
+            assert_eq!(code, ErrorCode::NotResponsible);
+            assert!(
+                reason.contains(&format!("knows {closer} nodes closer")),
+                "{reason}"
+            );
+        }
+        other => panic!("expected NotResponsible, got {other:?}"),
+    }
+    assert_eq!(holds(&x), 0);
+    // Publishing through the refusing node still works: the closest node
+    // stores it, and x does not keep a copy.
+    assert_eq!(xo.publish(x.node.dialer(), &record).await, 1);
+    assert_eq!(holds(&x), 0);
+    assert_eq!(others.iter().map(holds).sum::<usize>(), 1);
 }

@@ -3,11 +3,52 @@
 //! transaction committed with immediate durability, so `kill -9` loses
 //! nothing that was acknowledged. At start every record is decoded and
 //! verified again; what no longer verifies (expired, damaged) is dropped.
+//!
+//! The same database keeps the node's routing-table contacts (node id and
+//! address, at most [`MAX_SAVED_CONTACTS`]), replaced as a whole at every
+//! save, so that a restarted node can rejoin its overlay without a
+//! bootstrap node. Rows that do not decode are skipped, not fatal: the
+//! contacts are a cache, re-checked by the routing table's admission rules
+//! and by the TLS handshake that must prove each id.
 
+use crate::identity::NodeId;
+use crate::limits::MAX_SAVED_CONTACTS;
+use crate::wire::message::Contact;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records_v1");
+
+/// Position in the saved order -> `node id (32) ‖ ip (4 / 16) ‖ port (2, big-endian)`.
+const CONTACTS: TableDefinition<u32, &[u8]> = TableDefinition::new("contacts_v1");
+
+fn encode_contact(c: &Contact) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + 16 + 2);
+    out.extend_from_slice(c.id.as_bytes());
+    match c.addr.ip() {
+        IpAddr::V4(v4) => out.extend_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => out.extend_from_slice(&v6.octets()),
+    }
+    out.extend_from_slice(&c.addr.port().to_be_bytes());
+    out
+}
+
+fn decode_contact(bytes: &[u8]) -> Option<Contact> {
+    let (id, rest) = bytes.split_at_checked(32)?;
+    let id = NodeId::from_bytes(<[u8; 32]>::try_from(id).ok()?);
+    let (ip, port) = rest.split_at_checked(rest.len().checked_sub(2)?)?;
+    let port = u16::from_be_bytes(<[u8; 2]>::try_from(port).ok()?);
+    let ip = if let Ok(o) = <[u8; 4]>::try_from(ip) {
+        IpAddr::V4(Ipv4Addr::from(o))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ip).ok()?))
+    };
+    Some(Contact {
+        id,
+        addr: SocketAddr::new(ip, port),
+    })
+}
 
 /// A slot and the encoding of the record stored in it.
 pub type StoredRow = (Vec<u8>, Vec<u8>);
@@ -48,6 +89,7 @@ impl DiskStore {
         // Make sure the table exists so that reads never fail on a new file.
         let tx = db.begin_write().map_err(|e| err(&e))?;
         tx.open_table(RECORDS).map_err(|e| err(&e))?;
+        tx.open_table(CONTACTS).map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
         Ok(Self { db, path: shown })
     }
@@ -79,6 +121,18 @@ impl DiskStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// Removes the records of `slots`, in one transaction.
+    pub fn remove_many(&self, slots: &[Vec<u8>]) -> Result<(), DiskError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            for slot in slots {
+                table.remove(slot.as_slice()).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Every stored (slot, record encoding) pair.
     pub fn load_all(&self) -> Result<Vec<StoredRow>, DiskError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -87,6 +141,40 @@ impl DiskStore {
         for row in table.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
             out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Durably replaces the saved contacts with `contacts` (at most
+    /// [`MAX_SAVED_CONTACTS`], the first ones kept), in their order.
+    pub fn save_contacts(&self, contacts: &[Contact]) -> Result<(), DiskError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = tx.open_table(CONTACTS).map_err(|e| self.err(e))?;
+            table.retain(|_, _| false).map_err(|e| self.err(e))?;
+            for (i, c) in (0u32..).zip(contacts.iter().take(MAX_SAVED_CONTACTS)) {
+                table
+                    .insert(i, encode_contact(c).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The saved contacts, in their saved order, at most
+    /// [`MAX_SAVED_CONTACTS`]; rows that do not decode are skipped.
+    pub fn load_contacts(&self) -> Result<Vec<Contact>, DiskError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(CONTACTS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| self.err(e))? {
+            if out.len() >= MAX_SAVED_CONTACTS {
+                break;
+            }
+            let (_, v) = row.map_err(|e| self.err(e))?;
+            if let Some(c) = decode_contact(v.value()) {
+                out.push(c);
+            }
         }
         Ok(out)
     }
@@ -106,6 +194,10 @@ mod tests {
             s.save(b"slot-a", b"record-2").unwrap();
             s.save(b"slot-b", b"record-3").unwrap();
             s.remove(b"slot-b").unwrap();
+            s.save(b"slot-c", b"record-4").unwrap();
+            s.save(b"slot-d", b"record-5").unwrap();
+            s.remove_many(&[b"slot-c".to_vec(), b"slot-d".to_vec()])
+                .unwrap();
         }
         let s = DiskStore::open(&path).unwrap();
         assert_eq!(
@@ -121,5 +213,70 @@ mod tests {
         std::fs::write(&path, b"not a database at all, just bytes").unwrap();
         let err = DiskStore::open(&path).unwrap_err().to_string();
         assert!(err.contains("records.redb"), "{err}");
+    }
+
+    fn contact(seed: u8, addr: &str) -> Contact {
+        Contact {
+            id: NodeId::from_bytes([seed; 32]),
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn contacts_are_replaced_as_a_whole_and_reloaded_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.redb");
+        let a = contact(1, "127.1.0.1:4433");
+        let b = contact(2, "[2001:db8::7]:9");
+        let c = contact(3, "10.0.0.3:65535");
+        {
+            let s = DiskStore::open(&path).unwrap();
+            assert_eq!(s.load_contacts().unwrap(), vec![]);
+            s.save_contacts(&[a, b, c]).unwrap();
+            s.save_contacts(&[c, a]).unwrap();
+            s.save(b"slot", b"record").unwrap();
+        }
+        let s = DiskStore::open(&path).unwrap();
+        assert_eq!(s.load_contacts().unwrap(), vec![c, a]);
+        assert_eq!(s.load_all().unwrap().len(), 1, "records untouched");
+        // At most MAX_SAVED_CONTACTS are kept.
+        let many: Vec<Contact> = (0..MAX_SAVED_CONTACTS + 5)
+            .map(|i| Contact {
+                id: NodeId::from_bytes([(i % 251) as u8; 32]),
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(i as u32)), 1),
+            })
+            .collect();
+        s.save_contacts(&many).unwrap();
+        let loaded = s.load_contacts().unwrap();
+        assert_eq!(loaded.len(), MAX_SAVED_CONTACTS);
+        assert_eq!(loaded.first(), many.first());
+    }
+
+    #[test]
+    fn damaged_contact_rows_are_skipped() {
+        for bad in [
+            &[][..],
+            &[0u8; 31],
+            &[0u8; 34],
+            &[0u8; 32 + 5 + 2],
+            &[0u8; 32 + 17 + 2],
+        ] {
+            assert_eq!(decode_contact(bad), None, "{} bytes", bad.len());
+        }
+        let c = contact(9, "[::1]:80");
+        assert_eq!(decode_contact(&encode_contact(&c)), Some(c));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.redb");
+        let s = DiskStore::open(&path).unwrap();
+        s.save_contacts(&[c]).unwrap();
+        {
+            let tx = s.db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(CONTACTS).unwrap();
+                t.insert(7u32, &b"garbage"[..]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        assert_eq!(s.load_contacts().unwrap(), vec![c]);
     }
 }

@@ -6,6 +6,10 @@
 //! - [`limits`]: connection caps (total, per IPv4 /32 and IPv6 /64).
 //! - [`server`]: a node that accepts connections and answers requests.
 //! - [`client`]: dialing a node and sending requests (Ping).
+//! - [`overlay`]: the overlay service (routing table, records) over QUIC.
+//! - [`maintenance`]: the node's upkeep of its overlay (rejoin, hand-over,
+//!   repair, republish, refresh, expiry, saving the routing table).
+//! - [`rate`]: per-peer request rate limits (token buckets, sans-IO).
 //!
 //! Every request is one bidirectional stream carrying one frame each way
 //! (see [`crate::wire`]).
@@ -14,13 +18,17 @@ pub mod cert_cache;
 pub mod client;
 pub mod disk;
 pub mod limits;
+pub mod maintenance;
 pub mod overlay;
+pub mod rate;
 pub mod server;
 mod stream;
 pub mod tls;
 
 pub use client::{Client, PeerConnection, PingReply};
 pub use limits::Limits;
+pub use maintenance::Maintenance;
+pub use rate::RateLimit;
 pub use server::{Node, NodeConfig};
 pub use tls::{LocalIdentity, ALPN};
 
@@ -32,6 +40,10 @@ pub const CLOSE_NORMAL: u32 = 0;
 /// QUIC application close code: the peer broke the protocol (malformed or
 /// oversized frame, undecodable message) and is disconnected.
 pub const CLOSE_PROTOCOL_VIOLATION: u32 = 1;
+/// QUIC application close code: the peer went on sending requests after
+/// [`RateLimit::max_refused_in_a_row`] of them were refused for its rate,
+/// and is disconnected.
+pub const CLOSE_RATE_LIMITED: u32 = 2;
 
 /// Errors of the transport.
 #[derive(Debug, thiserror::Error)]

@@ -2,10 +2,22 @@
 //! behind the wire's FindNode / FindValue / Store requests, and the async
 //! drivers of the sans-IO [`Lookup`] (lookups, stores, join).
 //!
-//! Peers enter the routing table only from authenticated connections (an
-//! inbound connection's remote address is the peer's listening address,
-//! since a node dials from its listening endpoint). Contacts mentioned in
-//! answers only feed lookups.
+//! Peers enter the routing table only from authenticated connections: an
+//! inbound connection's remote address is the peer's listening address
+//! (a node dials from its listening endpoint), and a peer that answered a
+//! request of ours proved its id at the address we dialed. Contacts merely
+//! mentioned in answers only feed lookups.
+//!
+//! # Responsibility and churn
+//!
+//! A node stores a record only for keys it is responsible for (a `Store`
+//! is refused with `NotResponsible` when the node knows
+//! [`RESPONSIBILITY_SLACK_FACTOR`] × `replication` nodes closer to the
+//! key). Every admission to and eviction from the routing table is queued
+//! as a [`ChurnEvent`] (bounded, oldest dropped) for the maintenance task
+//! ([`super::maintenance`]), which hands records over to newcomers and
+//! re-pushes those an evicted holder had; the planning of that work is
+//! here, synchronous and bounded ([`MAX_HANDOVER_RECORDS`] per event).
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::client::{quinn_client_config, PeerConnection};
@@ -13,14 +25,18 @@ use super::disk::{DiskError, DiskStore};
 use super::tls::LocalIdentity;
 use super::{NetError, CLOSE_NORMAL};
 use crate::identity::{NodeId, VerifyPolicy};
+use crate::limits::{
+    MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS, MAX_PENDING_CHURN_EVENTS,
+    MAX_SAVED_CONTACTS, RESPONSIBILITY_SLACK_FACTOR,
+};
 use crate::overlay::config::OverlayParams;
-use crate::overlay::key::Key;
+use crate::overlay::key::{Distance, Key};
 use crate::overlay::lookup::Lookup;
-use crate::overlay::record::{Record, RecordKind, RecordPolicy};
-use crate::overlay::routing::{Contact, InsertOutcome, RoutingTable};
-use crate::overlay::store::{PutOutcome, RecordStore, StoreLimits};
+use crate::overlay::record::{Record, RecordKind, RecordPolicy, VerifiedRecord};
+use crate::overlay::routing::{Contact, Eviction, InsertOutcome, RoutingTable};
+use crate::overlay::store::{PutOutcome, RecordStore, SlotKey, StoreLimits};
 use crate::wire::{ErrorCode, Message};
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -66,7 +82,7 @@ impl Dialer {
     /// An authenticated connection to `contact` (which must prove its id),
     /// reused while open.
     pub async fn connect(&self, contact: Contact) -> Result<PeerConnection, NetError> {
-        if let Some(conn) = self.cached(&contact.id) {
+        if let Some(conn) = self.cached(&contact) {
             return Ok(conn);
         }
         let config = quinn_client_config(
@@ -99,15 +115,33 @@ impl Dialer {
         Ok(peer)
     }
 
-    fn cached(&self, id: &NodeId) -> Option<PeerConnection> {
+    /// The open connection to `contact`, only if it goes to the
+    /// contact's address: a contact mentioned with a wrong address must
+    /// not borrow the connection to the real peer (its answer would then
+    /// seem to prove that address).
+    fn cached(&self, contact: &Contact) -> Option<PeerConnection> {
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        match conns.get(id) {
-            Some(c) if c.connection().close_reason().is_none() => Some(c.clone()),
-            Some(_) => {
-                conns.remove(id);
+        match conns.get(&contact.id) {
+            Some(c) if c.connection().close_reason().is_some() => {
+                conns.remove(&contact.id);
                 None
             }
-            None => None,
+            Some(c) if same_addr(c.connection().remote_address(), contact.addr) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// Forgets the connection to `contact` if it goes to the contact's
+    /// address (a failure at another address says nothing about it).
+    fn forget_at(&self, contact: &Contact) {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if conns
+            .get(&contact.id)
+            .is_some_and(|c| same_addr(c.connection().remote_address(), contact.addr))
+        {
+            if let Some(c) = conns.remove(&contact.id) {
+                c.connection().close(CLOSE_NORMAL.into(), b"");
+            }
         }
     }
 
@@ -128,20 +162,50 @@ impl Dialer {
         match tokio::time::timeout(OVERLAY_REQUEST_TIMEOUT, exchange).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
-                self.forget(&contact.id);
+                self.forget_at(&contact);
                 Err(e)
             }
             Err(_) => {
-                self.forget(&contact.id);
+                self.forget_at(&contact);
                 Err(NetError::Timeout)
             }
         }
     }
 }
 
+/// Whether two addresses are the same endpoint, an IPv4 address and its
+/// IPv4-mapped IPv6 form (as a dual-stack socket reports it) alike.
+fn same_addr(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
+}
+
 struct State {
     table: RoutingTable,
     store: RecordStore,
+    /// Admissions and evictions not yet seen by the maintenance task, at
+    /// most [`MAX_PENDING_CHURN_EVENTS`].
+    events: VecDeque<ChurnEvent>,
+}
+
+/// A change of the routing table that may move records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChurnEvent {
+    /// A contact entered the routing table: it may now be among the
+    /// closest nodes to keys this node holds (hand-over).
+    Admitted(Contact),
+    /// A contact left the routing table: records it held need a new
+    /// holder (repair).
+    Evicted(Contact),
+}
+
+/// What to republish of one record: its encoding, the nodes to offer it
+/// to (closest first, spares included) and how many acknowledgements
+/// make it fully replicated.
+#[derive(Debug, Clone)]
+pub(crate) struct RepublishPlan {
+    pub(crate) encoded: Vec<u8>,
+    pub(crate) candidates: Vec<Contact>,
+    pub(crate) needed: usize,
 }
 
 /// Where a record lives on disk: key, kind and owner, as in the store.
@@ -161,6 +225,10 @@ pub struct OverlayService {
     state: Mutex<State>,
     epoch: Instant,
     disk: Option<DiskStore>,
+    /// Contacts reloaded from disk, to rejoin through once.
+    reloaded: Mutex<Vec<Contact>>,
+    /// Wakes the maintenance task when an event is queued.
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for OverlayService {
@@ -188,12 +256,15 @@ impl OverlayService {
             state: Mutex::new(State {
                 table: RoutingTable::new(local, &params),
                 store: RecordStore::new(StoreLimits::default()),
+                events: VecDeque::new(),
             }),
             params,
             local,
             records,
             epoch: Instant::now(),
             disk: None,
+            reloaded: Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -255,27 +326,79 @@ impl OverlayService {
     /// resident to ping when its bucket is full.
     pub fn learn(&self, peer: Contact) -> Option<Contact> {
         let now = self.now_ms();
-        match self.state().table.insert(peer, now) {
+        let mut state = self.state();
+        match state.table.insert(peer, now) {
+            InsertOutcome::Inserted => {
+                self.note(&mut state, ChurnEvent::Admitted(peer));
+                None
+            }
             InsertOutcome::Full { ping } => Some(ping),
             InsertOutcome::Refused(why) => {
                 debug!(peer = %peer.id.fmt_short(), %why, "not admitted to the routing table");
                 None
             }
-            _ => None,
+            InsertOutcome::Refreshed => None,
         }
+    }
+
+    /// Queues a churn event for the maintenance task (dropping the oldest
+    /// when full: the periodic republish covers what it would have done).
+    fn note(&self, state: &mut State, event: ChurnEvent) {
+        if state.events.len() >= MAX_PENDING_CHURN_EVENTS {
+            state.events.pop_front();
+        }
+        state.events.push_back(event);
+        self.wake.notify_one();
+    }
+
+    fn note_eviction(&self, state: &mut State, eviction: Option<Eviction>) {
+        let Some(e) = eviction else {
+            return;
+        };
+        if let Some(evicted) = e.evicted {
+            debug!(peer = %evicted.id.fmt_short(), "evicted from the routing table");
+            self.note(state, ChurnEvent::Evicted(evicted));
+        }
+        if let Some(admitted) = e.admitted {
+            self.note(state, ChurnEvent::Admitted(admitted));
+        }
+    }
+
+    /// The oldest churn event not yet handled.
+    pub(crate) fn next_event(&self) -> Option<ChurnEvent> {
+        self.state().events.pop_front()
+    }
+
+    /// Completes when a churn event may have been queued since the last
+    /// call (a queued notification is never lost).
+    pub(crate) async fn event_queued(&self) {
+        self.wake.notified().await;
     }
 
     /// Reports a liveness check of a resident.
     pub fn ping_result(&self, id: &NodeId, alive: bool) {
         let now = self.now_ms();
-        self.state().table.on_ping_result(id, alive, now);
+        let mut state = self.state();
+        let eviction = state.table.on_ping_result(id, alive, now);
+        self.note_eviction(&mut state, Some(eviction));
     }
 
     /// Counts an unanswered request; the peer is dropped after several in
     /// a row.
     pub fn forget(&self, id: &NodeId) {
         let now = self.now_ms();
-        self.state().table.on_failure(id, now);
+        let mut state = self.state();
+        let eviction = state.table.on_failure_evicting(id, now);
+        self.note_eviction(&mut state, eviction);
+    }
+
+    /// Removes a contact from the routing table at once (it answered as no
+    /// node of this overlay would).
+    fn evict(&self, id: &NodeId) {
+        let mut state = self.state();
+        if let Some(evicted) = state.table.remove(id) {
+            self.note(&mut state, ChurnEvent::Evicted(evicted));
+        }
     }
 
     /// The `n` closest known contacts to `target`.
@@ -357,15 +480,64 @@ impl OverlayService {
                 }
             }),
             Message::Store { overlay, record } => {
-                wrong(overlay).unwrap_or_else(|| self.store_local(record))
+                wrong(overlay).unwrap_or_else(|| self.store_local(record, true))
             }
             _ => return None,
         })
     }
 
-    fn store_local(&self, encoded: &[u8]) -> Message {
+    /// How many nodes this node may know closer to a key than itself and
+    /// still store its records.
+    ///
+    /// Why a slack over `replication`: the `replication` closest nodes a
+    /// publisher's lookup finds are not exactly the ones each of them
+    /// counts as closer. A table holds contacts that have died and are not
+    /// evicted yet, and nodes a lookup missed; a bound of exactly
+    /// `replication` would refuse honest Stores at the margin and stall
+    /// hand-over and repair during churn. Twice as many keeps a node from
+    /// being made to store arbitrary keys far from its id, which is what
+    /// the rule is for.
+    fn responsibility_bound(&self) -> usize {
+        self.params
+            .replication
+            .max(1)
+            .saturating_mul(RESPONSIBILITY_SLACK_FACTOR)
+    }
+
+    /// Known contacts strictly closer to `key` than this node.
+    fn closer_than_local(&self, key: &Key) -> usize {
+        let own = key.distance(&Key::from(self.local));
+        self.state().table.count_closer(key, &own)
+    }
+
+    /// Whether this node stores records under `key`: it knows fewer than
+    /// [`RESPONSIBILITY_SLACK_FACTOR`] × `replication` nodes closer to it.
+    pub fn is_responsible(&self, key: &Key) -> bool {
+        self.closer_than_local(key) < self.responsibility_bound()
+    }
+
+    /// Verifies and stores a record; with `check_responsible`, first
+    /// refuses keys this node is not responsible for (checked before the
+    /// signature, so that refusing costs little).
+    fn store_local(&self, encoded: &[u8], check_responsible: bool) -> Message {
         let now = crate::unix_now().max(0) as u64;
-        let verified = match Record::decode(encoded).and_then(|r| r.verify(&self.records, now)) {
+        let record = match Record::decode(encoded) {
+            Ok(r) => r,
+            Err(e) => return Message::error(ErrorCode::RecordRefused, &e.to_string()),
+        };
+        if check_responsible {
+            let closer = self.closer_than_local(&record.key);
+            let bound = self.responsibility_bound();
+            if closer >= bound {
+                return Message::error(
+                    ErrorCode::NotResponsible,
+                    &format!(
+                        "this node knows {closer} nodes closer to the key (it refuses at {bound})"
+                    ),
+                );
+            }
+        }
+        let verified = match record.verify(&self.records, now) {
             Ok(v) => v,
             Err(e) => return Message::error(ErrorCode::RecordRefused, &e.to_string()),
         };
@@ -421,9 +593,16 @@ impl OverlayService {
             let ((to, result), rest) = futures_select_all(pending).await;
             pending = rest;
             match result {
-                Ok(Message::Nodes { contacts }) => lookup.on_response(&to.id, &contacts),
+                // An answer proves the peer's id at the address dialed
+                // (the dialer reuses a connection only at that address):
+                // it refreshes (or enters) the routing table.
+                Ok(Message::Nodes { contacts }) => {
+                    lookup.on_response(&to.id, &contacts);
+                    self.learn(to);
+                }
                 Ok(Message::Value { records, contacts }) => {
                     lookup.on_response(&to.id, &contacts);
+                    self.learn(to);
                     let now = crate::unix_now().max(0) as u64;
                     for r in records {
                         let ok = Record::decode(&r)
@@ -437,11 +616,19 @@ impl OverlayService {
                         lookup.finish();
                     }
                 }
+                Err(NetError::Remote {
+                    code: ErrorCode::RateLimited | ErrorCode::Busy,
+                    ..
+                }) => {
+                    // Alive but loaded: no answer for this lookup, and no
+                    // strike against it either.
+                    lookup.on_failure(&to.id);
+                }
                 Ok(_) | Err(NetError::Remote { .. }) => {
                     // It answered, but not as a node of this overlay does
                     // (WrongOverlay, or a message that is no answer): out.
                     lookup.on_failure(&to.id);
-                    self.state().table.remove(&to.id);
+                    self.evict(&to.id);
                 }
                 Err(_) => {
                     lookup.on_failure(&to.id);
@@ -476,7 +663,9 @@ impl OverlayService {
         for holder in holders.into_iter().take(self.params.replication) {
             match holder {
                 None => {
-                    if matches!(self.store_local(&encoded), Message::Stored { .. }) {
+                    // The lookup just found this node among the closest:
+                    // no responsibility check against its own table.
+                    if matches!(self.store_local(&encoded, false), Message::Stored { .. }) {
                         acks += 1;
                     }
                 }
@@ -504,6 +693,8 @@ impl OverlayService {
                     self.learn(*b);
                 }
                 Err(e) => {
+                    // A reloaded contact that is gone takes a strike.
+                    self.forget(&b.id);
                     debug!(peer = %b.id.fmt_short(), error = %e, "bootstrap node unreachable")
                 }
             }
@@ -534,6 +725,243 @@ impl OverlayService {
     }
 }
 
+/// Maintenance: persistence of the routing table, expiry, and the
+/// planning of republish, hand-over, repair and bucket refresh (the
+/// sending is [`super::maintenance`]'s).
+impl OverlayService {
+    /// Reloads the contacts saved in the data directory into the routing
+    /// table, each through the table's admission rules (puzzle, network
+    /// limits, bucket size), and keeps them to rejoin through when the node
+    /// runs. Returns how many were admitted (0 without a data directory).
+    pub fn restore_contacts(&self) -> Result<usize, DiskError> {
+        let Some(disk) = &self.disk else {
+            return Ok(0);
+        };
+        let saved = disk.load_contacts()?;
+        let now = self.now_ms();
+        let mut admitted = Vec::new();
+        {
+            let mut state = self.state();
+            for c in saved {
+                // No churn event: nothing moved, this is the table of
+                // before the restart.
+                match state.table.insert(c, now) {
+                    InsertOutcome::Inserted => admitted.push(c),
+                    InsertOutcome::Refused(why) => {
+                        debug!(peer = %c.id.fmt_short(), %why, "saved contact not admitted")
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let n = admitted.len();
+        *self.reloaded.lock().unwrap_or_else(|p| p.into_inner()) = admitted;
+        Ok(n)
+    }
+
+    /// The contacts reloaded by [`OverlayService::restore_contacts`], once.
+    pub(crate) fn take_reloaded(&self) -> Vec<Contact> {
+        std::mem::take(&mut *self.reloaded.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Saves the routing table (at most [`MAX_SAVED_CONTACTS`] contacts,
+    /// the longest known) to the data directory. Returns how many were
+    /// saved (0 without a data directory). An empty table is not saved: a
+    /// node that lost every contact (its network was down, say) keeps the
+    /// last saved ones to rejoin through next time.
+    pub fn save_contacts(&self) -> Result<usize, DiskError> {
+        let Some(disk) = &self.disk else {
+            return Ok(0);
+        };
+        let contacts = self.contacts_to_save();
+        if contacts.is_empty() {
+            return Ok(0);
+        }
+        disk.save_contacts(&contacts)?;
+        Ok(contacts.len())
+    }
+
+    /// The table's contacts in its own order (bucket by bucket, least
+    /// recently seen first, which a reload reproduces); beyond the bound
+    /// the longest-known are kept (S/Kademlia's preference).
+    fn contacts_to_save(&self) -> Vec<Contact> {
+        let mut all: Vec<(usize, Contact, u64)> = self
+            .state()
+            .table
+            .entries()
+            .enumerate()
+            .map(|(i, (_, c, first_seen, _))| (i, c, first_seen))
+            .collect();
+        if all.len() > MAX_SAVED_CONTACTS {
+            all.sort_by_key(|e| e.2);
+            all.truncate(MAX_SAVED_CONTACTS);
+            all.sort_by_key(|e| e.0);
+        }
+        all.into_iter().map(|(_, c, _)| c).collect()
+    }
+
+    /// Drops the records expired now, from memory and from disk. Returns
+    /// how many were dropped.
+    pub fn expire_records(&self) -> usize {
+        self.expire_records_at(crate::unix_now().max(0) as u64)
+    }
+
+    fn expire_records_at(&self, now: u64) -> usize {
+        let mut state = self.state();
+        let dropped = state.store.expire_slots(now);
+        if let (Some(disk), false) = (&self.disk, dropped.is_empty()) {
+            // Under the state lock, as a Store's write is: a newer record
+            // stored in the slot meanwhile must not be deleted from disk.
+            let slots: Vec<Vec<u8>> = dropped
+                .iter()
+                .map(|(key, kind, owner)| slot_of(key, *kind, owner))
+                .collect();
+            if let Err(e) = disk.remove_many(&slots) {
+                tracing::warn!(error = %e, "could not drop expired records from disk");
+            }
+        }
+        dropped.len()
+    }
+
+    /// The rank of the point `of` among this node and its contacts by
+    /// distance to `key` (0 = closest); `of` itself is not counted.
+    fn rank(&self, table: &RoutingTable, key: &Key, of: &Key) -> usize {
+        let d = key.distance(of);
+        let local_closer = key.distance(&Key::from(self.local)) < d;
+        table
+            .count_closer(key, &d)
+            .saturating_add(usize::from(local_closer))
+    }
+
+    /// The records to hand over to `newcomer`, just admitted: those held
+    /// of which it is now among the `replication` closest known nodes
+    /// (this node included). At most [`MAX_HANDOVER_RECORDS`] are
+    /// considered, the ones with keys nearest to the newcomer; the
+    /// periodic republish covers any beyond.
+    pub fn plan_handover(&self, newcomer: &Contact) -> Vec<Vec<u8>> {
+        let now = crate::unix_now().max(0) as u64;
+        let state = self.state();
+        if state.store.is_empty() || !state.table.contains(&newcomer.id) {
+            return Vec::new();
+        }
+        let point = Key::from(newcomer.id);
+        nearest_records(&state.store, &point, now, MAX_HANDOVER_RECORDS)
+            .into_iter()
+            .filter(|r| self.rank(&state.table, r.key(), &point) < self.params.replication)
+            .map(|r| r.encoded().to_vec())
+            .collect()
+    }
+
+    /// The records to re-push after `evicted` left the table: for each
+    /// held record it was a holder of (among the `replication` closest of
+    /// this node, its contacts and itself), the node that now enters that
+    /// set, unless it is this one. At most [`MAX_HANDOVER_RECORDS`]
+    /// records are considered, the ones with keys nearest to the evicted
+    /// node.
+    pub fn plan_repair(&self, evicted: &Contact) -> Vec<(Contact, Vec<u8>)> {
+        let now = crate::unix_now().max(0) as u64;
+        let state = self.state();
+        if state.store.is_empty() || state.table.contains(&evicted.id) {
+            return Vec::new();
+        }
+        let point = Key::from(evicted.id);
+        let r = self.params.replication.max(1);
+        let mut out = Vec::new();
+        for record in nearest_records(&state.store, &point, now, MAX_HANDOVER_RECORDS) {
+            let key = record.key();
+            if self.rank(&state.table, key, &point) >= r {
+                continue;
+            }
+            // The r closest of (table ∪ this node) now; the last of them
+            // is the one that took the evicted node's place.
+            let mut members: Vec<Option<Contact>> =
+                state.table.closest(key, r).into_iter().map(Some).collect();
+            members.push(None);
+            members.sort_by_key(|m| {
+                key.distance(&m.map_or(Key::from(self.local), |c| Key::from(c.id)))
+            });
+            if let Some(Some(entrant)) = members.get(r - 1) {
+                out.push((*entrant, record.encoded().to_vec()));
+            }
+        }
+        out
+    }
+
+    /// The slots of at most `limit` live records after `after`, in slot
+    /// order: one republish batch.
+    pub(crate) fn republish_batch(&self, after: Option<&SlotKey>, limit: usize) -> Vec<SlotKey> {
+        let now = crate::unix_now().max(0) as u64;
+        self.state().store.live_slots_after(after, limit, now)
+    }
+
+    /// How to republish the record of `slot`, if it is still live: to
+    /// the `replication` closest nodes of (table ∪ this node), this node
+    /// excluded, with as many spares again for those that fail.
+    pub(crate) fn republish_plan(&self, slot: &SlotKey) -> Option<RepublishPlan> {
+        let now = crate::unix_now().max(0) as u64;
+        let state = self.state();
+        let record = state.store.get_slot(slot, now)?;
+        let key = record.key();
+        let r = self.params.replication.max(1);
+        let own = Key::from(self.local);
+        let local_is_holder = state.table.count_closer(key, &key.distance(&own)) < r;
+        Some(RepublishPlan {
+            encoded: record.encoded().to_vec(),
+            candidates: state
+                .table
+                .closest(key, r.saturating_mul(RESPONSIBILITY_SLACK_FACTOR)),
+            needed: r - usize::from(local_is_holder),
+        })
+    }
+
+    /// Keys to look up to refresh the buckets none of whose contacts was
+    /// seen for `max_age` (at most [`MAX_BUCKET_REFRESHES_PER_ROUND`]),
+    /// each random within its bucket (`random` supplies the bits).
+    pub fn refresh_targets(
+        &self,
+        max_age: Duration,
+        mut random: impl FnMut() -> [u8; 32],
+    ) -> Vec<Key> {
+        let now = self.now_ms();
+        let max_age = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+        let state = self.state();
+        state
+            .table
+            .stale_buckets(now, max_age)
+            .into_iter()
+            .take(MAX_BUCKET_REFRESHES_PER_ROUND)
+            .filter_map(|b| state.table.key_in_bucket(b, random()))
+            .collect()
+    }
+
+    /// This node's id.
+    pub fn local_id(&self) -> NodeId {
+        self.local
+    }
+}
+
+/// The (at most `limit`) live records whose keys are nearest to `point`,
+/// nearest first: O(records × log limit) time, O(limit) memory.
+fn nearest_records<'a>(
+    store: &'a RecordStore,
+    point: &Key,
+    now: u64,
+    limit: usize,
+) -> Vec<&'a VerifiedRecord> {
+    let mut heap: BinaryHeap<(Distance, SlotKey)> = BinaryHeap::new();
+    for r in store.records_for_replication(now) {
+        heap.push((r.key().distance(point), (*r.key(), r.kind(), *r.owner())));
+        if heap.len() > limit {
+            // The farthest goes.
+            heap.pop();
+        }
+    }
+    heap.into_sorted_vec()
+        .into_iter()
+        .filter_map(|(_, slot)| store.get_slot(&slot, now))
+        .collect()
+}
+
 type PendingRequest<'a> =
     Pin<Box<dyn Future<Output = (Contact, Result<Message, NetError>)> + Send + 'a>>;
 
@@ -554,4 +982,337 @@ async fn futures_select_all<T>(
     .await;
     drop(futures.swap_remove(index));
     (value, futures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::SecretKey;
+    use crate::overlay::record::OwnerValue;
+    use std::net::SocketAddr;
+
+    fn params(replication: usize) -> OverlayParams {
+        OverlayParams {
+            name: "unit".into(),
+            k: 20,
+            replication,
+            id_difficulty: 0,
+            ..OverlayParams::default()
+        }
+    }
+
+    /// The point at XOR distance `d` (in the first byte) from `key`.
+    fn near(key: &Key, d: u8) -> NodeId {
+        let mut b = key.0;
+        b[0] ^= d;
+        NodeId::from_bytes(b)
+    }
+
+    /// A contact on its own /24, so that the diversity limits stay out of
+    /// the way.
+    fn contact(id: NodeId, n: u8) -> Contact {
+        Contact {
+            id,
+            addr: SocketAddr::from(([10, n, 0, 1], 4433)),
+        }
+    }
+
+    fn record(name: &str) -> Record {
+        OwnerValue::new(name, b"v".to_vec()).unwrap().sign(
+            &SecretKey::from_seed(&[7; 32]),
+            1,
+            crate::unix_now() as u64 + 3600,
+        )
+    }
+
+    fn service(local: NodeId, replication: usize) -> OverlayService {
+        let p = params(replication);
+        let policy = RecordPolicy::self_certifying(p.name.clone());
+        OverlayService::new(local, p, policy)
+    }
+
+    fn store(overlay: &OverlayService, from: Contact, r: &Record) -> Message {
+        let request = Message::Store {
+            overlay: "unit".into(),
+            record: r.encode(),
+        };
+        overlay.answer(from, &request).unwrap().0
+    }
+
+    fn drain(overlay: &OverlayService) -> Vec<ChurnEvent> {
+        std::iter::from_fn(|| overlay.next_event()).collect()
+    }
+
+    #[test]
+    fn a_store_is_refused_once_twice_replication_nodes_are_closer() {
+        let r = record("a");
+        let key = r.key;
+        // Replication 2: refused at 4 closer nodes. This node is at
+        // distance 0x40; contacts at 0x01.. are closer.
+        let overlay = service(near(&key, 0x40), 2);
+        let far = contact(near(&key, 0x80), 200);
+        overlay.learn(far);
+        for d in 1..=3u8 {
+            overlay.learn(contact(near(&key, d), d));
+        }
+        assert!(overlay.is_responsible(&key));
+        assert_eq!(store(&overlay, far, &r), Message::Stored { seq: 1 });
+        overlay.learn(contact(near(&key, 4), 4));
+        assert!(!overlay.is_responsible(&key));
+        let newer = OwnerValue::new("a", b"w".to_vec()).unwrap().sign(
+            &SecretKey::from_seed(&[7; 32]),
+            2,
+            crate::unix_now() as u64 + 3600,
+        );
+        match store(&overlay, far, &newer) {
+            Message::Error { code, reason } => {
+                assert_eq!(code, ErrorCode::NotResponsible);
+                assert!(reason.contains("knows 4 nodes closer"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            overlay.records_len(),
+            1,
+            "the refused record changed nothing"
+        );
+        // A key near this node is still accepted.
+        let own_key = Key::from(overlay.local_id());
+        assert!(overlay.is_responsible(&own_key));
+    }
+
+    #[test]
+    fn a_newcomer_closer_to_a_held_key_is_handed_the_record() {
+        let r = record("b");
+        let key = r.key;
+        let overlay = service(near(&key, 0x08), 2);
+        let a = contact(near(&key, 0x10), 1);
+        let b = contact(near(&key, 0x20), 2);
+        overlay.learn(a);
+        overlay.learn(b);
+        assert_eq!(store(&overlay, a, &r), Message::Stored { seq: 1 });
+        assert_eq!(
+            drain(&overlay),
+            vec![ChurnEvent::Admitted(a), ChurnEvent::Admitted(b)]
+        );
+        // Holders now: this node (0x08) and a (0x10). A newcomer at 0x40
+        // is not among the two closest: nothing to hand over.
+        let far = contact(near(&key, 0x40), 3);
+        overlay.learn(far);
+        assert_eq!(drain(&overlay), vec![ChurnEvent::Admitted(far)]);
+        assert!(overlay.plan_handover(&far).is_empty());
+        // One at 0x04 is the closest of all: it gets the record.
+        let close = contact(near(&key, 0x04), 4);
+        overlay.learn(close);
+        assert_eq!(drain(&overlay), vec![ChurnEvent::Admitted(close)]);
+        assert_eq!(overlay.plan_handover(&close), vec![r.encode()]);
+        // A contact not (or no longer) in the table is handed nothing.
+        let stranger = contact(near(&key, 0x02), 5);
+        assert!(overlay.plan_handover(&stranger).is_empty());
+    }
+
+    #[test]
+    fn hand_over_is_bounded_per_newcomer() {
+        let owner = SecretKey::from_seed(&[9; 32]);
+        let local = NodeId::from_bytes([0xff; 32]);
+        let overlay = service(local, 3);
+        let expires = crate::unix_now() as u64 + 3600;
+        let n = MAX_HANDOVER_RECORDS + 10;
+        for i in 0..n {
+            let r = OwnerValue::new(&format!("r{i}"), vec![])
+                .unwrap()
+                .sign(&owner, 1, expires);
+            assert!(matches!(
+                overlay.store_local(&r.encode(), true),
+                Message::Stored { .. }
+            ));
+        }
+        assert_eq!(overlay.records_len(), n);
+        // Alone with this node, a newcomer is among the 3 closest of every
+        // key: it qualifies for all, and gets the bounded number.
+        let newcomer = contact(NodeId::from_bytes([0; 32]), 1);
+        overlay.learn(newcomer);
+        assert_eq!(overlay.plan_handover(&newcomer).len(), MAX_HANDOVER_RECORDS);
+    }
+
+    #[test]
+    fn an_evicted_holder_is_replaced_by_the_next_closest_node() {
+        let r = record("c");
+        let key = r.key;
+        // Replication 2. Holders: h (0x01) and this node (0x02); next in
+        // line: n (0x04), then f (0x08).
+        let overlay = service(near(&key, 0x02), 2);
+        let h = contact(near(&key, 0x01), 1);
+        let n = contact(near(&key, 0x04), 2);
+        let f = contact(near(&key, 0x08), 3);
+        for c in [h, n, f] {
+            overlay.learn(c);
+        }
+        assert_eq!(store(&overlay, h, &r), Message::Stored { seq: 1 });
+        drain(&overlay);
+        // Not evicted yet: nothing to repair.
+        assert!(overlay.plan_repair(&h).is_empty());
+        for _ in 0..crate::overlay::routing::MAX_CONSECUTIVE_FAILURES {
+            overlay.forget(&h.id);
+        }
+        assert_eq!(drain(&overlay), vec![ChurnEvent::Evicted(h)]);
+        assert_eq!(overlay.plan_repair(&h), vec![(n, r.encode())]);
+        // The eviction of a non-holder moves nothing.
+        overlay.evict(&f.id);
+        assert_eq!(drain(&overlay), vec![ChurnEvent::Evicted(f)]);
+        assert!(overlay.plan_repair(&f).is_empty());
+        // When this node itself enters the set, there is no one to push to.
+        let overlay = service(near(&key, 0x04), 2);
+        let a = contact(near(&key, 0x01), 1);
+        let b = contact(near(&key, 0x02), 2);
+        overlay.learn(a);
+        overlay.learn(b);
+        assert!(matches!(
+            overlay.store_local(&r.encode(), false),
+            Message::Stored { .. }
+        ));
+        overlay.evict(&a.id);
+        assert!(overlay.plan_repair(&a).is_empty());
+    }
+
+    #[test]
+    fn republish_targets_the_closest_with_spares() {
+        let r = record("d");
+        let key = r.key;
+        let overlay = service(near(&key, 0x10), 2);
+        let contacts: Vec<Contact> = (1..=6u8)
+            .map(|i| contact(near(&key, i << 4 ^ 0x01), i))
+            .collect();
+        for c in &contacts {
+            overlay.learn(*c);
+        }
+        assert!(matches!(
+            overlay.store_local(&r.encode(), false),
+            Message::Stored { .. }
+        ));
+        let batch = overlay.republish_batch(None, 10);
+        assert_eq!(batch.len(), 1);
+        let plan = overlay.republish_plan(&batch[0]).unwrap();
+        assert_eq!(plan.encoded, r.encode());
+        // This node (0x10) is the closest of all, so a holder itself: one
+        // more holder is needed, with as many spares again.
+        assert_eq!(plan.needed, 1);
+        let d: Vec<u8> = plan
+            .candidates
+            .iter()
+            .map(|c| c.id.as_bytes()[0] ^ key.0[0])
+            .collect();
+        assert_eq!(d, vec![0x11, 0x21, 0x31, 0x41]);
+        assert!(overlay.republish_batch(batch.last(), 10).is_empty());
+    }
+
+    #[test]
+    fn events_are_bounded_and_oldest_dropped() {
+        let overlay = service(NodeId::from_bytes([0; 32]), 2);
+        let c = contact(NodeId::from_bytes([0x80; 32]), 1);
+        // Each round queues two events: 400 in all.
+        for _ in 0..200 {
+            assert_eq!(overlay.learn(c), None);
+            overlay.evict(&c.id);
+        }
+        let events = drain(&overlay);
+        assert_eq!(events.len(), MAX_PENDING_CHURN_EVENTS);
+        // 400 - 256 = 144 oldest dropped: the queue starts at an
+        // admission and ends with the last eviction.
+        assert_eq!(events.first(), Some(&ChurnEvent::Admitted(c)));
+        assert_eq!(events.last(), Some(&ChurnEvent::Evicted(c)));
+        // A refreshed resident is no event.
+        overlay.learn(c);
+        overlay.learn(c);
+        assert_eq!(drain(&overlay), vec![ChurnEvent::Admitted(c)]);
+    }
+
+    #[test]
+    fn contacts_survive_a_restart_through_the_admission_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.redb");
+        let local = NodeId::from_bytes([0; 32]);
+        let a = contact(NodeId::from_bytes([0x80; 32]), 1);
+        let b = contact(NodeId::from_bytes([0x40; 32]), 2);
+        // Same bucket as b and the same /24: saved, but a table with a
+        // limit of 1 per /24 per bucket admits only one of them.
+        let b2 = Contact {
+            id: NodeId::from_bytes([0x41; 32]),
+            addr: SocketAddr::from(([10, 2, 0, 9], 1)),
+        };
+        {
+            let disk = DiskStore::open(&path).unwrap();
+            let (overlay, _) = service(local, 2).with_disk(disk).unwrap();
+            for c in [a, b, b2] {
+                overlay.learn(c);
+            }
+            assert_eq!(overlay.save_contacts().unwrap(), 3);
+        }
+        let disk = DiskStore::open(&path).unwrap();
+        let strict = OverlayParams {
+            max_per_prefix_per_bucket: 1,
+            ..params(2)
+        };
+        let overlay = OverlayService::new(local, strict, RecordPolicy::self_certifying("unit"));
+        let (overlay, _) = overlay.with_disk(disk).unwrap();
+        assert_eq!(overlay.restore_contacts().unwrap(), 2);
+        assert_eq!(overlay.table_len(), 2);
+        let reloaded = overlay.take_reloaded();
+        assert_eq!(reloaded.len(), 2);
+        assert!(reloaded.contains(&a));
+        assert!(overlay.take_reloaded().is_empty(), "handed out once");
+        assert!(drain(&overlay).is_empty(), "a reload is no churn");
+        // An empty table does not overwrite the saved one.
+        for c in overlay.routes() {
+            overlay.evict(&c.1.id);
+        }
+        assert_eq!(overlay.save_contacts().unwrap(), 0);
+        assert_eq!(overlay.restore_contacts().unwrap(), 2);
+        // Without a data directory there is nothing to save or restore.
+        let memory = service(local, 2);
+        assert_eq!(memory.save_contacts().unwrap(), 0);
+        assert_eq!(memory.restore_contacts().unwrap(), 0);
+    }
+
+    #[test]
+    fn an_address_and_its_mapped_form_are_the_same_endpoint() {
+        let v4: SocketAddr = "127.0.0.1:4433".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:4433".parse().unwrap();
+        assert!(same_addr(v4, mapped));
+        assert!(!same_addr(v4, "127.0.0.1:4434".parse().unwrap()));
+        assert!(!same_addr(v4, "127.0.0.2:4433".parse().unwrap()));
+    }
+
+    #[test]
+    fn expired_records_leave_memory_and_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.redb");
+        let owner = SecretKey::from_seed(&[3; 32]);
+        let now = crate::unix_now() as u64;
+        let short = OwnerValue::new("short", vec![])
+            .unwrap()
+            .sign(&owner, 1, now + 600);
+        let long = OwnerValue::new("long", vec![])
+            .unwrap()
+            .sign(&owner, 1, now + 3600);
+        let disk = DiskStore::open(&path).unwrap();
+        let (overlay, _) = service(NodeId::from_bytes([1; 32]), 2)
+            .with_disk(disk)
+            .unwrap();
+        for r in [&short, &long] {
+            assert!(matches!(
+                overlay.store_local(&r.encode(), false),
+                Message::Stored { .. }
+            ));
+        }
+        assert_eq!(overlay.expire_records(), 0, "nothing expired yet");
+        assert_eq!(overlay.expire_records_at(now + 600), 1);
+        assert_eq!(overlay.records_len(), 1);
+        assert_eq!(overlay.expire_records_at(now + 600), 0);
+        drop(overlay);
+        let disk = DiskStore::open(&path).unwrap();
+        let rows = disk.load_all().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1, long.encode());
+    }
 }

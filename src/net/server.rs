@@ -6,14 +6,24 @@
 //! then disconnected with [`CLOSE_PROTOCOL_VIOLATION`]; every other
 //! connection goes on being served. A well-formed message of an unknown or
 //! unexpected type gets an `Error` answer and the connection stays open.
+//!
+//! Requests are rate limited per authenticated peer and per source address
+//! ([`RateLimit`]): a request over the rate is answered `RateLimited` and
+//! not processed, and a connection that goes on regardless
+//! ([`RateLimit::max_refused_in_a_row`]) is closed with
+//! [`CLOSE_RATE_LIMITED`].
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::disk::{DiskError, DiskStore};
 use super::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
+use super::maintenance::{maintain, Maintenance};
 use super::overlay::{Dialer, OverlayService};
+use super::rate::{RateLimit, RateRefusal, RequestLimiter};
 use super::stream::{read_message, write_message, FrameReadError};
 use super::tls::{server_config, LocalIdentity, PeerVerifier};
-use super::{peer_node_id, Limits, NetError, CLOSE_NORMAL, CLOSE_PROTOCOL_VIOLATION};
+use super::{
+    peer_node_id, Limits, NetError, CLOSE_NORMAL, CLOSE_PROTOCOL_VIOLATION, CLOSE_RATE_LIMITED,
+};
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::{
     CONNECTION_RECEIVE_WINDOW, HANDSHAKE_TIMEOUT, MAX_IDLE_TIMEOUT, REQUEST_TIMEOUT,
@@ -28,7 +38,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// The records database in a node's data directory.
@@ -80,6 +90,7 @@ pub struct Node {
     node_id: NodeId,
     limiter: ConnectionLimiter,
     ctx: Arc<Ctx>,
+    maintenance: Maintenance,
 }
 
 /// What every connection task shares.
@@ -88,6 +99,28 @@ struct Ctx {
     peers: PeerTable,
     overlay: Option<Arc<OverlayService>>,
     dialer: Arc<Dialer>,
+    rate: Mutex<RequestLimiter>,
+    /// The rate limiter's clock starts here.
+    epoch: Instant,
+}
+
+impl Ctx {
+    /// Admits or refuses one request of `peer` from `ip` now.
+    fn admit(&self, peer: NodeId, ip: std::net::IpAddr) -> Result<(), RateRefusal> {
+        let now = self.epoch.elapsed();
+        self.rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(peer, ip, now)
+    }
+
+    fn max_refused_in_a_row(&self) -> u32 {
+        self.rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .limit()
+            .max_refused_in_a_row
+    }
 }
 
 /// Authenticated peers currently connected, by connection. Bounded by the
@@ -130,6 +163,12 @@ impl Node {
                     let (with_disk, loaded) = service.with_disk(disk)?;
                     info!(loaded, "records loaded from disk");
                     service = with_disk;
+                    // The routing table is a cache: a damaged copy must
+                    // not keep the node from starting.
+                    match service.restore_contacts() {
+                        Ok(restored) => info!(restored, "routing table reloaded from disk"),
+                        Err(e) => warn!(error = %e, "could not reload the routing table"),
+                    }
                 }
                 Some(Arc::new(service))
             }
@@ -142,8 +181,26 @@ impl Node {
                 peers: PeerTable::default(),
                 overlay,
                 dialer,
+                rate: Mutex::new(RequestLimiter::new(RateLimit::default())),
+                epoch: Instant::now(),
             }),
+            maintenance: Maintenance::default(),
         })
+    }
+
+    /// Maintains the overlay with `maintenance` instead of the production
+    /// defaults (tests shorten the intervals). Takes effect at
+    /// [`Node::run`].
+    pub fn with_maintenance(mut self, maintenance: Maintenance) -> Self {
+        self.maintenance = maintenance;
+        self
+    }
+
+    /// Limits each peer's requests to `limit` instead of the default
+    /// ([`RateLimit::default`]); counts start afresh.
+    pub fn with_rate_limit(self, limit: RateLimit) -> Self {
+        *self.ctx.rate.lock().unwrap_or_else(|p| p.into_inner()) = RequestLimiter::new(limit);
+        self
     }
 
     fn quinn_config(config: &NodeConfig) -> Result<quinn::ServerConfig, NetError> {
@@ -202,8 +259,14 @@ impl Node {
     }
 
     /// Serves until `shutdown` completes, then closes every connection and
-    /// waits (briefly) for the peers to be told.
+    /// waits (briefly) for the peers to be told. A node with an overlay
+    /// maintains it meanwhile ([`Maintenance`]: rejoin through the saved
+    /// routing table, hand-over, repair, republish, refresh, expiry) and
+    /// saves its routing table at shutdown.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let maintenance = self.ctx.overlay.clone().map(|overlay| {
+            tokio::spawn(maintain(overlay, self.ctx.dialer.clone(), self.maintenance))
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -230,6 +293,19 @@ impl Node {
             }
         }
         info!("shutting down");
+        if let Some(task) = maintenance {
+            task.abort();
+            // Wait until it is gone: the save below is then the last
+            // write, and the task holds no handle to the database.
+            let _ = task.await;
+        }
+        if let Some(overlay) = &self.ctx.overlay {
+            match overlay.save_contacts() {
+                Ok(0) => {}
+                Ok(saved) => info!(saved, "routing table saved"),
+                Err(e) => warn!(error = %e, "could not save the routing table"),
+            }
+        }
         self.endpoint
             .close(CLOSE_NORMAL.into(), b"node shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
@@ -264,11 +340,27 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(key, (peer, remote));
+    let mut refused_in_a_row: u32 = 0;
     loop {
         match conn.accept_bi().await {
-            Ok((send, recv)) => {
-                tokio::spawn(serve_stream(conn.clone(), peer, send, recv, ctx.clone()));
-            }
+            Ok((send, recv)) => match ctx.admit(peer, remote.ip()) {
+                Ok(()) => {
+                    refused_in_a_row = 0;
+                    tokio::spawn(serve_stream(conn.clone(), peer, send, recv, ctx.clone()));
+                }
+                Err(why) => {
+                    refused_in_a_row = refused_in_a_row.saturating_add(1);
+                    if refused_in_a_row > ctx.max_refused_in_a_row() {
+                        warn!(peer = %peer.fmt_short(), %remote, "requests over the rate limit; disconnecting");
+                        conn.close(CLOSE_RATE_LIMITED.into(), b"request rate limit exceeded");
+                        break;
+                    }
+                    debug!(peer = %peer.fmt_short(), %why, "request refused");
+                    // Bounded like any request: the peer's concurrent
+                    // streams are capped by the transport.
+                    tokio::spawn(refuse_stream(send, recv, why));
+                }
+            },
             Err(e) => {
                 debug!(peer = %peer.fmt_short(), error = %e, "connection ended");
                 break;
@@ -347,6 +439,20 @@ async fn serve_stream(
             debug!(peer = %peer.fmt_short(), "answer not taken in time");
             let _ = send.reset(0u32.into());
         }
+    }
+}
+
+/// Answers a request refused for its rate with `RateLimited`. The request
+/// is read and discarded first, so that the requester (which writes before
+/// it reads) sees the answer rather than a stopped stream.
+async fn refuse_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, why: RateRefusal) {
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, read_message(&mut recv)).await;
+    let reply = Message::error(ErrorCode::RateLimited, &why.to_string());
+    if tokio::time::timeout(REQUEST_TIMEOUT, write_message(&mut send, &reply))
+        .await
+        .is_err()
+    {
+        let _ = send.reset(0u32.into());
     }
 }
 

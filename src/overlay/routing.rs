@@ -87,6 +87,18 @@ pub enum InsertOutcome {
     Refused(AdmissionError),
 }
 
+/// What a failed liveness check changed: the resident that left the
+/// table, and the bucket's pending candidate admitted in its place, if
+/// any. The replication layer re-pushes the records the evicted contact
+/// held and hands records over to the newcomer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Eviction {
+    /// The contact that left (`None` if it was no longer resident).
+    pub evicted: Option<Contact>,
+    /// The bucket's pending candidate, admitted.
+    pub admitted: Option<Contact>,
+}
+
 /// Consecutive unanswered requests after which a resident is evicted: one
 /// lost packet must not cost a long-lived peer its place.
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
@@ -230,25 +242,30 @@ impl RoutingTable {
     /// Reports whether a resident answered a liveness check. An answer
     /// refreshes it and drops the pending candidate; a failure evicts it
     /// and admits the pending candidate in its place, if still admissible.
-    pub fn on_ping_result(&mut self, id: &NodeId, alive: bool, now: u64) {
+    /// Returns what changed.
+    pub fn on_ping_result(&mut self, id: &NodeId, alive: bool, now: u64) -> Eviction {
         let Some(index) = self.bucket_index(id) else {
-            return;
+            return Eviction::default();
         };
         if alive {
             self.insert_known(index, id, now);
-            self.buckets[index].pending = None;
-            return;
+            if let Some(bucket) = self.buckets.get_mut(index) {
+                bucket.pending = None;
+            }
+            return Eviction::default();
         }
-        self.remove(id);
-        if let Some(pending) = self.buckets[index].pending.take() {
-            if self.buckets[index].entries.len() < self.k
-                && self
-                    .admissible(&self.buckets[index], &pending.contact)
-                    .is_ok()
-            {
+        let evicted = self.remove(id);
+        let mut admitted = None;
+        if let Some(pending) = self.buckets.get_mut(index).and_then(|b| b.pending.take()) {
+            let fits = self.buckets.get(index).is_some_and(|b| {
+                b.entries.len() < self.k && self.admissible(b, &pending.contact).is_ok()
+            });
+            if fits {
+                admitted = Some(pending.contact);
                 self.add(index, pending);
             }
         }
+        Eviction { evicted, admitted }
     }
 
     fn insert_known(&mut self, index: usize, id: &NodeId, now: u64) {
@@ -265,22 +282,24 @@ impl RoutingTable {
     /// [`MAX_CONSECUTIVE_FAILURES`] in a row it is evicted (and the bucket's
     /// pending candidate, if any, takes its place); returns whether it was.
     pub fn on_failure(&mut self, id: &NodeId, now: u64) -> bool {
-        let Some(index) = self.bucket_index(id) else {
-            return false;
-        };
-        let Some(entry) = self.buckets[index]
+        self.on_failure_evicting(id, now).is_some()
+    }
+
+    /// As [`RoutingTable::on_failure`], returning the eviction if there
+    /// was one.
+    pub fn on_failure_evicting(&mut self, id: &NodeId, now: u64) -> Option<Eviction> {
+        let index = self.bucket_index(id)?;
+        let entry = self
+            .buckets
+            .get_mut(index)?
             .entries
             .iter_mut()
-            .find(|e| e.contact.id == *id)
-        else {
-            return false;
-        };
+            .find(|e| e.contact.id == *id)?;
         entry.failures += 1;
         if entry.failures < MAX_CONSECUTIVE_FAILURES {
-            return false;
+            return None;
         }
-        self.on_ping_result(id, false, now);
-        true
+        Some(self.on_ping_result(id, false, now))
     }
 
     /// Removes a contact; returns it if it was resident.
@@ -333,6 +352,52 @@ impl RoutingTable {
         (0..256)
             .filter(|i| !self.buckets[*i].entries.is_empty())
             .collect()
+    }
+
+    /// How many residents are strictly closer to `target` than `than`.
+    pub fn count_closer(&self, target: &Key, than: &Distance) -> usize {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .filter(|e| target.distance(&Key::from(e.contact.id)) < *than)
+            .count()
+    }
+
+    /// The non-empty buckets none of whose residents has been seen for
+    /// `max_age` milliseconds at `now`: the ones to refresh with a lookup.
+    pub fn stale_buckets(&self, now: u64, max_age: u64) -> Vec<usize> {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| {
+                let newest = b.entries.iter().map(|e| e.last_seen).max()?;
+                (now.saturating_sub(newest) >= max_age).then_some(i)
+            })
+            .collect()
+    }
+
+    /// A key in the range of bucket `bucket` (0..=255): the local key with
+    /// the bucket's bit flipped, the bits above it kept and the bits below
+    /// taken from `random`. `None` for a bucket index out of range.
+    pub fn key_in_bucket(&self, bucket: usize, random: [u8; 32]) -> Option<Key> {
+        // Bucket i holds distances whose highest set bit is bit i counted
+        // from the least significant end: bit `top` counted from the first.
+        let top = 255usize.checked_sub(bucket)?;
+        let (top_byte, top_bit) = (top / 8, (top % 8) as u32);
+        let below = 0xffu8.checked_shr(top_bit + 1).unwrap_or(0);
+        let mut distance = [0u8; 32];
+        for (i, (d, r)) in distance.iter_mut().zip(random).enumerate() {
+            *d = match i.cmp(&top_byte) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => (0x80 >> top_bit) | (r & below),
+                std::cmp::Ordering::Greater => r,
+            };
+        }
+        let mut key = self.local.0;
+        for (k, d) in key.iter_mut().zip(distance) {
+            *k ^= d;
+        }
+        Some(Key(key))
     }
 }
 
@@ -508,5 +573,92 @@ mod tests {
         assert_eq!(t.closest(&Key([0; 32]), 3), vec![near, mid, a]);
         assert_eq!(t.remove(&mid.id), Some(mid));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn evictions_report_who_left_and_who_took_the_place() {
+        let mut t = RoutingTable::new(local(), &params(2, 0));
+        let a = contact(id_with(0x80, 0, 1), "10.0.1.1");
+        let b = contact(id_with(0x80, 0, 2), "10.0.2.1");
+        let c = contact(id_with(0x80, 0, 3), "10.0.3.1");
+        t.insert(a, 1);
+        t.insert(b, 2);
+        assert_eq!(t.insert(c, 3), InsertOutcome::Full { ping: a });
+        assert_eq!(t.on_failure_evicting(&a.id, 4), None);
+        assert_eq!(t.on_failure_evicting(&a.id, 5), None);
+        assert_eq!(
+            t.on_failure_evicting(&a.id, 6),
+            Some(Eviction {
+                evicted: Some(a),
+                admitted: Some(c)
+            })
+        );
+        assert!(t.contains(&c.id) && !t.contains(&a.id));
+        // No pending candidate: only the eviction.
+        assert_eq!(
+            t.on_ping_result(&b.id, false, 7),
+            Eviction {
+                evicted: Some(b),
+                admitted: None
+            }
+        );
+        assert_eq!(t.on_ping_result(&b.id, false, 8), Eviction::default());
+        assert_eq!(t.on_ping_result(&c.id, true, 9), Eviction::default());
+        assert_eq!(t.len(), 1);
+        // A failed check of a contact already gone still admits the
+        // pending candidate (as before evictions were reported).
+        let d = contact(id_with(0x80, 0, 4), "10.0.4.1");
+        let e = contact(id_with(0x80, 0, 5), "10.0.5.1");
+        assert_eq!(t.insert(d, 10), InsertOutcome::Inserted);
+        assert_eq!(t.insert(e, 11), InsertOutcome::Full { ping: c });
+        t.remove(&c.id);
+        assert_eq!(
+            t.on_ping_result(&c.id, false, 13),
+            Eviction {
+                evicted: None,
+                admitted: Some(e)
+            }
+        );
+    }
+
+    #[test]
+    fn count_closer_and_stale_buckets() {
+        let mut t = RoutingTable::new(local(), &params(20, 0));
+        let far = contact(id_with(0x80, 0, 1), "10.0.1.1");
+        let mid = contact(id_with(0x10, 0, 2), "10.0.2.1");
+        let near = contact(id_with(0x01, 0, 3), "10.0.3.1");
+        t.insert(far, 1_000);
+        t.insert(mid, 2_000);
+        t.insert(near, 60_000);
+        let target = Key([0; 32]);
+        let d = |c: &Contact| target.distance(&Key::from(c.id));
+        assert_eq!(t.count_closer(&target, &d(&far)), 2);
+        assert_eq!(t.count_closer(&target, &d(&mid)), 1);
+        assert_eq!(t.count_closer(&target, &d(&near)), 0);
+        // far's bucket is 255, mid's 252, near's 248; at 61 s with a 30 s
+        // age, the two seen at 1 s and 2 s are stale.
+        assert_eq!(t.stale_buckets(61_000, 30_000), vec![252, 255]);
+        assert_eq!(t.stale_buckets(61_000, 120_000), Vec::<usize>::new());
+        // Seeing far again makes its bucket fresh.
+        t.insert(far, 61_000);
+        assert_eq!(t.stale_buckets(61_000, 30_000), vec![252]);
+    }
+
+    #[test]
+    fn keys_in_bucket_fall_in_that_bucket() {
+        let local = id_with(0x5a, 0, 9);
+        let t = RoutingTable::new(local, &params(20, 0));
+        for bucket in [0usize, 1, 7, 8, 9, 100, 200, 254, 255] {
+            for seed in 0..4u8 {
+                let random: [u8; 32] = Sha256::digest([seed, bucket as u8]).into();
+                let key = t.key_in_bucket(bucket, random).unwrap();
+                assert_eq!(
+                    Key::from(local).distance(&key).bucket_index(),
+                    Some(bucket),
+                    "bucket {bucket}"
+                );
+            }
+        }
+        assert_eq!(t.key_in_bucket(256, [0; 32]), None);
     }
 }

@@ -47,8 +47,8 @@ use crate::limits::{
 };
 use std::collections::BTreeMap;
 
-/// `(key, kind, owner public key)`.
-type SlotKey = (Key, RecordKind, [u8; 32]);
+/// A slot: `(key, kind, owner public key)`.
+pub type SlotKey = (Key, RecordKind, [u8; 32]);
 
 /// The bounds of a [`RecordStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,18 +284,55 @@ impl RecordStore {
     /// Drops every record expired at `now`, and every tombstone whose
     /// horizon has passed. Returns the number of records dropped.
     pub fn expire(&mut self, now: u64) -> usize {
-        let before = self.records;
+        self.expire_slots(now).len()
+    }
+
+    /// As [`RecordStore::expire`], returning the slots whose record was
+    /// dropped (so that a copy on disk can be dropped too).
+    pub fn expire_slots(&mut self, now: u64) -> Vec<SlotKey> {
+        let mut dropped: Vec<SlotKey> = Vec::new();
         let mut dead: Vec<SlotKey> = Vec::new();
         for (slot_key, slot) in self.slots.iter_mut() {
+            let had_record = slot.record.is_some();
             if Self::settle_slot(slot, now, &mut self.bytes, &mut self.records) {
                 dead.push(*slot_key);
+            }
+            if had_record && slot.record.is_none() {
+                dropped.push(*slot_key);
             }
         }
         for slot_key in dead {
             self.slots.remove(&slot_key);
             self.release_slot(&slot_key.2);
         }
-        before.saturating_sub(self.records)
+        dropped
+    }
+
+    /// The slots of at most `limit` records live at `now`, in slot order,
+    /// starting after `after` (from the first with `None`): a republisher
+    /// walks the store in bounded batches with it.
+    pub fn live_slots_after(
+        &self,
+        after: Option<&SlotKey>,
+        limit: usize,
+        now: u64,
+    ) -> Vec<SlotKey> {
+        use std::ops::Bound;
+        let lower = match after {
+            Some(k) => Bound::Excluded(*k),
+            None => Bound::Unbounded,
+        };
+        self.slots
+            .range((lower, Bound::Unbounded))
+            .filter(|(_, slot)| slot.record.as_ref().is_some_and(|r| !r.is_expired(now)))
+            .map(|(k, _)| *k)
+            .take(limit)
+            .collect()
+    }
+
+    /// The live record of a slot at `now`.
+    pub fn get_slot(&self, slot: &SlotKey, now: u64) -> Option<&VerifiedRecord> {
+        self.get_owned(&slot.0, slot.1, &slot.2, now)
     }
 
     /// The records of `kind` at `key` that are live at `now`, one per
@@ -621,5 +658,37 @@ mod tests {
                 .unwrap();
             assert_eq!(&again, r);
         }
+    }
+
+    #[test]
+    fn expired_slots_are_named_and_batches_walk_the_store() {
+        let alice = key(1);
+        let mut s = store();
+        let short = record(&alice, "a", b"", 1, NOW + HOUR);
+        let long = record(&alice, "b", b"", 1, NOW + 2 * HOUR);
+        let longer = record(&alice, "c", b"", 1, NOW + 3 * HOUR);
+        for r in [&short, &long, &longer] {
+            s.put(r.clone(), NOW).unwrap();
+        }
+        let slot = |r: &VerifiedRecord| (*r.key(), r.kind(), *r.owner());
+        // Batches of two, in slot order, covering all three once.
+        let first = s.live_slots_after(None, 2, NOW);
+        assert_eq!(first.len(), 2);
+        let rest = s.live_slots_after(first.last(), 2, NOW);
+        assert_eq!(rest.len(), 1);
+        let mut all: Vec<SlotKey> = first.into_iter().chain(rest).collect();
+        let mut expected = vec![slot(&short), slot(&long), slot(&longer)];
+        expected.sort();
+        all.sort();
+        assert_eq!(all, expected);
+        assert!(s.live_slots_after(expected.last(), 2, NOW).is_empty());
+        assert_eq!(s.get_slot(&slot(&long), NOW), Some(&long));
+        // Expiry names exactly the records it dropped.
+        assert_eq!(s.expire_slots(NOW + HOUR), vec![slot(&short)]);
+        assert_eq!(s.expire_slots(NOW + HOUR), Vec::<SlotKey>::new());
+        assert_eq!(s.live_slots_after(None, 10, NOW + HOUR).len(), 2);
+        assert_eq!(s.get_slot(&slot(&short), NOW + HOUR), None);
+        assert_eq!(s.expire(NOW + 3 * HOUR), 2);
+        assert!(s.is_empty());
     }
 }

@@ -71,6 +71,12 @@ pub enum ErrorCode {
     /// 8: a record was refused (it does not verify, rolls back, or is
     /// over a quota); the reason says which.
     RecordRefused,
+    /// 9: the receiver refuses to store a record whose key it is not
+    /// responsible for (it knows enough nodes closer to the key).
+    NotResponsible,
+    /// 10: the requester exceeded its request rate; the request was not
+    /// processed. Retry later.
+    RateLimited,
     /// Any other code, kept so that it re-encodes unchanged.
     Other(u16),
 }
@@ -87,6 +93,8 @@ impl ErrorCode {
             ErrorCode::Internal => 6,
             ErrorCode::WrongOverlay => 7,
             ErrorCode::RecordRefused => 8,
+            ErrorCode::NotResponsible => 9,
+            ErrorCode::RateLimited => 10,
             ErrorCode::Other(n) => n,
         }
     }
@@ -102,6 +110,8 @@ impl ErrorCode {
             6 => ErrorCode::Internal,
             7 => ErrorCode::WrongOverlay,
             8 => ErrorCode::RecordRefused,
+            9 => ErrorCode::NotResponsible,
+            10 => ErrorCode::RateLimited,
             n => ErrorCode::Other(n),
         }
     }
@@ -575,5 +585,18 @@ mod tests {
             Message::decode(&e.into_writer()),
             Err(WireError::FieldOutOfRange("error.reason"))
         );
+    }
+
+    #[test]
+    fn error_codes_have_fixed_numbers_and_round_trip() {
+        assert_eq!(ErrorCode::NotResponsible.to_u16(), 9);
+        assert_eq!(ErrorCode::RateLimited.to_u16(), 10);
+        for n in 0..=12u16 {
+            assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
+        }
+        assert_eq!(ErrorCode::from_u16(11), ErrorCode::Other(11));
+        let refused = Message::error(ErrorCode::RateLimited, "slow down");
+        assert_eq!(refused.encode(), hex("83 03 0a 69 736c6f7720646f776e"));
+        assert_eq!(Message::decode(&refused.encode()), Ok(refused));
     }
 }

@@ -89,7 +89,12 @@ pub fn start_node_with(
 }
 
 pub fn start_configured(config: NodeConfig, listen: SocketAddr) -> RunningNode {
-    let node = Arc::new(Node::bind(config, listen).expect("bind node"));
+    start_built(Node::bind(config, listen).expect("bind node"))
+}
+
+/// Runs a node already bound (and configured with its builder methods).
+pub fn start_built(node: Node) -> RunningNode {
+    let node = Arc::new(node);
     let addr = node.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let runner = node.clone();
@@ -139,8 +144,13 @@ pub fn client_with(identity: LocalIdentity, policy: VerifyPolicy, bind_ip: &str)
 }
 
 /// Waits (bounded) until `cond` holds, polling every 10 ms.
-pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
+pub async fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    eventually_polls(what, 500, cond).await
+}
+
+/// Waits until `cond` holds, polling every 10 ms at most `polls` times.
+pub async fn eventually_polls(what: &str, polls: u32, mut cond: impl FnMut() -> bool) {
+    for _ in 0..polls {
         if cond() {
             return;
         }
