@@ -35,6 +35,7 @@ mod fsutil;
 pub mod identity;
 pub mod limits;
 pub mod overlay;
+pub mod reputation;
 pub mod sim;
 pub mod wire;
 

@@ -133,3 +133,183 @@ pub const MAX_RECORDS_PER_ANSWER: usize = 4;
 
 /// Longest overlay name, in bytes.
 pub const MAX_OVERLAY_NAME_LEN: usize = 64;
+
+// ---------------------------------------------------------------------------
+// Overlay maintenance (`net::maintenance`): defaults of
+// `net::maintenance::Maintenance` and bounds on the work it does.
+
+/// Most routing-table contacts saved to a node's data directory, and
+/// reloaded from it at start (longest-known first when the table holds
+/// more).
+pub const MAX_SAVED_CONTACTS: usize = 512;
+
+/// Default interval between two rounds of republishing the records a node
+/// holds to the `replication` closest nodes it knows (Kademlia republish).
+pub const DEFAULT_REPUBLISH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Default jitter of every maintenance interval: each wait is drawn
+/// uniformly within this much of its nominal length, so that nodes started
+/// together do not republish in lockstep.
+pub const DEFAULT_MAINTENANCE_JITTER: Duration = Duration::from_secs(360);
+
+/// Default age after which a bucket none of whose contacts has been heard
+/// from is refreshed (a lookup of a random key in its range).
+pub const DEFAULT_BUCKET_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Default interval between sweeps that drop expired records (from memory
+/// and from disk).
+pub const DEFAULT_EXPIRE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Default interval between saves of the routing table to the data
+/// directory (it is saved at shutdown too).
+pub const DEFAULT_CONTACTS_SAVE_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Default pace of maintenance requests (republish, hand-over, repair),
+/// all peers together, per second. Kept below
+/// [`MAX_REQUESTS_PER_PEER_PER_SEC`] so that maintenance never trips a
+/// peer's rate limit even when all of it goes to one peer.
+pub const DEFAULT_MAINTENANCE_REQUESTS_PER_SEC: u32 = 50;
+
+/// Most records one republish round handles; the next round continues
+/// where this one stopped.
+pub const MAX_REPUBLISH_RECORDS_PER_ROUND: usize = 4096;
+
+/// Most records considered per churn event: handed over to one newcomer,
+/// or re-pushed after one eviction. The rest waits for the next republish.
+pub const MAX_HANDOVER_RECORDS: usize = 64;
+
+/// Churn events (admissions, evictions) queued for the maintenance task;
+/// beyond it the oldest is dropped (republish covers what it would have
+/// done).
+pub const MAX_PENDING_CHURN_EVENTS: usize = 256;
+
+/// Hand-over and repair tasks running at once.
+pub const MAX_CONCURRENT_HANDOVERS: usize = 4;
+
+/// Most stale buckets refreshed in one refresh round.
+pub const MAX_BUCKET_REFRESHES_PER_ROUND: usize = 16;
+
+/// A node refuses a Store (`NotResponsible`) when it knows at least this
+/// many times `replication` nodes closer to the key than itself.
+pub const RESPONSIBILITY_SLACK_FACTOR: usize = 2;
+
+// ---------------------------------------------------------------------------
+// Per-peer request rate limits (`net::rate`, defaults of `net::RateLimit`).
+
+/// Sustained requests per second one authenticated peer (node id) may make
+/// of a node.
+pub const MAX_REQUESTS_PER_PEER_PER_SEC: u32 = 100;
+
+/// Requests one peer may make in a burst above the sustained rate.
+pub const PEER_REQUEST_BURST: u32 = 200;
+
+/// One source address (IPv4 /32, IPv6 /64) may make this many times a
+/// peer's rate and burst, over all the node ids it presents: fresh ids
+/// must not buy fresh budgets.
+pub const RATE_LIMIT_PER_IP_FACTOR: u32 = 4;
+
+/// Most peers and addresses tracked by the rate limiter; beyond it, idle
+/// (refilled) entries and then the least recently used are dropped.
+pub const MAX_RATE_LIMITED_KEYS: usize = 4096;
+
+/// Refused requests in a row after which a connection is closed (QUIC
+/// application code 2).
+pub const MAX_REFUSED_REQUESTS_IN_A_ROW: u32 = 256;
+
+// ---------------------------------------------------------------------------
+// Reputation (`reputation`): score bounds and evidence weights (in points),
+// decay half-lives, bans, and the bound on the evidence table. Defaults of
+// `reputation::Policy` where noted. All times there are unix milliseconds.
+
+/// Most peers the reputation table tracks (default of
+/// `reputation::Policy::max_peers`, and the most a persisted table may
+/// hold). Beyond it the least informative entry is forgotten first.
+pub const REPUTATION_MAX_PEERS: usize = 4096;
+
+/// Largest persisted reputation table accepted, in bytes. A full table
+/// ([`REPUTATION_MAX_PEERS`] entries of at most 128 bytes) stays below it.
+pub const REPUTATION_MAX_ENCODED_LEN: usize = 1024 * 1024;
+
+/// Highest score a peer can have.
+pub const REPUTATION_SCORE_MAX: f64 = 100.0;
+
+/// Lowest score a peer can have. Unknown peers score 0.
+pub const REPUTATION_SCORE_MIN: f64 = -100.0;
+
+/// Lowest value of the reliability part of a score: unreliability alone
+/// (timeouts) never ranks a peer below one that provably misbehaved.
+pub const REPUTATION_RELIABILITY_FLOOR: f64 = -50.0;
+
+/// Highest misbehaviour load a peer can accumulate: bounds how long
+/// provable misbehaviour is remembered (about three half-lives to fall
+/// below the ban threshold again).
+pub const REPUTATION_MISBEHAVIOUR_CAP: f64 = 200.0;
+
+/// Half-life of the reliability part of a score (answers and timeouts):
+/// unreliability is transient (churn, congestion), so it is forgiven fast.
+pub const REPUTATION_RELIABILITY_HALF_LIFE: Duration = Duration::from_secs(3600);
+
+/// Half-life of the misbehaviour load (provably wrong answers, protocol
+/// and rate violations): forgiven slowly.
+pub const REPUTATION_MISBEHAVIOUR_HALF_LIFE: Duration = Duration::from_secs(24 * 3600);
+
+/// Reliability credit of an answered request whose content was not
+/// checked (a Pong).
+pub const REPUTATION_ANSWERED_CREDIT: f64 = 1.0;
+
+/// Reliability credit of an answer whose content verified (records with
+/// good signatures, contacts that are valid and closer).
+pub const REPUTATION_VERIFIED_CREDIT: f64 = 2.0;
+
+/// Reliability cost of an unanswered request. As much as a verified
+/// answer earns: a peer that answers half of the time is neutral.
+pub const REPUTATION_UNRESPONSIVE_COST: f64 = 2.0;
+
+/// Misbehaviour load of one provably wrong answer or protocol violation:
+/// 25 timeouts' worth.
+pub const REPUTATION_MISBEHAVIOUR_COST: f64 = 50.0;
+
+/// Misbehaviour load of one refused over-rate request.
+pub const REPUTATION_RATE_VIOLATION_COST: f64 = 5.0;
+
+/// Misbehaviour load at which a peer is banned: two provably wrong answers
+/// less than about 7 hours apart (the first has not decayed below 40), or
+/// eighteen refused over-rate requests in a short time.
+pub const REPUTATION_BAN_THRESHOLD: f64 = 90.0;
+
+/// Score from which a peer is in good standing.
+pub const REPUTATION_GOOD_SCORE: f64 = 10.0;
+
+/// Score at or below which a peer is suspect: it can be replaced in the
+/// routing table and holds no replicas.
+pub const REPUTATION_SUSPECT_SCORE: f64 = -10.0;
+
+/// Length of a first ban (default of `reputation::Policy::ban_base`);
+/// each further ban within [`REPUTATION_STRIKE_MEMORY`] doubles it.
+pub const REPUTATION_BAN_BASE: Duration = Duration::from_secs(10 * 60);
+
+/// Longest ban (default of `reputation::Policy::ban_max`, and the most a
+/// persisted ban may still run after a restart).
+pub const REPUTATION_BAN_MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Most bans counted towards escalation (the count saturates).
+pub const REPUTATION_MAX_BAN_STRIKES: u8 = 8;
+
+/// Time after the last ban began from which a new ban starts again at
+/// [`REPUTATION_BAN_BASE`].
+pub const REPUTATION_STRIKE_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A peer neither heard from nor banned for this long, whose score has
+/// decayed to neutral, is the first to be forgotten when the table is full.
+pub const REPUTATION_FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Relationship age from which a peer in good standing is established
+/// (eligible as a media relay).
+pub const REPUTATION_ESTABLISHED_AGE: Duration = Duration::from_secs(3600);
+
+/// Smallest rate allowance factor of a peer that is not banned (score
+/// [`REPUTATION_SCORE_MIN`]).
+pub const REPUTATION_RATE_FACTOR_MIN: f64 = 0.25;
+
+/// Largest rate allowance factor (score [`REPUTATION_SCORE_MAX`]).
+pub const REPUTATION_RATE_FACTOR_MAX: f64 = 2.0;
