@@ -3,12 +3,16 @@
 
 use super::{CliError, CliResult, JsonFlag};
 use crate::overlay::config::OverlayParams;
+use crate::sim::attack::{self, AdversaryKind, AttackConfig};
 use crate::sim::{SimConfig, Simulator};
 use clap::Args;
 use std::time::Instant;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
+    #[command(subcommand)]
+    attack: Option<SimCommand>,
     /// Nodes in the simulated overlay.
     #[arg(long, value_name = "N", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(2..=100_000))]
@@ -44,7 +48,103 @@ pub struct SimArgs {
     json: JsonFlag,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum SimCommand {
+    /// Attack the simulated overlay; compare plain Kademlia, S/Kademlia and
+    /// p2psip side by side on the same seed (docs/attacks.md).
+    Attack(AttackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AttackArgs {
+    /// Nodes in the simulated overlay, adversaries included.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(2..=100_000))]
+    nodes: u64,
+    /// The adversary: drop, misroute, forge, sybil-flood or eclipse.
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    adversary: AdversaryKind,
+    /// Fraction of the nodes that are adversaries, 0 to 1.
+    #[arg(long, value_name = "F")]
+    fraction: f64,
+    /// Churn per virtual minute (honest nodes), e.g. 0.01.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    churn: f64,
+    /// Lookups measured per configuration.
+    #[arg(long, value_name = "L", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    lookups: u64,
+    /// Store-then-fetch pairs measured per configuration.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    store_fetch: u64,
+    /// Seed of every random choice.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+fn parse_kind(s: &str) -> Result<AdversaryKind, String> {
+    AdversaryKind::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = AdversaryKind::ALL.iter().map(|k| k.name()).collect();
+        format!("{s:?}: not an adversary; one of {}", names.join(", "))
+    })
+}
+
+fn attack(a: AttackArgs) -> CliResult {
+    if !(0.0..=1.0).contains(&a.churn) || !(0.0..1.0).contains(&a.fraction) {
+        return Err(CliError(
+            "--churn is a fraction between 0 and 1, --fraction one in [0, 1)".into(),
+        ));
+    }
+    let config = AttackConfig {
+        nodes: a.nodes as usize,
+        lookups: a.lookups as usize,
+        store_fetch: a.store_fetch as usize,
+        churn_per_min: a.churn,
+        seed: a.seed,
+        kind: a.adversary,
+        fraction: a.fraction,
+    };
+    let start = Instant::now();
+    let reports = attack::run(&config);
+    if a.json.json {
+        let objects: Vec<String> = reports.iter().map(|r| r.to_json()).collect();
+        println!("[{}]", objects.join(","));
+        return Ok(());
+    }
+    println!(
+        "{} nodes, adversary {} at {:.0}%, churn {}/min, seed {}",
+        a.nodes,
+        a.adversary.name(),
+        a.fraction * 100.0,
+        a.churn,
+        a.seed
+    );
+    println!("| config | lookup success | availability | hops p50 | msgs/lookup | adversaries | victim max/bucket |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &reports {
+        println!(
+            "| {} | {:.4} | {:.4} | {} | {:.1} | {} | {} |",
+            r.defence.name(),
+            r.success_rate,
+            r.availability,
+            r.hops_p50,
+            r.messages_per_lookup,
+            r.adversaries,
+            r.victim_max_bucket_entries
+                .map_or("-".to_owned(), |n| n.to_string())
+        );
+    }
+    println!("wall time {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
 pub fn sim(a: SimArgs) -> CliResult {
+    if let Some(SimCommand::Attack(attack_args)) = a.attack {
+        return attack(attack_args);
+    }
     if !(0.0..=1.0).contains(&a.churn) || !(0.0..=1.0).contains(&a.loss) {
         return Err(CliError(
             "--churn and --loss are fractions between 0 and 1".into(),

@@ -102,6 +102,8 @@ pub struct Lookup {
     faults: VecDeque<PeerFault>,
     requests: u32,
     finished: bool,
+    /// Nodes that answered before [`Lookup::widen`], for the result.
+    retired: Vec<(Distance, Contact, u32)>,
 }
 
 impl Lookup {
@@ -121,6 +123,7 @@ impl Lookup {
             faults: VecDeque::new(),
             requests: 0,
             finished: false,
+            retired: Vec::new(),
         };
         let mut seeds = seeds;
         seeds.sort_by_key(|c| target.distance(&Key::from(c.id)));
@@ -289,8 +292,66 @@ impl Lookup {
         self.finished = true;
     }
 
-    /// The `k` closest contacts that answered, over all paths, closest
-    /// first, each with the hop at which it was found.
+    /// Starts a second round when the first failed (the target node did
+    /// not answer, or no valid record came back): every node already asked
+    /// is set aside for good, and the candidates learned but never asked
+    /// are dealt afresh to `d` new disjoint paths, closest first.
+    ///
+    /// Against colluders that answer with the colluders closest to the
+    /// target, this is what breaks the attack: the colluders they name were
+    /// all asked in the first round, so in the second their answers bring
+    /// nothing new and the paths proceed through honest nodes. Returns
+    /// `false` (and changes nothing) when no candidate is left to ask.
+    pub fn widen(&mut self) -> bool {
+        let fresh: Vec<(Distance, Contact, u32)> = self
+            .paths
+            .iter()
+            .flat_map(|p| p.candidates.iter())
+            .filter(|(_, c)| c.state == State::Fresh)
+            .map(|(d, c)| (*d, c.contact, c.hop))
+            .collect();
+        if fresh.is_empty() {
+            return false;
+        }
+        let d = self.paths.len();
+        for p in std::mem::replace(&mut self.paths, vec![Path::default(); d]) {
+            self.retired.extend(
+                p.candidates
+                    .into_iter()
+                    .filter(|(_, c)| c.state == State::Answered)
+                    .map(|(dist, c)| (dist, c.contact, c.hop)),
+            );
+        }
+        let mut fresh = fresh;
+        fresh.sort_unstable_by_key(|f| f.0);
+        for (i, (_, contact, hop)) in fresh.into_iter().enumerate() {
+            self.add_candidate(i % d, contact, hop);
+        }
+        // Answers still in flight belong to the old round: they are
+        // ignored when they arrive (the node is no longer in flight).
+        self.finished = false;
+        true
+    }
+
+    /// The closest nodes that answered on each path, closest first: for
+    /// placing replicas across paths, so that a path an adversary steered
+    /// holds at most its share of them.
+    pub fn result_per_path(&self) -> Vec<Vec<Contact>> {
+        self.paths
+            .iter()
+            .map(|p| {
+                p.candidates
+                    .values()
+                    .filter(|c| c.state == State::Answered)
+                    .map(|c| c.contact)
+                    .take(self.k)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The `k` closest contacts that answered, over all paths (and rounds),
+    /// closest first, each with the hop at which it was found.
     pub fn result(&self) -> Vec<(Contact, u32)> {
         let mut all: Vec<(Distance, Contact, u32)> = self
             .paths
@@ -298,6 +359,7 @@ impl Lookup {
             .flat_map(|p| p.candidates.iter())
             .filter(|(_, c)| c.state == State::Answered)
             .map(|(d, c)| (*d, c.contact, c.hop))
+            .chain(self.retired.iter().copied())
             .collect();
         all.sort_unstable_by_key(|a| a.0);
         all.into_iter()

@@ -12,6 +12,8 @@
 //! its closest neighbour. Not simulated yet: record signatures (values are
 //! opaque tags here), republishing, adversaries.
 
+pub mod attack;
+
 use crate::identity::NodeId;
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::Key;
@@ -45,6 +47,17 @@ pub struct SimConfig {
     pub latency_ms: (u64, u64),
     /// Probability that a request or its answer is lost.
     pub loss: f64,
+    /// How many times a failed node or value lookup is widened
+    /// ([`Lookup::widen`]); 0 for plain Kademlia and S/Kademlia.
+    pub widen_rounds: u32,
+    /// Whether replicas are placed across the disjoint paths' results
+    /// (round-robin) rather than on the overall closest nodes.
+    pub spread_replicas: bool,
+    /// Whether every node that answers a lookup enters the requester's
+    /// routing table (classic Kademlia). Without it, as in the p2psip
+    /// node, tables learn from inbound requests and from the results of
+    /// the node's own join and refresh lookups, spread across paths.
+    pub learn_responders: bool,
     /// How long a requester waits for an answer, in ms.
     pub timeout_ms: u64,
     /// Virtual time between two measured operations, in ms.
@@ -65,6 +78,9 @@ impl Default for SimConfig {
             },
             latency_ms: (10, 100),
             loss: 0.0,
+            widen_rounds: 2,
+            spread_replicas: true,
+            learn_responders: false,
             timeout_ms: 1000,
             interval_ms: 100,
         }
@@ -146,7 +162,29 @@ struct SimNode {
     /// Stored values: record key to an opaque value tag.
     records: HashMap<Key, u64>,
     alive: bool,
+    behaviour: Behaviour,
 }
+
+/// What a simulated node does with the requests it receives (the
+/// adversaries of `attack`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Follows the protocol.
+    Honest,
+    /// Accepts requests and never answers; stores nothing.
+    Drop,
+    /// Answers every FindNode and FindValue with the colluding nodes
+    /// closest to the target, never with a value, and stores nothing
+    /// (S/Kademlia's worst-case adversary: it knows every colluder).
+    Misroute,
+    /// Routes honestly but answers FindValue with a forged record (one
+    /// that fails verification) and stores nothing.
+    Forge,
+}
+
+/// The value tag of a forged record: the requester's verification of it
+/// fails (a bad signature or a stale sequence number, in the real node).
+pub const FORGED: u64 = u64::MAX;
 
 /// A responder's answer: its closest contacts and the value it holds.
 type Answer = (Vec<Contact>, Option<u64>);
@@ -163,6 +201,50 @@ pub struct LookupOutcome {
     pub value: Option<(u64, u64)>,
     /// Requests sent.
     pub messages: u32,
+    /// Forged records received (and refused).
+    pub forged: u32,
+    /// The closest nodes that answered on each path (of the last round).
+    pub per_path: Vec<Vec<Contact>>,
+}
+
+/// What a lookup is for, which decides whether it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    /// The nodes closest to a key (join, refresh, store): no failure
+    /// signal, never widened.
+    Closest,
+    /// The node whose id is the target: failed if it did not answer.
+    Node,
+    /// A valid record under the target: failed if none came back.
+    Value,
+}
+
+/// Up to `r` nodes taken round-robin from the paths' results, closest
+/// first on each path: a path an adversary steered gets at most its share.
+fn spread(per_path: &[Vec<Contact>], r: usize) -> Vec<Contact> {
+    let mut out: Vec<Contact> = Vec::with_capacity(r);
+    let longest = per_path.iter().map(Vec::len).max().unwrap_or(0);
+    for rank in 0..longest {
+        for path in per_path {
+            if out.len() >= r {
+                return out;
+            }
+            if let Some(c) = path.get(rank) {
+                if !out.iter().any(|o| o.id == c.id) {
+                    out.push(*c);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn goal_met(goal: Goal, out: &LookupOutcome) -> bool {
+    match goal {
+        Goal::Closest => true,
+        Goal::Node => out.target_reached.is_some(),
+        Goal::Value => out.value.is_some(),
+    }
 }
 
 /// The simulated overlay.
@@ -171,6 +253,12 @@ pub struct Simulator {
     rng: StdRng,
     nodes: Vec<SimNode>,
     index: HashMap<NodeId, usize>,
+    /// Misrouting adversaries by id, sorted: their shared knowledge.
+    colluders: Vec<(Key, usize)>,
+    /// Draws node ids and roles, apart from `rng`, so that runs of one
+    /// seed under different defences create the same nodes in the same
+    /// order whatever their lookups consumed.
+    id_rng: StdRng,
     /// Virtual time, ms.
     now: u64,
 }
@@ -194,11 +282,14 @@ impl Simulator {
     /// An empty simulator.
     pub fn new(config: SimConfig) -> Self {
         let rng = StdRng::seed_from_u64(config.seed);
+        let id_rng = StdRng::seed_from_u64(splitmix(config.seed ^ 0x001d_5eed));
         Self {
+            id_rng,
             config,
             rng,
             nodes: Vec::new(),
             index: HashMap::new(),
+            colluders: Vec::new(),
             now: 0,
         }
     }
@@ -215,10 +306,29 @@ impl Simulator {
 
     fn new_node(&mut self) -> usize {
         let mut id = [0u8; 32];
-        self.rng.fill_bytes(&mut id);
-        let n = self.nodes.len() as u32;
-        // Each node its own /24, so diversity limits do not bind here.
-        let ip = Ipv4Addr::new(10 + (n >> 16) as u8, (n >> 8) as u8, n as u8, 1);
+        self.id_rng.fill_bytes(&mut id);
+        let ip = self.honest_address(self.nodes.len());
+        self.add_node(id, ip, Behaviour::Honest)
+    }
+
+    /// Honest nodes are spread over the address space as Internet hosts
+    /// are: a hash of the node's number picks its address (unicast,
+    /// outside 100.64.0.0/10, which attackers' prefixes come from), so two
+    /// honest nodes rarely share a /24 and diversity limits seldom bind.
+    fn honest_address(&self, n: usize) -> Ipv4Addr {
+        let h = splitmix(0x1a7e_57ad ^ n as u64) as u32;
+        let first = 1 + (h >> 24) % 223; // 1..=223
+        let first = if first == 100 { 101 } else { first };
+        Ipv4Addr::new(
+            first as u8,
+            (h >> 16) as u8,
+            (h >> 8) as u8,
+            1 + (h as u8 % 254),
+        )
+    }
+
+    /// Adds a node with the given id, address and behaviour.
+    fn add_node(&mut self, id: [u8; 32], ip: Ipv4Addr, behaviour: Behaviour) -> usize {
         let contact = Contact {
             id: NodeId::from_bytes(id),
             addr: SocketAddr::new(IpAddr::V4(ip), 4433),
@@ -228,10 +338,48 @@ impl Simulator {
             table: RoutingTable::new(contact.id, &self.config.params),
             records: HashMap::new(),
             alive: true,
+            behaviour,
         };
-        self.index.insert(contact.id, self.nodes.len());
+        let index = self.nodes.len();
+        self.index.insert(contact.id, index);
+        if behaviour == Behaviour::Misroute {
+            let key = Key::from(contact.id);
+            let at = self.colluders.partition_point(|(k, _)| *k < key);
+            self.colluders.insert(at, (key, index));
+        }
         self.nodes.push(node);
-        self.nodes.len() - 1
+        index
+    }
+
+    /// The `k` live misrouting colluders closest to `target`: what every
+    /// one of them answers. Colluders share one id-sorted list; the ids
+    /// sharing the longest prefix with `target` are contiguous in it, so
+    /// widening the prefix until `k` fit finds them without a full scan.
+    fn colluders_closest(&self, target: &Key, k: usize) -> Vec<Contact> {
+        let list = &self.colluders;
+        let at = list.partition_point(|(key, _)| key < target);
+        let mut lo = at;
+        let mut hi = at;
+        // Grow the window outwards, then keep the k XOR-closest of a
+        // window of 4k around the target's position: the XOR-closest ids
+        // of a sorted list lie within it except in rare boundary cases,
+        // which only make the adversary slightly weaker.
+        while hi - lo < 4 * k && (lo > 0 || hi < list.len()) {
+            lo = lo.saturating_sub(1);
+            hi = (hi + 1).min(list.len());
+        }
+        let mut window: Vec<&(Key, usize)> = list
+            .get(lo..hi)
+            .unwrap_or_default()
+            .iter()
+            .filter(|(_, i)| self.nodes[*i].alive)
+            .collect();
+        window.sort_by_key(|(key, _)| target.distance(key));
+        window
+            .into_iter()
+            .take(k)
+            .map(|(_, i)| self.nodes[*i].contact)
+            .collect()
     }
 
     /// One-way latency of the link between two nodes, fixed per link.
@@ -259,6 +407,21 @@ impl Simulator {
     /// responders holding a record under `target` return it and the lookup
     /// stops at the first value.
     pub fn lookup(&mut self, from: usize, target: Key, find_value: bool) -> LookupOutcome {
+        let goal = if find_value {
+            Goal::Value
+        } else {
+            Goal::Closest
+        };
+        self.lookup_for(from, target, goal)
+    }
+
+    /// Runs one lookup from `from` for `target` with the given goal. When
+    /// the configuration is hardened and a node or value lookup fails, it
+    /// is widened ([`Lookup::widen`]) up to [`SimConfig::widen_rounds`]
+    /// times.
+    pub fn lookup_for(&mut self, from: usize, target: Key, goal: Goal) -> LookupOutcome {
+        let find_value = goal == Goal::Value;
+        let mut rounds_left = self.config.widen_rounds;
         let params = self.config.params.clone();
         let local = self.nodes[from].contact;
         let seeds = self.nodes[from].table.closest(&target, params.k);
@@ -274,6 +437,8 @@ impl Simulator {
             target_reached: None,
             value: None,
             messages: 0,
+            forged: 0,
+            per_path: Vec::new(),
         };
         let target_node = NodeId::from_bytes(target.0);
         loop {
@@ -284,7 +449,8 @@ impl Simulator {
                 };
                 seq += 1;
                 let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss.min(1.0));
-                if !self.nodes[to].alive || lost {
+                let behaviour = self.nodes[to].behaviour;
+                if !self.nodes[to].alive || lost || behaviour == Behaviour::Drop {
                     events.push(Reverse((t + self.config.timeout_ms, seq, to)));
                     answers.insert(seq, None);
                     continue;
@@ -292,17 +458,30 @@ impl Simulator {
                 // The responder learns the requester, then answers with its
                 // k closest to the target (and the value if it holds one).
                 self.learn(to, local);
-                let contacts = self.nodes[to].table.closest(&target, params.k);
-                let value = if find_value {
-                    self.nodes[to].records.get(&target).copied()
-                } else {
-                    None
+                let (contacts, value) = match behaviour {
+                    Behaviour::Misroute => (self.colluders_closest(&target, params.k), None),
+                    Behaviour::Forge => (
+                        self.nodes[to].table.closest(&target, params.k),
+                        find_value.then_some(FORGED),
+                    ),
+                    Behaviour::Honest | Behaviour::Drop => (
+                        self.nodes[to].table.closest(&target, params.k),
+                        if find_value {
+                            self.nodes[to].records.get(&target).copied()
+                        } else {
+                            None
+                        },
+                    ),
                 };
                 let rtt = 2 * self.latency(from, to);
                 events.push(Reverse((t + rtt, seq, to)));
                 answers.insert(seq, Some((contacts, value)));
             }
             let Some(Reverse((at, s, to))) = events.pop() else {
+                if !goal_met(goal, &out) && rounds_left > 0 && l.widen() {
+                    rounds_left -= 1;
+                    continue;
+                }
                 break;
             };
             t = at;
@@ -310,7 +489,9 @@ impl Simulator {
             match answers.remove(&s).flatten() {
                 Some((contacts, value)) => {
                     l.on_response(&peer.id, &contacts);
-                    self.learn(from, peer);
+                    if self.config.learn_responders {
+                        self.learn(from, peer);
+                    }
                     if peer.id == target_node && out.target_reached.is_none() {
                         let hop = l
                             .result()
@@ -319,9 +500,14 @@ impl Simulator {
                             .map_or(0, |(_, h)| *h);
                         out.target_reached = Some((t, hop + 1));
                     }
-                    if let (Some(v), None) = (value, out.value) {
-                        out.value = Some((v, t));
-                        l.finish();
+                    match (value, out.value) {
+                        // Verification fails: the lookup goes on.
+                        (Some(FORGED), _) => out.forged += 1,
+                        (Some(v), None) => {
+                            out.value = Some((v, t));
+                            l.finish();
+                        }
+                        _ => {}
                     }
                 }
                 None => {
@@ -332,10 +518,15 @@ impl Simulator {
             }
             while l.poll_fault().is_some() {}
             if l.is_finished() && (out.value.is_some() || events.is_empty()) {
+                if !goal_met(goal, &out) && rounds_left > 0 && l.widen() {
+                    rounds_left -= 1;
+                    continue;
+                }
                 break;
             }
         }
         out.closest = l.result();
+        out.per_path = l.result_per_path();
         out
     }
 
@@ -343,15 +534,26 @@ impl Simulator {
     /// own id, then a refresh of every bucket beyond its closest neighbour.
     pub fn join(&mut self) -> usize {
         let me = self.new_node();
-        let live: Vec<usize> = (0..me).filter(|i| self.nodes[*i].alive).collect();
+        self.join_existing(me);
+        me
+    }
+
+    /// Joins the node `me` (already added) through a random live node.
+    fn join_existing(&mut self, me: usize) {
+        // Bootstrap nodes are configured by the operator, so trusted: the
+        // node joins through a random live honest one.
+        let live: Vec<usize> = (0..me)
+            .filter(|i| self.nodes[*i].alive && self.nodes[*i].behaviour == Behaviour::Honest)
+            .collect();
         if live.is_empty() {
-            return me;
+            return;
         }
         let via = live[self.rng.gen_range(0..live.len())];
         let via_contact = self.nodes[via].contact;
         self.learn(me, via_contact);
         let own = Key::from(self.nodes[me].contact.id);
         let found = self.lookup(me, own, false);
+        self.learn_results(me, &found);
         let nearest_bucket = found
             .closest
             .first()
@@ -361,13 +563,25 @@ impl Simulator {
         // a network of this size can fill (at most ~log2(n) + a few).
         for bucket in (nearest_bucket + 1)..256 {
             let target = self.random_key_in_bucket(own, bucket);
-            self.lookup(me, target, false);
+            let found = self.lookup(me, target, false);
+            self.learn_results(me, &found);
             if bucket > nearest_bucket + 24 {
                 break;
             }
         }
         self.hand_over_to(me);
-        me
+    }
+
+    /// A node that does not learn every responder learns the results of
+    /// its join and refresh lookups instead, taken across the paths so that
+    /// a path an adversary steered brings in at most its share.
+    fn learn_results(&mut self, node: usize, found: &LookupOutcome) {
+        if self.config.learn_responders {
+            return;
+        }
+        for c in spread(&found.per_path, self.config.params.k) {
+            self.learn(node, c);
+        }
     }
 
     /// Hand-over to a newcomer: each of its closest neighbours gives it
@@ -421,6 +635,7 @@ impl Simulator {
                 .filter_map(|(c, _)| self.index.get(&c.id).copied())
                 .filter(|i| *i != node && self.nodes[*i].alive)
                 .take(r)
+                .filter(|i| self.nodes[*i].behaviour == Behaviour::Honest)
                 .collect();
             for t in targets {
                 self.nodes[t].records.insert(key, value);
@@ -467,9 +682,11 @@ impl Simulator {
         Some(victim)
     }
 
+    /// A random live honest node (every node, when there are no
+    /// adversaries): whom measured operations start from and look for.
     fn random_live(&mut self) -> usize {
         let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].alive)
+            .filter(|i| self.nodes[*i].alive && self.nodes[*i].behaviour == Behaviour::Honest)
             .collect();
         live[self.rng.gen_range(0..live.len())]
     }
@@ -480,9 +697,15 @@ impl Simulator {
         let found = self.lookup(from, key, false);
         let r = self.config.params.replication;
         let mut stored = 0;
-        for (c, _) in found.closest.into_iter().take(r) {
+        let placement: Vec<Contact> = if self.config.spread_replicas {
+            spread(&found.per_path, r)
+        } else {
+            found.closest.into_iter().map(|(c, _)| c).take(r).collect()
+        };
+        for c in placement {
             if let Some(&i) = self.index.get(&c.id) {
-                if self.nodes[i].alive {
+                // Adversaries acknowledge (or not) and keep nothing.
+                if self.nodes[i].alive && self.nodes[i].behaviour == Behaviour::Honest {
                     self.nodes[i].records.insert(key, value);
                     stored += 1;
                 }
@@ -554,6 +777,18 @@ impl Simulator {
     /// Bootstraps, then measures lookups and store/fetch pairs under churn.
     pub fn run(&mut self) -> SimReport {
         self.bootstrap();
+        self.measure(|pair| {
+            let mut key = [0u8; 32];
+            key.copy_from_slice(&Sha256::digest(format!("sim-record-{pair}")));
+            Key(key)
+        })
+    }
+
+    /// Measures `config.lookups` lookups of random live honest nodes from
+    /// random live honest nodes, then `config.store_fetch` stores (of the
+    /// key `key_of(pair)`) each followed by a fetch from another random
+    /// node, under churn.
+    pub(crate) fn measure(&mut self, key_of: impl Fn(usize) -> Key) -> SimReport {
         let start = self.now;
         let mut churn_debt = 0.0f64;
         let churn_per_op =
@@ -584,7 +819,7 @@ impl Simulator {
                 to = self.random_live();
             }
             let target = Key::from(self.nodes[to].contact.id);
-            let out = self.lookup(from, target, false);
+            let out = self.lookup_for(from, target, Goal::Node);
             messages += u64::from(out.messages);
             if let Some((t, h)) = out.target_reached {
                 successes += 1;
@@ -595,10 +830,9 @@ impl Simulator {
         let mut fetched = 0usize;
         for pair in 0..self.config.store_fetch {
             self.now += self.config.interval_ms;
-            let mut key = [0u8; 32];
-            key.copy_from_slice(&Sha256::digest(format!("sim-record-{pair}")));
-            let key = Key(key);
-            let value = self.rng.next_u64();
+            let key = key_of(pair);
+            // Never the forged tag.
+            let value = self.rng.next_u64() & (FORGED >> 1);
             let writer = self.random_live();
             self.store(writer, key, value);
             churn(self, &mut churn_debt, &HashSet::from([writer]));
