@@ -313,3 +313,12 @@ pub const REPUTATION_RATE_FACTOR_MIN: f64 = 0.25;
 
 /// Largest rate allowance factor (score [`REPUTATION_SCORE_MAX`]).
 pub const REPUTATION_RATE_FACTOR_MAX: f64 = 2.0;
+
+// ---- Graceful leave ----------------------------------------------------
+
+/// How long a stopping node spends handing its records to the nodes that
+/// will hold them ([`crate::net::overlay::OverlayService::leave`]).
+pub const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Stores a leaving node has in flight at once.
+pub const MAX_LEAVE_STORES_IN_FLIGHT: usize = 32;

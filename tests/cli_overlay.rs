@@ -661,3 +661,93 @@ fn in_an_enrolled_overlay_the_ca_issued_certificate_decides_who_owns_an_aor() {
     assert!(err.contains("ca issue"), "{err}");
     drop((na, nb));
 }
+
+#[test]
+fn a_node_that_stops_hands_its_records_over_and_is_forgotten() {
+    let root = tempfile::tempdir().unwrap();
+    // One replica: the record is on one node only, so only a hand-over
+    // can keep it in the overlay when that node stops.
+    let overlay = p(root.path(), "overlay.toml");
+    std::fs::write(
+        &overlay,
+        "name = \"leave\"\nid_difficulty = 4\nreplication = 1\n",
+    )
+    .unwrap();
+    let dirs: Vec<String> = (0..4)
+        .map(|i| new_node_dir(root.path(), &format!("n{i}")))
+        .collect();
+    let alice = p(root.path(), "alice");
+    run_ok(&[
+        "identity",
+        "new",
+        "--dir",
+        &alice,
+        "--user",
+        "--difficulty",
+        "0",
+    ]);
+    let first = NodeProcess::start(&[
+        "--dir",
+        &dirs[0],
+        "--listen",
+        "127.71.0.1:0",
+        "--overlay",
+        &overlay,
+    ]);
+    let boot = format!("{}@{}", first.id, first.addr);
+    let mut nodes = vec![Some(first)];
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        let listen = format!("127.71.{i}.1:0");
+        nodes.push(Some(NodeProcess::start(&[
+            "--dir",
+            dir,
+            "--listen",
+            &listen,
+            "--overlay",
+            &overlay,
+            "--bootstrap",
+            &boot,
+        ])));
+    }
+    assert!(
+        eventually(50, || dirs.iter().all(|d| status(d)["table_size"] == 3)),
+        "everyone knows everyone"
+    );
+    run_ok(&[
+        "put",
+        "note",
+        "kept",
+        "--user-dir",
+        &alice,
+        "--dir",
+        &dirs[0],
+    ]);
+    let holders: Vec<usize> = (0..4)
+        .filter(|i| status(&dirs[*i])["records"] == 1)
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    let holder = holders[0];
+    let leaver_id = nodes[holder].as_ref().unwrap().id.clone();
+
+    // SIGTERM: a graceful stop.
+    let status_code = nodes[holder].take().unwrap().terminate();
+    assert!(status_code.success());
+    let survivors: Vec<usize> = (0..4).filter(|i| *i != holder).collect();
+    let now_held: usize = survivors
+        .iter()
+        .filter(|i| status(&dirs[**i])["records"] == 1)
+        .count();
+    assert_eq!(now_held, 1, "the record moved to exactly one other node");
+    let owner = user_id(&alice);
+    for i in &survivors {
+        assert_eq!(
+            run_ok(&["get", "note", "--owner", &owner, "--dir", &dirs[*i]]).trim(),
+            "kept"
+        );
+        let routes = run_ok(&["routes", "--dir", &dirs[*i], "--json"]);
+        assert!(
+            !routes.contains(&leaver_id),
+            "n{i} forgot the node that left: {routes}"
+        );
+    }
+}

@@ -26,8 +26,9 @@ use super::tls::LocalIdentity;
 use super::{NetError, CLOSE_NORMAL};
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::{
-    MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS, MAX_PENDING_CHURN_EVENTS,
-    MAX_SAVED_CONTACTS, RESPONSIBILITY_SLACK_FACTOR,
+    MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS, MAX_LEAVE_STORES_IN_FLIGHT,
+    MAX_PENDING_CHURN_EVENTS, MAX_REPUBLISH_RECORDS_PER_ROUND, MAX_SAVED_CONTACTS,
+    RESPONSIBILITY_SLACK_FACTOR,
 };
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::{Distance, Key};
@@ -932,6 +933,64 @@ impl OverlayService {
             .take(MAX_BUCKET_REFRESHES_PER_ROUND)
             .filter_map(|b| state.table.key_in_bucket(b, random()))
             .collect()
+    }
+
+    /// A graceful leave: hands every live record this node holds to the
+    /// `replication` closest nodes of its table (which will hold it once
+    /// this node is gone), at most [`MAX_LEAVE_STORES_IN_FLIGHT`] Stores
+    /// at a time, until `deadline`. Records not handed over in time are
+    /// still on their other replicas and come back with their republish.
+    /// Returns how many Stores were acknowledged.
+    pub async fn leave(&self, dialer: &Arc<Dialer>, deadline: Duration) -> usize {
+        let work = async {
+            let mut acks = 0;
+            let mut after: Option<SlotKey> = None;
+            let mut tasks = tokio::task::JoinSet::new();
+            loop {
+                let batch = self.republish_batch(after.as_ref(), MAX_REPUBLISH_RECORDS_PER_ROUND);
+                let Some(last) = batch.last().cloned() else {
+                    break;
+                };
+                for slot in &batch {
+                    let Some(plan) = self.republish_plan(slot) else {
+                        continue;
+                    };
+                    let message = Message::Store {
+                        overlay: self.params.name.clone(),
+                        record: plan.encoded,
+                    };
+                    for to in plan.candidates.into_iter().take(self.params.replication) {
+                        while tasks.len() >= MAX_LEAVE_STORES_IN_FLIGHT {
+                            if let Some(Ok(true)) = tasks.join_next().await {
+                                acks += 1;
+                            }
+                        }
+                        let (dialer, message) = (dialer.clone(), message.clone());
+                        tasks.spawn(async move {
+                            matches!(
+                                dialer.request(to, &message).await,
+                                Ok(Message::Stored { .. })
+                            )
+                        });
+                    }
+                }
+                after = Some(last);
+            }
+            while let Some(done) = tasks.join_next().await {
+                if let Ok(true) = done {
+                    acks += 1;
+                }
+            }
+            acks
+        };
+        // Dropping the JoinSet at the deadline aborts what is left.
+        tokio::time::timeout(deadline, work).await.unwrap_or(0)
+    }
+
+    /// Forgets a peer that said it is leaving (it closed its connection
+    /// with "node shutting down"): no need to wait for failed requests.
+    pub fn peer_left(&self, id: &NodeId) {
+        self.state().table.remove(id);
     }
 
     /// This node's id.

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::{
-    CONNECTION_RECEIVE_WINDOW, HANDSHAKE_TIMEOUT, MAX_IDLE_TIMEOUT, REQUEST_TIMEOUT,
+    CONNECTION_RECEIVE_WINDOW, HANDSHAKE_TIMEOUT, LEAVE_TIMEOUT, MAX_IDLE_TIMEOUT, REQUEST_TIMEOUT,
     STREAM_RECEIVE_WINDOW,
 };
 use crate::overlay::config::OverlayParams;
@@ -43,6 +43,9 @@ use tracing::{debug, info, warn};
 
 /// The records database in a node's data directory.
 pub const RECORDS_FILE: &str = "records.redb";
+
+/// The close reason of a node that stops: its peers forget it at once.
+const LEAVING: &[u8] = b"node shutting down";
 
 /// How long a violating peer's `Error` message gets to reach it before the
 /// connection is closed.
@@ -300,14 +303,17 @@ impl Node {
             let _ = task.await;
         }
         if let Some(overlay) = &self.ctx.overlay {
+            if overlay.records_len() > 0 {
+                let acks = overlay.leave(&self.ctx.dialer, LEAVE_TIMEOUT).await;
+                info!(acks, "records handed over before leaving");
+            }
             match overlay.save_contacts() {
                 Ok(0) => {}
                 Ok(saved) => info!(saved, "routing table saved"),
                 Err(e) => warn!(error = %e, "could not save the routing table"),
             }
         }
-        self.endpoint
-            .close(CLOSE_NORMAL.into(), b"node shutting down");
+        self.endpoint.close(CLOSE_NORMAL.into(), LEAVING);
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
     }
 }
@@ -363,6 +369,15 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
             },
             Err(e) => {
                 debug!(peer = %peer.fmt_short(), error = %e, "connection ended");
+                // A peer that says it is leaving is forgotten at once (it
+                // can only speak for itself: the connection authenticated it).
+                if let quinn::ConnectionError::ApplicationClosed(close) = &e {
+                    if close.error_code == CLOSE_NORMAL.into() && &close.reason[..] == LEAVING {
+                        if let Some(overlay) = &ctx.overlay {
+                            overlay.peer_left(&peer);
+                        }
+                    }
+                }
                 break;
             }
         }
