@@ -322,3 +322,8 @@ pub const LEAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 
 /// Stores a leaving node has in flight at once.
 pub const MAX_LEAVE_STORES_IN_FLIGHT: usize = 32;
+
+/// How many times a value lookup that found nothing valid is widened to
+/// fresh disjoint paths through the candidates never asked
+/// ([`crate::overlay::lookup::Lookup::widen`]).
+pub const LOOKUP_WIDEN_ROUNDS: u32 = 2;

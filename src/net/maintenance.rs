@@ -250,16 +250,19 @@ impl Upkeep {
     }
 
     /// Looks up this node's own id, then a random key in each stale
-    /// bucket; the peers that answer are refreshed in the table.
+    /// bucket; the peers that answer are refreshed in the table, and each
+    /// result is learned across paths ([`OverlayService::learn_found`]).
     async fn refresh(self, max_age: Duration) {
         let own = Key::from(self.overlay.local_id());
-        self.overlay.lookup(&self.dialer, own, None).await;
+        let found = self.overlay.lookup(&self.dialer, own, None).await;
+        self.overlay.learn_found(&found);
         let targets = self
             .overlay
             .refresh_targets(max_age, || rand::thread_rng().gen());
         let n = targets.len();
         for target in targets {
-            self.overlay.lookup(&self.dialer, target, None).await;
+            let found = self.overlay.lookup(&self.dialer, target, None).await;
+            self.overlay.learn_found(&found);
         }
         debug!(buckets = n, "refresh round done");
     }

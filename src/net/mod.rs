@@ -37,6 +37,16 @@ use crate::wire::{ErrorCode, WireError};
 
 /// QUIC application close code: normal close (shutdown, done).
 pub const CLOSE_NORMAL: u32 = 0;
+
+/// The close reason of a node that stops. Its peers forget it at once
+/// (it speaks only for itself: the connection authenticated it).
+pub(crate) const CLOSE_REASON_LEAVING: &[u8] = b"node shutting down";
+
+/// Whether a connection ended because the peer said it is leaving.
+pub(crate) fn peer_is_leaving(e: &quinn::ConnectionError) -> bool {
+    matches!(e, quinn::ConnectionError::ApplicationClosed(close)
+        if close.error_code == CLOSE_NORMAL.into() && &close.reason[..] == CLOSE_REASON_LEAVING)
+}
 /// QUIC application close code: the peer broke the protocol (malformed or
 /// oversized frame, undecodable message) and is disconnected.
 pub const CLOSE_PROTOCOL_VIOLATION: u32 = 1;

@@ -26,13 +26,13 @@ use super::tls::LocalIdentity;
 use super::{NetError, CLOSE_NORMAL};
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::{
-    MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS, MAX_LEAVE_STORES_IN_FLIGHT,
-    MAX_PENDING_CHURN_EVENTS, MAX_REPUBLISH_RECORDS_PER_ROUND, MAX_SAVED_CONTACTS,
-    RESPONSIBILITY_SLACK_FACTOR,
+    LOOKUP_WIDEN_ROUNDS, MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS,
+    MAX_LEAVE_STORES_IN_FLIGHT, MAX_PENDING_CHURN_EVENTS, MAX_REPUBLISH_RECORDS_PER_ROUND,
+    MAX_SAVED_CONTACTS, RESPONSIBILITY_SLACK_FACTOR,
 };
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::{Distance, Key};
-use crate::overlay::lookup::Lookup;
+use crate::overlay::lookup::{spread_across_paths, Lookup};
 use crate::overlay::record::{Record, RecordKind, RecordPolicy, VerifiedRecord};
 use crate::overlay::routing::{Contact, Eviction, InsertOutcome, RoutingTable};
 use crate::overlay::store::{PutOutcome, RecordStore, SlotKey, StoreLimits};
@@ -61,6 +61,8 @@ pub struct Dialer {
     cache: Arc<CertCache>,
     transport: Arc<quinn::TransportConfig>,
     conns: Mutex<HashMap<NodeId, PeerConnection>>,
+    /// Told when a peer we dialed closes with "node shutting down".
+    overlay: std::sync::OnceLock<std::sync::Weak<OverlayService>>,
 }
 
 impl Dialer {
@@ -77,7 +79,14 @@ impl Dialer {
             cache: Arc::new(CertCache::new(DEFAULT_CERT_CACHE_ENTRIES)),
             transport,
             conns: Mutex::new(HashMap::new()),
+            overlay: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tells `overlay` of the peers we dialed that leave (so that it
+    /// forgets them at once), as inbound connections tell the server.
+    pub(crate) fn watch_leaving(&self, overlay: &Arc<OverlayService>) {
+        let _ = self.overlay.set(Arc::downgrade(overlay));
     }
 
     /// An authenticated connection to `contact` (which must prove its id),
@@ -113,6 +122,18 @@ impl Dialer {
             }
         }
         conns.insert(contact.id, peer.clone());
+        drop(conns);
+        if let Some(overlay) = self.overlay.get().cloned() {
+            // Ends with the connection; at most one per cached connection.
+            let (conn, id) = (peer.connection().clone(), contact.id);
+            tokio::spawn(async move {
+                if super::peer_is_leaving(&conn.closed().await) {
+                    if let Some(overlay) = overlay.upgrade() {
+                        overlay.peer_left(&id);
+                    }
+                }
+            });
+        }
         Ok(peer)
     }
 
@@ -246,6 +267,9 @@ impl std::fmt::Debug for OverlayService {
 pub struct Found {
     /// The closest nodes that answered, closest first.
     pub closest: Vec<Contact>,
+    /// The closest nodes that answered on each disjoint path (of the last
+    /// round), closest first: see [`spread_across_paths`].
+    pub per_path: Vec<Vec<Contact>>,
     /// Records (encoded, verified) found under the key, for FindValue.
     pub records: Vec<Vec<u8>>,
 }
@@ -578,6 +602,7 @@ impl OverlayService {
             },
         };
         let mut found = Found::default();
+        let mut widen_left = LOOKUP_WIDEN_ROUNDS;
         // Requests run concurrently: at most alpha per path are pending.
         let mut pending: Vec<PendingRequest<'_>> = Vec::new();
         loop {
@@ -599,11 +624,11 @@ impl OverlayService {
                 // it refreshes (or enters) the routing table.
                 Ok(Message::Nodes { contacts }) => {
                     lookup.on_response(&to.id, &contacts);
-                    self.learn(to);
+                    self.seen(to);
                 }
                 Ok(Message::Value { records, contacts }) => {
                     lookup.on_response(&to.id, &contacts);
-                    self.learn(to);
+                    self.seen(to);
                     let now = crate::unix_now().max(0) as u64;
                     for r in records {
                         let ok = Record::decode(&r)
@@ -638,22 +663,61 @@ impl OverlayService {
             }
             while lookup.poll_fault().is_some() {}
             if lookup.is_finished() {
+                // A value lookup that found nothing valid is widened: the
+                // nodes already asked are set aside and the candidates never
+                // asked get fresh disjoint paths (see `Lookup::widen`).
+                if kind.is_some() && found.records.is_empty() && widen_left > 0 && lookup.widen() {
+                    widen_left -= 1;
+                    continue;
+                }
                 break;
             }
         }
         found.closest = lookup.result().into_iter().map(|(c, _)| c).collect();
+        found.per_path = lookup.result_per_path();
         found
     }
 
-    /// Stores `record` on the `replication` closest nodes a lookup finds
-    /// (and locally when this node is among them). Returns how many nodes
-    /// acknowledged it.
+    /// Refreshes `peer` in the routing table if it is there (it answered
+    /// us). A responder that is not there is not admitted: which nodes a
+    /// lookup reaches is steered by the answers of others, adversaries
+    /// among them, so the table learns from inbound requests and from the
+    /// results of join and refresh lookups taken across paths
+    /// ([`OverlayService::learn_found`]) instead.
+    fn seen(&self, peer: Contact) {
+        let known = self.state().table.contains(&peer.id);
+        if known {
+            self.learn(peer);
+        }
+    }
+
+    /// Learns the result of a join or refresh lookup: the `k` closest
+    /// taken round-robin across its disjoint paths, so that a path an
+    /// adversary steered brings at most its share into the table.
+    pub fn learn_found(&self, found: &Found) -> usize {
+        let mut admitted = 0;
+        for c in spread_across_paths(&found.per_path, self.params.k) {
+            if self.learn(c).is_none() && self.state().table.contains(&c.id) {
+                admitted += 1;
+            }
+        }
+        admitted
+    }
+
+    /// Stores `record` on `replication` nodes a lookup finds, taken
+    /// round-robin across its disjoint paths (a path an adversary steered
+    /// gets at most its share of the replicas), and locally when this node
+    /// is closer than one of them. Returns how many nodes acknowledged it.
     pub async fn publish(&self, dialer: &Dialer, record: &Record) -> usize {
         let encoded = record.encode();
         let found = self.lookup(dialer, record.key, None).await;
         let mut acks = 0;
         // This node is a candidate holder too.
-        let mut holders: Vec<Option<Contact>> = found.closest.iter().copied().map(Some).collect();
+        let mut holders: Vec<Option<Contact>> =
+            spread_across_paths(&found.per_path, self.params.replication)
+                .into_iter()
+                .map(Some)
+                .collect();
         holders.push(None);
         let local_key = Key::from(self.local);
         holders.sort_by_key(|c| {
@@ -702,9 +766,7 @@ impl OverlayService {
         }
         let own = Key::from(self.local);
         let found = self.lookup(dialer, own, None).await;
-        for c in &found.closest {
-            self.learn(*c);
-        }
+        self.learn_found(&found);
         let nearest = found
             .closest
             .first()
@@ -715,9 +777,7 @@ impl OverlayService {
             let bit = 255 - bucket;
             target[bit / 8] ^= 0x80 >> (bit % 8);
             let found = self.lookup(dialer, Key(target), None).await;
-            for c in found.closest {
-                self.learn(c);
-            }
+            self.learn_found(&found);
             if bucket >= nearest + 16 {
                 break;
             }

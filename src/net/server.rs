@@ -44,9 +44,6 @@ use tracing::{debug, info, warn};
 /// The records database in a node's data directory.
 pub const RECORDS_FILE: &str = "records.redb";
 
-/// The close reason of a node that stops: its peers forget it at once.
-const LEAVING: &[u8] = b"node shutting down";
-
 /// How long a violating peer's `Error` message gets to reach it before the
 /// connection is closed.
 const ERROR_FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
@@ -173,7 +170,9 @@ impl Node {
                         Err(e) => warn!(error = %e, "could not reload the routing table"),
                     }
                 }
-                Some(Arc::new(service))
+                let service = Arc::new(service);
+                dialer.watch_leaving(&service);
+                Some(service)
             }
         };
         Ok(Self {
@@ -313,7 +312,8 @@ impl Node {
                 Err(e) => warn!(error = %e, "could not save the routing table"),
             }
         }
-        self.endpoint.close(CLOSE_NORMAL.into(), LEAVING);
+        self.endpoint
+            .close(CLOSE_NORMAL.into(), super::CLOSE_REASON_LEAVING);
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
     }
 }
@@ -371,11 +371,9 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
                 debug!(peer = %peer.fmt_short(), error = %e, "connection ended");
                 // A peer that says it is leaving is forgotten at once (it
                 // can only speak for itself: the connection authenticated it).
-                if let quinn::ConnectionError::ApplicationClosed(close) = &e {
-                    if close.error_code == CLOSE_NORMAL.into() && &close.reason[..] == LEAVING {
-                        if let Some(overlay) = &ctx.overlay {
-                            overlay.peer_left(&peer);
-                        }
+                if super::peer_is_leaving(&e) {
+                    if let Some(overlay) = &ctx.overlay {
+                        overlay.peer_left(&peer);
                     }
                 }
                 break;

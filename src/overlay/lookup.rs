@@ -398,6 +398,28 @@ impl Lookup {
     }
 }
 
+/// Up to `n` nodes taken round-robin from the paths' results (closest
+/// first on each path, no node twice): where to place replicas and what to
+/// learn from a lookup, so that a path an adversary steered contributes at
+/// most its share (`1/d`).
+pub fn spread_across_paths(per_path: &[Vec<Contact>], n: usize) -> Vec<Contact> {
+    let mut out: Vec<Contact> = Vec::with_capacity(n.min(per_path.len() * 32));
+    let longest = per_path.iter().map(Vec::len).max().unwrap_or(0);
+    for rank in 0..longest {
+        for path in per_path {
+            if out.len() >= n {
+                return out;
+            }
+            if let Some(c) = path.get(rank) {
+                if !out.iter().any(|o| o.id == c.id) {
+                    out.push(*c);
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ pub mod attack;
 use crate::identity::NodeId;
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::Key;
-use crate::overlay::lookup::Lookup;
+use crate::overlay::lookup::{spread_across_paths, Lookup};
 use crate::overlay::routing::{Contact, InsertOutcome, RoutingTable};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -217,26 +217,6 @@ pub enum Goal {
     Node,
     /// A valid record under the target: failed if none came back.
     Value,
-}
-
-/// Up to `r` nodes taken round-robin from the paths' results, closest
-/// first on each path: a path an adversary steered gets at most its share.
-fn spread(per_path: &[Vec<Contact>], r: usize) -> Vec<Contact> {
-    let mut out: Vec<Contact> = Vec::with_capacity(r);
-    let longest = per_path.iter().map(Vec::len).max().unwrap_or(0);
-    for rank in 0..longest {
-        for path in per_path {
-            if out.len() >= r {
-                return out;
-            }
-            if let Some(c) = path.get(rank) {
-                if !out.iter().any(|o| o.id == c.id) {
-                    out.push(*c);
-                }
-            }
-        }
-    }
-    out
 }
 
 fn goal_met(goal: Goal, out: &LookupOutcome) -> bool {
@@ -579,7 +559,7 @@ impl Simulator {
         if self.config.learn_responders {
             return;
         }
-        for c in spread(&found.per_path, self.config.params.k) {
+        for c in spread_across_paths(&found.per_path, self.config.params.k) {
             self.learn(node, c);
         }
     }
@@ -698,7 +678,7 @@ impl Simulator {
         let r = self.config.params.replication;
         let mut stored = 0;
         let placement: Vec<Contact> = if self.config.spread_replicas {
-            spread(&found.per_path, r)
+            spread_across_paths(&found.per_path, r)
         } else {
             found.closest.into_iter().map(|(c, _)| c).take(r).collect()
         };
