@@ -19,13 +19,16 @@
 //! build against.
 //!
 //! [`overlay`] holds the sans-IO S/Kademlia core (routing table, disjoint
-//! lookups) and [`sim`] a deterministic simulator that runs it at scale.
+//! lookups, records and their store), [`reputation`] the sans-IO evidence
+//! and ban table, and [`sim`] a deterministic simulator that runs the core
+//! at scale, with adversaries. [`admin`] is the node's owner-only local
+//! socket the CLI drives it through.
 //!
 //! # Non-features (for now)
 //!
-//! [`admin`] is the node's owner-only local socket the CLI drives it
-//! through. Reputation, media relays and the SIP front-end are described in
-//! `DESIGN.md` and are not part of this crate yet.
+//! The node does not act on reputation yet; media relays and the SIP
+//! front-end are described in `DESIGN.md` and are not part of this crate
+//! yet.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

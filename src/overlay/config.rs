@@ -15,6 +15,12 @@ pub const DEFAULT_MAX_PER_PREFIX_PER_BUCKET: usize = 2;
 /// Default maximum of peers from one IPv4 /24 (or IPv6 /48) in the whole
 /// routing table.
 pub const DEFAULT_MAX_PER_PREFIX_PER_TABLE: usize = 10;
+/// Default maximum of peers from one IPv4 /16 (or IPv6 /32) in one bucket:
+/// an attacker holding a /16 gets at most this many entries of any bucket.
+pub const DEFAULT_MAX_PER_WIDE_PREFIX_PER_BUCKET: usize = 2;
+/// Default maximum of peers from one IPv4 /16 (or IPv6 /32) in the whole
+/// routing table.
+pub const DEFAULT_MAX_PER_WIDE_PREFIX_PER_TABLE: usize = 20;
 
 /// The parameters of an overlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +41,10 @@ pub struct OverlayParams {
     pub max_per_prefix_per_bucket: usize,
     /// Peers from one IPv4 /24 or IPv6 /48 allowed in the whole table.
     pub max_per_prefix_per_table: usize,
+    /// Peers from one IPv4 /16 or IPv6 /32 allowed in one bucket.
+    pub max_per_wide_prefix_per_bucket: usize,
+    /// Peers from one IPv4 /16 or IPv6 /32 allowed in the whole table.
+    pub max_per_wide_prefix_per_table: usize,
 }
 
 impl Default for OverlayParams {
@@ -48,6 +58,8 @@ impl Default for OverlayParams {
             replication: DEFAULT_REPLICATION,
             max_per_prefix_per_bucket: DEFAULT_MAX_PER_PREFIX_PER_BUCKET,
             max_per_prefix_per_table: DEFAULT_MAX_PER_PREFIX_PER_TABLE,
+            max_per_wide_prefix_per_bucket: DEFAULT_MAX_PER_WIDE_PREFIX_PER_BUCKET,
+            max_per_wide_prefix_per_table: DEFAULT_MAX_PER_WIDE_PREFIX_PER_TABLE,
         }
     }
 }
@@ -132,6 +144,18 @@ impl OverlayParams {
             1,
             usize::MAX,
         )?;
+        range(
+            "max_per_wide_prefix_per_bucket",
+            self.max_per_wide_prefix_per_bucket,
+            1,
+            usize::MAX,
+        )?;
+        range(
+            "max_per_wide_prefix_per_table",
+            self.max_per_wide_prefix_per_table,
+            1,
+            usize::MAX,
+        )?;
         Ok(())
     }
 
@@ -148,6 +172,8 @@ impl OverlayParams {
     /// replication = 20
     /// max_per_prefix_per_bucket = 2
     /// max_per_prefix_per_table = 10
+    /// max_per_wide_prefix_per_bucket = 2
+    /// max_per_wide_prefix_per_table = 20
     /// ```
     #[cfg(feature = "node")]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -201,6 +227,16 @@ impl OverlayParams {
                 file.max_per_prefix_per_table,
                 d.max_per_prefix_per_table,
             )?,
+            max_per_wide_prefix_per_bucket: size(
+                "max_per_wide_prefix_per_bucket",
+                file.max_per_wide_prefix_per_bucket,
+                d.max_per_wide_prefix_per_bucket,
+            )?,
+            max_per_wide_prefix_per_table: size(
+                "max_per_wide_prefix_per_table",
+                file.max_per_wide_prefix_per_table,
+                d.max_per_wide_prefix_per_table,
+            )?,
         };
         params.validate()?;
         Ok(params)
@@ -212,7 +248,8 @@ impl OverlayParams {
         format!(
             "# p2psip overlay parameters: every node of the overlay must use the same.\n\
              name = \"{}\"\nk = {}\nalpha = {}\ndisjoint_paths = {}\nid_difficulty = {}\n\
-             replication = {}\nmax_per_prefix_per_bucket = {}\nmax_per_prefix_per_table = {}\n",
+             replication = {}\nmax_per_prefix_per_bucket = {}\nmax_per_prefix_per_table = {}\n\
+             max_per_wide_prefix_per_bucket = {}\nmax_per_wide_prefix_per_table = {}\n",
             self.name,
             self.k,
             self.alpha,
@@ -220,7 +257,9 @@ impl OverlayParams {
             self.id_difficulty,
             self.replication,
             self.max_per_prefix_per_bucket,
-            self.max_per_prefix_per_table
+            self.max_per_prefix_per_table,
+            self.max_per_wide_prefix_per_bucket,
+            self.max_per_wide_prefix_per_table
         )
     }
 }
@@ -238,6 +277,8 @@ struct OverlayFile {
     replication: Option<u64>,
     max_per_prefix_per_bucket: Option<u64>,
     max_per_prefix_per_table: Option<u64>,
+    max_per_wide_prefix_per_bucket: Option<u64>,
+    max_per_wide_prefix_per_table: Option<u64>,
 }
 
 #[cfg(all(test, feature = "node"))]

@@ -2,7 +2,9 @@
 //! S/Kademlia admission rules.
 //!
 //! - Only puzzle-valid ids are admitted, never the local id.
-//! - Network diversity: at most `max_per_prefix_per_bucket` peers of one
+//! - Network diversity: at most `max_per_wide_prefix_per_bucket` peers of
+//!   one IPv4 /16 (IPv6 /32) in a bucket and `max_per_wide_prefix_per_table`
+//!   in the table; at most `max_per_prefix_per_bucket` peers of one
 //!   IPv4 /24 (IPv6 /48) in a bucket and `max_per_prefix_per_table` in the
 //!   whole table, so that one network cannot fill a region of the table.
 //! - Long-lived peers are preferred: a full bucket never evicts on its own.
@@ -51,6 +53,35 @@ impl NetPrefix {
     }
 }
 
+/// The wider network a peer counts under: an IPv4 /16 or an IPv6 /32
+/// (what one operator or hosting provider commonly holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WideNetPrefix {
+    /// The first 16 bits of an IPv4 address.
+    V4([u8; 2]),
+    /// The first 32 bits of an IPv6 address.
+    V6([u8; 4]),
+}
+
+impl WideNetPrefix {
+    /// The wide prefix of `ip`.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                WideNetPrefix::V4([o[0], o[1]])
+            }
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => WideNetPrefix::of(IpAddr::V4(v4)),
+                None => {
+                    let o = v6.octets();
+                    WideNetPrefix::V6([o[0], o[1], o[2], o[3]])
+                }
+            },
+        }
+    }
+}
+
 /// Why a contact was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -67,6 +98,13 @@ pub enum AdmissionError {
     /// The table already holds the maximum from this network prefix.
     #[error("table already holds the maximum of peers from this network")]
     PrefixFullInTable,
+    /// The bucket already holds the maximum from this wider network (IPv4
+    /// /16, IPv6 /32).
+    #[error("bucket already holds the maximum of peers from this /16 (IPv6 /32)")]
+    WidePrefixFullInBucket,
+    /// The table already holds the maximum from this wider network.
+    #[error("table already holds the maximum of peers from this /16 (IPv6 /32)")]
+    WidePrefixFullInTable,
 }
 
 /// What [`RoutingTable::insert`] did.
@@ -126,11 +164,14 @@ pub struct RoutingTable {
     difficulty: u8,
     per_bucket: usize,
     per_table: usize,
+    wide_per_bucket: usize,
+    wide_per_table: usize,
     buckets: Vec<Bucket>,
     // Counts per network prefix over all resident entries. Keys come from
     // peers' addresses; SipHash with a random key and at most one entry
     // per resident keep it bounded and collision-proof.
     prefix_counts: HashMap<NetPrefix, usize>,
+    wide_counts: HashMap<WideNetPrefix, usize>,
     len: usize,
 }
 
@@ -143,8 +184,11 @@ impl RoutingTable {
             difficulty: params.id_difficulty,
             per_bucket: params.max_per_prefix_per_bucket.max(1),
             per_table: params.max_per_prefix_per_table.max(1),
+            wide_per_bucket: params.max_per_wide_prefix_per_bucket.max(1),
+            wide_per_table: params.max_per_wide_prefix_per_table.max(1),
             buckets: vec![Bucket::default(); 256],
             prefix_counts: HashMap::new(),
+            wide_counts: HashMap::new(),
             len: 0,
         }
     }
@@ -184,6 +228,18 @@ impl RoutingTable {
         }
         if self.prefix_counts.get(&prefix).copied().unwrap_or(0) >= self.per_table {
             return Err(AdmissionError::PrefixFullInTable);
+        }
+        let wide = WideNetPrefix::of(contact.addr.ip());
+        let wide_in_bucket = bucket
+            .entries
+            .iter()
+            .filter(|e| WideNetPrefix::of(e.contact.addr.ip()) == wide)
+            .count();
+        if wide_in_bucket >= self.wide_per_bucket {
+            return Err(AdmissionError::WidePrefixFullInBucket);
+        }
+        if self.wide_counts.get(&wide).copied().unwrap_or(0) >= self.wide_per_table {
+            return Err(AdmissionError::WidePrefixFullInTable);
         }
         Ok(())
     }
@@ -234,6 +290,10 @@ impl RoutingTable {
         *self
             .prefix_counts
             .entry(NetPrefix::of(entry.contact.addr.ip()))
+            .or_insert(0) += 1;
+        *self
+            .wide_counts
+            .entry(WideNetPrefix::of(entry.contact.addr.ip()))
             .or_insert(0) += 1;
         self.buckets[index].entries.push(entry);
         self.len += 1;
@@ -313,6 +373,13 @@ impl RoutingTable {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.prefix_counts.remove(&prefix);
+            }
+        }
+        let wide = WideNetPrefix::of(entry.contact.addr.ip());
+        if let Some(n) = self.wide_counts.get_mut(&wide) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.wide_counts.remove(&wide);
             }
         }
         self.len -= 1;
@@ -413,8 +480,63 @@ mod tests {
             id_difficulty: difficulty,
             max_per_prefix_per_bucket: 2,
             max_per_prefix_per_table: 10,
+            // The /16 caps have their own test.
+            max_per_wide_prefix_per_bucket: usize::MAX,
+            max_per_wide_prefix_per_table: usize::MAX,
             ..OverlayParams::default()
         }
+    }
+
+    #[test]
+    fn an_attacker_holding_a_slash16_gets_two_entries_per_bucket_and_twenty_in_all() {
+        let mut t = RoutingTable::new(
+            local(),
+            &OverlayParams {
+                id_difficulty: 0,
+                ..OverlayParams::default()
+            },
+        );
+        // One bucket, one /16, every contact from a different /24.
+        let mut inserted = 0;
+        for i in 0..10u32 {
+            let c = contact(id_with(0x80, 0, i), &format!("203.0.{i}.1"));
+            match t.insert(c, 0) {
+                InsertOutcome::Inserted => inserted += 1,
+                other => assert_eq!(
+                    other,
+                    InsertOutcome::Refused(AdmissionError::WidePrefixFullInBucket)
+                ),
+            }
+        }
+        assert_eq!(inserted, 2, "per bucket cap per /16");
+        // Another /16 still gets in.
+        assert_eq!(
+            t.insert(contact(id_with(0x80, 0, 50), "198.18.0.1"), 0),
+            InsertOutcome::Inserted
+        );
+        // Over the whole table: 20 from one /16, whatever the buckets
+        // (the per-bucket cap relaxed so that only the table cap binds).
+        let mut t = RoutingTable::new(
+            local(),
+            &OverlayParams {
+                id_difficulty: 0,
+                max_per_wide_prefix_per_bucket: 5,
+                ..OverlayParams::default()
+            },
+        );
+        let mut inserted = 0;
+        for b in 0..8u32 {
+            for i in 0..5u32 {
+                let first = 0x80u8 >> b;
+                let id = id_with(first, 0, b * 10 + i + 100);
+                let ip = format!("203.0.{}.1", b * 5 + i);
+                if t.insert(contact(id, &ip), 0) == InsertOutcome::Inserted {
+                    inserted += 1;
+                }
+            }
+        }
+        assert_eq!(inserted, 20, "table cap per /16");
+        assert_eq!(t.len(), inserted);
     }
 
     /// A node id whose first byte is `first` (so its bucket relative to

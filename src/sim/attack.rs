@@ -80,7 +80,9 @@ pub enum Defence {
     Kademlia,
     /// d = 4 disjoint paths, no prefix-diversity limits.
     SKademlia,
-    /// d = 4, prefix-diversity limits.
+    /// d = 4, prefix-diversity limits (/24 and /16), lookups widened when
+    /// they fail, replicas and learned contacts spread across paths, and
+    /// tables that do not learn every responder.
     P2psip,
 }
 
@@ -105,11 +107,15 @@ impl Defence {
                 disjoint_paths: 1,
                 max_per_prefix_per_bucket: usize::MAX,
                 max_per_prefix_per_table: usize::MAX,
+                max_per_wide_prefix_per_bucket: usize::MAX,
+                max_per_wide_prefix_per_table: usize::MAX,
                 ..base
             },
             Defence::SKademlia => OverlayParams {
                 max_per_prefix_per_bucket: usize::MAX,
                 max_per_prefix_per_table: usize::MAX,
+                max_per_wide_prefix_per_bucket: usize::MAX,
+                max_per_wide_prefix_per_table: usize::MAX,
                 ..base
             },
             Defence::P2psip => base,
@@ -278,11 +284,13 @@ fn populate(sim: &mut Simulator, config: &AttackConfig) -> (usize, Option<usize>
                     victim_key.unwrap_or_else(eclipse_key)
                 };
                 copy_prefix(&mut id, &around.0, shared_bits);
+                // Spread over every /24 of the /16, so that only the /16
+                // caps can bind.
                 Ipv4Addr::new(
                     ATTACKER_NET[0],
                     ATTACKER_NET[1],
-                    (n >> 8) as u8,
-                    1 + (n % 250) as u8,
+                    n as u8,
+                    1 + ((n >> 8) % 250) as u8,
                 )
             }
         };
