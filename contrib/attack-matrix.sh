@@ -15,8 +15,12 @@ LOOKUPS=${2:-500}
 STORE_FETCH=${3:-100}
 CHURN=${4:-0.01}
 SEED=${5:-1}
-cargo build --release --locked --quiet
-BIN=target/release/p2psip
+# P2PSIP_BIN: a p2psip binary to use instead of building one.
+BIN=${P2PSIP_BIN:-}
+if [ -z "$BIN" ]; then
+  cargo build --release --locked --quiet
+  BIN=target/release/p2psip
+fi
 DOC=docs/attacks.md
 TABLE=$(mktemp)
 trap 'rm -f "$TABLE"' EXIT

@@ -180,6 +180,13 @@ fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
         status(&a),
         status(&c)
     );
+    // c joined through a: it dialed a (outbound) and b reached it; every
+    // node counts each peer it holds a connection with, either way.
+    assert!(
+        eventually(50, || status(&c)["peers"].as_u64() >= Some(1)),
+        "{}",
+        status(&c)
+    );
     let routes = json(&run_ok(&["routes", "--dir", &c, "--json"]));
     let ids: Vec<&str> = routes["routes"]
         .as_array()

@@ -197,7 +197,7 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
             "overlay": overlay.params().name,
             "mode": ctx.mode,
             "id_difficulty": overlay.params().id_difficulty,
-            "peers": node.peers().len(),
+            "peers": connected_peers(node),
             "table_size": overlay.table_len(),
             "records": overlay.records_len(),
             "uptime_secs": ctx.started.elapsed().as_secs(),
@@ -285,6 +285,15 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
             }))
         }
     }
+}
+
+/// Distinct authenticated peers with an open connection, either way.
+fn connected_peers(node: &Node) -> usize {
+    let mut ids: Vec<_> = node.peers().into_iter().map(|(id, _)| id).collect();
+    ids.extend(node.dialer().connected());
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
 }
 
 fn now() -> u64 {

@@ -83,6 +83,16 @@ impl Dialer {
         }
     }
 
+    /// The peers this node has an open outbound connection to.
+    pub fn connected(&self) -> Vec<NodeId> {
+        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns
+            .iter()
+            .filter(|(_, c)| c.connection().close_reason().is_none())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Tells `overlay` of the peers we dialed that leave (so that it
     /// forgets them at once), as inbound connections tell the server.
     pub(crate) fn watch_leaving(&self, overlay: &Arc<OverlayService>) {
