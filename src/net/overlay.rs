@@ -193,6 +193,10 @@ impl Dialer {
         };
         match tokio::time::timeout(OVERLAY_REQUEST_TIMEOUT, exchange).await {
             Ok(Ok(answer)) => Ok(answer),
+            // The peer answered with an Error (RateLimited, Busy, a
+            // refusal): the connection is sound and other requests may be
+            // in flight on it, so it stays open.
+            Ok(Err(e @ NetError::Remote { .. })) => Err(e),
             Ok(Err(e)) => {
                 self.forget_at(&contact);
                 Err(e)
@@ -578,7 +582,10 @@ impl OverlayService {
         };
         let seq = verified.seq();
         let slot = slot_of(verified.key(), verified.kind(), verified.owner());
-        match self.state().store.put(verified, now) {
+        // The state lock is released before the (fsync'd) disk write, so
+        // that lookups are not held up behind it.
+        let outcome = self.state().store.put(verified, now);
+        match outcome {
             Ok(PutOutcome::Unchanged) => Message::Stored { seq },
             Ok(_) => match &self.disk {
                 // Acknowledged only once durable.
