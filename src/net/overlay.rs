@@ -44,6 +44,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::debug;
 
+/// Holders that must have answered with a verified record before a value
+/// lookup stops early.
+const VALUE_ANSWERS_BEFORE_STOPPING: usize = 2;
+
+/// Records a value lookup keeps, at most.
+const MAX_FOUND_RECORDS: usize = 64;
+
 /// How long one overlay request may take before the peer counts as
 /// unresponsive.
 const OVERLAY_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -620,6 +627,10 @@ impl OverlayService {
         };
         let mut found = Found::default();
         let mut widen_left = LOOKUP_WIDEN_ROUNDS;
+        // Replicas are spread over paths, so one holder may have an older
+        // version: a value lookup stops only once two holders answered (or
+        // when it runs out), and the reader takes the highest sequence.
+        let mut answered_with_records = 0usize;
         // Requests run concurrently: at most alpha per path are pending.
         let mut pending: Vec<PendingRequest<'_>> = Vec::new();
         loop {
@@ -647,15 +658,24 @@ impl OverlayService {
                     lookup.on_response(&to.id, &contacts);
                     self.seen(to);
                     let now = crate::unix_now().max(0) as u64;
+                    let mut verified_any = false;
                     for r in records {
                         let ok = Record::decode(&r)
                             .and_then(|rec| rec.verify(&self.records, now))
                             .is_ok_and(|v| *v.key() == target);
-                        if ok {
+                        verified_any |= ok;
+                        // The same record from several holders is kept once.
+                        if ok
+                            && found.records.len() < MAX_FOUND_RECORDS
+                            && !found.records.contains(&r)
+                        {
                             found.records.push(r);
                         }
                     }
-                    if !found.records.is_empty() {
+                    if verified_any {
+                        answered_with_records += 1;
+                    }
+                    if answered_with_records >= VALUE_ANSWERS_BEFORE_STOPPING {
                         lookup.finish();
                     }
                 }
