@@ -259,7 +259,9 @@ fn populate(sim: &mut Simulator, config: &AttackConfig) -> (usize, Option<usize>
     let shared_bits = (usize::BITS - config.nodes.max(2).leading_zeros()) as usize + 4;
     let fraction = config.fraction.clamp(0.0, 1.0);
     while sim.nodes.len() < config.nodes {
-        if !sim.id_rng.gen_bool(fraction) {
+        // The first node is the operators' bootstrap node, so honest:
+        // there is always an honest node to measure from and to join.
+        if sim.nodes.is_empty() || !sim.id_rng.gen_bool(fraction) {
             sim.join();
             continue;
         }
@@ -376,6 +378,20 @@ mod tests {
         let a: Vec<String> = run(&tiny).iter().map(AttackReport::to_json).collect();
         let b: Vec<String> = run(&tiny).iter().map(AttackReport::to_json).collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn almost_all_adversaries_still_leaves_an_honest_node_to_measure() {
+        // Was a panic: no honest node to pick lookups from.
+        let config = AttackConfig {
+            nodes: 3,
+            lookups: 5,
+            store_fetch: 1,
+            ..small(AdversaryKind::Drop, 0.99)
+        };
+        for r in run(&config) {
+            assert!(r.adversaries <= 2, "{r:?}");
+        }
     }
 
     #[test]
