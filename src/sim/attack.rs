@@ -392,6 +392,15 @@ mod tests {
         for r in run(&config) {
             assert!(r.adversaries <= 2, "{r:?}");
         }
+        // Heavy churn crashes the one honest node at times: still no
+        // panic, no endless loop.
+        let config = AttackConfig {
+            churn_per_min: 20.0,
+            ..config
+        };
+        for r in run(&config) {
+            assert!(r.adversaries <= 2, "{r:?}");
+        }
     }
 
     #[test]

@@ -664,11 +664,24 @@ impl Simulator {
 
     /// A random live honest node (every node, when there are no
     /// adversaries): whom measured operations start from and look for.
+    ///
+    /// # Panics
+    ///
+    /// If no honest node is alive; [`Simulator::measure`] checks
+    /// [`Simulator::live_honest`] first.
     fn random_live(&mut self) -> usize {
         let live: Vec<usize> = (0..self.nodes.len())
             .filter(|i| self.nodes[*i].alive && self.nodes[*i].behaviour == Behaviour::Honest)
             .collect();
         live[self.rng.gen_range(0..live.len())]
+    }
+
+    /// Live honest nodes.
+    fn live_honest(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive && n.behaviour == Behaviour::Honest)
+            .count()
     }
 
     /// Stores `value` under `key` from `from` on the `replication` closest
@@ -793,9 +806,14 @@ impl Simulator {
         for _ in 0..self.config.lookups {
             self.now += self.config.interval_ms;
             churn(self, &mut churn_debt, &HashSet::new());
+            // Churn may have crashed every honest node: nothing to measure
+            // from, the lookup fails.
+            if self.live_honest() == 0 {
+                continue;
+            }
             let from = self.random_live();
             let mut to = self.random_live();
-            while to == from && self.live_nodes() > 1 {
+            while to == from && self.live_honest() > 1 {
                 to = self.random_live();
             }
             let target = Key::from(self.nodes[to].contact.id);
@@ -813,9 +831,15 @@ impl Simulator {
             let key = key_of(pair);
             // Never the forged tag.
             let value = self.rng.next_u64() & (FORGED >> 1);
+            if self.live_honest() == 0 {
+                continue;
+            }
             let writer = self.random_live();
             self.store(writer, key, value);
             churn(self, &mut churn_debt, &HashSet::from([writer]));
+            if self.live_honest() == 0 {
+                continue;
+            }
             let reader = self.random_live();
             if self.fetch(reader, key) == Some(value) {
                 fetched += 1;
