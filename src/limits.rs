@@ -221,6 +221,11 @@ pub const MAX_REFUSED_REQUESTS_IN_A_ROW: u32 = 256;
 // decay half-lives, bans, and the bound on the evidence table. Defaults of
 // `reputation::Policy` where noted. All times there are unix milliseconds.
 
+/// How often a node saves its reputation table to its data directory when
+/// it changed (it is saved at shutdown too): a ban outlives a crash after
+/// at most this long.
+pub const REPUTATION_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Most peers the reputation table tracks (default of
 /// `reputation::Policy::max_peers`, and the most a persisted table may
 /// hold). Beyond it the least informative entry is forgotten first.

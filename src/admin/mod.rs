@@ -51,6 +51,9 @@ pub enum Request {
     Status {},
     /// The routing table.
     Routes {},
+    /// The reputation table: every tracked peer with its score and
+    /// evidence counts.
+    Reputation {},
     /// The registration of an address-of-record, found in the overlay.
     Lookup {
         /// The SIP AOR, e.g. `sip:alice@example.org`.
@@ -92,6 +95,7 @@ mod tests {
     fn requests_parse_strictly() {
         let ok = |s: &str| Request::parse(s.as_bytes()).unwrap();
         assert_eq!(ok(r#"{"op":"status"}"#), Request::Status {});
+        assert_eq!(ok(r#"{"op":"reputation"}"#), Request::Reputation {});
         assert_eq!(
             ok(r#"{"op":"lookup","aor":"sip:a@b"}"#),
             Request::Lookup {

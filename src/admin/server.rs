@@ -6,6 +6,7 @@ use crate::net::overlay::OverlayService;
 use crate::net::Node;
 use crate::overlay::key::Key;
 use crate::overlay::record::{owner_value_key, Record, RecordKind, VerifiedRecord};
+use crate::reputation::Standing;
 use serde_json::{json, Value};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -202,6 +203,7 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
             "records": overlay.records_len(),
             "uptime_secs": ctx.started.elapsed().as_secs(),
         })),
+        Request::Reputation {} => Ok(reputation_json(node)),
         Request::Routes {} => Ok(json!({
             "overlay": overlay.params().name,
             "table_size": overlay.table_len(),
@@ -288,6 +290,42 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
 }
 
 /// Distinct authenticated peers with an open connection, either way.
+/// The answer to `reputation` (the contract is docs/admin.md).
+fn reputation_json(node: &Node) -> Value {
+    let standing = |s: Standing| match s {
+        Standing::Banned => "banned",
+        Standing::Suspect => "suspect",
+        Standing::Neutral => "neutral",
+        Standing::Good => "good",
+    };
+    let secs = |ms: u64| ms / 1000;
+    let peers: Vec<Value> = node
+        .reputation()
+        .report()
+        .into_iter()
+        .map(|p| {
+            json!({
+                "node_id": p.id.to_string(),
+                // Two decimals: the score is a decaying real number.
+                "score": (p.score * 100.0).round() / 100.0,
+                "standing": standing(p.standing),
+                "answered": p.answered,
+                "verified": p.verified,
+                "unverifiable": p.unverifiable,
+                "unresponsive": p.unresponsive,
+                "misbehaviour": p.misbehaviour,
+                "violations": p.violations,
+                "rate_violations": p.rate_violations,
+                "bans": p.bans,
+                "first_seen": secs(p.first_seen_ms),
+                "last_seen": secs(p.last_seen_ms),
+                "banned_until": p.banned_until_ms.map(secs),
+            })
+        })
+        .collect();
+    json!({ "peers": peers })
+}
+
 fn connected_peers(node: &Node) -> usize {
     let mut ids: Vec<_> = node.peers().into_iter().map(|(id, _)| id).collect();
     ids.extend(node.dialer().connected());

@@ -1,5 +1,6 @@
 //! The commands that drive a running node through its admin socket:
-//! `register`, `lookup`, `put`, `get`, `status` and `routes`.
+//! `register`, `lookup`, `put`, `get`, `status`, `routes` and
+//! `reputation`.
 //!
 //! Writes are signed here, with the user's key from `--user-dir`; the node
 //! only ever sees the signed record.
@@ -105,6 +106,51 @@ pub fn status(a: StatusArgs) -> CliResult {
         };
         println!("{label:<16} {value}");
     }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ReputationArgs {
+    #[command(flatten)]
+    dir: NodeDir,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+pub fn reputation(a: ReputationArgs) -> CliResult {
+    let r = call(&a.dir.dir, json!({"op": "reputation"}))?;
+    if a.json.json {
+        print_json(&r);
+        return Ok(());
+    }
+    let peers = field(&r, "peers")?
+        .as_array()
+        .ok_or_else(|| CliError("malformed answer from the node: peers".into()))?;
+    println!(
+        "{:<64}  {:>7}  {:<8}  {:>6}  {:>6}  {:>6}  {:>5}  {:>5}  {:>5}  BANNED UNTIL",
+        "NODE ID", "SCORE", "STANDING", "ANSWER", "VERIFY", "NOANSW", "LIES", "VIOL", "RATE"
+    );
+    for p in peers {
+        let count = |name: &str| field(p, name).map(|v| v.to_string());
+        let banned_until = match field(p, "banned_until")? {
+            Value::Null => "-".to_owned(),
+            v => v.to_string(),
+        };
+        println!(
+            "{:<64}  {:>7}  {:<8}  {:>6}  {:>6}  {:>6}  {:>5}  {:>5}  {:>5}  {}",
+            printable(text_field(p, "node_id")?),
+            count("score")?,
+            printable(text_field(p, "standing")?),
+            count("answered")?,
+            count("verified")?,
+            count("unresponsive")?,
+            count("misbehaviour")?,
+            count("violations")?,
+            count("rate_violations")?,
+            banned_until
+        );
+    }
+    println!("{} peers", peers.len());
     Ok(())
 }
 

@@ -59,6 +59,8 @@ enum Command {
     Status(admin::StatusArgs),
     /// Show the running node's routing table.
     Routes(admin::RoutesArgs),
+    /// Show what the running node thinks of its peers: score, standing, evidence, bans.
+    Reputation(admin::ReputationArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +163,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Get(a) => admin::get(a),
         Command::Status(a) => admin::status(a),
         Command::Routes(a) => admin::routes(a),
+        Command::Reputation(a) => admin::reputation(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

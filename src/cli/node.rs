@@ -11,6 +11,7 @@ use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
 use crate::overlay::config::OverlayParams;
 use crate::overlay::routing::Contact;
+use crate::reputation::Policy;
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
@@ -66,6 +67,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=crate::limits::MAX_IDLE_TIMEOUT.as_secs()))]
     idle_timeout: u64,
+    /// Length of a first ban of a misbehaving peer, in seconds; each
+    /// further ban within 7 days doubles it, up to 24 hours.
+    #[arg(long, value_name = "SECS", default_value_t = crate::limits::REPUTATION_BAN_BASE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=crate::limits::REPUTATION_BAN_MAX.as_secs()))]
+    ban_secs: u64,
 }
 
 /// Parses `--bootstrap NODE_ID@ADDR`.
@@ -223,7 +229,10 @@ pub fn run(a: RunArgs) -> CliResult {
         // The admin socket first: it also tells whether a node already
         // runs in this directory, before the data store is opened.
         let admin = AdminServer::bind(&a.dir)?;
-        let node = Node::bind(config.clone(), a.listen)?;
+        let node = Node::bind(config.clone(), a.listen)?.with_reputation_policy(Policy {
+            ban_base: Duration::from_secs(a.ban_secs),
+            ..Policy::default()
+        });
         let addr = node.local_addr()?;
         let mode = if self_certifying {
             "self-certifying"

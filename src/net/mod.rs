@@ -21,6 +21,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod overlay;
 pub mod rate;
+pub mod reputation;
 pub mod server;
 mod stream;
 pub mod tls;
@@ -29,6 +30,7 @@ pub use client::{Client, PeerConnection, PingReply};
 pub use limits::Limits;
 pub use maintenance::Maintenance;
 pub use rate::RateLimit;
+pub use reputation::PeerReputation;
 pub use server::{Node, NodeConfig};
 pub use tls::{LocalIdentity, ALPN};
 
@@ -54,6 +56,11 @@ pub const CLOSE_PROTOCOL_VIOLATION: u32 = 1;
 /// [`RateLimit::max_refused_in_a_row`] of them were refused for its rate,
 /// and is disconnected.
 pub const CLOSE_RATE_LIMITED: u32 = 2;
+/// QUIC application close code: the peer is banned by this node's
+/// reputation table (a protocol violation, provably wrong answers, or too
+/// many over-rate requests); new connections from it are closed at once
+/// with the same code until the ban ends.
+pub const CLOSE_BANNED: u32 = 3;
 
 /// Errors of the transport.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +113,9 @@ pub enum NetError {
     /// A stream failed (reset, stopped, or the connection was lost).
     #[error("stream failed: {0}")]
     Stream(String),
+    /// The peer is banned by this node's reputation table: not dialed.
+    #[error("peer is banned")]
+    Banned,
 }
 
 /// The authenticated id of the peer of `conn`, re-derived from the

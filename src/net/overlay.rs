@@ -22,6 +22,7 @@
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::client::{quinn_client_config, PeerConnection};
 use super::disk::{DiskError, DiskStore};
+use super::reputation::PeerReputation;
 use super::tls::LocalIdentity;
 use super::{NetError, CLOSE_NORMAL};
 use crate::identity::{NodeId, VerifyPolicy};
@@ -32,10 +33,11 @@ use crate::limits::{
 };
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::{Distance, Key};
-use crate::overlay::lookup::{spread_across_paths, Lookup};
+use crate::overlay::lookup::{spread_across_paths, FaultKind, Lookup};
 use crate::overlay::record::{Record, RecordKind, RecordPolicy, VerifiedRecord};
 use crate::overlay::routing::{Contact, Eviction, InsertOutcome, RoutingTable};
 use crate::overlay::store::{PutOutcome, RecordStore, SlotKey, StoreLimits};
+use crate::reputation::{Evidence, Misbehaviour, Policy, Verdict};
 use crate::wire::{ErrorCode, Message};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
@@ -70,6 +72,8 @@ pub struct Dialer {
     conns: Mutex<HashMap<NodeId, PeerConnection>>,
     /// Told when a peer we dialed closes with "node shutting down".
     overlay: std::sync::OnceLock<std::sync::Weak<OverlayService>>,
+    /// Banned peers are not dialed; failed requests are reported here.
+    reputation: Arc<PeerReputation>,
 }
 
 impl Dialer {
@@ -78,6 +82,7 @@ impl Dialer {
         identity: LocalIdentity,
         policy: VerifyPolicy,
         transport: Arc<quinn::TransportConfig>,
+        reputation: Arc<PeerReputation>,
     ) -> Self {
         Self {
             endpoint,
@@ -87,6 +92,7 @@ impl Dialer {
             transport,
             conns: Mutex::new(HashMap::new()),
             overlay: std::sync::OnceLock::new(),
+            reputation,
         }
     }
 
@@ -108,7 +114,11 @@ impl Dialer {
 
     /// An authenticated connection to `contact` (which must prove its id),
     /// reused while open.
+    /// A banned peer is not dialed ([`NetError::Banned`]).
     pub async fn connect(&self, contact: Contact) -> Result<PeerConnection, NetError> {
+        if self.reputation.is_banned(&contact.id) {
+            return Err(NetError::Banned);
+        }
         if let Some(conn) = self.cached(&contact) {
             return Ok(conn);
         }
@@ -193,12 +203,19 @@ impl Dialer {
     }
 
     /// One request to `contact`, bounded in time.
+    ///
+    /// Reports to the reputation table what needs no look at the answer's
+    /// content: a Pong or a Stored is [`Evidence::Answered`]; a timeout, a
+    /// lost connection or a refusal is [`Evidence::Unresponsive`]; broken
+    /// framing is [`Evidence::ProtocolViolation`] (a ban). Answers with
+    /// content (Nodes, Value) are judged by the caller, which verifies
+    /// them.
     pub async fn request(&self, contact: Contact, message: &Message) -> Result<Message, NetError> {
         let exchange = async {
             let conn = self.connect(contact).await?;
             conn.request(message).await
         };
-        match tokio::time::timeout(OVERLAY_REQUEST_TIMEOUT, exchange).await {
+        let result = match tokio::time::timeout(OVERLAY_REQUEST_TIMEOUT, exchange).await {
             Ok(Ok(answer)) => Ok(answer),
             // The peer answered with an Error (RateLimited, Busy, a
             // refusal): the connection is sound and other requests may be
@@ -211,6 +228,36 @@ impl Dialer {
             Err(_) => {
                 self.forget_at(&contact);
                 Err(NetError::Timeout)
+            }
+        };
+        let evidence = match &result {
+            Ok(Message::Pong { .. } | Message::Stored { .. }) => Some(Evidence::Answered),
+            Ok(_) => None,
+            // Not contacted at all.
+            Err(NetError::Banned) => None,
+            Err(NetError::Wire(e)) => {
+                Some(Evidence::from_wire_error(e).unwrap_or(Evidence::Unresponsive))
+            }
+            Err(NetError::Remote { code, .. }) => match code {
+                ErrorCode::RateLimited | ErrorCode::Busy => Some(Evidence::Unresponsive),
+                _ => None,
+            },
+            Err(_) => Some(Evidence::Unresponsive),
+        };
+        if let Some(evidence) = evidence {
+            let verdict = self.reputation.observe(&contact.id, evidence);
+            self.enforce(&contact.id, verdict);
+        }
+        result
+    }
+
+    /// Acts on a verdict about `peer`: a ban closes the connection to it
+    /// and drops it from the routing table.
+    pub(crate) fn enforce(&self, peer: &NodeId, verdict: Verdict) {
+        if let Verdict::Disconnect { .. } = verdict {
+            self.forget(peer);
+            if let Some(overlay) = self.overlay.get().and_then(|o| o.upgrade()) {
+                overlay.peer_banned(peer);
             }
         }
     }
@@ -272,6 +319,8 @@ pub struct OverlayService {
     reloaded: Mutex<Vec<Contact>>,
     /// Wakes the maintenance task when an event is queued.
     wake: tokio::sync::Notify,
+    /// What this node observed of its peers.
+    reputation: Arc<PeerReputation>,
 }
 
 impl std::fmt::Debug for OverlayService {
@@ -311,7 +360,36 @@ impl OverlayService {
             disk: None,
             reloaded: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
+            reputation: Arc::new(PeerReputation::in_memory(Policy::default())),
         }
+    }
+
+    /// Uses `reputation` (the node's, shared with its server and dialer)
+    /// instead of a table of its own.
+    pub fn with_reputation(mut self, reputation: Arc<PeerReputation>) -> Self {
+        self.reputation = reputation;
+        self
+    }
+
+    /// The reputation table this overlay reports to and consults.
+    pub fn reputation(&self) -> &Arc<PeerReputation> {
+        &self.reputation
+    }
+
+    /// Drops a peer the reputation table banned from the routing table.
+    pub fn peer_banned(&self, id: &NodeId) {
+        self.evict(id);
+    }
+
+    /// Records `evidence` about `peer` and acts on the verdict (a banned
+    /// peer leaves the routing table; its connections are closed by the
+    /// caller, which holds them).
+    fn report(&self, peer: &NodeId, evidence: Evidence) -> Verdict {
+        let verdict = self.reputation.observe(peer, evidence);
+        if let Verdict::Disconnect { .. } = verdict {
+            self.peer_banned(peer);
+        }
+        verdict
     }
 
     /// Keeps records in `disk` too: loads (and verifies again) what it
@@ -370,7 +448,11 @@ impl OverlayService {
 
     /// Learns a peer seen on an authenticated connection. Returns the
     /// resident to ping when its bucket is full.
+    /// A banned peer is not admitted.
     pub fn learn(&self, peer: Contact) -> Option<Contact> {
+        if self.reputation.is_banned(&peer.id) {
+            return None;
+        }
         let now = self.now_ms();
         let mut state = self.state();
         match state.table.insert(peer, now) {
@@ -488,10 +570,10 @@ impl OverlayService {
         } else {
             None
         };
-        self.reply(request).map(|reply| (reply, to_ping))
+        self.reply(&peer.id, request).map(|reply| (reply, to_ping))
     }
 
-    fn reply(&self, request: &Message) -> Option<Message> {
+    fn reply(&self, from: &NodeId, request: &Message) -> Option<Message> {
         let wrong = |overlay: &str| {
             (overlay != self.params.name).then(|| {
                 Message::error(
@@ -526,7 +608,15 @@ impl OverlayService {
                 }
             }),
             Message::Store { overlay, record } => {
-                wrong(overlay).unwrap_or_else(|| self.store_local(record, true))
+                wrong(overlay).unwrap_or_else(|| {
+                    let (reply, refused) = self.store_checked(record, true);
+                    // Honest nodes verify what they pass on: a forged
+                    // record is the sender's doing.
+                    if let Some(evidence) = refused.filter(Evidence::is_misbehaviour) {
+                        let _ = self.report(from, evidence);
+                    }
+                    reply
+                })
             }
             _ => return None,
         })
@@ -566,33 +656,56 @@ impl OverlayService {
     /// refuses keys this node is not responsible for (checked before the
     /// signature, so that refusing costs little).
     fn store_local(&self, encoded: &[u8], check_responsible: bool) -> Message {
+        self.store_checked(encoded, check_responsible).0
+    }
+
+    /// [`OverlayService::store_local`], also telling what a refused
+    /// record says about its sender ([`Evidence::from_record_error`]).
+    fn store_checked(
+        &self,
+        encoded: &[u8],
+        check_responsible: bool,
+    ) -> (Message, Option<Evidence>) {
         let now = crate::unix_now().max(0) as u64;
         let record = match Record::decode(encoded) {
             Ok(r) => r,
-            Err(e) => return Message::error(ErrorCode::RecordRefused, &e.to_string()),
+            Err(e) => {
+                return (
+                    Message::error(ErrorCode::RecordRefused, &e.to_string()),
+                    Some(Evidence::from_record_error(&e)),
+                )
+            }
         };
         if check_responsible {
             let closer = self.closer_than_local(&record.key);
             let bound = self.responsibility_bound();
             if closer >= bound {
-                return Message::error(
+                let reply = Message::error(
                     ErrorCode::NotResponsible,
                     &format!(
                         "this node knows {closer} nodes closer to the key (it refuses at {bound})"
                     ),
                 );
+                return (reply, None);
             }
         }
         let verified = match record.verify(&self.records, now) {
             Ok(v) => v,
-            Err(e) => return Message::error(ErrorCode::RecordRefused, &e.to_string()),
+            Err(e) => {
+                return (
+                    Message::error(ErrorCode::RecordRefused, &e.to_string()),
+                    Some(Evidence::from_record_error(&e)),
+                )
+            }
         };
         let seq = verified.seq();
         let slot = slot_of(verified.key(), verified.kind(), verified.owner());
         // The state lock is released before the (fsync'd) disk write, so
         // that lookups are not held up behind it.
         let outcome = self.state().store.put(verified, now);
-        match outcome {
+        // A refusal by the store (an older sequence, a quota) proves
+        // nothing about the sender: it may not have seen the newer record.
+        let reply = match outcome {
             Ok(PutOutcome::Unchanged) => Message::Stored { seq },
             Ok(_) => match &self.disk {
                 // Acknowledged only once durable.
@@ -606,13 +719,24 @@ impl OverlayService {
                 None => Message::Stored { seq },
             },
             Err(e) => Message::error(ErrorCode::RecordRefused, &e.to_string()),
-        }
+        };
+        (reply, None)
     }
 
     /// Runs a lookup for `target` over `dialer`; with `kind`, a FindValue
-    /// lookup that stops at the first verified record.
+    /// lookup that stops once two holders answered with verified records.
+    ///
+    /// Reputation-weighted: the seeds are the `k` best of the `2k` closest
+    /// known contacts, by standing first and distance second (banned ones
+    /// never), and every answer is judged: verified contacts and records
+    /// are [`Evidence::Verified`], a forged record or a record under
+    /// another key is misbehaviour, contacts that fail the puzzle or
+    /// exceed `k` are the lookup's faults.
     pub async fn lookup(&self, dialer: &Dialer, target: Key, kind: Option<RecordKind>) -> Found {
-        let seeds = self.closest(&target, self.params.k);
+        let mut seeds = self.closest(&target, self.params.k.saturating_mul(2));
+        self.reputation
+            .rank(&mut seeds, |c| (c.id, target.distance(&Key::from(c.id))));
+        seeds.truncate(self.params.k);
         let mut lookup = Lookup::new(target, seeds, self.local, &self.params);
         let request = match kind {
             None => Message::FindNode {
@@ -653,16 +777,34 @@ impl OverlayService {
                 Ok(Message::Nodes { contacts }) => {
                     lookup.on_response(&to.id, &contacts);
                     self.seen(to);
+                    self.judge_answer(dialer, &mut lookup, &to.id, None);
                 }
                 Ok(Message::Value { records, contacts }) => {
                     lookup.on_response(&to.id, &contacts);
                     self.seen(to);
                     let now = crate::unix_now().max(0) as u64;
                     let mut verified_any = false;
+                    let mut worst: Option<Evidence> = None;
                     for r in records {
-                        let ok = Record::decode(&r)
+                        let checked = Record::decode(&r)
                             .and_then(|rec| rec.verify(&self.records, now))
-                            .is_ok_and(|v| *v.key() == target);
+                            .map(|v| *v.key() == target);
+                        let ok = match checked {
+                            Ok(true) => true,
+                            // A sound record under another key: no honest
+                            // node answers a FindValue with it.
+                            Ok(false) => {
+                                worst = Some(Evidence::Misbehaved(Misbehaviour::BadRecord));
+                                false
+                            }
+                            Err(e) => {
+                                let evidence = Evidence::from_record_error(&e);
+                                if evidence.is_misbehaviour() || worst.is_none() {
+                                    worst = Some(evidence);
+                                }
+                                false
+                            }
+                        };
                         verified_any |= ok;
                         // The same record from several holders is kept once.
                         if ok
@@ -672,6 +814,7 @@ impl OverlayService {
                             found.records.push(r);
                         }
                     }
+                    self.judge_answer(dialer, &mut lookup, &to.id, worst);
                     if verified_any {
                         answered_with_records += 1;
                     }
@@ -693,12 +836,22 @@ impl OverlayService {
                     lookup.on_failure(&to.id);
                     self.evict(&to.id);
                 }
+                Err(NetError::Banned) => {
+                    // Not contacted; already out of the routing table.
+                    lookup.on_failure(&to.id);
+                }
                 Err(_) => {
                     lookup.on_failure(&to.id);
                     self.forget(&to.id);
                 }
             }
-            while lookup.poll_fault().is_some() {}
+            // Unanswered requests were reported by the dialer already.
+            while let Some(fault) = lookup.poll_fault() {
+                if fault.kind != FaultKind::Unresponsive {
+                    let verdict = self.reputation.on_fault(&fault);
+                    dialer.enforce(&fault.peer, verdict);
+                }
+            }
             if lookup.is_finished() {
                 // A value lookup that found nothing valid is widened: the
                 // nodes already asked are set aside and the candidates never
@@ -713,6 +866,32 @@ impl OverlayService {
         found.closest = lookup.result().into_iter().map(|(c, _)| c).collect();
         found.per_path = lookup.result_per_path();
         found
+    }
+
+    /// Reports one lookup answer of `peer` to the reputation table: its
+    /// faults (drained from `lookup`), else `worst` (what its records
+    /// proved), else [`Evidence::Verified`].
+    fn judge_answer(
+        &self,
+        dialer: &Dialer,
+        lookup: &mut Lookup,
+        peer: &NodeId,
+        worst: Option<Evidence>,
+    ) {
+        let mut faulty = false;
+        while let Some(fault) = lookup.poll_fault() {
+            if fault.kind != FaultKind::Unresponsive {
+                faulty |= fault.peer == *peer;
+                let verdict = self.reputation.on_fault(&fault);
+                dialer.enforce(&fault.peer, verdict);
+            }
+        }
+        if !faulty {
+            let verdict = self
+                .reputation
+                .observe(peer, worst.unwrap_or(Evidence::Verified));
+            dialer.enforce(peer, verdict);
+        }
     }
 
     /// Refreshes `peer` in the routing table if it is there (it answered
@@ -750,8 +929,19 @@ impl OverlayService {
         let found = self.lookup(dialer, record.key, None).await;
         let mut acks = 0;
         // This node is a candidate holder too.
+        // Suspect and banned peers hold no replica; the next closest do.
+        let per_path: Vec<Vec<Contact>> = found
+            .per_path
+            .iter()
+            .map(|path| {
+                path.iter()
+                    .filter(|c| self.reputation.may_hold_replica(&c.id))
+                    .copied()
+                    .collect()
+            })
+            .collect();
         let mut holders: Vec<Option<Contact>> =
-            spread_across_paths(&found.per_path, self.params.replication)
+            spread_across_paths(&per_path, self.params.replication)
                 .into_iter()
                 .map(Some)
                 .collect();

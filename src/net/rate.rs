@@ -17,7 +17,7 @@ use super::limits::IpPrefix;
 use crate::identity::NodeId;
 use crate::limits::{
     MAX_RATE_LIMITED_KEYS, MAX_REFUSED_REQUESTS_IN_A_ROW, MAX_REQUESTS_PER_PEER_PER_SEC,
-    PEER_REQUEST_BURST, RATE_LIMIT_PER_IP_FACTOR,
+    PEER_REQUEST_BURST, RATE_LIMIT_PER_IP_FACTOR, REPUTATION_RATE_FACTOR_MAX,
 };
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -55,6 +55,29 @@ impl RateLimit {
             refill_every: self.refill_every / RATE_LIMIT_PER_IP_FACTOR.max(1),
             ..*self
         }
+    }
+
+    /// This limit with rate and burst multiplied by `factor` (clamped to
+    /// at most [`REPUTATION_RATE_FACTOR_MAX`]); `None` for a factor of 0
+    /// (or not a number): no request at all. A disabled limit stays
+    /// disabled.
+    fn scaled(&self, factor: f64) -> Option<Self> {
+        if self.refill_every.is_zero() {
+            return Some(*self);
+        }
+        if factor.is_nan() || factor <= 0.0 {
+            return None;
+        }
+        let factor = factor.min(REPUTATION_RATE_FACTOR_MAX);
+        let burst = (f64::from(self.burst.max(1)) * factor).round().max(1.0) as u32;
+        Some(Self {
+            burst,
+            refill_every: self
+                .refill_every
+                .div_f64(factor)
+                .max(Duration::from_nanos(1)),
+            ..*self
+        })
     }
 
     fn capacity(&self) -> Duration {
@@ -151,22 +174,32 @@ impl<K: Eq + Hash + Copy> KeyedBuckets<K> {
 
     /// Whether `key` may make a request at `now` (takes nothing).
     pub fn check(&self, key: &K, now: Duration) -> Result<(), Duration> {
+        self.check_with(key, now, &self.limit)
+    }
+
+    /// [`KeyedBuckets::check`] under `limit` instead of the map's own.
+    fn check_with(&self, key: &K, now: Duration, limit: &RateLimit) -> Result<(), Duration> {
         match self.buckets.get(key) {
-            Some(b) => b.check(&self.limit, now),
-            None => TokenBucket::full(&self.limit, now).check(&self.limit, now),
+            Some(b) => b.check(limit, now),
+            None => TokenBucket::full(limit, now).check(limit, now),
         }
     }
 
     /// Takes a token for `key` at `now`.
     pub fn try_take(&mut self, key: K, now: Duration) -> Result<(), Duration> {
+        let limit = self.limit;
+        self.try_take_with(key, now, &limit)
+    }
+
+    /// [`KeyedBuckets::try_take`] under `limit` instead of the map's own.
+    fn try_take_with(&mut self, key: K, now: Duration, limit: &RateLimit) -> Result<(), Duration> {
         if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max_keys {
             self.make_room(now);
         }
-        let limit = self.limit;
         self.buckets
             .entry(key)
-            .or_insert_with(|| TokenBucket::full(&limit, now))
-            .try_take(&limit, now)
+            .or_insert_with(|| TokenBucket::full(limit, now))
+            .try_take(limit, now)
     }
 
     fn make_room(&mut self, now: Duration) {
@@ -230,15 +263,37 @@ impl RequestLimiter {
     /// Admits or refuses one request of `peer` from `ip` at `now`. A
     /// refused request takes no token from either bucket.
     pub fn check(&mut self, peer: NodeId, ip: IpAddr, now: Duration) -> Result<(), RateRefusal> {
+        self.check_scaled(peer, ip, now, 1.0)
+    }
+
+    /// [`RequestLimiter::check`] with `peer`'s own allowance (rate and
+    /// burst) multiplied by `factor` (its reputation's
+    /// [`crate::reputation::Reputation::rate_factor`]), clamped to
+    /// `0.0..=`[`REPUTATION_RATE_FACTOR_MAX`]; a factor of 0 refuses every
+    /// request. The address's allowance is not scaled: one good id must
+    /// not raise the budget of the others behind its address.
+    pub fn check_scaled(
+        &mut self,
+        peer: NodeId,
+        ip: IpAddr,
+        now: Duration,
+        factor: f64,
+    ) -> Result<(), RateRefusal> {
         let prefix = IpPrefix::of(ip);
+        let limit = self.limit.scaled(factor);
+        let Some(limit) = limit else {
+            return Err(RateRefusal::Peer {
+                retry_after: self.limit.capacity(),
+            });
+        };
         self.peers
-            .check(&peer, now)
+            .check_with(&peer, now, &limit)
             .map_err(|retry_after| RateRefusal::Peer { retry_after })?;
         self.addresses
             .check(&prefix, now)
             .map_err(|retry_after| RateRefusal::Address { retry_after })?;
         // Both checks passed and nothing ran in between: these succeed.
-        let _ = self.peers.try_take(peer, now);
+        let _ = self.peers.try_take_with(peer, now, &limit);
         let _ = self.addresses.try_take(prefix, now);
         Ok(())
     }
@@ -285,6 +340,33 @@ mod tests {
         assert!(b.try_take(&l, later).is_err());
         // A clock going backwards refills nothing and does not panic.
         assert!(b.try_take(&l, t0).is_err());
+    }
+
+    #[test]
+    fn a_peers_allowance_scales_with_its_reputation() {
+        let l = limit(10, 100);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let t0 = Duration::from_secs(7);
+        let allowed = |factor: f64| {
+            let mut r = RequestLimiter::new(l);
+            let peer = NodeId::from_bytes([9; 32]);
+            (0..100)
+                .filter(|_| r.check_scaled(peer, ip, t0, factor).is_ok())
+                .count()
+        };
+        assert_eq!(allowed(1.0), 10);
+        assert_eq!(allowed(0.25), 3);
+        assert_eq!(allowed(2.0), 20);
+        // Capped, and a banned peer (factor 0) or a NaN gets nothing.
+        assert_eq!(allowed(50.0), 20);
+        assert_eq!(allowed(0.0), 0);
+        assert_eq!(allowed(f64::NAN), 0);
+        // A slower refill for a suspect peer: 400 ms per request at 0.25.
+        let mut r = RequestLimiter::new(limit(1, 100));
+        let peer = NodeId::from_bytes([1; 32]);
+        assert!(r.check_scaled(peer, ip, t0, 0.25).is_ok());
+        assert!(r.check_scaled(peer, ip, t0 + 300 * MS, 0.25).is_err());
+        assert!(r.check_scaled(peer, ip, t0 + 400 * MS, 0.25).is_ok());
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! not processed, and a connection that goes on regardless
 //! ([`RateLimit::max_refused_in_a_row`]) is closed with
 //! [`CLOSE_RATE_LIMITED`].
+//!
+//! What peers do feeds the node's reputation table ([`PeerReputation`]):
+//! a protocol violation, a forged record in a Store, or a run of over-rate
+//! requests bans the peer; every connection to it is then closed with
+//! [`CLOSE_BANNED`], it is dropped from the routing table, and until the
+//! ban ends its new connections are closed right after the handshake and
+//! it is never dialed. A peer's request rate scales with its score.
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::disk::{DiskError, DiskStore};
@@ -19,19 +26,22 @@ use super::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use super::maintenance::{maintain, Maintenance};
 use super::overlay::{Dialer, OverlayService};
 use super::rate::{RateLimit, RateRefusal, RequestLimiter};
+use super::reputation::PeerReputation;
 use super::stream::{read_message, write_message, FrameReadError};
 use super::tls::{server_config, LocalIdentity, PeerVerifier};
 use super::{
-    peer_node_id, Limits, NetError, CLOSE_NORMAL, CLOSE_PROTOCOL_VIOLATION, CLOSE_RATE_LIMITED,
+    peer_node_id, Limits, NetError, CLOSE_BANNED, CLOSE_NORMAL, CLOSE_PROTOCOL_VIOLATION,
+    CLOSE_RATE_LIMITED,
 };
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::{
-    CONNECTION_RECEIVE_WINDOW, HANDSHAKE_TIMEOUT, LEAVE_TIMEOUT, MAX_IDLE_TIMEOUT, REQUEST_TIMEOUT,
-    STREAM_RECEIVE_WINDOW,
+    CONNECTION_RECEIVE_WINDOW, HANDSHAKE_TIMEOUT, LEAVE_TIMEOUT, MAX_IDLE_TIMEOUT,
+    REPUTATION_SAVE_INTERVAL, REQUEST_TIMEOUT, STREAM_RECEIVE_WINDOW,
 };
 use crate::overlay::config::OverlayParams;
 use crate::overlay::record::RecordPolicy;
 use crate::overlay::routing::Contact;
+use crate::reputation::{Evidence, Policy, Verdict};
 use crate::wire::{ErrorCode, Message};
 use std::collections::HashMap;
 use std::future::Future;
@@ -102,16 +112,51 @@ struct Ctx {
     rate: Mutex<RequestLimiter>,
     /// The rate limiter's clock starts here.
     epoch: Instant,
+    reputation: Arc<PeerReputation>,
 }
 
 impl Ctx {
-    /// Admits or refuses one request of `peer` from `ip` now.
+    /// Admits or refuses one request of `peer` from `ip` now; the peer's
+    /// allowance scales with its reputation.
     fn admit(&self, peer: NodeId, ip: std::net::IpAddr) -> Result<(), RateRefusal> {
         let now = self.epoch.elapsed();
+        let factor = self.reputation.rate_factor(&peer);
         self.rate
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .check(peer, ip, now)
+            .check_scaled(peer, ip, now, factor)
+    }
+
+    /// Acts on a verdict about `peer`: a ban closes every connection to it
+    /// and drops it from the routing table. Returns whether it was banned.
+    fn enforce(&self, peer: &NodeId, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Keep => false,
+            Verdict::Disconnect { .. } => {
+                self.disconnect_banned(peer);
+                true
+            }
+        }
+    }
+
+    /// Closes every connection to `peer` (inbound and dialed) with
+    /// [`CLOSE_BANNED`] and drops it from the routing table.
+    fn disconnect_banned(&self, peer: &NodeId) {
+        let conns: Vec<quinn::Connection> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|(id, _, _)| id == peer)
+            .map(|(_, _, c)| c.clone())
+            .collect();
+        for c in conns {
+            c.close(CLOSE_BANNED.into(), b"banned");
+        }
+        self.dialer.forget(peer);
+        if let Some(overlay) = &self.overlay {
+            overlay.peer_banned(peer);
+        }
     }
 
     fn max_refused_in_a_row(&self) -> u32 {
@@ -126,7 +171,7 @@ impl Ctx {
 /// Authenticated peers currently connected, by connection. Bounded by the
 /// connection limit: an entry exists only while its connection holds a
 /// [`ConnectionSlot`].
-type PeerTable = Arc<Mutex<HashMap<usize, (NodeId, SocketAddr)>>>;
+type PeerTable = Arc<Mutex<HashMap<usize, (NodeId, SocketAddr, quinn::Connection)>>>;
 
 impl Node {
     /// Binds the UDP socket at `listen` and prepares the endpoint.
@@ -139,11 +184,19 @@ impl Node {
                 }
             })?;
         let node_id = config.identity.node_id();
+        let reputation = Arc::new(match &config.data_dir {
+            Some(dir) => {
+                create_private_dir(dir)?;
+                PeerReputation::open(dir, Policy::default())
+            }
+            None => PeerReputation::in_memory(Policy::default()),
+        });
         let dialer = Arc::new(Dialer::new(
             endpoint.clone(),
             config.identity.clone(),
             config.policy.clone(),
             transport_config(&config.limits, config.limits.max_streams_per_connection),
+            reputation.clone(),
         ));
         let overlay = match config.overlay.clone() {
             None => None,
@@ -152,13 +205,9 @@ impl Node {
                     None => RecordPolicy::self_certifying(params.name.clone()),
                     Some(_) => RecordPolicy::enrolled(params.name.clone(), config.policy.clone()),
                 };
-                let mut service = OverlayService::new(node_id, params, records);
+                let mut service = OverlayService::new(node_id, params, records)
+                    .with_reputation(reputation.clone());
                 if let Some(dir) = &config.data_dir {
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(dir)
-                        .map_err(|e| DiskError::io(dir, e))?;
                     let disk = DiskStore::open(&dir.join(RECORDS_FILE))?;
                     let (with_disk, loaded) = service.with_disk(disk)?;
                     info!(loaded, "records loaded from disk");
@@ -185,6 +234,7 @@ impl Node {
                 dialer,
                 rate: Mutex::new(RequestLimiter::new(RateLimit::default())),
                 epoch: Instant::now(),
+                reputation,
             }),
             maintenance: Maintenance::default(),
         })
@@ -203,6 +253,18 @@ impl Node {
     pub fn with_rate_limit(self, limit: RateLimit) -> Self {
         *self.ctx.rate.lock().unwrap_or_else(|p| p.into_inner()) = RequestLimiter::new(limit);
         self
+    }
+
+    /// Bans for the lengths of `policy` instead of the defaults (tests
+    /// shorten them); the table's evidence is kept.
+    pub fn with_reputation_policy(self, policy: Policy) -> Self {
+        self.ctx.reputation.set_policy(policy);
+        self
+    }
+
+    /// The node's reputation table.
+    pub fn reputation(&self) -> &Arc<PeerReputation> {
+        &self.ctx.reputation
     }
 
     fn quinn_config(config: &NodeConfig) -> Result<quinn::ServerConfig, NetError> {
@@ -242,7 +304,7 @@ impl Node {
     /// The authenticated peers connected now, with their addresses.
     pub fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
         let table = self.ctx.peers.lock().unwrap_or_else(|p| p.into_inner());
-        table.values().copied().collect()
+        table.values().map(|(id, addr, _)| (*id, *addr)).collect()
     }
 
     /// The overlay service, if this node serves an overlay.
@@ -269,6 +331,10 @@ impl Node {
         let maintenance = self.ctx.overlay.clone().map(|overlay| {
             tokio::spawn(maintain(overlay, self.ctx.dialer.clone(), self.maintenance))
         });
+        let saver = tokio::spawn(save_reputation_periodically(
+            self.ctx.reputation.clone(),
+            REPUTATION_SAVE_INTERVAL,
+        ));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -295,6 +361,8 @@ impl Node {
             }
         }
         info!("shutting down");
+        saver.abort();
+        let _ = saver.await;
         if let Some(task) = maintenance {
             task.abort();
             // Wait until it is gone: the save below is then the last
@@ -311,6 +379,9 @@ impl Node {
                 Ok(saved) => info!(saved, "routing table saved"),
                 Err(e) => warn!(error = %e, "could not save the routing table"),
             }
+        }
+        if let Err(e) = self.ctx.reputation.save() {
+            warn!(error = %e, "could not save the reputation table");
         }
         self.endpoint
             .close(CLOSE_NORMAL.into(), super::CLOSE_REASON_LEAVING);
@@ -340,15 +411,27 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
         conn.close(CLOSE_PROTOCOL_VIOLATION.into(), b"no peer identity");
         return;
     };
+    if ctx.reputation.is_banned(&peer) {
+        debug!(peer = %peer.fmt_short(), %remote, "banned peer refused");
+        conn.close(CLOSE_BANNED.into(), b"banned");
+        return;
+    }
     info!(peer = %peer.fmt_short(), %remote, "peer connected");
+    let _ = ctx.reputation.observe(&peer, Evidence::Seen);
     let key = conn.stable_id();
     peers
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(key, (peer, remote));
+        .insert(key, (peer, remote, conn.clone()));
     let mut refused_in_a_row: u32 = 0;
     loop {
         match conn.accept_bi().await {
+            // Banned meanwhile (by another connection, or by what this
+            // node's own lookups found of it): no more requests served.
+            Ok(_) if ctx.reputation.is_banned(&peer) => {
+                conn.close(CLOSE_BANNED.into(), b"banned");
+                break;
+            }
             Ok((send, recv)) => match ctx.admit(peer, remote.ip()) {
                 Ok(()) => {
                     refused_in_a_row = 0;
@@ -356,6 +439,15 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
                 }
                 Err(why) => {
                     refused_in_a_row = refused_in_a_row.saturating_add(1);
+                    // Only the peer's own budget is its fault: an address
+                    // budget may be spent by others behind the address.
+                    if matches!(why, RateRefusal::Peer { .. }) {
+                        let verdict = ctx.reputation.observe(&peer, Evidence::RateViolation);
+                        if ctx.enforce(&peer, verdict) {
+                            warn!(peer = %peer.fmt_short(), %remote, "requests over the rate limit; banned");
+                            break;
+                        }
+                    }
                     if refused_in_a_row > ctx.max_refused_in_a_row() {
                         warn!(peer = %peer.fmt_short(), %remote, "requests over the rate limit; disconnecting");
                         conn.close(CLOSE_RATE_LIMITED.into(), b"request rate limit exceeded");
@@ -410,6 +502,18 @@ async fn serve_stream(
                     addr: conn.remote_address(),
                 };
                 if let Some((reply, oldest)) = overlay.answer(contact, &message) {
+                    // A forged record in a Store is provable misbehaviour
+                    // (the overlay reported it): answer, then close.
+                    if ctx.reputation.is_banned(&peer) {
+                        let _ = tokio::time::timeout(ERROR_FLUSH_TIMEOUT, async {
+                            if write_message(&mut send, &reply).await.is_ok() {
+                                let _ = send.stopped().await;
+                            }
+                        })
+                        .await;
+                        ctx.disconnect_banned(&peer);
+                        return;
+                    }
                     if let Some(oldest) = oldest {
                         tokio::spawn(ping_resident(overlay.clone(), ctx.dialer.clone(), oldest));
                     }
@@ -439,6 +543,10 @@ async fn serve_stream(
                 })
                 .await;
                 conn.close(CLOSE_PROTOCOL_VIOLATION.into(), e.to_string().as_bytes());
+                if let Some(evidence) = Evidence::from_wire_error(&e) {
+                    let verdict = ctx.reputation.observe(&peer, evidence);
+                    ctx.enforce(&peer, verdict);
+                }
                 return;
             }
             debug!(peer = %peer.fmt_short(), error = %e, "refused request");
@@ -453,6 +561,30 @@ async fn serve_stream(
             let _ = send.reset(0u32.into());
         }
     }
+}
+
+/// Saves the reputation table every `every` when it changed (it is also
+/// saved at shutdown).
+async fn save_reputation_periodically(reputation: Arc<PeerReputation>, every: Duration) {
+    let every = every.max(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let r = reputation.clone();
+        match tokio::task::spawn_blocking(move || r.save()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "could not save the reputation table"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Creates `dir` (and its parents) owner-only if it does not exist.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), NetError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| NetError::from(DiskError::io(dir, e)))
 }
 
 /// Answers a request refused for its rate with `RateLimited`. The request

@@ -1,0 +1,303 @@
+//! Reputation on a real node: `node run` processes, and misbehaving peers
+//! (this test process, dialing with identities of its own over QUIC) that
+//! send malformed frames, forged records and request floods. Each is
+//! disconnected and banned, honest peers go on being served, the ban
+//! survives a restart of the node and then expires.
+
+mod common;
+
+use common::cli::{json, run_ok, NodeProcess};
+use common::{client, key_meeting_puzzle, now};
+use p2psip::identity::{NodeId, SecretKey, VerifyPolicy};
+use p2psip::net::{Client, NetError, CLOSE_BANNED, CLOSE_PROTOCOL_VIOLATION};
+use p2psip::overlay::record::OwnerValue;
+use p2psip::wire::{ErrorCode, Message};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The puzzle of the test overlay: cheap identities.
+const DIFFICULTY: u8 = 4;
+
+/// Long enough to restart the node within it, short enough to wait out.
+const BAN_SECS: u64 = 8;
+
+fn p(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().expect("utf-8 path").to_owned()
+}
+
+fn start_node(dir: &str, listen: &str, overlay: &str, bootstrap: Option<&str>) -> NodeProcess {
+    let ban = BAN_SECS.to_string();
+    let mut args = vec![
+        "--dir",
+        dir,
+        "--listen",
+        listen,
+        "--overlay",
+        overlay,
+        "--ban-secs",
+        &ban,
+    ];
+    if let Some(b) = bootstrap {
+        args.extend(["--bootstrap", b]);
+    }
+    NodeProcess::start(&args)
+}
+
+fn reputation(dir: &str) -> Vec<serde_json::Value> {
+    let r = json(&run_ok(&["reputation", "--dir", dir, "--json"]));
+    r["peers"].as_array().expect("peers").clone()
+}
+
+fn peer_in(report: &[serde_json::Value], id: &NodeId) -> serde_json::Value {
+    let id = id.to_string();
+    report
+        .iter()
+        .find(|p| p["node_id"] == id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} not in the reputation table: {report:?}"))
+}
+
+/// What became of a connection: closed by the node with an application
+/// code, or still open after a ping.
+async fn ping_outcome(c: &Client, addr: SocketAddr, node: NodeId) -> Result<(), u64> {
+    let conn = match c.connect(addr, Some(node)).await {
+        Ok(conn) => conn,
+        Err(NetError::Connection(quinn::ConnectionError::ApplicationClosed(close))) => {
+            return Err(close.error_code.into_inner())
+        }
+        Err(e) => panic!("unexpected connect error: {e}"),
+    };
+    match conn.ping().await {
+        Ok(_) => Ok(()),
+        Err(NetError::Connection(quinn::ConnectionError::ApplicationClosed(close))) => {
+            Err(close.error_code.into_inner())
+        }
+        Err(e) => panic!("unexpected ping error: {e}"),
+    }
+}
+
+/// Waits (bounded) for the node to close `conn`; returns the code.
+async fn closed_with(conn: &quinn::Connection) -> u64 {
+    match tokio::time::timeout(Duration::from_secs(10), conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(close)) => close.error_code.into_inner(),
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+/// Three distinct keys that meet the overlay's puzzle.
+fn attacker_keys() -> Vec<SecretKey> {
+    let mut keys: Vec<SecretKey> = Vec::new();
+    while keys.len() < 3 {
+        let k = key_meeting_puzzle(DIFFICULTY);
+        if keys
+            .iter()
+            .all(|o| o.public().node_id() != k.public().node_id())
+        {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_peers_are_banned_while_honest_ones_are_served_and_the_ban_survives_a_restart()
+{
+    let root = tempfile::tempdir().expect("tempdir");
+    let overlay = p(root.path(), "overlay.toml");
+    std::fs::write(
+        &overlay,
+        format!("name = \"lab.example\"\nid_difficulty = {DIFFICULTY}\nk = 8\nreplication = 2\n"),
+    )
+    .expect("overlay file");
+    let (a_dir, b_dir, alice) = (
+        p(root.path(), "a"),
+        p(root.path(), "b"),
+        p(root.path(), "alice"),
+    );
+    let difficulty = DIFFICULTY.to_string();
+    for dir in [&a_dir, &b_dir] {
+        run_ok(&["identity", "new", "--dir", dir, "--difficulty", &difficulty]);
+    }
+    run_ok(&["identity", "new", "--dir", &alice, "--user"]);
+    let alice_id = json(&run_ok(&["identity", "show", "--dir", &alice, "--json"]))["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let aor = format!("sip:{alice_id}@lab.example");
+
+    let a = start_node(&a_dir, "127.110.0.1:0", &overlay, None);
+    let a_addr: SocketAddr = a.addr.parse().expect("address");
+    let a_id: NodeId = a.id.parse().expect("node id");
+    let boot = format!("{}@{}", a.id, a.addr);
+    let b = start_node(&b_dir, "127.111.0.1:0", &overlay, Some(&boot));
+    let b_id: NodeId = b.id.parse().expect("node id");
+    run_ok(&["register", &aor, "--user-dir", &alice, "--dir", &b_dir]);
+    // The honest baseline: A finds the registration (itself or via B).
+    let found = json(&run_ok(&["lookup", &aor, "--dir", &a_dir, "--json"]));
+    assert_eq!(found["aor"], aor.as_str());
+
+    let policy = || VerifyPolicy::self_certifying(DIFFICULTY);
+    let keys = attacker_keys();
+    let ids: Vec<NodeId> = keys.iter().map(|k| k.public().node_id()).collect();
+    let malformed = client(&keys[0], policy(), "127.112.0.1");
+    let forger = client(&keys[1], policy(), "127.113.0.1");
+    let flooder = client(&keys[2], policy(), "127.114.0.1");
+
+    // 1. A malformed frame (length 0): closed as a protocol violation,
+    //    then banned: a new connection is closed right after the handshake.
+    let conn = malformed
+        .connect(a_addr, Some(a_id))
+        .await
+        .expect("connects");
+    let (mut send, _recv) = conn.connection().open_bi().await.expect("stream");
+    send.write_all(&[0, 0, 0, 0]).await.expect("write");
+    let _ = send.finish();
+    assert_eq!(
+        closed_with(conn.connection()).await,
+        u64::from(CLOSE_PROTOCOL_VIOLATION)
+    );
+    assert_eq!(
+        ping_outcome(&malformed, a_addr, a_id).await,
+        Err(u64::from(CLOSE_BANNED))
+    );
+
+    // 2. Forged records (a signed value whose sequence was changed after
+    //    signing): refused each time; two provable lies are a ban.
+    let user = SecretKey::from_seed(&[0x5a; 32]);
+    let mut forged = OwnerValue::new("voicemail", b"not yours".to_vec())
+        .expect("value")
+        .sign(&user, 1, now() as u64 + 3600);
+    forged.seq = 2;
+    let store = Message::Store {
+        overlay: "lab.example".into(),
+        record: forged.encode(),
+    };
+    let conn = forger.connect(a_addr, Some(a_id)).await.expect("connects");
+    match conn.request(&store).await {
+        Err(NetError::Remote { code, .. }) => assert_eq!(code, ErrorCode::RecordRefused),
+        other => panic!("a forged record must be refused, got {other:?}"),
+    }
+    // The second lie is answered, then the connection is closed.
+    let _ = conn.request(&store).await;
+    assert_eq!(
+        closed_with(conn.connection()).await,
+        u64::from(CLOSE_BANNED)
+    );
+
+    // 3. A flood of requests: over its rate, refused, then banned (long
+    //    before the 256 refusals in a row that close a connection).
+    let conn = flooder.connect(a_addr, Some(a_id)).await.expect("connects");
+    let mut outcome = None;
+    for _ in 0..1000 {
+        match conn.ping().await {
+            Ok(_)
+            | Err(NetError::Remote {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => {}
+            Err(NetError::Connection(quinn::ConnectionError::ApplicationClosed(close))) => {
+                outcome = Some(close.error_code.into_inner());
+                break;
+            }
+            Err(e) => panic!("unexpected error during the flood: {e}"),
+        }
+    }
+    assert_eq!(
+        outcome,
+        Some(u64::from(CLOSE_BANNED)),
+        "the flood was not stopped"
+    );
+
+    // Honest peers are served all along: B's lookups through A, and A's.
+    let found = json(&run_ok(&["lookup", &aor, "--dir", &b_dir, "--json"]));
+    assert_eq!(found["aor"], aor.as_str());
+    let found = json(&run_ok(&["lookup", &aor, "--dir", &a_dir, "--json"]));
+    assert_eq!(found["aor"], aor.as_str());
+
+    // What A's operator sees.
+    let report = reputation(&a_dir);
+    let (m, f, fl) = (
+        peer_in(&report, &ids[0]),
+        peer_in(&report, &ids[1]),
+        peer_in(&report, &ids[2]),
+    );
+    for bad in [&m, &f, &fl] {
+        assert_eq!(bad["standing"], "banned", "{bad}");
+        assert!(bad["banned_until"].as_u64().is_some(), "{bad}");
+        assert_eq!(bad["bans"], 1, "{bad}");
+    }
+    assert_eq!(m["violations"], 1, "{m}");
+    assert_eq!(f["misbehaviour"], 2, "{f}");
+    assert!(fl["rate_violations"].as_u64().unwrap_or(0) >= 18, "{fl}");
+    let honest = peer_in(&report, &b_id);
+    assert_ne!(honest["standing"], "banned", "{honest}");
+    assert_ne!(honest["standing"], "suspect", "{honest}");
+    assert_eq!(honest["misbehaviour"], 0, "{honest}");
+    assert_eq!(honest["violations"], 0, "{honest}");
+    // The documented fields, exactly (docs/admin.md).
+    let mut fields: Vec<&str> = m
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "answered",
+            "banned_until",
+            "bans",
+            "first_seen",
+            "last_seen",
+            "misbehaviour",
+            "node_id",
+            "rate_violations",
+            "score",
+            "standing",
+            "unresponsive",
+            "unverifiable",
+            "verified",
+            "violations"
+        ]
+    );
+
+    // The ban survives a restart (SIGTERM saves the table; the file is
+    // the owner's alone).
+    let banned_at = Instant::now();
+    let a_listen = a.addr.clone();
+    assert!(a.terminate().success());
+    let file = Path::new(&a_dir).join("data").join("reputation.cbor");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&file)
+            .expect("reputation table saved")
+            .permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o600);
+    let a = start_node(&a_dir, &a_listen, &overlay, None);
+    assert_eq!(
+        ping_outcome(&malformed, a_addr, a_id).await,
+        Err(u64::from(CLOSE_BANNED)),
+        "the ban was forgotten by the restart"
+    );
+    assert_eq!(peer_in(&reputation(&a_dir), &ids[0])["standing"], "banned");
+
+    // And then it expires: the same identity is served again.
+    let deadline = banned_at + Duration::from_secs(BAN_SECS + 20);
+    loop {
+        match ping_outcome(&malformed, a_addr, a_id).await {
+            Ok(()) => break,
+            Err(code) => {
+                assert_eq!(code, u64::from(CLOSE_BANNED));
+                assert!(Instant::now() < deadline, "the ban never expired");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    let after = peer_in(&reputation(&a_dir), &ids[0]);
+    assert_ne!(after["standing"], "banned", "{after}");
+    assert_eq!(after["banned_until"], serde_json::Value::Null, "{after}");
+    drop(a);
+    drop(b);
+}
