@@ -34,6 +34,15 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// address (/32) or one IPv6 /64.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 8;
 
+/// Default maximum of simultaneous inbound connections from one IPv4 /24
+/// or IPv6 /48: a network of many addresses must not take the node's
+/// connections for itself.
+pub const DEFAULT_MAX_CONNECTIONS_PER_NET: usize = 32;
+
+/// Default maximum of simultaneous inbound connections from one IPv4 /16
+/// or IPv6 /32 (an eighth of [`DEFAULT_MAX_CONNECTIONS`]).
+pub const DEFAULT_MAX_CONNECTIONS_PER_WIDE_NET: usize = 128;
+
 /// Default maximum of bidirectional streams (requests) a peer may have open
 /// on one connection at once.
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 16;

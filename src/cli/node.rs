@@ -53,6 +53,12 @@ pub struct RunArgs {
     /// Maximum simultaneous inbound connections per IPv4 address / IPv6 /64.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections_per_ip)]
     max_connections_per_ip: usize,
+    /// Maximum simultaneous inbound connections per IPv4 /24 / IPv6 /48.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections_per_net)]
+    max_connections_per_net: usize,
+    /// Maximum simultaneous inbound connections per IPv4 /16 / IPv6 /32.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections_per_wide_net)]
+    max_connections_per_wide_net: usize,
     /// Maximum concurrent requests (streams) per connection.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_connection)]
     max_streams: u32,
@@ -205,6 +211,8 @@ pub fn run(a: RunArgs) -> CliResult {
     let limits = Limits {
         max_connections: a.max_connections.max(1),
         max_connections_per_ip: a.max_connections_per_ip.max(1),
+        max_connections_per_net: a.max_connections_per_net.max(1),
+        max_connections_per_wide_net: a.max_connections_per_wide_net.max(1),
         max_streams_per_connection: a.max_streams.max(1),
         idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
     };

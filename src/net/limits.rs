@@ -1,9 +1,13 @@
-//! Connection limits: a cap on simultaneous connections in total and per
-//! source address prefix (IPv4 /32, IPv6 /64), enforced before the
-//! handshake starts so that a refused peer costs almost nothing.
+//! Connection limits: a cap on simultaneous connections in total, per
+//! source address (IPv4 /32, IPv6 /64) and per network (IPv4 /24 and /16,
+//! IPv6 /48 and /32), enforced before the handshake starts so that a
+//! refused peer costs almost nothing. The network caps keep a Sybil
+//! operator with a block of addresses from holding most of a node's
+//! inbound connections.
 
 use crate::limits::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_CONNECTIONS_PER_NET, DEFAULT_MAX_CONNECTIONS_PER_WIDE_NET,
     DEFAULT_MAX_STREAMS_PER_CONNECTION,
 };
 use std::collections::HashMap;
@@ -19,6 +23,10 @@ pub struct Limits {
     /// Simultaneous inbound connections from one IPv4 address or one IPv6
     /// /64.
     pub max_connections_per_ip: usize,
+    /// Simultaneous inbound connections from one IPv4 /24 or IPv6 /48.
+    pub max_connections_per_net: usize,
+    /// Simultaneous inbound connections from one IPv4 /16 or IPv6 /32.
+    pub max_connections_per_wide_net: usize,
     /// Concurrent bidirectional streams (requests) per connection.
     pub max_streams_per_connection: u32,
     /// Idle timeout of a connection (also bounds a stalled handshake).
@@ -30,6 +38,8 @@ impl Default for Limits {
         Self {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_net: DEFAULT_MAX_CONNECTIONS_PER_NET,
+            max_connections_per_wide_net: DEFAULT_MAX_CONNECTIONS_PER_WIDE_NET,
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
@@ -61,6 +71,43 @@ impl IpPrefix {
     }
 }
 
+/// A network a connection is also counted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum NetBlock {
+    V4Slash24([u8; 3]),
+    V4Slash16([u8; 2]),
+    V6Slash48([u8; 6]),
+    V6Slash32([u8; 4]),
+}
+
+impl NetBlock {
+    /// The narrow (/24, /48) and wide (/16, /32) networks of `prefix`.
+    fn of(prefix: IpPrefix) -> (Self, Self) {
+        match prefix {
+            IpPrefix::V4([a, b, c, _]) => {
+                (NetBlock::V4Slash24([a, b, c]), NetBlock::V4Slash16([a, b]))
+            }
+            IpPrefix::V6([a, b, c, d, e, f, _, _]) => (
+                NetBlock::V6Slash48([a, b, c, d, e, f]),
+                NetBlock::V6Slash32([a, b, c, d]),
+            ),
+        }
+    }
+}
+
+/// Counts one more (`up`) or one less connection under `key`, removing
+/// it at zero.
+fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, up: bool) {
+    if up {
+        *map.entry(key).or_insert(0) += 1;
+    } else if let Some(n) = map.get_mut(&key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(&key);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
@@ -68,6 +115,9 @@ struct Counts {
     // random key, so collisions cannot be aimed. Entries are removed at
     // zero, so the map never holds more than `max_connections` keys.
     per_prefix: HashMap<IpPrefix, usize>,
+    // Both network sizes in one map (distinct variants); at most
+    // 2 × `max_connections` keys.
+    per_net: HashMap<NetBlock, usize>,
 }
 
 /// Counts live connections against [`Limits`].
@@ -84,6 +134,11 @@ pub enum Refusal {
     Total,
     /// The source prefix holds `max_connections_per_ip` already.
     PerIp,
+    /// The source's IPv4 /24 or IPv6 /48 holds `max_connections_per_net`.
+    PerNet,
+    /// The source's IPv4 /16 or IPv6 /32 holds
+    /// `max_connections_per_wide_net`.
+    PerWideNet,
 }
 
 /// A connection's place in the count, given back when dropped.
@@ -113,8 +168,17 @@ impl ConnectionLimiter {
         if n >= self.limits.max_connections_per_ip {
             return Err(Refusal::PerIp);
         }
+        let (net, wide) = NetBlock::of(prefix);
+        if c.per_net.get(&net).copied().unwrap_or(0) >= self.limits.max_connections_per_net {
+            return Err(Refusal::PerNet);
+        }
+        if c.per_net.get(&wide).copied().unwrap_or(0) >= self.limits.max_connections_per_wide_net {
+            return Err(Refusal::PerWideNet);
+        }
         c.total += 1;
         c.per_prefix.insert(prefix, n + 1);
+        bump(&mut c.per_net, net, true);
+        bump(&mut c.per_net, wide, true);
         Ok(ConnectionSlot {
             prefix,
             counts: self.counts.clone(),
@@ -131,12 +195,10 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_prefix.get_mut(&self.prefix) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                c.per_prefix.remove(&self.prefix);
-            }
-        }
+        bump(&mut c.per_prefix, self.prefix, false);
+        let (net, wide) = NetBlock::of(self.prefix);
+        bump(&mut c.per_net, net, false);
+        bump(&mut c.per_net, wide, false);
     }
 }
 
@@ -181,6 +243,43 @@ mod tests {
                 .unwrap_err(),
             Refusal::PerIp
         );
+    }
+
+    #[test]
+    fn networks_are_capped_at_slash24_and_slash16_and_slots_come_back() {
+        let l = ConnectionLimiter::new(Limits {
+            max_connections: 100,
+            max_connections_per_ip: 1,
+            max_connections_per_net: 2,
+            max_connections_per_wide_net: 3,
+            ..Limits::default()
+        });
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = l.try_acquire(ip("10.1.1.1")).unwrap();
+        let _b = l.try_acquire(ip("10.1.1.2")).unwrap();
+        assert_eq!(l.try_acquire(ip("10.1.1.3")).unwrap_err(), Refusal::PerNet);
+        let _c = l.try_acquire(ip("10.1.2.1")).unwrap();
+        assert_eq!(
+            l.try_acquire(ip("10.1.3.1")).unwrap_err(),
+            Refusal::PerWideNet
+        );
+        // Another /16 is untouched; a freed slot frees its networks too.
+        assert!(l.try_acquire(ip("10.2.1.1")).is_ok());
+        drop(a);
+        assert!(l.try_acquire(ip("10.1.1.3")).is_ok());
+        // IPv6: /48 and /32.
+        let _d = l.try_acquire(ip("2001:db8:1::1")).unwrap();
+        let _e = l.try_acquire(ip("2001:db8:1:1::1")).unwrap();
+        assert_eq!(
+            l.try_acquire(ip("2001:db8:1:2::1")).unwrap_err(),
+            Refusal::PerNet
+        );
+        let _f = l.try_acquire(ip("2001:db8:2::1")).unwrap();
+        assert_eq!(
+            l.try_acquire(ip("2001:db8:3::1")).unwrap_err(),
+            Refusal::PerWideNet
+        );
+        assert_eq!(l.counts.lock().unwrap().per_net.len(), 6);
     }
 
     #[test]

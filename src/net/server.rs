@@ -350,6 +350,8 @@ impl Node {
                             let why = match why {
                                 Refusal::Total => "node at its connection limit",
                                 Refusal::PerIp => "address at its per-IP connection limit",
+                                Refusal::PerNet => "/24 (IPv6 /48) at its connection limit",
+                                Refusal::PerWideNet => "/16 (IPv6 /32) at its connection limit",
                             };
                             // debug: spoofed packets can trigger this at
                             // line rate; it must not flood the log.
