@@ -341,3 +341,27 @@ pub const MAX_LEAVE_STORES_IN_FLIGHT: usize = 32;
 /// fresh disjoint paths through the candidates never asked
 /// ([`crate::overlay::lookup::Lookup::widen`]).
 pub const LOOKUP_WIDEN_ROUNDS: u32 = 2;
+
+// ---- Density detection and simulated spam ------------------------------
+// (added for `overlay::density` and the simulator's `spam` adversary)
+
+/// How many times denser than the estimated network size the ids found
+/// near a key must be before they count as a targeted cluster
+/// ([`crate::overlay::density`]): the `i`-th closest found id lies within
+/// `i / (n · DENSITY_FACTOR)` of the key space. An attacker who stays
+/// below it must spread its ids so thinly that honest nodes fall among
+/// them.
+pub const DENSITY_FACTOR: f64 = 16.0;
+
+/// Fewest ids a dense cluster is made of: fewer close ids are ordinary
+/// luck in a random network.
+pub const DENSITY_MIN_CLUSTER: usize = 5;
+
+/// Most ids [`crate::overlay::density`] looks at per call (the closest
+/// ones): bounds its work whatever it is fed.
+pub const DENSITY_MAX_SAMPLE: usize = 256;
+
+/// How many times a lookup that found a dense cluster near its key is
+/// repeated with the cluster set aside, each round setting aside what the
+/// previous one found dense too.
+pub const DENSITY_WIDEN_ROUNDS: u32 = 3;

@@ -61,7 +61,7 @@ pub struct AttackArgs {
     #[arg(long, value_name = "N", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(2..=100_000))]
     nodes: u64,
-    /// The adversary: drop, misroute, forge, sybil-flood or eclipse.
+    /// The adversary: drop, misroute, forge, sybil-flood, eclipse or spam.
     #[arg(long, value_name = "KIND", value_parser = parse_kind)]
     adversary: AdversaryKind,
     /// Fraction of the nodes that are adversaries, 0 to 1.
@@ -81,6 +81,10 @@ pub struct AttackArgs {
     /// Seed of every random choice.
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
+    /// Turn one p2psip defence off, to measure what it adds: `reputation`
+    /// or `density` (repeatable).
+    #[arg(long, value_name = "DEFENCE", value_parser = ["reputation", "density"])]
+    without: Vec<String>,
     #[command(flatten)]
     json: JsonFlag,
 }
@@ -106,6 +110,8 @@ fn attack(a: AttackArgs) -> CliResult {
         seed: a.seed,
         kind: a.adversary,
         fraction: a.fraction,
+        reputation: !a.without.iter().any(|w| w == "reputation"),
+        density: !a.without.iter().any(|w| w == "density"),
     };
     let start = Instant::now();
     let reports = attack::run(&config);
@@ -122,14 +128,15 @@ fn attack(a: AttackArgs) -> CliResult {
         a.churn,
         a.seed
     );
-    println!("| config | lookup success | availability | hops p50 | msgs/lookup | adversaries | victim max/bucket |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| config | lookup success | availability | stale | hops p50 | msgs/lookup | adversaries | victim max/bucket |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &reports {
         println!(
-            "| {} | {:.4} | {:.4} | {} | {:.1} | {} | {} |",
+            "| {} | {:.4} | {:.4} | {:.4} | {} | {:.1} | {} | {} |",
             r.defence.name(),
             r.success_rate,
             r.availability,
+            r.stale,
             r.hops_p50,
             r.messages_per_lookup,
             r.adversaries,

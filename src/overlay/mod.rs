@@ -4,6 +4,7 @@
 //! simulator alike.
 
 pub mod config;
+pub mod density;
 pub mod key;
 pub mod lookup;
 pub mod record;

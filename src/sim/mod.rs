@@ -9,21 +9,30 @@
 //! full buckets resolve their ping at once (a live resident always stays);
 //! unanswered requests time out and evict the silent peer. Join is a
 //! lookup of the node's own id followed by a refresh of the buckets beyond
-//! its closest neighbour. Not simulated yet: record signatures (values are
-//! opaque tags here), republishing, adversaries.
+//! its closest neighbour. Record values are opaque tags whose order is
+//! their sequence number (a holder keeps the highest; a reader takes the
+//! highest it got); forged records are one reserved tag ([`FORGED`]).
+//! Adversaries are in [`attack`]. Optional, for the p2psip configuration:
+//! a first-hand [`Reputation`] per honest node ([`SimConfig::reputation`]),
+//! density detection with widening ([`SimConfig::density`]), and bounded
+//! record stores, per-peer rate limits and a spam flood
+//! ([`SimConfig::store`], [`SimConfig::rate_limit`], [`SimConfig::spam`]).
 
 pub mod attack;
 
 use crate::identity::NodeId;
+use crate::limits::{DENSITY_WIDEN_ROUNDS, MAX_REQUESTS_PER_PEER_PER_SEC, PEER_REQUEST_BURST};
 use crate::overlay::config::OverlayParams;
+use crate::overlay::density::{self, DenseCluster};
 use crate::overlay::key::Key;
 use crate::overlay::lookup::{spread_across_paths, Lookup};
 use crate::overlay::routing::{Contact, InsertOutcome, RoutingTable};
+use crate::reputation::{Evidence, Misbehaviour, Policy, Reputation, Verdict};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// What to simulate.
@@ -62,7 +71,65 @@ pub struct SimConfig {
     pub timeout_ms: u64,
     /// Virtual time between two measured operations, in ms.
     pub interval_ms: u64,
+    /// A value lookup stops once this many holders answered with a valid
+    /// record (the real node's `VALUE_ANSWERS_BEFORE_STOPPING`, 2) and
+    /// returns the highest; 1 stops at the first copy (classic Kademlia).
+    pub value_answers: usize,
+    /// Whether every honest node keeps a first-hand [`Reputation`] of its
+    /// peers (capped at [`SIM_REPUTATION_MAX_PEERS`]), fed from its
+    /// lookups, and acts on it: banned peers are neither asked, learned,
+    /// nor given replicas; lookup seeds are ranked by standing.
+    pub reputation: bool,
+    /// Whether node lookups for a key and value lookups check the ids they
+    /// found for an implausibly dense cluster ([`crate::overlay::density`])
+    /// and, if so, look again with the cluster set aside, read from what
+    /// they find there too and place replicas there too.
+    pub density: bool,
+    /// Bounded record stores (for the `spam` adversary); `None`: unbounded.
+    pub store: Option<StoreModel>,
+    /// Whether honest nodes rate-limit each peer's requests
+    /// ([`MAX_REQUESTS_PER_PEER_PER_SEC`], burst [`PEER_REQUEST_BURST`],
+    /// scaled by the reputation's `rate_factor`) and report the excess as
+    /// [`Evidence::RateViolation`].
+    pub rate_limit: bool,
+    /// Whether the `spam` adversaries flood during the measurement, and
+    /// fetches are deferred until every record was stored (so that stored
+    /// records are exposed to the flood for a while).
+    pub spam: bool,
 }
+
+/// How a simulated node's record store is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreModel {
+    /// Records (honest and junk) a node holds at most.
+    pub slots: usize,
+    /// `Some(q)`: at most `q` records per owner and new records refused
+    /// when full (the p2psip store, `overlay::store`); `None`: no quota
+    /// and the oldest record evicted when full (a plain cache).
+    pub per_owner: Option<usize>,
+}
+
+/// Peers a simulated node's reputation table tracks at most (the node's
+/// default is `REPUTATION_MAX_PEERS`, 4096): keeps a 10,000-node run's
+/// memory modest; the eviction order keeps banned and well-known peers.
+pub const SIM_REPUTATION_MAX_PEERS: usize = 256;
+
+/// Honest nodes each spammer floods, fixed for the run (its connections).
+pub const SIM_SPAM_TARGETS: usize = 8;
+
+/// A spammer sends this many times the per-peer rate limit to each target.
+pub const SIM_SPAM_RATE_FACTOR: u32 = 2;
+
+/// Requests a simulated node serves per second; beyond it, a share of the
+/// requests it receives (honest ones included) go unanswered. An
+/// assumption of the model, not a measured figure.
+pub const SIM_NODE_CAPACITY_PER_SEC: u32 = 1000;
+
+/// Record slots of a simulated store in `spam` runs: the real store holds
+/// 64 MiB (tens of thousands of records); scaled down so that a flood of
+/// the measurement's few virtual minutes reaches the steady state a long
+/// flood would.
+pub const SIM_STORE_SLOTS: usize = 1024;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -83,6 +150,12 @@ impl Default for SimConfig {
             learn_responders: false,
             timeout_ms: 1000,
             interval_ms: 100,
+            value_answers: 2,
+            reputation: false,
+            density: false,
+            store: None,
+            rate_limit: false,
+            spam: false,
         }
     }
 }
@@ -112,6 +185,9 @@ pub struct SimReport {
     pub store_fetch: usize,
     /// Fraction of fetches that found the stored value.
     pub store_fetch_success_rate: f64,
+    /// Fraction of fetches that found only an older version of the value
+    /// (a stale copy: a record stored earlier under the same key).
+    pub store_fetch_stale_rate: f64,
     /// Nodes that crashed during the measurement.
     pub crashed: usize,
     /// Nodes that joined during the measurement.
@@ -132,7 +208,8 @@ impl SimReport {
                 "{{\"nodes\":{},\"lookups\":{},\"success_rate\":{:.6},\"hops_p50\":{},",
                 "\"hops_p95\":{},\"latency_ms_p50\":{},\"latency_ms_p95\":{},",
                 "\"latency_ms_p99\":{},\"messages_per_lookup\":{:.3},\"store_fetch\":{},",
-                "\"store_fetch_success_rate\":{:.6},\"crashed\":{},\"joined\":{},",
+                "\"store_fetch_success_rate\":{:.6},\"store_fetch_stale_rate\":{:.6},",
+                "\"crashed\":{},\"joined\":{},",
                 "\"table_entries_mean\":{:.2},\"memory_per_node_bytes\":{},",
                 "\"virtual_seconds\":{:.1}}}"
             ),
@@ -147,6 +224,7 @@ impl SimReport {
             self.messages_per_lookup,
             self.store_fetch,
             self.store_fetch_success_rate,
+            self.store_fetch_stale_rate,
             self.crashed,
             self.joined,
             self.table_entries_mean,
@@ -163,6 +241,27 @@ struct SimNode {
     records: HashMap<Key, u64>,
     alive: bool,
     behaviour: Behaviour,
+    /// The node's first-hand reputation table ([`SimConfig::reputation`],
+    /// honest nodes only).
+    rep: Option<Box<Reputation>>,
+    /// Junk, store order and rate limiters, for nodes a spammer targets.
+    inbox: Option<Box<Inbox>>,
+}
+
+/// What a node flooded by spammers keeps.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// Token buckets per spamming peer: tokens and last refill (ms).
+    buckets: HashMap<usize, (f64, u64)>,
+    /// Junk records held per owner.
+    junk_per_owner: HashMap<usize, usize>,
+    /// Junk records held.
+    junk: usize,
+    /// Store order (plain-cache stores): `None` is a junk record.
+    fifo: VecDeque<Option<Key>>,
+    /// Share of the requests this node leaves unanswered during the
+    /// current operation (overload).
+    overload: f64,
 }
 
 /// What a simulated node does with the requests it receives (the
@@ -180,6 +279,23 @@ pub enum Behaviour {
     /// Routes honestly but answers FindValue with a forged record (one
     /// that fails verification) and stores nothing.
     Forge,
+    /// Routes honestly, stores nothing, and floods a few honest nodes
+    /// with junk stores and lookups at twice the per-peer rate limit
+    /// ([`SimConfig::spam`]).
+    Spam,
+}
+
+/// A plain cache's eviction: the oldest records go until `slots` fit.
+fn evict_oldest(records: &mut HashMap<Key, u64>, inbox: &mut Inbox, slots: usize) {
+    while inbox.fifo.len() > slots {
+        match inbox.fifo.pop_front() {
+            Some(Some(key)) => {
+                records.remove(&key);
+            }
+            Some(None) => inbox.junk = inbox.junk.saturating_sub(1),
+            None => break,
+        }
+    }
 }
 
 /// The value tag of a forged record: the requester's verification of it
@@ -205,6 +321,12 @@ pub struct LookupOutcome {
     pub forged: u32,
     /// The closest nodes that answered on each path (of the last round).
     pub per_path: Vec<Vec<Contact>>,
+    /// With [`SimConfig::density`]: the dense cluster found near the
+    /// target (merged over the widening rounds), if any.
+    pub dense: Option<DenseCluster>,
+    /// With a dense cluster: the per-path results of the last lookup that
+    /// set it aside (where replicas also go).
+    pub beyond: Vec<Vec<Contact>>,
 }
 
 /// What a lookup is for, which decides whether it failed.
@@ -313,12 +435,20 @@ impl Simulator {
             id: NodeId::from_bytes(id),
             addr: SocketAddr::new(IpAddr::V4(ip), 4433),
         };
+        let rep = (self.config.reputation && behaviour == Behaviour::Honest).then(|| {
+            Box::new(Reputation::with_policy(Policy {
+                max_peers: SIM_REPUTATION_MAX_PEERS,
+                ..Policy::default()
+            }))
+        });
         let node = SimNode {
             contact,
             table: RoutingTable::new(contact.id, &self.config.params),
             records: HashMap::new(),
             alive: true,
             behaviour,
+            rep,
+            inbox: None,
         };
         let index = self.nodes.len();
         self.index.insert(contact.id, index);
@@ -373,6 +503,9 @@ impl Simulator {
     /// `node` learns `peer` as if from an authenticated connection.
     fn learn(&mut self, node: usize, peer: Contact) {
         let now = self.now;
+        if self.is_banned_by(node, &peer.id) {
+            return;
+        }
         let outcome = self.nodes[node].table.insert(peer, now);
         if let InsertOutcome::Full { ping } = outcome {
             let alive = self
@@ -395,16 +528,114 @@ impl Simulator {
         self.lookup_for(from, target, goal)
     }
 
+    /// Whether `node` keeps a reputation table that bans `peer` now.
+    fn is_banned_by(&self, node: usize, peer: &NodeId) -> bool {
+        self.nodes[node]
+            .rep
+            .as_ref()
+            .is_some_and(|r| r.is_banned(peer, self.now))
+    }
+
+    /// Feeds `node`'s reputation table, if it keeps one.
+    fn observe(&mut self, node: usize, peer: NodeId, evidence: Evidence, now: u64) -> Verdict {
+        match self.nodes[node].rep.as_mut() {
+            Some(r) => r.observe(peer, evidence, now),
+            None => Verdict::Keep,
+        }
+    }
+
     /// Runs one lookup from `from` for `target` with the given goal. When
     /// the configuration is hardened and a node or value lookup fails, it
     /// is widened ([`Lookup::widen`]) up to [`SimConfig::widen_rounds`]
-    /// times.
+    /// times. With [`SimConfig::density`], a lookup for a key (not for a
+    /// node) whose result is implausibly dense for the network size the
+    /// node estimates from its own neighbourhood is repeated with the
+    /// dense cluster set aside, up to [`DENSITY_WIDEN_ROUNDS`] times while
+    /// the new result is dense again; values found in every round count
+    /// (the highest wins), and [`LookupOutcome::beyond`] holds the last
+    /// round's per-path results for replica placement.
     pub fn lookup_for(&mut self, from: usize, target: Key, goal: Goal) -> LookupOutcome {
+        let mut out = self.lookup_round(from, target, goal, None);
+        if !self.config.density || goal == Goal::Node {
+            return out;
+        }
+        let k = self.config.params.k;
+        let own = Key::from(self.nodes[from].contact.id);
+        let near: Vec<NodeId> = self.nodes[from]
+            .table
+            .closest(&own, k + 1)
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        let n_est = density::estimate_network_size(&own, &near);
+        let mut found: Vec<NodeId> = out.closest.iter().map(|(c, _)| c.id).collect();
+        for _ in 0..DENSITY_WIDEN_ROUNDS {
+            let Some(c) = density::dense_cluster(&target, &found, n_est, k) else {
+                break;
+            };
+            let merged = out.dense.map_or(c, |old| old.merge(c));
+            if out.dense == Some(merged) {
+                break;
+            }
+            out.dense = Some(merged);
+            let more = self.lookup_round(from, target, goal, Some(merged));
+            out.messages += more.messages;
+            out.forged += more.forged;
+            if more.value.map(|(v, _)| v) > out.value.map(|(v, _)| v) {
+                out.value = more.value;
+            }
+            found = more.closest.iter().map(|(c, _)| c.id).collect();
+            out.beyond = more.per_path;
+        }
+        out
+    }
+
+    /// One lookup (with its [`Lookup::widen`] rounds), setting aside the
+    /// ids of `exclude` if given.
+    fn lookup_round(
+        &mut self,
+        from: usize,
+        target: Key,
+        goal: Goal,
+        exclude: Option<DenseCluster>,
+    ) -> LookupOutcome {
         let find_value = goal == Goal::Value;
         let mut rounds_left = self.config.widen_rounds;
         let params = self.config.params.clone();
         let local = self.nodes[from].contact;
-        let seeds = self.nodes[from].table.closest(&target, params.k);
+        let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
+        let seeds = match self.nodes[from].rep.as_deref() {
+            // Banned peers are skipped; the seeds are the k best by
+            // standing, then distance, among twice as many closest: with
+            // every peer in one standing, the k closest as without it.
+            Some(rep) => {
+                let now = self.now;
+                let mut seeds: Vec<Contact> = self.nodes[from]
+                    .table
+                    .closest(&target, 2 * params.k)
+                    .into_iter()
+                    .filter(|c| !rep.is_banned(&c.id, now) && !set_aside(&c.id))
+                    .collect();
+                rep.rank_candidates(&mut seeds, now, |c| {
+                    (c.id, target.distance(&Key::from(c.id)))
+                });
+                seeds.truncate(params.k);
+                seeds
+            }
+            None => {
+                let mut seeds = self.nodes[from].table.closest(
+                    &target,
+                    if exclude.is_some() {
+                        2 * params.k
+                    } else {
+                        params.k
+                    },
+                );
+                seeds.retain(|c| !set_aside(&c.id));
+                seeds.truncate(params.k);
+                seeds
+            }
+        };
         let mut l = Lookup::new(target, seeds, local.id, &params);
         // (time, sequence, responder index); the answer waits under its
         // sequence number, None for a request that will time out.
@@ -412,6 +643,7 @@ impl Simulator {
         let mut answers: HashMap<u64, Option<Answer>> = HashMap::new();
         let mut seq = 0u64;
         let mut t = 0u64;
+        let mut values_seen = 0usize;
         let mut out = LookupOutcome {
             closest: Vec::new(),
             target_reached: None,
@@ -419,18 +651,28 @@ impl Simulator {
             messages: 0,
             forged: 0,
             per_path: Vec::new(),
+            dense: None,
+            beyond: Vec::new(),
         };
         let target_node = NodeId::from_bytes(target.0);
         loop {
             while let Some(req) = l.poll_request() {
-                out.messages += 1;
                 let Some(&to) = self.index.get(&req.to.id) else {
+                    out.messages += 1;
                     continue;
                 };
+                if self.is_banned_by(from, &req.to.id) {
+                    // Banned since it became a candidate: not asked.
+                    l.on_failure(&req.to.id);
+                    continue;
+                }
+                out.messages += 1;
                 seq += 1;
                 let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss.min(1.0));
+                let overload = self.nodes[to].inbox.as_ref().map_or(0.0, |i| i.overload);
+                let overloaded = overload > 0.0 && self.rng.gen_bool(overload.min(1.0));
                 let behaviour = self.nodes[to].behaviour;
-                if !self.nodes[to].alive || lost || behaviour == Behaviour::Drop {
+                if !self.nodes[to].alive || lost || overloaded || behaviour == Behaviour::Drop {
                     events.push(Reverse((t + self.config.timeout_ms, seq, to)));
                     answers.insert(seq, None);
                     continue;
@@ -444,7 +686,7 @@ impl Simulator {
                         self.nodes[to].table.closest(&target, params.k),
                         find_value.then_some(FORGED),
                     ),
-                    Behaviour::Honest | Behaviour::Drop => (
+                    Behaviour::Honest | Behaviour::Drop | Behaviour::Spam => (
                         self.nodes[to].table.closest(&target, params.k),
                         if find_value {
                             self.nodes[to].records.get(&target).copied()
@@ -466,8 +708,15 @@ impl Simulator {
             };
             t = at;
             let peer = self.nodes[to].contact;
+            let now = self.now.saturating_add(t);
             match answers.remove(&s).flatten() {
-                Some((contacts, value)) => {
+                Some((mut contacts, value)) => {
+                    if exclude.is_some() || self.nodes[from].rep.is_some() {
+                        let rep = self.nodes[from].rep.as_deref();
+                        contacts.retain(|c| {
+                            !set_aside(&c.id) && !rep.is_some_and(|r| r.is_banned(&c.id, now))
+                        });
+                    }
                     l.on_response(&peer.id, &contacts);
                     if self.config.learn_responders {
                         self.learn(from, peer);
@@ -480,15 +729,25 @@ impl Simulator {
                             .map_or(0, |(_, h)| *h);
                         out.target_reached = Some((t, hop + 1));
                     }
-                    match (value, out.value) {
+                    let evidence = match value {
                         // Verification fails: the lookup goes on.
-                        (Some(FORGED), _) => out.forged += 1,
-                        (Some(v), None) => {
-                            out.value = Some((v, t));
-                            l.finish();
+                        Some(FORGED) => {
+                            out.forged += 1;
+                            Evidence::Misbehaved(Misbehaviour::BadRecord)
                         }
-                        _ => {}
-                    }
+                        Some(v) => {
+                            values_seen += 1;
+                            if out.value.is_none_or(|(best, _)| v > best) {
+                                out.value = Some((v, t));
+                            }
+                            if values_seen >= self.config.value_answers.max(1) {
+                                l.finish();
+                            }
+                            Evidence::Verified
+                        }
+                        None => Evidence::Answered,
+                    };
+                    let _ = self.observe(from, peer.id, evidence, now);
                 }
                 None => {
                     l.on_failure(&peer.id);
@@ -496,7 +755,13 @@ impl Simulator {
                     self.nodes[from].table.on_failure(&peer.id, now);
                 }
             }
-            while l.poll_fault().is_some() {}
+            while let Some(fault) = l.poll_fault() {
+                if let Some(rep) = self.nodes[from].rep.as_mut() {
+                    if !rep.is_banned(&fault.peer, now) {
+                        let _ = rep.on_fault(&fault, now);
+                    }
+                }
+            }
             if l.is_finished() && (out.value.is_some() || events.is_empty()) {
                 if !goal_met(goal, &out) && rounds_left > 0 && l.widen() {
                     rounds_left -= 1;
@@ -592,7 +857,7 @@ impl Simulator {
             }
         }
         for (key, value) in given {
-            self.nodes[newcomer].records.insert(key, value);
+            self.put_record(newcomer, key, value);
         }
     }
 
@@ -618,7 +883,7 @@ impl Simulator {
                 .filter(|i| self.nodes[*i].behaviour == Behaviour::Honest)
                 .collect();
             for t in targets {
-                self.nodes[t].records.insert(key, value);
+                self.put_record(t, key, value);
             }
         }
         for i in 0..self.nodes.len() {
@@ -685,26 +950,76 @@ impl Simulator {
     }
 
     /// Stores `value` under `key` from `from` on the `replication` closest
-    /// nodes its lookup finds; returns how many hold it.
+    /// nodes its lookup finds; returns how many hold it. With
+    /// [`SimConfig::reputation`], peers that may not hold a replica are
+    /// passed over for the next ones; with a dense cluster found near the
+    /// key ([`SimConfig::density`]), as many replicas again go to the
+    /// nodes found beyond it.
     pub fn store(&mut self, from: usize, key: Key, value: u64) -> usize {
         let found = self.lookup(from, key, false);
         let r = self.config.params.replication;
-        let mut stored = 0;
-        let placement: Vec<Contact> = if self.config.spread_replicas {
-            spread_across_paths(&found.per_path, r)
+        let now = self.now;
+        let rep = self.nodes[from].rep.as_deref();
+        let eligible = |c: &Contact| rep.is_none_or(|r| r.may_hold_replica(&c.id, now));
+        let mut placement: Vec<Contact> = if self.config.spread_replicas {
+            spread_across_paths(&found.per_path, usize::MAX)
         } else {
-            found.closest.into_iter().map(|(c, _)| c).take(r).collect()
+            found.closest.into_iter().map(|(c, _)| c).collect()
         };
+        placement.retain(eligible);
+        placement.truncate(r);
+        if found.dense.is_some() {
+            let mut beyond = spread_across_paths(&found.beyond, usize::MAX);
+            beyond.retain(|c| eligible(c) && !placement.iter().any(|p| p.id == c.id));
+            beyond.truncate(r);
+            placement.extend(beyond);
+        }
+        let mut stored = 0;
         for c in placement {
             if let Some(&i) = self.index.get(&c.id) {
                 // Adversaries acknowledge (or not) and keep nothing.
-                if self.nodes[i].alive && self.nodes[i].behaviour == Behaviour::Honest {
-                    self.nodes[i].records.insert(key, value);
+                if self.nodes[i].alive
+                    && self.nodes[i].behaviour == Behaviour::Honest
+                    && self.put_record(i, key, value)
+                {
                     stored += 1;
                 }
             }
         }
         stored
+    }
+
+    /// `node` stores `value` under `key` if it is newer than what it holds
+    /// (a holder never rolls a record back), within its store's bounds
+    /// ([`SimConfig::store`]). Returns whether it holds `value` now.
+    fn put_record(&mut self, node: usize, key: Key, value: u64) -> bool {
+        let model = self.config.store;
+        let n = &mut self.nodes[node];
+        match n.records.get(&key) {
+            Some(v) if *v >= value => return *v == value,
+            Some(_) => {
+                n.records.insert(key, value);
+                return true;
+            }
+            None => {}
+        }
+        if let (Some(model), Some(inbox)) = (model, n.inbox.as_deref_mut()) {
+            match model.per_owner {
+                Some(_) => {
+                    if n.records.len() + inbox.junk >= model.slots {
+                        return false;
+                    }
+                }
+                None => {
+                    inbox.fifo.push_back(Some(key));
+                    n.records.insert(key, value);
+                    evict_oldest(&mut n.records, inbox, model.slots);
+                    return n.records.contains_key(&key);
+                }
+            }
+        }
+        n.records.insert(key, value);
+        true
     }
 
     /// Fetches the value under `key` from `from`.
@@ -760,6 +1075,128 @@ impl Simulator {
         }
     }
 
+    /// The spam plan: each spammer's [`SIM_SPAM_TARGETS`] honest targets,
+    /// drawn from a hash of the seed (the same under every defence). Each
+    /// target gets an [`Inbox`].
+    fn spam_plan(&mut self) -> Vec<(usize, Vec<usize>)> {
+        let n = self.nodes.len() as u64;
+        let mut plan = Vec::new();
+        for s in 0..self.nodes.len() {
+            if self.nodes[s].behaviour != Behaviour::Spam {
+                continue;
+            }
+            let mut targets = Vec::new();
+            for attempt in 0..(SIM_SPAM_TARGETS as u64 * 16) {
+                if targets.len() >= SIM_SPAM_TARGETS || n == 0 {
+                    break;
+                }
+                let h = splitmix(self.config.seed ^ splitmix((s as u64) << 20 | attempt));
+                let t = (h % n) as usize;
+                if self.nodes[t].behaviour == Behaviour::Honest && !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+            for t in &targets {
+                self.nodes[*t].inbox.get_or_insert_with(Default::default);
+            }
+            plan.push((s, targets));
+        }
+        plan
+    }
+
+    /// One operation's worth ([`SimConfig::interval_ms`]) of spam: every
+    /// live spammer sends [`SIM_SPAM_RATE_FACTOR`] times the per-peer rate
+    /// limit to each of its targets, half junk stores (each under a fresh
+    /// key, owned by the spammer), half junk lookups. With
+    /// [`SimConfig::rate_limit`], a target admits what its token bucket
+    /// for that peer allows, reports the excess to its reputation table as
+    /// [`Evidence::RateViolation`] (which bans the spammer soon), and
+    /// refuses a banned spammer outright. Admitted junk stores obey the
+    /// store model; admitted requests beyond [`SIM_NODE_CAPACITY_PER_SEC`]
+    /// overload the target, which then leaves that share of all requests
+    /// unanswered until the next operation.
+    fn flood(&mut self, plan: &[(usize, Vec<usize>)]) {
+        let now = self.now;
+        let interval_s = self.config.interval_ms as f64 / 1000.0;
+        let per_op =
+            (f64::from(MAX_REQUESTS_PER_PEER_PER_SEC * SIM_SPAM_RATE_FACTOR) * interval_s) as usize;
+        let capacity = f64::from(SIM_NODE_CAPACITY_PER_SEC) * interval_s;
+        let rate = f64::from(MAX_REQUESTS_PER_PEER_PER_SEC);
+        let burst = f64::from(PEER_REQUEST_BURST);
+        let mut load: HashMap<usize, usize> = HashMap::new();
+        for (s, targets) in plan {
+            if !self.nodes[*s].alive {
+                continue;
+            }
+            let spammer = self.nodes[*s].contact.id;
+            for &t in targets {
+                if !self.nodes[t].alive {
+                    continue;
+                }
+                let mut admitted = per_op;
+                if self.config.rate_limit {
+                    let node = &mut self.nodes[t];
+                    let (Some(rep), Some(inbox)) =
+                        (node.rep.as_deref_mut(), node.inbox.as_deref_mut())
+                    else {
+                        continue;
+                    };
+                    if rep.is_banned(&spammer, now) {
+                        continue;
+                    }
+                    let factor = rep.rate_factor(&spammer, now);
+                    let bucket = inbox.buckets.entry(*s).or_insert((burst * factor, now));
+                    let elapsed = now.saturating_sub(bucket.1) as f64 / 1000.0;
+                    bucket.0 = (bucket.0 + rate * factor * elapsed).min(burst * factor);
+                    bucket.1 = now;
+                    admitted = (bucket.0.max(0.0) as usize).min(per_op);
+                    bucket.0 -= admitted as f64;
+                    for _ in admitted..per_op {
+                        if rep.observe(spammer, Evidence::RateViolation, now) != Verdict::Keep {
+                            break;
+                        }
+                    }
+                }
+                *load.entry(t).or_default() += admitted;
+                let stores = admitted / 2;
+                let model = self.config.store;
+                let node = &mut self.nodes[t];
+                if let (Some(model), Some(inbox)) = (model, node.inbox.as_deref_mut()) {
+                    for _ in 0..stores {
+                        match model.per_owner {
+                            Some(quota) => {
+                                let mine = inbox.junk_per_owner.entry(*s).or_default();
+                                if *mine >= quota || node.records.len() + inbox.junk >= model.slots
+                                {
+                                    break;
+                                }
+                                *mine += 1;
+                                inbox.junk += 1;
+                            }
+                            None => {
+                                inbox.fifo.push_back(None);
+                                inbox.junk += 1;
+                                evict_oldest(&mut node.records, inbox, model.slots);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (_, targets) in plan {
+            for &t in targets {
+                if let Some(inbox) = self.nodes[t].inbox.as_deref_mut() {
+                    let a = load.get(&t).copied().unwrap_or(0) as f64;
+                    inbox.overload = if a > capacity {
+                        (a - capacity) / a
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+
     /// Builds the overlay: `config.nodes` nodes joining one after another.
     pub fn bootstrap(&mut self) {
         for _ in 0..self.config.nodes {
@@ -792,7 +1229,15 @@ impl Simulator {
         let mut latencies = Vec::new();
         let mut messages = 0u64;
         let mut successes = 0usize;
+        let plan = if self.config.spam {
+            self.spam_plan()
+        } else {
+            Vec::new()
+        };
         let mut churn = |sim: &mut Simulator, debt: &mut f64, keep: &HashSet<usize>| {
+            if !plan.is_empty() {
+                sim.flood(&plan);
+            }
             *debt += churn_per_op;
             while *debt >= 1.0 {
                 *debt -= 1.0;
@@ -825,24 +1270,48 @@ impl Simulator {
                 latencies.push(t);
             }
         }
-        let mut fetched = 0usize;
+        let (mut fetched, mut stale) = (0usize, 0usize);
+        // With spam, every record is stored first and fetched afterwards,
+        // so that it is exposed to the flood for a while.
+        let deferred = self.config.spam;
+        let mut written: Vec<(Key, u64)> = Vec::new();
         for pair in 0..self.config.store_fetch {
             self.now += self.config.interval_ms;
             let key = key_of(pair);
-            // Never the forged tag.
-            let value = self.rng.next_u64() & (FORGED >> 1);
+            // Increasing with the pair (a later store is a newer record of
+            // its key), never the forged tag.
+            let value = ((pair as u64 + 1) << 31) | (self.rng.next_u64() & 0x7fff_ffff);
             if self.live_honest() == 0 {
                 continue;
             }
             let writer = self.random_live();
             self.store(writer, key, value);
             churn(self, &mut churn_debt, &HashSet::from([writer]));
+            if deferred {
+                written.push((key, value));
+                continue;
+            }
             if self.live_honest() == 0 {
                 continue;
             }
             let reader = self.random_live();
-            if self.fetch(reader, key) == Some(value) {
-                fetched += 1;
+            match self.fetch(reader, key) {
+                Some(v) if v == value => fetched += 1,
+                Some(v) if v < value => stale += 1,
+                _ => {}
+            }
+        }
+        for (key, value) in written {
+            self.now += self.config.interval_ms;
+            churn(self, &mut churn_debt, &HashSet::new());
+            if self.live_honest() == 0 {
+                continue;
+            }
+            let reader = self.random_live();
+            match self.fetch(reader, key) {
+                Some(v) if v == value => fetched += 1,
+                Some(v) if v < value => stale += 1,
+                _ => {}
             }
         }
         hops.sort_unstable();
@@ -868,6 +1337,7 @@ impl Simulator {
             messages_per_lookup: messages as f64 / self.config.lookups.max(1) as f64,
             store_fetch: self.config.store_fetch,
             store_fetch_success_rate: fetched as f64 / self.config.store_fetch.max(1) as f64,
+            store_fetch_stale_rate: stale as f64 / self.config.store_fetch.max(1) as f64,
             crashed,
             joined,
             table_entries_mean: entries as f64 / live_n as f64,
