@@ -30,7 +30,7 @@ use super::config::OverlayParams;
 use super::key::{Distance, Key};
 use super::routing::Contact;
 use crate::identity::NodeId;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Candidates kept per path beyond which the farthest unqueried ones are
 /// dropped: bounds memory whatever peers answer.
@@ -104,6 +104,9 @@ pub struct Lookup {
     finished: bool,
     /// Nodes that answered before [`Lookup::widen`], for the result.
     retired: Vec<(Distance, Contact, u32)>,
+    /// Candidates the driver distrusts ([`Lookup::demote`]): asked only
+    /// when no trusted candidate among a path's `k` closest is left.
+    demoted: HashSet<NodeId>,
 }
 
 impl Lookup {
@@ -124,6 +127,7 @@ impl Lookup {
             requests: 0,
             finished: false,
             retired: Vec::new(),
+            demoted: HashSet::new(),
         };
         let mut seeds = seeds;
         seeds.sort_by_key(|c| target.distance(&Key::from(c.id)));
@@ -189,13 +193,21 @@ impl Lookup {
         if p.in_flight >= alpha {
             return None;
         }
-        // Only the k closest live candidates are worth asking.
-        let candidate = p
-            .candidates
-            .values_mut()
-            .filter(|c| c.state != State::Failed)
-            .take(k)
-            .find(|c| c.state == State::Fresh)?;
+        // Only the k closest live candidates are worth asking; among them
+        // the closest trusted one, else the closest demoted one.
+        let fresh = |c: &&Candidate| c.state == State::Fresh;
+        let live = || {
+            p.candidates
+                .iter()
+                .filter(|(_, c)| c.state != State::Failed)
+                .take(k)
+        };
+        let chosen = live()
+            .filter(|(_, c)| fresh(c) && !self.demoted.contains(&c.contact.id))
+            .chain(live().filter(|(_, c)| fresh(c)))
+            .map(|(d, _)| *d)
+            .next()?;
+        let candidate = p.candidates.get_mut(&chosen)?;
         candidate.state = State::InFlight;
         p.in_flight += 1;
         Some(Request {
@@ -233,6 +245,7 @@ impl Lookup {
             });
         }
         let mut reported_invalid = false;
+        let mut new = Vec::new();
         for c in contacts.iter().take(self.k) {
             if !c.id.meets_difficulty(self.difficulty) {
                 if !reported_invalid {
@@ -244,10 +257,24 @@ impl Lookup {
                 }
                 continue;
             }
-            if c.id == self.local || self.owner.contains_key(&c.id) {
+            if c.id == self.local || self.owner.contains_key(&c.id) || new.contains(c) {
                 continue;
             }
-            self.add_candidate(path, *c, hop + 1);
+            new.push(*c);
+        }
+        // Paths that never had a candidate (fewer seeds than paths: a
+        // joining node knows only its bootstrap node) take their share of
+        // this answer, closest first, round-robin with the answering path;
+        // otherwise they would stay empty and the lookup would run on one
+        // path only.
+        let mut paths: Vec<usize> = vec![path];
+        paths.extend(
+            (0..self.paths.len()).filter(|&i| i != path && self.paths[i].candidates.is_empty()),
+        );
+        new.sort_by_key(|c| self.target.distance(&Key::from(c.id)));
+        for (i, c) in new.into_iter().enumerate() {
+            let to = paths.get(i % paths.len()).copied().unwrap_or(path);
+            self.add_candidate(to, c, hop + 1);
         }
     }
 
@@ -265,6 +292,22 @@ impl Lookup {
             peer: *from,
             kind: FaultKind::Unresponsive,
         });
+    }
+
+    /// Marks a candidate the driver distrusts (a suspect peer, in the
+    /// reputation subsystem's terms): on its path it is asked only after
+    /// every trusted candidate among the path's `k` closest, so that the
+    /// answers of trusted peers get the chance to push it out of the `k`
+    /// closest before it is asked at all. A demoted candidate still counts
+    /// towards the path's end, and it is still asked when it stays among
+    /// the `k` closest: demotion reorders, it never loses a node the
+    /// lookup needs. Ids that are not (yet) candidates are remembered
+    /// only up to the lookup's own candidate count.
+    pub fn demote(&mut self, id: &NodeId) {
+        let cap = self.k * MAX_CANDIDATES_PER_PATH_FACTOR * self.paths.len();
+        if self.owner.contains_key(id) || self.demoted.len() < cap {
+            self.demoted.insert(*id);
+        }
     }
 
     /// The next fault observed, if any.
@@ -495,6 +538,69 @@ mod tests {
         }
         // Every path made progress towards the target.
         assert_eq!(l.result()[0].0.id, id(700));
+    }
+
+    /// Runs a one-path lookup (alpha 1, k 2) for id 0, seeded with ids
+    /// 2, 3, 4, with `demoted` demoted: node 3 answers with node 1, node 1
+    /// with node 0, every other node with nothing. Returns the order in
+    /// which nodes were asked.
+    fn ask_order(demoted: u16) -> Vec<u16> {
+        let seeds: Vec<Contact> = (2..5).map(contact).collect();
+        let mut l = Lookup::new(Key::from(id(0)), seeds, id(999), &params(2, 1, 1));
+        l.demote(&id(demoted));
+        let mut order = Vec::new();
+        while let Some(r) = l.poll_request() {
+            let n = index_of(&r.to);
+            order.push(n);
+            let answer = match n {
+                3 => vec![contact(1)],
+                1 => vec![contact(0)],
+                _ => vec![],
+            };
+            l.on_response(&r.to.id, &answer);
+        }
+        assert!(l.is_finished());
+        order
+    }
+
+    #[test]
+    fn demoted_candidates_are_asked_after_trusted_ones() {
+        // Without demotion: closest first, so 2 is asked, for nothing.
+        assert_eq!(ask_order(999), vec![2, 3, 1, 0]);
+        // Demoted, 2 waits; the trusted 3's answers push it out of the 2
+        // closest before its turn, so it is never asked.
+        assert_eq!(ask_order(2), vec![3, 1, 0]);
+        // A demoted node that stays among the k closest is still asked
+        // (demotion reorders, never drops a node the lookup needs).
+        assert_eq!(ask_order(3), vec![2, 3, 1, 0]);
+    }
+
+    #[test]
+    fn a_single_seed_s_answer_seeds_every_path() {
+        // A joining node knows only its bootstrap node: one seed, four
+        // paths. The bootstrap's answer is dealt across all four, so the
+        // lookup runs on four disjoint paths, not one.
+        let target = Key::from(id(700));
+        let mut l = Lookup::new(target, vec![contact(0)], id(1023), &params(10, 2, 4));
+        let first = l.poll_request().unwrap();
+        assert_eq!((first.to.id, first.path), (id(0), 0));
+        assert!(l.poll_request().is_none(), "the other paths are empty");
+        l.on_response(&first.to.id, &answer(0));
+        let mut paths = HashSet::new();
+        while let Some(r) = l.poll_request() {
+            paths.insert(r.path);
+        }
+        assert_eq!(paths, HashSet::from([0, 1, 2, 3]));
+        // No node belongs to two paths.
+        let owned: usize = (0..4)
+            .map(|p| {
+                answer(0)
+                    .iter()
+                    .filter(|c| l.path_of(&c.id) == Some(p))
+                    .count()
+            })
+            .sum();
+        assert_eq!(owned, 10);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::overlay::density::{self, DenseCluster};
 use crate::overlay::key::Key;
 use crate::overlay::lookup::{spread_across_paths, Lookup};
 use crate::overlay::routing::{Contact, InsertOutcome, RoutingTable};
-use crate::reputation::{Evidence, Misbehaviour, Policy, Reputation, Verdict};
+use crate::reputation::{Evidence, Misbehaviour, Policy, Reputation, Standing, Verdict};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -636,7 +636,20 @@ impl Simulator {
                 seeds
             }
         };
+        let suspects: Vec<NodeId> = self.nodes[from]
+            .rep
+            .as_deref()
+            .map_or_else(Vec::new, |rep| {
+                seeds
+                    .iter()
+                    .filter(|c| rep.standing(&c.id, self.now) == Standing::Suspect)
+                    .map(|c| c.id)
+                    .collect()
+            });
         let mut l = Lookup::new(target, seeds, local.id, &params);
+        for id in &suspects {
+            l.demote(id);
+        }
         // (time, sequence, responder index); the answer waits under its
         // sequence number, None for a request that will time out.
         let mut events: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
@@ -718,6 +731,13 @@ impl Simulator {
                         });
                     }
                     l.on_response(&peer.id, &contacts);
+                    if let Some(rep) = self.nodes[from].rep.as_deref() {
+                        for c in &contacts {
+                            if rep.standing(&c.id, now) == Standing::Suspect {
+                                l.demote(&c.id);
+                            }
+                        }
+                    }
                     if self.config.learn_responders {
                         self.learn(from, peer);
                     }
