@@ -551,3 +551,163 @@ async fn a_store_for_a_key_the_node_is_not_responsible_for_is_refused() {
     assert_eq!(holds(&x), 0);
     assert_eq!(others.iter().map(holds).sum::<usize>(), 1);
 }
+
+/// A key whose node id shares at least `bits` leading bits with `target`
+/// (an attacker's identity placed next to a key), the `n`-th such found
+/// from `seed_tag` on.
+fn key_near(target: &Key, bits: u32, seed_tag: u8, n: usize) -> SecretKey {
+    let mut found = 0;
+    for counter in 0u64.. {
+        let mut seed = [seed_tag; 32];
+        seed[..8].copy_from_slice(&counter.to_le_bytes());
+        let k = SecretKey::from_seed(&seed);
+        let d = target.distance(&Key::from(k.public().node_id()));
+        let shared =
+            d.0.iter()
+                .position(|b| *b != 0)
+                .map_or(256, |i| i as u32 * 8 + d.0[i].leading_zeros());
+        if shared >= bits {
+            if found == n {
+                return k;
+            }
+            found += 1;
+        }
+    }
+    unreachable!("the counter space is not exhausted")
+}
+
+/// A content eclipse on real nodes: six identities sharing 10 leading
+/// bits with a record's key (an honest overlay of 16 nodes has such a node
+/// once in 64 keys, never six) join an overlay of ten honest nodes. The
+/// writer's lookup notices the implausibly dense cluster and places
+/// replicas beyond it too, and the honest nodes there accept them although
+/// the cluster makes them look far from the key. When the whole cluster
+/// vanishes (here: stops, the bluntest way to withhold a record), the
+/// record is still found. Fails without either half of the defence
+/// (checked by disabling each: no honest node then holds the record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dense_cluster_around_a_key_cannot_hide_a_record() {
+    // Replication 2: an honest node beyond the cluster knows more than
+    // 2 x 2 nodes closer to the key (the six), so it would refuse the
+    // replica as not its business if it counted the cluster.
+    let p = OverlayParams {
+        replication: 2,
+        ..params()
+    };
+    let user = SecretKey::from_seed(&[0xcd; 32]);
+    let value = OwnerValue::new("voicemail", b"call me back".to_vec()).unwrap();
+    let record = value.sign(&user, 1, now() as u64 + 3600);
+
+    let mut honest: Vec<RunningNode> = Vec::new();
+    for i in 0..10u8 {
+        let key = key(150 + i);
+        let identity = LocalIdentity::self_signed(&key, now()).expect("certificate");
+        honest.push(start_overlay_node(
+            identity,
+            VerifyPolicy::self_certifying(0),
+            Limits::default(),
+            format!("127.{}.0.1:0", 150 + i).parse().unwrap(),
+            p.clone(),
+        ));
+    }
+    let boot = contact(&honest[0]);
+    for n in &honest[1..] {
+        n.node
+            .overlay()
+            .unwrap()
+            .join(n.node.dialer(), &[boot])
+            .await;
+    }
+    let mut sybils: Vec<RunningNode> = Vec::new();
+    for j in 0..6u8 {
+        let key = key_near(&record.key, 10, 0x5b, j.into());
+        let identity = LocalIdentity::self_signed(&key, now()).expect("certificate");
+        let n = start_overlay_node(
+            identity,
+            VerifyPolicy::self_certifying(0),
+            Limits::default(),
+            format!("127.{}.0.1:0", 170 + j).parse().unwrap(),
+            p.clone(),
+        );
+        n.node
+            .overlay()
+            .unwrap()
+            .join(n.node.dialer(), &[boot])
+            .await;
+        sybils.push(n);
+    }
+    // The honest nodes meet the newcomers (a refresh, as maintenance does).
+    for n in &honest {
+        let overlay = n.node.overlay().unwrap();
+        let found = overlay.lookup(n.node.dialer(), record.key, None).await;
+        overlay.learn_found(&found);
+    }
+
+    let writer = &honest[1];
+    let acks = writer
+        .node
+        .overlay()
+        .unwrap()
+        .publish(writer.node.dialer(), &record)
+        .await;
+    let holders: Vec<usize> = honest
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| {
+            *i != 1
+                && !n
+                    .node
+                    .overlay()
+                    .unwrap()
+                    .local_records(&record.key, RecordKind::OwnerValue)
+                    .is_empty()
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        !holders.is_empty(),
+        "no honest node but the writer holds the record ({acks} acks): the cluster got every replica"
+    );
+
+    // What the writer's placement lookup saw: the cluster.
+    let placement = writer
+        .node
+        .overlay()
+        .unwrap()
+        .lookup_key(writer.node.dialer(), record.key, None)
+        .await;
+    let dense = placement
+        .dense
+        .expect("the writer noticed the dense cluster");
+    assert!(dense.shared_bits >= 6, "{dense:?}");
+    assert!(
+        placement
+            .beyond
+            .iter()
+            .flatten()
+            .all(|c| !dense.contains(&record.key, &c.id)),
+        "the repeat set the cluster aside"
+    );
+
+    // The whole cluster withholds the record: it is still found.
+    for n in sybils {
+        n.stop().await;
+    }
+    let reader_index = (2..10).find(|i| !holders.contains(i)).unwrap_or(2);
+    let reader = &honest[reader_index];
+    let found = reader
+        .node
+        .overlay()
+        .unwrap()
+        .lookup(
+            reader.node.dialer(),
+            record.key,
+            Some(RecordKind::OwnerValue),
+        )
+        .await;
+    assert_eq!(
+        found.records,
+        vec![record.encode()],
+        "honest holders {holders:?}; the reader (node {reader_index}) found nothing"
+    );
+}

@@ -27,24 +27,25 @@ use super::tls::LocalIdentity;
 use super::{NetError, CLOSE_NORMAL};
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::{
-    LOOKUP_WIDEN_ROUNDS, MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS,
-    MAX_LEAVE_STORES_IN_FLIGHT, MAX_PENDING_CHURN_EVENTS, MAX_REPUBLISH_RECORDS_PER_ROUND,
-    MAX_SAVED_CONTACTS, RESPONSIBILITY_SLACK_FACTOR,
+    DENSITY_WIDEN_ROUNDS, LOOKUP_WIDEN_ROUNDS, MAX_BUCKET_REFRESHES_PER_ROUND,
+    MAX_HANDOVER_RECORDS, MAX_LEAVE_STORES_IN_FLIGHT, MAX_PENDING_CHURN_EVENTS,
+    MAX_REPUBLISH_RECORDS_PER_ROUND, MAX_SAVED_CONTACTS, RESPONSIBILITY_SLACK_FACTOR,
 };
 use crate::overlay::config::OverlayParams;
+use crate::overlay::density::{self, DenseCluster};
 use crate::overlay::key::{Distance, Key};
 use crate::overlay::lookup::{spread_across_paths, FaultKind, Lookup};
 use crate::overlay::record::{Record, RecordKind, RecordPolicy, VerifiedRecord};
 use crate::overlay::routing::{Contact, Eviction, InsertOutcome, RoutingTable};
 use crate::overlay::store::{PutOutcome, RecordStore, SlotKey, StoreLimits};
-use crate::reputation::{Evidence, Misbehaviour, Policy, Verdict};
+use crate::reputation::{Evidence, Misbehaviour, Policy, Standing, Verdict};
 use crate::wire::{ErrorCode, Message};
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::debug;
+use tracing::{debug, info};
 
 /// Holders that must have answered with a verified record before a value
 /// lookup stops early.
@@ -342,6 +343,14 @@ pub struct Found {
     pub per_path: Vec<Vec<Contact>>,
     /// Records (encoded, verified) found under the key, for FindValue.
     pub records: Vec<Vec<u8>>,
+    /// The implausibly dense cluster of ids found around the key, if any
+    /// (a targeted Sybil or content-eclipse attack; see
+    /// [`crate::overlay::density`]): the lookup was repeated with it set
+    /// aside.
+    pub dense: Option<DenseCluster>,
+    /// With `dense`: the closest nodes that answered on each path of the
+    /// last repeat, the cluster set aside: where extra replicas go.
+    pub beyond: Vec<Vec<Contact>>,
 }
 
 impl OverlayService {
@@ -646,10 +655,51 @@ impl OverlayService {
         self.state().table.count_closer(key, &own)
     }
 
+    /// [`OverlayService::closer_than_local`], not counting the contacts of
+    /// an implausibly dense cluster around `key`: a content-eclipse
+    /// attacker must not be able to make every honest node beyond its
+    /// cluster refuse the replicas a writer places there.
+    fn closer_than_local_outside_clusters(&self, key: &Key) -> usize {
+        let closer = self.closer_than_local(key);
+        let bound = self.responsibility_bound();
+        if closer < bound {
+            return closer;
+        }
+        let near: Vec<NodeId> = self
+            .closest(key, self.params.k.max(bound))
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        match density::dense_cluster(key, &near, self.estimated_size(), self.params.k) {
+            Some(cluster) => {
+                let own = key.distance(&Key::from(self.local));
+                let state = self.state();
+                let all = state.table.closest(key, closer);
+                all.iter()
+                    .filter(|c| key.distance(&Key::from(c.id)) < own)
+                    .filter(|c| !cluster.contains(key, &c.id))
+                    .count()
+            }
+            None => closer,
+        }
+    }
+
+    /// The overlay's size as this node estimates it from its own
+    /// neighbourhood ([`density::estimate_network_size`]).
+    pub fn estimated_size(&self) -> f64 {
+        let own = Key::from(self.local);
+        let near: Vec<NodeId> = self
+            .closest(&own, self.params.k.saturating_add(1))
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        density::estimate_network_size(&own, &near)
+    }
+
     /// Whether this node stores records under `key`: it knows fewer than
     /// [`RESPONSIBILITY_SLACK_FACTOR`] × `replication` nodes closer to it.
     pub fn is_responsible(&self, key: &Key) -> bool {
-        self.closer_than_local(key) < self.responsibility_bound()
+        self.closer_than_local_outside_clusters(key) < self.responsibility_bound()
     }
 
     /// Verifies and stores a record; with `check_responsible`, first
@@ -677,7 +727,7 @@ impl OverlayService {
             }
         };
         if check_responsible {
-            let closer = self.closer_than_local(&record.key);
+            let closer = self.closer_than_local_outside_clusters(&record.key);
             let bound = self.responsibility_bound();
             if closer >= bound {
                 let reply = Message::error(
@@ -728,16 +778,106 @@ impl OverlayService {
     ///
     /// Reputation-weighted: the seeds are the `k` best of the `2k` closest
     /// known contacts, by standing first and distance second (banned ones
-    /// never), and every answer is judged: verified contacts and records
-    /// are [`Evidence::Verified`], a forged record or a record under
-    /// another key is misbehaviour, contacts that fail the puzzle or
+    /// never), suspect peers are asked only after trusted ones
+    /// ([`Lookup::demote`]), and every answer is judged: verified contacts
+    /// and records are [`Evidence::Verified`], a forged record or a record
+    /// under another key is misbehaviour, contacts that fail the puzzle or
     /// exceed `k` are the lookup's faults.
+    ///
+    /// A FindValue lookup also checks the ids it found around the key for
+    /// an implausibly dense cluster ([`density::dense_cluster`]) and, if it
+    /// finds one, repeats itself with the cluster set aside (up to
+    /// [`DENSITY_WIDEN_ROUNDS`] times), keeping the records of every round:
+    /// see [`Found::dense`].
     pub async fn lookup(&self, dialer: &Dialer, target: Key, kind: Option<RecordKind>) -> Found {
+        if kind.is_some() {
+            self.lookup_key(dialer, target, kind).await
+        } else {
+            self.lookup_round(dialer, target, kind, None).await
+        }
+    }
+
+    /// A lookup for a key with density detection (see
+    /// [`OverlayService::lookup`]): with `kind`, a FindValue; without, the
+    /// lookup that places a record's replicas ([`OverlayService::publish`]).
+    pub async fn lookup_key(
+        &self,
+        dialer: &Dialer,
+        target: Key,
+        kind: Option<RecordKind>,
+    ) -> Found {
+        let mut found = self.lookup_round(dialer, target, kind, None).await;
+        let n_est = self.estimated_size();
+        let mut ids: Vec<NodeId> = found.closest.iter().map(|c| c.id).collect();
+        for _ in 0..DENSITY_WIDEN_ROUNDS {
+            let Some(cluster) = density::dense_cluster(&target, &ids, n_est, self.params.k) else {
+                break;
+            };
+            let merged = found.dense.map_or(cluster, |old| old.merge(cluster));
+            if found.dense == Some(merged) {
+                break;
+            }
+            info!(
+                key = %hex::encode(&target.0[..8]),
+                shared_bits = merged.shared_bits,
+                members = merged.members,
+                estimated_nodes = n_est.round(),
+                "implausibly dense ids around a key: repeating the lookup without them"
+            );
+            found.dense = Some(merged);
+            let more = self.lookup_round(dialer, target, kind, Some(merged)).await;
+            for r in more.records {
+                if found.records.len() < MAX_FOUND_RECORDS && !found.records.contains(&r) {
+                    found.records.push(r);
+                }
+            }
+            ids = more.closest.iter().map(|c| c.id).collect();
+            found.beyond = more.per_path;
+        }
+        found
+    }
+
+    /// One lookup (with its [`Lookup::widen`] rounds), the ids of
+    /// `exclude` set aside: never seeds, never taken from answers.
+    async fn lookup_round(
+        &self,
+        dialer: &Dialer,
+        target: Key,
+        kind: Option<RecordKind>,
+        exclude: Option<DenseCluster>,
+    ) -> Found {
+        let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
         let mut seeds = self.closest(&target, self.params.k.saturating_mul(2));
+        seeds.retain(|c| !set_aside(&c.id));
         self.reputation
             .rank(&mut seeds, |c| (c.id, target.distance(&Key::from(c.id))));
         seeds.truncate(self.params.k);
+        let suspects: Vec<NodeId> = seeds
+            .iter()
+            .filter(|c| self.reputation.standing(&c.id) == Standing::Suspect)
+            .map(|c| c.id)
+            .collect();
         let mut lookup = Lookup::new(target, seeds, self.local, &self.params);
+        for id in &suspects {
+            lookup.demote(id);
+        }
+        let take_answer = |lookup: &mut Lookup, from: &NodeId, contacts: &[Contact]| {
+            if exclude.is_some() {
+                let kept: Vec<Contact> = contacts
+                    .iter()
+                    .filter(|c| !set_aside(&c.id))
+                    .copied()
+                    .collect();
+                lookup.on_response(from, &kept);
+            } else {
+                lookup.on_response(from, contacts);
+            }
+            for c in contacts {
+                if self.reputation.standing(&c.id) == Standing::Suspect {
+                    lookup.demote(&c.id);
+                }
+            }
+        };
         let request = match kind {
             None => Message::FindNode {
                 overlay: self.params.name.clone(),
@@ -775,12 +915,12 @@ impl OverlayService {
                 // (the dialer reuses a connection only at that address):
                 // it refreshes (or enters) the routing table.
                 Ok(Message::Nodes { contacts }) => {
-                    lookup.on_response(&to.id, &contacts);
+                    take_answer(&mut lookup, &to.id, &contacts);
                     self.seen(to);
                     self.judge_answer(dialer, &mut lookup, &to.id, None);
                 }
                 Ok(Message::Value { records, contacts }) => {
-                    lookup.on_response(&to.id, &contacts);
+                    take_answer(&mut lookup, &to.id, &contacts);
                     self.seen(to);
                     let now = crate::unix_now().max(0) as u64;
                     let mut verified_any = false;
@@ -923,25 +1063,30 @@ impl OverlayService {
     /// Stores `record` on `replication` nodes a lookup finds, taken
     /// round-robin across its disjoint paths (a path an adversary steered
     /// gets at most its share of the replicas), and locally when this node
-    /// is closer than one of them. Returns how many nodes acknowledged it.
+    /// is closer than one of them. When the lookup found an implausibly
+    /// dense cluster of ids around the key ([`Found::dense`]), as many
+    /// replicas again go to the closest nodes beyond it, so that the
+    /// cluster cannot hide the record. Returns how many nodes acknowledged
+    /// it.
     pub async fn publish(&self, dialer: &Dialer, record: &Record) -> usize {
         let encoded = record.encode();
-        let found = self.lookup(dialer, record.key, None).await;
+        let found = self.lookup_key(dialer, record.key, None).await;
         let mut acks = 0;
-        // This node is a candidate holder too.
         // Suspect and banned peers hold no replica; the next closest do.
-        let per_path: Vec<Vec<Contact>> = found
-            .per_path
-            .iter()
-            .map(|path| {
-                path.iter()
-                    .filter(|c| self.reputation.may_hold_replica(&c.id))
-                    .copied()
-                    .collect()
-            })
-            .collect();
+        let eligible = |paths: &[Vec<Contact>]| -> Vec<Vec<Contact>> {
+            paths
+                .iter()
+                .map(|path| {
+                    path.iter()
+                        .filter(|c| self.reputation.may_hold_replica(&c.id))
+                        .copied()
+                        .collect()
+                })
+                .collect()
+        };
+        // This node is a candidate holder too.
         let mut holders: Vec<Option<Contact>> =
-            spread_across_paths(&per_path, self.params.replication)
+            spread_across_paths(&eligible(&found.per_path), self.params.replication)
                 .into_iter()
                 .map(Some)
                 .collect();
@@ -952,7 +1097,16 @@ impl OverlayService {
                 .key
                 .distance(&c.map_or(local_key, |c| Key::from(c.id)))
         });
-        for holder in holders.into_iter().take(self.params.replication) {
+        holders.truncate(self.params.replication);
+        if found.dense.is_some() {
+            let beyond = spread_across_paths(&eligible(&found.beyond), self.params.replication);
+            for c in beyond {
+                if !holders.contains(&Some(c)) {
+                    holders.push(Some(c));
+                }
+            }
+        }
+        for holder in holders {
             match holder {
                 None => {
                     // The lookup just found this node among the closest:

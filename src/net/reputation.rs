@@ -17,7 +17,7 @@
 use crate::identity::NodeId;
 use crate::overlay::key::Distance;
 use crate::overlay::lookup::PeerFault;
-use crate::reputation::{Evidence, PeerReport, Policy, Reputation, Verdict};
+use crate::reputation::{Evidence, PeerReport, Policy, Reputation, Standing, Verdict};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -125,6 +125,11 @@ impl PeerReputation {
     /// Whether `peer` is banned now.
     pub fn is_banned(&self, peer: &NodeId) -> bool {
         self.table().is_banned(peer, now_ms())
+    }
+
+    /// `peer`'s standing now; see [`Reputation::standing`].
+    pub fn standing(&self, peer: &NodeId) -> Standing {
+        self.table().standing(peer, now_ms())
     }
 
     /// Whether `peer` may be asked to hold a replica now; see
