@@ -457,14 +457,25 @@ impl OverlayService {
 
     /// Learns a peer seen on an authenticated connection. Returns the
     /// resident to ping when its bucket is full.
-    /// A banned peer is not admitted.
+    /// A banned peer is not admitted. In a full bucket the peer takes the
+    /// place of a resident only if the reputation table prefers it
+    /// ([`PeerReputation::prefer_resident`]: a banned or suspect resident,
+    /// a newcomer in better standing); otherwise it waits for the oldest
+    /// resident to fail a ping, as in Kademlia.
     pub fn learn(&self, peer: Contact) -> Option<Contact> {
         if self.reputation.is_banned(&peer.id) {
             return None;
         }
         let now = self.now_ms();
         let mut state = self.state();
-        match state.table.insert(peer, now) {
+        let (outcome, displaced) = state.table.insert_displacing(peer, now, |resident| {
+            !self.reputation.prefer_resident(resident, &peer.id)
+        });
+        if let Some(d) = displaced {
+            debug!(peer = %d.id.fmt_short(), newcomer = %peer.id.fmt_short(), "resident in bad standing displaced");
+            self.note(&mut state, ChurnEvent::Evicted(d));
+        }
+        match outcome {
             InsertOutcome::Inserted => {
                 self.note(&mut state, ChurnEvent::Admitted(peer));
                 None

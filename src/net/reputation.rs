@@ -127,6 +127,12 @@ impl PeerReputation {
         self.table().is_banned(peer, now_ms())
     }
 
+    /// Whether a routing-table `resident` keeps its place against
+    /// `newcomer` now; see [`Reputation::prefer_resident`].
+    pub fn prefer_resident(&self, resident: &NodeId, newcomer: &NodeId) -> bool {
+        self.table().prefer_resident(resident, newcomer, now_ms())
+    }
+
     /// `peer`'s standing now; see [`Reputation::standing`].
     pub fn standing(&self, peer: &NodeId) -> Standing {
         self.table().standing(peer, now_ms())

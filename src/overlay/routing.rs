@@ -286,6 +286,48 @@ impl RoutingTable {
         InsertOutcome::Full { ping: oldest }
     }
 
+    /// [`RoutingTable::insert`], except that when the contact's bucket is
+    /// full, the oldest resident for which `displace` says yes (the
+    /// caller's judgement, normally the reputation subsystem's: a resident
+    /// in worse standing than the newcomer, see
+    /// [`crate::reputation::Reputation::prefer_resident`]) leaves and the
+    /// newcomer takes its place. Returns the outcome and the displaced
+    /// resident, whose records the caller re-pushes as for any eviction.
+    /// With `displace` always false this is `insert`: a newcomer never
+    /// pushes out a resident the caller does not condemn.
+    pub fn insert_displacing(
+        &mut self,
+        contact: Contact,
+        now: u64,
+        displace: impl Fn(&NodeId) -> bool,
+    ) -> (InsertOutcome, Option<Contact>) {
+        let outcome = self.insert(contact, now);
+        let InsertOutcome::Full { .. } = outcome else {
+            return (outcome, None);
+        };
+        let victim = self
+            .bucket_index(&contact.id)
+            .and_then(|i| self.buckets.get(i))
+            .and_then(|b| b.entries.iter().find(|e| displace(&e.contact.id)))
+            .map(|e| e.contact);
+        let Some(victim) = victim else {
+            return (outcome, None);
+        };
+        self.remove(&victim.id);
+        if let Some(b) = self
+            .bucket_index(&contact.id)
+            .and_then(|i| self.buckets.get_mut(i))
+        {
+            if b.pending
+                .as_ref()
+                .is_some_and(|p| p.contact.id == contact.id)
+            {
+                b.pending = None;
+            }
+        }
+        (self.insert(contact, now), Some(victim))
+    }
+
     fn add(&mut self, index: usize, entry: Entry) {
         *self
             .prefix_counts
@@ -658,6 +700,36 @@ mod tests {
         t.on_ping_result(&b.id, false, 6);
         assert!(t.contains(&c.id) && !t.contains(&b.id));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_newcomer_displaces_only_a_resident_the_caller_condemns() {
+        let mut t = RoutingTable::new(local(), &params(2, 0));
+        let a = contact(id_with(0x80, 0, 1), "10.0.1.1");
+        let b = contact(id_with(0x80, 0, 2), "10.0.2.1");
+        let c = contact(id_with(0x80, 0, 3), "10.0.3.1");
+        t.insert(a, 1);
+        t.insert(b, 2);
+        // Nobody condemned: as `insert`, the newcomer waits.
+        assert_eq!(
+            t.insert_displacing(c, 3, |_| false),
+            (InsertOutcome::Full { ping: a }, None)
+        );
+        assert!(!t.contains(&c.id));
+        // b (say, a suspect) is condemned: c takes its place, a stays.
+        assert_eq!(
+            t.insert_displacing(c, 4, |id| *id == b.id),
+            (InsertOutcome::Inserted, Some(b))
+        );
+        assert!(t.contains(&a.id) && t.contains(&c.id) && !t.contains(&b.id));
+        assert_eq!(t.len(), 2);
+        // A bucket with room needs no displacement.
+        let d = contact(id_with(0x40, 0, 4), "10.0.4.1");
+        assert_eq!(
+            t.insert_displacing(d, 5, |_| true),
+            (InsertOutcome::Inserted, None)
+        );
+        assert_eq!(t.len(), 3);
     }
 
     #[test]

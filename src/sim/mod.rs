@@ -506,7 +506,13 @@ impl Simulator {
         if self.is_banned_by(node, &peer.id) {
             return;
         }
-        let outcome = self.nodes[node].table.insert(peer, now);
+        let n = &mut self.nodes[node];
+        let (outcome, _) = match n.rep.as_deref() {
+            Some(rep) => n.table.insert_displacing(peer, now, |resident| {
+                !rep.prefer_resident(resident, &peer.id, now)
+            }),
+            None => (n.table.insert(peer, now), None),
+        };
         if let InsertOutcome::Full { ping } = outcome {
             let alive = self
                 .index
