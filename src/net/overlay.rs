@@ -40,6 +40,7 @@ use crate::overlay::routing::{Contact, Eviction, InsertOutcome, RoutingTable};
 use crate::overlay::store::{PutOutcome, RecordStore, SlotKey, StoreLimits};
 use crate::reputation::{Evidence, Misbehaviour, Policy, Standing, Verdict};
 use crate::wire::{ErrorCode, Message};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -788,7 +789,8 @@ impl OverlayService {
     /// lookup that stops once two holders answered with verified records.
     ///
     /// Reputation-weighted: the seeds are the `k` best of the `2k` closest
-    /// known contacts, by standing first and distance second (banned ones
+    /// known contacts, by standing first, then outbound before inbound
+    /// ([`RoutingTable::mark_outbound`]), then distance (banned ones
     /// never), suspect peers are asked only after trusted ones
     /// ([`Lookup::demote`]), and every answer is judged: verified contacts
     /// and records are [`Evidence::Verified`], a forged record or a record
@@ -859,9 +861,20 @@ impl OverlayService {
     ) -> Found {
         let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
         let mut seeds = self.closest(&target, self.params.k.saturating_mul(2));
-        seeds.retain(|c| !set_aside(&c.id));
-        self.reputation
-            .rank(&mut seeds, |c| (c.id, target.distance(&Key::from(c.id))));
+        seeds.retain(|c| !set_aside(&c.id) && !self.reputation.is_banned(&c.id));
+        // Better standing first, then peers this node dialed itself (an
+        // attacker can connect in, not make this node dial it), then
+        // closer.
+        {
+            let state = self.state();
+            seeds.sort_by_cached_key(|c| {
+                (
+                    Reverse(self.reputation.standing(&c.id)),
+                    !state.table.is_outbound(&c.id),
+                    target.distance(&Key::from(c.id)),
+                )
+            });
+        }
         seeds.truncate(self.params.k);
         let suspects: Vec<NodeId> = seeds
             .iter()
@@ -1055,7 +1068,17 @@ impl OverlayService {
         let known = self.state().table.contains(&peer.id);
         if known {
             self.learn(peer);
+            self.state().table.mark_outbound(&peer.id);
         }
+    }
+
+    /// Learns a peer that answered on a connection this node dialed: as
+    /// [`OverlayService::learn`], and marked outbound (preferred as a
+    /// lookup seed: [`RoutingTable::mark_outbound`]).
+    fn learn_outbound(&self, peer: Contact) -> Option<Contact> {
+        let to_ping = self.learn(peer);
+        self.state().table.mark_outbound(&peer.id);
+        to_ping
     }
 
     /// Learns the result of a join or refresh lookup: the `k` closest
@@ -1064,7 +1087,7 @@ impl OverlayService {
     pub fn learn_found(&self, found: &Found) -> usize {
         let mut admitted = 0;
         for c in spread_across_paths(&found.per_path, self.params.k) {
-            if self.learn(c).is_none() && self.state().table.contains(&c.id) {
+            if self.learn_outbound(c).is_none() && self.state().table.contains(&c.id) {
                 admitted += 1;
             }
         }
@@ -1147,7 +1170,7 @@ impl OverlayService {
         for b in bootstrap {
             match dialer.connect(*b).await {
                 Ok(_) => {
-                    self.learn(*b);
+                    self.learn_outbound(*b);
                 }
                 Err(e) => {
                     // A reloaded contact that is gone takes a strike.

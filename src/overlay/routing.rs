@@ -147,6 +147,10 @@ struct Entry {
     first_seen: u64,
     last_seen: u64,
     failures: u32,
+    /// The contact proved its id at its address on a connection this
+    /// node dialed ([`RoutingTable::mark_outbound`]): the node chose it,
+    /// which an attacker cannot make happen by connecting in.
+    outbound: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -274,6 +278,7 @@ impl RoutingTable {
             first_seen: now,
             last_seen: now,
             failures: 0,
+            outbound: false,
         };
         if bucket.entries.len() < k {
             self.add(index, entry);
@@ -402,6 +407,32 @@ impl RoutingTable {
             return None;
         }
         Some(self.on_ping_result(id, false, now))
+    }
+
+    /// Records that `id` (a resident, or the pending candidate of its
+    /// bucket) answered on a connection this node dialed: an outbound
+    /// peer, preferred for routing decisions ([`RoutingTable::is_outbound`]).
+    /// Peers that only connected in can be made to come by an attacker;
+    /// peers this node found and dialed itself cannot.
+    pub fn mark_outbound(&mut self, id: &NodeId) {
+        let Some(bucket) = self.bucket_index(id).and_then(|i| self.buckets.get_mut(i)) else {
+            return;
+        };
+        for e in bucket
+            .entries
+            .iter_mut()
+            .chain(bucket.pending.iter_mut())
+            .filter(|e| e.contact.id == *id)
+        {
+            e.outbound = true;
+        }
+    }
+
+    /// Whether `id` is a resident marked outbound.
+    pub fn is_outbound(&self, id: &NodeId) -> bool {
+        self.bucket_index(id)
+            .and_then(|i| self.buckets.get(i))
+            .is_some_and(|b| b.entries.iter().any(|e| e.contact.id == *id && e.outbound))
     }
 
     /// Removes a contact; returns it if it was resident.
@@ -700,6 +731,29 @@ mod tests {
         t.on_ping_result(&b.id, false, 6);
         assert!(t.contains(&c.id) && !t.contains(&b.id));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn outbound_marks_stick_to_the_resident() {
+        let mut t = RoutingTable::new(local(), &params(2, 0));
+        let a = contact(id_with(0x80, 0, 1), "10.0.1.1");
+        let b = contact(id_with(0x80, 0, 2), "10.0.2.1");
+        let c = contact(id_with(0x80, 0, 3), "10.0.3.1");
+        t.insert(a, 1);
+        t.insert(b, 2);
+        assert!(!t.is_outbound(&a.id), "learned from an inbound connection");
+        t.mark_outbound(&a.id);
+        t.insert(a, 3);
+        assert!(t.is_outbound(&a.id), "a refresh keeps the mark");
+        assert!(!t.is_outbound(&b.id));
+        // The pending candidate keeps its mark when it is admitted.
+        assert_eq!(t.insert(c, 4), InsertOutcome::Full { ping: b });
+        t.mark_outbound(&c.id);
+        t.on_ping_result(&b.id, false, 5);
+        assert!(t.is_outbound(&c.id));
+        // Unknown ids are ignored.
+        t.mark_outbound(&id_with(0x40, 0, 9));
+        assert!(!t.is_outbound(&id_with(0x40, 0, 9)));
     }
 
     #[test]

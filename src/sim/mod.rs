@@ -612,18 +612,23 @@ impl Simulator {
         let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
         let seeds = match self.nodes[from].rep.as_deref() {
             // Banned peers are skipped; the seeds are the k best by
-            // standing, then distance, among twice as many closest: with
-            // every peer in one standing, the k closest as without it.
+            // standing, then outbound first, then distance, among twice as
+            // many closest.
             Some(rep) => {
                 let now = self.now;
-                let mut seeds: Vec<Contact> = self.nodes[from]
-                    .table
+                let table = &self.nodes[from].table;
+                let mut seeds: Vec<Contact> = table
                     .closest(&target, 2 * params.k)
                     .into_iter()
                     .filter(|c| !rep.is_banned(&c.id, now) && !set_aside(&c.id))
                     .collect();
-                rep.rank_candidates(&mut seeds, now, |c| {
-                    (c.id, target.distance(&Key::from(c.id)))
+                // As the node: standing, then outbound peers, then distance.
+                seeds.sort_by_cached_key(|c| {
+                    (
+                        std::cmp::Reverse(rep.standing(&c.id, now)),
+                        !table.is_outbound(&c.id),
+                        target.distance(&Key::from(c.id)),
+                    )
                 });
                 seeds.truncate(params.k);
                 seeds
@@ -822,6 +827,7 @@ impl Simulator {
         let via = live[self.rng.gen_range(0..live.len())];
         let via_contact = self.nodes[via].contact;
         self.learn(me, via_contact);
+        self.nodes[me].table.mark_outbound(&via_contact.id);
         let own = Key::from(self.nodes[me].contact.id);
         let found = self.lookup(me, own, false);
         self.learn_results(me, &found);
@@ -852,6 +858,8 @@ impl Simulator {
         }
         for c in spread_across_paths(&found.per_path, self.config.params.k) {
             self.learn(node, c);
+            // It answered this node's own lookup: an outbound peer.
+            self.nodes[node].table.mark_outbound(&c.id);
         }
     }
 
