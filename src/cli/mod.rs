@@ -94,7 +94,8 @@ enum NodeCommand {
 /// `--json`, shared by the commands whose output machines read.
 #[derive(Debug, Args, Clone, Copy)]
 pub(crate) struct JsonFlag {
-    /// Print one JSON object on stdout instead of text.
+    /// Print JSON on stdout instead of text (one object; for `sim attack`,
+    /// an array of one object per configuration).
     #[arg(long)]
     json: bool,
 }

@@ -337,10 +337,12 @@ impl std::fmt::Debug for OverlayService {
 /// What a lookup found.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
-    /// The closest nodes that answered, closest first.
+    /// The closest nodes that answered, closest first (of the first
+    /// lookup, when density detection repeated it).
     pub closest: Vec<Contact>,
-    /// The closest nodes that answered on each disjoint path (of the last
-    /// round), closest first: see [`spread_across_paths`].
+    /// The closest nodes that answered on each disjoint path (of the first
+    /// lookup's last widening round), closest first: see
+    /// [`spread_across_paths`].
     pub per_path: Vec<Vec<Contact>>,
     /// Records (encoded, verified) found under the key, for FindValue.
     pub records: Vec<Vec<u8>>,
@@ -352,6 +354,9 @@ pub struct Found {
     /// With `dense`: the closest nodes that answered on each path of the
     /// last repeat, the cluster set aside: where extra replicas go.
     pub beyond: Vec<Vec<Contact>>,
+    /// The ids the (first) lookup heard of nearest the key, answered or
+    /// not: the input of density detection ([`Lookup::known_closest`]).
+    known: Vec<NodeId>,
 }
 
 impl OverlayService {
@@ -820,8 +825,13 @@ impl OverlayService {
         kind: Option<RecordKind>,
     ) -> Found {
         let mut found = self.lookup_round(dialer, target, kind, None).await;
+        // A table too small to estimate the overlay's size from (a young
+        // overlay, a node just started) would make every key look dense.
+        if self.table_len() < self.params.k {
+            return found;
+        }
         let n_est = self.estimated_size();
-        let mut ids: Vec<NodeId> = found.closest.iter().map(|c| c.id).collect();
+        let mut ids = std::mem::take(&mut found.known);
         for _ in 0..DENSITY_WIDEN_ROUNDS {
             let Some(cluster) = density::dense_cluster(&target, &ids, n_est, self.params.k) else {
                 break;
@@ -844,7 +854,7 @@ impl OverlayService {
                     found.records.push(r);
                 }
             }
-            ids = more.closest.iter().map(|c| c.id).collect();
+            ids = more.known;
             found.beyond = more.per_path;
         }
         found
@@ -860,8 +870,18 @@ impl OverlayService {
         exclude: Option<DenseCluster>,
     ) -> Found {
         let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
-        let mut seeds = self.closest(&target, self.params.k.saturating_mul(2));
+        // With a cluster set aside, the seeds come from beyond it, however
+        // much of the table it fills near the key.
+        let mut seeds = self.closest(
+            &target,
+            if exclude.is_some() {
+                usize::MAX
+            } else {
+                self.params.k.saturating_mul(2)
+            },
+        );
         seeds.retain(|c| !set_aside(&c.id) && !self.reputation.is_banned(&c.id));
+        seeds.truncate(self.params.k.saturating_mul(2));
         // Better standing first, then peers this node dialed itself (an
         // attacker can connect in, not make this node dial it), then
         // closer.
@@ -1029,6 +1049,7 @@ impl OverlayService {
         }
         found.closest = lookup.result().into_iter().map(|(c, _)| c).collect();
         found.per_path = lookup.result_per_path();
+        found.known = lookup.known_closest(self.params.k);
         found
     }
 

@@ -1,11 +1,14 @@
 //! Iterative lookups over disjoint paths (S/Kademlia §4.4), as a sans-IO
 //! state machine.
 //!
-//! The k closest contacts the local table knows seed the lookup; they are
-//! dealt round-robin to `d` paths. Each path runs its own iterative
-//! Kademlia lookup with `alpha` requests in flight, and a node belongs to
-//! the first path that learned of it: no node is queried on two paths, so
-//! an adversary on one path cannot steer the others. A path ends when its
+//! Seeds from the local table (the driver picks them: the closest, or the
+//! best by reputation among the closest) are dealt round-robin to `d`
+//! paths; with fewer seeds than paths, the seeded paths' first answers
+//! fill the empty ones, each seeded path its share. Each path runs its own
+//! iterative Kademlia lookup with `alpha` requests in flight, and a node
+//! belongs to one path only (the path that learned of it, or that path's
+//! dealing): no node is queried on two paths, so an adversary on one path
+//! cannot steer the others. A path ends when its
 //! `k` closest live candidates have all answered.
 //!
 //! Answers are checked: contacts that fail the admission puzzle, answers
@@ -107,6 +110,9 @@ pub struct Lookup {
     /// Candidates the driver distrusts ([`Lookup::demote`]): asked only
     /// when no trusted candidate among a path's `k` closest is left.
     demoted: HashSet<NodeId>,
+    /// For each path left empty by the seeding (fewer seeds than paths),
+    /// the seeded path whose answers fill it ([`Lookup::assign_feeders`]).
+    feeder: Vec<Option<usize>>,
 }
 
 impl Lookup {
@@ -128,6 +134,7 @@ impl Lookup {
             finished: false,
             retired: Vec::new(),
             demoted: HashSet::new(),
+            feeder: vec![None; d],
         };
         let mut seeds = seeds;
         seeds.sort_by_key(|c| target.distance(&Key::from(c.id)));
@@ -139,7 +146,32 @@ impl Lookup {
             lookup.add_candidate(i % d, c, 0);
             i += 1;
         }
+        lookup.assign_feeders();
         lookup
+    }
+
+    /// Gives each path the seeding left empty one seeded path to fill it
+    /// from, round-robin: with `m` seeded paths of `d`, each seed's answers
+    /// fill at most its share of the empty ones, so one fast adversarial
+    /// seed cannot take over every path (a lone seed fills all: a joining
+    /// node trusts its bootstrap node).
+    fn assign_feeders(&mut self) {
+        let seeded: Vec<usize> = (0..self.paths.len())
+            .filter(|&i| !self.paths[i].candidates.is_empty())
+            .collect();
+        let mut next = 0usize;
+        for (i, p) in self.paths.iter().enumerate() {
+            let feeder = if p.candidates.is_empty() && !seeded.is_empty() {
+                let f = seeded.get(next % seeded.len()).copied();
+                next += 1;
+                f
+            } else {
+                None
+            };
+            if let Some(slot) = self.feeder.get_mut(i) {
+                *slot = feeder;
+            }
+        }
     }
 
     fn add_candidate(&mut self, path: usize, contact: Contact, hop: u32) {
@@ -245,7 +277,10 @@ impl Lookup {
             });
         }
         let mut reported_invalid = false;
-        let mut new = Vec::new();
+        let mut new: Vec<Contact> = Vec::new();
+        // By id: an answer naming one id twice (with two addresses) must
+        // not put it on two paths.
+        let mut new_ids: HashSet<NodeId> = HashSet::new();
         for c in contacts.iter().take(self.k) {
             if !c.id.meets_difficulty(self.difficulty) {
                 if !reported_invalid {
@@ -257,20 +292,21 @@ impl Lookup {
                 }
                 continue;
             }
-            if c.id == self.local || self.owner.contains_key(&c.id) || new.contains(c) {
+            if c.id == self.local || self.owner.contains_key(&c.id) || !new_ids.insert(c.id) {
                 continue;
             }
             new.push(*c);
         }
-        // Paths that never had a candidate (fewer seeds than paths: a
-        // joining node knows only its bootstrap node) take their share of
-        // this answer, closest first, round-robin with the answering path;
-        // otherwise they would stay empty and the lookup would run on one
-        // path only.
+        // Paths the seeding left empty (fewer seeds than paths: a joining
+        // node knows only its bootstrap node) and that this path feeds
+        // take their share of this answer, closest first, round-robin with
+        // the answering path; otherwise they would stay empty and the
+        // lookup would run on fewer paths.
         let mut paths: Vec<usize> = vec![path];
-        paths.extend(
-            (0..self.paths.len()).filter(|&i| i != path && self.paths[i].candidates.is_empty()),
-        );
+        paths.extend((0..self.paths.len()).filter(|&i| {
+            self.feeder.get(i).copied().flatten() == Some(path)
+                && self.paths.get(i).is_some_and(|p| p.candidates.is_empty())
+        }));
         new.sort_by_key(|c| self.target.distance(&Key::from(c.id)));
         for (i, c) in new.into_iter().enumerate() {
             let to = paths.get(i % paths.len()).copied().unwrap_or(path);
@@ -370,6 +406,7 @@ impl Lookup {
         for (i, (_, contact, hop)) in fresh.into_iter().enumerate() {
             self.add_candidate(i % d, contact, hop);
         }
+        self.assign_feeders();
         // Answers still in flight belong to the old round: they are
         // ignored when they arrive (the node is no longer in flight).
         self.finished = false;
@@ -409,6 +446,24 @@ impl Lookup {
             .take(self.k)
             .map(|(_, c, h)| (c, h))
             .collect()
+    }
+
+    /// Every node this lookup has heard of near the target (asked or not,
+    /// answered or not, over all rounds), at most `n`, closest first: what
+    /// density detection looks at, since a cluster that stops a value
+    /// lookup early (two of its members replay a validly signed old
+    /// record) has been named by its members before most of them answer.
+    pub fn known_closest(&self, n: usize) -> Vec<NodeId> {
+        let mut all: Vec<(Distance, NodeId)> = self
+            .paths
+            .iter()
+            .flat_map(|p| p.candidates.iter())
+            .map(|(d, c)| (*d, c.contact.id))
+            .chain(self.retired.iter().map(|(d, c, _)| (*d, c.id)))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all.into_iter().take(n).map(|(_, id)| id).collect()
     }
 
     /// Requests issued so far.
@@ -601,6 +656,49 @@ mod tests {
             })
             .sum();
         assert_eq!(owned, 10);
+    }
+
+    #[test]
+    fn two_seeds_each_fill_only_their_share_of_the_empty_paths() {
+        // Two seeds, four paths: the first to answer must not take over
+        // both empty paths.
+        let target = Key::from(id(700));
+        let seeds = vec![contact(0), contact(1)];
+        let mut l = Lookup::new(target, seeds, id(1023), &params(10, 1, 4));
+        let a = l.poll_request().unwrap();
+        let b = l.poll_request().unwrap();
+        assert!(l.poll_request().is_none());
+        l.on_response(&a.to.id, &answer(index_of(&a.to)));
+        let mut paths = HashSet::new();
+        while let Some(r) = l.poll_request() {
+            paths.insert(r.path);
+        }
+        // a's path and the one empty path it feeds run; the other empty
+        // path waits for b.
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(paths.contains(&a.path) && !paths.contains(&b.path));
+    }
+
+    #[test]
+    fn an_id_named_twice_in_an_answer_lands_on_one_path() {
+        let target = Key::from(id(700));
+        let mut l = Lookup::new(target, vec![contact(0)], id(1023), &params(10, 2, 4));
+        let first = l.poll_request().unwrap();
+        let twin = Contact {
+            id: id(5),
+            addr: "10.9.9.9:1".parse().unwrap(),
+        };
+        l.on_response(&first.to.id, &[contact(5), twin, contact(6)]);
+        let mut asked = Vec::new();
+        while let Some(r) = l.poll_request() {
+            asked.push(r.to.id);
+        }
+        assert_eq!(asked.iter().filter(|i| **i == id(5)).count(), 1);
+        // Answering it ends its path: nothing stays in flight for ever.
+        for id in asked {
+            l.on_response(&id, &[]);
+        }
+        assert!(l.is_finished());
     }
 
     #[test]

@@ -327,6 +327,9 @@ pub struct LookupOutcome {
     /// With a dense cluster: the per-path results of the last lookup that
     /// set it aside (where replicas also go).
     pub beyond: Vec<Vec<Contact>>,
+    /// The ids the lookup heard of nearest the target, answered or not
+    /// (`Lookup::known_closest`): what density detection looks at.
+    pub known: Vec<NodeId>,
 }
 
 /// What a lookup is for, which decides whether it failed.
@@ -562,7 +565,12 @@ impl Simulator {
     /// round's per-path results for replica placement.
     pub fn lookup_for(&mut self, from: usize, target: Key, goal: Goal) -> LookupOutcome {
         let mut out = self.lookup_round(from, target, goal, None);
-        if !self.config.density || goal == Goal::Node {
+        // As the node: no detection on node lookups, nor from a table too
+        // small to estimate the overlay's size from.
+        if !self.config.density
+            || goal == Goal::Node
+            || self.nodes[from].table.len() < self.config.params.k
+        {
             return out;
         }
         let k = self.config.params.k;
@@ -574,7 +582,7 @@ impl Simulator {
             .map(|c| c.id)
             .collect();
         let n_est = density::estimate_network_size(&own, &near);
-        let mut found: Vec<NodeId> = out.closest.iter().map(|(c, _)| c.id).collect();
+        let mut found: Vec<NodeId> = std::mem::take(&mut out.known);
         for _ in 0..DENSITY_WIDEN_ROUNDS {
             let Some(c) = density::dense_cluster(&target, &found, n_est, k) else {
                 break;
@@ -590,7 +598,7 @@ impl Simulator {
             if more.value.map(|(v, _)| v) > out.value.map(|(v, _)| v) {
                 out.value = more.value;
             }
-            found = more.closest.iter().map(|(c, _)| c.id).collect();
+            found = more.known;
             out.beyond = more.per_path;
         }
         out
@@ -610,6 +618,13 @@ impl Simulator {
         let params = self.config.params.clone();
         let local = self.nodes[from].contact;
         let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
+        // With a cluster set aside, the seeds come from beyond it, however
+        // much of the table it fills near the key (as the node).
+        let reach = if exclude.is_some() {
+            usize::MAX
+        } else {
+            2 * params.k
+        };
         let seeds = match self.nodes[from].rep.as_deref() {
             // Banned peers are skipped; the seeds are the k best by
             // standing, then outbound first, then distance, among twice as
@@ -618,9 +633,10 @@ impl Simulator {
                 let now = self.now;
                 let table = &self.nodes[from].table;
                 let mut seeds: Vec<Contact> = table
-                    .closest(&target, 2 * params.k)
+                    .closest(&target, reach)
                     .into_iter()
                     .filter(|c| !rep.is_banned(&c.id, now) && !set_aside(&c.id))
+                    .take(2 * params.k)
                     .collect();
                 // As the node: standing, then outbound peers, then distance.
                 seeds.sort_by_cached_key(|c| {
@@ -634,14 +650,7 @@ impl Simulator {
                 seeds
             }
             None => {
-                let mut seeds = self.nodes[from].table.closest(
-                    &target,
-                    if exclude.is_some() {
-                        2 * params.k
-                    } else {
-                        params.k
-                    },
-                );
+                let mut seeds = self.nodes[from].table.closest(&target, reach);
                 seeds.retain(|c| !set_aside(&c.id));
                 seeds.truncate(params.k);
                 seeds
@@ -677,6 +686,7 @@ impl Simulator {
             per_path: Vec::new(),
             dense: None,
             beyond: Vec::new(),
+            known: Vec::new(),
         };
         let target_node = NodeId::from_bytes(target.0);
         loop {
@@ -803,6 +813,7 @@ impl Simulator {
         }
         out.closest = l.result();
         out.per_path = l.result_per_path();
+        out.known = l.known_closest(params.k);
         out
     }
 
@@ -829,7 +840,7 @@ impl Simulator {
         self.learn(me, via_contact);
         self.nodes[me].table.mark_outbound(&via_contact.id);
         let own = Key::from(self.nodes[me].contact.id);
-        let found = self.lookup(me, own, false);
+        let found = self.lookup_round(me, own, Goal::Closest, None);
         self.learn_results(me, &found);
         let nearest_bucket = found
             .closest
@@ -840,7 +851,7 @@ impl Simulator {
         // a network of this size can fill (at most ~log2(n) + a few).
         for bucket in (nearest_bucket + 1)..256 {
             let target = self.random_key_in_bucket(own, bucket);
-            let found = self.lookup(me, target, false);
+            let found = self.lookup_round(me, target, Goal::Closest, None);
             self.learn_results(me, &found);
             if bucket > nearest_bucket + 24 {
                 break;
@@ -907,7 +918,7 @@ impl Simulator {
         records.sort_unstable_by_key(|(k, _)| *k);
         let r = self.config.params.replication;
         for (key, value) in records {
-            let found = self.lookup(node, key, false);
+            let found = self.lookup_round(node, key, Goal::Closest, None);
             let targets: Vec<usize> = found
                 .closest
                 .iter()
@@ -1169,25 +1180,28 @@ impl Simulator {
                 }
                 let mut admitted = per_op;
                 if self.config.rate_limit {
-                    let node = &mut self.nodes[t];
-                    let (Some(rep), Some(inbox)) =
-                        (node.rep.as_deref_mut(), node.inbox.as_deref_mut())
-                    else {
+                    let SimNode { rep, inbox, .. } = &mut self.nodes[t];
+                    let Some(inbox) = inbox.as_deref_mut() else {
                         continue;
                     };
-                    if rep.is_banned(&spammer, now) {
+                    // Without reputation (`--without reputation`) the limit
+                    // still applies, unscaled, and nobody is banned.
+                    let rep = rep.as_deref_mut();
+                    if rep.as_deref().is_some_and(|r| r.is_banned(&spammer, now)) {
                         continue;
                     }
-                    let factor = rep.rate_factor(&spammer, now);
+                    let factor = rep.as_deref().map_or(1.0, |r| r.rate_factor(&spammer, now));
                     let bucket = inbox.buckets.entry(*s).or_insert((burst * factor, now));
                     let elapsed = now.saturating_sub(bucket.1) as f64 / 1000.0;
                     bucket.0 = (bucket.0 + rate * factor * elapsed).min(burst * factor);
                     bucket.1 = now;
                     admitted = (bucket.0.max(0.0) as usize).min(per_op);
                     bucket.0 -= admitted as f64;
-                    for _ in admitted..per_op {
-                        if rep.observe(spammer, Evidence::RateViolation, now) != Verdict::Keep {
-                            break;
+                    if let Some(rep) = rep {
+                        for _ in admitted..per_op {
+                            if rep.observe(spammer, Evidence::RateViolation, now) != Verdict::Keep {
+                                break;
+                            }
                         }
                     }
                 }
