@@ -75,6 +75,12 @@ pub struct SimConfig {
     /// record (the real node's `VALUE_ANSWERS_BEFORE_STOPPING`, 2) and
     /// returns the highest; 1 stops at the first copy (classic Kademlia).
     pub value_answers: usize,
+    /// Whether a store's placement lookup asks what each node holds under
+    /// the key (FindValue, never stopping early) and sends the new record
+    /// to the holders of older versions too, as the real node's `publish`
+    /// does: otherwise replicas of successive versions, spread across
+    /// paths, land on partly different nodes and reads find old ones.
+    pub update_holders: bool,
     /// Whether every honest node keeps a first-hand [`Reputation`] of its
     /// peers (capped at [`SIM_REPUTATION_MAX_PEERS`]), fed from its
     /// lookups, and acts on it: banned peers are neither asked, learned,
@@ -151,6 +157,7 @@ impl Default for SimConfig {
             timeout_ms: 1000,
             interval_ms: 100,
             value_answers: 2,
+            update_holders: true,
             reputation: false,
             density: false,
             store: None,
@@ -330,6 +337,9 @@ pub struct LookupOutcome {
     /// The ids the lookup heard of nearest the target, answered or not
     /// (`Lookup::known_closest`): what density detection looks at.
     pub known: Vec<NodeId>,
+    /// With [`Goal::Place`]: the nodes that answered with a value, and
+    /// the value (bounded by the lookup's own requests).
+    pub holders: Vec<(Contact, u64)>,
 }
 
 /// What a lookup is for, which decides whether it failed.
@@ -342,11 +352,15 @@ pub enum Goal {
     Node,
     /// A valid record under the target: failed if none came back.
     Value,
+    /// The nodes closest to a key, to place a record there: responders
+    /// also return what they hold under it ([`LookupOutcome::holders`]),
+    /// and the lookup never stops early; no failure signal.
+    Place,
 }
 
 fn goal_met(goal: Goal, out: &LookupOutcome) -> bool {
     match goal {
-        Goal::Closest => true,
+        Goal::Closest | Goal::Place => true,
         Goal::Node => out.target_reached.is_some(),
         Goal::Value => out.value.is_some(),
     }
@@ -600,6 +614,7 @@ impl Simulator {
             }
             found = more.known;
             out.beyond = more.per_path;
+            out.holders.extend(more.holders);
         }
         out
     }
@@ -613,7 +628,7 @@ impl Simulator {
         goal: Goal,
         exclude: Option<DenseCluster>,
     ) -> LookupOutcome {
-        let find_value = goal == Goal::Value;
+        let find_value = goal == Goal::Value || goal == Goal::Place;
         let mut rounds_left = self.config.widen_rounds;
         let params = self.config.params.clone();
         let local = self.nodes[from].contact;
@@ -687,6 +702,7 @@ impl Simulator {
             dense: None,
             beyond: Vec::new(),
             known: Vec::new(),
+            holders: Vec::new(),
         };
         let target_node = NodeId::from_bytes(target.0);
         loop {
@@ -775,6 +791,10 @@ impl Simulator {
                         Some(FORGED) => {
                             out.forged += 1;
                             Evidence::Misbehaved(Misbehaviour::BadRecord)
+                        }
+                        Some(v) if goal == Goal::Place => {
+                            out.holders.push((peer, v));
+                            Evidence::Verified
                         }
                         Some(v) => {
                             values_seen += 1;
@@ -1001,7 +1021,12 @@ impl Simulator {
     /// key ([`SimConfig::density`]), as many replicas again go to the
     /// nodes found beyond it.
     pub fn store(&mut self, from: usize, key: Key, value: u64) -> usize {
-        let found = self.lookup(from, key, false);
+        let goal = if self.config.update_holders {
+            Goal::Place
+        } else {
+            Goal::Closest
+        };
+        let found = self.lookup_for(from, key, goal);
         let r = self.config.params.replication;
         let now = self.now;
         let rep = self.nodes[from].rep.as_deref();
@@ -1019,6 +1044,16 @@ impl Simulator {
             beyond.truncate(r);
             placement.extend(beyond);
         }
+        // Holders of older versions get the new one too (at most r more).
+        let mut stale: Vec<Contact> = found
+            .holders
+            .iter()
+            .filter(|(c, v)| *v < value && !placement.iter().any(|p| p.id == c.id))
+            .map(|(c, _)| *c)
+            .collect();
+        stale.dedup_by_key(|c| c.id);
+        stale.truncate(r);
+        placement.extend(stale);
         let mut stored = 0;
         for c in placement {
             if let Some(&i) = self.index.get(&c.id) {
