@@ -711,3 +711,94 @@ async fn a_dense_cluster_around_a_key_cannot_hide_a_record() {
         "honest holders {holders:?}; the reader (node {reader_index}) found nothing"
     );
 }
+
+/// A new version of a record, published after nodes closer to its key
+/// joined: its replicas go to the newcomers, so the publish also sends it
+/// to every node its lookup found holding a version. Afterwards no node
+/// serves the old one (a reader that stops after two holders could
+/// otherwise meet two old copies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_replaces_the_old_one_wherever_the_writer_finds_it() {
+    let p = OverlayParams {
+        replication: 3,
+        ..params()
+    };
+    let start_at = |key: SecretKey, i: u8| {
+        let identity = LocalIdentity::self_signed(&key, now()).expect("certificate");
+        start_overlay_node(
+            identity,
+            VerifyPolicy::self_certifying(0),
+            Limits::default(),
+            format!("127.{}.0.1:0", 200 + i).parse().unwrap(),
+            p.clone(),
+        )
+    };
+    let mut nodes: Vec<RunningNode> = (0..10u8).map(|i| start_at(key(190 + i), i)).collect();
+    let boot = contact(&nodes[0]);
+    for n in &nodes[1..] {
+        n.node
+            .overlay()
+            .unwrap()
+            .join(n.node.dialer(), &[boot])
+            .await;
+    }
+    let user = SecretKey::from_seed(&[0xce; 32]);
+    let expires = now() as u64 + 3600;
+    let version = |seq: u64| {
+        OwnerValue::new("presence", format!("v{seq}").into_bytes())
+            .unwrap()
+            .sign(&user, seq, expires)
+    };
+    let (v1, v2) = (version(1), version(2));
+    let holding = |nodes: &[RunningNode], record: &Record| -> Vec<usize> {
+        nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                n.node
+                    .overlay()
+                    .unwrap()
+                    .local_records(&record.key, RecordKind::OwnerValue)
+                    .contains(&record.encode())
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let w = &nodes[2];
+    w.node
+        .overlay()
+        .unwrap()
+        .publish(w.node.dialer(), &v1)
+        .await;
+    let v1_holders = holding(&nodes, &v1);
+    assert!(v1_holders.len() >= 3, "{v1_holders:?}");
+
+    // Three nodes much closer to the key join (6 bits in common with it:
+    // a random node has that once in 64).
+    for j in 0..3u8 {
+        let n = start_at(key_near(&v1.key, 6, 0x6c, j.into()), 10 + j);
+        n.node
+            .overlay()
+            .unwrap()
+            .join(n.node.dialer(), &[boot])
+            .await;
+        nodes.push(n);
+    }
+    let w = &nodes[5];
+    w.node
+        .overlay()
+        .unwrap()
+        .publish(w.node.dialer(), &v2)
+        .await;
+    let v2_holders = holding(&nodes, &v2);
+    assert!(
+        (10..13).any(|i| v2_holders.contains(&i)),
+        "the newcomers hold the new version: {v2_holders:?}"
+    );
+    // No node is left serving the old version.
+    assert_eq!(
+        holding(&nodes, &v1),
+        Vec::<usize>::new(),
+        "v2 at {v2_holders:?}"
+    );
+}

@@ -334,6 +334,17 @@ impl std::fmt::Debug for OverlayService {
     }
 }
 
+/// What a lookup is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Finding nodes, or reading records (a FindValue stops once two
+    /// holders answered, and widens when it found nothing).
+    Read,
+    /// Placing a record: a FindValue that goes on to the closest nodes
+    /// and collects the holders of any version ([`Found::holders`]).
+    Place,
+}
+
 /// What a lookup found.
 #[derive(Debug, Clone, Default)]
 pub struct Found {
@@ -357,6 +368,11 @@ pub struct Found {
     /// The ids the (first) lookup heard of nearest the key, answered or
     /// not: the input of density detection ([`Lookup::known_closest`]).
     known: Vec<NodeId>,
+    /// For a placement lookup ([`OverlayService::publish`]): the nodes
+    /// that answered with a verified record under the key (over all
+    /// rounds), which `publish` also sends the new record to, so that
+    /// holders of older versions do not go on serving them.
+    pub holders: Vec<Contact>,
 }
 
 impl OverlayService {
@@ -811,7 +827,8 @@ impl OverlayService {
         if kind.is_some() {
             self.lookup_key(dialer, target, kind).await
         } else {
-            self.lookup_round(dialer, target, kind, None).await
+            self.lookup_round(dialer, target, kind, None, Purpose::Read)
+                .await
         }
     }
 
@@ -824,7 +841,19 @@ impl OverlayService {
         target: Key,
         kind: Option<RecordKind>,
     ) -> Found {
-        let mut found = self.lookup_round(dialer, target, kind, None).await;
+        self.lookup_key_for(dialer, target, kind, Purpose::Read)
+            .await
+    }
+
+    /// [`OverlayService::lookup_key`] for `purpose`.
+    async fn lookup_key_for(
+        &self,
+        dialer: &Dialer,
+        target: Key,
+        kind: Option<RecordKind>,
+        purpose: Purpose,
+    ) -> Found {
+        let mut found = self.lookup_round(dialer, target, kind, None, purpose).await;
         // A table too small to estimate the overlay's size from (a young
         // overlay, a node just started) would make every key look dense.
         if self.table_len() < self.params.k {
@@ -848,10 +877,19 @@ impl OverlayService {
                 "implausibly dense ids around a key: repeating the lookup without them"
             );
             found.dense = Some(merged);
-            let more = self.lookup_round(dialer, target, kind, Some(merged)).await;
+            let more = self
+                .lookup_round(dialer, target, kind, Some(merged), purpose)
+                .await;
             for r in more.records {
                 if found.records.len() < MAX_FOUND_RECORDS && !found.records.contains(&r) {
                     found.records.push(r);
+                }
+            }
+            for h in more.holders {
+                if found.holders.len() < MAX_FOUND_RECORDS
+                    && !found.holders.iter().any(|c| c.id == h.id)
+                {
+                    found.holders.push(h);
                 }
             }
             ids = more.known;
@@ -868,6 +906,7 @@ impl OverlayService {
         target: Key,
         kind: Option<RecordKind>,
         exclude: Option<DenseCluster>,
+        purpose: Purpose,
     ) -> Found {
         let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
         // With a cluster set aside, the seeds come from beyond it, however
@@ -1001,8 +1040,17 @@ impl OverlayService {
                     self.judge_answer(dialer, &mut lookup, &to.id, worst);
                     if verified_any {
                         answered_with_records += 1;
+                        if purpose == Purpose::Place
+                            && found.holders.len() < MAX_FOUND_RECORDS
+                            && !found.holders.iter().any(|c| c.id == to.id)
+                        {
+                            found.holders.push(to);
+                        }
                     }
-                    if answered_with_records >= VALUE_ANSWERS_BEFORE_STOPPING {
+                    // A placement lookup goes on to the closest nodes.
+                    if purpose == Purpose::Read
+                        && answered_with_records >= VALUE_ANSWERS_BEFORE_STOPPING
+                    {
                         lookup.finish();
                     }
                 }
@@ -1040,7 +1088,12 @@ impl OverlayService {
                 // A value lookup that found nothing valid is widened: the
                 // nodes already asked are set aside and the candidates never
                 // asked get fresh disjoint paths (see `Lookup::widen`).
-                if kind.is_some() && found.records.is_empty() && widen_left > 0 && lookup.widen() {
+                if kind.is_some()
+                    && purpose == Purpose::Read
+                    && found.records.is_empty()
+                    && widen_left > 0
+                    && lookup.widen()
+                {
                     widen_left -= 1;
                     continue;
                 }
@@ -1125,7 +1178,9 @@ impl OverlayService {
     /// it.
     pub async fn publish(&self, dialer: &Dialer, record: &Record) -> usize {
         let encoded = record.encode();
-        let found = self.lookup_key(dialer, record.key, None).await;
+        let found = self
+            .lookup_key_for(dialer, record.key, Some(record.kind), Purpose::Place)
+            .await;
         let mut acks = 0;
         // Suspect and banned peers hold no replica; the next closest do.
         let eligible = |paths: &[Vec<Contact>]| -> Vec<Vec<Contact>> {
@@ -1153,12 +1208,32 @@ impl OverlayService {
                 .distance(&c.map_or(local_key, |c| Key::from(c.id)))
         });
         holders.truncate(self.params.replication);
+        let placed = |holders: &[Option<Contact>], c: &Contact| {
+            holders.iter().flatten().any(|h| h.id == c.id)
+        };
         if found.dense.is_some() {
             let beyond = spread_across_paths(&eligible(&found.beyond), self.params.replication);
             for c in beyond {
-                if !holders.contains(&Some(c)) {
+                if !placed(&holders, &c) {
                     holders.push(Some(c));
                 }
+            }
+        }
+        // Nodes that hold a version of the record get this one too (at
+        // most `replication` more): replicas of successive versions land on
+        // partly different nodes, and an older copy left in place would be
+        // served to readers that stop after two holders.
+        let stale: Vec<Contact> = found
+            .holders
+            .iter()
+            .filter(|c| self.reputation.may_hold_replica(&c.id))
+            .copied()
+            .collect();
+        let mut extra = 0;
+        for c in stale {
+            if extra < self.params.replication && !placed(&holders, &c) {
+                holders.push(Some(c));
+                extra += 1;
             }
         }
         for holder in holders {
