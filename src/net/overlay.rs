@@ -674,7 +674,8 @@ impl OverlayService {
     /// `replication` would refuse honest Stores at the margin and stall
     /// hand-over and repair during churn. Twice as many keeps a node from
     /// being made to store arbitrary keys far from its id, which is what
-    /// the rule is for.
+    /// the rule is for (loosely for keys in its farthest buckets: see
+    /// [`OverlayService::is_responsible`]).
     fn responsibility_bound(&self) -> usize {
         self.params
             .replication
@@ -730,7 +731,12 @@ impl OverlayService {
     }
 
     /// Whether this node stores records under `key`: it knows fewer than
-    /// [`RESPONSIBILITY_SLACK_FACTOR`] × `replication` nodes closer to it.
+    /// [`RESPONSIBILITY_SLACK_FACTOR`] × `replication` nodes closer to it,
+    /// not counting an implausibly dense cluster around the key
+    /// ([`density::dense_cluster`]). With `replication` at or above `k`
+    /// this bounds little for keys in the node's farthest buckets (a
+    /// bucket holds at most `k`): per-owner quotas and the store's size
+    /// are what bound storage there.
     pub fn is_responsible(&self, key: &Key) -> bool {
         self.closer_than_local_outside_clusters(key) < self.responsibility_bound()
     }
@@ -1137,7 +1143,8 @@ impl OverlayService {
     /// lookup reaches is steered by the answers of others, adversaries
     /// among them, so the table learns from inbound requests and from the
     /// results of join and refresh lookups taken across paths
-    /// ([`OverlayService::learn_found`]) instead.
+    /// ([`OverlayService::learn_found`]) instead. A refreshed contact is
+    /// marked outbound ([`RoutingTable::mark_outbound`]).
     fn seen(&self, peer: Contact) {
         let known = self.state().table.contains(&peer.id);
         if known {

@@ -20,13 +20,15 @@
 //!   returns the [`DenseCluster`] they form if, for some `i` of at least
 //!   [`DENSITY_MIN_CLUSTER`], the `i` closest lie within
 //!   `i / (n · `[`DENSITY_FACTOR`]`)` of the key: in an honest overlay of
-//!   the estimated size that happens with probability below 10^-3 per
-//!   lookup. [`is_implausibly_dense`] is the yes/no form.
+//!   the estimated size that happens for about one key in a thousand
+//!   (the tests allow 2 in 1,000 for one sampled overlay).
+//!   [`is_implausibly_dense`] is the yes/no form.
 //! - The response is the driver's: widen. Repeat the lookup with every id
 //!   of the cluster set aside ([`DenseCluster::contains`]: not asked, not
 //!   taken from answers), so that it converges on the nodes an honest
 //!   density would put nearest the key; place replicas on those too and
-//!   read from them too; repeat (up to [`DENSITY_WIDEN_ROUNDS`], merging
+//!   read from them too; repeat (up to
+//!   [`DENSITY_WIDEN_ROUNDS`](crate::limits::DENSITY_WIDEN_ROUNDS), merging
 //!   clusters with [`DenseCluster::merge`]) while the new result is dense
 //!   again.
 //!
@@ -97,7 +99,8 @@ fn leading_zero_bits(d: &Distance) -> u32 {
     zeros
 }
 
-/// A distance as a fraction of the whole key space, in `[0, 1)`.
+/// A distance as a fraction of the whole key space, in `[0, 1]` (the
+/// largest distances round to 1.0 in an f64).
 fn fraction(d: &Distance) -> f64 {
     d.0.iter()
         .rev()
