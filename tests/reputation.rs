@@ -7,7 +7,7 @@
 mod common;
 
 use common::cli::{json, run_ok, NodeProcess};
-use common::{client, key_meeting_puzzle, now};
+use common::{client, eventually, key_meeting_puzzle, now};
 use p2psip::identity::{NodeId, SecretKey, VerifyPolicy};
 use p2psip::net::{Client, NetError, CLOSE_BANNED, CLOSE_PROTOCOL_VIOLATION};
 use p2psip::overlay::record::OwnerValue;
@@ -132,6 +132,18 @@ async fn misbehaving_peers_are_banned_while_honest_ones_are_served_and_the_ban_s
     let boot = format!("{}@{}", a.id, a.addr);
     let b = start_node(&b_dir, "127.111.0.1:0", &overlay, Some(&boot));
     let b_id: NodeId = b.id.parse().expect("node id");
+    // B joins in the background after printing its address: a
+    // registration published before B knows A would stay on B alone, and
+    // A, knowing nobody yet, would not find it.
+    let table_size = |dir: &str| {
+        json(&run_ok(&["status", "--dir", dir, "--json"]))["table_size"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    eventually("B and A to know each other", || {
+        table_size(&b_dir) >= 1 && table_size(&a_dir) >= 1
+    })
+    .await;
     run_ok(&["register", &aor, "--user-dir", &alice, "--dir", &b_dir]);
     // The honest baseline: A finds the registration (itself or via B).
     let found = json(&run_ok(&["lookup", &aor, "--dir", &a_dir, "--json"]));
