@@ -576,6 +576,45 @@ fn key_near(target: &Key, bits: u32, seed_tag: u8, n: usize) -> SecretKey {
     unreachable!("the counter space is not exhausted")
 }
 
+/// A self-certifying node with `key`, on 127.`octet`.0.1, joined to
+/// nobody yet.
+fn start_keyed(key: &SecretKey, octet: u8, overlay: &OverlayParams) -> RunningNode {
+    let identity = LocalIdentity::self_signed(key, now()).expect("certificate");
+    start_overlay_node(
+        identity,
+        VerifyPolicy::self_certifying(0),
+        Limits::default(),
+        format!("127.{octet}.0.1:0").parse().unwrap(),
+        overlay.clone(),
+    )
+}
+
+/// Joins `n` through `boot`.
+async fn join_via(n: &RunningNode, boot: Contact) {
+    n.node
+        .overlay()
+        .unwrap()
+        .join(n.node.dialer(), &[boot])
+        .await;
+}
+
+/// The indices of the nodes that hold exactly `record` (encoded) in their
+/// own store.
+fn holding(nodes: &[RunningNode], record: &Record) -> Vec<usize> {
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            n.node
+                .overlay()
+                .unwrap()
+                .local_records(&record.key, RecordKind::OwnerValue)
+                .contains(&record.encode())
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// A content eclipse on real nodes: six identities sharing 10 leading
 /// bits with a record's key (an honest overlay of 16 nodes has such a node
 /// once in 64 keys, never six) join an overlay of ten honest nodes. The
@@ -598,42 +637,17 @@ async fn a_dense_cluster_around_a_key_cannot_hide_a_record() {
     let value = OwnerValue::new("voicemail", b"call me back".to_vec()).unwrap();
     let record = value.sign(&user, 1, now() as u64 + 3600);
 
-    let mut honest: Vec<RunningNode> = Vec::new();
-    for i in 0..10u8 {
-        let key = key(150 + i);
-        let identity = LocalIdentity::self_signed(&key, now()).expect("certificate");
-        honest.push(start_overlay_node(
-            identity,
-            VerifyPolicy::self_certifying(0),
-            Limits::default(),
-            format!("127.{}.0.1:0", 150 + i).parse().unwrap(),
-            p.clone(),
-        ));
-    }
+    let honest: Vec<RunningNode> = (0..10u8)
+        .map(|i| start_keyed(&key(150 + i), 150 + i, &p))
+        .collect();
     let boot = contact(&honest[0]);
     for n in &honest[1..] {
-        n.node
-            .overlay()
-            .unwrap()
-            .join(n.node.dialer(), &[boot])
-            .await;
+        join_via(n, boot).await;
     }
     let mut sybils: Vec<RunningNode> = Vec::new();
     for j in 0..6u8 {
-        let key = key_near(&record.key, 10, 0x5b, j.into());
-        let identity = LocalIdentity::self_signed(&key, now()).expect("certificate");
-        let n = start_overlay_node(
-            identity,
-            VerifyPolicy::self_certifying(0),
-            Limits::default(),
-            format!("127.{}.0.1:0", 170 + j).parse().unwrap(),
-            p.clone(),
-        );
-        n.node
-            .overlay()
-            .unwrap()
-            .join(n.node.dialer(), &[boot])
-            .await;
+        let n = start_keyed(&key_near(&record.key, 10, 0x5b, j.into()), 170 + j, &p);
+        join_via(&n, boot).await;
         sybils.push(n);
     }
     // The honest nodes meet the newcomers (a refresh, as maintenance does).
@@ -650,20 +664,8 @@ async fn a_dense_cluster_around_a_key_cannot_hide_a_record() {
         .unwrap()
         .publish(writer.node.dialer(), &record)
         .await;
-    let holders: Vec<usize> = honest
-        .iter()
-        .enumerate()
-        .filter(|(i, n)| {
-            *i != 1
-                && !n
-                    .node
-                    .overlay()
-                    .unwrap()
-                    .local_records(&record.key, RecordKind::OwnerValue)
-                    .is_empty()
-        })
-        .map(|(i, _)| i)
-        .collect();
+    let mut holders = holding(&honest, &record);
+    holders.retain(|i| *i != 1);
     assert!(
         !holders.is_empty(),
         "no honest node but the writer holds the record ({acks} acks): the cluster got every replica"
@@ -723,24 +725,12 @@ async fn a_new_version_replaces_the_old_one_wherever_the_writer_finds_it() {
         replication: 3,
         ..params()
     };
-    let start_at = |key: SecretKey, i: u8| {
-        let identity = LocalIdentity::self_signed(&key, now()).expect("certificate");
-        start_overlay_node(
-            identity,
-            VerifyPolicy::self_certifying(0),
-            Limits::default(),
-            format!("127.{}.0.1:0", 200 + i).parse().unwrap(),
-            p.clone(),
-        )
-    };
-    let mut nodes: Vec<RunningNode> = (0..10u8).map(|i| start_at(key(190 + i), i)).collect();
+    let mut nodes: Vec<RunningNode> = (0..10u8)
+        .map(|i| start_keyed(&key(190 + i), 200 + i, &p))
+        .collect();
     let boot = contact(&nodes[0]);
     for n in &nodes[1..] {
-        n.node
-            .overlay()
-            .unwrap()
-            .join(n.node.dialer(), &[boot])
-            .await;
+        join_via(n, boot).await;
     }
     let user = SecretKey::from_seed(&[0xce; 32]);
     let expires = now() as u64 + 3600;
@@ -750,20 +740,6 @@ async fn a_new_version_replaces_the_old_one_wherever_the_writer_finds_it() {
             .sign(&user, seq, expires)
     };
     let (v1, v2) = (version(1), version(2));
-    let holding = |nodes: &[RunningNode], record: &Record| -> Vec<usize> {
-        nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| {
-                n.node
-                    .overlay()
-                    .unwrap()
-                    .local_records(&record.key, RecordKind::OwnerValue)
-                    .contains(&record.encode())
-            })
-            .map(|(i, _)| i)
-            .collect()
-    };
     let w = &nodes[2];
     w.node
         .overlay()
@@ -776,12 +752,8 @@ async fn a_new_version_replaces_the_old_one_wherever_the_writer_finds_it() {
     // Three nodes much closer to the key join (6 bits in common with it:
     // a random node has that once in 64).
     for j in 0..3u8 {
-        let n = start_at(key_near(&v1.key, 6, 0x6c, j.into()), 10 + j);
-        n.node
-            .overlay()
-            .unwrap()
-            .join(n.node.dialer(), &[boot])
-            .await;
+        let n = start_keyed(&key_near(&v1.key, 6, 0x6c, j.into()), 210 + j, &p);
+        join_via(&n, boot).await;
         nodes.push(n);
     }
     let w = &nodes[5];

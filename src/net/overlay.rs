@@ -40,7 +40,6 @@ use crate::overlay::routing::{Contact, Eviction, InsertOutcome, RoutingTable};
 use crate::overlay::store::{PutOutcome, RecordStore, SlotKey, StoreLimits};
 use crate::reputation::{Evidence, Misbehaviour, Policy, Standing, Verdict};
 use crate::wire::{ErrorCode, Message};
-use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -932,10 +931,10 @@ impl OverlayService {
         // closer.
         {
             let state = self.state();
-            seeds.sort_by_cached_key(|c| {
+            self.reputation.rank(&mut seeds, |c| {
                 (
-                    Reverse(self.reputation.standing(&c.id)),
-                    !state.table.is_outbound(&c.id),
+                    c.id,
+                    state.table.is_outbound(&c.id),
                     target.distance(&Key::from(c.id)),
                 )
             });

@@ -152,7 +152,7 @@ impl PeerReputation {
 
     /// Sorts `candidates` best first and drops banned ones; see
     /// [`Reputation::rank_candidates`].
-    pub fn rank<T>(&self, candidates: &mut Vec<T>, key: impl Fn(&T) -> (NodeId, Distance)) {
+    pub fn rank<T>(&self, candidates: &mut Vec<T>, key: impl Fn(&T) -> (NodeId, bool, Distance)) {
         let now = now_ms();
         let table = self.table();
         candidates.retain(|c| !table.is_banned(&key(c).0, now));
@@ -254,7 +254,11 @@ mod tests {
         let target = crate::overlay::key::Key([0; 32]);
         let mut candidates = vec![id(1), id(2), id(3)];
         rep.rank(&mut candidates, |c| {
-            (*c, target.distance(&crate::overlay::key::Key::from(*c)))
+            (
+                *c,
+                false,
+                target.distance(&crate::overlay::key::Key::from(*c)),
+            )
         });
         assert_eq!(candidates, vec![id(3), id(2)]);
         assert_eq!(rep.rate_factor(&id(1)), 0.0);

@@ -427,19 +427,21 @@ impl Reputation {
     }
 
     /// Sorts `candidates` (next hops, disjoint-path seeds, relays) best
-    /// first by [`Reputation::compare_candidates`]; `key` gives each
-    /// candidate's id and its distance to the target. Banned candidates
-    /// come last; the caller should skip them. Stable: equal candidates
-    /// keep their order.
+    /// first: the better [`Standing`] first; within a standing the
+    /// caller's preferred ones first (lookup seeds: peers this node dialed
+    /// itself, `RoutingTable::is_outbound`); then the closer. `key` gives
+    /// each candidate's id, whether it is preferred, and its distance to
+    /// the target. Banned candidates come last; the caller should skip
+    /// them. Stable: equal candidates keep their order.
     pub fn rank_candidates<T>(
         &self,
         candidates: &mut [T],
         now_ms: u64,
-        key: impl Fn(&T) -> (NodeId, Distance),
+        key: impl Fn(&T) -> (NodeId, bool, Distance),
     ) {
         candidates.sort_by_cached_key(|c| {
-            let (id, distance) = key(c);
-            (Reverse(self.standing(&id, now_ms)), distance)
+            let (id, preferred, distance) = key(c);
+            (Reverse(self.standing(&id, now_ms)), !preferred, distance)
         });
     }
 

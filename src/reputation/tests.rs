@@ -408,9 +408,14 @@ fn ranking_prefers_good_peers_then_closeness() {
 
     let mut candidates = vec![banned, suspect, nearer, near, good];
     rep.rank_candidates(&mut candidates, T0, |c| {
-        (*c, target.distance(&Key::from(c)))
+        (*c, false, target.distance(&Key::from(c)))
     });
     assert_eq!(candidates, [good, nearer, near, suspect, banned]);
+    // Within a standing, the preferred go first, then the closer.
+    rep.rank_candidates(&mut candidates, T0, |c| {
+        (*c, *c == near, target.distance(&Key::from(c)))
+    });
+    assert_eq!(candidates, [good, near, nearer, suspect, banned]);
 
     let d = |n: &NodeId| target.distance(&Key::from(n));
     assert_eq!(

@@ -654,10 +654,10 @@ impl Simulator {
                     .take(2 * params.k)
                     .collect();
                 // As the node: standing, then outbound peers, then distance.
-                seeds.sort_by_cached_key(|c| {
+                rep.rank_candidates(&mut seeds, now, |c| {
                     (
-                        std::cmp::Reverse(rep.standing(&c.id, now)),
-                        !table.is_outbound(&c.id),
+                        c.id,
+                        table.is_outbound(&c.id),
                         target.distance(&Key::from(c.id)),
                     )
                 });
@@ -835,6 +835,21 @@ impl Simulator {
         out.per_path = l.result_per_path();
         out.known = l.known_closest(params.k);
         out
+    }
+
+    /// A random live node reads `key` back: `Some(true)` if it found
+    /// `value`, `Some(false)` if only an older version, `None` if nothing
+    /// (or no honest node is alive to read).
+    fn read_back(&mut self, key: Key, value: u64) -> Option<bool> {
+        if self.live_honest() == 0 {
+            return None;
+        }
+        let reader = self.random_live();
+        match self.fetch(reader, key) {
+            Some(v) if v == value => Some(true),
+            Some(v) if v < value => Some(false),
+            _ => None,
+        }
     }
 
     /// Adds a node that joins through a random live node: a lookup of its
@@ -1374,27 +1389,19 @@ impl Simulator {
                 written.push((key, value));
                 continue;
             }
-            if self.live_honest() == 0 {
-                continue;
-            }
-            let reader = self.random_live();
-            match self.fetch(reader, key) {
-                Some(v) if v == value => fetched += 1,
-                Some(v) if v < value => stale += 1,
-                _ => {}
+            match self.read_back(key, value) {
+                Some(true) => fetched += 1,
+                Some(false) => stale += 1,
+                None => {}
             }
         }
         for (key, value) in written {
             self.now += self.config.interval_ms;
             churn(self, &mut churn_debt, &HashSet::new());
-            if self.live_honest() == 0 {
-                continue;
-            }
-            let reader = self.random_live();
-            match self.fetch(reader, key) {
-                Some(v) if v == value => fetched += 1,
-                Some(v) if v < value => stale += 1,
-                _ => {}
+            match self.read_back(key, value) {
+                Some(true) => fetched += 1,
+                Some(false) => stale += 1,
+                None => {}
             }
         }
         hops.sort_unstable();
