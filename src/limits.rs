@@ -365,3 +365,19 @@ pub const DENSITY_MAX_SAMPLE: usize = 256;
 /// repeated with the cluster set aside, each round setting aside what the
 /// previous one found dense too.
 pub const DENSITY_WIDEN_ROUNDS: u32 = 3;
+
+// ---- The overlay core (`overlay::peers`, `overlay::query`) --------------
+
+/// Holders that must have answered with a verified record before a value
+/// lookup stops early ([`crate::overlay::peers::Defences::value_answers`]
+/// of the node): replicas are spread over paths, so one holder may have an
+/// older version, and the reader takes the highest.
+pub const VALUE_ANSWERS_BEFORE_STOPPING: usize = 2;
+
+/// Holders of a record a placement lookup remembers, at most
+/// ([`crate::overlay::query::Found::holders`]).
+pub const MAX_FOUND_HOLDERS: usize = 64;
+
+/// Actions (disconnects, pings) the core queues for its driver, at most
+/// ([`crate::overlay::peers::Peers::poll_action`]).
+pub const MAX_PENDING_PEER_ACTIONS: usize = 256;
