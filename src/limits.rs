@@ -381,3 +381,35 @@ pub const MAX_FOUND_HOLDERS: usize = 64;
 /// Actions (disconnects, pings) the core queues for its driver, at most
 /// ([`crate::overlay::peers::Peers::poll_action`]).
 pub const MAX_PENDING_PEER_ACTIONS: usize = 256;
+
+// ---- Requesting politely (`net::dialer`) ---------------------------------
+
+/// How long one overlay request may take (waiting for a place, dialing
+/// and answering included) before it counts as unanswered.
+pub const OVERLAY_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Requests a node has in flight to one peer at most; more wait for a
+/// place (below the peer's stream limit, [`DEFAULT_MAX_STREAMS_PER_CONNECTION`]).
+pub const MAX_IN_FLIGHT_PER_PEER: usize = 8;
+
+/// Requests a node has in flight in all at most; more wait for a place.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 256;
+
+/// Peers whose pacing and back-off state the dialer keeps at most (the
+/// least recently used idle one is forgotten first).
+pub const MAX_PACED_PEERS: usize = 4096;
+
+/// First pause of requests to a peer that answered `RateLimited` or
+/// `Busy`; doubled per refusal in a row up to [`DIAL_BACKOFF_MAX`].
+pub const DIAL_BACKOFF_BASE: Duration = Duration::from_millis(250);
+
+/// Longest pause after refusals.
+pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// Inbound peers waiting for a dial-back that confirms they listen at
+/// the address they connected from, at most (more are not queued: they
+/// are asked again with their next request).
+pub const MAX_PENDING_LISTEN_CHECKS: usize = 64;
+
+/// Dial-backs ([`MAX_PENDING_LISTEN_CHECKS`]) a node runs at once.
+pub const MAX_CONCURRENT_LISTEN_CHECKS: usize = 8;

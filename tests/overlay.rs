@@ -15,6 +15,7 @@ use p2psip::limits::RESPONSIBILITY_SLACK_FACTOR;
 use p2psip::net::{Limits, LocalIdentity, Maintenance, NetError, Node, NodeConfig, RateLimit};
 use p2psip::overlay::config::OverlayParams;
 use p2psip::overlay::key::Key;
+use p2psip::overlay::query::Goal;
 use p2psip::overlay::record::{OwnerValue, Record, RecordKind};
 use p2psip::overlay::routing::Contact;
 use p2psip::wire::{ErrorCode, Message};
@@ -149,7 +150,9 @@ async fn a_node_of_another_overlay_is_refused() {
     let fo = friend.node.overlay().unwrap().clone();
     fo.join(friend.node.dialer(), &[contact(&a)]).await;
     assert_eq!(fo.table_len(), 1);
-    assert_eq!(a.node.overlay().unwrap().table_len(), 1);
+    // a admits the friend once a dial-back proved it listens there.
+    let ao = a.node.overlay().unwrap().clone();
+    eventually("a admits the friend", || ao.table_len() == 1).await;
 }
 
 #[tokio::test]
@@ -527,7 +530,8 @@ async fn a_store_for_a_key_the_node_is_not_responsible_for_is_refused() {
         others.push(n);
     }
     let xo = x.node.overlay().unwrap().clone();
-    assert_eq!(xo.table_len(), closer);
+    // x admits each once a dial-back proved it listens.
+    eventually("x knows the closer nodes", || xo.table_len() == closer).await;
     assert!(!xo.is_responsible(&record.key));
     let store = Message::Store {
         overlay: params().name,
@@ -676,8 +680,14 @@ async fn a_dense_cluster_around_a_key_cannot_hide_a_record() {
         .node
         .overlay()
         .unwrap()
-        .lookup_key(writer.node.dialer(), record.key, None)
-        .await;
+        .query(
+            writer.node.dialer(),
+            record.key,
+            Goal::Place,
+            Some(RecordKind::OwnerValue),
+        )
+        .await
+        .outcome;
     let dense = placement
         .dense
         .expect("the writer noticed the dense cluster");
@@ -773,4 +783,64 @@ async fn a_new_version_replaces_the_old_one_wherever_the_writer_finds_it() {
         Vec::<usize>::new(),
         "v2 at {v2_holders:?}"
     );
+}
+
+/// Pure clients never enter a routing table (issue 10): a peer on a
+/// client-only endpoint that names the overlay in a FindNode, and pings,
+/// is dialed back at the address it came from, found not listening, and
+/// neither admitted nor handed to others. A peer with a real node's
+/// identity that connects from another socket does not move that node's
+/// entry to the unverified address. Control: the real node is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_listen_never_enters_a_routing_table() {
+    let a = start(60, params());
+    let b = start(61, params());
+    join_via(&b, contact(&a)).await;
+    let ao = a.node.overlay().unwrap().clone();
+    eventually("a admits b (b listens)", || ao.table_len() == 1).await;
+
+    let find = Message::FindNode {
+        overlay: "test-overlay".into(),
+        target: [0x42; 32],
+    };
+    // A pure client with an identity of its own.
+    let loner_key = key(162);
+    let loner = client(&loner_key, VerifyPolicy::self_certifying(0), "127.63.0.1");
+    let conn = loner.connect(a.addr, Some(a.node.node_id())).await.unwrap();
+    assert!(matches!(
+        conn.request(&find).await,
+        Ok(Message::Nodes { .. })
+    ));
+    conn.ping().await.unwrap();
+    // Another client that presents b's identity from another socket.
+    let b_key = key(100 + 61);
+    let spoof = client(&b_key, VerifyPolicy::self_certifying(0), "127.64.0.1");
+    let sconn = spoof.connect(a.addr, Some(a.node.node_id())).await.unwrap();
+    assert!(matches!(
+        sconn.request(&find).await,
+        Ok(Message::Nodes { .. })
+    ));
+
+    // Both dial-backs find no listener (each gives up after its timeout).
+    eventually_polls("a's dial-backs ended", 1000, || ao.listen_checks().1 >= 2).await;
+    let loner_id = loner_key.public().node_id();
+    let routes = ao.routes();
+    assert!(routes.iter().all(|(_, c)| c.id != loner_id), "{routes:?}");
+    assert_eq!(routes.len(), 1);
+    assert_eq!(
+        routes[0].1,
+        contact(&b),
+        "b stays at the address it listens on"
+    );
+    // What a hands to others names neither.
+    let answer = b.node.dialer().request(contact(&a), &find).await.unwrap();
+    let Message::Nodes { contacts } = answer else {
+        panic!("unexpected {answer:?}");
+    };
+    assert!(contacts
+        .iter()
+        .all(|c| c.id != loner_id && c.addr.ip() != loner.local_addr().unwrap().ip()));
+    assert!(contacts
+        .iter()
+        .all(|c| c.addr.ip() != spoof.local_addr().unwrap().ip()));
 }

@@ -300,7 +300,7 @@ fn reputation_json(node: &Node) -> Value {
     };
     let secs = |ms: u64| ms / 1000;
     let peers: Vec<Value> = node
-        .reputation()
+        .core()
         .report()
         .into_iter()
         .map(|p| {

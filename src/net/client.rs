@@ -7,9 +7,9 @@
 //! has come back.
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
-use super::server::transport_config;
 use super::stream::{read_message, write_message, FrameReadError};
-use super::tls::{client_config, LocalIdentity, PeerVerifier};
+use super::tls::LocalIdentity;
+use super::transport::{quinn_client_config, transport_config};
 use super::{peer_node_id, Limits, NetError, CLOSE_NORMAL};
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::REQUEST_TIMEOUT;
@@ -21,28 +21,6 @@ use std::time::{Duration, Instant};
 /// The server name sent in the TLS handshake. p2psip authenticates peers
 /// by key, never by name; the verifier ignores it.
 const SERVER_NAME: &str = "p2psip.invalid";
-
-/// The quinn client configuration for one dial: `identity` presented, the
-/// server verified under `policy` (pinned to `expected` if set).
-pub(crate) fn quinn_client_config(
-    identity: &LocalIdentity,
-    policy: &VerifyPolicy,
-    expected: Option<NodeId>,
-    cache: &Arc<CertCache>,
-    transport: &Arc<quinn::TransportConfig>,
-) -> Result<quinn::ClientConfig, NetError> {
-    let verifier = Arc::new(PeerVerifier::with_cache(
-        policy.clone(),
-        expected,
-        cache.clone(),
-    ));
-    let tls = client_config(identity, verifier)?;
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport.clone());
-    Ok(config)
-}
 
 /// A client endpoint: one UDP socket from which to dial nodes.
 #[derive(Debug)]

@@ -22,7 +22,8 @@
 //! churn queue of [`OverlayService`]; at most one republish and one
 //! refresh round run at a time.
 
-use super::overlay::{ChurnEvent, Dialer, OverlayService};
+use super::dialer::Dialer;
+use super::overlay::{ChurnEvent, OverlayService};
 use super::rate::{RateLimit, TokenBucket};
 use super::NetError;
 use crate::identity::NodeId;
@@ -168,12 +169,13 @@ impl Upkeep {
             overlay: self.overlay.params().name.clone(),
             record: encoded.to_vec(),
         };
-        match self.dialer.request(to, &request).await {
+        // The outcome goes to the core (a strike for an unanswered
+        // Store, nothing for a refusal).
+        match self.overlay.request(&self.dialer, to, &request).await {
             Ok(Message::Stored { .. }) => Sent::Stored,
             Ok(_) | Err(NetError::Remote { .. }) => Sent::Declined,
             Err(e) => {
                 debug!(peer = %to.id.fmt_short(), error = %e, "store during maintenance failed");
-                self.overlay.forget(&to.id);
                 Sent::Failed
             }
         }

@@ -16,21 +16,25 @@
 
 pub mod cert_cache;
 pub mod client;
+pub mod conns;
+pub mod core;
+pub mod dialer;
 pub mod disk;
 pub mod limits;
 pub mod maintenance;
 pub mod overlay;
 pub mod rate;
-pub mod reputation;
 pub mod server;
 mod stream;
 pub mod tls;
+pub mod transport;
 
 pub use client::{Client, PeerConnection, PingReply};
+pub use core::NodeCore;
+pub use dialer::Dialer;
 pub use limits::Limits;
 pub use maintenance::Maintenance;
 pub use rate::RateLimit;
-pub use reputation::PeerReputation;
 pub use server::{Node, NodeConfig};
 pub use tls::{LocalIdentity, ALPN};
 
@@ -116,6 +120,10 @@ pub enum NetError {
     /// The peer is banned by this node's reputation table: not dialed.
     #[error("peer is banned")]
     Banned,
+    /// This node could not send the request in time: its own in-flight
+    /// caps or its pacing of the peer held it back (no fault of the peer).
+    #[error("this node is saturated; request not sent in time")]
+    Saturated,
 }
 
 /// The authenticated id of the peer of `conn`, re-derived from the

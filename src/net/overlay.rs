@@ -1,293 +1,63 @@
-//! The overlay over real QUIC: a node's routing table and record store
-//! behind the wire's FindNode / FindValue / Store requests, and the async
-//! drivers of the sans-IO [`Lookup`] (lookups, stores, join).
+//! The overlay over real QUIC: the driver of the sans-IO core
+//! ([`crate::overlay::peers`], [`crate::overlay::query`],
+//! [`crate::overlay::placement`]) and the node's record store behind the
+//! wire's FindNode / FindValue / Store requests.
 //!
-//! Peers enter the routing table only from authenticated connections: an
-//! inbound connection's remote address is the peer's listening address
-//! (a node dials from its listening endpoint), and a peer that answered a
-//! request of ours proved its id at the address we dialed. Contacts merely
-//! mentioned in answers only feed lookups.
+//! Nothing here decides whom to ask, admit, evict or ban, or where a
+//! record goes: the core does, and this module carries its decisions out
+//! over [`Dialer`] requests, with the core's clock ([`now_ms`]).
+//!
+//! # Admission
+//!
+//! Peers enter the routing table only at an address they proved they
+//! listen on: a peer that answered a request this node sent to that
+//! address, or an inbound peer whose address a dial-back confirmed
+//! ([`OverlayService::answer`] queues it; [`OverlayService::verify_listener`]
+//! dials it). A pure client on an ephemeral port (`p2psip ping`, an
+//! admin-driven lookup, any peer that does not listen) never enters a
+//! table, so it is never handed to others as a contact.
 //!
 //! # Responsibility and churn
 //!
-//! A node stores a record only for keys it is responsible for (a `Store`
-//! is refused with `NotResponsible` when the node knows
-//! [`RESPONSIBILITY_SLACK_FACTOR`] × `replication` nodes closer to the
-//! key). Every admission to and eviction from the routing table is queued
-//! as a [`ChurnEvent`] (bounded, oldest dropped) for the maintenance task
-//! ([`super::maintenance`]), which hands records over to newcomers and
-//! re-pushes those an evicted holder had; the planning of that work is
+//! A node stores a record only for keys it is responsible for
+//! ([`crate::overlay::peers::Peers::is_responsible`]; a `Store` is refused
+//! with `NotResponsible` otherwise). Every admission to and eviction from
+//! the routing table is queued as a [`ChurnEvent`] for the maintenance
+//! task ([`super::maintenance`]), which hands records over to newcomers
+//! and re-pushes those an evicted holder had; the planning of that work is
 //! here, synchronous and bounded ([`MAX_HANDOVER_RECORDS`] per event).
 
-use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
-use super::client::{quinn_client_config, PeerConnection};
+use super::core::{now_ms, NodeCore};
+use super::dialer::{failure_of, Dialer};
 use super::disk::{DiskError, DiskStore};
-use super::reputation::PeerReputation;
-use super::tls::LocalIdentity;
-use super::{NetError, CLOSE_NORMAL};
-use crate::identity::{NodeId, VerifyPolicy};
+use super::NetError;
+use crate::identity::NodeId;
 use crate::limits::{
-    DENSITY_WIDEN_ROUNDS, LOOKUP_WIDEN_ROUNDS, MAX_BUCKET_REFRESHES_PER_ROUND,
-    MAX_HANDOVER_RECORDS, MAX_LEAVE_STORES_IN_FLIGHT, MAX_PENDING_CHURN_EVENTS,
-    MAX_REPUBLISH_RECORDS_PER_ROUND, MAX_SAVED_CONTACTS, RESPONSIBILITY_SLACK_FACTOR,
+    MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS, MAX_LEAVE_STORES_IN_FLIGHT,
+    MAX_PENDING_LISTEN_CHECKS, MAX_REPUBLISH_RECORDS_PER_ROUND, MAX_SAVED_CONTACTS,
 };
 use crate::overlay::config::OverlayParams;
-use crate::overlay::density::{self, DenseCluster};
 use crate::overlay::key::{Distance, Key};
-use crate::overlay::lookup::{spread_across_paths, FaultKind, Lookup};
+use crate::overlay::peers::{Failure, ListenProof};
+use crate::overlay::placement::{self, Replica};
+use crate::overlay::query::{self, Goal, Query, RecordsJudged};
 use crate::overlay::record::{Record, RecordKind, RecordPolicy, VerifiedRecord};
-use crate::overlay::routing::{Contact, Eviction, InsertOutcome, RoutingTable};
+use crate::overlay::routing::{Contact, InsertOutcome};
 use crate::overlay::store::{PutOutcome, RecordStore, SlotKey, StoreLimits};
-use crate::reputation::{Evidence, Misbehaviour, Policy, Standing, Verdict};
+use crate::reputation::{Evidence, Misbehaviour, Policy};
 use crate::wire::{ErrorCode, Message};
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tracing::{debug, info};
+use std::time::Duration;
+use tracing::debug;
 
-/// Holders that must have answered with a verified record before a value
-/// lookup stops early.
-const VALUE_ANSWERS_BEFORE_STOPPING: usize = 2;
+pub use crate::overlay::peers::ChurnEvent;
 
 /// Records a value lookup keeps, at most.
 const MAX_FOUND_RECORDS: usize = 64;
-
-/// How long one overlay request may take before the peer counts as
-/// unresponsive.
-const OVERLAY_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Outbound connections kept open for reuse, at most.
-const MAX_CACHED_CONNECTIONS: usize = 256;
-
-/// Dials peers from the node's own endpoint (so that they see its
-/// listening address) and keeps a bounded set of open connections.
-#[derive(Debug)]
-pub struct Dialer {
-    endpoint: quinn::Endpoint,
-    identity: LocalIdentity,
-    policy: VerifyPolicy,
-    cache: Arc<CertCache>,
-    transport: Arc<quinn::TransportConfig>,
-    conns: Mutex<HashMap<NodeId, PeerConnection>>,
-    /// Told when a peer we dialed closes with "node shutting down".
-    overlay: std::sync::OnceLock<std::sync::Weak<OverlayService>>,
-    /// Banned peers are not dialed; failed requests are reported here.
-    reputation: Arc<PeerReputation>,
-}
-
-impl Dialer {
-    pub(crate) fn new(
-        endpoint: quinn::Endpoint,
-        identity: LocalIdentity,
-        policy: VerifyPolicy,
-        transport: Arc<quinn::TransportConfig>,
-        reputation: Arc<PeerReputation>,
-    ) -> Self {
-        Self {
-            endpoint,
-            identity,
-            policy,
-            cache: Arc::new(CertCache::new(DEFAULT_CERT_CACHE_ENTRIES)),
-            transport,
-            conns: Mutex::new(HashMap::new()),
-            overlay: std::sync::OnceLock::new(),
-            reputation,
-        }
-    }
-
-    /// The peers this node has an open outbound connection to.
-    pub fn connected(&self) -> Vec<NodeId> {
-        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        conns
-            .iter()
-            .filter(|(_, c)| c.connection().close_reason().is_none())
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
-    /// Tells `overlay` of the peers we dialed that leave (so that it
-    /// forgets them at once), as inbound connections tell the server.
-    pub(crate) fn watch_leaving(&self, overlay: &Arc<OverlayService>) {
-        let _ = self.overlay.set(Arc::downgrade(overlay));
-    }
-
-    /// An authenticated connection to `contact` (which must prove its id),
-    /// reused while open.
-    /// A banned peer is not dialed ([`NetError::Banned`]).
-    pub async fn connect(&self, contact: Contact) -> Result<PeerConnection, NetError> {
-        if self.reputation.is_banned(&contact.id) {
-            return Err(NetError::Banned);
-        }
-        if let Some(conn) = self.cached(&contact) {
-            return Ok(conn);
-        }
-        let config = quinn_client_config(
-            &self.identity,
-            &self.policy,
-            Some(contact.id),
-            &self.cache,
-            &self.transport,
-        )?;
-        let connecting = self
-            .endpoint
-            .connect_with(config, contact.addr, "p2psip.invalid")?;
-        let conn = tokio::time::timeout(OVERLAY_REQUEST_TIMEOUT, connecting)
-            .await
-            .map_err(|_| NetError::Timeout)??;
-        let peer = PeerConnection::new(conn).ok_or(NetError::NoPeerIdentity)?;
-        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        if conns.len() >= MAX_CACHED_CONNECTIONS {
-            // Drop closed connections first, then an arbitrary one.
-            conns.retain(|_, c| c.connection().close_reason().is_none());
-            if conns.len() >= MAX_CACHED_CONNECTIONS {
-                if let Some(victim) = conns.keys().next().copied() {
-                    if let Some(c) = conns.remove(&victim) {
-                        c.close();
-                    }
-                }
-            }
-        }
-        conns.insert(contact.id, peer.clone());
-        drop(conns);
-        if let Some(overlay) = self.overlay.get().cloned() {
-            // Ends with the connection; at most one per cached connection.
-            let (conn, id) = (peer.connection().clone(), contact.id);
-            tokio::spawn(async move {
-                if super::peer_is_leaving(&conn.closed().await) {
-                    if let Some(overlay) = overlay.upgrade() {
-                        overlay.peer_left(&id);
-                    }
-                }
-            });
-        }
-        Ok(peer)
-    }
-
-    /// The open connection to `contact`, only if it goes to the
-    /// contact's address: a contact mentioned with a wrong address must
-    /// not borrow the connection to the real peer (its answer would then
-    /// seem to prove that address).
-    fn cached(&self, contact: &Contact) -> Option<PeerConnection> {
-        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        match conns.get(&contact.id) {
-            Some(c) if c.connection().close_reason().is_some() => {
-                conns.remove(&contact.id);
-                None
-            }
-            Some(c) if same_addr(c.connection().remote_address(), contact.addr) => Some(c.clone()),
-            _ => None,
-        }
-    }
-
-    /// Forgets the connection to `contact` if it goes to the contact's
-    /// address (a failure at another address says nothing about it).
-    fn forget_at(&self, contact: &Contact) {
-        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        if conns
-            .get(&contact.id)
-            .is_some_and(|c| same_addr(c.connection().remote_address(), contact.addr))
-        {
-            if let Some(c) = conns.remove(&contact.id) {
-                c.connection().close(CLOSE_NORMAL.into(), b"");
-            }
-        }
-    }
-
-    /// Forgets (and closes) the connection to `id`.
-    pub fn forget(&self, id: &NodeId) {
-        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = conns.remove(id) {
-            c.connection().close(CLOSE_NORMAL.into(), b"");
-        }
-    }
-
-    /// One request to `contact`, bounded in time.
-    ///
-    /// Reports to the reputation table what needs no look at the answer's
-    /// content: a Pong or a Stored is [`Evidence::Answered`]; a timeout, a
-    /// lost connection or a refusal is [`Evidence::Unresponsive`]; broken
-    /// framing is [`Evidence::ProtocolViolation`] (a ban). Answers with
-    /// content (Nodes, Value) are judged by the caller, which verifies
-    /// them.
-    pub async fn request(&self, contact: Contact, message: &Message) -> Result<Message, NetError> {
-        let exchange = async {
-            let conn = self.connect(contact).await?;
-            conn.request(message).await
-        };
-        let result = match tokio::time::timeout(OVERLAY_REQUEST_TIMEOUT, exchange).await {
-            Ok(Ok(answer)) => Ok(answer),
-            // The peer answered with an Error (RateLimited, Busy, a
-            // refusal): the connection is sound and other requests may be
-            // in flight on it, so it stays open.
-            Ok(Err(e @ NetError::Remote { .. })) => Err(e),
-            Ok(Err(e)) => {
-                self.forget_at(&contact);
-                Err(e)
-            }
-            Err(_) => {
-                self.forget_at(&contact);
-                Err(NetError::Timeout)
-            }
-        };
-        let evidence = match &result {
-            Ok(Message::Pong { .. } | Message::Stored { .. }) => Some(Evidence::Answered),
-            Ok(_) => None,
-            // Not contacted at all.
-            Err(NetError::Banned) => None,
-            Err(NetError::Wire(e)) => {
-                Some(Evidence::from_wire_error(e).unwrap_or(Evidence::Unresponsive))
-            }
-            Err(NetError::Remote { code, .. }) => match code {
-                ErrorCode::RateLimited | ErrorCode::Busy => Some(Evidence::Unresponsive),
-                _ => None,
-            },
-            Err(_) => Some(Evidence::Unresponsive),
-        };
-        if let Some(evidence) = evidence {
-            let verdict = self.reputation.observe(&contact.id, evidence);
-            self.enforce(&contact.id, verdict);
-        }
-        result
-    }
-
-    /// Acts on a verdict about `peer`: a ban closes the connection to it
-    /// and drops it from the routing table.
-    pub(crate) fn enforce(&self, peer: &NodeId, verdict: Verdict) {
-        if let Verdict::Disconnect { .. } = verdict {
-            self.forget(peer);
-            if let Some(overlay) = self.overlay.get().and_then(|o| o.upgrade()) {
-                overlay.peer_banned(peer);
-            }
-        }
-    }
-}
-
-/// Whether two addresses are the same endpoint, an IPv4 address and its
-/// IPv4-mapped IPv6 form (as a dual-stack socket reports it) alike.
-fn same_addr(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
-    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
-}
-
-struct State {
-    table: RoutingTable,
-    store: RecordStore,
-    /// Admissions and evictions not yet seen by the maintenance task, at
-    /// most [`MAX_PENDING_CHURN_EVENTS`].
-    events: VecDeque<ChurnEvent>,
-}
-
-/// A change of the routing table that may move records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChurnEvent {
-    /// A contact entered the routing table: it may now be among the
-    /// closest nodes to keys this node holds (hand-over).
-    Admitted(Contact),
-    /// A contact left the routing table: records it held need a new
-    /// holder (repair).
-    Evicted(Contact),
-}
 
 /// What to republish of one record: its encoding, the nodes to offer it
 /// to (closest first, spares included) and how many acknowledgements
@@ -308,20 +78,40 @@ fn slot_of(key: &Key, kind: RecordKind, owner: &[u8; 32]) -> Vec<u8> {
     slot
 }
 
-/// A node's overlay: its parameters, routing table and record store.
+/// Unix seconds on the core's clock (records expire in seconds).
+fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+/// What a lookup found: the core's outcome and the verified records.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The closest nodes that answered, closest first.
+    pub closest: Vec<Contact>,
+    /// Records (encoded, verified) found under the key, for FindValue, at
+    /// most [`MAX_FOUND_RECORDS`], each once.
+    pub records: Vec<Vec<u8>>,
+    /// The core's account of the lookup (paths, dense cluster, holders).
+    pub outcome: query::Found,
+}
+
+/// A node's overlay: its parameters, the core and the record store.
 pub struct OverlayService {
     params: OverlayParams,
     local: NodeId,
     records: RecordPolicy,
-    state: Mutex<State>,
-    epoch: Instant,
+    core: Arc<NodeCore>,
+    store: Mutex<RecordStore>,
     disk: Option<DiskStore>,
     /// Contacts reloaded from disk, to rejoin through once.
     reloaded: Mutex<Vec<Contact>>,
-    /// Wakes the maintenance task when an event is queued.
-    wake: tokio::sync::Notify,
-    /// What this node observed of its peers.
-    reputation: Arc<PeerReputation>,
+    /// Inbound peers whose listening address is to be confirmed by a
+    /// dial-back, at most [`MAX_PENDING_LISTEN_CHECKS`].
+    listen_checks: Mutex<VecDeque<Contact>>,
+    listen_check_queued: tokio::sync::Notify,
+    /// Dial-backs that confirmed a listener, and that found none.
+    listen_checks_passed: AtomicU64,
+    listen_checks_failed: AtomicU64,
 }
 
 impl std::fmt::Debug for OverlayService {
@@ -333,106 +123,58 @@ impl std::fmt::Debug for OverlayService {
     }
 }
 
-/// What a lookup is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
-    /// Finding nodes, or reading records (a FindValue stops once two
-    /// holders answered, and widens when it found nothing).
-    Read,
-    /// Placing a record: a FindValue that goes on to the closest nodes
-    /// and collects the holders of any version ([`Found::holders`]).
-    Place,
-}
-
-/// What a lookup found.
-#[derive(Debug, Clone, Default)]
-pub struct Found {
-    /// The closest nodes that answered, closest first (of the first
-    /// lookup, when density detection repeated it).
-    pub closest: Vec<Contact>,
-    /// The closest nodes that answered on each disjoint path (of the first
-    /// lookup's last widening round), closest first: see
-    /// [`spread_across_paths`].
-    pub per_path: Vec<Vec<Contact>>,
-    /// Records (encoded, verified) found under the key, for FindValue.
-    pub records: Vec<Vec<u8>>,
-    /// The implausibly dense cluster of ids found around the key, if any
-    /// (a targeted Sybil or content-eclipse attack; see
-    /// [`crate::overlay::density`]): the lookup was repeated with it set
-    /// aside.
-    pub dense: Option<DenseCluster>,
-    /// With `dense`: the closest nodes that answered on each path of the
-    /// last repeat, the cluster set aside: where extra replicas go.
-    pub beyond: Vec<Vec<Contact>>,
-    /// The ids the (first) lookup heard of nearest the key, answered or
-    /// not: the input of density detection ([`Lookup::known_closest`]).
-    known: Vec<NodeId>,
-    /// For a placement lookup ([`OverlayService::publish`]): the nodes
-    /// that answered with a verified record under the key (over all
-    /// rounds), which `publish` also sends the new record to, so that
-    /// holders of older versions do not go on serving them.
-    pub holders: Vec<Contact>,
-}
+type PendingRequest<'a> =
+    Pin<Box<dyn Future<Output = (Contact, Result<Message, NetError>)> + Send + 'a>>;
 
 impl OverlayService {
-    /// The overlay service of node `local`.
+    /// The overlay service of node `local` with a core of its own (in
+    /// memory, no connections): for tests and tools.
     pub fn new(local: NodeId, params: OverlayParams, records: RecordPolicy) -> Self {
+        let core = Arc::new(NodeCore::new(
+            local,
+            &params,
+            Policy::default(),
+            None,
+            Arc::default(),
+        ));
+        Self::with_core(core, params, records)
+    }
+
+    /// The overlay service driving `core` (the node's, shared with its
+    /// server and dialer).
+    pub fn with_core(core: Arc<NodeCore>, params: OverlayParams, records: RecordPolicy) -> Self {
+        let local = core.read(|p, _| p.local());
         Self {
-            state: Mutex::new(State {
-                table: RoutingTable::new(local, &params),
-                store: RecordStore::new(StoreLimits::default()),
-                events: VecDeque::new(),
-            }),
+            store: Mutex::new(RecordStore::new(StoreLimits::default())),
             params,
             local,
             records,
-            epoch: Instant::now(),
+            core,
             disk: None,
             reloaded: Mutex::new(Vec::new()),
-            wake: tokio::sync::Notify::new(),
-            reputation: Arc::new(PeerReputation::in_memory(Policy::default())),
+            listen_checks: Mutex::new(VecDeque::new()),
+            listen_check_queued: tokio::sync::Notify::new(),
+            listen_checks_passed: AtomicU64::new(0),
+            listen_checks_failed: AtomicU64::new(0),
         }
     }
 
-    /// Uses `reputation` (the node's, shared with its server and dialer)
-    /// instead of a table of its own.
-    pub fn with_reputation(mut self, reputation: Arc<PeerReputation>) -> Self {
-        self.reputation = reputation;
-        self
-    }
-
-    /// The reputation table this overlay reports to and consults.
-    pub fn reputation(&self) -> &Arc<PeerReputation> {
-        &self.reputation
-    }
-
-    /// Drops a peer the reputation table banned from the routing table.
-    pub fn peer_banned(&self, id: &NodeId) {
-        self.evict(id);
-    }
-
-    /// Records `evidence` about `peer` and acts on the verdict (a banned
-    /// peer leaves the routing table; its connections are closed by the
-    /// caller, which holds them).
-    fn report(&self, peer: &NodeId, evidence: Evidence) -> Verdict {
-        let verdict = self.reputation.observe(peer, evidence);
-        if let Verdict::Disconnect { .. } = verdict {
-            self.peer_banned(peer);
-        }
-        verdict
+    /// The core this overlay drives.
+    pub fn core(&self) -> &Arc<NodeCore> {
+        &self.core
     }
 
     /// Keeps records in `disk` too: loads (and verifies again) what it
     /// holds, and acknowledges a Store only once it is written there.
     /// Returns the service and how many records were loaded.
     pub fn with_disk(mut self, disk: DiskStore) -> Result<(Self, usize), DiskError> {
-        let now = crate::unix_now().max(0) as u64;
+        let now = now_secs();
         let mut loaded = 0;
         for (slot, encoded) in disk.load_all()? {
             let verified = Record::decode(&encoded).and_then(|r| r.verify(&self.records, now));
             match verified {
                 Ok(v) if slot == slot_of(v.key(), v.kind(), v.owner()) => {
-                    if self.state().store.put(v, now).is_ok() {
+                    if self.store().put(v, now).is_ok() {
                         loaded += 1;
                     }
                 }
@@ -457,186 +199,100 @@ impl OverlayService {
         &self.records
     }
 
+    fn store(&self) -> std::sync::MutexGuard<'_, RecordStore> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The live records this node holds under `key` of `kind` (encoded).
     pub fn local_records(&self, key: &Key, kind: RecordKind) -> Vec<Vec<u8>> {
-        let now = crate::unix_now().max(0) as u64;
-        self.state()
-            .store
-            .get(key, kind, now)
+        self.store()
+            .get(key, kind, now_secs())
             .into_iter()
             .map(|r| r.encoded().to_vec())
             .collect()
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Learns a peer seen on an authenticated connection. Returns the
-    /// resident to ping when its bucket is full.
-    /// A banned peer is not admitted. In a full bucket the peer takes the
-    /// place of a resident only if the reputation table prefers it
-    /// ([`PeerReputation::prefer_resident`]: a banned or suspect resident,
-    /// a newcomer in better standing); otherwise it waits for the oldest
-    /// resident to fail a ping, as in Kademlia.
-    pub fn learn(&self, peer: Contact) -> Option<Contact> {
-        if self.reputation.is_banned(&peer.id) {
-            return None;
-        }
-        let now = self.now_ms();
-        let mut state = self.state();
-        let (outcome, displaced) = state.table.insert_displacing(peer, now, |resident| {
-            !self.reputation.prefer_resident(resident, &peer.id)
-        });
-        if let Some(d) = displaced {
-            debug!(peer = %d.id.fmt_short(), newcomer = %peer.id.fmt_short(), "resident in bad standing displaced");
-            self.note(&mut state, ChurnEvent::Evicted(d));
-        }
-        match outcome {
-            InsertOutcome::Inserted => {
-                self.note(&mut state, ChurnEvent::Admitted(peer));
-                None
-            }
-            InsertOutcome::Full { ping } => Some(ping),
-            InsertOutcome::Refused(why) => {
-                debug!(peer = %peer.id.fmt_short(), %why, "not admitted to the routing table");
-                None
-            }
-            InsertOutcome::Refreshed => None,
-        }
-    }
-
-    /// Queues a churn event for the maintenance task (dropping the oldest
-    /// when full: the periodic republish covers what it would have done).
-    fn note(&self, state: &mut State, event: ChurnEvent) {
-        if state.events.len() >= MAX_PENDING_CHURN_EVENTS {
-            state.events.pop_front();
-        }
-        state.events.push_back(event);
-        self.wake.notify_one();
-    }
-
-    fn note_eviction(&self, state: &mut State, eviction: Option<Eviction>) {
-        let Some(e) = eviction else {
-            return;
-        };
-        if let Some(evicted) = e.evicted {
-            debug!(peer = %evicted.id.fmt_short(), "evicted from the routing table");
-            self.note(state, ChurnEvent::Evicted(evicted));
-        }
-        if let Some(admitted) = e.admitted {
-            self.note(state, ChurnEvent::Admitted(admitted));
-        }
+    /// Learns a peer at an address it proved it listens on (see
+    /// [`crate::overlay::peers::Peers::learn`]).
+    pub fn learn(&self, peer: Contact) {
+        self.core
+            .with(|p, now| p.learn(now, peer, ListenProof::Verified));
     }
 
     /// The oldest churn event not yet handled.
     pub(crate) fn next_event(&self) -> Option<ChurnEvent> {
-        self.state().events.pop_front()
+        self.core.next_churn()
     }
 
     /// Completes when a churn event may have been queued since the last
     /// call (a queued notification is never lost).
     pub(crate) async fn event_queued(&self) {
-        self.wake.notified().await;
-    }
-
-    /// Reports a liveness check of a resident.
-    pub fn ping_result(&self, id: &NodeId, alive: bool) {
-        let now = self.now_ms();
-        let mut state = self.state();
-        let eviction = state.table.on_ping_result(id, alive, now);
-        self.note_eviction(&mut state, Some(eviction));
-    }
-
-    /// Counts an unanswered request; the peer is dropped after several in
-    /// a row.
-    pub fn forget(&self, id: &NodeId) {
-        let now = self.now_ms();
-        let mut state = self.state();
-        let eviction = state.table.on_failure_evicting(id, now);
-        self.note_eviction(&mut state, eviction);
-    }
-
-    /// Removes a contact from the routing table at once (it answered as no
-    /// node of this overlay would).
-    fn evict(&self, id: &NodeId) {
-        let mut state = self.state();
-        if let Some(evicted) = state.table.remove(id) {
-            self.note(&mut state, ChurnEvent::Evicted(evicted));
-        }
+        self.core.churn_queued().await;
     }
 
     /// The `n` closest known contacts to `target`.
     pub fn closest(&self, target: &Key, n: usize) -> Vec<Contact> {
-        self.state().table.closest(target, n)
+        self.core.read(|p, _| p.closest(target, n))
     }
 
     /// Contacts in the routing table.
     pub fn table_len(&self) -> usize {
-        self.state().table.len()
+        self.core.read(|p, _| p.table().len())
     }
 
     /// Records held.
     pub fn records_len(&self) -> usize {
-        self.state().store.len()
+        self.store().len()
     }
 
     /// The routing table: (bucket, contact) pairs.
     pub fn routes(&self) -> Vec<(usize, Contact)> {
-        self.state()
-            .table
-            .entries()
-            .map(|(b, c, _, _)| (b, c))
-            .collect()
+        self.core
+            .read(|p, _| p.table().entries().map(|(b, c, _, _)| (b, c)).collect())
+    }
+
+    /// The overlay's size as this node estimates it.
+    pub fn estimated_size(&self) -> f64 {
+        self.core.read(|p, _| p.estimated_size())
+    }
+
+    /// Whether this node stores records under `key` (see
+    /// [`crate::overlay::peers::Peers::is_responsible`]).
+    pub fn is_responsible(&self, key: &Key) -> bool {
+        self.core.read(|p, _| p.is_responsible(key))
     }
 
     /// Answers one overlay request from the authenticated `peer`; `None` if
     /// the message is not an overlay request. A request naming this
-    /// overlay also teaches the routing table about the peer (a peer of
-    /// another overlay is never admitted); the second value is the resident
-    /// to ping when the peer's bucket is full.
-    pub fn answer(&self, peer: Contact, request: &Message) -> Option<(Message, Option<Contact>)> {
+    /// overlay also teaches the core about the peer: at once if `proof`
+    /// says its address is verified, else after a dial-back confirms it
+    /// ([`OverlayService::verify_listener`]). A peer of another overlay is
+    /// never admitted.
+    pub fn answer(&self, peer: Contact, proof: ListenProof, request: &Message) -> Option<Message> {
         let overlay = match request {
             Message::FindNode { overlay, .. }
             | Message::FindValue { overlay, .. }
             | Message::Store { overlay, .. } => overlay,
             _ => return None,
         };
-        let to_ping = if *overlay == self.params.name {
-            self.learn(peer)
-        } else {
-            None
-        };
-        self.reply(&peer.id, request).map(|reply| (reply, to_ping))
-    }
-
-    fn reply(&self, from: &NodeId, request: &Message) -> Option<Message> {
-        let wrong = |overlay: &str| {
-            (overlay != self.params.name).then(|| {
-                Message::error(
-                    ErrorCode::WrongOverlay,
-                    &format!("this node serves overlay {:?}", self.params.name),
-                )
-            })
-        };
+        if *overlay != self.params.name {
+            return Some(Message::error(
+                ErrorCode::WrongOverlay,
+                &format!("this node serves overlay {:?}", self.params.name),
+            ));
+        }
+        self.heard_from(peer, proof);
         let k = self.params.k;
         Some(match request {
-            Message::FindNode { overlay, target } => {
-                wrong(overlay).unwrap_or_else(|| Message::Nodes {
-                    contacts: self.closest(&Key(*target), k),
-                })
-            }
-            Message::FindValue { overlay, key, kind } => wrong(overlay).unwrap_or_else(|| {
+            Message::FindNode { target, .. } => Message::Nodes {
+                contacts: self.closest(&Key(*target), k),
+            },
+            Message::FindValue { key, kind, .. } => {
                 let key = Key(*key);
                 let records = match RecordKind::from_u64(*kind) {
                     Some(kind) => self
-                        .state()
-                        .store
-                        .get(&key, kind, crate::unix_now() as u64)
+                        .store()
+                        .get(&key, kind, now_secs())
                         .into_iter()
                         .take(crate::limits::MAX_RECORDS_PER_ANSWER)
                         .map(|r| r.encoded().to_vec())
@@ -647,114 +303,118 @@ impl OverlayService {
                     records,
                     contacts: self.closest(&key, k),
                 }
-            }),
-            Message::Store { overlay, record } => {
-                wrong(overlay).unwrap_or_else(|| {
-                    let (reply, refused) = self.store_checked(record, true);
-                    // Honest nodes verify what they pass on: a forged
-                    // record is the sender's doing.
-                    if let Some(evidence) = refused.filter(Evidence::is_misbehaviour) {
-                        let _ = self.report(from, evidence);
-                    }
-                    reply
-                })
+            }
+            Message::Store { record, .. } => {
+                let (reply, refused) = self.store_checked(record, true);
+                // Honest nodes verify what they pass on: a forged record
+                // is the sender's doing.
+                if let Some(evidence) = refused.filter(Evidence::is_misbehaviour) {
+                    let _ = self.core.observe(&peer.id, evidence);
+                }
+                reply
             }
             _ => return None,
         })
     }
 
-    /// How many nodes this node may know closer to a key than itself and
-    /// still store its records.
-    ///
-    /// Why a slack over `replication`: the `replication` closest nodes a
-    /// publisher's lookup finds are not exactly the ones each of them
-    /// counts as closer. A table holds contacts that have died and are not
-    /// evicted yet, and nodes a lookup missed; a bound of exactly
-    /// `replication` would refuse honest Stores at the margin and stall
-    /// hand-over and repair during churn. Twice as many keeps a node from
-    /// being made to store arbitrary keys far from its id, which is what
-    /// the rule is for (loosely for keys in its farthest buckets: see
-    /// [`OverlayService::is_responsible`]).
-    fn responsibility_bound(&self) -> usize {
-        self.params
-            .replication
-            .max(1)
-            .saturating_mul(RESPONSIBILITY_SLACK_FACTOR)
-    }
-
-    /// Known contacts strictly closer to `key` than this node.
-    fn closer_than_local(&self, key: &Key) -> usize {
-        let own = key.distance(&Key::from(self.local));
-        self.state().table.count_closer(key, &own)
-    }
-
-    /// [`OverlayService::closer_than_local`], not counting the contacts of
-    /// an implausibly dense cluster around `key`: a content-eclipse
-    /// attacker must not be able to make every honest node beyond its
-    /// cluster refuse the replicas a writer places there.
-    fn closer_than_local_outside_clusters(&self, key: &Key) -> usize {
-        let closer = self.closer_than_local(key);
-        let bound = self.responsibility_bound();
-        if closer < bound {
-            return closer;
-        }
-        let near: Vec<NodeId> = self
-            .closest(key, self.params.k.max(bound))
-            .iter()
-            .map(|c| c.id)
-            .collect();
-        match density::dense_cluster(key, &near, self.estimated_size(), self.params.k) {
-            Some(cluster) => {
-                let own = key.distance(&Key::from(self.local));
-                let state = self.state();
-                let all = state.table.closest(key, closer);
-                all.iter()
-                    .filter(|c| key.distance(&Key::from(c.id)) < own)
-                    .filter(|c| !cluster.contains(key, &c.id))
-                    .count()
+    /// A peer that sent a request naming this overlay: learned now if its
+    /// address is verified (or it is resident at that address already),
+    /// else queued for a dial-back.
+    fn heard_from(&self, peer: Contact, proof: ListenProof) {
+        let resident_there = self.core.with(|p, now| {
+            let there = p
+                .table()
+                .entries()
+                .any(|(_, c, _, _)| c.id == peer.id && c.addr == peer.addr);
+            if proof == ListenProof::Verified || there {
+                p.learn(now, peer, ListenProof::Verified);
+                true
+            } else {
+                false
             }
-            None => closer,
+        });
+        if resident_there {
+            return;
         }
+        let mut checks = self.listen_checks.lock().unwrap_or_else(|p| p.into_inner());
+        if checks.iter().any(|c| c.id == peer.id) || checks.len() >= MAX_PENDING_LISTEN_CHECKS {
+            return;
+        }
+        checks.push_back(peer);
+        drop(checks);
+        self.listen_check_queued.notify_one();
     }
 
-    /// The overlay's size as this node estimates it from its own
-    /// neighbourhood ([`density::estimate_network_size`]).
-    pub fn estimated_size(&self) -> f64 {
-        let own = Key::from(self.local);
-        let near: Vec<NodeId> = self
-            .closest(&own, self.params.k.saturating_add(1))
-            .iter()
-            .map(|c| c.id)
-            .collect();
-        density::estimate_network_size(&own, &near)
+    /// The next inbound peer whose listening address is to be confirmed.
+    pub(crate) fn next_listen_check(&self) -> Option<Contact> {
+        self.listen_checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
     }
 
-    /// Whether this node stores records under `key`: it knows fewer than
-    /// [`RESPONSIBILITY_SLACK_FACTOR`] × `replication` nodes closer to it,
-    /// not counting an implausibly dense cluster around the key
-    /// ([`density::dense_cluster`]). With `replication` at or above `k`
-    /// this bounds little for keys in the node's farthest buckets (a
-    /// bucket holds at most `k`): per-owner quotas and the store's size
-    /// are what bound storage there.
-    pub fn is_responsible(&self, key: &Key) -> bool {
-        self.closer_than_local_outside_clusters(key) < self.responsibility_bound()
+    /// Completes when a listen check may have been queued.
+    pub(crate) async fn listen_check_queued(&self) {
+        self.listen_check_queued.notified().await;
+    }
+
+    /// Dials `peer` back at the address it connected from: if it answers a
+    /// Ping there with the same id, it listens there and is learned; a
+    /// pure client (no listener on that port) is not.
+    pub async fn verify_listener(&self, dialer: &Dialer, peer: Contact) -> bool {
+        let ping = Message::Ping {
+            nonce: rand::random(),
+        };
+        let listens = matches!(dialer.request(peer, &ping).await, Ok(Message::Pong { .. }));
+        if listens {
+            self.listen_checks_passed.fetch_add(1, Ordering::Relaxed);
+            self.learn(peer);
+        } else {
+            self.listen_checks_failed.fetch_add(1, Ordering::Relaxed);
+            debug!(peer = %peer.id.fmt_short(), addr = %peer.addr, "no listener at the peer's address; not admitted");
+        }
+        listens
+    }
+
+    /// Dial-backs so far: how many confirmed a listener, how many found
+    /// none (the peer was not admitted).
+    pub fn listen_checks(&self) -> (u64, u64) {
+        (
+            self.listen_checks_passed.load(Ordering::Relaxed),
+            self.listen_checks_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// One request to `contact` outside a lookup (a Store, a Ping), its
+    /// outcome reported to the core.
+    pub async fn request(
+        &self,
+        dialer: &Dialer,
+        contact: Contact,
+        message: &Message,
+    ) -> Result<Message, NetError> {
+        let result = dialer.request(contact, message).await;
+        self.core.with(|p, now| match &result {
+            Ok(Message::Pong { .. } | Message::Stored { .. }) => {
+                let _ = p.observe(now, &contact.id, Evidence::Answered);
+            }
+            Ok(_) => {}
+            Err(e) => p.on_request_failed(now, &contact, failure_of(e)),
+        });
+        result
     }
 
     /// Verifies and stores a record; with `check_responsible`, first
     /// refuses keys this node is not responsible for (checked before the
-    /// signature, so that refusing costs little).
-    fn store_local(&self, encoded: &[u8], check_responsible: bool) -> Message {
-        self.store_checked(encoded, check_responsible).0
-    }
-
-    /// [`OverlayService::store_local`], also telling what a refused
-    /// record says about its sender ([`Evidence::from_record_error`]).
+    /// signature, so that refusing costs little). Also tells what a
+    /// refused record says about its sender
+    /// ([`Evidence::from_record_error`]).
     fn store_checked(
         &self,
         encoded: &[u8],
         check_responsible: bool,
     ) -> (Message, Option<Evidence>) {
-        let now = crate::unix_now().max(0) as u64;
+        let now = now_secs();
         let record = match Record::decode(encoded) {
             Ok(r) => r,
             Err(e) => {
@@ -765,8 +425,9 @@ impl OverlayService {
             }
         };
         if check_responsible {
-            let closer = self.closer_than_local_outside_clusters(&record.key);
-            let bound = self.responsibility_bound();
+            let (closer, bound) = self
+                .core
+                .read(|p, _| (p.closer_than_local(&record.key), p.responsibility_bound()));
             if closer >= bound {
                 let reply = Message::error(
                     ErrorCode::NotResponsible,
@@ -788,9 +449,9 @@ impl OverlayService {
         };
         let seq = verified.seq();
         let slot = slot_of(verified.key(), verified.kind(), verified.owner());
-        // The state lock is released before the (fsync'd) disk write, so
+        // The store lock is released before the (fsync'd) disk write, so
         // that lookups are not held up behind it.
-        let outcome = self.state().store.put(verified, now);
+        let outcome = self.store().put(verified, now);
         // A refusal by the store (an older sequence, a quota) proves
         // nothing about the sender: it may not have seen the newer record.
         let reply = match outcome {
@@ -811,472 +472,186 @@ impl OverlayService {
         (reply, None)
     }
 
-    /// Runs a lookup for `target` over `dialer`; with `kind`, a FindValue
-    /// lookup that stops once two holders answered with verified records.
-    ///
-    /// Reputation-weighted: the seeds are the `k` best of the `2k` closest
-    /// known contacts, by standing first, then outbound before inbound
-    /// ([`RoutingTable::mark_outbound`]), then distance (banned ones
-    /// never), suspect peers are asked only after trusted ones
-    /// ([`Lookup::demote`]), and every answer is judged: verified contacts
-    /// and records are [`Evidence::Verified`], a forged record or a record
-    /// under another key is misbehaviour, contacts that fail the puzzle or
-    /// exceed `k` are the lookup's faults.
-    ///
-    /// A FindValue lookup also checks the ids it found around the key for
-    /// an implausibly dense cluster ([`density::dense_cluster`]) and, if it
-    /// finds one, repeats itself with the cluster set aside (up to
-    /// [`DENSITY_WIDEN_ROUNDS`] times), keeping the records of every round:
-    /// see [`Found::dense`].
-    pub async fn lookup(&self, dialer: &Dialer, target: Key, kind: Option<RecordKind>) -> Found {
-        if kind.is_some() {
-            self.lookup_key(dialer, target, kind).await
-        } else {
-            self.lookup_round(dialer, target, kind, None, Purpose::Read)
-                .await
-        }
+    /// Verifies and stores a record (see [`OverlayService::store_checked`]).
+    #[cfg(test)]
+    fn store_local(&self, encoded: &[u8], check_responsible: bool) -> Message {
+        self.store_checked(encoded, check_responsible).0
     }
 
-    /// A lookup for a key with density detection (see
-    /// [`OverlayService::lookup`]): with `kind`, a FindValue; without, the
-    /// lookup that places a record's replicas ([`OverlayService::publish`]).
-    pub async fn lookup_key(
+    /// Checks the records of a FindValue answer for `target`: keeps the
+    /// ones that verify in `keep` (each once, at most
+    /// [`MAX_FOUND_RECORDS`]) and tells the core the highest sequence and
+    /// the worst thing they proved about the sender.
+    fn judge_records(
+        &self,
+        target: &Key,
+        records: &[Vec<u8>],
+        keep: &mut Vec<Vec<u8>>,
+    ) -> RecordsJudged {
+        let now = now_secs();
+        let mut judged = RecordsJudged::default();
+        for r in records {
+            let checked = Record::decode(r).and_then(|rec| rec.verify(&self.records, now));
+            match checked {
+                Ok(v) if v.key() == target => {
+                    judged.best_seq = judged.best_seq.max(Some(v.seq()));
+                    if keep.len() < MAX_FOUND_RECORDS && !keep.contains(r) {
+                        keep.push(r.clone());
+                    }
+                }
+                // A sound record under another key: no honest node answers
+                // a FindValue with it.
+                Ok(_) => judged.worst = Some(Evidence::Misbehaved(Misbehaviour::BadRecord)),
+                Err(e) => {
+                    let evidence = Evidence::from_record_error(&e);
+                    if evidence.is_misbehaviour() || judged.worst.is_none() {
+                        judged.worst = Some(evidence);
+                    }
+                }
+            }
+        }
+        judged
+    }
+
+    /// Runs the core's query for `target` with `goal` over `dialer`
+    /// (FindValue of `kind` where the query reads values).
+    pub async fn query(
         &self,
         dialer: &Dialer,
         target: Key,
+        goal: Goal,
         kind: Option<RecordKind>,
     ) -> Found {
-        self.lookup_key_for(dialer, target, kind, Purpose::Read)
-            .await
-    }
-
-    /// [`OverlayService::lookup_key`] for `purpose`.
-    async fn lookup_key_for(
-        &self,
-        dialer: &Dialer,
-        target: Key,
-        kind: Option<RecordKind>,
-        purpose: Purpose,
-    ) -> Found {
-        let mut found = self.lookup_round(dialer, target, kind, None, purpose).await;
-        // A table too small to estimate the overlay's size from (a young
-        // overlay, a node just started) would make every key look dense.
-        if self.table_len() < self.params.k {
-            return found;
-        }
-        let n_est = self.estimated_size();
-        let mut ids = std::mem::take(&mut found.known);
-        for _ in 0..DENSITY_WIDEN_ROUNDS {
-            let Some(cluster) = density::dense_cluster(&target, &ids, n_est, self.params.k) else {
-                break;
-            };
-            let merged = found.dense.map_or(cluster, |old| old.merge(cluster));
-            if found.dense == Some(merged) {
-                break;
-            }
-            info!(
-                key = %hex::encode(&target.0[..8]),
-                shared_bits = merged.shared_bits,
-                members = merged.members,
-                estimated_nodes = n_est.round(),
-                "implausibly dense ids around a key: repeating the lookup without them"
-            );
-            found.dense = Some(merged);
-            let more = self
-                .lookup_round(dialer, target, kind, Some(merged), purpose)
-                .await;
-            for r in more.records {
-                if found.records.len() < MAX_FOUND_RECORDS && !found.records.contains(&r) {
-                    found.records.push(r);
-                }
-            }
-            for h in more.holders {
-                if found.holders.len() < MAX_FOUND_RECORDS
-                    && !found.holders.iter().any(|c| c.id == h.id)
-                {
-                    found.holders.push(h);
-                }
-            }
-            ids = more.known;
-            found.beyond = more.per_path;
-        }
-        found
-    }
-
-    /// One lookup (with its [`Lookup::widen`] rounds), the ids of
-    /// `exclude` set aside: never seeds, never taken from answers.
-    async fn lookup_round(
-        &self,
-        dialer: &Dialer,
-        target: Key,
-        kind: Option<RecordKind>,
-        exclude: Option<DenseCluster>,
-        purpose: Purpose,
-    ) -> Found {
-        let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
-        // With a cluster set aside, the seeds come from beyond it, however
-        // much of the table it fills near the key.
-        let mut seeds = self.closest(
-            &target,
-            if exclude.is_some() {
-                usize::MAX
-            } else {
-                self.params.k.saturating_mul(2)
-            },
-        );
-        seeds.retain(|c| !set_aside(&c.id) && !self.reputation.is_banned(&c.id));
-        seeds.truncate(self.params.k.saturating_mul(2));
-        // Better standing first, then peers this node dialed itself (an
-        // attacker can connect in, not make this node dial it), then
-        // closer.
-        {
-            let state = self.state();
-            self.reputation.rank(&mut seeds, |c| {
-                (
-                    c.id,
-                    state.table.is_outbound(&c.id),
-                    target.distance(&Key::from(c.id)),
-                )
-            });
-        }
-        seeds.truncate(self.params.k);
-        let suspects: Vec<NodeId> = seeds
-            .iter()
-            .filter(|c| self.reputation.standing(&c.id) == Standing::Suspect)
-            .map(|c| c.id)
-            .collect();
-        let mut lookup = Lookup::new(target, seeds, self.local, &self.params);
-        for id in &suspects {
-            lookup.demote(id);
-        }
-        let take_answer = |lookup: &mut Lookup, from: &NodeId, contacts: &[Contact]| {
-            if exclude.is_some() {
-                let kept: Vec<Contact> = contacts
-                    .iter()
-                    .filter(|c| !set_aside(&c.id))
-                    .copied()
-                    .collect();
-                lookup.on_response(from, &kept);
-            } else {
-                lookup.on_response(from, contacts);
-            }
-            for c in contacts {
-                if self.reputation.standing(&c.id) == Standing::Suspect {
-                    lookup.demote(&c.id);
-                }
-            }
-        };
+        let mut query = self.core.with(|p, now| Query::new(p, now, target, goal));
         let request = match kind {
-            None => Message::FindNode {
-                overlay: self.params.name.clone(),
-                target: target.0,
-            },
-            Some(kind) => Message::FindValue {
+            Some(kind) if query.wants_values() => Message::FindValue {
                 overlay: self.params.name.clone(),
                 key: target.0,
                 kind: kind.to_u64(),
             },
+            _ => Message::FindNode {
+                overlay: self.params.name.clone(),
+                target: target.0,
+            },
         };
-        let mut found = Found::default();
-        let mut widen_left = LOOKUP_WIDEN_ROUNDS;
-        // Replicas are spread over paths, so one holder may have an older
-        // version: a value lookup stops only once two holders answered (or
-        // when it runs out), and the reader takes the highest sequence.
-        let mut answered_with_records = 0usize;
-        // Requests run concurrently: at most alpha per path are pending.
+        let mut records = Vec::new();
         let mut pending: Vec<PendingRequest<'_>> = Vec::new();
         loop {
-            while let Some(req) = lookup.poll_request() {
+            let sends: Vec<Contact> = self
+                .core
+                .with(|p, now| std::iter::from_fn(|| query.poll_request(p, now)).collect());
+            for to in sends {
                 let message = request.clone();
-                let to = req.to;
                 pending.push(Box::pin(
                     async move { (to, dialer.request(to, &message).await) },
                 ));
             }
-            if pending.is_empty() {
+            if query.is_finished() || pending.is_empty() {
                 break;
             }
             let ((to, result), rest) = futures_select_all(pending).await;
             pending = rest;
             match result {
-                // An answer proves the peer's id at the address dialed
-                // (the dialer reuses a connection only at that address):
-                // it refreshes (or enters) the routing table.
-                Ok(Message::Nodes { contacts }) => {
-                    take_answer(&mut lookup, &to.id, &contacts);
-                    self.seen(to);
-                    self.judge_answer(dialer, &mut lookup, &to.id, None);
-                }
-                Ok(Message::Value { records, contacts }) => {
-                    take_answer(&mut lookup, &to.id, &contacts);
-                    self.seen(to);
-                    let now = crate::unix_now().max(0) as u64;
-                    let mut verified_any = false;
-                    let mut worst: Option<Evidence> = None;
-                    for r in records {
-                        let checked = Record::decode(&r)
-                            .and_then(|rec| rec.verify(&self.records, now))
-                            .map(|v| *v.key() == target);
-                        let ok = match checked {
-                            Ok(true) => true,
-                            // A sound record under another key: no honest
-                            // node answers a FindValue with it.
-                            Ok(false) => {
-                                worst = Some(Evidence::Misbehaved(Misbehaviour::BadRecord));
-                                false
-                            }
-                            Err(e) => {
-                                let evidence = Evidence::from_record_error(&e);
-                                if evidence.is_misbehaviour() || worst.is_none() {
-                                    worst = Some(evidence);
-                                }
-                                false
-                            }
-                        };
-                        verified_any |= ok;
-                        // The same record from several holders is kept once.
-                        if ok
-                            && found.records.len() < MAX_FOUND_RECORDS
-                            && !found.records.contains(&r)
-                        {
-                            found.records.push(r);
-                        }
-                    }
-                    self.judge_answer(dialer, &mut lookup, &to.id, worst);
-                    if verified_any {
-                        answered_with_records += 1;
-                        if purpose == Purpose::Place
-                            && found.holders.len() < MAX_FOUND_RECORDS
-                            && !found.holders.iter().any(|c| c.id == to.id)
-                        {
-                            found.holders.push(to);
-                        }
-                    }
-                    // A placement lookup goes on to the closest nodes.
-                    if purpose == Purpose::Read
-                        && answered_with_records >= VALUE_ANSWERS_BEFORE_STOPPING
-                    {
-                        lookup.finish();
-                    }
-                }
-                Err(NetError::Remote {
-                    code: ErrorCode::RateLimited | ErrorCode::Busy,
-                    ..
+                Ok(Message::Nodes { contacts }) => self.core.with(|p, now| {
+                    query.on_answer(p, now, to, &contacts, RecordsJudged::default())
+                }),
+                Ok(Message::Value {
+                    records: answer,
+                    contacts,
                 }) => {
-                    // Alive but loaded: no answer for this lookup, and no
-                    // strike against it either.
-                    lookup.on_failure(&to.id);
+                    let judged = self.judge_records(&target, &answer, &mut records);
+                    self.core
+                        .with(|p, now| query.on_answer(p, now, to, &contacts, judged));
                 }
-                Ok(_) | Err(NetError::Remote { .. }) => {
-                    // It answered, but not as a node of this overlay does
-                    // (WrongOverlay, or a message that is no answer): out.
-                    lookup.on_failure(&to.id);
-                    self.evict(&to.id);
-                }
-                Err(NetError::Banned) => {
-                    // Not contacted; already out of the routing table.
-                    lookup.on_failure(&to.id);
-                }
-                Err(_) => {
-                    lookup.on_failure(&to.id);
-                    self.forget(&to.id);
-                }
-            }
-            // Unanswered requests were reported by the dialer already.
-            while let Some(fault) = lookup.poll_fault() {
-                if fault.kind != FaultKind::Unresponsive {
-                    let verdict = self.reputation.on_fault(&fault);
-                    dialer.enforce(&fault.peer, verdict);
-                }
-            }
-            if lookup.is_finished() {
-                // A value lookup that found nothing valid is widened: the
-                // nodes already asked are set aside and the candidates never
-                // asked get fresh disjoint paths (see `Lookup::widen`).
-                if kind.is_some()
-                    && purpose == Purpose::Read
-                    && found.records.is_empty()
-                    && widen_left > 0
-                    && lookup.widen()
-                {
-                    widen_left -= 1;
-                    continue;
-                }
-                break;
+                Ok(_) => self
+                    .core
+                    .with(|p, now| query.on_failure(p, now, to, Failure::NotInOverlay)),
+                Err(e) => self
+                    .core
+                    .with(|p, now| query.on_failure(p, now, to, failure_of(&e))),
             }
         }
-        found.closest = lookup.result().into_iter().map(|(c, _)| c).collect();
-        found.per_path = lookup.result_per_path();
-        found.known = lookup.known_closest(self.params.k);
-        found
-    }
-
-    /// Reports one lookup answer of `peer` to the reputation table: its
-    /// faults (drained from `lookup`), else `worst` (what its records
-    /// proved), else [`Evidence::Verified`].
-    fn judge_answer(
-        &self,
-        dialer: &Dialer,
-        lookup: &mut Lookup,
-        peer: &NodeId,
-        worst: Option<Evidence>,
-    ) {
-        let mut faulty = false;
-        while let Some(fault) = lookup.poll_fault() {
-            if fault.kind != FaultKind::Unresponsive {
-                faulty |= fault.peer == *peer;
-                let verdict = self.reputation.on_fault(&fault);
-                dialer.enforce(&fault.peer, verdict);
-            }
-        }
-        if !faulty {
-            let verdict = self
-                .reputation
-                .observe(peer, worst.unwrap_or(Evidence::Verified));
-            dialer.enforce(peer, verdict);
+        let outcome = query.found();
+        Found {
+            closest: outcome.closest.iter().map(|(c, _)| *c).collect(),
+            records,
+            outcome,
         }
     }
 
-    /// Refreshes `peer` in the routing table if it is there (it answered
-    /// us). A responder that is not there is not admitted: which nodes a
-    /// lookup reaches is steered by the answers of others, adversaries
-    /// among them, so the table learns from inbound requests and from the
-    /// results of join and refresh lookups taken across paths
-    /// ([`OverlayService::learn_found`]) instead. A refreshed contact is
-    /// marked outbound ([`RoutingTable::mark_outbound`]).
-    fn seen(&self, peer: Contact) {
-        let known = self.state().table.contains(&peer.id);
-        if known {
-            self.learn(peer);
-            self.state().table.mark_outbound(&peer.id);
+    /// Runs a lookup for `target`; with `kind`, a FindValue lookup that
+    /// reads records under the key (see [`Goal::Value`]: it stops once two
+    /// holders answered, widens when it found nothing, and repeats itself
+    /// beyond an implausibly dense cluster of ids around the key);
+    /// without, a FindNode lookup for the closest nodes.
+    pub async fn lookup(&self, dialer: &Dialer, target: Key, kind: Option<RecordKind>) -> Found {
+        match kind {
+            Some(_) => self.query(dialer, target, Goal::Value, kind).await,
+            None => self.query(dialer, target, Goal::Closest, None).await,
         }
     }
 
-    /// Learns a peer that answered on a connection this node dialed: as
-    /// [`OverlayService::learn`], and marked outbound (preferred as a
-    /// lookup seed: [`RoutingTable::mark_outbound`]).
-    fn learn_outbound(&self, peer: Contact) -> Option<Contact> {
-        let to_ping = self.learn(peer);
-        self.state().table.mark_outbound(&peer.id);
-        to_ping
-    }
-
-    /// Learns the result of a join or refresh lookup: the `k` closest
-    /// taken round-robin across its disjoint paths, so that a path an
-    /// adversary steered brings at most its share into the table.
-    pub fn learn_found(&self, found: &Found) -> usize {
-        let mut admitted = 0;
-        for c in spread_across_paths(&found.per_path, self.params.k) {
-            if self.learn_outbound(c).is_none() && self.state().table.contains(&c.id) {
-                admitted += 1;
-            }
-        }
-        admitted
-    }
-
-    /// Stores `record` on `replication` nodes a lookup finds, taken
-    /// round-robin across its disjoint paths (a path an adversary steered
-    /// gets at most its share of the replicas), and locally when this node
-    /// is closer than one of them. When the lookup found an implausibly
-    /// dense cluster of ids around the key ([`Found::dense`]), as many
-    /// replicas again go to the closest nodes beyond it, so that the
-    /// cluster cannot hide the record. Returns how many nodes acknowledged
-    /// it.
+    /// Stores `record` where the core places it
+    /// ([`placement::place_replicas`]: the closest nodes across disjoint
+    /// paths, this node if it is among them, as many again beyond a dense
+    /// cluster, and the holders of older versions the placement lookup
+    /// met). Returns how many nodes acknowledged it.
     pub async fn publish(&self, dialer: &Dialer, record: &Record) -> usize {
         let encoded = record.encode();
         let found = self
-            .lookup_key_for(dialer, record.key, Some(record.kind), Purpose::Place)
+            .query(dialer, record.key, Goal::Place, Some(record.kind))
             .await;
-        let mut acks = 0;
-        // Suspect and banned peers hold no replica; the next closest do.
-        let eligible = |paths: &[Vec<Contact>]| -> Vec<Vec<Contact>> {
-            paths
-                .iter()
-                .map(|path| {
-                    path.iter()
-                        .filter(|c| self.reputation.may_hold_replica(&c.id))
-                        .copied()
-                        .collect()
-                })
-                .collect()
-        };
-        // This node is a candidate holder too.
-        let mut holders: Vec<Option<Contact>> =
-            spread_across_paths(&eligible(&found.per_path), self.params.replication)
-                .into_iter()
-                .map(Some)
-                .collect();
-        holders.push(None);
-        let local_key = Key::from(self.local);
-        holders.sort_by_key(|c| {
-            record
-                .key
-                .distance(&c.map_or(local_key, |c| Key::from(c.id)))
+        let replicas = self.core.read(|p, now| {
+            placement::place_replicas(p, now, &record.key, &found.outcome, record.seq)
         });
-        holders.truncate(self.params.replication);
-        let placed = |holders: &[Option<Contact>], c: &Contact| {
-            holders.iter().flatten().any(|h| h.id == c.id)
+        let message = Message::Store {
+            overlay: self.params.name.clone(),
+            record: encoded.clone(),
         };
-        if found.dense.is_some() {
-            let beyond = spread_across_paths(&eligible(&found.beyond), self.params.replication);
-            for c in beyond {
-                if !placed(&holders, &c) {
-                    holders.push(Some(c));
-                }
-            }
-        }
-        // Nodes that hold a version of the record get this one too (at
-        // most `replication` more): replicas of successive versions land on
-        // partly different nodes, and an older copy left in place would be
-        // served to readers that stop after two holders.
-        let stale: Vec<Contact> = found
-            .holders
-            .iter()
-            .filter(|c| self.reputation.may_hold_replica(&c.id))
-            .copied()
-            .collect();
-        let mut extra = 0;
-        for c in stale {
-            if extra < self.params.replication && !placed(&holders, &c) {
-                holders.push(Some(c));
-                extra += 1;
-            }
-        }
-        for holder in holders {
-            match holder {
-                None => {
+        let mut acks = 0;
+        let mut pending: Vec<PendingRequest<'_>> = Vec::new();
+        for replica in replicas {
+            match replica {
+                Replica::Local => {
                     // The lookup just found this node among the closest:
                     // no responsibility check against its own table.
-                    if matches!(self.store_local(&encoded, false), Message::Stored { .. }) {
+                    if matches!(
+                        self.store_checked(&encoded, false).0,
+                        Message::Stored { .. }
+                    ) {
                         acks += 1;
                     }
                 }
-                Some(c) => {
-                    let message = Message::Store {
-                        overlay: self.params.name.clone(),
-                        record: encoded.clone(),
-                    };
-                    if let Ok(Message::Stored { .. }) = dialer.request(c, &message).await {
-                        acks += 1;
-                    }
+                Replica::Remote(c) => {
+                    let message = message.clone();
+                    pending.push(Box::pin(async move {
+                        (c, self.request(dialer, c, &message).await)
+                    }));
                 }
+            }
+        }
+        while !pending.is_empty() {
+            let ((_, result), rest) = futures_select_all(pending).await;
+            pending = rest;
+            if let Ok(Message::Stored { .. }) = result {
+                acks += 1;
             }
         }
         acks
     }
 
     /// Joins through `bootstrap` contacts: learns them (they must prove
-    /// their ids), looks up this node's own id, then refreshes the buckets
-    /// beyond its closest neighbour.
+    /// their ids), looks up this node's own id, learns the result across
+    /// paths, then refreshes the buckets the core names
+    /// ([`placement::join_refresh_buckets`]).
     pub async fn join(&self, dialer: &Dialer, bootstrap: &[Contact]) -> usize {
         for b in bootstrap {
             match dialer.connect(*b).await {
-                Ok(_) => {
-                    self.learn_outbound(*b);
-                }
+                Ok(_) => self.core.with(|p, now| p.learn_outbound(now, *b)),
                 Err(e) => {
                     // A reloaded contact that is gone takes a strike.
-                    self.forget(&b.id);
+                    self.core
+                        .with(|p, now| p.on_request_failed(now, b, failure_of(&e)));
                     debug!(peer = %b.id.fmt_short(), error = %e, "bootstrap node unreachable")
                 }
             }
@@ -1284,22 +659,24 @@ impl OverlayService {
         let own = Key::from(self.local);
         let found = self.lookup(dialer, own, None).await;
         self.learn_found(&found);
-        let nearest = found
-            .closest
-            .first()
-            .and_then(|c| own.distance(&Key::from(c.id)).bucket_index())
-            .unwrap_or(255);
-        for bucket in (nearest + 1)..256 {
-            let mut target = own.0;
-            let bit = 255 - bucket;
-            target[bit / 8] ^= 0x80 >> (bit % 8);
-            let found = self.lookup(dialer, Key(target), None).await;
+        for bucket in placement::join_refresh_buckets(&own, &found.outcome) {
+            let Some(target) = self
+                .core
+                .read(|p, _| p.table().key_in_bucket(bucket, rand::random()))
+            else {
+                continue;
+            };
+            let found = self.lookup(dialer, target, None).await;
             self.learn_found(&found);
-            if bucket >= nearest + 16 {
-                break;
-            }
         }
         self.table_len()
+    }
+
+    /// Learns the result of a join or refresh lookup across its paths
+    /// ([`crate::overlay::peers::Peers::learn_found`]).
+    pub fn learn_found(&self, found: &Found) -> usize {
+        self.core
+            .with(|p, now| p.learn_found(now, &found.outcome.per_path))
     }
 }
 
@@ -1316,22 +693,23 @@ impl OverlayService {
             return Ok(0);
         };
         let saved = disk.load_contacts()?;
-        let now = self.now_ms();
-        let mut admitted = Vec::new();
-        {
-            let mut state = self.state();
-            for c in saved {
-                // No churn event: nothing moved, this is the table of
-                // before the restart.
-                match state.table.insert(c, now) {
-                    InsertOutcome::Inserted => admitted.push(c),
-                    InsertOutcome::Refused(why) => {
-                        debug!(peer = %c.id.fmt_short(), %why, "saved contact not admitted")
+        let admitted: Vec<Contact> = self.core.with(|p, now| {
+            saved
+                .into_iter()
+                .filter(|c| {
+                    // They were verified before the restart; a dead one
+                    // fails its rejoin dial and takes a strike.
+                    match p.restore(now, *c) {
+                        Some(InsertOutcome::Inserted) => true,
+                        Some(InsertOutcome::Refused(why)) => {
+                            debug!(peer = %c.id.fmt_short(), %why, "saved contact not admitted");
+                            false
+                        }
+                        _ => false,
                     }
-                    _ => {}
-                }
-            }
-        }
+                })
+                .collect()
+        });
         let n = admitted.len();
         *self.reloaded.lock().unwrap_or_else(|p| p.into_inner()) = admitted;
         Ok(n)
@@ -1363,13 +741,13 @@ impl OverlayService {
     /// recently seen first, which a reload reproduces); beyond the bound
     /// the longest-known are kept (S/Kademlia's preference).
     fn contacts_to_save(&self) -> Vec<Contact> {
-        let mut all: Vec<(usize, Contact, u64)> = self
-            .state()
-            .table
-            .entries()
-            .enumerate()
-            .map(|(i, (_, c, first_seen, _))| (i, c, first_seen))
-            .collect();
+        let mut all: Vec<(usize, Contact, u64)> = self.core.read(|p, _| {
+            p.table()
+                .entries()
+                .enumerate()
+                .map(|(i, (_, c, first_seen, _))| (i, c, first_seen))
+                .collect()
+        });
         if all.len() > MAX_SAVED_CONTACTS {
             all.sort_by_key(|e| e.2);
             all.truncate(MAX_SAVED_CONTACTS);
@@ -1381,14 +759,14 @@ impl OverlayService {
     /// Drops the records expired now, from memory and from disk. Returns
     /// how many were dropped.
     pub fn expire_records(&self) -> usize {
-        self.expire_records_at(crate::unix_now().max(0) as u64)
+        self.expire_records_at(now_secs())
     }
 
     fn expire_records_at(&self, now: u64) -> usize {
-        let mut state = self.state();
-        let dropped = state.store.expire_slots(now);
+        let mut store = self.store();
+        let dropped = store.expire_slots(now);
         if let (Some(disk), false) = (&self.disk, dropped.is_empty()) {
-            // Under the state lock, as a Store's write is: a newer record
+            // Under the store lock, as a Store's write is: a newer record
             // stored in the slot meanwhile must not be deleted from disk.
             let slots: Vec<Vec<u8>> = dropped
                 .iter()
@@ -1401,94 +779,75 @@ impl OverlayService {
         dropped.len()
     }
 
-    /// The rank of the point `of` among this node and its contacts by
-    /// distance to `key` (0 = closest); `of` itself is not counted.
-    fn rank(&self, table: &RoutingTable, key: &Key, of: &Key) -> usize {
-        let d = key.distance(of);
-        let local_closer = key.distance(&Key::from(self.local)) < d;
-        table
-            .count_closer(key, &d)
-            .saturating_add(usize::from(local_closer))
+    /// The (at most `limit`) live records whose keys are nearest to
+    /// `point`, nearest first, as (key, encoding).
+    fn nearest_records(&self, point: &Key, limit: usize) -> Vec<(Key, Vec<u8>)> {
+        let now = now_secs();
+        let store = self.store();
+        nearest_records(&store, point, now, limit)
+            .into_iter()
+            .map(|r| (*r.key(), r.encoded().to_vec()))
+            .collect()
     }
 
     /// The records to hand over to `newcomer`, just admitted: those held
     /// of which it is now among the `replication` closest known nodes
-    /// (this node included). At most [`MAX_HANDOVER_RECORDS`] are
+    /// ([`placement::hand_over_to`]). At most [`MAX_HANDOVER_RECORDS`] are
     /// considered, the ones with keys nearest to the newcomer; the
     /// periodic republish covers any beyond.
     pub fn plan_handover(&self, newcomer: &Contact) -> Vec<Vec<u8>> {
-        let now = crate::unix_now().max(0) as u64;
-        let state = self.state();
-        if state.store.is_empty() || !state.table.contains(&newcomer.id) {
-            return Vec::new();
-        }
-        let point = Key::from(newcomer.id);
-        nearest_records(&state.store, &point, now, MAX_HANDOVER_RECORDS)
-            .into_iter()
-            .filter(|r| self.rank(&state.table, r.key(), &point) < self.params.replication)
-            .map(|r| r.encoded().to_vec())
-            .collect()
+        let candidates = self.nearest_records(&Key::from(newcomer.id), MAX_HANDOVER_RECORDS);
+        let r = self.params.replication;
+        self.core.read(|p, _| {
+            candidates
+                .into_iter()
+                .filter(|(key, _)| placement::hand_over_to(p.table(), r, key, &newcomer.id))
+                .map(|(_, encoded)| encoded)
+                .collect()
+        })
     }
 
-    /// The records to re-push after `evicted` left the table: for each
-    /// held record it was a holder of (among the `replication` closest of
-    /// this node, its contacts and itself), the node that now enters that
-    /// set, unless it is this one. At most [`MAX_HANDOVER_RECORDS`]
+    /// The records to re-push after `evicted` left the table, each to the
+    /// node that took its place among the closest
+    /// ([`placement::repair_entrant`]). At most [`MAX_HANDOVER_RECORDS`]
     /// records are considered, the ones with keys nearest to the evicted
     /// node.
     pub fn plan_repair(&self, evicted: &Contact) -> Vec<(Contact, Vec<u8>)> {
-        let now = crate::unix_now().max(0) as u64;
-        let state = self.state();
-        if state.store.is_empty() || state.table.contains(&evicted.id) {
-            return Vec::new();
-        }
-        let point = Key::from(evicted.id);
-        let r = self.params.replication.max(1);
-        let mut out = Vec::new();
-        for record in nearest_records(&state.store, &point, now, MAX_HANDOVER_RECORDS) {
-            let key = record.key();
-            if self.rank(&state.table, key, &point) >= r {
-                continue;
-            }
-            // The r closest of (table ∪ this node) now; the last of them
-            // is the one that took the evicted node's place.
-            let mut members: Vec<Option<Contact>> =
-                state.table.closest(key, r).into_iter().map(Some).collect();
-            members.push(None);
-            members.sort_by_key(|m| {
-                key.distance(&m.map_or(Key::from(self.local), |c| Key::from(c.id)))
-            });
-            if let Some(Some(entrant)) = members.get(r - 1) {
-                out.push((*entrant, record.encoded().to_vec()));
-            }
-        }
-        out
+        let candidates = self.nearest_records(&Key::from(evicted.id), MAX_HANDOVER_RECORDS);
+        let r = self.params.replication;
+        self.core.read(|p, _| {
+            candidates
+                .into_iter()
+                .filter_map(|(key, encoded)| {
+                    placement::repair_entrant(p.table(), r, &key, &evicted.id)
+                        .map(|to| (to, encoded))
+                })
+                .collect()
+        })
     }
 
     /// The slots of at most `limit` live records after `after`, in slot
     /// order: one republish batch.
     pub(crate) fn republish_batch(&self, after: Option<&SlotKey>, limit: usize) -> Vec<SlotKey> {
-        let now = crate::unix_now().max(0) as u64;
-        self.state().store.live_slots_after(after, limit, now)
+        self.store().live_slots_after(after, limit, now_secs())
     }
 
-    /// How to republish the record of `slot`, if it is still live: to
-    /// the `replication` closest nodes of (table ∪ this node), this node
-    /// excluded, with as many spares again for those that fail.
+    /// How to republish the record of `slot`, if it is still live
+    /// ([`placement::republish_targets`]).
     pub(crate) fn republish_plan(&self, slot: &SlotKey) -> Option<RepublishPlan> {
-        let now = crate::unix_now().max(0) as u64;
-        let state = self.state();
-        let record = state.store.get_slot(slot, now)?;
-        let key = record.key();
-        let r = self.params.replication.max(1);
-        let own = Key::from(self.local);
-        let local_is_holder = state.table.count_closer(key, &key.distance(&own)) < r;
+        let (key, encoded) = {
+            let store = self.store();
+            let record = store.get_slot(slot, now_secs())?;
+            (*record.key(), record.encoded().to_vec())
+        };
+        let r = self.params.replication;
+        let (candidates, needed) = self
+            .core
+            .read(|p, _| placement::republish_targets(p.table(), r, &key));
         Some(RepublishPlan {
-            encoded: record.encoded().to_vec(),
-            candidates: state
-                .table
-                .closest(key, r.saturating_mul(RESPONSIBILITY_SLACK_FACTOR)),
-            needed: r - usize::from(local_is_holder),
+            encoded,
+            candidates,
+            needed,
         })
     }
 
@@ -1500,16 +859,16 @@ impl OverlayService {
         max_age: Duration,
         mut random: impl FnMut() -> [u8; 32],
     ) -> Vec<Key> {
-        let now = self.now_ms();
         let max_age = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
-        let state = self.state();
-        state
-            .table
-            .stale_buckets(now, max_age)
-            .into_iter()
-            .take(MAX_BUCKET_REFRESHES_PER_ROUND)
-            .filter_map(|b| state.table.key_in_bucket(b, random()))
-            .collect()
+        self.core.read(|p, now| {
+            let table = p.table();
+            table
+                .stale_buckets(now, max_age)
+                .into_iter()
+                .take(MAX_BUCKET_REFRESHES_PER_ROUND)
+                .filter_map(|b| table.key_in_bucket(b, random()))
+                .collect()
+        })
     }
 
     /// A graceful leave: hands every live record this node holds to the
@@ -1543,6 +902,7 @@ impl OverlayService {
                             }
                         }
                         let (dialer, message) = (dialer.clone(), message.clone());
+                        // Nobody is left to act on what the answers say.
                         tasks.spawn(async move {
                             matches!(
                                 dialer.request(to, &message).await,
@@ -1562,12 +922,6 @@ impl OverlayService {
         };
         // Dropping the JoinSet at the deadline aborts what is left.
         tokio::time::timeout(deadline, work).await.unwrap_or(0)
-    }
-
-    /// Forgets a peer that said it is leaving (it closed its connection
-    /// with "node shutting down"): no need to wait for failed requests.
-    pub fn peer_left(&self, id: &NodeId) {
-        self.state().table.remove(id);
     }
 
     /// This node's id.
@@ -1598,9 +952,6 @@ fn nearest_records<'a>(
         .collect()
 }
 
-type PendingRequest<'a> =
-    Pin<Box<dyn Future<Output = (Contact, Result<Message, NetError>)> + Send + 'a>>;
-
 /// Waits for the first of several futures to finish; returns its output
 /// and the others (a tiny `select_all`, so as not to pull in the futures
 /// crate for one function).
@@ -1624,6 +975,8 @@ async fn futures_select_all<T>(
 mod tests {
     use super::*;
     use crate::identity::SecretKey;
+    use crate::limits::MAX_PENDING_CHURN_EVENTS;
+    use crate::net::conns::same_addr;
     use crate::overlay::record::OwnerValue;
     use std::net::SocketAddr;
 
@@ -1672,7 +1025,9 @@ mod tests {
             overlay: "unit".into(),
             record: r.encode(),
         };
-        overlay.answer(from, &request).unwrap().0
+        overlay
+            .answer(from, ListenProof::Verified, &request)
+            .unwrap()
     }
 
     fn drain(overlay: &OverlayService) -> Vec<ChurnEvent> {
@@ -1789,12 +1144,14 @@ mod tests {
         // Not evicted yet: nothing to repair.
         assert!(overlay.plan_repair(&h).is_empty());
         for _ in 0..crate::overlay::routing::MAX_CONSECUTIVE_FAILURES {
-            overlay.forget(&h.id);
+            overlay
+                .core()
+                .with(|p, now| p.on_request_failed(now, &h, Failure::Timeout));
         }
         assert_eq!(drain(&overlay), vec![ChurnEvent::Evicted(h)]);
         assert_eq!(overlay.plan_repair(&h), vec![(n, r.encode())]);
         // The eviction of a non-holder moves nothing.
-        overlay.evict(&f.id);
+        overlay.core().with(|p, _| p.peer_left(&f.id));
         assert_eq!(drain(&overlay), vec![ChurnEvent::Evicted(f)]);
         assert!(overlay.plan_repair(&f).is_empty());
         // When this node itself enters the set, there is no one to push to.
@@ -1807,7 +1164,7 @@ mod tests {
             overlay.store_local(&r.encode(), false),
             Message::Stored { .. }
         ));
-        overlay.evict(&a.id);
+        overlay.core().with(|p, _| p.peer_left(&a.id));
         assert!(overlay.plan_repair(&a).is_empty());
     }
 
@@ -1848,8 +1205,8 @@ mod tests {
         let c = contact(NodeId::from_bytes([0x80; 32]), 1);
         // Each round queues two events: 400 in all.
         for _ in 0..200 {
-            assert_eq!(overlay.learn(c), None);
-            overlay.evict(&c.id);
+            overlay.learn(c);
+            overlay.core().with(|p, _| p.peer_left(&c.id));
         }
         let events = drain(&overlay);
         assert_eq!(events.len(), MAX_PENDING_CHURN_EVENTS);
@@ -1900,7 +1257,7 @@ mod tests {
         assert!(drain(&overlay).is_empty(), "a reload is no churn");
         // An empty table does not overwrite the saved one.
         for c in overlay.routes() {
-            overlay.evict(&c.1.id);
+            overlay.core().with(|p, _| p.peer_left(&c.1.id));
         }
         assert_eq!(overlay.save_contacts().unwrap(), 0);
         assert_eq!(overlay.restore_contacts().unwrap(), 2);

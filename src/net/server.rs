@@ -13,37 +13,45 @@
 //! ([`RateLimit::max_refused_in_a_row`]) is closed with
 //! [`CLOSE_RATE_LIMITED`].
 //!
-//! What peers do feeds the node's reputation table ([`PeerReputation`]):
-//! a protocol violation, a forged record in a Store, or a run of over-rate
-//! requests bans the peer; every connection to it is then closed with
-//! [`CLOSE_BANNED`], it is dropped from the routing table, and until the
-//! ban ends its new connections are closed right after the handshake and
-//! it is never dialed. A peer's request rate scales with its score.
+//! What peers do feeds the node's core ([`NodeCore`]): a protocol
+//! violation, a forged record in a Store, or a run of over-rate requests
+//! bans the peer; the core then closes every connection to it with
+//! [`CLOSE_BANNED`] and drops it from the routing table, and until the ban
+//! ends its new connections are closed right after the handshake and it
+//! is never dialed. A peer's request rate scales with its score.
+//!
+//! Besides the accept loop, a running node has a pinger (liveness checks
+//! of full buckets' oldest residents, as the core asks) and a listen
+//! checker (dial-backs that confirm an inbound peer listens where it
+//! connected from, before it may enter the routing table).
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
+use super::conns::Connections;
+use super::core::NodeCore;
+use super::dialer::Dialer;
 use super::disk::{DiskError, DiskStore};
 use super::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use super::maintenance::{maintain, Maintenance};
-use super::overlay::{Dialer, OverlayService};
+use super::overlay::OverlayService;
 use super::rate::{RateLimit, RateRefusal, RequestLimiter};
-use super::reputation::PeerReputation;
 use super::stream::{read_message, write_message, FrameReadError};
 use super::tls::{server_config, LocalIdentity, PeerVerifier};
+use super::transport::transport_config;
 use super::{
     peer_node_id, Limits, NetError, CLOSE_BANNED, CLOSE_NORMAL, CLOSE_PROTOCOL_VIOLATION,
     CLOSE_RATE_LIMITED,
 };
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::{
-    CONNECTION_RECEIVE_WINDOW, HANDSHAKE_TIMEOUT, LEAVE_TIMEOUT, MAX_IDLE_TIMEOUT,
-    REPUTATION_SAVE_INTERVAL, REQUEST_TIMEOUT, STREAM_RECEIVE_WINDOW,
+    HANDSHAKE_TIMEOUT, LEAVE_TIMEOUT, MAX_CONCURRENT_LISTEN_CHECKS, REPUTATION_SAVE_INTERVAL,
+    REQUEST_TIMEOUT,
 };
 use crate::overlay::config::OverlayParams;
+use crate::overlay::peers::ListenProof;
 use crate::overlay::record::RecordPolicy;
 use crate::overlay::routing::Contact;
 use crate::reputation::{Evidence, Policy, Verdict};
 use crate::wire::{ErrorCode, Message};
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -74,25 +82,6 @@ pub struct NodeConfig {
     pub data_dir: Option<std::path::PathBuf>,
 }
 
-/// The transport parameters: `accept_streams` is how many concurrent
-/// requests the peer may open (0 for a client, which serves none).
-pub(crate) fn transport_config(
-    limits: &Limits,
-    accept_streams: u32,
-) -> Arc<quinn::TransportConfig> {
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(accept_streams.into())
-        .max_concurrent_uni_streams(0u32.into())
-        .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
-        .receive_window(CONNECTION_RECEIVE_WINDOW.into())
-        .send_window(u64::from(CONNECTION_RECEIVE_WINDOW))
-        // Media datagrams come with the relay; until then none are accepted.
-        .datagram_receive_buffer_size(None);
-    let idle = limits.idle_timeout.min(MAX_IDLE_TIMEOUT);
-    t.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
-    Arc::new(t)
-}
-
 /// A bound node, not yet serving; [`Node::run`] serves it.
 #[derive(Debug)]
 pub struct Node {
@@ -106,13 +95,12 @@ pub struct Node {
 /// What every connection task shares.
 #[derive(Debug)]
 struct Ctx {
-    peers: PeerTable,
+    core: Arc<NodeCore>,
     overlay: Option<Arc<OverlayService>>,
     dialer: Arc<Dialer>,
     rate: Mutex<RequestLimiter>,
     /// The rate limiter's clock starts here.
     epoch: Instant,
-    reputation: Arc<PeerReputation>,
 }
 
 impl Ctx {
@@ -120,43 +108,11 @@ impl Ctx {
     /// allowance scales with its reputation.
     fn admit(&self, peer: NodeId, ip: std::net::IpAddr) -> Result<(), RateRefusal> {
         let now = self.epoch.elapsed();
-        let factor = self.reputation.rate_factor(&peer);
+        let factor = self.core.rate_factor(&peer);
         self.rate
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .check_scaled(peer, ip, now, factor)
-    }
-
-    /// Acts on a verdict about `peer`: a ban closes every connection to it
-    /// and drops it from the routing table. Returns whether it was banned.
-    fn enforce(&self, peer: &NodeId, verdict: Verdict) -> bool {
-        match verdict {
-            Verdict::Keep => false,
-            Verdict::Disconnect { .. } => {
-                self.disconnect_banned(peer);
-                true
-            }
-        }
-    }
-
-    /// Closes every connection to `peer` (inbound and dialed) with
-    /// [`CLOSE_BANNED`] and drops it from the routing table.
-    fn disconnect_banned(&self, peer: &NodeId) {
-        let conns: Vec<quinn::Connection> = self
-            .peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|(id, _, _)| id == peer)
-            .map(|(_, _, c)| c.clone())
-            .collect();
-        for c in conns {
-            c.close(CLOSE_BANNED.into(), b"banned");
-        }
-        self.dialer.forget(peer);
-        if let Some(overlay) = &self.overlay {
-            overlay.peer_banned(peer);
-        }
     }
 
     fn max_refused_in_a_row(&self) -> u32 {
@@ -167,11 +123,6 @@ impl Ctx {
             .max_refused_in_a_row
     }
 }
-
-/// Authenticated peers currently connected, by connection. Bounded by the
-/// connection limit: an entry exists only while its connection holds a
-/// [`ConnectionSlot`].
-type PeerTable = Arc<Mutex<HashMap<usize, (NodeId, SocketAddr, quinn::Connection)>>>;
 
 impl Node {
     /// Binds the UDP socket at `listen` and prepares the endpoint.
@@ -184,19 +135,25 @@ impl Node {
                 }
             })?;
         let node_id = config.identity.node_id();
-        let reputation = Arc::new(match &config.data_dir {
-            Some(dir) => {
-                create_private_dir(dir)?;
-                PeerReputation::open(dir, Policy::default())
-            }
-            None => PeerReputation::in_memory(Policy::default()),
-        });
+        if let Some(dir) = &config.data_dir {
+            create_private_dir(dir)?;
+        }
+        // A node without an overlay still judges its peers (rate limits,
+        // protocol violations): its core has an empty routing table.
+        let params = config.overlay.clone().unwrap_or_default();
+        let core = Arc::new(NodeCore::new(
+            node_id,
+            &params,
+            Policy::default(),
+            config.data_dir.as_deref(),
+            Arc::new(Connections::default()),
+        ));
         let dialer = Arc::new(Dialer::new(
             endpoint.clone(),
             config.identity.clone(),
             config.policy.clone(),
             transport_config(&config.limits, config.limits.max_streams_per_connection),
-            reputation.clone(),
+            core.clone(),
         ));
         let overlay = match config.overlay.clone() {
             None => None,
@@ -205,8 +162,7 @@ impl Node {
                     None => RecordPolicy::self_certifying(params.name.clone()),
                     Some(_) => RecordPolicy::enrolled(params.name.clone(), config.policy.clone()),
                 };
-                let mut service = OverlayService::new(node_id, params, records)
-                    .with_reputation(reputation.clone());
+                let mut service = OverlayService::with_core(core.clone(), params, records);
                 if let Some(dir) = &config.data_dir {
                     let disk = DiskStore::open(&dir.join(RECORDS_FILE))?;
                     let (with_disk, loaded) = service.with_disk(disk)?;
@@ -219,9 +175,7 @@ impl Node {
                         Err(e) => warn!(error = %e, "could not reload the routing table"),
                     }
                 }
-                let service = Arc::new(service);
-                dialer.watch_leaving(&service);
-                Some(service)
+                Some(Arc::new(service))
             }
         };
         Ok(Self {
@@ -229,12 +183,11 @@ impl Node {
             node_id,
             limiter: ConnectionLimiter::new(config.limits),
             ctx: Arc::new(Ctx {
-                peers: PeerTable::default(),
+                core,
                 overlay,
                 dialer,
                 rate: Mutex::new(RequestLimiter::new(RateLimit::default())),
                 epoch: Instant::now(),
-                reputation,
             }),
             maintenance: Maintenance::default(),
         })
@@ -258,13 +211,13 @@ impl Node {
     /// Bans for the lengths of `policy` instead of the defaults (tests
     /// shorten them); the table's evidence is kept.
     pub fn with_reputation_policy(self, policy: Policy) -> Self {
-        self.ctx.reputation.set_policy(policy);
+        self.ctx.core.set_policy(policy);
         self
     }
 
-    /// The node's reputation table.
-    pub fn reputation(&self) -> &Arc<PeerReputation> {
-        &self.ctx.reputation
+    /// The node's core (routing table, reputation, enforcement).
+    pub fn core(&self) -> &Arc<NodeCore> {
+        &self.ctx.core
     }
 
     fn quinn_config(config: &NodeConfig) -> Result<quinn::ServerConfig, NetError> {
@@ -303,8 +256,7 @@ impl Node {
 
     /// The authenticated peers connected now, with their addresses.
     pub fn peers(&self) -> Vec<(NodeId, SocketAddr)> {
-        let table = self.ctx.peers.lock().unwrap_or_else(|p| p.into_inner());
-        table.values().map(|(id, addr, _)| (*id, *addr)).collect()
+        self.ctx.core.connections().inbound_peers()
     }
 
     /// The overlay service, if this node serves an overlay.
@@ -332,9 +284,18 @@ impl Node {
             tokio::spawn(maintain(overlay, self.ctx.dialer.clone(), self.maintenance))
         });
         let saver = tokio::spawn(save_reputation_periodically(
-            self.ctx.reputation.clone(),
+            self.ctx.core.clone(),
             REPUTATION_SAVE_INTERVAL,
         ));
+        let pinger = tokio::spawn(ping_residents(
+            self.ctx.core.clone(),
+            self.ctx.dialer.clone(),
+        ));
+        let checker = self
+            .ctx
+            .overlay
+            .clone()
+            .map(|o| tokio::spawn(check_listeners(o, self.ctx.dialer.clone())));
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -365,6 +326,10 @@ impl Node {
         info!("shutting down");
         saver.abort();
         let _ = saver.await;
+        pinger.abort();
+        if let Some(checker) = checker {
+            checker.abort();
+        }
         if let Some(task) = maintenance {
             task.abort();
             // Wait until it is gone: the save below is then the last
@@ -382,7 +347,7 @@ impl Node {
                 Err(e) => warn!(error = %e, "could not save the routing table"),
             }
         }
-        if let Err(e) = self.ctx.reputation.save() {
+        if let Err(e) = self.ctx.core.save() {
             warn!(error = %e, "could not save the reputation table");
         }
         self.endpoint
@@ -392,7 +357,7 @@ impl Node {
 }
 
 async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: Arc<Ctx>) {
-    let peers = &ctx.peers;
+    let conns = ctx.core.connections().clone();
     let remote = incoming.remote_address();
     let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
         Ok(Ok(conn)) => conn,
@@ -413,24 +378,20 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
         conn.close(CLOSE_PROTOCOL_VIOLATION.into(), b"no peer identity");
         return;
     };
-    if ctx.reputation.is_banned(&peer) {
+    if ctx.core.is_banned(&peer) {
         debug!(peer = %peer.fmt_short(), %remote, "banned peer refused");
         conn.close(CLOSE_BANNED.into(), b"banned");
         return;
     }
     info!(peer = %peer.fmt_short(), %remote, "peer connected");
-    let _ = ctx.reputation.observe(&peer, Evidence::Seen);
-    let key = conn.stable_id();
-    peers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, (peer, remote, conn.clone()));
+    let _ = ctx.core.observe(&peer, Evidence::Seen);
+    conns.add_inbound(peer, remote, conn.clone());
     let mut refused_in_a_row: u32 = 0;
     loop {
         match conn.accept_bi().await {
             // Banned meanwhile (by another connection, or by what this
             // node's own lookups found of it): no more requests served.
-            Ok(_) if ctx.reputation.is_banned(&peer) => {
+            Ok(_) if ctx.core.is_banned(&peer) => {
                 conn.close(CLOSE_BANNED.into(), b"banned");
                 break;
             }
@@ -444,8 +405,10 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
                     // Only the peer's own budget is its fault: an address
                     // budget may be spent by others behind the address.
                     if matches!(why, RateRefusal::Peer { .. }) {
-                        let verdict = ctx.reputation.observe(&peer, Evidence::RateViolation);
-                        if ctx.enforce(&peer, verdict) {
+                        // A ban closes this connection too (the core's
+                        // enforcement closes every connection to the peer).
+                        let verdict = ctx.core.observe(&peer, Evidence::RateViolation);
+                        if matches!(verdict, Verdict::Disconnect { .. }) {
                             warn!(peer = %peer.fmt_short(), %remote, "requests over the rate limit; banned");
                             break;
                         }
@@ -466,15 +429,13 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
                 // A peer that says it is leaving is forgotten at once (it
                 // can only speak for itself: the connection authenticated it).
                 if super::peer_is_leaving(&e) {
-                    if let Some(overlay) = &ctx.overlay {
-                        overlay.peer_left(&peer);
-                    }
+                    ctx.core.with(|p, _| p.peer_left(&peer));
                 }
                 break;
             }
         }
     }
-    peers.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    conns.remove_inbound(&conn);
     drop(slot);
 }
 
@@ -496,35 +457,22 @@ async fn serve_stream(
     };
     let response = match request {
         Ok(message) => {
-            if let Some(overlay) = &ctx.overlay {
-                // The peer dials from its listening endpoint, so the
-                // connection's remote address is where it can be reached.
-                let contact = Contact {
-                    id: peer,
-                    addr: conn.remote_address(),
-                };
-                if let Some((reply, oldest)) = overlay.answer(contact, &message) {
-                    // A forged record in a Store is provable misbehaviour
-                    // (the overlay reported it): answer, then close.
-                    if ctx.reputation.is_banned(&peer) {
-                        let _ = tokio::time::timeout(ERROR_FLUSH_TIMEOUT, async {
-                            if write_message(&mut send, &reply).await.is_ok() {
-                                let _ = send.stopped().await;
-                            }
-                        })
-                        .await;
-                        ctx.disconnect_banned(&peer);
-                        return;
-                    }
-                    if let Some(oldest) = oldest {
-                        tokio::spawn(ping_resident(overlay.clone(), ctx.dialer.clone(), oldest));
-                    }
-                    reply
-                } else {
-                    answer(&conn, message)
-                }
-            } else {
-                answer(&conn, message)
+            // The connection's remote address is where the peer says it
+            // listens (a node dials from its listening endpoint); the
+            // overlay admits it there only once a dial-back confirmed it.
+            let contact = Contact {
+                id: peer,
+                addr: conn.remote_address(),
+            };
+            // A forged record in a Store is provable misbehaviour: the
+            // core bans the peer and closes its connections at once.
+            match ctx
+                .overlay
+                .as_ref()
+                .and_then(|o| o.answer(contact, ListenProof::Claimed, &message))
+            {
+                Some(reply) => reply,
+                None => answer(&conn, message),
             }
         }
         Err(FrameReadError::Stream(e)) => {
@@ -546,8 +494,7 @@ async fn serve_stream(
                 .await;
                 conn.close(CLOSE_PROTOCOL_VIOLATION.into(), e.to_string().as_bytes());
                 if let Some(evidence) = Evidence::from_wire_error(&e) {
-                    let verdict = ctx.reputation.observe(&peer, evidence);
-                    ctx.enforce(&peer, verdict);
+                    let _ = ctx.core.observe(&peer, evidence);
                 }
                 return;
             }
@@ -567,16 +514,62 @@ async fn serve_stream(
 
 /// Saves the reputation table every `every` when it changed (it is also
 /// saved at shutdown).
-async fn save_reputation_periodically(reputation: Arc<PeerReputation>, every: Duration) {
+async fn save_reputation_periodically(core: Arc<NodeCore>, every: Duration) {
     let every = every.max(Duration::from_secs(1));
     loop {
         tokio::time::sleep(every).await;
-        let r = reputation.clone();
-        match tokio::task::spawn_blocking(move || r.save()).await {
+        let c = core.clone();
+        match tokio::task::spawn_blocking(move || c.save()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => warn!(error = %e, "could not save the reputation table"),
             Err(_) => {}
         }
+    }
+}
+
+/// Checks whether the least recently seen resident of a full bucket is
+/// still alive, as the core asks ([`crate::overlay::peers::PeerAction::Ping`]);
+/// the routing table keeps it if so (S/Kademlia prefers long-lived peers)
+/// and admits the newcomer otherwise. One check at a time.
+async fn ping_residents(core: Arc<NodeCore>, dialer: Arc<Dialer>) {
+    loop {
+        while let Some(resident) = core.next_ping() {
+            let ping = Message::Ping {
+                nonce: rand::random(),
+            };
+            let result = dialer.request(resident, &ping).await;
+            let alive = matches!(result, Ok(Message::Pong { .. }));
+            core.with(|p, now| {
+                match &result {
+                    // Not the resident's fault: no verdict on it.
+                    Err(e)
+                        if super::dialer::failure_of(e)
+                            == crate::overlay::peers::Failure::Local => {}
+                    _ => p.ping_result(now, &resident.id, alive),
+                }
+            });
+        }
+        core.ping_queued().await;
+    }
+}
+
+/// Confirms, by dialing back, that inbound peers listen where they
+/// connected from ([`OverlayService::verify_listener`]), at most
+/// [`MAX_CONCURRENT_LISTEN_CHECKS`] at a time.
+async fn check_listeners(overlay: Arc<OverlayService>, dialer: Arc<Dialer>) {
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_LISTEN_CHECKS));
+    loop {
+        while let Some(peer) = overlay.next_listen_check() {
+            let Ok(place) = places.clone().acquire_owned().await else {
+                return;
+            };
+            let (overlay, dialer) = (overlay.clone(), dialer.clone());
+            tokio::spawn(async move {
+                overlay.verify_listener(&dialer, peer).await;
+                drop(place);
+            });
+        }
+        overlay.listen_check_queued().await;
     }
 }
 
@@ -601,20 +594,6 @@ async fn refuse_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream,
     {
         let _ = send.reset(0u32.into());
     }
-}
-
-/// Checks whether the least recently seen resident of a full bucket is
-/// still alive; the routing table keeps it if so (S/Kademlia prefers
-/// long-lived peers) and admits the newcomer otherwise.
-async fn ping_resident(overlay: Arc<OverlayService>, dialer: Arc<Dialer>, oldest: Contact) {
-    let ping = Message::Ping {
-        nonce: rand::random(),
-    };
-    let alive = matches!(
-        dialer.request(oldest, &ping).await,
-        Ok(Message::Pong { .. })
-    );
-    overlay.ping_result(&oldest.id, alive);
 }
 
 /// The answer to one well-formed request outside the overlay.

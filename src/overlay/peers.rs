@@ -203,6 +203,11 @@ impl Peers {
         self.churn.truncate(max);
     }
 
+    /// Replaces the ban lengths and table size; the evidence is kept.
+    pub fn set_reputation_policy(&mut self, policy: Policy) {
+        self.reputation.set_policy(policy);
+    }
+
     /// Replaces the reputation table (one loaded from disk), keeping the
     /// current policy.
     pub fn set_reputation(&mut self, mut table: Reputation) {
@@ -331,6 +336,16 @@ impl Peers {
             resident += usize::from(self.table.contains(&c.id));
         }
         resident
+    }
+
+    /// Puts back a contact this node had in its table before a restart
+    /// (through the table's admission rules; no churn event: nothing
+    /// moved). `None` for a banned contact.
+    pub fn restore(&mut self, now_ms: u64, contact: Contact) -> Option<InsertOutcome> {
+        if self.is_banned(now_ms, &contact.id) {
+            return None;
+        }
+        Some(self.table.insert(contact, now_ms))
     }
 
     /// The outcome of a [`PeerAction::Ping`].

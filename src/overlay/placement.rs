@@ -5,7 +5,8 @@ use super::key::Key;
 use super::lookup::spread_across_paths;
 use super::peers::Peers;
 use super::query::Found;
-use super::routing::Contact;
+use super::routing::{Contact, RoutingTable};
+use crate::identity::NodeId;
 
 /// Farther buckets a joining node refreshes beyond its closest neighbour's
 /// (a network of `n` nodes fills about `log2(n)` of them).
@@ -109,4 +110,72 @@ pub fn join_refresh_buckets(own: &Key, found: &Found) -> std::ops::Range<usize> 
         Some(nearest) => (nearest + 1)..(nearest + 1 + JOIN_REFRESH_BUCKETS).min(256),
         None => 0..0,
     }
+}
+
+/// The rank of the point `of` among this node (`local`) and the contacts
+/// of `table` by distance to `key` (0 = closest); `of` itself is not
+/// counted.
+pub fn rank_among(table: &RoutingTable, local: &Key, key: &Key, of: &Key) -> usize {
+    let d = key.distance(of);
+    let local_closer = key.distance(local) < d;
+    table
+        .count_closer(key, &d)
+        .saturating_add(usize::from(local_closer))
+}
+
+/// Hand-over: whether `newcomer`, just admitted, is now among the
+/// `replication` closest known nodes to `key` (this node included), so
+/// that this node gives it the record it holds under `key` (Kademlia's
+/// rule: a new node closer to a key holds what it should without waiting
+/// for the next republish).
+pub fn hand_over_to(
+    table: &RoutingTable,
+    replication: usize,
+    key: &Key,
+    newcomer: &NodeId,
+) -> bool {
+    table.contains(newcomer)
+        && rank_among(table, &table.local(), key, &Key::from(*newcomer)) < replication
+}
+
+/// Repair: after `evicted` left the table, the node that takes its place
+/// among the `replication` closest of (table ∪ this node) to `key`, if
+/// the evicted node was one of them and the entrant is not this node.
+pub fn repair_entrant(
+    table: &RoutingTable,
+    replication: usize,
+    key: &Key,
+    evicted: &NodeId,
+) -> Option<Contact> {
+    let r = replication.max(1);
+    if table.contains(evicted) || rank_among(table, &table.local(), key, &Key::from(*evicted)) >= r
+    {
+        return None;
+    }
+    let local = table.local();
+    let mut members: Vec<Option<Contact>> = table.closest(key, r).into_iter().map(Some).collect();
+    members.push(None);
+    members.sort_by_key(|m| key.distance(&m.map_or(local, |c| Key::from(c.id))));
+    members.get(r - 1).copied().flatten()
+}
+
+/// Republish: the nodes to offer the record under `key` to (the
+/// `replication` closest of the table, with as many spares again for
+/// those that fail) and how many acknowledgements make it fully
+/// replicated (one fewer when this node is itself among the closest).
+pub fn republish_targets(
+    table: &RoutingTable,
+    replication: usize,
+    key: &Key,
+) -> (Vec<Contact>, usize) {
+    let r = replication.max(1);
+    let own = table.local();
+    let local_is_holder = table.count_closer(key, &key.distance(&own)) < r;
+    (
+        table.closest(
+            key,
+            r.saturating_mul(crate::limits::RESPONSIBILITY_SLACK_FACTOR),
+        ),
+        r - usize::from(local_is_holder),
+    )
 }
