@@ -37,6 +37,7 @@ pub mod binding;
 mod fsutil;
 pub mod identity;
 pub mod limits;
+pub mod netaddr;
 pub mod overlay;
 pub mod reputation;
 pub mod sim;
