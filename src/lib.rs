@@ -8,27 +8,29 @@
 //! # Layers
 //!
 //! ```text
-//!   cli ──► net ──► wire ──► identity
-//!            │                  ▲
-//!            └──────────────────┘      binding ──► wire, identity
+//!   shell (`node`):  cli ──► admin ──► net
+//!                     │                 │
+//!                     ▼                 ▼
+//!   core:            sim ──► reputation ──► overlay ──► binding ──► wire ──► identity
 //! ```
 //!
-//! Dependencies point inwards: `identity` and `wire` never touch sockets,
-//! clocks or tasks; the time is an input. Without the default `node`
-//! feature the crate is only that core, which is what the fuzz targets
-//! build against.
+//! Dependencies point right and down (every module may also use `limits`
+//! and `netaddr`). The core touches no sockets or async tasks and reads no
+//! clock: the time is an input (only the key search in `identity` runs
+//! threads of its own). Without the default `node` feature the crate is
+//! only that core, which is what the fuzz targets build against.
 //!
 //! [`overlay`] holds the sans-IO S/Kademlia core (routing table, disjoint
 //! lookups, records and their store), [`reputation`] the sans-IO evidence
 //! and ban table, and [`sim`] a deterministic simulator that runs the core
-//! at scale, with adversaries. [`admin`] is the node's owner-only local
-//! socket the CLI drives it through.
+//! at scale, with adversaries. [`netaddr`] has the IP prefixes that the
+//! diversity, connection and rate limits count by. [`admin`] is the node's
+//! owner-only local socket the CLI drives it through.
 //!
 //! # Non-features (for now)
 //!
-//! The node does not act on reputation yet; media relays and the SIP
-//! front-end are described in `DESIGN.md` and are not part of this crate
-//! yet.
+//! Media relays and the SIP front-end are described in `DESIGN.md` and are
+//! not part of this crate yet.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -37,6 +39,7 @@ pub mod binding;
 mod fsutil;
 pub mod identity;
 pub mod limits;
+pub mod netaddr;
 pub mod overlay;
 pub mod reputation;
 pub mod sim;

@@ -406,10 +406,15 @@ pub const DIAL_BACKOFF_BASE: Duration = Duration::from_millis(250);
 /// Longest pause after refusals.
 pub const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
-/// Inbound peers waiting for a dial-back that confirms they listen at
-/// the address they connected from, at most (more are not queued: they
-/// are asked again with their next request).
-pub const MAX_PENDING_LISTEN_CHECKS: usize = 64;
+/// Addresses a dial-back found no listener at that a node remembers, at
+/// most (so that a pure client's every request does not cost a dial).
+pub const MAX_FAILED_LISTEN_CHECKS: usize = 1024;
 
-/// Dial-backs ([`MAX_PENDING_LISTEN_CHECKS`]) a node runs at once.
+/// How long a node does not dial an address back again after finding no
+/// listener there.
+pub const LISTEN_CHECK_RETRY: Duration = Duration::from_secs(600);
+
+/// Dial-backs that confirm an inbound peer listens where it connected
+/// from, run at once; a peer that finds no place is considered again at
+/// its next request.
 pub const MAX_CONCURRENT_LISTEN_CHECKS: usize = 8;

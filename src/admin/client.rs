@@ -1,6 +1,8 @@
 //! The CLI side of the admin socket: one blocking exchange.
 
+use super::api::{json_line, Answer, Request};
 use super::{MAX_RESPONSE_LEN, RESPONSE_TIMEOUT, SOCKET_FILE};
+use serde::de::DeserializeOwned;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -37,8 +39,9 @@ pub enum AdminError {
 }
 
 /// Sends `request` to the node running in `dir` and returns the `result`
-/// of its answer.
-pub fn request(dir: &Path, request: &serde_json::Value) -> Result<serde_json::Value, AdminError> {
+/// of its answer, read as `R`: the result type of the request's operation
+/// (the table in [`crate::admin`]).
+pub fn request<R: DeserializeOwned>(dir: &Path, request: &Request) -> Result<R, AdminError> {
     let path = dir.join(SOCKET_FILE);
     let not_running = || AdminError::NotRunning {
         dir: dir.display().to_string(),
@@ -63,8 +66,7 @@ pub fn request(dir: &Path, request: &serde_json::Value) -> Result<serde_json::Va
         .set_read_timeout(Some(RESPONSE_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(RESPONSE_TIMEOUT)))
         .map_err(io)?;
-    let mut line = request.to_string();
-    line.push('\n');
+    let line = json_line(request).map_err(|e| io(std::io::Error::other(e)))?;
     stream.write_all(line.as_bytes()).map_err(io)?;
     let mut answer = Vec::new();
     BufReader::new(stream.take(MAX_RESPONSE_LEN as u64 + 1))
@@ -83,20 +85,62 @@ pub fn request(dir: &Path, request: &serde_json::Value) -> Result<serde_json::Va
             "the node closed without answering".into(),
         ));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(&answer).map_err(|e| AdminError::Malformed(e.to_string()))?;
-    match value.get("ok").and_then(serde_json::Value::as_bool) {
-        Some(true) => Ok(value
-            .get("result")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null)),
-        Some(false) => Err(AdminError::Refused(
-            value
-                .get("error")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("the node refused the request")
-                .to_owned(),
-        )),
-        None => Err(AdminError::Malformed("no \"ok\" field".into())),
+    read_answer(&answer)
+}
+
+/// Reads one answer line: the result as `R`, or why there is none.
+fn read_answer<R: DeserializeOwned>(line: &[u8]) -> Result<R, AdminError> {
+    let answer: Answer<serde_json::Value> =
+        serde_json::from_slice(line).map_err(|e| AdminError::Malformed(e.to_string()))?;
+    if !answer.ok {
+        return Err(AdminError::Refused(
+            answer
+                .error
+                .unwrap_or_else(|| "the node refused the request".to_owned()),
+        ));
+    }
+    R::deserialize(answer.result.unwrap_or(serde_json::Value::Null))
+        .map_err(|e| AdminError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_answer, AdminError};
+    use crate::admin::PublishResult;
+
+    #[test]
+    fn answers_are_read_as_the_operation_s_result_or_its_refusal() {
+        let ok = br#"{"ok":true,"result":{"acks":2,"expires":3,"key":"ab","kind":1,"replication":3,"seq":4}}"#;
+        let read: PublishResult = read_answer(ok).unwrap();
+        assert_eq!((read.key, read.acks, read.replication), (vec![0xab], 2, 3));
+
+        let refused = br#"{"error":"no node of the overlay stored the record","ok":false}"#;
+        match read_answer::<PublishResult>(refused) {
+            Err(AdminError::Refused(e)) => {
+                assert_eq!(e, "no node of the overlay stored the record")
+            }
+            other => panic!("{other:?}"),
+        }
+        match read_answer::<PublishResult>(br#"{"ok":false}"#) {
+            Err(AdminError::Refused(e)) => assert_eq!(e, "the node refused the request"),
+            other => panic!("{other:?}"),
+        }
+        for malformed in [
+            &br#"{"result":{}}"#[..],
+            br#"{"ok":"yes"}"#,
+            br#"{"ok":true}"#,
+            br#"{"ok":true,"result":{"acks":2}}"#,
+            br#"[true]"#,
+            b"not json",
+        ] {
+            assert!(
+                matches!(
+                    read_answer::<PublishResult>(malformed),
+                    Err(AdminError::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(malformed)
+            );
+        }
     }
 }

@@ -5,8 +5,26 @@
 //! whose peer credentials name another user is refused before it is read.
 //! One connection carries one exchange: the client writes one JSON object
 //! on one line ([`Request`]), the node answers with one JSON object on one
-//! line, `{"ok": true, "result": {...}}` or `{"ok": false, "error": "..."}`,
-//! and closes. Requests are bounded in size ([`MAX_REQUEST_LEN`]), time
+//! line ([`Answer`]), `{"ok": true, "result": {...}}` or
+//! `{"ok": false, "error": "..."}`, and closes. Both sides build and read
+//! these messages through the same types, one result type per operation:
+//!
+//! | `op` | answered by |
+//! |---|---|
+//! | `status` | [`StatusResult`] |
+//! | `routes` | [`RoutesResult`] |
+//! | `reputation` | [`ReputationResult`] |
+//! | `lookup` | [`LookupResult`] |
+//! | `get` | [`GetResult`] |
+//! | `publish` | [`PublishResult`] |
+//!
+//! Their JSON is the contract of docs/admin.md: field names, types and
+//! nesting do not change. Requests are parsed strictly (an unknown
+//! operation or field is refused); results are read leniently (a field
+//! that a later node adds is ignored), so that the CLI of one version
+//! reads the node of the next.
+//!
+//! Requests are bounded in size ([`MAX_REQUEST_LEN`]), time
 //! ([`REQUEST_READ_TIMEOUT`]) and concurrency ([`MAX_ADMIN_CONNECTIONS`]).
 //!
 //! The user's secret key never reaches the node: commands that write
@@ -14,13 +32,18 @@
 //! the signed record to publish. The node verifies it as any storing node
 //! would before it spends a lookup on it.
 
+mod api;
 mod client;
 mod server;
 
+pub(crate) use api::json_text;
+pub use api::{
+    Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PeerStanding,
+    PublishResult, ReputationResult, Request, Route, RoutesResult, StatusResult,
+};
 pub use client::{request, AdminError};
 pub use server::{AdminServer, BindError};
 
-use serde::Deserialize;
 use std::time::Duration;
 
 /// The admin socket in a node's directory.
@@ -42,75 +65,3 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Admin connections served at once; more are told the node is busy.
 pub const MAX_ADMIN_CONNECTIONS: usize = 8;
-
-/// One admin request, tagged by `op`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    /// The node's identity, overlay and counters.
-    Status {},
-    /// The routing table.
-    Routes {},
-    /// The reputation table: every tracked peer with its score and
-    /// evidence counts.
-    Reputation {},
-    /// The registration of an address-of-record, found in the overlay.
-    Lookup {
-        /// The SIP AOR, e.g. `sip:alice@example.org`.
-        aor: String,
-    },
-    /// An owner-only value, found in the overlay.
-    Get {
-        /// The owner's user id (64 hex digits).
-        owner: String,
-        /// The value's name.
-        name: String,
-    },
-    /// Publish a record signed by its owner (hex of its encoding) on the
-    /// nodes responsible for its key.
-    Publish {
-        /// The record's canonical encoding, hex.
-        record: String,
-    },
-}
-
-impl Request {
-    /// Parses one request line: a JSON object with a known `op` and exactly
-    /// that operation's fields.
-    pub fn parse(line: &[u8]) -> Result<Self, String> {
-        let value: serde_json::Value =
-            serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
-        if !value.is_object() {
-            return Err("a request is a JSON object".into());
-        }
-        Self::deserialize(value).map_err(|e| e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Request;
-
-    #[test]
-    fn requests_parse_strictly() {
-        let ok = |s: &str| Request::parse(s.as_bytes()).unwrap();
-        assert_eq!(ok(r#"{"op":"status"}"#), Request::Status {});
-        assert_eq!(ok(r#"{"op":"reputation"}"#), Request::Reputation {});
-        assert_eq!(
-            ok(r#"{"op":"lookup","aor":"sip:a@b"}"#),
-            Request::Lookup {
-                aor: "sip:a@b".into()
-            }
-        );
-        for bad in [
-            r#"{"op":"status","extra":1}"#,
-            r#"{"op":"shutdown"}"#,
-            r#"{"op":"lookup"}"#,
-            r#"{"op":"lookup","aor":7}"#,
-            r#"["status"]"#,
-            "",
-        ] {
-            assert!(Request::parse(bad.as_bytes()).is_err(), "{bad}");
-        }
-    }
-}

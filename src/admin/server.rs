@@ -1,13 +1,16 @@
 //! The node side of the admin socket.
 
-use super::{Request, MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
+use super::api::{
+    json_line, Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PublishResult,
+    ReputationResult, Request, Route, RoutesResult, StatusResult,
+};
+use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
 use crate::net::overlay::OverlayService;
 use crate::net::Node;
 use crate::overlay::key::Key;
 use crate::overlay::record::{owner_value_key, Record, RecordKind, VerifiedRecord};
-use crate::reputation::Standing;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,7 +85,7 @@ impl AdminServer {
     }
 
     /// Serves admin requests for `node` until the task is dropped.
-    pub async fn serve(&self, node: Arc<Node>, mode: &'static str) {
+    pub async fn serve(&self, node: Arc<Node>, mode: OverlayMode) {
         let ctx = Arc::new(Ctx {
             node,
             mode,
@@ -137,8 +140,20 @@ impl Drop for AdminServer {
 
 struct Ctx {
     node: Arc<Node>,
-    mode: &'static str,
+    mode: OverlayMode,
     started: Instant,
+}
+
+/// One operation's result, written as the struct it holds.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Outcome {
+    Status(StatusResult),
+    Routes(RoutesResult),
+    Reputation(ReputationResult),
+    Lookup(LookupResult),
+    Get(GetResult),
+    Publish(PublishResult),
 }
 
 async fn serve_connection(mut stream: UnixStream, ctx: &Ctx) {
@@ -173,49 +188,48 @@ async fn read_line(
 
 async fn write_answer(
     stream: &mut UnixStream,
-    answer: Result<Value, String>,
+    answer: Result<Outcome, String>,
 ) -> std::io::Result<()> {
-    let value = match answer {
-        Ok(result) => json!({"ok": true, "result": result}),
-        Err(error) => json!({"ok": false, "error": error}),
+    let answer = match answer {
+        Ok(result) => Answer::success(result),
+        Err(error) => Answer::failure(error),
     };
-    let mut text = value.to_string();
-    text.push('\n');
+    let text = json_line(&answer).map_err(std::io::Error::other)?;
     tokio::time::timeout(REQUEST_READ_TIMEOUT, stream.write_all(text.as_bytes()))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
+async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
     let node = &ctx.node;
     let overlay = node
         .overlay()
         .ok_or_else(|| "this node serves no overlay".to_owned())?;
     match request {
-        Request::Status {} => Ok(json!({
-            "id": node.node_id().to_string(),
-            "listen": node.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            "overlay": overlay.params().name,
-            "mode": ctx.mode,
-            "id_difficulty": overlay.params().id_difficulty,
-            "peers": connected_peers(node),
-            "table_size": overlay.table_len(),
-            "records": overlay.records_len(),
-            "uptime_secs": ctx.started.elapsed().as_secs(),
+        Request::Status {} => Ok(Outcome::Status(StatusResult {
+            id: node.node_id(),
+            listen: node.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            overlay: overlay.params().name.clone(),
+            mode: ctx.mode,
+            id_difficulty: overlay.params().id_difficulty,
+            peers: connected_peers(node),
+            table_size: overlay.table_len(),
+            records: overlay.records_len(),
+            uptime_secs: ctx.started.elapsed().as_secs(),
         })),
-        Request::Reputation {} => Ok(reputation_json(node)),
-        Request::Routes {} => Ok(json!({
-            "overlay": overlay.params().name,
-            "table_size": overlay.table_len(),
-            "routes": overlay
+        Request::Reputation {} => Ok(Outcome::Reputation(reputation(node))),
+        Request::Routes {} => Ok(Outcome::Routes(RoutesResult {
+            overlay: overlay.params().name.clone(),
+            table_size: overlay.table_len(),
+            routes: overlay
                 .routes()
                 .into_iter()
-                .map(|(bucket, c)| json!({
-                    "bucket": bucket,
-                    "node_id": c.id.to_string(),
-                    "addr": c.addr.to_string(),
-                }))
-                .collect::<Vec<_>>(),
+                .map(|(bucket, c)| Route {
+                    bucket,
+                    node_id: c.id,
+                    addr: c.addr,
+                })
+                .collect(),
         })),
         Request::Lookup { aor } => {
             let key = Key(crate::identity::aor_key(&aor));
@@ -227,23 +241,21 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
                 .filter(|r| r.aor() == aor)
                 .ok_or_else(|| format!("the record found under {aor:?} is for another AOR"))?;
             let now = now();
-            let entries: Vec<Value> = registration
+            let entries = registration
                 .live_entries(now)
-                .map(|e| {
-                    json!({
-                        "node_id": e.node_id.to_string(),
-                        "contacts": e.contacts,
-                        "expires": e.expires,
-                    })
+                .map(|e| LookupEntry {
+                    node_id: e.node_id,
+                    contacts: e.contacts.clone(),
+                    expires: e.expires,
                 })
                 .collect();
-            Ok(json!({
-                "aor": aor,
-                "owner": record.owner_id().to_string(),
-                "seq": record.seq(),
-                "expires": record.expires(),
-                "entries": entries,
-                "record": hex::encode(record.encoded()),
+            Ok(Outcome::Lookup(LookupResult {
+                aor,
+                owner: *record.owner_id(),
+                seq: record.seq(),
+                expires: record.expires(),
+                entries,
+                record: record.encoded().to_vec(),
             }))
         }
         Request::Get { owner, name } => {
@@ -257,14 +269,14 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
                 .owner_value()
                 .filter(|v| v.name() == name)
                 .ok_or_else(|| format!("the record found under {name:?} is for another name"))?;
-            Ok(json!({
-                "owner": owner_id.to_string(),
-                "name": name,
-                "value": String::from_utf8_lossy(value.data()),
-                "value_hex": hex::encode(value.data()),
-                "seq": record.seq(),
-                "expires": record.expires(),
-                "record": hex::encode(record.encoded()),
+            Ok(Outcome::Get(GetResult {
+                owner: owner_id,
+                value: String::from_utf8_lossy(value.data()).into_owned(),
+                value_hex: value.data().to_vec(),
+                name,
+                seq: record.seq(),
+                expires: record.expires(),
+                record: record.encoded().to_vec(),
             }))
         }
         Request::Publish { record } => {
@@ -277,55 +289,47 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Value, String> {
             if acks == 0 {
                 return Err("no node of the overlay stored the record".into());
             }
-            Ok(json!({
-                "key": hex::encode(verified.key().0),
-                "kind": verified.kind().to_u64(),
-                "seq": verified.seq(),
-                "expires": verified.expires(),
-                "acks": acks,
-                "replication": overlay.params().replication,
+            Ok(Outcome::Publish(PublishResult {
+                key: verified.key().0.to_vec(),
+                kind: verified.kind().to_u64(),
+                seq: verified.seq(),
+                expires: verified.expires(),
+                acks,
+                replication: overlay.params().replication,
             }))
         }
     }
 }
 
-/// Distinct authenticated peers with an open connection, either way.
 /// The answer to `reputation` (the contract is docs/admin.md).
-fn reputation_json(node: &Node) -> Value {
-    let standing = |s: Standing| match s {
-        Standing::Banned => "banned",
-        Standing::Suspect => "suspect",
-        Standing::Neutral => "neutral",
-        Standing::Good => "good",
-    };
+fn reputation(node: &Node) -> ReputationResult {
     let secs = |ms: u64| ms / 1000;
-    let peers: Vec<Value> = node
+    let peers = node
         .core()
         .report()
         .into_iter()
-        .map(|p| {
-            json!({
-                "node_id": p.id.to_string(),
-                // Two decimals: the score is a decaying real number.
-                "score": (p.score * 100.0).round() / 100.0,
-                "standing": standing(p.standing),
-                "answered": p.answered,
-                "verified": p.verified,
-                "unverifiable": p.unverifiable,
-                "unresponsive": p.unresponsive,
-                "misbehaviour": p.misbehaviour,
-                "violations": p.violations,
-                "rate_violations": p.rate_violations,
-                "bans": p.bans,
-                "first_seen": secs(p.first_seen_ms),
-                "last_seen": secs(p.last_seen_ms),
-                "banned_until": p.banned_until_ms.map(secs),
-            })
+        .map(|p| PeerEntry {
+            node_id: p.id,
+            // Two decimals: the score is a decaying real number.
+            score: (p.score * 100.0).round() / 100.0,
+            standing: p.standing.into(),
+            answered: p.answered,
+            verified: p.verified,
+            unverifiable: p.unverifiable,
+            unresponsive: p.unresponsive,
+            misbehaviour: p.misbehaviour,
+            violations: p.violations,
+            rate_violations: p.rate_violations,
+            bans: p.bans,
+            first_seen: secs(p.first_seen_ms),
+            last_seen: secs(p.last_seen_ms),
+            banned_until: p.banned_until_ms.map(secs),
         })
         .collect();
-    json!({ "peers": peers })
+    ReputationResult { peers }
 }
 
+/// Distinct authenticated peers with an open connection, either way.
 fn connected_peers(node: &Node) -> usize {
     let mut ids: Vec<_> = node.peers().into_iter().map(|(id, _)| id).collect();
     ids.extend(node.dialer().connected());

@@ -5,17 +5,21 @@
 //! Writes are signed here, with the user's key from `--user-dir`; the node
 //! only ever sees the signed record.
 
-use super::files::{load_identity_of_kind, print_json, read_certificate, ENROLLED_CERT};
+use super::files::{load_identity_of_kind, read_certificate, ENROLLED_CERT};
 use super::{printable, CliError, CliResult, JsonFlag};
-use crate::admin::{self, AdminError};
+use crate::admin::{
+    self, AdminError, GetResult, LookupEntry, LookupResult, OverlayMode, PublishResult,
+    ReputationResult, Request, RoutesResult, StatusResult,
+};
 use crate::binding::Binding;
-use crate::identity::{IdKind, NodeId, SecretKey};
+use crate::identity::{IdKind, NodeId, SecretKey, UserId};
 use crate::limits::{MAX_RECORD_LIFETIME, MAX_RECORD_VALUE_LEN};
 use crate::overlay::record::{
     self_certifying_aor, OwnerValue, Record, Registration, RegistrationEntry,
 };
 use clap::Args;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// `--dir DIR`: the running node's directory.
@@ -26,21 +30,19 @@ pub struct NodeDir {
     dir: PathBuf,
 }
 
-fn call(dir: &Path, request: Value) -> Result<Value, CliError> {
-    admin::request(dir, &request).map_err(|e| CliError(e.to_string()))
+/// One exchange with the node; `R` is the result type of `request`'s
+/// operation (the table in [`crate::admin`]).
+fn call<R: DeserializeOwned>(dir: &Path, request: &Request) -> Result<R, CliError> {
+    admin::request(dir, request).map_err(|e| CliError(e.to_string()))
 }
 
-fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, CliError> {
-    v.get(name)
-        .ok_or_else(|| CliError(format!("malformed answer from the node: no {name:?}")))
-}
-
-fn text_field<'a>(v: &'a Value, name: &str) -> Result<&'a str, CliError> {
-    field(v, name)?.as_str().ok_or_else(|| {
-        CliError(format!(
-            "malformed answer from the node: {name:?} is not text"
-        ))
-    })
+/// Prints `value` as the one JSON object of `--json`, in the same text as
+/// the admin socket's (keys sorted).
+fn print_typed(value: &impl Serialize) -> CliResult {
+    let text = admin::json_text(value)
+        .map_err(|e| CliError(format!("cannot print the answer as JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
 }
 
 fn lifetime(s: &str) -> Result<u64, String> {
@@ -68,10 +70,12 @@ fn now() -> u64 {
     crate::unix_now().max(0) as u64
 }
 
-fn publish(dir: &Path, record: &Record) -> Result<Value, CliError> {
+fn publish(dir: &Path, record: &Record) -> Result<PublishResult, CliError> {
     call(
         dir,
-        json!({"op": "publish", "record": hex::encode(record.encode())}),
+        &Request::Publish {
+            record: hex::encode(record.encode()),
+        },
     )
 }
 
@@ -84,26 +88,21 @@ pub struct StatusArgs {
 }
 
 pub fn status(a: StatusArgs) -> CliResult {
-    let s = call(&a.dir.dir, json!({"op": "status"}))?;
+    let s: StatusResult = call(&a.dir.dir, &Request::Status {})?;
     if a.json.json {
-        print_json(&s);
-        return Ok(());
+        return print_typed(&s);
     }
-    for (label, name) in [
-        ("id", "id"),
-        ("listen", "listen"),
-        ("overlay", "overlay"),
-        ("mode", "mode"),
-        ("id difficulty", "id_difficulty"),
-        ("peers connected", "peers"),
-        ("routing table", "table_size"),
-        ("records held", "records"),
-        ("uptime (s)", "uptime_secs"),
+    for (label, value) in [
+        ("id", s.id.to_string()),
+        ("listen", printable(&s.listen)),
+        ("overlay", printable(&s.overlay)),
+        ("mode", s.mode.to_string()),
+        ("id difficulty", s.id_difficulty.to_string()),
+        ("peers connected", s.peers.to_string()),
+        ("routing table", s.table_size.to_string()),
+        ("records held", s.records.to_string()),
+        ("uptime (s)", s.uptime_secs.to_string()),
     ] {
-        let value = match field(&s, name)? {
-            Value::String(t) => printable(t),
-            other => other.to_string(),
-        };
         println!("{label:<16} {value}");
     }
     Ok(())
@@ -118,39 +117,34 @@ pub struct ReputationArgs {
 }
 
 pub fn reputation(a: ReputationArgs) -> CliResult {
-    let r = call(&a.dir.dir, json!({"op": "reputation"}))?;
+    let r: ReputationResult = call(&a.dir.dir, &Request::Reputation {})?;
     if a.json.json {
-        print_json(&r);
-        return Ok(());
+        return print_typed(&r);
     }
-    let peers = field(&r, "peers")?
-        .as_array()
-        .ok_or_else(|| CliError("malformed answer from the node: peers".into()))?;
     println!(
         "{:<64}  {:>7}  {:<8}  {:>6}  {:>6}  {:>6}  {:>5}  {:>5}  {:>5}  BANNED UNTIL",
         "NODE ID", "SCORE", "STANDING", "ANSWER", "VERIFY", "NOANSW", "LIES", "VIOL", "RATE"
     );
-    for p in peers {
-        let count = |name: &str| field(p, name).map(|v| v.to_string());
-        let banned_until = match field(p, "banned_until")? {
-            Value::Null => "-".to_owned(),
-            v => v.to_string(),
-        };
+    for p in &r.peers {
+        let banned_until = p
+            .banned_until
+            .map_or_else(|| "-".to_owned(), |t| t.to_string());
         println!(
             "{:<64}  {:>7}  {:<8}  {:>6}  {:>6}  {:>6}  {:>5}  {:>5}  {:>5}  {}",
-            printable(text_field(p, "node_id")?),
-            count("score")?,
-            printable(text_field(p, "standing")?),
-            count("answered")?,
-            count("verified")?,
-            count("unresponsive")?,
-            count("misbehaviour")?,
-            count("violations")?,
-            count("rate_violations")?,
+            p.node_id.to_string(),
+            // As JSON writes it: 12.0 for a whole number.
+            serde_json::Value::from(p.score).to_string(),
+            p.standing.as_str(),
+            p.answered,
+            p.verified,
+            p.unresponsive,
+            p.misbehaviour,
+            p.violations,
+            p.rate_violations,
             banned_until
         );
     }
-    println!("{} peers", peers.len());
+    println!("{} peers", r.peers.len());
     Ok(())
 }
 
@@ -163,24 +157,20 @@ pub struct RoutesArgs {
 }
 
 pub fn routes(a: RoutesArgs) -> CliResult {
-    let r = call(&a.dir.dir, json!({"op": "routes"}))?;
+    let r: RoutesResult = call(&a.dir.dir, &Request::Routes {})?;
     if a.json.json {
-        print_json(&r);
-        return Ok(());
+        return print_typed(&r);
     }
-    let routes = field(&r, "routes")?
-        .as_array()
-        .ok_or_else(|| CliError("malformed answer from the node: routes".into()))?;
     println!("{:>6}  {:<64}  ADDRESS", "BUCKET", "NODE ID");
-    for route in routes {
+    for route in &r.routes {
         println!(
             "{:>6}  {:<64}  {}",
-            field(route, "bucket")?,
-            printable(text_field(route, "node_id")?),
-            printable(text_field(route, "addr")?)
+            route.bucket,
+            route.node_id.to_string(),
+            route.addr
         );
     }
-    println!("{} contacts", routes.len());
+    println!("{} contacts", r.routes.len());
     Ok(())
 }
 
@@ -218,21 +208,22 @@ fn previous_registration(
     user: &SecretKey,
     this_node: &NodeId,
 ) -> Result<(Option<u64>, Vec<RegistrationEntry>), CliError> {
-    let found = match admin::request(dir, &json!({"op": "lookup", "aor": aor})) {
+    let request = Request::Lookup {
+        aor: aor.to_owned(),
+    };
+    let found: LookupResult = match admin::request(dir, &request) {
         Ok(found) => found,
         // Nothing registered yet (or nothing reachable): start afresh;
         // the clock-based sequence number still supersedes what exists.
         Err(AdminError::Refused(_)) => return Ok((None, Vec::new())),
         Err(e) => return Err(CliError(e.to_string())),
     };
-    let bytes = hex::decode(text_field(&found, "record")?)
-        .map_err(|_| CliError("malformed answer from the node: record".into()))?;
-    let record =
-        Record::decode(&bytes).map_err(|e| CliError(format!("the node sent a bad record: {e}")))?;
+    let record = Record::decode(&found.record)
+        .map_err(|e| CliError(format!("the node sent a bad record: {e}")))?;
     if record.owner != *user.public().as_bytes() {
         return Err(CliError(format!(
             "{aor} is registered by another user ({}); only its owner can change it",
-            printable(text_field(&found, "owner")?)
+            found.owner
         )));
     }
     let previous = Registration::decode(&record.value)
@@ -250,12 +241,10 @@ fn previous_registration(
 
 pub fn register(a: RegisterArgs) -> CliResult {
     let dir = &a.dir.dir;
-    let status = call(dir, json!({"op": "status"}))?;
-    let node_id: NodeId = text_field(&status, "id")?
-        .parse()
-        .map_err(|e| CliError(format!("malformed answer from the node: id: {e}")))?;
-    let overlay = text_field(&status, "overlay")?.to_owned();
-    let enrolled = text_field(&status, "mode")? == "enrolled";
+    let status: StatusResult = call(dir, &Request::Status {})?;
+    let node_id = status.id;
+    let overlay = status.overlay;
+    let enrolled = status.mode == OverlayMode::Enrolled;
     let user = load_identity_of_kind(&a.user_dir, IdKind::User)?.key;
     let user_cert = if enrolled {
         let path = a
@@ -306,17 +295,16 @@ pub fn register(a: RegisterArgs) -> CliResult {
     let record = registration
         .sign(&user, next_seq(previous_seq), record_expires)
         .map_err(|e| CliError(format!("{}: {e}", a.aor)))?;
-    let published = publish(dir, &record)?;
-    let acks = field(&published, "acks")?.clone();
+    let acks = publish(dir, &record)?.acks;
     if a.json.json {
-        print_json(&json!({
-            "aor": a.aor,
-            "node_id": node_id.to_string(),
-            "expires": expires,
-            "seq": record.seq,
-            "devices": registration.entries().len(),
-            "acks": acks,
-        }));
+        print_typed(&RegisterOutput {
+            aor: &a.aor,
+            node_id,
+            expires,
+            seq: record.seq,
+            devices: registration.entries().len(),
+            acks,
+        })?;
     } else {
         println!(
             "registered {} at node {node_id} for {} s (stored on {acks} nodes)",
@@ -339,36 +327,25 @@ pub struct LookupArgs {
 }
 
 pub fn lookup(a: LookupArgs) -> CliResult {
-    let found = call(&a.dir.dir, json!({"op": "lookup", "aor": a.aor}))?;
-    let entries = field(&found, "entries")?
-        .as_array()
-        .ok_or_else(|| CliError("malformed answer from the node: entries".into()))?;
+    let found: LookupResult = call(&a.dir.dir, &Request::Lookup { aor: a.aor.clone() })?;
     if a.json.json {
-        print_json(&json!({
-            "aor": a.aor,
-            "owner": field(&found, "owner")?,
-            "seq": field(&found, "seq")?,
-            "entries": entries,
-        }));
-        return Ok(());
+        return print_typed(&LookupOutput {
+            aor: &a.aor,
+            owner: found.owner,
+            seq: found.seq,
+            entries: &found.entries,
+        });
     }
-    println!(
-        "{} (owner {})",
-        printable(&a.aor),
-        printable(text_field(&found, "owner")?)
-    );
-    if entries.is_empty() {
+    println!("{} (owner {})", printable(&a.aor), found.owner);
+    if found.entries.is_empty() {
         println!("  no live registration");
     }
-    for e in entries {
-        let contacts: Vec<String> = field(e, "contacts")?
-            .as_array()
-            .map(|c| c.iter().filter_map(Value::as_str).map(printable).collect())
-            .unwrap_or_default();
+    for e in &found.entries {
+        let contacts: Vec<String> = e.contacts.iter().map(|c| printable(c)).collect();
         println!(
             "  node {}  expires {}  {}",
-            printable(text_field(e, "node_id")?),
-            field(e, "expires")?,
+            e.node_id,
+            e.expires,
             contacts.join(" ")
         );
     }
@@ -407,26 +384,26 @@ pub fn put(a: PutArgs) -> CliResult {
     }
     let value = OwnerValue::new(&a.name, a.value.clone().into_bytes())
         .map_err(|e| CliError(format!("{:?}: {e}", a.name)))?;
-    let previous_seq = match admin::request(
-        dir,
-        &json!({"op": "get", "owner": owner.to_string(), "name": a.name}),
-    ) {
-        Ok(found) => field(&found, "seq")?.as_u64(),
+    let request = Request::Get {
+        owner: owner.to_string(),
+        name: a.name.clone(),
+    };
+    let previous_seq = match admin::request::<GetResult>(dir, &request) {
+        Ok(found) => Some(found.seq),
         Err(AdminError::Refused(_)) => None,
         Err(e) => return Err(CliError(e.to_string())),
     };
     let expires = now().saturating_add(a.expires);
     let record = value.sign(&user, next_seq(previous_seq), expires);
-    let published = publish(dir, &record)?;
-    let acks = field(&published, "acks")?.clone();
+    let acks = publish(dir, &record)?.acks;
     if a.json.json {
-        print_json(&json!({
-            "owner": owner.to_string(),
-            "name": a.name,
-            "seq": record.seq,
-            "expires": expires,
-            "acks": acks,
-        }));
+        print_typed(&PutOutput {
+            owner,
+            name: &a.name,
+            seq: record.seq,
+            expires,
+            acks,
+        })?;
     } else {
         println!(
             "stored {:?} of {owner} (stored on {acks} nodes)",
@@ -451,21 +428,76 @@ pub struct GetArgs {
 }
 
 pub fn get(a: GetArgs) -> CliResult {
-    let found = call(
+    let found: GetResult = call(
         &a.dir.dir,
-        json!({"op": "get", "owner": a.owner, "name": a.name}),
+        &Request::Get {
+            owner: a.owner,
+            name: a.name,
+        },
     )?;
     if a.json.json {
-        print_json(&json!({
-            "owner": field(&found, "owner")?,
-            "name": field(&found, "name")?,
-            "value": field(&found, "value")?,
-            "value_hex": field(&found, "value_hex")?,
-            "seq": field(&found, "seq")?,
-            "expires": field(&found, "expires")?,
-        }));
+        print_typed(&GetOutput {
+            owner: found.owner,
+            name: &found.name,
+            value: &found.value,
+            value_hex: hex::encode(&found.value_hex),
+            seq: found.seq,
+            expires: found.expires,
+        })?;
     } else {
-        println!("{}", printable(text_field(&found, "value")?));
+        println!("{}", printable(&found.value));
     }
     Ok(())
+}
+
+// What the commands print with --json (docs/admin.md, "Commands"): the
+// answers they are made from, with the fields a person asked for.
+
+/// `register --json`.
+#[derive(Serialize)]
+struct RegisterOutput<'a> {
+    aor: &'a str,
+    #[serde(serialize_with = "as_text")]
+    node_id: NodeId,
+    expires: u64,
+    seq: u64,
+    devices: usize,
+    acks: usize,
+}
+
+/// `lookup --json`: the answer without the record itself.
+#[derive(Serialize)]
+struct LookupOutput<'a> {
+    aor: &'a str,
+    #[serde(serialize_with = "as_text")]
+    owner: UserId,
+    seq: u64,
+    entries: &'a [LookupEntry],
+}
+
+/// `put --json`.
+#[derive(Serialize)]
+struct PutOutput<'a> {
+    #[serde(serialize_with = "as_text")]
+    owner: UserId,
+    name: &'a str,
+    seq: u64,
+    expires: u64,
+    acks: usize,
+}
+
+/// `get --json`: the answer without the record itself.
+#[derive(Serialize)]
+struct GetOutput<'a> {
+    #[serde(serialize_with = "as_text")]
+    owner: UserId,
+    name: &'a str,
+    value: &'a str,
+    value_hex: String,
+    seq: u64,
+    expires: u64,
+}
+
+fn as_text<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }

@@ -5,7 +5,7 @@ use super::files::{
     read_small_file, ENROLLED_CERT,
 };
 use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFlag};
-use crate::admin::AdminServer;
+use crate::admin::{AdminServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
@@ -243,11 +243,11 @@ pub fn run(a: RunArgs) -> CliResult {
         });
         let addr = node.local_addr()?;
         let mode = if self_certifying {
-            "self-certifying"
+            OverlayMode::SelfCertifying
         } else {
-            "enrolled"
+            OverlayMode::Enrolled
         };
-        info!(id = %node_id, %addr, difficulty, overlay = %overlay_name, mode,
+        info!(id = %node_id, %addr, difficulty, overlay = %overlay_name, mode = mode.as_str(),
               admin = %admin.path().display(), "node listening");
         println!("p2psip node {node_id} listening on {addr}");
         let _ = std::io::stdout().flush();

@@ -76,7 +76,9 @@ pub fn failure_of(e: &NetError) -> Failure {
         NetError::Banned => Failure::Banned,
         NetError::Saturated => Failure::Local,
         NetError::Timeout => Failure::Timeout,
-        NetError::Wire(_) => Failure::Violation,
+        NetError::Wire(w) if w.is_protocol_violation() => Failure::Violation,
+        // An answer of an unknown type: no fault (a newer version).
+        NetError::Wire(_) => Failure::Unrecognised,
         NetError::Remote { code, .. } => match code {
             ErrorCode::RateLimited | ErrorCode::Busy => Failure::Overloaded,
             _ => Failure::NotInOverlay,

@@ -10,6 +10,7 @@ use crate::limits::{
     DEFAULT_MAX_CONNECTIONS_PER_NET, DEFAULT_MAX_CONNECTIONS_PER_WIDE_NET,
     DEFAULT_MAX_STREAMS_PER_CONNECTION,
 };
+use crate::netaddr::IpPrefix;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -46,55 +47,6 @@ impl Default for Limits {
     }
 }
 
-/// The prefix a connection is counted under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IpPrefix {
-    /// An IPv4 address (/32); IPv4-mapped IPv6 addresses count here too.
-    V4([u8; 4]),
-    /// The first 64 bits of an IPv6 address.
-    V6([u8; 8]),
-}
-
-impl IpPrefix {
-    /// The prefix of `ip`.
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => IpPrefix::V4(v4.octets()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpPrefix::V4(v4.octets()),
-                None => {
-                    let o = v6.octets();
-                    IpPrefix::V6([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
-                }
-            },
-        }
-    }
-}
-
-/// A network a connection is also counted under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum NetBlock {
-    V4Slash24([u8; 3]),
-    V4Slash16([u8; 2]),
-    V6Slash48([u8; 6]),
-    V6Slash32([u8; 4]),
-}
-
-impl NetBlock {
-    /// The narrow (/24, /48) and wide (/16, /32) networks of `prefix`.
-    fn of(prefix: IpPrefix) -> (Self, Self) {
-        match prefix {
-            IpPrefix::V4([a, b, c, _]) => {
-                (NetBlock::V4Slash24([a, b, c]), NetBlock::V4Slash16([a, b]))
-            }
-            IpPrefix::V6([a, b, c, d, e, f, _, _]) => (
-                NetBlock::V6Slash48([a, b, c, d, e, f]),
-                NetBlock::V6Slash32([a, b, c, d]),
-            ),
-        }
-    }
-}
-
 /// Counts one more (`up`) or one less connection under `key`, removing
 /// it at zero.
 fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, up: bool) {
@@ -114,10 +66,11 @@ struct Counts {
     // Keyed by attacker-chosen addresses: std's HashMap uses SipHash with a
     // random key, so collisions cannot be aimed. Entries are removed at
     // zero, so the map never holds more than `max_connections` keys.
+    // Host prefixes (IPv4 /32, IPv6 /64).
     per_prefix: HashMap<IpPrefix, usize>,
-    // Both network sizes in one map (distinct variants); at most
-    // 2 × `max_connections` keys.
-    per_net: HashMap<NetBlock, usize>,
+    // Both network sizes in one map (prefixes of different granularities
+    // never compare equal); at most 2 × `max_connections` keys.
+    per_net: HashMap<IpPrefix, usize>,
 }
 
 /// Counts live connections against [`Limits`].
@@ -144,7 +97,7 @@ pub enum Refusal {
 /// A connection's place in the count, given back when dropped.
 #[derive(Debug)]
 pub struct ConnectionSlot {
-    prefix: IpPrefix,
+    ip: IpAddr,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -159,7 +112,7 @@ impl ConnectionLimiter {
 
     /// Takes a slot for a connection from `ip`, or says why not.
     pub fn try_acquire(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
-        let prefix = IpPrefix::of(ip);
+        let prefix = IpPrefix::host(ip);
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if c.total >= self.limits.max_connections {
             return Err(Refusal::Total);
@@ -168,7 +121,7 @@ impl ConnectionLimiter {
         if n >= self.limits.max_connections_per_ip {
             return Err(Refusal::PerIp);
         }
-        let (net, wide) = NetBlock::of(prefix);
+        let (net, wide) = (IpPrefix::net(ip), IpPrefix::wide(ip));
         if c.per_net.get(&net).copied().unwrap_or(0) >= self.limits.max_connections_per_net {
             return Err(Refusal::PerNet);
         }
@@ -180,7 +133,7 @@ impl ConnectionLimiter {
         bump(&mut c.per_net, net, true);
         bump(&mut c.per_net, wide, true);
         Ok(ConnectionSlot {
-            prefix,
+            ip,
             counts: self.counts.clone(),
         })
     }
@@ -195,10 +148,9 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         c.total = c.total.saturating_sub(1);
-        bump(&mut c.per_prefix, self.prefix, false);
-        let (net, wide) = NetBlock::of(self.prefix);
-        bump(&mut c.per_net, net, false);
-        bump(&mut c.per_net, wide, false);
+        bump(&mut c.per_prefix, IpPrefix::host(self.ip), false);
+        bump(&mut c.per_net, IpPrefix::net(self.ip), false);
+        bump(&mut c.per_net, IpPrefix::wide(self.ip), false);
     }
 }
 

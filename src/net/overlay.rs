@@ -11,11 +11,11 @@
 //!
 //! Peers enter the routing table only at an address they proved they
 //! listen on: a peer that answered a request this node sent to that
-//! address, or an inbound peer whose address a dial-back confirmed
-//! ([`OverlayService::answer`] queues it; [`OverlayService::verify_listener`]
-//! dials it). A pure client on an ephemeral port (`p2psip ping`, an
-//! admin-driven lookup, any peer that does not listen) never enters a
-//! table, so it is never handed to others as a contact.
+//! address, or an inbound peer whose address a dial-back confirmed before
+//! its request was answered ([`OverlayService::admit_requester`]). A pure
+//! client on an ephemeral port (`p2psip ping`, any peer that does not
+//! listen) never enters a table, so it is never handed to others as a
+//! contact.
 //!
 //! # Responsibility and churn
 //!
@@ -27,14 +27,16 @@
 //! and re-pushes those an evicted holder had; the planning of that work is
 //! here, synchronous and bounded ([`MAX_HANDOVER_RECORDS`] per event).
 
+use super::conns::same_addr;
 use super::core::{now_ms, NodeCore};
 use super::dialer::{failure_of, Dialer};
 use super::disk::{DiskError, DiskStore};
 use super::NetError;
 use crate::identity::NodeId;
 use crate::limits::{
-    MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS, MAX_LEAVE_STORES_IN_FLIGHT,
-    MAX_PENDING_LISTEN_CHECKS, MAX_REPUBLISH_RECORDS_PER_ROUND, MAX_SAVED_CONTACTS,
+    LISTEN_CHECK_RETRY, MAX_BUCKET_REFRESHES_PER_ROUND, MAX_CONCURRENT_LISTEN_CHECKS,
+    MAX_FAILED_LISTEN_CHECKS, MAX_HANDOVER_RECORDS, MAX_LEAVE_STORES_IN_FLIGHT,
+    MAX_REPUBLISH_RECORDS_PER_ROUND, MAX_SAVED_CONTACTS,
 };
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::{Distance, Key};
@@ -46,8 +48,9 @@ use crate::overlay::routing::{Contact, InsertOutcome};
 use crate::overlay::store::{PutOutcome, RecordStore, SlotKey, StoreLimits};
 use crate::reputation::{Evidence, Misbehaviour, Policy};
 use crate::wire::{ErrorCode, Message};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -55,6 +58,9 @@ use std::time::Duration;
 use tracing::debug;
 
 pub use crate::overlay::peers::ChurnEvent;
+
+/// [`LISTEN_CHECK_RETRY`] in ms.
+const LISTEN_CHECK_RETRY_MS: u64 = LISTEN_CHECK_RETRY.as_millis() as u64;
 
 /// Records a value lookup keeps, at most.
 const MAX_FOUND_RECORDS: usize = 64;
@@ -105,10 +111,14 @@ pub struct OverlayService {
     disk: Option<DiskStore>,
     /// Contacts reloaded from disk, to rejoin through once.
     reloaded: Mutex<Vec<Contact>>,
-    /// Inbound peers whose listening address is to be confirmed by a
-    /// dial-back, at most [`MAX_PENDING_LISTEN_CHECKS`].
-    listen_checks: Mutex<VecDeque<Contact>>,
-    listen_check_queued: tokio::sync::Notify,
+    /// Places for dial-backs ([`MAX_CONCURRENT_LISTEN_CHECKS`]).
+    listen_check_places: Arc<tokio::sync::Semaphore>,
+    /// Peers being dialed back now.
+    listen_checks_running: Mutex<HashSet<NodeId>>,
+    /// Addresses a dial-back found no listener at, and when (not tried
+    /// again for [`LISTEN_CHECK_RETRY`]), at most
+    /// [`MAX_FAILED_LISTEN_CHECKS`].
+    listen_checks_refused: Mutex<HashMap<(NodeId, SocketAddr), u64>>,
     /// Dial-backs that confirmed a listener, and that found none.
     listen_checks_passed: AtomicU64,
     listen_checks_failed: AtomicU64,
@@ -152,8 +162,11 @@ impl OverlayService {
             core,
             disk: None,
             reloaded: Mutex::new(Vec::new()),
-            listen_checks: Mutex::new(VecDeque::new()),
-            listen_check_queued: tokio::sync::Notify::new(),
+            listen_check_places: Arc::new(tokio::sync::Semaphore::new(
+                MAX_CONCURRENT_LISTEN_CHECKS,
+            )),
+            listen_checks_running: Mutex::new(HashSet::new()),
+            listen_checks_refused: Mutex::new(HashMap::new()),
             listen_checks_passed: AtomicU64::new(0),
             listen_checks_failed: AtomicU64::new(0),
         }
@@ -263,10 +276,10 @@ impl OverlayService {
     }
 
     /// Answers one overlay request from the authenticated `peer`; `None` if
-    /// the message is not an overlay request. A request naming this
-    /// overlay also teaches the core about the peer: at once if `proof`
-    /// says its address is verified, else after a dial-back confirms it
-    /// ([`OverlayService::verify_listener`]). A peer of another overlay is
+    /// the message is not an overlay request. With `proof`
+    /// [`ListenProof::Verified`] a request naming this overlay also
+    /// teaches the core about the peer (the server proves it first with
+    /// [`OverlayService::admit_requester`]); a peer of another overlay is
     /// never admitted.
     pub fn answer(&self, peer: Contact, proof: ListenProof, request: &Message) -> Option<Message> {
         let overlay = match request {
@@ -317,50 +330,95 @@ impl OverlayService {
         })
     }
 
-    /// A peer that sent a request naming this overlay: learned now if its
-    /// address is verified (or it is resident at that address already),
-    /// else queued for a dial-back.
     fn heard_from(&self, peer: Contact, proof: ListenProof) {
-        let resident_there = self.core.with(|p, now| {
-            let there = p
-                .table()
+        if proof == ListenProof::Verified {
+            self.learn(peer);
+        }
+    }
+
+    /// Before answering a `request` of `peer` that names this overlay:
+    /// makes sure the core can learn it at the address it connected from.
+    /// A peer resident at that very address is refreshed; otherwise it is
+    /// dialed back ([`OverlayService::verify_listener`]) unless a dial-back
+    /// to it is running already, found no listener there lately, or
+    /// [`MAX_CONCURRENT_LISTEN_CHECKS`] are running (then it is considered
+    /// again at its next request). Returns the proof to answer with.
+    pub async fn admit_requester(
+        &self,
+        dialer: &Dialer,
+        peer: Contact,
+        request: &Message,
+    ) -> ListenProof {
+        let names_this_overlay = matches!(request,
+            Message::FindNode { overlay, .. }
+            | Message::FindValue { overlay, .. }
+            | Message::Store { overlay, .. } if *overlay == self.params.name);
+        if !names_this_overlay {
+            return ListenProof::Claimed;
+        }
+        let resident_there = self.core.read(|p, _| {
+            p.table()
                 .entries()
-                .any(|(_, c, _, _)| c.id == peer.id && c.addr == peer.addr);
-            if proof == ListenProof::Verified || there {
-                p.learn(now, peer, ListenProof::Verified);
-                true
-            } else {
-                false
-            }
+                .any(|(_, c, _, _)| c.id == peer.id && same_addr(c.addr, peer.addr))
         });
         if resident_there {
-            return;
+            return ListenProof::Verified;
         }
-        let mut checks = self.listen_checks.lock().unwrap_or_else(|p| p.into_inner());
-        if checks.iter().any(|c| c.id == peer.id) || checks.len() >= MAX_PENDING_LISTEN_CHECKS {
-            return;
+        let now = now_ms();
+        {
+            let refused = self
+                .listen_checks_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if refused
+                .get(&(peer.id, peer.addr))
+                .is_some_and(|at| now.saturating_sub(*at) < LISTEN_CHECK_RETRY_MS)
+            {
+                return ListenProof::Claimed;
+            }
         }
-        checks.push_back(peer);
-        drop(checks);
-        self.listen_check_queued.notify_one();
-    }
-
-    /// The next inbound peer whose listening address is to be confirmed.
-    pub(crate) fn next_listen_check(&self) -> Option<Contact> {
-        self.listen_checks
+        let Ok(place) = self.listen_check_places.clone().try_acquire_owned() else {
+            return ListenProof::Claimed;
+        };
+        if !self
+            .listen_checks_running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
+            .insert(peer.id)
+        {
+            return ListenProof::Claimed;
+        }
+        let listens = self.verify_listener(dialer, peer).await;
+        self.listen_checks_running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&peer.id);
+        drop(place);
+        if listens {
+            ListenProof::Verified
+        } else {
+            let mut refused = self
+                .listen_checks_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if refused.len() >= MAX_FAILED_LISTEN_CHECKS {
+                refused.retain(|_, at| now.saturating_sub(*at) < LISTEN_CHECK_RETRY_MS);
+                if refused.len() >= MAX_FAILED_LISTEN_CHECKS {
+                    // Still full of fresh entries: forget the oldest.
+                    if let Some(oldest) = refused.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k)
+                    {
+                        refused.remove(&oldest);
+                    }
+                }
+            }
+            refused.insert((peer.id, peer.addr), now);
+            ListenProof::Claimed
+        }
     }
 
-    /// Completes when a listen check may have been queued.
-    pub(crate) async fn listen_check_queued(&self) {
-        self.listen_check_queued.notified().await;
-    }
-
-    /// Dials `peer` back at the address it connected from: if it answers a
-    /// Ping there with the same id, it listens there and is learned; a
-    /// pure client (no listener on that port) is not.
+    /// Dials `peer` back at the address it connected from: whether it
+    /// answers a Ping there with the same id (the dial pins it), i.e.
+    /// listens there. A pure client (no listener on that port) does not.
     pub async fn verify_listener(&self, dialer: &Dialer, peer: Contact) -> bool {
         let ping = Message::Ping {
             nonce: rand::random(),
@@ -368,7 +426,6 @@ impl OverlayService {
         let listens = matches!(dialer.request(peer, &ping).await, Ok(Message::Pong { .. }));
         if listens {
             self.listen_checks_passed.fetch_add(1, Ordering::Relaxed);
-            self.learn(peer);
         } else {
             self.listen_checks_failed.fetch_add(1, Ordering::Relaxed);
             debug!(peer = %peer.id.fmt_short(), addr = %peer.addr, "no listener at the peer's address; not admitted");
@@ -584,11 +641,54 @@ impl OverlayService {
     /// holders answered, widens when it found nothing, and repeats itself
     /// beyond an implausibly dense cluster of ids around the key);
     /// without, a FindNode lookup for the closest nodes.
+    ///
+    /// A value read repairs what it met: holders that answered with an
+    /// older version than the newest it found are sent the newest
+    /// ([`placement::read_repair_targets`]) before it returns.
     pub async fn lookup(&self, dialer: &Dialer, target: Key, kind: Option<RecordKind>) -> Found {
-        match kind {
-            Some(_) => self.query(dialer, target, Goal::Value, kind).await,
-            None => self.query(dialer, target, Goal::Closest, None).await,
+        let Some(kind) = kind else {
+            return self.query(dialer, target, Goal::Closest, None).await;
+        };
+        let found = self.query(dialer, target, Goal::Value, Some(kind)).await;
+        self.read_repair(dialer, &found).await;
+        found
+    }
+
+    /// Sends the newest record a read found to the holders it met with an
+    /// older one; returns how many acknowledged it.
+    async fn read_repair(&self, dialer: &Dialer, found: &Found) -> usize {
+        let targets = self
+            .core
+            .read(|p, now| placement::read_repair_targets(p, now, &found.outcome));
+        let newest = found
+            .records
+            .iter()
+            .filter_map(|r| Record::decode(r).ok().map(|d| (d.seq, r)))
+            .max_by_key(|(seq, _)| *seq)
+            .map(|(_, r)| r.clone());
+        let (Some(newest), false) = (newest, targets.is_empty()) else {
+            return 0;
+        };
+        debug!(stale_holders = targets.len(), "read repair");
+        let message = Message::Store {
+            overlay: self.params.name.clone(),
+            record: newest,
+        };
+        let mut pending: Vec<PendingRequest<'_>> = targets
+            .into_iter()
+            .map(|c| {
+                let message = message.clone();
+                Box::pin(async move { (c, self.request(dialer, c, &message).await) })
+                    as PendingRequest<'_>
+            })
+            .collect();
+        let mut acks = 0;
+        while !pending.is_empty() {
+            let ((_, result), rest) = futures_select_all(pending).await;
+            pending = rest;
+            acks += usize::from(matches!(result, Ok(Message::Stored { .. })));
         }
+        acks
     }
 
     /// Stores `record` where the core places it

@@ -13,12 +13,12 @@
 //! first forgets its idle entries (a full bucket is the state of a key never
 //! seen, so forgetting it changes nothing), then its least recently used.
 
-use super::limits::IpPrefix;
 use crate::identity::NodeId;
 use crate::limits::{
     MAX_RATE_LIMITED_KEYS, MAX_REFUSED_REQUESTS_IN_A_ROW, MAX_REQUESTS_PER_PEER_PER_SEC,
     PEER_REQUEST_BURST, RATE_LIMIT_PER_IP_FACTOR, REPUTATION_RATE_FACTOR_MAX,
 };
+use crate::netaddr::IpPrefix;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -279,7 +279,7 @@ impl RequestLimiter {
         now: Duration,
         factor: f64,
     ) -> Result<(), RateRefusal> {
-        let prefix = IpPrefix::of(ip);
+        let prefix = IpPrefix::host(ip);
         let limit = self.limit.scaled(factor);
         let Some(limit) = limit else {
             return Err(RateRefusal::Peer {

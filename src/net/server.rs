@@ -42,12 +42,8 @@ use super::{
     CLOSE_RATE_LIMITED,
 };
 use crate::identity::{NodeId, VerifyPolicy};
-use crate::limits::{
-    HANDSHAKE_TIMEOUT, LEAVE_TIMEOUT, MAX_CONCURRENT_LISTEN_CHECKS, REPUTATION_SAVE_INTERVAL,
-    REQUEST_TIMEOUT,
-};
+use crate::limits::{HANDSHAKE_TIMEOUT, LEAVE_TIMEOUT, REPUTATION_SAVE_INTERVAL, REQUEST_TIMEOUT};
 use crate::overlay::config::OverlayParams;
-use crate::overlay::peers::ListenProof;
 use crate::overlay::record::RecordPolicy;
 use crate::overlay::routing::Contact;
 use crate::reputation::{Evidence, Policy, Verdict};
@@ -291,11 +287,7 @@ impl Node {
             self.ctx.core.clone(),
             self.ctx.dialer.clone(),
         ));
-        let checker = self
-            .ctx
-            .overlay
-            .clone()
-            .map(|o| tokio::spawn(check_listeners(o, self.ctx.dialer.clone())));
+
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -327,9 +319,6 @@ impl Node {
         saver.abort();
         let _ = saver.await;
         pinger.abort();
-        if let Some(checker) = checker {
-            checker.abort();
-        }
         if let Some(task) = maintenance {
             task.abort();
             // Wait until it is gone: the save below is then the last
@@ -466,12 +455,16 @@ async fn serve_stream(
             };
             // A forged record in a Store is provable misbehaviour: the
             // core bans the peer and closes its connections at once.
-            match ctx
-                .overlay
-                .as_ref()
-                .and_then(|o| o.answer(contact, ListenProof::Claimed, &message))
-            {
-                Some(reply) => reply,
+            match &ctx.overlay {
+                Some(overlay) => {
+                    let proof = overlay
+                        .admit_requester(&ctx.dialer, contact, &message)
+                        .await;
+                    match overlay.answer(contact, proof, &message) {
+                        Some(reply) => reply,
+                        None => answer(&conn, message),
+                    }
+                }
                 None => answer(&conn, message),
             }
         }
@@ -550,26 +543,6 @@ async fn ping_residents(core: Arc<NodeCore>, dialer: Arc<Dialer>) {
             });
         }
         core.ping_queued().await;
-    }
-}
-
-/// Confirms, by dialing back, that inbound peers listen where they
-/// connected from ([`OverlayService::verify_listener`]), at most
-/// [`MAX_CONCURRENT_LISTEN_CHECKS`] at a time.
-async fn check_listeners(overlay: Arc<OverlayService>, dialer: Arc<Dialer>) {
-    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_LISTEN_CHECKS));
-    loop {
-        while let Some(peer) = overlay.next_listen_check() {
-            let Ok(place) = places.clone().acquire_owned().await else {
-                return;
-            };
-            let (overlay, dialer) = (overlay.clone(), dialer.clone());
-            tokio::spawn(async move {
-                overlay.verify_listener(&dialer, peer).await;
-                drop(place);
-            });
-        }
-        overlay.listen_check_queued().await;
     }
 }
 

@@ -133,6 +133,9 @@ pub enum Failure {
     Violation,
     /// Not asked: banned before the request was sent.
     Banned,
+    /// It answered with a message of a type this node does not know (a
+    /// newer version may send one): no fault, no strike.
+    Unrecognised,
 }
 
 /// What the driver must do for the core.
@@ -261,7 +264,7 @@ impl Peers {
                 let eviction = self.table.on_failure_evicting(&peer.id, now_ms);
                 self.note_eviction(eviction);
             }
-            Failure::Overloaded | Failure::Local | Failure::Banned => {}
+            Failure::Overloaded | Failure::Local | Failure::Banned | Failure::Unrecognised => {}
             Failure::NotInOverlay => self.evict(&peer.id),
             Failure::Violation => {
                 let _ = self.observe(now_ms, &peer.id, Evidence::ProtocolViolation);

@@ -97,6 +97,23 @@ pub fn place_replicas(
     chosen
 }
 
+/// Read repair: the holders a value read met that answered with an older
+/// version than the newest it found (at most `replication`, peers that
+/// may hold a replica), to be sent the newest, so that a stale copy left
+/// by churn or an eclipse is not served again.
+pub fn read_repair_targets(peers: &Peers, now_ms: u64, found: &Found) -> Vec<Contact> {
+    let Some(best) = found.best_seq else {
+        return Vec::new();
+    };
+    found
+        .holders
+        .iter()
+        .filter(|(c, seq)| *seq < best && peers.may_hold_replica(now_ms, &c.id))
+        .map(|(c, _)| *c)
+        .take(peers.params().replication)
+        .collect()
+}
+
 /// The buckets a node that joined refreshes with one lookup each: those
 /// beyond its closest neighbour's ([`JOIN_REFRESH_BUCKETS`] at most), none
 /// if its own-id lookup found nobody. Pick a key in each with

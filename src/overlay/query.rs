@@ -85,9 +85,10 @@ pub struct Found {
     /// With `dense`: the closest nodes that answered on each path of the
     /// last repeat, the cluster set aside (where extra replicas go).
     pub beyond: Vec<Vec<Contact>>,
-    /// For [`Goal::Place`]: the nodes that answered with a verified record
-    /// under the key, and the highest sequence each had (over all rounds,
-    /// at most [`MAX_FOUND_HOLDERS`]).
+    /// For [`Goal::Place`] and [`Goal::Value`]: the nodes that answered
+    /// with a verified record under the key, and the highest sequence each
+    /// had (over all rounds, at most [`MAX_FOUND_HOLDERS`]): where older
+    /// versions are to be replaced.
     pub holders: Vec<(Contact, u64)>,
     /// The highest sequence number found under the key (value reads).
     pub best_seq: Option<u64>,
@@ -260,7 +261,7 @@ impl Query {
             if self.found.best_seq.is_none_or(|best| seq > best) {
                 self.found.best_seq = Some(seq);
             }
-            if self.goal == Goal::Place {
+            if matches!(self.goal, Goal::Place | Goal::Value) {
                 self.note_holder(from, seq);
             }
             if self.goal == Goal::Value

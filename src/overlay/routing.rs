@@ -20,67 +20,10 @@
 use super::config::OverlayParams;
 use super::key::{Distance, Key};
 use crate::identity::NodeId;
+use crate::netaddr::IpPrefix;
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 pub use crate::wire::message::Contact;
-
-/// The network a peer counts under for diversity limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NetPrefix {
-    /// The first 24 bits of an IPv4 address (IPv4-mapped IPv6 counts here).
-    V4([u8; 3]),
-    /// The first 48 bits of an IPv6 address.
-    V6([u8; 6]),
-}
-
-impl NetPrefix {
-    /// The prefix of `ip`.
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => {
-                let o = v4.octets();
-                NetPrefix::V4([o[0], o[1], o[2]])
-            }
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => NetPrefix::of(IpAddr::V4(v4)),
-                None => {
-                    let o = v6.octets();
-                    NetPrefix::V6([o[0], o[1], o[2], o[3], o[4], o[5]])
-                }
-            },
-        }
-    }
-}
-
-/// The wider network a peer counts under: an IPv4 /16 or an IPv6 /32
-/// (what one operator or hosting provider commonly holds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WideNetPrefix {
-    /// The first 16 bits of an IPv4 address.
-    V4([u8; 2]),
-    /// The first 32 bits of an IPv6 address.
-    V6([u8; 4]),
-}
-
-impl WideNetPrefix {
-    /// The wide prefix of `ip`.
-    pub fn of(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => {
-                let o = v4.octets();
-                WideNetPrefix::V4([o[0], o[1]])
-            }
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => WideNetPrefix::of(IpAddr::V4(v4)),
-                None => {
-                    let o = v6.octets();
-                    WideNetPrefix::V6([o[0], o[1], o[2], o[3]])
-                }
-            },
-        }
-    }
-}
 
 /// Why a contact was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -174,8 +117,8 @@ pub struct RoutingTable {
     // Counts per network prefix over all resident entries. Keys come from
     // peers' addresses; SipHash with a random key and at most one entry
     // per resident keep it bounded and collision-proof.
-    prefix_counts: HashMap<NetPrefix, usize>,
-    wide_counts: HashMap<WideNetPrefix, usize>,
+    prefix_counts: HashMap<IpPrefix, usize>,
+    wide_counts: HashMap<IpPrefix, usize>,
     len: usize,
 }
 
@@ -221,11 +164,11 @@ impl RoutingTable {
         if !contact.id.meets_difficulty(self.difficulty) {
             return Err(AdmissionError::PuzzleNotSolved);
         }
-        let prefix = NetPrefix::of(contact.addr.ip());
+        let prefix = IpPrefix::net(contact.addr.ip());
         let in_bucket = bucket
             .entries
             .iter()
-            .filter(|e| NetPrefix::of(e.contact.addr.ip()) == prefix)
+            .filter(|e| IpPrefix::net(e.contact.addr.ip()) == prefix)
             .count();
         if in_bucket >= self.per_bucket {
             return Err(AdmissionError::PrefixFullInBucket);
@@ -233,11 +176,11 @@ impl RoutingTable {
         if self.prefix_counts.get(&prefix).copied().unwrap_or(0) >= self.per_table {
             return Err(AdmissionError::PrefixFullInTable);
         }
-        let wide = WideNetPrefix::of(contact.addr.ip());
+        let wide = IpPrefix::wide(contact.addr.ip());
         let wide_in_bucket = bucket
             .entries
             .iter()
-            .filter(|e| WideNetPrefix::of(e.contact.addr.ip()) == wide)
+            .filter(|e| IpPrefix::wide(e.contact.addr.ip()) == wide)
             .count();
         if wide_in_bucket >= self.wide_per_bucket {
             return Err(AdmissionError::WidePrefixFullInBucket);
@@ -336,11 +279,11 @@ impl RoutingTable {
     fn add(&mut self, index: usize, entry: Entry) {
         *self
             .prefix_counts
-            .entry(NetPrefix::of(entry.contact.addr.ip()))
+            .entry(IpPrefix::net(entry.contact.addr.ip()))
             .or_insert(0) += 1;
         *self
             .wide_counts
-            .entry(WideNetPrefix::of(entry.contact.addr.ip()))
+            .entry(IpPrefix::wide(entry.contact.addr.ip()))
             .or_insert(0) += 1;
         self.buckets[index].entries.push(entry);
         self.len += 1;
@@ -441,14 +384,14 @@ impl RoutingTable {
         let bucket = &mut self.buckets[index];
         let pos = bucket.entries.iter().position(|e| e.contact.id == *id)?;
         let entry = bucket.entries.remove(pos);
-        let prefix = NetPrefix::of(entry.contact.addr.ip());
+        let prefix = IpPrefix::net(entry.contact.addr.ip());
         if let Some(n) = self.prefix_counts.get_mut(&prefix) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.prefix_counts.remove(&prefix);
             }
         }
-        let wide = WideNetPrefix::of(entry.contact.addr.ip());
+        let wide = IpPrefix::wide(entry.contact.addr.ip());
         if let Some(n) = self.wide_counts.get_mut(&wide) {
             *n = n.saturating_sub(1);
             if *n == 0 {

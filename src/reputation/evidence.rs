@@ -6,8 +6,7 @@ use crate::overlay::record::RecordError;
 use crate::wire::WireError;
 
 /// An answer that was provably wrong: any honest node of the overlay,
-/// given the same bytes (and, for [`Misbehaviour::StaleRecord`], the same
-/// first-hand history with the peer), reaches the same verdict. An honest
+/// given the same bytes, reaches the same verdict. An honest
 /// implementation never produces one, whatever its clock or load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -16,13 +15,6 @@ pub enum Misbehaviour {
     /// or corruption (bad signature, wrong key, not the owner, malformed
     /// value): see [`RecordError::is_provable_misbehaviour`].
     BadRecord,
-    /// A record older than one the same peer itself acknowledged storing
-    /// or served earlier (a rollback). Report it only with that first-hand
-    /// proof: a peer that merely missed the newer record is not at fault.
-    StaleRecord,
-    /// Contacts that are not closer to the target than the answering peer,
-    /// where the protocol requires them to be.
-    NotCloser,
     /// A contact whose id fails the admission puzzle.
     InvalidContact,
     /// More contacts than were asked for.

@@ -55,7 +55,7 @@ fn score_halves_after_each_half_life() {
 
     // Misbehaviour decays with its own, longer half-life.
     let bad = id(2);
-    let _ = rep.observe(bad, Evidence::Misbehaved(Misbehaviour::NotCloser), T0);
+    let _ = rep.observe(bad, Evidence::Misbehaved(Misbehaviour::TooManyContacts), T0);
     assert_eq!(rep.score(&bad, T0), -50.0);
     assert!(close(
         rep.score(&bad, T0 + HOUR),
@@ -477,7 +477,7 @@ fn rate_factor_scales_with_score() {
     observe_n(
         &mut rep,
         bottom,
-        Evidence::Misbehaved(Misbehaviour::StaleRecord),
+        Evidence::Misbehaved(Misbehaviour::BadRecord),
         3,
         T0,
     );

@@ -1,0 +1,379 @@
+//! The admin protocol's messages, typed: the [`Request`] the CLI writes and
+//! the node parses, one result struct per operation that the node writes
+//! and the CLI reads, and the [`Answer`] envelope around a result.
+//!
+//! The table of which result answers which request, and the rules for
+//! reading them, are in the parent module's documentation.
+
+use crate::identity::{NodeId, UserId};
+use crate::reputation::Standing;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+
+/// One admin request, tagged by `op`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The node's identity, overlay and counters.
+    Status {},
+    /// The routing table.
+    Routes {},
+    /// The reputation table: every tracked peer with its score and
+    /// evidence counts.
+    Reputation {},
+    /// The registration of an address-of-record, found in the overlay.
+    Lookup {
+        /// The SIP AOR, e.g. `sip:alice@example.org`.
+        aor: String,
+    },
+    /// An owner-only value, found in the overlay.
+    Get {
+        /// The owner's user id (64 hex digits).
+        owner: String,
+        /// The value's name.
+        name: String,
+    },
+    /// Publish a record signed by its owner (hex of its encoding) on the
+    /// nodes responsible for its key.
+    Publish {
+        /// The record's canonical encoding, hex.
+        record: String,
+    },
+}
+
+impl Request {
+    /// Parses one request line: a JSON object with a known `op` and exactly
+    /// that operation's fields.
+    pub fn parse(line: &[u8]) -> Result<Self, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+        if !value.is_object() {
+            return Err("a request is a JSON object".into());
+        }
+        Self::deserialize(value).map_err(|e| e.to_string())
+    }
+}
+
+/// One answer line: `{"ok": true, "result": {...}}` or
+/// `{"ok": false, "error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer<R> {
+    /// Whether the request was carried out.
+    pub ok: bool,
+    /// The operation's result, when `ok`.
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub result: Option<R>,
+    /// Why not, when not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+// `#[serde(default)]` on `Option<R>` would ask for `R: Default`.
+fn none<R>() -> Option<R> {
+    None
+}
+
+impl<R> Answer<R> {
+    /// A successful answer carrying `result`.
+    pub fn success(result: R) -> Self {
+        Self {
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// A refusal, with the reason shown to the user.
+    pub fn failure(error: String) -> Self {
+        Self {
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// How the overlay admits identities (`mode` in [`StatusResult`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverlayMode {
+    /// Any identity that solves the puzzle, with a self-signed certificate.
+    SelfCertifying,
+    /// Only identities with a certificate from an overlay CA.
+    Enrolled,
+}
+
+impl OverlayMode {
+    /// The mode as the admin interface spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverlayMode::SelfCertifying => "self-certifying",
+            OverlayMode::Enrolled => "enrolled",
+        }
+    }
+}
+
+impl fmt::Display for OverlayMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer to `status`: the node's identity, overlay and counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResult {
+    /// The node's id.
+    #[serde(with = "as_text")]
+    pub id: NodeId,
+    /// The address the node listens on (empty if unknown).
+    pub listen: String,
+    /// The overlay's name.
+    pub overlay: String,
+    /// How the overlay admits identities.
+    pub mode: OverlayMode,
+    /// The overlay's admission puzzle, in leading zero bits.
+    pub id_difficulty: u8,
+    /// Distinct authenticated peers with an open connection, either way.
+    pub peers: usize,
+    /// Contacts in the routing table.
+    pub table_size: usize,
+    /// Records the node holds for the overlay.
+    pub records: usize,
+    /// Seconds since the node started.
+    pub uptime_secs: u64,
+}
+
+/// The answer to `routes`: the routing table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutesResult {
+    /// The overlay's name.
+    pub overlay: String,
+    /// Contacts in the routing table.
+    pub table_size: usize,
+    /// The contacts, by bucket.
+    pub routes: Vec<Route>,
+}
+
+/// One contact of the routing table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// The bucket's index: the length of the prefix the contact's id
+    /// shares with the node's.
+    pub bucket: usize,
+    /// The contact's id.
+    #[serde(with = "as_text")]
+    pub node_id: NodeId,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// The answer to `reputation`: every tracked peer, in id order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReputationResult {
+    /// The peers.
+    pub peers: Vec<PeerEntry>,
+}
+
+/// What the node observed of one peer (field meanings: docs/admin.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// The peer.
+    #[serde(with = "as_text")]
+    pub node_id: NodeId,
+    /// Its decaying soft score, -100 to 100, two decimals.
+    pub score: f64,
+    /// Its standing.
+    pub standing: PeerStanding,
+    /// Requests it answered.
+    pub answered: u32,
+    /// Answers that verified.
+    pub verified: u32,
+    /// Answers refused for a reason that proves nothing.
+    pub unverifiable: u32,
+    /// Requests it left unanswered.
+    pub unresponsive: u32,
+    /// Provably wrong answers.
+    pub misbehaviour: u32,
+    /// Protocol violations.
+    pub violations: u32,
+    /// Requests refused for its rate.
+    pub rate_violations: u32,
+    /// Bans still counting towards escalation.
+    pub bans: u8,
+    /// When it was first tracked, unix seconds.
+    pub first_seen: u64,
+    /// When it was last heard from, unix seconds.
+    pub last_seen: u64,
+    /// When its ban ends, unix seconds; `null` when not banned.
+    pub banned_until: Option<u64>,
+}
+
+/// A peer's standing, as the admin interface spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerStanding {
+    /// Under an active ban.
+    Banned,
+    /// Score at or below the suspect threshold.
+    Suspect,
+    /// Unknown, or between the thresholds.
+    Neutral,
+    /// Score at or above the good threshold.
+    Good,
+}
+
+impl From<Standing> for PeerStanding {
+    fn from(s: Standing) -> Self {
+        match s {
+            Standing::Banned => PeerStanding::Banned,
+            Standing::Suspect => PeerStanding::Suspect,
+            Standing::Neutral => PeerStanding::Neutral,
+            Standing::Good => PeerStanding::Good,
+        }
+    }
+}
+
+impl PeerStanding {
+    /// The standing as the admin interface spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerStanding::Banned => "banned",
+            PeerStanding::Suspect => "suspect",
+            PeerStanding::Neutral => "neutral",
+            PeerStanding::Good => "good",
+        }
+    }
+}
+
+impl fmt::Display for PeerStanding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer to `lookup`: the newest registration of an AOR that
+/// verifies, with its entries live now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupResult {
+    /// The AOR.
+    pub aor: String,
+    /// The user who owns it.
+    #[serde(with = "as_text")]
+    pub owner: UserId,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's expiry, unix seconds.
+    pub expires: u64,
+    /// The live entries.
+    pub entries: Vec<LookupEntry>,
+    /// The record's encoding.
+    #[serde(with = "hex_bytes")]
+    pub record: Vec<u8>,
+}
+
+/// One live entry of a registration: a node the AOR is reached through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupEntry {
+    /// The node.
+    #[serde(with = "as_text")]
+    pub node_id: NodeId,
+    /// SIP contact URIs at that node.
+    pub contacts: Vec<String>,
+    /// The entry's expiry, unix seconds.
+    pub expires: u64,
+}
+
+/// The answer to `get`: the newest version of an owner-only value that
+/// verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetResult {
+    /// The owner.
+    #[serde(with = "as_text")]
+    pub owner: UserId,
+    /// The value's name.
+    pub name: String,
+    /// The value as text (invalid UTF-8 replaced).
+    pub value: String,
+    /// The value's bytes.
+    #[serde(with = "hex_bytes")]
+    pub value_hex: Vec<u8>,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's expiry, unix seconds.
+    pub expires: u64,
+    /// The record's encoding.
+    #[serde(with = "hex_bytes")]
+    pub record: Vec<u8>,
+}
+
+/// The answer to `publish`: where the record went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishResult {
+    /// The record's overlay key.
+    #[serde(with = "hex_bytes")]
+    pub key: Vec<u8>,
+    /// The record's kind number (docs/protocol.md §7).
+    pub kind: u64,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's expiry, unix seconds.
+    pub expires: u64,
+    /// Nodes that acknowledged a durable store.
+    pub acks: usize,
+    /// The overlay's replication factor: the most `acks` can be.
+    pub replication: usize,
+}
+
+/// `message` as JSON text. It goes through a [`serde_json::Value`], whose
+/// objects keep their keys sorted: the text is byte for byte what the node
+/// and the CLI wrote before these messages were typed. (JSON leaves key
+/// order open; a script that compares lines sees no change either.)
+pub(crate) fn json_text(message: &impl Serialize) -> Result<String, serde_json::Error> {
+    Ok(serde_json::to_value(message)?.to_string())
+}
+
+/// `message` as one line of the admin protocol, newline included.
+pub(crate) fn json_line(message: &impl Serialize) -> Result<String, serde_json::Error> {
+    let mut line = json_text(message)?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// Ids in their canonical text form (64 lower-case hex digits).
+mod as_text {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    pub fn serialize<T: Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(D::Error::custom)
+    }
+}
+
+/// Bytes as lower-case hex text.
+mod hex_bytes {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;
