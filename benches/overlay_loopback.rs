@@ -690,12 +690,14 @@ async fn throughput_runs(
     stored: Arc<Vec<Key>>,
     records: u8,
     tag: &str,
-) {
+) -> Vec<(usize, f64)> {
+    let mut findnode_rates = Vec::new();
     let mut fresh = all.iter().cycle().skip(all.len() / 2).cloned();
     let mut next_node = move || fresh.next().expect("a node");
     let after = |one: &Arc<Node>| one.overlay().expect("overlay node").table_len();
     for &c in s.lookup_concurrency {
         let one = next_node();
+        let before = after(&one);
         progress(&format!("FindNode throughput, {c} concurrent, {tag}"));
         let mut rng = StdRng::seed_from_u64(c as u64);
         let keys: Arc<Vec<Key>> = Arc::new((0..500_000).map(|_| Key(rng.gen())).collect());
@@ -706,14 +708,26 @@ async fn throughput_runs(
             })
             .await
         };
+        let kept = after(&one);
+        let succeeded = run.ops() - run.failed();
         t.row(
             format!(
-                "FindNode lookups/s by one node, {c} concurrent, {tag} ({}; contacts after: {})",
+                "FindNode lookups/s by one node, {c} concurrent, {tag} ({}; contacts before / after: {before} / {kept})",
                 run.count(),
-                after(&one)
             ),
             format!("{:.0}", run.per_sec()),
         );
+        t.row(
+            format!(
+                "FindNode goal, {c} concurrent, {tag}: contacts kept (>= 90 %), lookups succeeded (>= 99 %)"
+            ),
+            format!(
+                "{:.1} %, {:.2} %",
+                100.0 * kept as f64 / before.max(1) as f64,
+                100.0 * succeeded as f64 / run.ops().max(1) as f64
+            ),
+        );
+        findnode_rates.push((c, run.per_sec()));
         t.row(
             format!("FindNode latency, {c} concurrent, {tag}: p50 / p99 / max"),
             run.latency(),
@@ -776,6 +790,7 @@ async fn throughput_runs(
         format!("publish latency, {c} concurrent, {tag}: p50 / p99 / max"),
         run.latency(),
     );
+    findnode_rates
 }
 
 async fn overlay_phase(s: &Scale, t: &mut Table) {
@@ -802,7 +817,7 @@ async fn overlay_phase(s: &Scale, t: &mut Table) {
 
     let stored = latency_runs(s, t, &all, &mut rng).await;
     let tag = "default rate limit";
-    throughput_runs(s, t, &all, stored.clone(), 3, tag).await;
+    let limited = throughput_runs(s, t, &all, stored.clone(), 3, tag).await;
     t.row(
         format!("routing table size after the runs, {tag}, min / median / max"),
         table_sizes(&nodes),
@@ -831,7 +846,15 @@ async fn overlay_phase(s: &Scale, t: &mut Table) {
         .await;
     }
     let tag = "rate limit off";
-    throughput_runs(s, t, &all, publisher.stored(), 5, tag).await;
+    let unlimited = throughput_runs(s, t, &all, publisher.stored(), 5, tag).await;
+    for ((c, with), (_, without)) in limited.iter().zip(&unlimited) {
+        t.row(
+            format!(
+                "FindNode throughput, {c} concurrent: default rate limit / limit off (goal >= 0.8)"
+            ),
+            format!("{:.2}", with / without.max(f64::MIN_POSITIVE)),
+        );
+    }
     t.row(
         format!("routing table size after the runs, {tag}, min / median / max"),
         table_sizes(&nodes),

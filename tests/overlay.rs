@@ -844,3 +844,138 @@ async fn a_client_that_does_not_listen_never_enters_a_routing_table() {
         .iter()
         .all(|c| c.addr.ip() != spoof.local_addr().unwrap().ip()));
 }
+
+/// Under load a node slows down instead of going blind (issue 10): one
+/// node runs 32 concurrent lookups for a few seconds against peers with
+/// the default rate limit. It paces itself within what they allow, so
+/// none of them refuses it into a ban, it keeps at least 90 % of its
+/// contacts, and at least 99 % of its lookups find nodes. Meanwhile a
+/// flooder hammers another node with requests as fast as it can; that
+/// node keeps its table and goes on answering the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_node_slows_down_and_a_hammered_node_keeps_serving() {
+    let nodes: Vec<RunningNode> = (0..8u8).map(|i| start(70 + i, params())).collect();
+    let boot = contact(&nodes[0]);
+    for n in &nodes[1..] {
+        join_via(n, boot).await;
+    }
+    // Everyone meets everyone (a refresh, as maintenance does).
+    for n in &nodes {
+        let overlay = n.node.overlay().unwrap();
+        let found = overlay.lookup(n.node.dialer(), Key([0x5a; 32]), None).await;
+        overlay.learn_found(&found);
+    }
+    let busy = nodes[1].node.clone();
+    let hammered = nodes[2].node.clone();
+    let before_busy = busy.overlay().unwrap().table_len();
+    let before_hammered = hammered.overlay().unwrap().table_len();
+    assert!(before_busy >= 4, "table of {before_busy} after the joins");
+
+    // The flooder: a pure client with FindNodes, 16 in flight, until it
+    // is cut off, for at most 20 s or 20,000 requests (the node allows a
+    // burst of 200 and 100/s).
+    let flood_key = key(180);
+    let flooder = client(&flood_key, VerifyPolicy::self_certifying(0), "127.81.0.1");
+    let conn = flooder
+        .connect(contact(&nodes[2]).addr, Some(hammered.node_id()))
+        .await
+        .unwrap();
+    let flood = tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..16)
+            .map(|_| {
+                let (conn, sent) = (conn.clone(), sent.clone());
+                tokio::spawn(async move {
+                    let find = Message::FindNode {
+                        overlay: "test-overlay".into(),
+                        target: [0x11; 32],
+                    };
+                    while tokio::time::Instant::now() < deadline
+                        && sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 20_000
+                    {
+                        let r = conn.request(&find).await;
+                        if r.is_err() && conn.connection().close_reason().is_some() {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            let _ = w.await;
+        }
+    });
+
+    // The busy node: 32 concurrent lookups, at most 3 s or 3,000 lookups.
+    let started = std::time::Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (busy, next) = (busy.clone(), next.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut all) = (0usize, 0usize);
+                while started.elapsed() < Duration::from_secs(3)
+                    && next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 3_000
+                {
+                    let target = Key(rand::random());
+                    let found = busy
+                        .overlay()
+                        .unwrap()
+                        .lookup(busy.dialer(), target, None)
+                        .await;
+                    all += 1;
+                    ok += usize::from(!found.closest.is_empty());
+                }
+                (ok, all)
+            })
+        })
+        .collect();
+    let (mut ok, mut all) = (0, 0);
+    for t in tasks {
+        let (o, a) = t.await.unwrap();
+        ok += o;
+        all += a;
+    }
+    flood.await.unwrap();
+
+    assert!(all >= 32, "only {all} lookups ran");
+    assert!(ok * 100 >= all * 99, "{ok} of {all} lookups found nodes");
+    let after_busy = busy.overlay().unwrap().table_len();
+    assert!(
+        after_busy * 10 >= before_busy * 9,
+        "the busy node kept {after_busy} of {before_busy} contacts"
+    );
+    for n in &nodes {
+        assert!(
+            !n.node.core().is_banned(&busy.node_id()),
+            "a peer banned the busy node"
+        );
+    }
+    // The flooder went over its rate again and again: banned, and every
+    // connection of it closed.
+    let flooder_id = flood_key.public().node_id();
+    assert!(
+        hammered.core().is_banned(&flooder_id),
+        "the flooder is not banned: {:?}",
+        hammered
+            .core()
+            .report()
+            .iter()
+            .filter(|r| r.rate_violations > 0 || r.id == flooder_id)
+            .collect::<Vec<_>>()
+    );
+    assert!(hammered.peers().iter().all(|(id, _)| *id != flooder_id));
+    // The hammered node kept its table and still answers its peers.
+    let after_hammered = hammered.overlay().unwrap().table_len();
+    assert!(
+        after_hammered * 10 >= before_hammered * 9,
+        "the hammered node kept {after_hammered} of {before_hammered} contacts"
+    );
+    let answer = nodes[3]
+        .node
+        .dialer()
+        .request(contact(&nodes[2]), &Message::Ping { nonce: 7 })
+        .await;
+    assert!(matches!(answer, Ok(Message::Pong { .. })), "{answer:?}");
+}
