@@ -75,7 +75,7 @@ fn owner_value_round_trips_and_verifies() {
     assert_eq!(v.seq(), 7);
     assert_eq!(v.expires(), NOW + HOUR);
     assert_eq!(v.owner(), alice.public().as_bytes());
-    assert_eq!(*v.owner_id(), alice.public().user_id());
+    assert_eq!(v.owner_id(), alice.public().user_id());
     assert_eq!(
         *v.key(),
         owner_value_key(&alice.public().user_id(), "config")
@@ -84,7 +84,7 @@ fn owner_value_round_trips_and_verifies() {
     assert_eq!(value.name(), "config");
     assert_eq!(value.data(), b"{\"ring\":3}");
     assert!(v.registration().is_none());
-    assert_eq!(OwnerValue::decode(v.value()).unwrap(), *value);
+    assert_eq!(OwnerValue::decode(v.value()).unwrap(), value);
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn registration_round_trips_and_verifies() {
     assert_eq!(decoded, record);
     let v = decoded.verify(&open(), NOW).unwrap();
     let got = v.registration().unwrap();
-    assert_eq!(got, &reg);
+    assert_eq!(got, reg);
     assert_eq!(
         got.aor(),
         format!("sip:{}@p2psip", alice.public().user_id())
