@@ -146,6 +146,24 @@ pub const DEFAULT_STORE_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// layout, the record's fixed fields or the platform change.
 pub const STORE_SLOT_OVERHEAD: usize = 352;
 
+/// Record writes (Stores and expiry deletes) queued for the committer
+/// ([`crate::net::commit`]) at most, and the most one group commit takes:
+/// a Store arriving at a full queue waits for room (back-pressure), so at
+/// most twice this many record encodings (up to about 16.5 KiB each, some
+/// 8 MiB at worst) are held between verification and the disk. A batch of
+/// that many maximum-size records also fits redb's write buffer (half of
+/// [`RECORD_DB_CACHE_SIZE`]).
+pub const MAX_PENDING_RECORD_WRITES: usize = 256;
+
+/// Bytes of page cache redb may keep for the record database (redb's own
+/// default is 1 GiB). Reads are rare (only a restart reads every record;
+/// lookups are answered from memory), so a small cache costs nothing;
+/// writes need half of it as a write buffer for one group commit
+/// ([`MAX_PENDING_RECORD_WRITES`] records of at most about 16.5 KiB). The
+/// resident memory a node with a data directory adds over one without is
+/// about this much (`docs/benchmarks.md`).
+pub const RECORD_DB_CACHE_SIZE: usize = 16 * 1024 * 1024;
+
 /// Most contacts in one Nodes or Value answer.
 pub const MAX_CONTACTS_PER_ANSWER: usize = 32;
 
