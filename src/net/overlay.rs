@@ -21,6 +21,7 @@
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::client::{quinn_client_config, PeerConnection};
+use super::commit::Committer;
 use super::disk::{DiskError, DiskStore};
 use super::reputation::PeerReputation;
 use super::tls::LocalIdentity;
@@ -315,7 +316,9 @@ pub struct OverlayService {
     records: RecordPolicy,
     state: Mutex<State>,
     epoch: Instant,
-    disk: Option<DiskStore>,
+    disk: Option<Arc<DiskStore>>,
+    /// Group-commits the record writes to `disk`.
+    commit: Option<Committer>,
     /// Contacts reloaded from disk, to rejoin through once.
     reloaded: Mutex<Vec<Contact>>,
     /// Wakes the maintenance task when an event is queued.
@@ -388,6 +391,7 @@ impl OverlayService {
             records,
             epoch: Instant::now(),
             disk: None,
+            commit: None,
             reloaded: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             reputation: Arc::new(PeerReputation::in_memory(Policy::default())),
@@ -428,10 +432,12 @@ impl OverlayService {
     pub fn with_disk(mut self, disk: DiskStore) -> Result<(Self, usize), DiskError> {
         let now = crate::unix_now().max(0) as u64;
         let mut loaded = 0;
-        for (slot, encoded) in disk.load_all()? {
-            let verified = Record::decode(&encoded).and_then(|r| r.verify(&self.records, now));
+        let mut stale: Vec<Vec<u8>> = Vec::new();
+        // Row by row: the rows are not all held in memory at once.
+        disk.for_each_record(|slot, encoded| {
+            let verified = Record::decode(encoded).and_then(|r| r.verify(&self.records, now));
             match verified {
-                Ok(v) if slot == slot_of(v.key(), v.kind(), v.owner()) => {
+                Ok(v) if slot == slot_of(v.key(), v.kind(), v.owner()).as_slice() => {
                     if self.state().store.put(v, now).is_ok() {
                         loaded += 1;
                     }
@@ -439,10 +445,15 @@ impl OverlayService {
                 Ok(_) => debug!("record under the wrong slot on disk; dropped"),
                 Err(e) => {
                     debug!(error = %e, "stored record no longer verifies; dropped");
-                    let _ = disk.remove(&slot);
+                    stale.push(slot.to_vec());
                 }
             }
+        })?;
+        if !stale.is_empty() {
+            let _ = disk.remove_many(&stale);
         }
+        let disk = Arc::new(disk);
+        self.commit = Some(Committer::start(disk.clone())?);
         self.disk = Some(disk);
         Ok((self, loaded))
     }
@@ -598,8 +609,13 @@ impl OverlayService {
     /// the message is not an overlay request. A request naming this
     /// overlay also teaches the routing table about the peer (a peer of
     /// another overlay is never admitted); the second value is the resident
-    /// to ping when the peer's bucket is full.
-    pub fn answer(&self, peer: Contact, request: &Message) -> Option<(Message, Option<Contact>)> {
+    /// to ping when the peer's bucket is full. A Store is answered once
+    /// the record is durable (with a data directory).
+    pub async fn answer(
+        &self,
+        peer: Contact,
+        request: &Message,
+    ) -> Option<(Message, Option<Contact>)> {
         let overlay = match request {
             Message::FindNode { overlay, .. }
             | Message::FindValue { overlay, .. }
@@ -611,10 +627,12 @@ impl OverlayService {
         } else {
             None
         };
-        self.reply(&peer.id, request).map(|reply| (reply, to_ping))
+        self.reply(&peer.id, request)
+            .await
+            .map(|reply| (reply, to_ping))
     }
 
-    fn reply(&self, from: &NodeId, request: &Message) -> Option<Message> {
+    async fn reply(&self, from: &NodeId, request: &Message) -> Option<Message> {
         let wrong = |overlay: &str| {
             (overlay != self.params.name).then(|| {
                 Message::error(
@@ -648,17 +666,18 @@ impl OverlayService {
                     contacts: self.closest(&key, k),
                 }
             }),
-            Message::Store { overlay, record } => {
-                wrong(overlay).unwrap_or_else(|| {
-                    let (reply, refused) = self.store_checked(record, true);
+            Message::Store { overlay, record } => match wrong(overlay) {
+                Some(refusal) => refusal,
+                None => {
+                    let (reply, refused) = self.store_checked(record, true).await;
                     // Honest nodes verify what they pass on: a forged
                     // record is the sender's doing.
                     if let Some(evidence) = refused.filter(Evidence::is_misbehaviour) {
                         let _ = self.report(from, evidence);
                     }
                     reply
-                })
-            }
+                }
+            },
             _ => return None,
         })
     }
@@ -743,13 +762,13 @@ impl OverlayService {
     /// Verifies and stores a record; with `check_responsible`, first
     /// refuses keys this node is not responsible for (checked before the
     /// signature, so that refusing costs little).
-    fn store_local(&self, encoded: &[u8], check_responsible: bool) -> Message {
-        self.store_checked(encoded, check_responsible).0
+    async fn store_local(&self, encoded: &[u8], check_responsible: bool) -> Message {
+        self.store_checked(encoded, check_responsible).await.0
     }
 
     /// [`OverlayService::store_local`], also telling what a refused
     /// record says about its sender ([`Evidence::from_record_error`]).
-    fn store_checked(
+    async fn store_checked(
         &self,
         encoded: &[u8],
         check_responsible: bool,
@@ -788,16 +807,40 @@ impl OverlayService {
         };
         let seq = verified.seq();
         let slot = slot_of(verified.key(), verified.kind(), verified.owner());
-        // The state lock is released before the (fsync'd) disk write, so
-        // that lookups are not held up behind it.
-        let outcome = self.state().store.put(verified, now);
+        // With a data directory: room in the commit queue first (waiting
+        // while it is full), then the record enters the store and its
+        // write the queue under one lock, so that a slot's writes reach
+        // the disk in the order the store took them. The commit itself is
+        // awaited without the lock (lookups are not held up behind it).
+        let room = match &self.commit {
+            Some(commit) => match commit.reserve().await {
+                Ok(room) => Some(room),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not persist a record");
+                    let reply = Message::error(ErrorCode::Internal, "record not stored durably");
+                    return (reply, None);
+                }
+            },
+            None => None,
+        };
+        let (outcome, durable) = {
+            let mut state = self.state();
+            let outcome = state.store.put(verified, now);
+            let durable = match (&outcome, room) {
+                // Held already: acknowledged once the write that stored it
+                // (perhaps still queued) has committed.
+                (Ok(PutOutcome::Unchanged), Some(room)) => Some(room.barrier()),
+                (Ok(_), Some(room)) => Some(room.put(slot, encoded.to_vec())),
+                _ => None,
+            };
+            (outcome, durable)
+        };
         // A refusal by the store (an older sequence, a quota) proves
         // nothing about the sender: it may not have seen the newer record.
         let reply = match outcome {
-            Ok(PutOutcome::Unchanged) => Message::Stored { seq },
-            Ok(_) => match &self.disk {
+            Ok(_) => match durable {
                 // Acknowledged only once durable.
-                Some(disk) => match disk.save(&slot, encoded) {
+                Some(pending) => match pending.wait().await {
                     Ok(()) => Message::Stored { seq },
                     Err(e) => {
                         tracing::warn!(error = %e, "could not persist a record");
@@ -1247,7 +1290,10 @@ impl OverlayService {
                 None => {
                     // The lookup just found this node among the closest:
                     // no responsibility check against its own table.
-                    if matches!(self.store_local(&encoded, false), Message::Stored { .. }) {
+                    if matches!(
+                        self.store_local(&encoded, false).await,
+                        Message::Stored { .. }
+                    ) {
                         acks += 1;
                     }
                 }
@@ -1388,14 +1434,21 @@ impl OverlayService {
         let mut state = self.state();
         let dropped = state.store.expire_slots(now);
         if let (Some(disk), false) = (&self.disk, dropped.is_empty()) {
-            // Under the state lock, as a Store's write is: a newer record
-            // stored in the slot meanwhile must not be deleted from disk.
+            // Queued under the state lock, as a Store's write is: a newer
+            // record stored in the slot afterwards is written after this
+            // deletion. Not awaited (the committer logs a failure); with
+            // the queue full, deleted at once instead.
             let slots: Vec<Vec<u8>> = dropped
                 .iter()
                 .map(|(key, kind, owner)| slot_of(key, *kind, owner))
                 .collect();
-            if let Err(e) = disk.remove_many(&slots) {
-                tracing::warn!(error = %e, "could not drop expired records from disk");
+            match self.commit.as_ref().and_then(Committer::try_reserve) {
+                Some(room) => drop(room.remove(slots)),
+                None => {
+                    if let Err(e) = disk.remove_many(&slots) {
+                        tracing::warn!(error = %e, "could not drop expired records from disk");
+                    }
+                }
             }
         }
         dropped.len()
@@ -1672,7 +1725,17 @@ mod tests {
             overlay: "unit".into(),
             record: r.encode(),
         };
-        overlay.answer(from, &request).unwrap().0
+        block_on(overlay.answer(from, &request)).unwrap().0
+    }
+
+    /// Runs `f` to completion (the store path is async: it awaits the
+    /// commit of a durable Store).
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     fn drain(overlay: &OverlayService) -> Vec<ChurnEvent> {
@@ -1759,7 +1822,7 @@ mod tests {
                 .unwrap()
                 .sign(&owner, 1, expires);
             assert!(matches!(
-                overlay.store_local(&r.encode(), true),
+                block_on(overlay.store_local(&r.encode(), true)),
                 Message::Stored { .. }
             ));
         }
@@ -1804,7 +1867,7 @@ mod tests {
         overlay.learn(a);
         overlay.learn(b);
         assert!(matches!(
-            overlay.store_local(&r.encode(), false),
+            block_on(overlay.store_local(&r.encode(), false)),
             Message::Stored { .. }
         ));
         overlay.evict(&a.id);
@@ -1823,7 +1886,7 @@ mod tests {
             overlay.learn(*c);
         }
         assert!(matches!(
-            overlay.store_local(&r.encode(), false),
+            block_on(overlay.store_local(&r.encode(), false)),
             Message::Stored { .. }
         ));
         let batch = overlay.republish_batch(None, 10);
@@ -1937,7 +2000,7 @@ mod tests {
             .unwrap();
         for r in [&short, &long] {
             assert!(matches!(
-                overlay.store_local(&r.encode(), false),
+                block_on(overlay.store_local(&r.encode(), false)),
                 Message::Stored { .. }
             ));
         }

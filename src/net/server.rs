@@ -503,7 +503,7 @@ async fn serve_stream(
                     id: peer,
                     addr: conn.remote_address(),
                 };
-                if let Some((reply, oldest)) = overlay.answer(contact, &message) {
+                if let Some((reply, oldest)) = overlay.answer(contact, &message).await {
                     // A forged record in a Store is provable misbehaviour
                     // (the overlay reported it): answer, then close.
                     if ctx.reputation.is_banned(&peer) {
