@@ -126,13 +126,43 @@ pub const MAX_OWNER_VALUE_NAME_LEN: usize = 128;
 pub const DEFAULT_STORE_MAX_SLOTS_PER_OWNER: usize = 128;
 
 /// Default most bytes a node's record store accounts for: the encoded
-/// records it holds plus [`STORE_SLOT_OVERHEAD`] per slot.
+/// records it holds plus [`STORE_SLOT_OVERHEAD`] per slot, which is what
+/// it keeps resident (`docs/benchmarks.md`, "Record store memory").
 pub const DEFAULT_STORE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bytes a record store charges for every slot on top of its record's
-/// encoding, so that tombstones (slots whose record is gone) and tiny
-/// records are not free.
-pub const STORE_SLOT_OVERHEAD: usize = 128;
+/// encoding: what a slot is measured to keep resident beyond the encoding
+/// itself (its entry in the slot map with the record's fixed fields, its
+/// share of the map's nodes, its owner's entry in the per-owner count,
+/// the allocator's rounding of the encoding), so that the store's byte
+/// bound bounds its memory, and tombstones and tiny records are not free.
+///
+/// How it was set: `cargo bench --bench store` fills a store with 100,000
+/// records of 256 bytes in a child process and divides its growth in
+/// `VmRSS` by the records held; with every record of its own owner (the
+/// worst case: one per-owner entry per slot) a slot cost 331 bytes beyond
+/// its encoding (266 with 64 records per owner), on x86_64 Linux with
+/// glibc's allocator. Rounded up to 352. Measure again when the store's
+/// layout, the record's fixed fields or the platform change.
+pub const STORE_SLOT_OVERHEAD: usize = 352;
+
+/// Record writes (Stores and expiry deletes) queued for the committer
+/// ([`crate::net::commit`]) at most, and the most one group commit takes:
+/// a Store arriving at a full queue waits for room (back-pressure), so at
+/// most twice this many record encodings (up to about 16.5 KiB each, some
+/// 8 MiB at worst) are held between verification and the disk. A batch of
+/// that many maximum-size records also fits redb's write buffer (half of
+/// [`RECORD_DB_CACHE_SIZE`]).
+pub const MAX_PENDING_RECORD_WRITES: usize = 256;
+
+/// Bytes of page cache redb may keep for the record database (redb's own
+/// default is 1 GiB). Reads are rare (only a restart reads every record;
+/// lookups are answered from memory), so a small cache costs nothing;
+/// writes need half of it as a write buffer for one group commit
+/// ([`MAX_PENDING_RECORD_WRITES`] records of at most about 16.5 KiB). The
+/// resident memory a node with a data directory adds over one without is
+/// about this much (`docs/benchmarks.md`).
+pub const RECORD_DB_CACHE_SIZE: usize = 16 * 1024 * 1024;
 
 /// Most contacts in one Nodes or Value answer.
 pub const MAX_CONTACTS_PER_ANSWER: usize = 32;

@@ -15,6 +15,7 @@ use p2psip::limits::RESPONSIBILITY_SLACK_FACTOR;
 use p2psip::net::{Limits, LocalIdentity, Maintenance, NetError, Node, NodeConfig, RateLimit};
 use p2psip::overlay::config::OverlayParams;
 use p2psip::overlay::key::Key;
+use p2psip::overlay::peers::ListenProof;
 use p2psip::overlay::query::Goal;
 use p2psip::overlay::record::{OwnerValue, Record, RecordKind};
 use p2psip::overlay::routing::Contact;
@@ -230,6 +231,78 @@ async fn a_node_restarted_from_its_data_dir_still_serves_its_records() {
         err.to_string().contains("lower than the 3 already seen"),
         "{err}"
     );
+}
+
+/// Concurrent Stores of successive versions of one record reach the disk
+/// in the order the record store took them (group commit keeps a slot's
+/// writes in order): reopened, the database holds exactly the version the
+/// node held in memory, which is the newest acknowledged one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_versions_of_a_record_end_on_disk_as_in_memory() {
+    use p2psip::net::disk::DiskStore;
+    use p2psip::net::overlay::OverlayService;
+    use p2psip::overlay::record::RecordPolicy;
+    use std::sync::Arc;
+    const VERSIONS: u64 = 64;
+    let data = tempfile::tempdir().unwrap();
+    for round in 0..4u8 {
+        let user = SecretKey::from_seed(&[0xc0 + round; 32]);
+        let expires = now() as u64 + 3600;
+        let versions: Vec<Record> = (1..=VERSIONS)
+            .map(|seq| {
+                OwnerValue::new("config", seq.to_le_bytes().to_vec())
+                    .unwrap()
+                    .sign(&user, seq, expires)
+            })
+            .collect();
+        let path = data.path().join(format!("records-{round}.redb"));
+        let service = OverlayService::new(
+            NodeId::from_bytes([0; 32]),
+            params(),
+            RecordPolicy::self_certifying(params().name),
+        );
+        let (service, _) = service.with_disk(DiskStore::open(&path).unwrap()).unwrap();
+        let service = Arc::new(service);
+        // Every version at once, in a scrambled order, each from its own
+        // peer.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..VERSIONS as usize {
+            let record = versions[(i * 37 + usize::from(round)) % VERSIONS as usize].clone();
+            let service = service.clone();
+            let peer = Contact {
+                id: NodeId::from_bytes([i as u8 | 0x80; 32]),
+                addr: SocketAddr::from(([10, i as u8, 0, 1], 4433)),
+            };
+            tasks.spawn(async move {
+                let request = Message::Store {
+                    overlay: params().name,
+                    record: record.encode(),
+                };
+                let answer = service.answer(peer, ListenProof::Verified, &request).await;
+                (record.seq, matches!(answer, Some(Message::Stored { .. })))
+            });
+        }
+        let mut acknowledged = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let (seq, stored) = done.unwrap();
+            if stored {
+                acknowledged.push(seq);
+            }
+        }
+        let held = service.local_records(&versions[0].key, RecordKind::OwnerValue);
+        let newest = versions.last().unwrap().encode();
+        assert_eq!(held, vec![newest.clone()], "round {round}");
+        assert!(acknowledged.contains(&VERSIONS), "round {round}");
+        // The last handle: dropping it stops the committer and closes the
+        // database.
+        drop(Arc::try_unwrap(service).expect("no other handle"));
+        let rows = DiskStore::open(&path).unwrap().load_all().unwrap();
+        assert_eq!(rows.len(), 1, "round {round}");
+        assert_eq!(
+            rows[0].1, newest,
+            "round {round}: the disk holds another version"
+        );
+    }
 }
 
 /// Small overlays for the upkeep tests: `replication` copies, k = 8.

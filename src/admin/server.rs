@@ -251,7 +251,7 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
                 .collect();
             Ok(Outcome::Lookup(LookupResult {
                 aor,
-                owner: *record.owner_id(),
+                owner: record.owner_id(),
                 seq: record.seq(),
                 expires: record.expires(),
                 entries,
@@ -263,7 +263,7 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
             let key = owner_value_key(&owner_id, &name);
             let record = find(node, overlay, key, RecordKind::OwnerValue)
                 .await
-                .filter(|r| *r.owner_id() == owner_id)
+                .filter(|r| r.owner_id() == owner_id)
                 .ok_or_else(|| format!("no value {name:?} of {owner} was found in the overlay"))?;
             let value = record
                 .owner_value()

@@ -1,8 +1,14 @@
 //! Records on disk: an embedded database (redb) holding each slot's
-//! latest record encoding. A Store is acknowledged only after its write
-//! transaction committed with immediate durability, so `kill -9` loses
-//! nothing that was acknowledged. At start every record is decoded and
-//! verified again; what no longer verifies (expired, damaged) is dropped.
+//! latest record encoding. A Store is acknowledged only after a write
+//! transaction holding it committed with immediate durability, so `kill -9`
+//! loses nothing that was acknowledged; the node groups the writes of
+//! concurrent Stores into one transaction ([`super::commit`], through
+//! [`DiskStore::apply`]). At start every record is decoded and verified
+//! again ([`DiskStore::for_each_record`], one row at a time); what no
+//! longer verifies (expired, damaged) is dropped.
+//!
+//! redb's page cache is bounded by [`RECORD_DB_CACHE_SIZE`] (redb's
+//! default is 1 GiB, which a node holding many records would fill).
 //!
 //! The same database keeps the node's routing-table contacts (node id and
 //! address, at most [`MAX_SAVED_CONTACTS`]), replaced as a whole at every
@@ -12,7 +18,7 @@
 //! and by the TLS handshake that must prove each id.
 
 use crate::identity::NodeId;
-use crate::limits::MAX_SAVED_CONTACTS;
+use crate::limits::{MAX_SAVED_CONTACTS, RECORD_DB_CACHE_SIZE};
 use crate::wire::message::Contact;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -53,8 +59,26 @@ fn decode_contact(bytes: &[u8]) -> Option<Contact> {
 /// A slot and the encoding of the record stored in it.
 pub type StoredRow = (Vec<u8>, Vec<u8>);
 
-/// Errors of the on-disk store; each names what failed.
-#[derive(Debug, thiserror::Error)]
+/// One change to the records on disk, as the committer batches them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordWrite {
+    /// Store `encoded` as the record of `slot` (replacing any).
+    Put {
+        /// The slot (key, kind, owner).
+        slot: Vec<u8>,
+        /// The record's encoding.
+        encoded: Vec<u8>,
+    },
+    /// Drop the record of `slot`, if any.
+    Remove {
+        /// The slot.
+        slot: Vec<u8>,
+    },
+}
+
+/// Errors of the on-disk store; each names what failed. Cloneable, so that
+/// every waiter of a failed group commit gets it.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("record database {path}: {reason}")]
 pub struct DiskError {
     path: String,
@@ -62,6 +86,14 @@ pub struct DiskError {
 }
 
 impl DiskError {
+    /// An error of the database at `path`.
+    pub(crate) fn new(path: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+
     pub(crate) fn io(path: &Path, e: std::io::Error) -> Self {
         Self {
             path: path.display().to_string(),
@@ -78,20 +110,29 @@ pub struct DiskStore {
 }
 
 impl DiskStore {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path`, its page cache bounded
+    /// by [`RECORD_DB_CACHE_SIZE`].
     pub fn open(path: &Path) -> Result<Self, DiskError> {
         let shown = path.display().to_string();
         let err = |e: &dyn std::fmt::Display| DiskError {
             path: shown.clone(),
             reason: e.to_string(),
         };
-        let db = redb::Database::create(path).map_err(|e| err(&e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(RECORD_DB_CACHE_SIZE)
+            .create(path)
+            .map_err(|e| err(&e))?;
         // Make sure the table exists so that reads never fail on a new file.
         let tx = db.begin_write().map_err(|e| err(&e))?;
         tx.open_table(RECORDS).map_err(|e| err(&e))?;
         tx.open_table(CONTACTS).map_err(|e| err(&e))?;
         tx.commit().map_err(|e| err(&e))?;
         Ok(Self { db, path: shown })
+    }
+
+    /// The database file, as shown in errors.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     fn err(&self, e: impl std::fmt::Display) -> DiskError {
@@ -107,6 +148,30 @@ impl DiskStore {
         {
             let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
             table.insert(slot, encoded).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Applies `writes` in their order in one write transaction, committed
+    /// with immediate durability: all of them are durable when this
+    /// returns `Ok`, and none is when it fails (the transaction is
+    /// aborted). A later write to a slot wins over an earlier one.
+    pub fn apply<'a>(
+        &self,
+        writes: impl IntoIterator<Item = &'a RecordWrite>,
+    ) -> Result<(), DiskError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+            for write in writes {
+                match write {
+                    RecordWrite::Put { slot, encoded } => {
+                        table.insert(slot.as_slice(), encoded.as_slice()).map(drop)
+                    }
+                    RecordWrite::Remove { slot } => table.remove(slot.as_slice()).map(drop),
+                }
+                .map_err(|e| self.err(e))?;
+            }
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -131,6 +196,18 @@ impl DiskStore {
             }
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Calls `f` with every stored (slot, record encoding) pair, one row
+    /// at a time (a restart does not hold every row in memory at once).
+    pub fn for_each_record(&self, mut f: impl FnMut(&[u8], &[u8])) -> Result<(), DiskError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(RECORDS).map_err(|e| self.err(e))?;
+        for row in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            f(k.value(), v.value());
+        }
+        Ok(())
     }
 
     /// Every stored (slot, record encoding) pair.
@@ -204,6 +281,46 @@ mod tests {
             s.load_all().unwrap(),
             vec![(b"slot-a".to_vec(), b"record-2".to_vec())]
         );
+    }
+
+    #[test]
+    fn a_batch_is_applied_in_order_in_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.redb");
+        let put = |slot: &[u8], encoded: &[u8]| RecordWrite::Put {
+            slot: slot.to_vec(),
+            encoded: encoded.to_vec(),
+        };
+        let remove = |slot: &[u8]| RecordWrite::Remove {
+            slot: slot.to_vec(),
+        };
+        {
+            let s = DiskStore::open(&path).unwrap();
+            s.save(b"slot-z", b"old").unwrap();
+            let batch = [
+                put(b"slot-a", b"record-1"),
+                put(b"slot-a", b"record-2"),
+                put(b"slot-b", b"record-3"),
+                remove(b"slot-b"),
+                remove(b"slot-z"),
+                remove(b"never-there"),
+                put(b"slot-c", b"record-4"),
+            ];
+            s.apply(&batch).unwrap();
+            s.apply(&[]).unwrap();
+        }
+        let s = DiskStore::open(&path).unwrap();
+        let mut rows = Vec::new();
+        s.for_each_record(|slot, encoded| rows.push((slot.to_vec(), encoded.to_vec())))
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (b"slot-a".to_vec(), b"record-2".to_vec()),
+                (b"slot-c".to_vec(), b"record-4".to_vec()),
+            ]
+        );
+        assert_eq!(rows, s.load_all().unwrap());
     }
 
     #[test]

@@ -10,12 +10,15 @@
 //! - [`maintenance`]: the node's upkeep of its overlay (rejoin, hand-over,
 //!   repair, republish, refresh, expiry, saving the routing table).
 //! - [`rate`]: per-peer request rate limits (token buckets, sans-IO).
+//! - [`disk`]: records and contacts on disk (redb); [`commit`]: group
+//!   commit of the record writes.
 //!
 //! Every request is one bidirectional stream carrying one frame each way
 //! (see [`crate::wire`]).
 
 pub mod cert_cache;
 pub mod client;
+pub mod commit;
 pub mod conns;
 pub mod core;
 pub mod dialer;

@@ -27,6 +27,7 @@
 //! and re-pushes those an evicted holder had; the planning of that work is
 //! here, synchronous and bounded ([`MAX_HANDOVER_RECORDS`] per event).
 
+use super::commit::Committer;
 use super::conns::same_addr;
 use super::core::{now_ms, NodeCore};
 use super::dialer::{failure_of, Dialer};
@@ -108,7 +109,9 @@ pub struct OverlayService {
     records: RecordPolicy,
     core: Arc<NodeCore>,
     store: Mutex<RecordStore>,
-    disk: Option<DiskStore>,
+    disk: Option<Arc<DiskStore>>,
+    /// Group-commits the record writes to `disk`.
+    commit: Option<Committer>,
     /// Contacts reloaded from disk, to rejoin through once.
     reloaded: Mutex<Vec<Contact>>,
     /// Places for dial-backs ([`MAX_CONCURRENT_LISTEN_CHECKS`]).
@@ -161,6 +164,7 @@ impl OverlayService {
             records,
             core,
             disk: None,
+            commit: None,
             reloaded: Mutex::new(Vec::new()),
             listen_check_places: Arc::new(tokio::sync::Semaphore::new(
                 MAX_CONCURRENT_LISTEN_CHECKS,
@@ -183,10 +187,12 @@ impl OverlayService {
     pub fn with_disk(mut self, disk: DiskStore) -> Result<(Self, usize), DiskError> {
         let now = now_secs();
         let mut loaded = 0;
-        for (slot, encoded) in disk.load_all()? {
-            let verified = Record::decode(&encoded).and_then(|r| r.verify(&self.records, now));
+        let mut stale: Vec<Vec<u8>> = Vec::new();
+        // Row by row: the rows are not all held in memory at once.
+        disk.for_each_record(|slot, encoded| {
+            let verified = Record::decode(encoded).and_then(|r| r.verify(&self.records, now));
             match verified {
-                Ok(v) if slot == slot_of(v.key(), v.kind(), v.owner()) => {
+                Ok(v) if slot == slot_of(v.key(), v.kind(), v.owner()).as_slice() => {
                     if self.store().put(v, now).is_ok() {
                         loaded += 1;
                     }
@@ -194,10 +200,15 @@ impl OverlayService {
                 Ok(_) => debug!("record under the wrong slot on disk; dropped"),
                 Err(e) => {
                     debug!(error = %e, "stored record no longer verifies; dropped");
-                    let _ = disk.remove(&slot);
+                    stale.push(slot.to_vec());
                 }
             }
+        })?;
+        if !stale.is_empty() {
+            let _ = disk.remove_many(&stale);
         }
+        let disk = Arc::new(disk);
+        self.commit = Some(Committer::start(disk.clone())?);
         self.disk = Some(disk);
         Ok((self, loaded))
     }
@@ -281,7 +292,12 @@ impl OverlayService {
     /// teaches the core about the peer (the server proves it first with
     /// [`OverlayService::admit_requester`]); a peer of another overlay is
     /// never admitted.
-    pub fn answer(&self, peer: Contact, proof: ListenProof, request: &Message) -> Option<Message> {
+    pub async fn answer(
+        &self,
+        peer: Contact,
+        proof: ListenProof,
+        request: &Message,
+    ) -> Option<Message> {
         let overlay = match request {
             Message::FindNode { overlay, .. }
             | Message::FindValue { overlay, .. }
@@ -318,7 +334,7 @@ impl OverlayService {
                 }
             }
             Message::Store { record, .. } => {
-                let (reply, refused) = self.store_checked(record, true);
+                let (reply, refused) = self.store_checked(record, true).await;
                 // Honest nodes verify what they pass on: a forged record
                 // is the sender's doing.
                 if let Some(evidence) = refused.filter(Evidence::is_misbehaviour) {
@@ -466,7 +482,7 @@ impl OverlayService {
     /// signature, so that refusing costs little). Also tells what a
     /// refused record says about its sender
     /// ([`Evidence::from_record_error`]).
-    fn store_checked(
+    async fn store_checked(
         &self,
         encoded: &[u8],
         check_responsible: bool,
@@ -506,16 +522,40 @@ impl OverlayService {
         };
         let seq = verified.seq();
         let slot = slot_of(verified.key(), verified.kind(), verified.owner());
-        // The store lock is released before the (fsync'd) disk write, so
-        // that lookups are not held up behind it.
-        let outcome = self.store().put(verified, now);
+        // With a data directory: room in the commit queue first (waiting
+        // while it is full), then the record enters the store and its
+        // write the queue under one lock, so that a slot's writes reach
+        // the disk in the order the store took them. The commit itself is
+        // awaited without the lock (lookups are not held up behind it).
+        let room = match &self.commit {
+            Some(commit) => match commit.reserve().await {
+                Ok(room) => Some(room),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not persist a record");
+                    let reply = Message::error(ErrorCode::Internal, "record not stored durably");
+                    return (reply, None);
+                }
+            },
+            None => None,
+        };
+        let (outcome, durable) = {
+            let mut store = self.store();
+            let outcome = store.put(verified, now);
+            let durable = match (&outcome, room) {
+                // Held already: acknowledged once the write that stored it
+                // (perhaps still queued) has committed.
+                (Ok(PutOutcome::Unchanged), Some(room)) => Some(room.barrier()),
+                (Ok(_), Some(room)) => Some(room.put(slot, encoded.to_vec())),
+                _ => None,
+            };
+            (outcome, durable)
+        };
         // A refusal by the store (an older sequence, a quota) proves
         // nothing about the sender: it may not have seen the newer record.
         let reply = match outcome {
-            Ok(PutOutcome::Unchanged) => Message::Stored { seq },
-            Ok(_) => match &self.disk {
+            Ok(_) => match durable {
                 // Acknowledged only once durable.
-                Some(disk) => match disk.save(&slot, encoded) {
+                Some(pending) => match pending.wait().await {
                     Ok(()) => Message::Stored { seq },
                     Err(e) => {
                         tracing::warn!(error = %e, "could not persist a record");
@@ -531,8 +571,8 @@ impl OverlayService {
 
     /// Verifies and stores a record (see [`OverlayService::store_checked`]).
     #[cfg(test)]
-    fn store_local(&self, encoded: &[u8], check_responsible: bool) -> Message {
-        self.store_checked(encoded, check_responsible).0
+    async fn store_local(&self, encoded: &[u8], check_responsible: bool) -> Message {
+        self.store_checked(encoded, check_responsible).await.0
     }
 
     /// Checks the records of a FindValue answer for `target`: keeps the
@@ -716,7 +756,7 @@ impl OverlayService {
                     // The lookup just found this node among the closest:
                     // no responsibility check against its own table.
                     if matches!(
-                        self.store_checked(&encoded, false).0,
+                        self.store_checked(&encoded, false).await.0,
                         Message::Stored { .. }
                     ) {
                         acks += 1;
@@ -866,14 +906,21 @@ impl OverlayService {
         let mut store = self.store();
         let dropped = store.expire_slots(now);
         if let (Some(disk), false) = (&self.disk, dropped.is_empty()) {
-            // Under the store lock, as a Store's write is: a newer record
-            // stored in the slot meanwhile must not be deleted from disk.
+            // Queued under the store lock, as a Store's write is: a newer
+            // record stored in the slot afterwards is written after this
+            // deletion. Not awaited (the committer logs a failure); with
+            // the queue full, deleted at once instead.
             let slots: Vec<Vec<u8>> = dropped
                 .iter()
                 .map(|(key, kind, owner)| slot_of(key, *kind, owner))
                 .collect();
-            if let Err(e) = disk.remove_many(&slots) {
-                tracing::warn!(error = %e, "could not drop expired records from disk");
+            match self.commit.as_ref().and_then(Committer::try_reserve) {
+                Some(room) => drop(room.remove(slots)),
+                None => {
+                    if let Err(e) = disk.remove_many(&slots) {
+                        tracing::warn!(error = %e, "could not drop expired records from disk");
+                    }
+                }
             }
         }
         dropped.len()
@@ -1125,9 +1172,17 @@ mod tests {
             overlay: "unit".into(),
             record: r.encode(),
         };
-        overlay
-            .answer(from, ListenProof::Verified, &request)
+        block_on(overlay.answer(from, ListenProof::Verified, &request)).unwrap()
+    }
+
+    /// Runs `f` to completion (the store path is async: it awaits the
+    /// commit of a durable Store).
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap()
+            .block_on(f)
     }
 
     fn drain(overlay: &OverlayService) -> Vec<ChurnEvent> {
@@ -1214,7 +1269,7 @@ mod tests {
                 .unwrap()
                 .sign(&owner, 1, expires);
             assert!(matches!(
-                overlay.store_local(&r.encode(), true),
+                block_on(overlay.store_local(&r.encode(), true)),
                 Message::Stored { .. }
             ));
         }
@@ -1261,7 +1316,7 @@ mod tests {
         overlay.learn(a);
         overlay.learn(b);
         assert!(matches!(
-            overlay.store_local(&r.encode(), false),
+            block_on(overlay.store_local(&r.encode(), false)),
             Message::Stored { .. }
         ));
         overlay.core().with(|p, _| p.peer_left(&a.id));
@@ -1280,7 +1335,7 @@ mod tests {
             overlay.learn(*c);
         }
         assert!(matches!(
-            overlay.store_local(&r.encode(), false),
+            block_on(overlay.store_local(&r.encode(), false)),
             Message::Stored { .. }
         ));
         let batch = overlay.republish_batch(None, 10);
@@ -1394,7 +1449,7 @@ mod tests {
             .unwrap();
         for r in [&short, &long] {
             assert!(matches!(
-                overlay.store_local(&r.encode(), false),
+                block_on(overlay.store_local(&r.encode(), false)),
                 Message::Stored { .. }
             ));
         }

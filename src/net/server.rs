@@ -460,7 +460,7 @@ async fn serve_stream(
                     let proof = overlay
                         .admit_requester(&ctx.dialer, contact, &message)
                         .await;
-                    match overlay.answer(contact, proof, &message) {
+                    match overlay.answer(contact, proof, &message).await {
                         Some(reply) => reply,
                         None => answer(&conn, message),
                     }

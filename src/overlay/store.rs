@@ -36,9 +36,16 @@
 //! [`STORE_SLOT_OVERHEAD`] bytes plus its record's encoding against
 //! [`StoreLimits::max_bytes`]. A store at a bound refuses with a typed
 //! error and never evicts: which records a node is responsible for (the
-//! keys closest to it) is the replication layer's decision. The accounted
-//! bytes are the encodings; the parsed copies a [`VerifiedRecord`] holds
-//! make the memory used at most about three times that.
+//! keys closest to it) is the replication layer's decision.
+//!
+//! The accounted bytes are what the store keeps resident: a
+//! [`VerifiedRecord`] is one copy of its encoding and a small fixed part
+//! (the value is parsed from the encoding when asked for), and
+//! [`STORE_SLOT_OVERHEAD`] is the measured resident cost of a slot beyond
+//! its encoding (map entry, fixed fields, per-owner count, allocator
+//! rounding). A store at [`StoreLimits::max_bytes`] therefore holds about
+//! that much memory, whatever the records' sizes (`benches/store.rs`
+//! measures it; figures in `docs/benchmarks.md`).
 
 use super::key::Key;
 use super::record::{RecordKind, VerifiedRecord};
@@ -636,6 +643,54 @@ mod tests {
         assert_eq!(s.bytes(), 2 * cost);
         // A refused put changed nothing.
         assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn accounted_bytes_are_the_slots_and_the_encodings_held() {
+        use rand::{Rng, SeedableRng};
+        // Random puts (new slots, replacements, refusals: rollback,
+        // conflict, quota, full) and expiries (records dropped, tombstones
+        // kept, then dropped): after every step the account is exactly
+        // the slots' overhead plus the encodings held.
+        let owners: Vec<SecretKey> = (1..=4).map(key).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut s = RecordStore::new(StoreLimits {
+            max_slots_per_owner: 3,
+            max_bytes: 8 * 1024,
+        });
+        let mut now = NOW;
+        let (mut stored, mut refused) = (0, 0);
+        for step in 0..400u32 {
+            let owner = &owners[rng.gen_range(0..owners.len())];
+            let name = ["a", "b", "c", "d"][rng.gen_range(0..4)];
+            let data = vec![step as u8; rng.gen_range(0..700)];
+            let expires = now + rng.gen_range(1..4) * HOUR / 2;
+            let r = record(owner, name, &data, rng.gen_range(1..8), expires);
+            match s.put(r, now) {
+                Ok(_) => stored += 1,
+                Err(_) => refused += 1,
+            }
+            if rng.gen_bool(0.1) {
+                now += HOUR / 2;
+                s.expire(now);
+            }
+            // Every record held, expired ones not yet dropped included.
+            let held: Vec<&VerifiedRecord> = s.records_for_replication(0).collect();
+            assert_eq!(held.len(), s.len(), "step {step}");
+            let encodings: usize = held.iter().map(|r| r.encoded().len()).sum();
+            assert_eq!(
+                s.bytes(),
+                s.slots() * STORE_SLOT_OVERHEAD + encodings,
+                "step {step}"
+            );
+            assert!(s.bytes() <= s.limits().max_bytes);
+        }
+        assert!(
+            stored > 50 && refused > 50,
+            "{stored} stored, {refused} refused"
+        );
+        s.expire(now + 10 * HOUR);
+        assert_eq!((s.slots(), s.bytes()), (0, 0));
     }
 
     #[test]
