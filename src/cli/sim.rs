@@ -3,6 +3,7 @@
 
 use super::{CliError, CliResult, JsonFlag};
 use crate::overlay::config::OverlayParams;
+use crate::overlay::peers::Defences;
 use crate::sim::attack::{self, AdversaryKind, AttackConfig};
 use crate::sim::{SimConfig, Simulator};
 use clap::Args;
@@ -44,6 +45,10 @@ pub struct SimArgs {
     /// Probability that a request or answer is lost.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     loss: f64,
+    /// Turn one of the node's defences off, to measure what it costs:
+    /// `reputation` or `density` (repeatable).
+    #[arg(long, value_name = "DEFENCE", value_parser = ["reputation", "density"])]
+    without: Vec<String>,
     #[command(flatten)]
     json: JsonFlag,
 }
@@ -89,6 +94,15 @@ pub struct AttackArgs {
     json: JsonFlag,
 }
 
+/// The node's defences ([`Defences::P2PSIP`]) without those named.
+fn p2psip_without(without: &[String]) -> Defences {
+    Defences {
+        reputation: !without.iter().any(|w| w == "reputation"),
+        density: !without.iter().any(|w| w == "density"),
+        ..Defences::P2PSIP
+    }
+}
+
 fn parse_kind(s: &str) -> Result<AdversaryKind, String> {
     AdversaryKind::from_name(s).ok_or_else(|| {
         let names: Vec<&str> = AdversaryKind::ALL.iter().map(|k| k.name()).collect();
@@ -110,8 +124,7 @@ fn attack(a: AttackArgs) -> CliResult {
         seed: a.seed,
         kind: a.adversary,
         fraction: a.fraction,
-        reputation: !a.without.iter().any(|w| w == "reputation"),
-        density: !a.without.iter().any(|w| w == "density"),
+        p2psip: p2psip_without(&a.without),
     };
     let start = Instant::now();
     let reports = attack::run(&config);
@@ -177,6 +190,7 @@ pub fn sim(a: SimArgs) -> CliResult {
             id_difficulty: 0,
             ..OverlayParams::default()
         },
+        defences: p2psip_without(&a.without),
         ..SimConfig::default()
     };
     let start = Instant::now();

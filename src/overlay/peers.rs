@@ -262,7 +262,7 @@ impl Peers {
             Failure::Timeout | Failure::Unreachable => {
                 let _ = self.observe(now_ms, &peer.id, Evidence::Unresponsive);
                 let eviction = self.table.on_failure_evicting(&peer.id, now_ms);
-                self.note_eviction(eviction);
+                self.note_eviction(now_ms, eviction);
             }
             Failure::Overloaded | Failure::Local | Failure::Banned | Failure::Unrecognised => {}
             Failure::NotInOverlay => self.evict(&peer.id),
@@ -354,7 +354,7 @@ impl Peers {
     /// The outcome of a [`PeerAction::Ping`].
     pub fn ping_result(&mut self, now_ms: u64, id: &NodeId, alive: bool) {
         let eviction = self.table.on_ping_result(id, alive, now_ms);
-        self.note_eviction(Some(eviction));
+        self.note_eviction(now_ms, Some(eviction));
     }
 
     /// `id` said it is leaving (it can only speak for itself: its
@@ -568,7 +568,7 @@ impl Peers {
         self.churn.push_back(event);
     }
 
-    fn note_eviction(&mut self, eviction: Option<Eviction>) {
+    fn note_eviction(&mut self, now_ms: u64, eviction: Option<Eviction>) {
         let Some(e) = eviction else {
             return;
         };
@@ -576,7 +576,13 @@ impl Peers {
             self.note(ChurnEvent::Evicted(evicted));
         }
         if let Some(admitted) = e.admitted {
-            self.note(ChurnEvent::Admitted(admitted));
+            if self.is_banned(now_ms, &admitted.id) {
+                // The bucket's pending candidate was banned while it
+                // waited for the ping: it never enters.
+                let _ = self.table.remove(&admitted.id);
+            } else {
+                self.note(ChurnEvent::Admitted(admitted));
+            }
         }
     }
 
@@ -602,5 +608,47 @@ impl Peers {
             }
         }
         self.actions.push_back(action);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(first: u8, net: u8) -> Contact {
+        let mut id = [0u8; 32];
+        id[0] = first;
+        Contact {
+            id: NodeId::from_bytes(id),
+            addr: format!("10.{net}.0.1:4433").parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_pending_candidate_banned_while_it_waits_never_enters() {
+        let params = OverlayParams {
+            k: 1,
+            id_difficulty: 0,
+            ..OverlayParams::default()
+        };
+        let local = contact(0, 0).id;
+        let mut peers = Peers::new(local, &params, Defences::P2PSIP, Policy::default());
+        let (resident, newcomer) = (contact(0x80, 1), contact(0x81, 2));
+        peers.learn(0, resident, ListenProof::Verified);
+        // The bucket (k = 1) is full: the newcomer waits, the resident is
+        // to be pinged.
+        peers.learn(1, newcomer, ListenProof::Verified);
+        assert_eq!(peers.poll_action(), Some(PeerAction::Ping { resident }));
+        let _ = peers.observe(2, &newcomer.id, Evidence::ProtocolViolation);
+        assert!(peers.is_banned(2, &newcomer.id));
+        assert!(matches!(
+            peers.poll_action(),
+            Some(PeerAction::Disconnect { .. })
+        ));
+        // The resident turns out dead: its place stays empty.
+        peers.ping_result(3, &resident.id, false);
+        assert!(!peers.table().contains(&resident.id));
+        assert!(!peers.table().contains(&newcomer.id));
+        assert!(peers.table().is_empty());
     }
 }

@@ -17,6 +17,7 @@ use super::{Behaviour, SimConfig, SimReport, Simulator, StoreModel, SIM_STORE_SL
 use crate::limits::DEFAULT_STORE_MAX_SLOTS_PER_OWNER;
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::Key;
+use crate::overlay::peers::Defences;
 use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, Ipv4Addr};
@@ -89,11 +90,13 @@ pub enum Defence {
     Kademlia,
     /// d = 4 disjoint paths, no prefix-diversity limits.
     SKademlia,
-    /// d = 4, prefix-diversity limits (/24 and /16), lookups widened when
-    /// they fail, replicas and learned contacts spread across paths,
-    /// tables that do not learn every responder, value lookups that wait
-    /// for two holders, a first-hand reputation table per node, density
-    /// detection, per-peer rate limits and per-owner store quotas.
+    /// d = 4, prefix-diversity limits (/24 and /16), the node's core with
+    /// [`AttackConfig::p2psip`] (by default [`Defences::P2PSIP`]: lookups
+    /// widened when they fail, replicas and learned contacts spread
+    /// across paths, tables that do not learn every responder, value
+    /// lookups that wait for two holders, a first-hand reputation table
+    /// per node, density detection), per-peer rate limits and per-owner
+    /// store quotas.
     P2psip,
 }
 
@@ -151,12 +154,11 @@ pub struct AttackConfig {
     pub kind: AdversaryKind,
     /// The fraction of the nodes that are adversaries, 0..1.
     pub fraction: f64,
-    /// Whether the p2psip configuration keeps reputation tables (true;
-    /// false to measure what they add).
-    pub reputation: bool,
-    /// Whether the p2psip configuration detects dense clusters (true;
-    /// false to measure what it adds).
-    pub density: bool,
+    /// The defences of the p2psip configuration: [`Defences::P2PSIP`], or
+    /// an ablation of it (say without reputation, to measure what it
+    /// adds). The baselines run [`Defences::KADEMLIA`] and
+    /// [`Defences::SKADEMLIA`].
+    pub p2psip: Defences,
 }
 
 impl AttackConfig {
@@ -170,8 +172,7 @@ impl AttackConfig {
             seed,
             kind,
             fraction,
-            reputation: true,
-            density: true,
+            p2psip: Defences::P2PSIP,
         }
     }
 }
@@ -268,13 +269,11 @@ fn build(config: &AttackConfig, defence: Defence) -> (Simulator, usize, Option<u
         churn_per_min: config.churn_per_min,
         seed: config.seed,
         params: defence.params(),
-        widen_rounds: if p2psip { 2 } else { 0 },
-        spread_replicas: p2psip,
-        learn_responders: !p2psip,
-        value_answers: if p2psip { 2 } else { 1 },
-        update_holders: p2psip,
-        reputation: p2psip && config.reputation,
-        density: p2psip && config.density,
+        defences: match defence {
+            Defence::Kademlia => Defences::KADEMLIA,
+            Defence::SKademlia => Defences::SKADEMLIA,
+            Defence::P2psip => config.p2psip,
+        },
         rate_limit: p2psip,
         store: spam.then_some(StoreModel {
             slots: SIM_STORE_SLOTS,
@@ -298,7 +297,7 @@ fn report_of(
 ) -> AttackReport {
     let victim_max_bucket_entries = victim.map(|v| {
         let mut per_bucket = [0usize; 256];
-        for (bucket, contact, _, _) in sim.nodes[v].table.entries() {
+        for (bucket, contact, _, _) in sim.nodes[v].peers.table().entries() {
             let from_attacker = match contact.addr.ip() {
                 IpAddr::V4(ip) => ip.octets()[..2] == ATTACKER_NET,
                 IpAddr::V6(_) => false,
@@ -420,15 +419,15 @@ mod tests {
 
     #[test]
     fn p2psip_resists_misrouting_colluders_better_than_both_baselines() {
-        // At 300 nodes one seed can leave the baselines unharmed (seed 2:
-        // all three at 1.0), so the comparison is over two seeds where the
-        // colluders do harm them, summed.
+        // At 300 nodes a quarter of colluders can leave the baselines
+        // unharmed (most seeds, S/Kademlia at 1.0), so the comparison is at
+        // 35 % over two seeds where the colluders do harm both, summed.
         let mut success = [0.0f64; 3];
         let mut availability = [0.0f64; 3];
         for seed in [1, 6] {
             let config = AttackConfig {
                 seed,
-                ..small(AdversaryKind::Misroute, 0.25)
+                ..small(AdversaryKind::Misroute, 0.35)
             };
             let reports = run(&config);
             let (kad, p2p) = (&reports[0], &reports[2]);
@@ -501,14 +500,17 @@ mod tests {
             ..small(AdversaryKind::Eclipse, 0.15)
         };
         let without = AttackConfig {
-            density: false,
+            p2psip: Defences {
+                density: false,
+                ..Defences::P2PSIP
+            },
             ..with.clone()
         };
         let on = run_one(&with, Defence::P2psip);
         let off = run_one(&without, Defence::P2psip);
         assert!(on.adversaries > 30, "{on:?}");
         // The current record is found more often once the replicas and
-        // the reads also go beyond the dense cluster (0.85 against 0.775
+        // the reads also go beyond the dense cluster (0.90 against 0.85
         // on this seed; stores updating the holders of older versions do
         // most of the work against stale reads: docs/attacks.md).
         assert!(
@@ -539,14 +541,18 @@ mod tests {
         assert!(r.success_rate >= 0.85, "{r:?}");
         let (mut pairs, mut banned) = (0, 0);
         for node in sim.nodes.iter() {
-            let (Some(rep), Some(inbox)) = (node.rep.as_deref(), node.inbox.as_deref()) else {
+            let Some(inbox) = node.inbox.as_deref() else {
                 continue;
             };
+            assert_eq!(node.behaviour, Behaviour::Honest);
             for (s, junk) in &inbox.junk_per_owner {
                 assert!(*junk <= DEFAULT_STORE_MAX_SLOTS_PER_OWNER);
                 pairs += 1;
-                if rep.is_banned(&sim.nodes[*s].contact.id, sim.now) {
+                let spammer = sim.nodes[*s].contact.id;
+                if node.peers.is_banned(sim.now, &spammer) {
                     banned += 1;
+                    // The core's enforcement path: banned, out of the table.
+                    assert!(!node.peers.table().contains(&spammer));
                 }
             }
         }
@@ -573,27 +579,30 @@ mod tests {
             .filter(|n| n.behaviour == Behaviour::Forge)
             .map(|n| n.contact.id)
             .collect();
-        let bans: usize = sim
-            .nodes
-            .iter()
-            .filter_map(|n| n.rep.as_deref())
-            .map(|rep| {
-                forgers
-                    .iter()
-                    .filter(|f| rep.standing(f, sim.now) <= Standing::Suspect)
-                    .count()
-            })
-            .sum();
-        assert!(bans > 0, "a forged record makes its sender suspect");
+        let honest_nodes = || {
+            sim.nodes
+                .iter()
+                .filter(|n| n.behaviour == Behaviour::Honest)
+        };
+        let (mut suspected, mut banned) = (0, 0);
+        for node in honest_nodes() {
+            for f in &forgers {
+                if node.peers.standing(sim.now, f) <= Standing::Suspect {
+                    suspected += 1;
+                }
+                if node.peers.is_banned(sim.now, f) {
+                    banned += 1;
+                    // The core's enforcement path: banned, out of the table.
+                    assert!(!node.peers.table().contains(f));
+                }
+            }
+        }
+        assert!(suspected > 0, "a forged record makes its sender suspect");
+        assert!(banned > 0, "two ban it");
         // No honest node is ever banned.
-        let honest: Vec<_> = sim
-            .nodes
-            .iter()
-            .filter(|n| n.behaviour == Behaviour::Honest)
-            .map(|n| n.contact.id)
-            .collect();
-        for rep in sim.nodes.iter().filter_map(|n| n.rep.as_deref()) {
-            assert!(honest.iter().all(|h| !rep.is_banned(h, sim.now)));
+        let honest: Vec<_> = honest_nodes().map(|n| n.contact.id).collect();
+        for node in honest_nodes() {
+            assert!(honest.iter().all(|h| !node.peers.is_banned(sim.now, h)));
         }
     }
 

@@ -1,35 +1,48 @@
-//! A deterministic simulator of the overlay: thousands of nodes running the
-//! real routing table and lookup state machines ([`crate::overlay`]) on a
-//! virtual clock over a virtual network with per-link latency, loss and
-//! churn. Same configuration and seed, same report, byte for byte.
+//! A deterministic simulator of the overlay: thousands of nodes, each
+//! running the node's own sans-IO core — its [`Peers`] (routing table,
+//! reputation, the one enforcement path), one [`Query`] per lookup and
+//! the placement rules of [`crate::overlay::placement`] — on a virtual
+//! clock over a virtual network with per-link latency, loss and churn.
+//! Same configuration and seed, same report, byte for byte.
 //!
-//! What is simulated: FindNode / FindValue / Store exchanges, with the
-//! responder learning the requester (as a node learns a peer from an
-//! authenticated connection) and the requester learning every responder;
-//! full buckets resolve their ping at once (a live resident always stays);
-//! unanswered requests time out and evict the silent peer. Join is a
-//! lookup of the node's own id followed by a refresh of the buckets beyond
-//! its closest neighbour. Record values are opaque tags whose order is
-//! their sequence number (a holder keeps the highest; a reader takes the
-//! highest it got); forged records are one reserved tag ([`FORGED`]).
-//! Adversaries are in [`attack`]. Optional, for the p2psip configuration:
-//! a first-hand [`Reputation`] per honest node ([`SimConfig::reputation`]),
-//! density detection with widening ([`SimConfig::density`]), and bounded
-//! record stores, per-peer rate limits and a spam flood
+//! The simulator is a driver, as the node is: it carries requests and
+//! answers, times them out and resolves the core's actions. Which peer to
+//! ask, when to widen a lookup or repeat it beyond a dense cluster, when
+//! a value read stops, where replicas go, whom to admit, evict or ban and
+//! which buckets a joining node refreshes are decided in the core, so the
+//! figures describe the node's policy, not a copy of it.
+//!
+//! What is simulated: FindNode / FindValue / Store exchanges. A responder
+//! learns the requester as a verified listener (every simulated node
+//! listens at its address) and answers with its `k` closest known
+//! contacts and, for FindValue, the value it holds; the requester judges
+//! the records ([`RecordsJudged`]) and its query the rest. Pings the core
+//! asks for are resolved at once (a live resident always stays);
+//! unanswered requests time out ([`Failure::Timeout`]). Join: the
+//! bootstrap node learned as an outbound peer, a lookup of the node's own
+//! id whose result is learned across paths ([`Peers::learn_found`]), then
+//! one lookup per bucket of [`join_refresh_buckets`]. Record values are
+//! opaque tags whose order is their sequence number (a holder keeps the
+//! highest; a reader takes the highest it got); forged records are one
+//! reserved tag ([`FORGED`]), judged as [`Misbehaviour::BadRecord`].
+//! Adversaries are in [`attack`]. The defences every honest node's core
+//! runs are [`SimConfig::defences`]; bounded record stores, per-peer rate
+//! limits and a spam flood are models of the simulator's own
 //! ([`SimConfig::store`], [`SimConfig::rate_limit`], [`SimConfig::spam`]).
 
 pub mod attack;
 
 use crate::identity::NodeId;
-use crate::limits::{DENSITY_WIDEN_ROUNDS, MAX_REQUESTS_PER_PEER_PER_SEC, PEER_REQUEST_BURST};
+use crate::limits::{MAX_REQUESTS_PER_PEER_PER_SEC, PEER_REQUEST_BURST};
 use crate::overlay::config::OverlayParams;
-use crate::overlay::density::{self, DenseCluster};
 use crate::overlay::key::Key;
-use crate::overlay::lookup::{spread_across_paths, Lookup};
-use crate::overlay::routing::{Contact, InsertOutcome, RoutingTable};
-use crate::reputation::{Evidence, Misbehaviour, Policy, Reputation, Standing, Verdict};
-use rand::rngs::StdRng;
+use crate::overlay::peers::{Defences, Failure, ListenProof, PeerAction, Peers};
+use crate::overlay::placement::{join_refresh_buckets, place_replicas, Replica};
+use crate::overlay::query::{Found, Goal, Query, RecordsJudged};
+use crate::overlay::routing::Contact;
+use crate::reputation::{Evidence, Misbehaviour, Policy, Verdict};
 use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -56,47 +69,22 @@ pub struct SimConfig {
     pub latency_ms: (u64, u64),
     /// Probability that a request or its answer is lost.
     pub loss: f64,
-    /// How many times a failed node or value lookup is widened
-    /// ([`Lookup::widen`]); 0 for plain Kademlia and S/Kademlia.
-    pub widen_rounds: u32,
-    /// Whether replicas are placed across the disjoint paths' results
-    /// (round-robin) rather than on the overall closest nodes.
-    pub spread_replicas: bool,
-    /// Whether every node that answers a lookup enters the requester's
-    /// routing table (classic Kademlia). Without it, as in the p2psip
-    /// node, tables learn from inbound requests and from the results of
-    /// the node's own join and refresh lookups, spread across paths.
-    pub learn_responders: bool,
+    /// The defences every honest node's core runs: [`Defences::P2PSIP`]
+    /// (what the node runs) by default; the attack baselines run
+    /// [`Defences::KADEMLIA`] and [`Defences::SKADEMLIA`]. With
+    /// reputation, each honest node's table is capped at
+    /// [`SIM_REPUTATION_MAX_PEERS`] peers.
+    pub defences: Defences,
     /// How long a requester waits for an answer, in ms.
     pub timeout_ms: u64,
     /// Virtual time between two measured operations, in ms.
     pub interval_ms: u64,
-    /// A value lookup stops once this many holders answered with a valid
-    /// record (the real node's `VALUE_ANSWERS_BEFORE_STOPPING`, 2) and
-    /// returns the highest; 1 stops at the first copy (classic Kademlia).
-    pub value_answers: usize,
-    /// Whether a store's placement lookup asks what each node holds under
-    /// the key (FindValue, never stopping early) and sends the new record
-    /// to the holders of older versions too, as the real node's `publish`
-    /// does: otherwise replicas of successive versions, spread across
-    /// paths, land on partly different nodes and reads find old ones.
-    pub update_holders: bool,
-    /// Whether every honest node keeps a first-hand [`Reputation`] of its
-    /// peers (capped at [`SIM_REPUTATION_MAX_PEERS`]), fed from its
-    /// lookups, and acts on it: banned peers are neither asked, learned,
-    /// nor given replicas; lookup seeds are ranked by standing.
-    pub reputation: bool,
-    /// Whether node lookups for a key and value lookups check the ids they
-    /// found for an implausibly dense cluster ([`crate::overlay::density`])
-    /// and, if so, look again with the cluster set aside, read from what
-    /// they find there too and place replicas there too.
-    pub density: bool,
     /// Bounded record stores (for the `spam` adversary); `None`: unbounded.
     pub store: Option<StoreModel>,
     /// Whether honest nodes rate-limit each peer's requests
     /// ([`MAX_REQUESTS_PER_PEER_PER_SEC`], burst [`PEER_REQUEST_BURST`],
-    /// scaled by the reputation's `rate_factor`) and report the excess as
-    /// [`Evidence::RateViolation`].
+    /// scaled by the core's [`Peers::rate_factor`]) and report the excess
+    /// as [`Evidence::RateViolation`].
     pub rate_limit: bool,
     /// Whether the `spam` adversaries flood during the measurement, and
     /// fetches are deferred until every record was stored (so that stored
@@ -151,15 +139,9 @@ impl Default for SimConfig {
             },
             latency_ms: (10, 100),
             loss: 0.0,
-            widen_rounds: 2,
-            spread_replicas: true,
-            learn_responders: false,
+            defences: Defences::P2PSIP,
             timeout_ms: 1000,
             interval_ms: 100,
-            value_answers: 2,
-            update_holders: true,
-            reputation: false,
-            density: false,
             store: None,
             rate_limit: false,
             spam: false,
@@ -243,14 +225,15 @@ impl SimReport {
 
 struct SimNode {
     contact: Contact,
-    table: RoutingTable,
+    /// The node's core: routing table, reputation and the decisions built
+    /// on them (honest nodes run [`SimConfig::defences`], adversaries the
+    /// same without reputation or density detection: they keep a table
+    /// only to answer from).
+    peers: Peers,
     /// Stored values: record key to an opaque value tag.
     records: HashMap<Key, u64>,
     alive: bool,
     behaviour: Behaviour,
-    /// The node's first-hand reputation table ([`SimConfig::reputation`],
-    /// honest nodes only).
-    rep: Option<Box<Reputation>>,
     /// Junk, store order and rate limiters, for nodes a spammer targets.
     inbox: Option<Box<Inbox>>,
 }
@@ -309,67 +292,50 @@ fn evict_oldest(records: &mut HashMap<Key, u64>, inbox: &mut Inbox, slots: usize
 /// fails (a bad signature or a stale sequence number, in the real node).
 pub const FORGED: u64 = u64::MAX;
 
-/// A responder's answer: its closest contacts and the value it holds.
-type Answer = (Vec<Contact>, Option<u64>);
-
-/// What one simulated lookup found.
-#[derive(Debug, Clone)]
-pub struct LookupOutcome {
-    /// The k closest nodes that answered, with the hop they were found at.
-    pub closest: Vec<(Contact, u32)>,
-    /// When (ms after the start) and at which hop the target node itself
-    /// answered, if it did.
-    pub target_reached: Option<(u64, u32)>,
-    /// The value found (FindValue), and when.
-    pub value: Option<(u64, u64)>,
-    /// Requests sent.
-    pub messages: u32,
-    /// Forged records received (and refused).
-    pub forged: u32,
-    /// The closest nodes that answered on each path (of the last round).
-    pub per_path: Vec<Vec<Contact>>,
-    /// With [`SimConfig::density`]: the dense cluster found near the
-    /// target (merged over the widening rounds), if any.
-    pub dense: Option<DenseCluster>,
-    /// With a dense cluster: the per-path results of the last lookup that
-    /// set it aside (where replicas also go).
-    pub beyond: Vec<Vec<Contact>>,
-    /// The ids the lookup heard of nearest the target, answered or not
-    /// (`Lookup::known_closest`): what density detection looks at.
-    pub known: Vec<NodeId>,
-    /// With [`Goal::Place`]: the nodes that answered with a value, and
-    /// the value (bounded by the lookup's own requests).
-    pub holders: Vec<(Contact, u64)>,
-}
-
-/// What a lookup is for, which decides whether it failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Goal {
-    /// The nodes closest to a key (join, refresh, store): no failure
-    /// signal, never widened.
-    Closest,
-    /// The node whose id is the target: failed if it did not answer.
-    Node,
-    /// A valid record under the target: failed if none came back.
-    Value,
-    /// The nodes closest to a key, to place a record there: responders
-    /// also return what they hold under it ([`LookupOutcome::holders`]),
-    /// and the lookup never stops early; no failure signal.
-    Place,
-}
-
-fn goal_met(goal: Goal, out: &LookupOutcome) -> bool {
-    match goal {
-        Goal::Closest | Goal::Place => true,
-        Goal::Node => out.target_reached.is_some(),
-        Goal::Value => out.value.is_some(),
+/// How the requester judges the value an answer carried: a forged record
+/// proves misbehaviour ([`Misbehaviour::BadRecord`]); any other tag is a
+/// record that verified, of that sequence.
+fn judge(value: Option<u64>) -> RecordsJudged {
+    match value {
+        Some(FORGED) => RecordsJudged {
+            best_seq: None,
+            worst: Some(Evidence::Misbehaved(Misbehaviour::BadRecord)),
+        },
+        best_seq => RecordsJudged {
+            best_seq,
+            worst: None,
+        },
     }
+}
+
+/// What becomes of one request.
+enum Reply {
+    /// An answer: the responder's contacts and the value it returned.
+    Answer(Vec<Contact>, Option<u64>),
+    /// The responder refused the connection: it bans the requester.
+    Refused,
+    /// Nothing comes back (a dead, overloaded or silent responder, or a
+    /// lost message): the requester times out.
+    Silent,
+}
+
+/// What one driven query found, and what it cost.
+struct Run {
+    /// What the core's query found.
+    found: Found,
+    /// Requests sent (candidates the core skipped as banned are not).
+    messages: u32,
+    /// When the target node itself answered, ms after the start (with
+    /// [`Found::target_hop`]).
+    target_ms: Option<u64>,
+    /// Virtual time at which the query ended.
+    end: u64,
 }
 
 /// The simulated overlay.
 pub struct Simulator {
     config: SimConfig,
-    rng: StdRng,
+    rng: ChaCha8Rng,
     nodes: Vec<SimNode>,
     index: HashMap<NodeId, usize>,
     /// Misrouting adversaries by id, sorted: their shared knowledge.
@@ -377,7 +343,7 @@ pub struct Simulator {
     /// Draws node ids and roles, apart from `rng`, so that runs of one
     /// seed under different defences create the same nodes in the same
     /// order whatever their lookups consumed.
-    id_rng: StdRng,
+    id_rng: ChaCha8Rng,
     /// Virtual time, ms.
     now: u64,
 }
@@ -400,8 +366,8 @@ fn percentile<T: Copy + Ord + Default>(sorted: &[T], p: f64) -> T {
 impl Simulator {
     /// An empty simulator.
     pub fn new(config: SimConfig) -> Self {
-        let rng = StdRng::seed_from_u64(config.seed);
-        let id_rng = StdRng::seed_from_u64(splitmix(config.seed ^ 0x001d_5eed));
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let id_rng = ChaCha8Rng::seed_from_u64(splitmix(config.seed ^ 0x001d_5eed));
         Self {
             id_rng,
             config,
@@ -452,19 +418,25 @@ impl Simulator {
             id: NodeId::from_bytes(id),
             addr: SocketAddr::new(IpAddr::V4(ip), 4433),
         };
-        let rep = (self.config.reputation && behaviour == Behaviour::Honest).then(|| {
-            Box::new(Reputation::with_policy(Policy {
-                max_peers: SIM_REPUTATION_MAX_PEERS,
-                ..Policy::default()
-            }))
-        });
+        let defences = if behaviour == Behaviour::Honest {
+            self.config.defences
+        } else {
+            Defences {
+                reputation: false,
+                density: false,
+                ..self.config.defences
+            }
+        };
+        let policy = Policy {
+            max_peers: SIM_REPUTATION_MAX_PEERS,
+            ..Policy::default()
+        };
         let node = SimNode {
             contact,
-            table: RoutingTable::new(contact.id, &self.config.params),
+            peers: Peers::new(contact.id, &self.config.params, defences, policy),
             records: HashMap::new(),
             alive: true,
             behaviour,
-            rep,
             inbox: None,
         };
         let index = self.nodes.len();
@@ -517,324 +489,135 @@ impl Simulator {
         lo + h % (hi.saturating_sub(lo) + 1)
     }
 
-    /// `node` learns `peer` as if from an authenticated connection.
-    fn learn(&mut self, node: usize, peer: Contact) {
-        let now = self.now;
-        if self.is_banned_by(node, &peer.id) {
-            return;
-        }
-        let n = &mut self.nodes[node];
-        let (outcome, _) = match n.rep.as_deref() {
-            Some(rep) => n.table.insert_displacing(peer, now, |resident| {
-                !rep.prefer_resident(resident, &peer.id, now)
-            }),
-            None => (n.table.insert(peer, now), None),
-        };
-        if let InsertOutcome::Full { ping } = outcome {
-            let alive = self
-                .index
-                .get(&ping.id)
-                .is_some_and(|i| self.nodes[*i].alive);
-            self.nodes[node].table.on_ping_result(&ping.id, alive, now);
-        }
-    }
-
-    /// Runs one lookup from `from` for `target`. With `find_value`,
-    /// responders holding a record under `target` return it and the lookup
-    /// stops at the first value.
-    pub fn lookup(&mut self, from: usize, target: Key, find_value: bool) -> LookupOutcome {
-        let goal = if find_value {
-            Goal::Value
-        } else {
-            Goal::Closest
-        };
-        self.lookup_for(from, target, goal)
-    }
-
-    /// Whether `node` keeps a reputation table that bans `peer` now.
-    fn is_banned_by(&self, node: usize, peer: &NodeId) -> bool {
-        self.nodes[node]
-            .rep
-            .as_ref()
-            .is_some_and(|r| r.is_banned(peer, self.now))
-    }
-
-    /// Feeds `node`'s reputation table, if it keeps one.
-    fn observe(&mut self, node: usize, peer: NodeId, evidence: Evidence, now: u64) -> Verdict {
-        match self.nodes[node].rep.as_mut() {
-            Some(r) => r.observe(peer, evidence, now),
-            None => Verdict::Keep,
-        }
-    }
-
-    /// Runs one lookup from `from` for `target` with the given goal. When
-    /// the configuration is hardened and a node or value lookup fails, it
-    /// is widened ([`Lookup::widen`]) up to [`SimConfig::widen_rounds`]
-    /// times. With [`SimConfig::density`], a lookup for a key (not for a
-    /// node) whose result is implausibly dense for the network size the
-    /// node estimates from its own neighbourhood is repeated with the
-    /// dense cluster set aside, up to [`DENSITY_WIDEN_ROUNDS`] times while
-    /// the new result is dense again; values found in every round count
-    /// (the highest wins), and [`LookupOutcome::beyond`] holds the last
-    /// round's per-path results for replica placement.
-    pub fn lookup_for(&mut self, from: usize, target: Key, goal: Goal) -> LookupOutcome {
-        let mut out = self.lookup_round(from, target, goal, None);
-        // As the node: no detection on node lookups, nor from a table too
-        // small to estimate the overlay's size from.
-        if !self.config.density
-            || goal == Goal::Node
-            || self.nodes[from].table.len() < self.config.params.k
-        {
-            return out;
-        }
-        let k = self.config.params.k;
-        let own = Key::from(self.nodes[from].contact.id);
-        let near: Vec<NodeId> = self.nodes[from]
-            .table
-            .closest(&own, k + 1)
-            .iter()
-            .map(|c| c.id)
-            .collect();
-        let n_est = density::estimate_network_size(&own, &near);
-        let mut found: Vec<NodeId> = std::mem::take(&mut out.known);
-        for _ in 0..DENSITY_WIDEN_ROUNDS {
-            let Some(c) = density::dense_cluster(&target, &found, n_est, k) else {
-                break;
-            };
-            let merged = out.dense.map_or(c, |old| old.merge(c));
-            if out.dense == Some(merged) {
-                break;
+    /// Carries out what `node`'s core asked for: a ping of a resident of a
+    /// full bucket is answered at once (by a live node); a ban needs
+    /// nothing more, since the simulator keeps no connections and the core
+    /// already refuses the peer everywhere else.
+    fn drain_actions(&mut self, node: usize, now: u64) {
+        while let Some(action) = self.nodes[node].peers.poll_action() {
+            match action {
+                PeerAction::Ping { resident } => {
+                    let alive = self
+                        .index
+                        .get(&resident.id)
+                        .is_some_and(|i| self.nodes[*i].alive);
+                    self.nodes[node].peers.ping_result(now, &resident.id, alive);
+                }
+                PeerAction::Disconnect { .. } => {}
             }
-            out.dense = Some(merged);
-            let more = self.lookup_round(from, target, goal, Some(merged));
-            out.messages += more.messages;
-            out.forged += more.forged;
-            if more.value.map(|(v, _)| v) > out.value.map(|(v, _)| v) {
-                out.value = more.value;
-            }
-            found = more.known;
-            out.beyond = more.per_path;
-            out.holders.extend(more.holders);
         }
-        out
     }
 
-    /// One lookup (with its [`Lookup::widen`] rounds), setting aside the
-    /// ids of `exclude` if given.
-    fn lookup_round(
-        &mut self,
-        from: usize,
-        target: Key,
-        goal: Goal,
-        exclude: Option<DenseCluster>,
-    ) -> LookupOutcome {
-        let find_value = goal == Goal::Value || goal == Goal::Place;
-        let mut rounds_left = self.config.widen_rounds;
-        let params = self.config.params.clone();
-        let local = self.nodes[from].contact;
-        let set_aside = |id: &NodeId| exclude.is_some_and(|c| c.contains(&target, id));
-        // With a cluster set aside, the seeds come from beyond it, however
-        // much of the table it fills near the key (as the node).
-        let reach = if exclude.is_some() {
-            usize::MAX
-        } else {
-            2 * params.k
-        };
-        let seeds = match self.nodes[from].rep.as_deref() {
-            // Banned peers are skipped; the seeds are the k best by
-            // standing, then outbound first, then distance, among twice as
-            // many closest.
-            Some(rep) => {
-                let now = self.now;
-                let table = &self.nodes[from].table;
-                let mut seeds: Vec<Contact> = table
-                    .closest(&target, reach)
-                    .into_iter()
-                    .filter(|c| !rep.is_banned(&c.id, now) && !set_aside(&c.id))
-                    .take(2 * params.k)
-                    .collect();
-                // As the node: standing, then outbound peers, then distance.
-                rep.rank_candidates(&mut seeds, now, |c| {
-                    (
-                        c.id,
-                        table.is_outbound(&c.id),
-                        target.distance(&Key::from(c.id)),
-                    )
-                });
-                seeds.truncate(params.k);
-                seeds
-            }
-            None => {
-                let mut seeds = self.nodes[from].table.closest(&target, reach);
-                seeds.retain(|c| !set_aside(&c.id));
-                seeds.truncate(params.k);
-                seeds
-            }
-        };
-        let suspects: Vec<NodeId> = self.nodes[from]
-            .rep
-            .as_deref()
-            .map_or_else(Vec::new, |rep| {
-                seeds
-                    .iter()
-                    .filter(|c| rep.standing(&c.id, self.now) == Standing::Suspect)
-                    .map(|c| c.id)
-                    .collect()
-            });
-        let mut l = Lookup::new(target, seeds, local.id, &params);
-        for id in &suspects {
-            l.demote(id);
-        }
-        // (time, sequence, responder index); the answer waits under its
-        // sequence number, None for a request that will time out.
-        let mut events: BinaryHeap<Reverse<(u64, u64, usize)>> = BinaryHeap::new();
-        let mut answers: HashMap<u64, Option<Answer>> = HashMap::new();
-        let mut seq = 0u64;
-        let mut t = 0u64;
-        let mut values_seen = 0usize;
-        let mut out = LookupOutcome {
-            closest: Vec::new(),
-            target_reached: None,
-            value: None,
-            messages: 0,
-            forged: 0,
-            per_path: Vec::new(),
-            dense: None,
-            beyond: Vec::new(),
-            known: Vec::new(),
-            holders: Vec::new(),
-        };
+    /// Runs one query of the core from `from` for `target`: sends what the
+    /// query asks for, delivers each answer or timeout on the virtual
+    /// clock (per-link latency, loss, overload, the responder's
+    /// behaviour) and carries out the core's actions, until the query is
+    /// over. Answers still in flight then are dropped, as a node drops the
+    /// requests of a finished lookup.
+    fn query(&mut self, from: usize, target: Key, goal: Goal) -> Run {
+        let start = self.now;
+        let requester = self.nodes[from].contact;
         let target_node = NodeId::from_bytes(target.0);
+        let mut q = Query::new(&self.nodes[from].peers, start, target, goal);
+        let values = q.wants_values();
+        // (time after the start, sequence); what the request brings back
+        // waits under its sequence number.
+        let mut events: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
+        let mut replies: HashMap<u64, (Contact, Reply)> = HashMap::new();
+        let (mut seq, mut t, mut messages) = (0u64, 0u64, 0u32);
+        let mut target_ms = None;
         loop {
-            while let Some(req) = l.poll_request() {
-                let Some(&to) = self.index.get(&req.to.id) else {
-                    out.messages += 1;
-                    continue;
-                };
-                if self.is_banned_by(from, &req.to.id) {
-                    // Banned since it became a candidate: not asked.
-                    l.on_failure(&req.to.id);
-                    continue;
-                }
-                out.messages += 1;
+            let now = start + t;
+            while let Some(to) = q.poll_request(&mut self.nodes[from].peers, now) {
+                messages += 1;
                 seq += 1;
-                let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss.min(1.0));
-                let overload = self.nodes[to].inbox.as_ref().map_or(0.0, |i| i.overload);
-                let overloaded = overload > 0.0 && self.rng.gen_bool(overload.min(1.0));
-                let behaviour = self.nodes[to].behaviour;
-                if !self.nodes[to].alive || lost || overloaded || behaviour == Behaviour::Drop {
-                    events.push(Reverse((t + self.config.timeout_ms, seq, to)));
-                    answers.insert(seq, None);
-                    continue;
-                }
-                // The responder learns the requester, then answers with its
-                // k closest to the target (and the value if it holds one).
-                self.learn(to, local);
-                let (contacts, value) = match behaviour {
-                    Behaviour::Misroute => (self.colluders_closest(&target, params.k), None),
-                    Behaviour::Forge => (
-                        self.nodes[to].table.closest(&target, params.k),
-                        find_value.then_some(FORGED),
-                    ),
-                    Behaviour::Honest | Behaviour::Drop | Behaviour::Spam => (
-                        self.nodes[to].table.closest(&target, params.k),
-                        if find_value {
-                            self.nodes[to].records.get(&target).copied()
-                        } else {
-                            None
-                        },
-                    ),
-                };
-                let rtt = 2 * self.latency(from, to);
-                events.push(Reverse((t + rtt, seq, to)));
-                answers.insert(seq, Some((contacts, value)));
+                let (reply, delay) = self.serve(from, requester, to, &target, values, now);
+                events.push(Reverse((t + delay, seq)));
+                replies.insert(seq, (to, reply));
             }
-            let Some(Reverse((at, s, to))) = events.pop() else {
-                if !goal_met(goal, &out) && rounds_left > 0 && l.widen() {
-                    rounds_left -= 1;
-                    continue;
-                }
+            self.drain_actions(from, now);
+            if q.is_finished() {
+                break;
+            }
+            // Nothing in flight and nothing to ask: cannot happen with the
+            // core's lookup (a path with a candidate to ask asks it), but
+            // never wait for ever.
+            let Some(Reverse((at, s))) = events.pop() else {
                 break;
             };
             t = at;
-            let peer = self.nodes[to].contact;
-            let now = self.now.saturating_add(t);
-            match answers.remove(&s).flatten() {
-                Some((mut contacts, value)) => {
-                    if exclude.is_some() || self.nodes[from].rep.is_some() {
-                        let rep = self.nodes[from].rep.as_deref();
-                        contacts.retain(|c| {
-                            !set_aside(&c.id) && !rep.is_some_and(|r| r.is_banned(&c.id, now))
-                        });
+            let now = start + t;
+            let Some((to, reply)) = replies.remove(&s) else {
+                continue;
+            };
+            let peers = &mut self.nodes[from].peers;
+            match reply {
+                Reply::Answer(contacts, value) => {
+                    if to.id == target_node && target_ms.is_none() {
+                        target_ms = Some(t);
                     }
-                    l.on_response(&peer.id, &contacts);
-                    if let Some(rep) = self.nodes[from].rep.as_deref() {
-                        for c in &contacts {
-                            if rep.standing(&c.id, now) == Standing::Suspect {
-                                l.demote(&c.id);
-                            }
-                        }
-                    }
-                    if self.config.learn_responders {
-                        self.learn(from, peer);
-                    }
-                    if peer.id == target_node && out.target_reached.is_none() {
-                        let hop = l
-                            .result()
-                            .iter()
-                            .find(|(c, _)| c.id == peer.id)
-                            .map_or(0, |(_, h)| *h);
-                        out.target_reached = Some((t, hop + 1));
-                    }
-                    let evidence = match value {
-                        // Verification fails: the lookup goes on.
-                        Some(FORGED) => {
-                            out.forged += 1;
-                            Evidence::Misbehaved(Misbehaviour::BadRecord)
-                        }
-                        Some(v) if goal == Goal::Place => {
-                            out.holders.push((peer, v));
-                            Evidence::Verified
-                        }
-                        Some(v) => {
-                            values_seen += 1;
-                            if out.value.is_none_or(|(best, _)| v > best) {
-                                out.value = Some((v, t));
-                            }
-                            if values_seen >= self.config.value_answers.max(1) {
-                                l.finish();
-                            }
-                            Evidence::Verified
-                        }
-                        None => Evidence::Answered,
-                    };
-                    let _ = self.observe(from, peer.id, evidence, now);
+                    q.on_answer(peers, now, to, &contacts, judge(value));
                 }
-                None => {
-                    l.on_failure(&peer.id);
-                    let now = self.now;
-                    self.nodes[from].table.on_failure(&peer.id, now);
-                }
+                Reply::Refused => q.on_failure(peers, now, to, Failure::Unreachable),
+                Reply::Silent => q.on_failure(peers, now, to, Failure::Timeout),
             }
-            while let Some(fault) = l.poll_fault() {
-                if let Some(rep) = self.nodes[from].rep.as_mut() {
-                    if !rep.is_banned(&fault.peer, now) {
-                        let _ = rep.on_fault(&fault, now);
-                    }
-                }
-            }
-            if l.is_finished() && (out.value.is_some() || events.is_empty()) {
-                if !goal_met(goal, &out) && rounds_left > 0 && l.widen() {
-                    rounds_left -= 1;
-                    continue;
-                }
-                break;
-            }
+            self.drain_actions(from, now);
         }
-        out.closest = l.result();
-        out.per_path = l.result_per_path();
-        out.known = l.known_closest(params.k);
-        out
+        let found = q.found();
+        Run {
+            target_ms: target_ms.filter(|_| found.target_hop.is_some()),
+            found,
+            messages,
+            end: start + t,
+        }
+    }
+
+    /// Node `to` receives the request of `requester` (node `from`) for
+    /// `target` at `now`: what comes back, and after how long. A responder
+    /// that answers learns the requester first, as a node learns a peer
+    /// that proved its id on a connection (every simulated node listens
+    /// at its address); one that bans the requester refuses it.
+    fn serve(
+        &mut self,
+        from: usize,
+        requester: Contact,
+        to: Contact,
+        target: &Key,
+        values: bool,
+        now: u64,
+    ) -> (Reply, u64) {
+        let timeout = self.config.timeout_ms;
+        let Some(&i) = self.index.get(&to.id) else {
+            return (Reply::Silent, timeout);
+        };
+        let lost = self.config.loss > 0.0 && self.rng.gen_bool(self.config.loss.min(1.0));
+        let overload = self.nodes[i].inbox.as_ref().map_or(0.0, |x| x.overload);
+        let overloaded = overload > 0.0 && self.rng.gen_bool(overload.min(1.0));
+        let node = &self.nodes[i];
+        if !node.alive || lost || overloaded || node.behaviour == Behaviour::Drop {
+            return (Reply::Silent, timeout);
+        }
+        let rtt = 2 * self.latency(from, i);
+        if node.peers.is_banned(now, &requester.id) {
+            return (Reply::Refused, rtt);
+        }
+        self.nodes[i]
+            .peers
+            .learn(now, requester, ListenProof::Verified);
+        self.drain_actions(i, now);
+        let k = self.config.params.k;
+        let node = &self.nodes[i];
+        let reply = match node.behaviour {
+            Behaviour::Misroute => Reply::Answer(self.colluders_closest(target, k), None),
+            Behaviour::Forge => {
+                Reply::Answer(node.peers.closest(target, k), values.then_some(FORGED))
+            }
+            Behaviour::Honest | Behaviour::Drop | Behaviour::Spam => Reply::Answer(
+                node.peers.closest(target, k),
+                values.then(|| node.records.get(target).copied()).flatten(),
+            ),
+        };
+        (reply, rtt)
     }
 
     /// A random live node reads `key` back: `Some(true)` if it found
@@ -852,15 +635,21 @@ impl Simulator {
         }
     }
 
-    /// Adds a node that joins through a random live node: a lookup of its
-    /// own id, then a refresh of every bucket beyond its closest neighbour.
+    /// Adds a node that joins through a random live honest node, as the
+    /// node joins: its bootstrap node, a lookup of its own id, one lookup
+    /// per bucket of [`join_refresh_buckets`], and the hand-over of the
+    /// records it should now hold.
     pub fn join(&mut self) -> usize {
         let me = self.new_node();
         self.join_existing(me);
         me
     }
 
-    /// Joins the node `me` (already added) through a random live node.
+    /// Joins the node `me` (already added) through a random live honest
+    /// node, as the node joins: the bootstrap node learned as an outbound
+    /// peer, a lookup of its own id whose result it learns, one lookup
+    /// (result learned) per bucket of [`join_refresh_buckets`], then the
+    /// hand-over of the records it should now hold.
     fn join_existing(&mut self, me: usize) {
         // Bootstrap nodes are configured by the operator, so trusted: the
         // node joins through a random live honest one.
@@ -872,41 +661,30 @@ impl Simulator {
         }
         let via = live[self.rng.gen_range(0..live.len())];
         let via_contact = self.nodes[via].contact;
-        self.learn(me, via_contact);
-        self.nodes[me].table.mark_outbound(&via_contact.id);
+        let now = self.now;
+        self.nodes[me].peers.learn_outbound(now, via_contact);
+        self.drain_actions(me, now);
         let own = Key::from(self.nodes[me].contact.id);
-        let found = self.lookup_round(me, own, Goal::Closest, None);
-        self.learn_results(me, &found);
-        let nearest_bucket = found
-            .closest
-            .first()
-            .and_then(|(c, _)| own.distance(&Key::from(c.id)).bucket_index())
-            .unwrap_or(0);
-        // Refresh: one lookup for a random id in each farther bucket that
-        // a network of this size can fill (at most ~log2(n) + a few).
-        for bucket in (nearest_bucket + 1)..256 {
-            let target = self.random_key_in_bucket(own, bucket);
-            let found = self.lookup_round(me, target, Goal::Closest, None);
-            self.learn_results(me, &found);
-            if bucket > nearest_bucket + 24 {
-                break;
-            }
+        let joined = self.query(me, own, Goal::Closest).found;
+        self.learn_found(me, &joined);
+        for bucket in join_refresh_buckets(&own, &joined) {
+            let mut random = [0u8; 32];
+            self.rng.fill_bytes(&mut random);
+            let Some(target) = self.nodes[me].peers.table().key_in_bucket(bucket, random) else {
+                continue;
+            };
+            let found = self.query(me, target, Goal::Closest).found;
+            self.learn_found(me, &found);
         }
         self.hand_over_to(me);
     }
 
-    /// A node that does not learn every responder learns the results of
-    /// its join and refresh lookups instead, taken across the paths so that
-    /// a path an adversary steered brings in at most its share.
-    fn learn_results(&mut self, node: usize, found: &LookupOutcome) {
-        if self.config.learn_responders {
-            return;
-        }
-        for c in spread_across_paths(&found.per_path, self.config.params.k) {
-            self.learn(node, c);
-            // It answered this node's own lookup: an outbound peer.
-            self.nodes[node].table.mark_outbound(&c.id);
-        }
+    /// `node` learns the result of its join or refresh lookup
+    /// ([`Peers::learn_found`]).
+    fn learn_found(&mut self, node: usize, found: &Found) {
+        let now = self.now;
+        let _ = self.nodes[node].peers.learn_found(now, &found.per_path);
+        self.drain_actions(node, now);
     }
 
     /// Hand-over to a newcomer: each of its closest neighbours gives it
@@ -919,7 +697,7 @@ impl Simulator {
         let id = self.nodes[newcomer].contact.id;
         let r = self.config.params.replication;
         let neighbours = self.nodes[newcomer]
-            .table
+            .peers
             .closest(&own, self.config.params.k);
         let mut given = Vec::new();
         for n in neighbours {
@@ -930,12 +708,15 @@ impl Simulator {
                 continue;
             }
             for (key, value) in &self.nodes[j].records {
-                let closest = self.nodes[j].table.closest(key, r);
+                let closest = self.nodes[j].peers.closest(key, r);
                 if closest.iter().any(|c| c.id == id) {
                     given.push((*key, *value));
                 }
             }
         }
+        // In key order, not the maps' (random) order: a bounded store
+        // keeps what arrives first.
+        given.sort_unstable();
         for (key, value) in given {
             self.put_record(newcomer, key, value);
         }
@@ -943,7 +724,8 @@ impl Simulator {
 
     /// A graceful leave: `node` stores each of its records on the
     /// `replication` closest other live nodes it finds, its neighbours
-    /// forget it (the real node's "shutting down" close), and it stops.
+    /// forget it (the real node's "shutting down" close,
+    /// [`Peers::peer_left`]), and it stops.
     pub fn leave(&mut self, node: usize) {
         let Some(leaver) = self.nodes.get(node).filter(|n| n.alive) else {
             return;
@@ -953,7 +735,7 @@ impl Simulator {
         records.sort_unstable_by_key(|(k, _)| *k);
         let r = self.config.params.replication;
         for (key, value) in records {
-            let found = self.lookup_round(node, key, Goal::Closest, None);
+            let found = self.query(node, key, Goal::Closest).found;
             let targets: Vec<usize> = found
                 .closest
                 .iter()
@@ -966,32 +748,13 @@ impl Simulator {
                 self.put_record(t, key, value);
             }
         }
-        for i in 0..self.nodes.len() {
-            if i != node && self.nodes[i].table.contains(&leaver_id) {
-                // Told directly: no need to wait for failed pings.
-                self.nodes[i].table.remove(&leaver_id);
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if i != node {
+                // Told directly: no need to wait for failed requests.
+                n.peers.peer_left(&leaver_id);
             }
         }
         self.nodes[node].alive = false;
-    }
-
-    fn random_key_in_bucket(&mut self, own: Key, bucket: usize) -> Key {
-        let mut k = [0u8; 32];
-        self.rng.fill_bytes(&mut k);
-        // Same bits as `own` above the bucket's bit, that bit flipped.
-        let bit = 255 - bucket; // index from the most significant bit
-        let mut out = [0u8; 32];
-        for i in 0..256 {
-            let byte = i / 8;
-            let mask = 0x80u8 >> (i % 8);
-            let b = match i.cmp(&bit) {
-                std::cmp::Ordering::Less => own.0[byte] & mask,
-                std::cmp::Ordering::Equal => !own.0[byte] & mask,
-                std::cmp::Ordering::Greater => k[byte] & mask,
-            };
-            out[byte] |= b;
-        }
-        Key(out)
     }
 
     /// Crashes a random live node other than `keep`; returns it.
@@ -1029,56 +792,29 @@ impl Simulator {
             .count()
     }
 
-    /// Stores `value` under `key` from `from` on the `replication` closest
-    /// nodes its lookup finds; returns how many hold it. With
-    /// [`SimConfig::reputation`], peers that may not hold a replica are
-    /// passed over for the next ones; with a dense cluster found near the
-    /// key ([`SimConfig::density`]), as many replicas again go to the
-    /// nodes found beyond it.
+    /// Stores `value` under `key` from `from`, as the node publishes: a
+    /// placement query ([`Goal::Place`]) and the core's
+    /// [`place_replicas`]; returns how many nodes hold it. The writer
+    /// keeps a copy itself when it is among the closest
+    /// ([`Replica::Local`]). Adversaries acknowledge (or not) and keep
+    /// nothing.
     pub fn store(&mut self, from: usize, key: Key, value: u64) -> usize {
-        let goal = if self.config.update_holders {
-            Goal::Place
-        } else {
-            Goal::Closest
-        };
-        let found = self.lookup_for(from, key, goal);
-        let r = self.config.params.replication;
-        let now = self.now;
-        let rep = self.nodes[from].rep.as_deref();
-        let eligible = |c: &Contact| rep.is_none_or(|r| r.may_hold_replica(&c.id, now));
-        let mut placement: Vec<Contact> = if self.config.spread_replicas {
-            spread_across_paths(&found.per_path, usize::MAX)
-        } else {
-            found.closest.into_iter().map(|(c, _)| c).collect()
-        };
-        placement.retain(eligible);
-        placement.truncate(r);
-        if found.dense.is_some() {
-            let mut beyond = spread_across_paths(&found.beyond, usize::MAX);
-            beyond.retain(|c| eligible(c) && !placement.iter().any(|p| p.id == c.id));
-            beyond.truncate(r);
-            placement.extend(beyond);
-        }
-        // Holders of older versions get the new one too (at most r more).
-        let mut stale: Vec<Contact> = found
-            .holders
-            .iter()
-            .filter(|(c, v)| *v < value && !placement.iter().any(|p| p.id == c.id))
-            .map(|(c, _)| *c)
-            .collect();
-        stale.dedup_by_key(|c| c.id);
-        stale.truncate(r);
-        placement.extend(stale);
+        let run = self.query(from, key, Goal::Place);
+        let replicas = place_replicas(&self.nodes[from].peers, run.end, &key, &run.found, value);
         let mut stored = 0;
-        for c in placement {
-            if let Some(&i) = self.index.get(&c.id) {
-                // Adversaries acknowledge (or not) and keep nothing.
-                if self.nodes[i].alive
-                    && self.nodes[i].behaviour == Behaviour::Honest
-                    && self.put_record(i, key, value)
-                {
-                    stored += 1;
-                }
+        for replica in replicas {
+            let holder = match replica {
+                Replica::Local => from,
+                Replica::Remote(c) => match self.index.get(&c.id) {
+                    Some(&i) => i,
+                    None => continue,
+                },
+            };
+            if self.nodes[holder].alive
+                && self.nodes[holder].behaviour == Behaviour::Honest
+                && self.put_record(holder, key, value)
+            {
+                stored += 1;
             }
         }
         stored
@@ -1117,9 +853,10 @@ impl Simulator {
         true
     }
 
-    /// Fetches the value under `key` from `from`.
+    /// Fetches the value under `key` from `from` (a [`Goal::Value`]
+    /// query): the highest version it found.
     pub fn fetch(&mut self, from: usize, key: Key) -> Option<u64> {
-        self.lookup(from, key, true).value.map(|(v, _)| v)
+        self.query(from, key, Goal::Value).found.best_seq
     }
 
     /// Every holder of `key` re-stores it on the closest nodes it finds
@@ -1143,13 +880,14 @@ impl Simulator {
                 continue;
             }
             let dead: Vec<NodeId> = self.nodes[i]
-                .table
+                .peers
+                .table()
                 .entries()
                 .map(|(_, c, _, _)| c.id)
                 .filter(|id| self.index.get(id).is_some_and(|j| !self.nodes[*j].alive))
                 .collect();
             for id in dead {
-                self.nodes[i].table.on_ping_result(&id, false, now);
+                self.nodes[i].peers.ping_result(now, &id, false);
             }
         }
     }
@@ -1230,30 +968,34 @@ impl Simulator {
                 }
                 let mut admitted = per_op;
                 if self.config.rate_limit {
-                    let SimNode { rep, inbox, .. } = &mut self.nodes[t];
+                    let SimNode { peers, inbox, .. } = &mut self.nodes[t];
                     let Some(inbox) = inbox.as_deref_mut() else {
                         continue;
                     };
-                    // Without reputation (`--without reputation`) the limit
-                    // still applies, unscaled, and nobody is banned.
-                    let rep = rep.as_deref_mut();
-                    if rep.as_deref().is_some_and(|r| r.is_banned(&spammer, now)) {
+                    // The core decides: a banned spammer is refused, the
+                    // allowance scales with its standing (unscaled without
+                    // reputation, `--without reputation`, and nobody is
+                    // banned), the excess is evidence.
+                    if peers.is_banned(now, &spammer) {
                         continue;
                     }
-                    let factor = rep.as_deref().map_or(1.0, |r| r.rate_factor(&spammer, now));
+                    let factor = peers.rate_factor(now, &spammer);
                     let bucket = inbox.buckets.entry(*s).or_insert((burst * factor, now));
                     let elapsed = now.saturating_sub(bucket.1) as f64 / 1000.0;
                     bucket.0 = (bucket.0 + rate * factor * elapsed).min(burst * factor);
                     bucket.1 = now;
                     admitted = (bucket.0.max(0.0) as usize).min(per_op);
                     bucket.0 -= admitted as f64;
-                    if let Some(rep) = rep {
+                    if peers.defences().reputation {
                         for _ in admitted..per_op {
-                            if rep.observe(spammer, Evidence::RateViolation, now) != Verdict::Keep {
+                            if peers.observe(now, &spammer, Evidence::RateViolation)
+                                != Verdict::Keep
+                            {
                                 break;
                             }
                         }
                     }
+                    self.drain_actions(t, now);
                 }
                 *load.entry(t).or_default() += admitted;
                 let stores = admitted / 2;
@@ -1360,9 +1102,9 @@ impl Simulator {
                 to = self.random_live();
             }
             let target = Key::from(self.nodes[to].contact.id);
-            let out = self.lookup_for(from, target, Goal::Node);
-            messages += u64::from(out.messages);
-            if let Some((t, h)) = out.target_reached {
+            let run = self.query(from, target, Goal::Node);
+            messages += u64::from(run.messages);
+            if let (Some(h), Some(t)) = (run.found.target_hop, run.target_ms) {
                 successes += 1;
                 hops.push(h);
                 latencies.push(t);
@@ -1407,7 +1149,7 @@ impl Simulator {
         hops.sort_unstable();
         latencies.sort_unstable();
         let live: Vec<&SimNode> = self.nodes.iter().filter(|n| n.alive).collect();
-        let entries: usize = live.iter().map(|n| n.table.len()).sum();
+        let entries: usize = live.iter().map(|n| n.peers.table().len()).sum();
         let records: usize = live.iter().map(|n| n.records.len()).sum();
         let live_n = live.len().max(1);
         // Per entry: contact (32 + 28) + two timestamps; per bucket vector
@@ -1535,7 +1277,7 @@ mod tests {
                 sim.nodes
                     .iter()
                     .filter(|n| n.alive)
-                    .all(|n| !n.table.contains(&id)),
+                    .all(|n| !n.peers.table().contains(&id)),
                 "no live table keeps a node that said goodbye"
             );
         }
@@ -1597,5 +1339,23 @@ mod tests {
         .run();
         assert!(r.crashed > 0 && r.joined == r.crashed, "{r:?}");
         assert!(r.success_rate >= 0.97, "{r:?}");
+    }
+
+    #[test]
+    fn a_writer_among_the_closest_keeps_a_replica_itself() {
+        let mut sim = Simulator::new(small(2));
+        sim.bootstrap();
+        let writer = sim.random_live();
+        // The writer's own id: it is the closest node to the key.
+        let key = Key::from(sim.nodes[writer].contact.id);
+        assert_eq!(sim.store(writer, key, 9), 20);
+        let holders = sim.holders(&key);
+        assert!(holders.contains(&writer), "{holders:?}");
+        assert_eq!(holders.len(), 20);
+        // A writer far from the key keeps nothing.
+        let other = Key(Sha256::digest(b"far away").into());
+        let far = truly_closest(&sim, &other, 200).last().copied().unwrap();
+        assert_eq!(sim.store(far, other, 3), 20);
+        assert!(!sim.holders(&other).contains(&far));
     }
 }
