@@ -1052,3 +1052,123 @@ async fn a_busy_node_slows_down_and_a_hammered_node_keeps_serving() {
         .await;
     assert!(matches!(answer, Ok(Message::Pong { .. })), "{answer:?}");
 }
+
+/// The policy exists once (issue 10): one core instance (`Peers` and a
+/// `Query`), cloned, is driven through a real QUIC exchange with six
+/// running nodes and through the simulator's model of the same exchange
+/// (an honest responder answers with its core's `k` closest, as
+/// `sim::Simulator` serves), with the same inputs and the same injected
+/// clock. Both make the same decisions: the same requests in the same
+/// order, the same result per path, the same routing table and the same
+/// reputation evidence afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_core_decides_alike_over_quic_and_in_the_simulators_model() {
+    use p2psip::overlay::peers::{Defences, Peers};
+    use p2psip::overlay::query::{Query, RecordsJudged};
+    use p2psip::reputation::Policy;
+
+    let nodes: Vec<RunningNode> = (0..6u8).map(|i| start(90 + i, params())).collect();
+    let boot = contact(&nodes[0]);
+    for n in &nodes[1..] {
+        join_via(n, boot).await;
+    }
+    for n in &nodes {
+        let overlay = n.node.overlay().unwrap();
+        let found = overlay.lookup(n.node.dialer(), Key([0x77; 32]), None).await;
+        overlay.learn_found(&found);
+    }
+    // The probe: a pure client (its requests change no table). One
+    // request to each node first, so that each has dialed it back and
+    // found no listener before the measured exchange.
+    let probe_key = key(195);
+    let probe = client(&probe_key, VerifyPolicy::self_certifying(0), "127.99.0.1");
+    let target = Key([0x33; 32]);
+    let find = Message::FindNode {
+        overlay: params().name,
+        target: target.0,
+    };
+    let mut conns = std::collections::HashMap::new();
+    for n in &nodes {
+        let conn = probe.connect(n.addr, Some(n.node.node_id())).await.unwrap();
+        conns.insert(n.node.node_id(), conn);
+    }
+    let primes: Vec<_> = conns
+        .values()
+        .cloned()
+        .map(|c| {
+            let find = find.clone();
+            tokio::spawn(async move { c.request(&find).await })
+        })
+        .collect();
+    for p in primes {
+        assert!(matches!(p.await.unwrap(), Ok(Message::Nodes { .. })));
+    }
+
+    // The simulator's model of each node: a core holding its table.
+    let now = 1_800_000_000_000u64;
+    let model: std::collections::HashMap<NodeId, Peers> = nodes
+        .iter()
+        .map(|n| {
+            let mut p = Peers::new(
+                n.node.node_id(),
+                &params(),
+                Defences::P2PSIP,
+                Policy::default(),
+            );
+            for (_, c) in n.node.overlay().unwrap().routes() {
+                p.learn_outbound(now, c);
+            }
+            (n.node.node_id(), p)
+        })
+        .collect();
+
+    // One core: the probe knows two of the nodes.
+    let mut start_core = Peers::new(
+        probe_key.public().node_id(),
+        &params(),
+        Defences::P2PSIP,
+        Policy::default(),
+    );
+    for n in &nodes[..2] {
+        start_core.learn_outbound(now, contact(n));
+    }
+
+    // Over QUIC, one request at a time.
+    let mut quic_core = start_core.clone();
+    let mut q = Query::new(&quic_core, now, target, Goal::Closest);
+    let mut quic_log = Vec::new();
+    while let Some(to) = q.poll_request(&mut quic_core, now) {
+        let answer = conns[&to.id].request(&find).await.unwrap();
+        let Message::Nodes { contacts } = answer else {
+            panic!("unexpected {answer:?}");
+        };
+        q.on_answer(&mut quic_core, now, to, &contacts, RecordsJudged::default());
+        quic_log.push((to, contacts));
+    }
+    assert!(q.is_finished());
+    let quic_found = q.found();
+
+    // In the simulator's model, the same way.
+    let mut sim_core = start_core.clone();
+    let mut q = Query::new(&sim_core, now, target, Goal::Closest);
+    let mut sim_log = Vec::new();
+    while let Some(to) = q.poll_request(&mut sim_core, now) {
+        let contacts = model[&to.id].closest(&target, params().k);
+        q.on_answer(&mut sim_core, now, to, &contacts, RecordsJudged::default());
+        sim_log.push((to, contacts));
+    }
+    assert!(q.is_finished());
+    let sim_found = q.found();
+
+    assert!(quic_log.len() >= 3, "the lookup iterated: {quic_log:?}");
+    assert_eq!(quic_log, sim_log, "the same requests, the same answers");
+    assert_eq!(quic_found.closest, sim_found.closest);
+    assert_eq!(quic_found.per_path, sim_found.per_path);
+    assert!(quic_found.closest.len() >= 3, "{:?}", quic_found.closest);
+    let table = |p: &Peers| p.table().entries().collect::<Vec<_>>();
+    assert_eq!(table(&quic_core), table(&sim_core));
+    assert_eq!(
+        quic_core.reputation().report(now),
+        sim_core.reputation().report(now)
+    );
+}
