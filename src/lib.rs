@@ -9,23 +9,44 @@
 //!
 //! ```text
 //!   shell (`node`):  cli ──► admin ──► net
-//!                     │                 │
+//!                     │                 │   drives
 //!                     ▼                 ▼
-//!   core:            sim ──► reputation ──► overlay ──► binding ──► wire ──► identity
+//!   core:            sim ──drives──► overlay::{peers, query, placement}
+//!                                      │   (every decision, once)
+//!                                      ▼
+//!                     reputation ◄──► overlay::{routing, lookup, density, record, store}
+//!                                      │
+//!                                      ▼
+//!                                    binding ──► wire ──► identity
 //! ```
 //!
-//! Dependencies point right and down (every module may also use `limits`
-//! and `netaddr`). The core touches no sockets or async tasks and reads no
-//! clock: the time is an input (only the key search in `identity` runs
-//! threads of its own). Without the default `node` feature the crate is
-//! only that core, which is what the fuzz targets build against.
+//! The policy exists once: whom to ask, admit, evict, rate-limit or ban
+//! and where a record goes are decided in the sans-IO core
+//! ([`overlay::peers::Peers`], [`overlay::query::Query`],
+//! [`overlay::placement`]), which the node ([`net`]) and the simulator
+//! ([`sim`]) only drive: they move bytes and time and report what
+//! happened. `reputation` and the overlay's data structures know each
+//! other's types (a lookup fault is evidence; evidence ranks candidates);
+//! everything else points right and down (every module may also use
+//! `limits` and `netaddr`). The core touches no sockets or async tasks and
+//! reads no clock: the time is an input (only the key search in
+//! `identity` runs threads of its own). Without the default `node`
+//! feature the crate is only that core, which is what the fuzz targets
+//! build against.
 //!
-//! [`overlay`] holds the sans-IO S/Kademlia core (routing table, disjoint
-//! lookups, records and their store), [`reputation`] the sans-IO evidence
-//! and ban table, and [`sim`] a deterministic simulator that runs the core
-//! at scale, with adversaries. [`netaddr`] has the IP prefixes that the
-//! diversity, connection and rate limits count by. [`admin`] is the node's
-//! owner-only local socket the CLI drives it through.
+//! Inside [`net`] the modules form a chain with no cycle: `tls`,
+//! `transport` (endpoint configs) → `client`, `conns` (every connection
+//! by peer) → `core` (the core behind a lock, the wall clock, the one
+//! enforcement path) → `dialer` (single-flight, paced, capped) →
+//! `overlay` (the driver: queries, placement, the record store, `commit`
+//! and `disk`) → `maintenance` → `server`.
+//!
+//! [`overlay`] holds the sans-IO S/Kademlia core, [`reputation`] the
+//! sans-IO evidence and ban table, and [`sim`] a deterministic simulator
+//! that runs the core at scale, with adversaries. [`netaddr`] has the IP
+//! prefixes that the diversity, connection and rate limits count by.
+//! [`admin`] is the node's owner-only local socket the CLI drives it
+//! through.
 //!
 //! # Non-features (for now)
 //!

@@ -96,7 +96,7 @@ pub struct Found {
     /// The closest nodes that answered, closest first.
     pub closest: Vec<Contact>,
     /// Records (encoded, verified) found under the key, for FindValue, at
-    /// most [`MAX_FOUND_RECORDS`], each once.
+    /// most 64, each once.
     pub records: Vec<Vec<u8>>,
     /// The core's account of the lookup (paths, dense cluster, holders).
     pub outcome: query::Found,

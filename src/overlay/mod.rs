@@ -2,6 +2,13 @@
 //! storage rules, written as sans-IO state machines (`now` and randomness
 //! are inputs; no sockets, clocks or tasks), driven by the node and by the
 //! simulator alike.
+//!
+//! The decisions live in three modules: [`peers`] (admission, eviction,
+//! bans: the one enforcement path; seeds; responsibility), [`query`] (one
+//! whole lookup: asking, judging answers, stopping, widening, density
+//! rounds) and [`placement`] (replicas, hand-over, repair, republish,
+//! read repair, join refresh). The rest are the data structures they
+//! decide over.
 
 pub mod config;
 pub mod density;
