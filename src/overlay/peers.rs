@@ -587,8 +587,9 @@ impl Peers {
     }
 
     /// Queues an action; when the driver falls behind, the oldest ping is
-    /// dropped first (a ban is never dropped: the peer stays refused at
-    /// every accept and dial regardless).
+    /// dropped first, and only with no ping queued the oldest disconnect
+    /// (harmless: a banned peer stays refused at every accept, stream and
+    /// dial, which ask [`Peers::is_banned`]).
     fn push_action(&mut self, action: PeerAction) {
         if self.actions.len() >= MAX_PENDING_PEER_ACTIONS {
             match self
