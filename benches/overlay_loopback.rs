@@ -36,7 +36,15 @@
 //! Run: `cargo bench --bench overlay_loopback` (release build; the figures
 //! are recorded in `docs/benchmarks.md`). `P2PSIP_BENCH_QUICK=1` runs the
 //! same code with 8 nodes, 1,000 records and tiny counts, as a CI smoke;
-//! `P2PSIP_BENCH_ONLY=overlay` or `=memory` runs one phase.
+//! `P2PSIP_BENCH_ONLY=overlay`, `=memory` or `=rate` (the Store-rate runs)
+//! picks phases (comma-separated).
+//!
+//! What the Store figures time: the records are signed and encoded before
+//! the clock starts, and the writers are connected; timed are the Store
+//! requests themselves, over QUIC from the writers (in this process) to
+//! the node (its own process), on the same cores. The CPU time of both
+//! processes during the Stores is printed per Store, so that the node's
+//! cost can be told from the writers'.
 
 use p2psip::identity::{SecretKey, VerifyPolicy};
 use p2psip::net::server::RECORDS_FILE;
@@ -58,6 +66,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+mod common;
+use common::{cpu_time, progress, quick, rss_kib, runs, Table};
 
 /// Admission puzzle of the benchmark overlay: low, so that the identities
 /// take a fraction of a second, yet nonzero so that the checks still run.
@@ -86,17 +97,6 @@ const RATE_LIMITED_RETRIES: usize = 100;
 const MEMORY_GOAL_MIB: f64 = 100.0;
 /// Stores in flight per writer in the Store-rate runs.
 const STORES_IN_FLIGHT_PER_WRITER: usize = 4;
-
-fn quick() -> bool {
-    std::env::var_os("P2PSIP_BENCH_QUICK").is_some()
-}
-
-/// Whether the phase `name` runs (both unless `P2PSIP_BENCH_ONLY` names
-/// one).
-fn runs(name: &str) -> bool {
-    std::env::var("P2PSIP_BENCH_ONLY")
-        .map_or(true, |only| only.split(',').any(|p| p.trim() == name))
-}
 
 /// How much work each measurement does; every loop is bounded in count
 /// and in time.
@@ -148,31 +148,6 @@ impl Scale {
             }
         }
     }
-}
-
-/// The rows of the printed table.
-#[derive(Default)]
-struct Table(Vec<(String, String)>);
-
-impl Table {
-    fn row(&mut self, measure: impl Into<String>, value: impl Into<String>) {
-        let (measure, value) = (measure.into(), value.into());
-        eprintln!("  {measure}: {value}");
-        self.0.push((measure, value));
-    }
-
-    fn print(&self) {
-        println!("| measure | value |");
-        println!("|---|---|");
-        for (k, v) in &self.0 {
-            println!("| {k} | {v} |");
-        }
-    }
-}
-
-/// Progress on stderr, so that a long run shows where it is.
-fn progress(what: &str) {
-    eprintln!("[overlay_loopback] {what}");
 }
 
 // ---------------------------------------------------------------------------
@@ -453,19 +428,6 @@ where
     }
     all.elapsed = start.elapsed();
     all
-}
-
-/// `VmRSS` and `VmHWM` of this process, in KiB.
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn mib(kib: u64) -> f64 {
@@ -1014,6 +976,32 @@ struct Filled {
     full: Rss,
     stores: Run,
     limited: usize,
+    /// CPU time (user + system) the node's process spent during the
+    /// Stores.
+    node_cpu: Duration,
+    /// CPU time this process (the writers) spent during the Stores.
+    writers_cpu: Duration,
+}
+
+impl Filled {
+    /// "node N µs, writers M µs": CPU per successful Store.
+    fn cpu_per_store(&self) -> String {
+        let stores = (self.stores.ops() - self.stores.failed()).max(1) as f64;
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / stores;
+        format!(
+            "node {:.0} µs, writers {:.0} µs",
+            us(self.node_cpu),
+            us(self.writers_cpu)
+        )
+    }
+
+    /// Stores/s the node's process would sustain if it had `cores` to
+    /// itself at the CPU cost per Store measured here (an upper bound from
+    /// CPU time: it ignores waiting for the disk).
+    fn node_bound(&self, cores: usize) -> f64 {
+        let stores = (self.stores.ops() - self.stores.failed()) as f64;
+        cores as f64 * stores / self.node_cpu.as_secs_f64().max(1e-9)
+    }
 }
 
 /// Starts a memory child (records in `dir`, or in memory only), stores
@@ -1036,13 +1024,15 @@ fn fill_child(
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let (stores, limited) = rt.block_on(async {
+    let child_pid = child.child.id().to_string();
+    let ((stores, limited), (node_cpu, writers_cpu)) = rt.block_on(async {
         let writers = start_writers(10, 100);
         // Connected before the clock starts: the figures are of Stores,
         // not of handshakes.
         for w in &writers {
             let _ = w.node.dialer().connect(to).await;
         }
+        let cpu_before = (cpu_time(&child_pid), cpu_time("self"));
         // Bounded in time only as a safety net: the point is to hold every
         // record; what was stored is printed.
         let result = store_all(
@@ -1053,8 +1043,12 @@ fn fill_child(
             Duration::from_secs(1800),
         )
         .await;
+        let cpu = (
+            cpu_time(&child_pid).saturating_sub(cpu_before.0),
+            cpu_time("self").saturating_sub(cpu_before.1),
+        );
         stop_all(writers).await;
-        result
+        (result, cpu)
     });
     rt.shutdown_timeout(Duration::from_secs(5));
     let full = child.rss();
@@ -1064,6 +1058,8 @@ fn fill_child(
         full,
         stores,
         limited,
+        node_cpu,
+        writers_cpu,
     }
 }
 
@@ -1072,19 +1068,24 @@ fn bytes_per_record(f: &Filled) -> f64 {
     (f.full.rss_kib.saturating_sub(f.idle.rss_kib) * 1024) as f64 / f.full.records.max(1) as f64
 }
 
-fn memory_phase(s: &Scale, t: &mut Table) {
-    let count = s.memory_records;
-    progress(&format!("memory: signing {count} records"));
-    let records = signed_records(9, count);
-    let record_len = records[0].encode().len();
-    let encoded: Arc<Vec<Vec<u8>>> = Arc::new(records.iter().map(Record::encode).collect());
-    drop(records);
+/// `count` records signed and encoded before anything is timed: the
+/// writers' signing is not charged to the node.
+fn encoded_records(count: usize, t: &mut Table) -> Arc<Vec<Vec<u8>>> {
+    progress(&format!("signing {count} records (not timed)"));
+    let encoded: Vec<Vec<u8>> = signed_records(9, count)
+        .iter()
+        .map(Record::encode)
+        .collect();
     t.row(
-        format!(
-            "memory-phase record: an owner value with {RECORD_DATA_LEN} bytes of data, encoded"
-        ),
-        format!("{record_len} bytes"),
+        format!("record: an owner value with {RECORD_DATA_LEN} bytes of data, encoded"),
+        format!("{} bytes", encoded.first().map_or(0, Vec::len)),
     );
+    Arc::new(encoded)
+}
+
+fn memory_phase(s: &Scale, t: &mut Table, encoded: &Arc<Vec<Vec<u8>>>) {
+    let count = s.memory_records.min(encoded.len());
+    let encoded: Arc<Vec<Vec<u8>>> = Arc::new(encoded[..count].to_vec());
 
     // In memory only: what the record store itself costs, and the Store
     // rate without the disk.
@@ -1095,6 +1096,10 @@ fn memory_phase(s: &Scale, t: &mut Table) {
     t.row(
         format!("Stores/s over QUIC into one standalone node without a data dir, rate limit off, from {WRITERS} writers one request at a time each ({})", mem.stores.count()),
         format!("{:.0}", mem.stores.per_sec()),
+    );
+    t.row(
+        "… CPU per Store, no data dir (user + system)",
+        mem.cpu_per_store(),
     );
     t.row(
         "Store latency, no data dir: p50 / p99 / max",
@@ -1131,6 +1136,10 @@ fn memory_phase(s: &Scale, t: &mut Table) {
     t.row(
         format!("durable Stores/s over QUIC into one standalone node with a data dir, rate limit off, from {WRITERS} writers one request at a time each ({})", disk.stores.count()),
         format!("{:.0}", disk.stores.per_sec()),
+    );
+    t.row(
+        "… CPU per durable Store (user + system)",
+        disk.cpu_per_store(),
     );
     t.row(
         "durable Store latency: p50 / p99 / max",
@@ -1192,7 +1201,10 @@ fn memory_phase(s: &Scale, t: &mut Table) {
         format!("{} ({peak:.1} MiB)", if met { "met" } else { "NOT met" }),
     );
     drop(dir);
+}
 
+fn rate_phase(s: &Scale, t: &mut Table, encoded: &Arc<Vec<Vec<u8>>>) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // The Store rate alone, without the per-peer rate limit (which caps
     // 32 writers at 3,200 Stores/s) and with several Stores in flight per
     // writer: the cost of durability is the gap between the two rows.
@@ -1224,6 +1236,13 @@ fn memory_phase(s: &Scale, t: &mut Table) {
             ),
             run.stores.latency(),
         );
+        t.row(
+            format!(
+                "… CPU per Store, {} (user + system); Stores/s the node's CPU time alone allows on {cores} cores",
+                if durable { "durable" } else { "no data dir" }
+            ),
+            format!("{}; {:.0}", run.cpu_per_store(), run.node_bound(cores)),
+        );
     }
 }
 
@@ -1253,8 +1272,20 @@ fn main() {
     // The nodes are stopped; their runtime must not compete with the
     // memory phase.
     rt.shutdown_timeout(Duration::from_secs(5));
-    if runs("memory") {
-        memory_phase(&s, &mut table);
+    let (memory, rate) = (runs("memory"), runs("rate"));
+    if memory || rate {
+        let count = if memory {
+            s.memory_records.max(s.rate_records)
+        } else {
+            s.rate_records
+        };
+        let encoded = encoded_records(count, &mut table);
+        if memory {
+            memory_phase(&s, &mut table, &encoded);
+        }
+        if rate {
+            rate_phase(&s, &mut table, &encoded);
+        }
     }
     table.print();
 }

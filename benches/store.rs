@@ -46,6 +46,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{cpu_time, progress, quick, rss_kib, runs, Table};
+
 /// The argument that makes this binary a memory child.
 const CHILD: &str = "--store-child";
 /// The overlay of the in-process node.
@@ -55,54 +58,6 @@ const SMALL_DATA_LEN: usize = 100;
 /// Records per owner in the "shared owners" mode (below the per-owner
 /// quota of 128).
 const RECORDS_PER_OWNER: usize = 64;
-
-fn quick() -> bool {
-    std::env::var_os("P2PSIP_BENCH_QUICK").is_some()
-}
-
-/// Whether the phase `name` runs (all of them unless `P2PSIP_BENCH_ONLY`
-/// lists some).
-fn runs(name: &str) -> bool {
-    std::env::var("P2PSIP_BENCH_ONLY")
-        .map_or(true, |only| only.split(',').any(|p| p.trim() == name))
-}
-
-/// The rows of the printed table.
-#[derive(Default)]
-struct Table(Vec<(String, String)>);
-
-impl Table {
-    fn row(&mut self, measure: impl Into<String>, value: impl Into<String>) {
-        let (measure, value) = (measure.into(), value.into());
-        eprintln!("  {measure}: {value}");
-        self.0.push((measure, value));
-    }
-
-    fn print(&self) {
-        println!("| measure | value |");
-        println!("|---|---|");
-        for (k, v) in &self.0 {
-            println!("| {k} | {v} |");
-        }
-    }
-}
-
-fn progress(what: &str) {
-    eprintln!("[store] {what}");
-}
-
-/// `VmRSS` and `VmHWM` of this process, in KiB.
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
@@ -485,10 +440,12 @@ fn node_phase(t: &mut Table, rt: &tokio::runtime::Runtime) {
                 "without a data dir"
             };
             progress(&format!("node: {count} Stores, {writers} writers, {what}"));
+            let cpu = cpu_time("self");
             let rate = rt.block_on(store_all(Arc::new(service), writers, encoded.clone()));
+            let cpu = cpu_time("self").saturating_sub(cpu);
             t.row(
-                format!("Stores/s into one node in process (OverlayService::answer, no QUIC), {writers} concurrent writers, {what} ({count} records of 256 bytes)"),
-                format!("{rate:.0}"),
+                format!("Stores/s into one node in process (OverlayService::answer, no QUIC), {writers} concurrent writers, {what} ({count} records of 256 bytes); CPU per Store (the process: node and writer tasks, user + system)"),
+                format!("{rate:.0}; {:.0} µs", cpu.as_secs_f64() * 1e6 / count as f64),
             );
         }
     }
