@@ -428,18 +428,28 @@ impl OverlayService {
     }
 
     /// Dials `peer` back at the address it connected from: whether it
-    /// answers a Ping there with the same id (the dial pins it), i.e.
-    /// listens there. A pure client (no listener on that port) does not.
+    /// answers there (the dial pins its id) a FindNode naming this
+    /// overlay, i.e. listens there and serves this overlay. A pure client
+    /// (no listener on that port) does not; nor does a node that listens
+    /// but serves no overlay, or another one: admitted, it would be
+    /// evicted again at the first request this node sent it (a Store of a
+    /// hand-over answered "not a request", see [`failure_of`]), and
+    /// re-admitted at its next request, each time planning a hand-over and
+    /// a repair over the whole record store.
     pub async fn verify_listener(&self, dialer: &Dialer, peer: Contact) -> bool {
-        let ping = Message::Ping {
-            nonce: rand::random(),
+        let probe = Message::FindNode {
+            overlay: self.params.name.clone(),
+            target: *peer.id.as_bytes(),
         };
-        let listens = matches!(dialer.request(peer, &ping).await, Ok(Message::Pong { .. }));
+        let listens = matches!(
+            dialer.request(peer, &probe).await,
+            Ok(Message::Nodes { .. })
+        );
         if listens {
             self.listen_checks_passed.fetch_add(1, Ordering::Relaxed);
         } else {
             self.listen_checks_failed.fetch_add(1, Ordering::Relaxed);
-            debug!(peer = %peer.id.fmt_short(), addr = %peer.addr, "no listener at the peer's address; not admitted");
+            debug!(peer = %peer.id.fmt_short(), addr = %peer.addr, "no node of this overlay at the peer's address; not admitted");
         }
         listens
     }
