@@ -26,9 +26,10 @@
 //!    re-verifying every record) and reports the same. Separate processes
 //!    keep the figures free of this process's nodes and writers. A
 //!    standalone node knows almost nobody, so it is responsible for (and
-//!    stores) every key. Then the Store rate alone: fewer records into
-//!    two more children, from the same 32 writers with 4 Stores in flight
-//!    each, without and with a data directory.
+//!    stores) every key.
+//! 3. **Store rate.** The Store rate alone: fewer records into two more
+//!    children, from the same 32 writers with 4 Stores in flight each,
+//!    without and with a data directory.
 //!
 //! Nothing asserts a time; failures are counted and printed with their most
 //! common reason.
@@ -1085,7 +1086,11 @@ fn encoded_records(count: usize, t: &mut Table) -> Arc<Vec<Vec<u8>>> {
 
 fn memory_phase(s: &Scale, t: &mut Table, encoded: &Arc<Vec<Vec<u8>>>) {
     let count = s.memory_records.min(encoded.len());
-    let encoded: Arc<Vec<Vec<u8>>> = Arc::new(encoded[..count].to_vec());
+    let encoded: Arc<Vec<Vec<u8>>> = if count == encoded.len() {
+        encoded.clone()
+    } else {
+        Arc::new(encoded[..count].to_vec())
+    };
 
     // In memory only: what the record store itself costs, and the Store
     // rate without the disk.
