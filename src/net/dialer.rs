@@ -81,7 +81,14 @@ pub fn failure_of(e: &NetError) -> Failure {
         NetError::Wire(_) => Failure::Unrecognised,
         NetError::Remote { code, .. } => match code {
             ErrorCode::RateLimited | ErrorCode::Busy => Failure::Overloaded,
-            _ => Failure::NotInOverlay,
+            ErrorCode::WrongOverlay => Failure::NotInOverlay,
+            // A request type the peer does not know: an older version.
+            ErrorCode::UnknownMessageType => Failure::Unrecognised,
+            // It refused this request (a record, a key it is not
+            // responsible for, a failure of its own): it is alive and of
+            // this overlay, so an honest peer that declines a hand-over is
+            // not evicted for it.
+            _ => Failure::Declined,
         },
         NetError::UnexpectedReply(_) => Failure::NotInOverlay,
         _ => Failure::Unreachable,
@@ -300,5 +307,36 @@ impl Dialer {
             .get(id)
             .and_then(|s| s.paused_until)
             .and_then(|until| until.checked_duration_since(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(code: ErrorCode) -> Failure {
+        failure_of(&NetError::Remote {
+            code,
+            reason: String::new(),
+        })
+    }
+
+    #[test]
+    fn only_another_overlay_answer_evicts_and_a_declined_request_is_no_fault() {
+        assert_eq!(remote(ErrorCode::WrongOverlay), Failure::NotInOverlay);
+        assert_eq!(remote(ErrorCode::RateLimited), Failure::Overloaded);
+        assert_eq!(remote(ErrorCode::Busy), Failure::Overloaded);
+        assert_eq!(remote(ErrorCode::UnknownMessageType), Failure::Unrecognised);
+        // An honest peer declining a hand-over Store keeps its place.
+        for code in [
+            ErrorCode::RecordRefused,
+            ErrorCode::NotResponsible,
+            ErrorCode::Internal,
+            ErrorCode::Other(99),
+        ] {
+            assert_eq!(remote(code), Failure::Declined, "{code:?}");
+        }
+        assert_eq!(failure_of(&NetError::Timeout), Failure::Timeout);
+        assert_eq!(failure_of(&NetError::Saturated), Failure::Local);
     }
 }

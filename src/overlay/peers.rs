@@ -136,6 +136,10 @@ pub enum Failure {
     /// It answered with a message of a type this node does not know (a
     /// newer version may send one): no fault, no strike.
     Unrecognised,
+    /// It answered with an error that declines this one request (a record
+    /// it refuses, a key it is not responsible for, a failure of its
+    /// own): alive and of this overlay, so no fault and no strike.
+    Declined,
 }
 
 /// What the driver must do for the core.
@@ -255,8 +259,9 @@ impl Peers {
     /// is a strike (evicted after
     /// [`crate::overlay::routing::MAX_CONSECUTIVE_FAILURES`] in a row) and
     /// [`Evidence::Unresponsive`]; an overloaded peer or a failure on this
-    /// node's side costs nothing; a peer of another overlay leaves the
-    /// table; a protocol violation is evidence (a ban).
+    /// node's side costs nothing, and so does a declined request; a peer
+    /// of another overlay leaves the table; a protocol violation is
+    /// evidence (a ban).
     pub fn on_request_failed(&mut self, now_ms: u64, peer: &Contact, failure: Failure) {
         match failure {
             Failure::Timeout | Failure::Unreachable => {
@@ -264,7 +269,11 @@ impl Peers {
                 let eviction = self.table.on_failure_evicting(&peer.id, now_ms);
                 self.note_eviction(now_ms, eviction);
             }
-            Failure::Overloaded | Failure::Local | Failure::Banned | Failure::Unrecognised => {}
+            Failure::Overloaded
+            | Failure::Local
+            | Failure::Banned
+            | Failure::Unrecognised
+            | Failure::Declined => {}
             Failure::NotInOverlay => self.evict(&peer.id),
             Failure::Violation => {
                 let _ = self.observe(now_ms, &peer.id, Evidence::ProtocolViolation);
@@ -651,5 +660,46 @@ mod tests {
         assert!(!peers.table().contains(&resident.id));
         assert!(!peers.table().contains(&newcomer.id));
         assert!(peers.table().is_empty());
+    }
+
+    #[test]
+    fn only_failures_that_are_the_peers_fault_cost_it_its_place() {
+        let params = OverlayParams {
+            id_difficulty: 0,
+            ..OverlayParams::default()
+        };
+        let mut peers = Peers::new(
+            contact(0, 0).id,
+            &params,
+            Defences::P2PSIP,
+            Policy::default(),
+        );
+        let peer = contact(0x80, 1);
+        peers.learn(0, peer, ListenProof::Verified);
+        // However often: no strike for what is no fault of the peer.
+        for (t, failure) in [
+            Failure::Declined,
+            Failure::Overloaded,
+            Failure::Local,
+            Failure::Unrecognised,
+        ]
+        .into_iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+        {
+            peers.on_request_failed(t as u64, &peer, failure);
+        }
+        assert!(peers.table().contains(&peer.id));
+        // Timeouts in a row are strikes: evicted.
+        for t in 100..100 + crate::overlay::routing::MAX_CONSECUTIVE_FAILURES as u64 {
+            peers.on_request_failed(t, &peer, Failure::Timeout);
+        }
+        assert!(!peers.table().contains(&peer.id));
+        // An answer as of another overlay: out at once.
+        let other = contact(0x90, 2);
+        peers.learn(200, other, ListenProof::Verified);
+        peers.on_request_failed(201, &other, Failure::NotInOverlay);
+        assert!(!peers.table().contains(&other.id));
     }
 }
