@@ -64,6 +64,7 @@ pub mod netaddr;
 pub mod overlay;
 pub mod reputation;
 pub mod sim;
+pub mod sip;
 pub mod wire;
 
 #[cfg(feature = "node")]

@@ -448,3 +448,27 @@ pub const LISTEN_CHECK_RETRY: Duration = Duration::from_secs(600);
 /// from, run at once; a peer that finds no place is considered again at
 /// its next request.
 pub const MAX_CONCURRENT_LISTEN_CHECKS: usize = 8;
+
+// --- SIP front-end -------------------------------------------------------
+
+/// Largest SIP message (start line, headers and body) the node parses or
+/// sends: 64 KiB, one UDP datagram at most.
+pub const SIP_MAX_MESSAGE_LEN: usize = 64 * 1024;
+
+/// Most header fields in one SIP message (after unfolding; each value of a
+/// comma-separated list counts once per line it stands on).
+pub const SIP_MAX_HEADERS: usize = 128;
+
+/// Longest line (start line or one unfolded header field) in a SIP
+/// message, in bytes.
+pub const SIP_MAX_LINE_LEN: usize = 8 * 1024;
+
+/// Longest SIP URI (the Request-URI, or one in a header), in bytes.
+pub const SIP_MAX_URI_LEN: usize = 1024;
+
+/// Most Via values in one SIP message: each proxy on the path adds one,
+/// and a path longer than this is a loop or an attack.
+pub const SIP_MAX_VIAS: usize = 16;
+
+/// Most parameters on one SIP URI or one header value.
+pub const SIP_MAX_PARAMS: usize = 32;

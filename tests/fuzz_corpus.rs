@@ -114,3 +114,41 @@ fn record_inputs() {
     assert!(verified >= 4, "only {verified} seeds verified");
     assert!(values >= 2, "the bare value seeds decode");
 }
+
+#[test]
+fn sip_inputs() {
+    use p2psip::sip::{Frame, Message as Sip};
+    let inputs = inputs("sip_parse");
+    assert!(inputs.len() >= 10, "seed corpus is committed");
+    let check = |name: &str, m: &Sip| {
+        assert_eq!(&Sip::parse(&m.to_bytes()).unwrap(), m, "{name}");
+        for ok in [
+            m.vias().is_ok(),
+            m.cseq().is_ok(),
+            m.from().is_ok(),
+            m.to().is_ok(),
+            m.call_id().is_ok(),
+        ] {
+            assert!(ok, "{name}: a checked header reads back");
+        }
+    };
+    let (mut accepted, mut refused) = (0, 0);
+    for (name, data) in inputs {
+        match Sip::parse(&data) {
+            Ok(m) => {
+                check(&name, &m);
+                accepted += 1;
+            }
+            Err(e) => {
+                assert!(!e.to_string().is_empty(), "{name}");
+                refused += 1;
+            }
+        }
+        if let Ok(Some(Frame::Message(m, used))) = Sip::parse_stream(&data) {
+            assert!(used <= data.len(), "{name}");
+            check(&name, &m);
+        }
+    }
+    assert!(accepted >= 8, "the valid seeds parse ({accepted})");
+    assert!(refused >= 5, "the torture seeds are refused ({refused})");
+}

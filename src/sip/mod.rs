@@ -1,0 +1,28 @@
+//! The SIP front-end's sans-IO parts: the message parser and printer.
+//!
+//! Phones speak plain SIP (RFC 3261) to their own node. Every byte they
+//! send is read by [`Message::parse`] (a datagram) or
+//! [`Message::parse_stream`] (a TCP stream), which are strict and bounded
+//! (see [`message`] for the rules and [`crate::limits`] for the bounds)
+//! and refuse with a [`SipError`] that names what was wrong and carries
+//! the status code to answer with. No other code parses SIP bytes.
+//!
+//! The parser keeps header values as written and reads the ones the node
+//! needs on demand ([`Via`], [`NameAddr`], [`CSeq`], [`SipUri`]); it
+//! checks those a message cannot do without when it parses, so that a
+//! parsed message always has them.
+
+pub mod error;
+pub mod header;
+pub mod message;
+pub mod typed;
+pub mod uri;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::SipError;
+pub use header::HeaderName;
+pub use message::{Frame, Headers, Message, Method, Request, Response};
+pub use typed::{CSeq, NameAddr, Via};
+pub use uri::{Host, Param, SipUri};
