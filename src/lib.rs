@@ -46,12 +46,15 @@
 //! that runs the core at scale, with adversaries. [`netaddr`] has the IP
 //! prefixes that the diversity, connection and rate limits count by.
 //! [`admin`] is the node's owner-only local socket the CLI drives it
-//! through.
+//! through. [`sip`] parses and prints the SIP messages phones send (the
+//! only code that reads SIP bytes).
 //!
 //! # Non-features (for now)
 //!
-//! Media relays and the SIP front-end are described in `DESIGN.md` and are
-//! not part of this crate yet.
+//! Media relays and the SIP front-end are described in `DESIGN.md`. Of
+//! the front-end only its sans-IO message parser and printer exist
+//! ([`sip`]: strict, bounded, fuzzed); no listener, registrar or proxy
+//! uses it yet.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
