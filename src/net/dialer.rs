@@ -81,7 +81,9 @@ pub fn failure_of(e: &NetError) -> Failure {
         NetError::Wire(_) => Failure::Unrecognised,
         NetError::Remote { code, .. } => match code {
             ErrorCode::RateLimited | ErrorCode::Busy => Failure::Overloaded,
-            ErrorCode::WrongOverlay => Failure::NotInOverlay,
+            // Another overlay, or none: a node without an overlay answers
+            // overlay requests "not a request".
+            ErrorCode::WrongOverlay | ErrorCode::UnexpectedMessage => Failure::NotInOverlay,
             // A request type the peer does not know: an older version.
             ErrorCode::UnknownMessageType => Failure::Unrecognised,
             // It refused this request (a record, a key it is not
@@ -324,6 +326,7 @@ mod tests {
     #[test]
     fn only_another_overlay_answer_evicts_and_a_declined_request_is_no_fault() {
         assert_eq!(remote(ErrorCode::WrongOverlay), Failure::NotInOverlay);
+        assert_eq!(remote(ErrorCode::UnexpectedMessage), Failure::NotInOverlay);
         assert_eq!(remote(ErrorCode::RateLimited), Failure::Overloaded);
         assert_eq!(remote(ErrorCode::Busy), Failure::Overloaded);
         assert_eq!(remote(ErrorCode::UnknownMessageType), Failure::Unrecognised);
