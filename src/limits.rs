@@ -472,3 +472,13 @@ pub const SIP_MAX_VIAS: usize = 16;
 
 /// Most parameters on one SIP URI or one header value.
 pub const SIP_MAX_PARAMS: usize = 32;
+
+/// Parameters in one SIP `Authorization` value, at most.
+pub const SIP_MAX_AUTH_PARAMS: usize = 16;
+
+/// How long a digest nonce is good for; later it is stale and the phone
+/// is challenged again.
+pub const SIP_NONCE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Nonces whose last count a node remembers (to refuse replays), at most.
+pub const SIP_MAX_TRACKED_NONCES: usize = 4096;

@@ -12,6 +12,7 @@
 //! checks those a message cannot do without when it parses, so that a
 //! parsed message always has them.
 
+pub mod digest;
 pub mod error;
 pub mod header;
 pub mod message;
