@@ -224,7 +224,7 @@ pub fn nearest_held<T>(
     let mut nearest: Vec<(Distance, Key, T)> = Vec::new();
     for (key, item) in held {
         let d = key.distance(point);
-        if nearest.len() >= limit && nearest.last().map_or(true, |(far, ..)| d >= *far) {
+        if nearest.len() >= limit && nearest.last().is_none_or(|(far, ..)| d >= *far) {
             continue;
         }
         let at = nearest.partition_point(|(x, ..)| *x <= d);
