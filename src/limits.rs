@@ -222,6 +222,29 @@ pub const MAX_HANDOVER_RECORDS: usize = 64;
 /// done).
 pub const MAX_PENDING_CHURN_EVENTS: usize = 256;
 
+/// Attempts a join makes at most (the first included) while its own-id
+/// lookup gets no answer at all (its bootstrap requests lost, or the
+/// bootstrap nodes not up yet): without a retry such a node knows only
+/// its bootstrap nodes, nobody knows it, and it stays so until its first
+/// bucket refresh ([`DEFAULT_BUCKET_REFRESH_INTERVAL`]). Five attempts
+/// wait 1 + 2 + 4 + 8 = 15 s in all ([`JOIN_RETRY_BACKOFF`]).
+pub const JOIN_MAX_ATTEMPTS: u32 = 5;
+
+/// Wait before the first join retry; it doubles with each retry, up to
+/// [`JOIN_RETRY_MAX_BACKOFF`].
+pub const JOIN_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Longest wait between two join attempts.
+pub const JOIN_RETRY_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A join is done when its own-id lookup got answers from at least this
+/// many nodes: one is enough to refresh the buckets beyond it
+/// (`overlay::placement::join_refresh_buckets`); a node that found its
+/// neighbourhood this way but not all of it fills the rest at its bucket
+/// refreshes. (The first nodes of a new overlay find no more than their
+/// bootstrap node, so a higher bound would make them retry for nothing.)
+pub const JOIN_MIN_ANSWERS: usize = 1;
+
 /// Hand-over and repair tasks running at once.
 pub const MAX_CONCURRENT_HANDOVERS: usize = 4;
 

@@ -16,6 +16,7 @@ use p2psip::net::{Limits, LocalIdentity, Maintenance, NetError, Node, NodeConfig
 use p2psip::overlay::config::OverlayParams;
 use p2psip::overlay::key::Key;
 use p2psip::overlay::peers::ListenProof;
+use p2psip::overlay::placement::{JoinPlan, JoinStep};
 use p2psip::overlay::query::Goal;
 use p2psip::overlay::record::{OwnerValue, Record, RecordKind};
 use p2psip::overlay::routing::Contact;
@@ -140,9 +141,15 @@ async fn a_node_of_another_overlay_is_refused() {
         },
     );
     let overlay = stranger.node.overlay().unwrap().clone();
-    overlay.join(stranger.node.dialer(), &[contact(&a)]).await;
+    // One attempt (a whole join would try again for 15 s).
+    let mut plan = JoinPlan::new();
+    let step = overlay
+        .join_attempt(stranger.node.dialer(), &[contact(&a)], &mut plan)
+        .await;
     // The stranger's requests name its overlay: a answers WrongOverlay and
-    // never admits it; the stranger drops a as unresponsive.
+    // never admits it; the stranger drops a as unresponsive, and its join
+    // found nobody.
+    assert!(matches!(step, JoinStep::Retry { .. }), "{step:?}");
     assert_eq!(overlay.table_len(), 0);
     assert_eq!(a.node.overlay().unwrap().table_len(), 0);
 
@@ -418,6 +425,39 @@ async fn a_node_restarted_without_bootstrap_rejoins_through_its_saved_table() {
         .await;
     assert_eq!(found.records, vec![record.encode()]);
     assert_eq!(restored.table_len(), 2);
+}
+
+/// A node whose bootstrap node is not up yet does not stay blind until
+/// its hourly refresh: the core's join plan tries again (1 s after the
+/// first attempt failed, which takes the 3 s dial timeout here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_tries_again_until_its_late_bootstrap_node_is_up() {
+    let a = start(64, params());
+    // b's address, free until b starts.
+    let b_at = std::net::UdpSocket::bind(listen(65))
+        .and_then(|s| s.local_addr())
+        .unwrap();
+    let b_contact = Contact {
+        id: id_of(65),
+        addr: b_at,
+    };
+    let x = start(66, params());
+    let xo = x.node.overlay().unwrap().clone();
+    let dialer = x.node.dialer().clone();
+    let joining = tokio::spawn(async move { xo.join(&dialer, &[b_contact]).await });
+    // The first attempt's dial fails after the 3 s timeout; a single
+    // attempt would have ended then, with nobody known.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(!joining.is_finished(), "the join waits to try again");
+    let b = start_configured(config(65, params(), None), b_at);
+    let bo = b.node.overlay().unwrap().clone();
+    assert_eq!(bo.join(b.node.dialer(), &[contact(&a)]).await, 1);
+    let size = tokio::time::timeout(Duration::from_secs(20), joining)
+        .await
+        .expect("the join ends within its back-off")
+        .unwrap();
+    assert_eq!(size, 2, "x knows b and, through b, a");
+    eventually("b admits x", || bo.table_len() == 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,10 @@
 //!
 //! - **rejoin**: at start, a node whose routing table was reloaded from
 //!   its data directory joins through those contacts (each must prove its
-//!   id again), so a restarted node needs no bootstrap node;
+//!   id again), so a restarted node needs no bootstrap node (a join that
+//!   reached nobody is tried again as the core's
+//!   [`crate::overlay::placement::JoinPlan`] says, for 15 s at most, before
+//!   the loop below starts);
 //! - **hand-over**: a contact just admitted to the routing table is sent
 //!   the records it is now among the `replication` closest nodes for;
 //! - **repair**: when a contact is evicted, the records it held are pushed

@@ -376,6 +376,7 @@ fn populate(sim: &mut Simulator, config: &AttackConfig) -> (usize, Option<usize>
         sim.join_existing(me);
         adversaries += 1;
     }
+    sim.settle_joins();
     (adversaries, victim)
 }
 

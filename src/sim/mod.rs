@@ -21,7 +21,12 @@
 //! unanswered requests time out ([`Failure::Timeout`]). Join: the
 //! bootstrap node learned as an outbound peer, a lookup of the node's own
 //! id whose result is learned across paths ([`Peers::learn_found`]), then
-//! one lookup per bucket of [`join_refresh_buckets`]. Record values are
+//! what the core's [`JoinPlan`] says: one lookup per bucket of
+//! [`crate::overlay::placement::join_refresh_buckets`], or, when the lookup found nobody, the same
+//! again after a back-off on the virtual clock. Churn-driven hand-over and
+//! repair are the node's: every honest node drains its core's churn
+//! queue ([`Peers::poll_churn`]) and pushes what [`churn_pushes`] names,
+//! as the node's upkeep does. Record values are
 //! opaque tags whose order is their sequence number (a holder keeps the
 //! highest; a reader takes the highest it got); forged records are one
 //! reserved tag ([`FORGED`]), judged as [`Misbehaviour::BadRecord`].
@@ -33,11 +38,16 @@
 pub mod attack;
 
 use crate::identity::NodeId;
-use crate::limits::{MAX_REQUESTS_PER_PEER_PER_SEC, PEER_REQUEST_BURST};
+use crate::limits::{
+    MAX_HANDOVER_RECORDS, MAX_PENDING_CHURN_EVENTS, MAX_REQUESTS_PER_PEER_PER_SEC,
+    PEER_REQUEST_BURST,
+};
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::Key;
-use crate::overlay::peers::{Defences, Failure, ListenProof, PeerAction, Peers};
-use crate::overlay::placement::{join_refresh_buckets, place_replicas, Replica};
+use crate::overlay::peers::{ChurnEvent, Defences, Failure, ListenProof, PeerAction, Peers};
+use crate::overlay::placement::{
+    churn_contact, churn_pushes, nearest_held, place_replicas, JoinPlan, JoinStep, Replica,
+};
 use crate::overlay::query::{Found, Goal, Query, RecordsJudged};
 use crate::overlay::routing::Contact;
 use crate::reputation::{Evidence, Misbehaviour, Policy, Verdict};
@@ -236,6 +246,8 @@ struct SimNode {
     behaviour: Behaviour,
     /// Junk, store order and rate limiters, for nodes a spammer targets.
     inbox: Option<Box<Inbox>>,
+    /// A join waiting to be tried again: its plan and bootstrap node.
+    joining: Option<(JoinPlan, Contact)>,
 }
 
 /// What a node flooded by spammers keeps.
@@ -346,6 +358,8 @@ pub struct Simulator {
     id_rng: ChaCha8Rng,
     /// Virtual time, ms.
     now: u64,
+    /// Joins to try again: (when, node), earliest first.
+    join_retries: BinaryHeap<Reverse<(u64, usize)>>,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -376,6 +390,7 @@ impl Simulator {
             index: HashMap::new(),
             colluders: Vec::new(),
             now: 0,
+            join_retries: BinaryHeap::new(),
         }
     }
 
@@ -431,13 +446,19 @@ impl Simulator {
             max_peers: SIM_REPUTATION_MAX_PEERS,
             ..Policy::default()
         };
+        let mut peers = Peers::new(contact.id, &self.config.params, defences, policy);
+        if behaviour == Behaviour::Honest {
+            // Adversaries hold nothing to hand over.
+            peers.keep_churn(MAX_PENDING_CHURN_EVENTS);
+        }
         let node = SimNode {
             contact,
-            peers: Peers::new(contact.id, &self.config.params, defences, policy),
+            peers,
             records: HashMap::new(),
             alive: true,
             behaviour,
             inbox: None,
+            joining: None,
         };
         let index = self.nodes.len();
         self.index.insert(contact.id, index);
@@ -492,7 +513,8 @@ impl Simulator {
     /// Carries out what `node`'s core asked for: a ping of a resident of a
     /// full bucket is answered at once (by a live node); a ban needs
     /// nothing more, since the simulator keeps no connections and the core
-    /// already refuses the peer everywhere else.
+    /// already refuses the peer everywhere else. Then its churn events
+    /// ([`Simulator::carry_churn`]).
     fn drain_actions(&mut self, node: usize, now: u64) {
         while let Some(action) = self.nodes[node].peers.poll_action() {
             match action {
@@ -506,6 +528,45 @@ impl Simulator {
                 PeerAction::Disconnect { .. } => {}
             }
         }
+        self.carry_churn(node);
+    }
+
+    /// Hand-over and repair, as the node's upkeep does them: for each
+    /// churn event of `node`'s core ([`Peers::poll_churn`]), the records
+    /// nearest to its contact ([`nearest_held`], at most
+    /// [`MAX_HANDOVER_RECORDS`]) go where [`churn_pushes`] says (a Store
+    /// costs no time; a dead or adversarial receiver keeps nothing).
+    fn carry_churn(&mut self, node: usize) {
+        while let Some(event) = self.nodes[node].peers.poll_churn() {
+            let n = &self.nodes[node];
+            if n.records.is_empty() {
+                continue;
+            }
+            let pushes = self.churn_plan(node, &event);
+            for (to, (key, value)) in pushes {
+                let Some(&i) = self.index.get(&to.id) else {
+                    continue;
+                };
+                if self.nodes[i].alive && self.nodes[i].behaviour == Behaviour::Honest {
+                    self.put_record(i, key, value);
+                }
+            }
+        }
+    }
+
+    /// What `event` of `node`'s core moves of the records it holds: the
+    /// node's `OverlayService::plan_churn` over the simulated store.
+    fn churn_plan(&self, node: usize, event: &ChurnEvent) -> Vec<(Contact, (Key, u64))> {
+        let n = &self.nodes[node];
+        let point = Key::from(churn_contact(event).id);
+        let held = n.records.iter().map(|(k, v)| (*k, (*k, *v)));
+        let candidates = nearest_held(&point, held, MAX_HANDOVER_RECORDS);
+        churn_pushes(
+            n.peers.table(),
+            self.config.params.replication,
+            event,
+            candidates,
+        )
     }
 
     /// Runs one query of the core from `from` for `target`: sends what the
@@ -636,9 +697,7 @@ impl Simulator {
     }
 
     /// Adds a node that joins through a random live honest node, as the
-    /// node joins: its bootstrap node, a lookup of its own id, one lookup
-    /// per bucket of [`join_refresh_buckets`], and the hand-over of the
-    /// records it should now hold.
+    /// node joins ([`Simulator::join_existing`]).
     pub fn join(&mut self) -> usize {
         let me = self.new_node();
         self.join_existing(me);
@@ -646,10 +705,11 @@ impl Simulator {
     }
 
     /// Joins the node `me` (already added) through a random live honest
-    /// node, as the node joins: the bootstrap node learned as an outbound
-    /// peer, a lookup of its own id whose result it learns, one lookup
-    /// (result learned) per bucket of [`join_refresh_buckets`], then the
-    /// hand-over of the records it should now hold.
+    /// node, as the node joins: an attempt ([`Simulator::join_attempt`])
+    /// and, while the core's [`JoinPlan`] says so, more attempts later on
+    /// the virtual clock ([`Simulator::run_due_joins`]). The records it
+    /// should now hold come from its new neighbours' churn-driven
+    /// hand-over, as they admit it ([`Simulator::carry_churn`]).
     fn join_existing(&mut self, me: usize) {
         // Bootstrap nodes are configured by the operator, so trusted: the
         // node joins through a random live honest one.
@@ -661,22 +721,64 @@ impl Simulator {
         }
         let via = live[self.rng.gen_range(0..live.len())];
         let via_contact = self.nodes[via].contact;
+        self.join_attempt(me, via_contact, JoinPlan::new());
+    }
+
+    /// One attempt of `me`'s join through `via`, as the node's
+    /// `OverlayService::join_attempt`: the bootstrap node learned as an
+    /// outbound peer, a lookup of its own id whose result it learns, then
+    /// the plan's step: a lookup (result learned) per bucket to refresh,
+    /// or a retry queued for later.
+    fn join_attempt(&mut self, me: usize, via: Contact, mut plan: JoinPlan) {
         let now = self.now;
-        self.nodes[me].peers.learn_outbound(now, via_contact);
+        self.nodes[me].peers.learn_outbound(now, via);
         self.drain_actions(me, now);
         let own = Key::from(self.nodes[me].contact.id);
-        let joined = self.query(me, own, Goal::Closest).found;
-        self.learn_found(me, &joined);
-        for bucket in join_refresh_buckets(&own, &joined) {
-            let mut random = [0u8; 32];
-            self.rng.fill_bytes(&mut random);
-            let Some(target) = self.nodes[me].peers.table().key_in_bucket(bucket, random) else {
+        let run = self.query(me, own, Goal::Closest);
+        self.learn_found(me, &run.found);
+        match plan.on_own_lookup(run.end, &own, &run.found) {
+            JoinStep::Refresh(buckets) => {
+                for bucket in buckets {
+                    let mut random = [0u8; 32];
+                    self.rng.fill_bytes(&mut random);
+                    let Some(target) = self.nodes[me].peers.table().key_in_bucket(bucket, random)
+                    else {
+                        continue;
+                    };
+                    let found = self.query(me, target, Goal::Closest).found;
+                    self.learn_found(me, &found);
+                }
+            }
+            JoinStep::Retry { at_ms } => {
+                self.nodes[me].joining = Some((plan, via));
+                self.join_retries.push(Reverse((at_ms, me)));
+            }
+            JoinStep::GiveUp => {}
+        }
+    }
+
+    /// Makes the join attempts due by now (of nodes still alive).
+    fn run_due_joins(&mut self) {
+        while let Some(&Reverse((at, me))) = self.join_retries.peek() {
+            if at > self.now {
+                break;
+            }
+            self.join_retries.pop();
+            let Some((plan, via)) = self.nodes[me].joining.take() else {
                 continue;
             };
-            let found = self.query(me, target, Goal::Closest).found;
-            self.learn_found(me, &found);
+            if self.nodes[me].alive {
+                self.join_attempt(me, via, plan);
+            }
         }
-        self.hand_over_to(me);
+    }
+
+    /// Lets virtual time run on until no join waits to be tried again.
+    pub(crate) fn settle_joins(&mut self) {
+        while let Some(&Reverse((at, _))) = self.join_retries.peek() {
+            self.now = self.now.max(at);
+            self.run_due_joins();
+        }
     }
 
     /// `node` learns the result of its join or refresh lookup
@@ -685,41 +787,6 @@ impl Simulator {
         let now = self.now;
         let _ = self.nodes[node].peers.learn_found(now, &found.per_path);
         self.drain_actions(node, now);
-    }
-
-    /// Hand-over to a newcomer: each of its closest neighbours gives it
-    /// the records for which, in the neighbour's own view, the newcomer is
-    /// now among the `replication` closest nodes (Kademlia's rule, so a
-    /// new node closer to a key holds what it should without waiting for
-    /// the next republish). Work is bounded by k neighbours' records.
-    fn hand_over_to(&mut self, newcomer: usize) {
-        let own = Key::from(self.nodes[newcomer].contact.id);
-        let id = self.nodes[newcomer].contact.id;
-        let r = self.config.params.replication;
-        let neighbours = self.nodes[newcomer]
-            .peers
-            .closest(&own, self.config.params.k);
-        let mut given = Vec::new();
-        for n in neighbours {
-            let Some(&j) = self.index.get(&n.id) else {
-                continue;
-            };
-            if !self.nodes[j].alive {
-                continue;
-            }
-            for (key, value) in &self.nodes[j].records {
-                let closest = self.nodes[j].peers.closest(key, r);
-                if closest.iter().any(|c| c.id == id) {
-                    given.push((*key, *value));
-                }
-            }
-        }
-        // In key order, not the maps' (random) order: a bounded store
-        // keeps what arrives first.
-        given.sort_unstable();
-        for (key, value) in given {
-            self.put_record(newcomer, key, value);
-        }
     }
 
     /// A graceful leave: `node` stores each of its records on the
@@ -748,13 +815,17 @@ impl Simulator {
                 self.put_record(t, key, value);
             }
         }
-        for (i, n) in self.nodes.iter_mut().enumerate() {
+        self.nodes[node].alive = false;
+        let now = self.now;
+        for i in 0..self.nodes.len() {
             if i != node {
                 // Told directly: no need to wait for failed requests.
-                n.peers.peer_left(&leaver_id);
+                self.nodes[i].peers.peer_left(&leaver_id);
+                if self.nodes[i].alive {
+                    self.drain_actions(i, now);
+                }
             }
         }
-        self.nodes[node].alive = false;
     }
 
     /// Crashes a random live node other than `keep`; returns it.
@@ -889,6 +960,7 @@ impl Simulator {
             for id in dead {
                 self.nodes[i].peers.ping_result(now, &id, false);
             }
+            self.drain_actions(i, now);
         }
     }
 
@@ -1038,10 +1110,13 @@ impl Simulator {
     }
 
     /// Builds the overlay: `config.nodes` nodes joining one after another.
+    /// Joins that found nobody are tried again as the core says, the
+    /// virtual clock running on until the last is done.
     pub fn bootstrap(&mut self) {
         for _ in 0..self.config.nodes {
             self.join();
         }
+        self.settle_joins();
     }
 
     /// Bootstraps, then measures lookups and store/fetch pairs under churn.
@@ -1075,6 +1150,7 @@ impl Simulator {
             Vec::new()
         };
         let mut churn = |sim: &mut Simulator, debt: &mut f64, keep: &HashSet<usize>| {
+            sim.run_due_joins();
             if !plan.is_empty() {
                 sim.flood(&plan);
             }
@@ -1327,6 +1403,170 @@ mod tests {
         assert!(
             hold * 100 >= should * 95,
             "{hold} of {should} newcomers hold what they should"
+        );
+    }
+
+    #[test]
+    fn a_join_whose_bootstrap_request_is_lost_tries_again_and_recovers() {
+        let mut sim = Simulator::new(SimConfig {
+            nodes: 60,
+            ..small(11)
+        });
+        sim.bootstrap();
+        // Every request is lost: the own-id lookup finds nobody.
+        sim.config.loss = 1.0;
+        let me = sim.join();
+        assert_eq!(sim.nodes[me].peers.table().len(), 1, "its bootstrap node");
+        let known_by = |sim: &Simulator| {
+            let id = sim.nodes[me].contact.id;
+            sim.nodes
+                .iter()
+                .filter(|n| n.peers.table().contains(&id))
+                .count()
+        };
+        assert_eq!(known_by(&sim), 0, "nobody knows it");
+        let Some((plan, _)) = &sim.nodes[me].joining else {
+            panic!("a retry is planned");
+        };
+        assert_eq!(plan.attempts(), 1);
+        // The retry is due 1 virtual second after the lookup timed out.
+        let Some(&Reverse((at, who))) = sim.join_retries.peek() else {
+            panic!("a retry is queued");
+        };
+        assert_eq!((who, at), (me, sim.now + sim.config.timeout_ms + 1000));
+        // The network heals.
+        sim.config.loss = 0.0;
+        sim.now = at - 1;
+        sim.run_due_joins();
+        assert!(sim.nodes[me].joining.is_some(), "not due yet");
+        sim.now = at;
+        sim.run_due_joins();
+        assert!(sim.nodes[me].joining.is_none());
+        assert!(sim.nodes[me].peers.table().len() > 20);
+        assert!(known_by(&sim) > 10, "{}", known_by(&sim));
+        let from = sim.random_live();
+        let target = Key::from(sim.nodes[me].contact.id);
+        assert!(sim
+            .query(from, target, Goal::Node)
+            .found
+            .target_hop
+            .is_some());
+    }
+
+    /// The node's planning (`OverlayService::plan_churn`, over its record
+    /// store) and the simulator's (`Simulator::churn_plan`, over its
+    /// tags), given the same table, the same held keys and the same churn
+    /// events, move the same records to the same contacts.
+    #[test]
+    fn the_node_and_the_simulator_move_records_alike_on_churn() {
+        use crate::identity::SecretKey;
+        use crate::net::overlay::OverlayService;
+        use crate::overlay::record::{OwnerValue, RecordPolicy};
+        use crate::wire::Message;
+
+        let mut sim = Simulator::new(SimConfig {
+            nodes: 60,
+            ..small(12)
+        });
+        sim.bootstrap();
+        let x = sim.random_live();
+        let params = sim.config.params.clone();
+        let node = OverlayService::new(
+            sim.nodes[x].contact.id,
+            params.clone(),
+            RecordPolicy::self_certifying(params.name.clone()),
+        );
+        let table: Vec<Contact> = sim.nodes[x]
+            .peers
+            .table()
+            .entries()
+            .map(|(_, c, _, _)| c)
+            .collect();
+        for c in &table {
+            node.learn(*c);
+        }
+        let ids = |v: Vec<Contact>| v.into_iter().map(|c| c.id).collect::<HashSet<_>>();
+        assert_eq!(
+            ids(node.routes().into_iter().map(|(_, c)| c).collect()),
+            ids(table.clone())
+        );
+        while node.next_event().is_some() {}
+        // The same records: signed ones for the node, tags for the
+        // simulator, under keys the node is responsible for.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let owner = SecretKey::from_seed(&[3; 32]);
+        let expires = crate::unix_now() as u64 + 3600;
+        let mut keys = Vec::new();
+        for i in 0..200 {
+            let r = OwnerValue::new(&format!("churn-{i}"), vec![])
+                .unwrap()
+                .sign(&owner, 1, expires);
+            if !node.is_responsible(&r.key) {
+                continue;
+            }
+            let store = Message::Store {
+                overlay: params.name.clone(),
+                record: r.encode(),
+            };
+            let answer = rt.block_on(node.answer(table[0], ListenProof::Verified, &store));
+            assert!(matches!(answer, Some(Message::Stored { .. })), "{answer:?}");
+            sim.nodes[x].records.insert(r.key, 1);
+            keys.push(r.key);
+            if keys.len() == 12 {
+                break;
+            }
+        }
+        assert_eq!(keys.len(), 12);
+        while node.next_event().is_some() {}
+        let key_of = |encoded: &[u8]| crate::overlay::record::Record::decode(encoded).unwrap().key;
+        let now = sim.now;
+        let (mut handed, mut repaired) = (0, 0);
+        // Newcomers next to each key (some among its closest, some not),
+        // then the eviction of contacts near the keys.
+        for (i, key) in keys.iter().enumerate() {
+            for flip in [0x01u8, 0x40] {
+                let mut id = key.0;
+                id[31] ^= flip;
+                id[1] ^= flip;
+                let newcomer = Contact {
+                    id: NodeId::from_bytes(id),
+                    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(100, i as u8, flip, 1)), 4433),
+                };
+                sim.nodes[x]
+                    .peers
+                    .learn(now, newcomer, ListenProof::Verified);
+                node.learn(newcomer);
+            }
+            let near = sim.nodes[x].peers.closest(key, 1);
+            for c in near {
+                sim.nodes[x].peers.peer_left(&c.id);
+                node.core().with(|p, _| p.peer_left(&c.id));
+            }
+        }
+        while let Some(event) = sim.nodes[x].peers.poll_churn() {
+            assert_eq!(node.next_event(), Some(event));
+            let in_sim: Vec<(Contact, Key)> = sim
+                .churn_plan(x, &event)
+                .into_iter()
+                .map(|(to, (key, _))| (to, key))
+                .collect();
+            let in_node: Vec<(Contact, Key)> = node
+                .plan_churn(&event)
+                .into_iter()
+                .map(|(to, encoded)| (to, key_of(&encoded)))
+                .collect();
+            assert_eq!(in_sim, in_node, "{event:?}");
+            match event {
+                ChurnEvent::Admitted(_) => handed += in_sim.len(),
+                ChurnEvent::Evicted(_) => repaired += in_sim.len(),
+            }
+        }
+        assert_eq!(node.next_event(), None);
+        assert!(
+            handed > 0 && repaired > 0,
+            "{handed} handed over, {repaired} repaired"
         );
     }
 

@@ -38,7 +38,7 @@ use crate::limits::{LISTEN_CHECK_RETRY, MAX_CONCURRENT_LISTEN_CHECKS, MAX_FAILED
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::Key;
 use crate::overlay::peers::{Failure, ListenProof};
-use crate::overlay::placement::{self, Replica};
+use crate::overlay::placement::{self, JoinPlan, JoinStep, Replica};
 use crate::overlay::query::{self, Goal, Query, RecordsJudged};
 use crate::overlay::record::{Record, RecordKind, RecordPolicy};
 use crate::overlay::routing::Contact;
@@ -785,11 +785,50 @@ impl OverlayService {
         acks
     }
 
-    /// Joins through `bootstrap` contacts: learns them (they must prove
-    /// their ids), looks up this node's own id, learns the result across
-    /// paths, then refreshes the buckets the core names
-    /// ([`placement::join_refresh_buckets`]).
+    /// Joins through `bootstrap` contacts, as the core's [`JoinPlan`]
+    /// says: an attempt ([`OverlayService::join_attempt`]) that found
+    /// nobody is made again after a back-off (1 s, 2 s, 4 s, 8 s:
+    /// [`crate::limits::JOIN_MAX_ATTEMPTS`] attempts in all), so that a
+    /// bootstrap node briefly unreachable or a lost first request does
+    /// not leave this node blind until its first bucket refresh. Returns
+    /// the routing table's size afterwards.
     pub async fn join(&self, dialer: &Dialer, bootstrap: &[Contact]) -> usize {
+        let mut plan = JoinPlan::new();
+        loop {
+            match self.join_attempt(dialer, bootstrap, &mut plan).await {
+                JoinStep::Retry { at_ms } => {
+                    let wait = at_ms.saturating_sub(now_ms());
+                    debug!(
+                        attempts = plan.attempts(),
+                        wait_ms = wait,
+                        "join found nobody; retrying"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                }
+                JoinStep::Refresh(_) => return self.table_len(),
+                JoinStep::GiveUp => {
+                    tracing::warn!(
+                        attempts = plan.attempts(),
+                        "join found nobody; the bucket refreshes will try again"
+                    );
+                    return self.table_len();
+                }
+            }
+        }
+    }
+
+    /// One attempt of a join through `bootstrap` contacts: learns them
+    /// (they must prove their ids), looks up this node's own id, learns
+    /// the result across paths, and reports it to `plan`; when the plan
+    /// says [`JoinStep::Refresh`], refreshes those buckets
+    /// ([`placement::join_refresh_buckets`]) before returning. The caller
+    /// waits out a [`JoinStep::Retry`] ([`OverlayService::join`] does).
+    pub async fn join_attempt(
+        &self,
+        dialer: &Dialer,
+        bootstrap: &[Contact],
+        plan: &mut JoinPlan,
+    ) -> JoinStep {
         for b in bootstrap {
             match dialer.connect(*b).await {
                 Ok(_) => self.core.with(|p, now| p.learn_outbound(now, *b)),
@@ -804,17 +843,22 @@ impl OverlayService {
         let own = Key::from(self.local);
         let found = self.lookup(dialer, own, None).await;
         self.learn_found(&found);
-        for bucket in placement::join_refresh_buckets(&own, &found.outcome) {
-            let Some(target) = self
-                .core
-                .read(|p, _| p.table().key_in_bucket(bucket, rand::random()))
-            else {
-                continue;
-            };
-            let found = self.lookup(dialer, target, None).await;
-            self.learn_found(&found);
+        let step = self
+            .core
+            .read(|_, now| plan.on_own_lookup(now, &own, &found.outcome));
+        if let JoinStep::Refresh(buckets) = &step {
+            for bucket in buckets.clone() {
+                let Some(target) = self
+                    .core
+                    .read(|p, _| p.table().key_in_bucket(bucket, rand::random()))
+                else {
+                    continue;
+                };
+                let found = self.lookup(dialer, target, None).await;
+                self.learn_found(&found);
+            }
         }
-        self.table_len()
+        step
     }
 
     /// Learns the result of a join or refresh lookup across its paths

@@ -3,7 +3,7 @@
 //! (the decisions are [`crate::overlay::placement`]'s, the sending
 //! [`crate::net::maintenance`]'s), and the graceful leave.
 
-use super::{now_secs, slot_of, OverlayService, RepublishPlan};
+use super::{now_secs, slot_of, ChurnEvent, OverlayService, RepublishPlan};
 use crate::identity::NodeId;
 use crate::limits::{
     MAX_BUCKET_REFRESHES_PER_ROUND, MAX_HANDOVER_RECORDS, MAX_LEAVE_STORES_IN_FLIGHT,
@@ -12,13 +12,11 @@ use crate::limits::{
 use crate::net::commit::Committer;
 use crate::net::dialer::Dialer;
 use crate::net::disk::DiskError;
-use crate::overlay::key::{Distance, Key};
+use crate::overlay::key::Key;
 use crate::overlay::placement;
-use crate::overlay::record::VerifiedRecord;
 use crate::overlay::routing::{Contact, InsertOutcome};
-use crate::overlay::store::{RecordStore, SlotKey};
+use crate::overlay::store::SlotKey;
 use crate::wire::Message;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
@@ -129,51 +127,46 @@ impl OverlayService {
         dropped.len()
     }
 
-    /// The (at most `limit`) live records whose keys are nearest to
-    /// `point`, nearest first, as (key, encoding).
-    fn nearest_records(&self, point: &Key, limit: usize) -> Vec<(Key, Vec<u8>)> {
+    /// The (at most [`MAX_HANDOVER_RECORDS`]) live records whose keys are
+    /// nearest to the contact of `event`, as (key, encoding)
+    /// ([`placement::nearest_held`]).
+    fn churn_candidates(&self, event: &ChurnEvent) -> Vec<(Key, Vec<u8>)> {
         let now = now_secs();
+        let point = Key::from(placement::churn_contact(event).id);
         let store = self.store();
-        nearest_records(&store, point, now, limit)
+        let held = store.records_for_replication(now).map(|r| (*r.key(), r));
+        placement::nearest_held(&point, held, MAX_HANDOVER_RECORDS)
             .into_iter()
-            .map(|r| (*r.key(), r.encoded().to_vec()))
+            .map(|(key, r)| (key, r.encoded().to_vec()))
             .collect()
+    }
+
+    /// What `event` moves ([`placement::churn_pushes`]) of the records
+    /// nearest to its contact (at most [`MAX_HANDOVER_RECORDS`]; the
+    /// periodic republish covers any beyond): each encoding with the
+    /// contact to send it to.
+    pub fn plan_churn(&self, event: &ChurnEvent) -> Vec<(Contact, Vec<u8>)> {
+        let candidates = self.churn_candidates(event);
+        let r = self.params.replication;
+        self.core
+            .read(|p, _| placement::churn_pushes(p.table(), r, event, candidates))
     }
 
     /// The records to hand over to `newcomer`, just admitted: those held
     /// of which it is now among the `replication` closest known nodes
-    /// ([`placement::hand_over_to`]). At most [`MAX_HANDOVER_RECORDS`] are
-    /// considered, the ones with keys nearest to the newcomer; the
-    /// periodic republish covers any beyond.
+    /// ([`OverlayService::plan_churn`] of [`ChurnEvent::Admitted`]).
     pub fn plan_handover(&self, newcomer: &Contact) -> Vec<Vec<u8>> {
-        let candidates = self.nearest_records(&Key::from(newcomer.id), MAX_HANDOVER_RECORDS);
-        let r = self.params.replication;
-        self.core.read(|p, _| {
-            candidates
-                .into_iter()
-                .filter(|(key, _)| placement::hand_over_to(p.table(), r, key, &newcomer.id))
-                .map(|(_, encoded)| encoded)
-                .collect()
-        })
+        self.plan_churn(&ChurnEvent::Admitted(*newcomer))
+            .into_iter()
+            .map(|(_, encoded)| encoded)
+            .collect()
     }
 
     /// The records to re-push after `evicted` left the table, each to the
     /// node that took its place among the closest
-    /// ([`placement::repair_entrant`]). At most [`MAX_HANDOVER_RECORDS`]
-    /// records are considered, the ones with keys nearest to the evicted
-    /// node.
+    /// ([`OverlayService::plan_churn`] of [`ChurnEvent::Evicted`]).
     pub fn plan_repair(&self, evicted: &Contact) -> Vec<(Contact, Vec<u8>)> {
-        let candidates = self.nearest_records(&Key::from(evicted.id), MAX_HANDOVER_RECORDS);
-        let r = self.params.replication;
-        self.core.read(|p, _| {
-            candidates
-                .into_iter()
-                .filter_map(|(key, encoded)| {
-                    placement::repair_entrant(p.table(), r, &key, &evicted.id)
-                        .map(|to| (to, encoded))
-                })
-                .collect()
-        })
+        self.plan_churn(&ChurnEvent::Evicted(*evicted))
     }
 
     /// The slots of at most `limit` live records after `after`, in slot
@@ -278,26 +271,4 @@ impl OverlayService {
     pub fn local_id(&self) -> NodeId {
         self.local
     }
-}
-
-/// The (at most `limit`) live records whose keys are nearest to `point`,
-/// nearest first: O(records × log limit) time, O(limit) memory.
-fn nearest_records<'a>(
-    store: &'a RecordStore,
-    point: &Key,
-    now: u64,
-    limit: usize,
-) -> Vec<&'a VerifiedRecord> {
-    let mut heap: BinaryHeap<(Distance, SlotKey)> = BinaryHeap::new();
-    for r in store.records_for_replication(now) {
-        heap.push((r.key().distance(point), (*r.key(), r.kind(), *r.owner())));
-        if heap.len() > limit {
-            // The farthest goes.
-            heap.pop();
-        }
-    }
-    heap.into_sorted_vec()
-        .into_iter()
-        .filter_map(|(_, slot)| store.get_slot(&slot, now))
-        .collect()
 }
