@@ -14,16 +14,19 @@
 //!   core:            sim ──drives──► overlay::{peers, query, placement}
 //!                                      │   (every decision, once)
 //!                                      ▼
-//!                     reputation ◄──► overlay::{routing, lookup, density, record, store}
+//!                     reputation ◄──► overlay::{routing, lookup, density, rate, record, store}
 //!                                      │
 //!                                      ▼
 //!                                    binding ──► wire ──► identity
 //! ```
 //!
-//! The policy exists once: whom to ask, admit, evict, rate-limit or ban
-//! and where a record goes are decided in the sans-IO core
-//! ([`overlay::peers::Peers`], [`overlay::query::Query`],
-//! [`overlay::placement`]), which the node ([`net`]) and the simulator
+//! The policy exists once: whom to ask, admit, evict, rate-limit or ban,
+//! whether to serve a request, where a record goes and whether a holder
+//! takes it are decided in the sans-IO core ([`overlay::peers::Peers`],
+//! with [`overlay::peers::Peers::admit_request`] over the token buckets
+//! of [`overlay::rate`]; [`overlay::query::Query`];
+//! [`overlay::placement`]; [`overlay::store::admit_new_slot`]), which the
+//! node ([`net`]) and the simulator
 //! ([`sim`]) only drive: they move bytes and time and report what
 //! happened. `reputation` and the overlay's data structures know each
 //! other's types (a lookup fault is evidence; evidence ranks candidates);

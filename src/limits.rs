@@ -256,7 +256,7 @@ pub const MAX_BUCKET_REFRESHES_PER_ROUND: usize = 16;
 pub const RESPONSIBILITY_SLACK_FACTOR: usize = 2;
 
 // ---------------------------------------------------------------------------
-// Per-peer request rate limits (`net::rate`, defaults of `net::RateLimit`).
+// Per-peer request rate limits (`overlay::rate`, defaults of `RateLimit`).
 
 /// Sustained requests per second one authenticated peer (node id) may make
 /// of a node.

@@ -565,16 +565,22 @@ async fn republish_moves_a_record_off_holders_that_stopped() {
     assert_eq!(found.records, vec![record.encode()]);
 }
 
+/// Node `i` allowing each peer `burst` requests and then (in practice)
+/// none, a token per hour; with its limit.
+fn start_rate_limited(i: u8, burst: u32, max_refused_in_a_row: u32) -> (RunningNode, RateLimit) {
+    let limit = RateLimit {
+        burst,
+        refill_every: Duration::from_secs(3600),
+        max_refused_in_a_row,
+    };
+    let node = Node::bind(config(i, params(), None), listen(i)).unwrap();
+    (start_built(node.with_rate_limit(limit)), limit)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_over_its_rate_is_refused_then_disconnected_while_another_is_served() {
     // Five requests, then (in practice) none: a token per hour.
-    let limit = RateLimit {
-        burst: 5,
-        refill_every: Duration::from_secs(3600),
-        max_refused_in_a_row: 10,
-    };
-    let node = Node::bind(config(85, params(), None), listen(85)).unwrap();
-    let server = start_built(node.with_rate_limit(limit));
+    let (server, _) = start_rate_limited(85, 5, 10);
     let id = server.node.node_id();
     let greedy = client(&key(86), VerifyPolicy::self_certifying(0), "127.87.0.1");
     let polite = client(&key(88), VerifyPolicy::self_certifying(0), "127.89.0.1");
@@ -620,6 +626,87 @@ async fn a_peer_over_its_rate_is_refused_then_disconnected_while_another_is_serv
         }
         other => panic!("expected RateLimited, got {other:?}"),
     }
+}
+
+/// The node's server admits requests through its core's
+/// `Peers::admit_request`, the decision the simulator's flooded nodes call
+/// (`sim::tests::a_flooded_node_admits_as_its_core_decides`): a greedy
+/// peer that reconnects each time it is disconnected meets, over QUIC,
+/// exactly the admissions a bare core with the same limit makes of the
+/// same requests (served, refused, the connection closed, then banned by
+/// the evidence of its refusals). A server with its own limiter, or its own
+/// order of checks, would not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_admits_requests_as_the_simulators_core_decides() {
+    use p2psip::overlay::peers::{Admission, Defences, Peers};
+    use p2psip::overlay::rate::RefusalStreak;
+    use p2psip::reputation::{Evidence, Policy};
+
+    let (server, limit) = start_rate_limited(130, 3, 4);
+    let id = server.node.node_id();
+    let greedy_key = key(131);
+    let greedy_ip = "127.132.0.1";
+    let greedy = client(&greedy_key, VerifyPolicy::self_certifying(0), greedy_ip);
+
+    let closed = |e: &NetError, code: u32| {
+        matches!(e, NetError::Connection(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code == quinn::VarInt::from_u32(code))
+    };
+    let mut over_quic = Vec::new();
+    'connections: for _ in 0..10 {
+        let conn = greedy.connect(server.addr, Some(id)).await.unwrap();
+        for _ in 0..50 {
+            match conn.ping().await {
+                Ok(_) => over_quic.push("serve"),
+                Err(NetError::Remote {
+                    code: ErrorCode::RateLimited,
+                    ..
+                }) => over_quic.push("refuse"),
+                Err(e) if closed(&e, p2psip::net::CLOSE_RATE_LIMITED) => {
+                    over_quic.push("close");
+                    continue 'connections;
+                }
+                Err(e) if closed(&e, p2psip::net::CLOSE_BANNED) => {
+                    over_quic.push("banned");
+                    break 'connections;
+                }
+                Err(e) => panic!("unexpected error {e} after {over_quic:?}"),
+            }
+        }
+    }
+
+    // The same requests, decided by a bare core: what the simulator runs.
+    let mut core = Peers::new(id, &params(), Defences::P2PSIP, Policy::default());
+    core.set_rate_limit(limit);
+    let peer = greedy_key.public().node_id();
+    let ip: std::net::IpAddr = greedy_ip.parse().unwrap();
+    // A millisecond per request, as over QUIC at least: evidence decays
+    // with time, and a ban at exactly the threshold needs none.
+    let mut now = 1_800_000_000_000u64;
+    let mut decided = Vec::new();
+    'model: loop {
+        // Every connection the server accepts is first seen.
+        let _ = core.observe(now, &peer, Evidence::Seen);
+        let mut streak = RefusalStreak::default();
+        loop {
+            now += 1;
+            match core.admit_request(now, &peer, ip, &mut streak) {
+                Admission::Serve => decided.push("serve"),
+                Admission::Refuse(_) => decided.push("refuse"),
+                Admission::Close(_) => {
+                    decided.push("close");
+                    continue 'model;
+                }
+                Admission::Banned => {
+                    decided.push("banned");
+                    break 'model;
+                }
+            }
+        }
+    }
+    assert_eq!(over_quic, decided);
+    assert_eq!(over_quic.last(), Some(&"banned"));
+    assert!(over_quic.contains(&"close"), "{over_quic:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

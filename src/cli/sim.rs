@@ -46,8 +46,8 @@ pub struct SimArgs {
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     loss: f64,
     /// Turn one of the node's defences off, to measure what it costs:
-    /// `reputation` or `density` (repeatable).
-    #[arg(long, value_name = "DEFENCE", value_parser = ["reputation", "density"])]
+    /// `reputation`, `density` or `rate-limit` (repeatable).
+    #[arg(long, value_name = "DEFENCE", value_parser = ["reputation", "density", "rate-limit"])]
     without: Vec<String>,
     #[command(flatten)]
     json: JsonFlag,
@@ -86,9 +86,9 @@ pub struct AttackArgs {
     /// Seed of every random choice.
     #[arg(long, value_name = "S", default_value_t = 1)]
     seed: u64,
-    /// Turn one p2psip defence off, to measure what it adds: `reputation`
-    /// or `density` (repeatable).
-    #[arg(long, value_name = "DEFENCE", value_parser = ["reputation", "density"])]
+    /// Turn one p2psip defence off, to measure what it adds: `reputation`,
+    /// `density` or `rate-limit` (repeatable).
+    #[arg(long, value_name = "DEFENCE", value_parser = ["reputation", "density", "rate-limit"])]
     without: Vec<String>,
     #[command(flatten)]
     json: JsonFlag,
@@ -99,6 +99,7 @@ fn p2psip_without(without: &[String]) -> Defences {
     Defences {
         reputation: !without.iter().any(|w| w == "reputation"),
         density: !without.iter().any(|w| w == "density"),
+        rate_limit: !without.iter().any(|w| w == "rate-limit"),
         ..Defences::P2PSIP
     }
 }

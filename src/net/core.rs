@@ -24,10 +24,12 @@ use super::CLOSE_BANNED;
 use crate::identity::NodeId;
 use crate::limits::MAX_PENDING_CHURN_EVENTS;
 use crate::overlay::config::OverlayParams;
-use crate::overlay::peers::{ChurnEvent, Defences, PeerAction, Peers};
+use crate::overlay::peers::{Admission, ChurnEvent, Defences, PeerAction, Peers};
+use crate::overlay::rate::RefusalStreak;
 use crate::overlay::routing::Contact;
 use crate::reputation::{Evidence, PeerReport, Policy, Reputation, Verdict};
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,6 +102,17 @@ impl NodeCore {
     /// Runs `f` on the core at the current time, then carries out the
     /// actions it queued.
     pub fn with<R>(&self, f: impl FnOnce(&mut Peers, u64) -> R) -> R {
+        self.apply(f, |_| true)
+    }
+
+    /// As [`NodeCore::with`]; the table is marked for saving and the
+    /// churn handler woken only if `changed` says so of the result (or
+    /// actions were queued).
+    fn apply<R>(
+        &self,
+        f: impl FnOnce(&mut Peers, u64) -> R,
+        changed: impl FnOnce(&R) -> bool,
+    ) -> R {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         let now = now_ms();
         let out = f(&mut peers, now);
@@ -108,11 +121,16 @@ impl NodeCore {
             actions.push(a);
         }
         drop(peers);
-        self.dirty.store(true, Ordering::Relaxed);
+        let changed = changed(&out) || !actions.is_empty();
+        if changed {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
         for action in actions {
             self.carry_out(action, now);
         }
-        self.churn_queued.notify_one();
+        if changed {
+            self.churn_queued.notify_one();
+        }
         out
     }
 
@@ -151,6 +169,23 @@ impl NodeCore {
     /// closes every connection to it).
     pub fn observe(&self, peer: &NodeId, evidence: Evidence) -> Verdict {
         self.with(|p, now| p.observe(now, peer, evidence))
+    }
+
+    /// Whether to serve one request `peer` sent from `source` now, on a
+    /// connection whose refusals in a row are `streak`
+    /// ([`Peers::admit_request`]; a ban it causes closes every connection
+    /// to the peer). A served request changes no evidence: it marks
+    /// nothing for saving.
+    pub fn admit_request(
+        &self,
+        peer: &NodeId,
+        source: IpAddr,
+        streak: &mut RefusalStreak,
+    ) -> Admission {
+        self.apply(
+            |p, now| p.admit_request(now, peer, source, streak),
+            |a| *a != Admission::Serve,
+        )
     }
 
     /// Whether `peer` is banned now.

@@ -23,7 +23,6 @@ use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
 use super::client::PeerConnection;
 use super::conns::Connections;
 use super::core::NodeCore;
-use super::rate::{RateLimit, TokenBucket};
 use super::tls::LocalIdentity;
 use super::transport::quinn_client_config;
 use super::NetError;
@@ -33,6 +32,7 @@ use crate::limits::{
     MAX_REQUESTS_IN_FLIGHT, OVERLAY_REQUEST_TIMEOUT,
 };
 use crate::overlay::peers::Failure;
+use crate::overlay::rate::{RateLimit, TokenBucket};
 use crate::overlay::routing::Contact;
 use crate::wire::{ErrorCode, Message};
 use std::collections::HashMap;

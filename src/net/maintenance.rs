@@ -27,7 +27,6 @@
 
 use super::dialer::Dialer;
 use super::overlay::{ChurnEvent, OverlayService};
-use super::rate::{RateLimit, TokenBucket};
 use super::NetError;
 use crate::identity::NodeId;
 use crate::limits::{
@@ -36,6 +35,7 @@ use crate::limits::{
     MAX_CONCURRENT_HANDOVERS, MAX_REPUBLISH_RECORDS_PER_ROUND,
 };
 use crate::overlay::key::Key;
+use crate::overlay::rate::{RateLimit, TokenBucket};
 use crate::overlay::routing::Contact;
 use crate::overlay::store::SlotKey;
 use crate::wire::Message;

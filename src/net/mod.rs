@@ -9,7 +9,6 @@
 //! - [`overlay`]: the overlay service (routing table, records) over QUIC.
 //! - [`maintenance`]: the node's upkeep of its overlay (rejoin, hand-over,
 //!   repair, republish, refresh, expiry, saving the routing table).
-//! - [`rate`]: per-peer request rate limits (token buckets, sans-IO).
 //! - [`disk`]: records and contacts on disk (redb); [`commit`]: group
 //!   commit of the record writes.
 //!
@@ -26,18 +25,17 @@ pub mod disk;
 pub mod limits;
 pub mod maintenance;
 pub mod overlay;
-pub mod rate;
 pub mod server;
 mod stream;
 pub mod tls;
 pub mod transport;
 
+pub use crate::overlay::rate::RateLimit;
 pub use client::{Client, PeerConnection, PingReply};
 pub use core::NodeCore;
 pub use dialer::Dialer;
 pub use limits::Limits;
 pub use maintenance::Maintenance;
-pub use rate::RateLimit;
 pub use server::{Node, NodeConfig};
 pub use tls::{LocalIdentity, ALPN};
 

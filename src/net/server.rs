@@ -7,10 +7,12 @@
 //! connection goes on being served. A well-formed message of an unknown or
 //! unexpected type gets an `Error` answer and the connection stays open.
 //!
-//! Requests are rate limited per authenticated peer and per source address
-//! ([`RateLimit`]): a request over the rate is answered `RateLimited` and
-//! not processed, and a connection that goes on regardless
-//! ([`RateLimit::max_refused_in_a_row`]) is closed with
+//! Each request is admitted by the node's core
+//! ([`crate::overlay::peers::Peers::admit_request`], the decision the
+//! simulator runs too): rate limited per authenticated peer and per source
+//! address ([`RateLimit`]), a request over the rate is answered
+//! `RateLimited` and not processed, and a connection that goes on
+//! regardless ([`RateLimit::max_refused_in_a_row`]) is closed with
 //! [`CLOSE_RATE_LIMITED`].
 //!
 //! What peers do feeds the node's core ([`NodeCore`]): a protocol
@@ -33,7 +35,6 @@ use super::disk::{DiskError, DiskStore};
 use super::limits::{ConnectionLimiter, ConnectionSlot, Refusal};
 use super::maintenance::{maintain, Maintenance};
 use super::overlay::OverlayService;
-use super::rate::{RateLimit, RateRefusal, RequestLimiter};
 use super::stream::{read_message, write_message, FrameReadError};
 use super::tls::{server_config, LocalIdentity, PeerVerifier};
 use super::transport::transport_config;
@@ -44,15 +45,17 @@ use super::{
 use crate::identity::{NodeId, VerifyPolicy};
 use crate::limits::{HANDSHAKE_TIMEOUT, LEAVE_TIMEOUT, REPUTATION_SAVE_INTERVAL, REQUEST_TIMEOUT};
 use crate::overlay::config::OverlayParams;
+use crate::overlay::peers::Admission;
+use crate::overlay::rate::{RateLimit, RateRefusal, RefusalStreak};
 use crate::overlay::record::RecordPolicy;
 use crate::overlay::routing::Contact;
-use crate::reputation::{Evidence, Policy, Verdict};
+use crate::reputation::{Evidence, Policy};
 use crate::wire::{ErrorCode, Message};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// The records database in a node's data directory.
@@ -94,30 +97,6 @@ struct Ctx {
     core: Arc<NodeCore>,
     overlay: Option<Arc<OverlayService>>,
     dialer: Arc<Dialer>,
-    rate: Mutex<RequestLimiter>,
-    /// The rate limiter's clock starts here.
-    epoch: Instant,
-}
-
-impl Ctx {
-    /// Admits or refuses one request of `peer` from `ip` now; the peer's
-    /// allowance scales with its reputation.
-    fn admit(&self, peer: NodeId, ip: std::net::IpAddr) -> Result<(), RateRefusal> {
-        let now = self.epoch.elapsed();
-        let factor = self.core.rate_factor(&peer);
-        self.rate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .check_scaled(peer, ip, now, factor)
-    }
-
-    fn max_refused_in_a_row(&self) -> u32 {
-        self.rate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .limit()
-            .max_refused_in_a_row
-    }
 }
 
 impl Node {
@@ -182,8 +161,6 @@ impl Node {
                 core,
                 overlay,
                 dialer,
-                rate: Mutex::new(RequestLimiter::new(RateLimit::default())),
-                epoch: Instant::now(),
             }),
             maintenance: Maintenance::default(),
         })
@@ -200,7 +177,7 @@ impl Node {
     /// Limits each peer's requests to `limit` instead of the default
     /// ([`RateLimit::default`]); counts start afresh.
     pub fn with_rate_limit(self, limit: RateLimit) -> Self {
-        *self.ctx.rate.lock().unwrap_or_else(|p| p.into_inner()) = RequestLimiter::new(limit);
+        self.ctx.core.with(|p, _| p.set_rate_limit(limit));
         self
     }
 
@@ -375,42 +352,34 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
     info!(peer = %peer.fmt_short(), %remote, "peer connected");
     let _ = ctx.core.observe(&peer, Evidence::Seen);
     conns.add_inbound(peer, remote, conn.clone());
-    let mut refused_in_a_row: u32 = 0;
+    let mut streak = RefusalStreak::default();
     loop {
         match conn.accept_bi().await {
-            // Banned meanwhile (by another connection, or by what this
-            // node's own lookups found of it): no more requests served.
-            Ok(_) if ctx.core.is_banned(&peer) => {
-                conn.close(CLOSE_BANNED.into(), b"banned");
-                break;
-            }
-            Ok((send, recv)) => match ctx.admit(peer, remote.ip()) {
-                Ok(()) => {
-                    refused_in_a_row = 0;
+            // The core decides ([`Peers::admit_request`]): banned meanwhile
+            // (by another connection, by what this node's own lookups found
+            // of it, or by this request's evidence), over its rate, or served.
+            Ok((send, recv)) => match ctx.core.admit_request(&peer, remote.ip(), &mut streak) {
+                Admission::Serve => {
                     tokio::spawn(serve_stream(conn.clone(), peer, send, recv, ctx.clone()));
                 }
-                Err(why) => {
-                    refused_in_a_row = refused_in_a_row.saturating_add(1);
-                    // Only the peer's own budget is its fault: an address
-                    // budget may be spent by others behind the address.
-                    if matches!(why, RateRefusal::Peer { .. }) {
-                        // A ban closes this connection too (the core's
-                        // enforcement closes every connection to the peer).
-                        let verdict = ctx.core.observe(&peer, Evidence::RateViolation);
-                        if matches!(verdict, Verdict::Disconnect { .. }) {
-                            warn!(peer = %peer.fmt_short(), %remote, "requests over the rate limit; banned");
-                            break;
-                        }
-                    }
-                    if refused_in_a_row > ctx.max_refused_in_a_row() {
-                        warn!(peer = %peer.fmt_short(), %remote, "requests over the rate limit; disconnecting");
-                        conn.close(CLOSE_RATE_LIMITED.into(), b"request rate limit exceeded");
-                        break;
-                    }
+                Admission::Refuse(why) => {
                     debug!(peer = %peer.fmt_short(), %why, "request refused");
                     // Bounded like any request: the peer's concurrent
                     // streams are capped by the transport.
                     tokio::spawn(refuse_stream(send, recv, why));
+                }
+                Admission::Close(why) => {
+                    warn!(peer = %peer.fmt_short(), %remote, %why, "requests over the rate limit; disconnecting");
+                    conn.close(CLOSE_RATE_LIMITED.into(), b"request rate limit exceeded");
+                    break;
+                }
+                Admission::Banned => {
+                    // A new ban closed every connection to the peer
+                    // already (the core's enforcement); closing again is
+                    // harmless.
+                    debug!(peer = %peer.fmt_short(), %remote, "banned peer's request refused");
+                    conn.close(CLOSE_BANNED.into(), b"banned");
+                    break;
                 }
             },
             Err(e) => {

@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod peers;
 pub mod placement;
 pub mod query;
+pub mod rate;
 pub mod record;
 pub mod routing;
 pub mod store;

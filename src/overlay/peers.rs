@@ -11,6 +11,13 @@
 //! driver closes every connection to it, inbound and dialed. That is the
 //! one enforcement path.
 //!
+//! An incoming request is admitted through [`Peers::admit_request`], the
+//! one decision the node's server and the simulator's flooded nodes both
+//! call: the ban, the reputation's rate factor and the token buckets of
+//! [`crate::overlay::rate`] (per peer and per source address), with a
+//! refusal of the peer's own budget recorded as
+//! [`Evidence::RateViolation`] through [`Peers::observe`].
+//!
 //! The clock is an input: every method that needs the time takes `now_ms`
 //! (unix milliseconds in the node, virtual time in the simulator), and the
 //! routing table and the reputation table are both kept on that clock.
@@ -22,6 +29,7 @@
 //! peers.answered(now, contact)                       it answered a request of ours
 //! peers.on_request_failed(now, &contact, failure)    it did not
 //! peers.observe(now, &id, evidence)                  anything else it did
+//! peers.admit_request(now, &id, ip, &mut streak)     it sent a request: serve it?
 //! while let Some(a) = peers.poll_action() { close connections / ping }
 //! while let Some(e) = peers.poll_churn() { hand over / repair records }
 //! ```
@@ -30,11 +38,14 @@ use super::config::OverlayParams;
 use super::density::{self, DenseCluster};
 use super::key::Key;
 use super::lookup::{spread_across_paths, FaultKind, PeerFault};
+use super::rate::{RateLimit, RateRefusal, RefusalStreak, RequestLimiter};
 use super::routing::{Contact, Eviction, InsertOutcome, RoutingTable};
 use crate::identity::NodeId;
 use crate::limits::{MAX_PENDING_PEER_ACTIONS, RESPONSIBILITY_SLACK_FACTOR};
 use crate::reputation::{Evidence, Policy, Reputation, Standing, Verdict};
 use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::Duration;
 
 /// Which defences a core runs. The node runs [`Defences::P2PSIP`]; the
 /// simulator also runs the baselines it compares against (plain Kademlia,
@@ -64,6 +75,10 @@ pub struct Defences {
     /// A placement lookup asks what each node holds under the key and the
     /// new record also goes to the holders of older versions.
     pub update_holders: bool,
+    /// Incoming requests are rate limited per peer and per source address
+    /// ([`Peers::admit_request`]). Without it every request of a peer
+    /// that is not banned is served.
+    pub rate_limit: bool,
 }
 
 impl Defences {
@@ -76,6 +91,7 @@ impl Defences {
         spread_replicas: true,
         learn_responders: false,
         update_holders: true,
+        rate_limit: true,
     };
 
     /// S/Kademlia as published: disjoint paths (the overlay's `d`),
@@ -88,6 +104,7 @@ impl Defences {
         spread_replicas: false,
         learn_responders: true,
         update_holders: false,
+        rate_limit: false,
     };
 
     /// Plain Kademlia (run with `d = 1`): as [`Defences::SKADEMLIA`].
@@ -162,6 +179,24 @@ pub enum PeerAction {
     },
 }
 
+/// What the driver does with one request a peer sent
+/// ([`Peers::admit_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Admission {
+    /// Serve it.
+    Serve,
+    /// Answer it `RateLimited` without processing it.
+    Refuse(RateRefusal),
+    /// Refuse it and close the connection it came on: more than
+    /// [`RateLimit::max_refused_in_a_row`] were refused in a row there.
+    Close(RateRefusal),
+    /// The peer is banned (before this request, or by its evidence): no
+    /// answer, and the connection is closed. A new ban has queued its
+    /// [`PeerAction::Disconnect`] for the peer's other connections.
+    Banned,
+}
+
 /// A change of the routing table that may move records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChurnEvent {
@@ -185,6 +220,7 @@ pub struct Peers {
     churn: VecDeque<ChurnEvent>,
     max_churn: usize,
     actions: VecDeque<PeerAction>,
+    limiter: RequestLimiter,
 }
 
 impl Peers {
@@ -200,7 +236,14 @@ impl Peers {
             churn: VecDeque::new(),
             max_churn: 0,
             actions: VecDeque::new(),
+            limiter: RequestLimiter::new(RateLimit::default()),
         }
+    }
+
+    /// Limits each peer's incoming requests to `limit` instead of
+    /// [`RateLimit::default`]; counts start afresh.
+    pub fn set_rate_limit(&mut self, limit: RateLimit) {
+        self.limiter = RequestLimiter::new(limit);
     }
 
     /// Keeps up to `max` churn events for [`Peers::poll_churn`] (oldest
@@ -244,6 +287,59 @@ impl Peers {
             }
         }
         verdict
+    }
+
+    /// `peer` sent a request from `source` at `now_ms`, on a connection
+    /// whose refusals in a row are `streak`: whether to serve it. The one
+    /// admission of incoming requests, for the node and the simulator:
+    ///
+    /// 1. a banned peer is not served ([`Admission::Banned`]);
+    /// 2. with [`Defences::rate_limit`], the request takes a token from
+    ///    the peer's bucket, its allowance scaled by
+    ///    [`Peers::rate_factor`], and from its source address's (unscaled:
+    ///    one good id must not raise the budget of the others behind its
+    ///    address); a refused request takes none;
+    /// 3. a refusal of the peer's own budget is its fault and recorded as
+    ///    [`Evidence::RateViolation`] (an address's budget may be spent by
+    ///    others behind it): a ban it causes is [`Admission::Banned`];
+    /// 4. past [`RateLimit::max_refused_in_a_row`] refusals in a row the
+    ///    connection is closed ([`Admission::Close`]).
+    pub fn admit_request(
+        &mut self,
+        now_ms: u64,
+        peer: &NodeId,
+        source: IpAddr,
+        streak: &mut RefusalStreak,
+    ) -> Admission {
+        if self.is_banned(now_ms, peer) {
+            return Admission::Banned;
+        }
+        if !self.defences.rate_limit {
+            streak.reset();
+            return Admission::Serve;
+        }
+        let factor = self.rate_factor(now_ms, peer);
+        let now = Duration::from_millis(now_ms);
+        let why = match self.limiter.check_scaled(*peer, source, now, factor) {
+            Ok(()) => {
+                streak.reset();
+                return Admission::Serve;
+            }
+            Err(why) => why,
+        };
+        if matches!(why, RateRefusal::Peer { .. })
+            && matches!(
+                self.observe(now_ms, peer, Evidence::RateViolation),
+                Verdict::Disconnect { .. }
+            )
+        {
+            return Admission::Banned;
+        }
+        if streak.refused(self.limiter.limit()) {
+            Admission::Close(why)
+        } else {
+            Admission::Refuse(why)
+        }
     }
 
     /// Records a fault a lookup reported (unanswered requests are
@@ -554,6 +650,18 @@ impl Peers {
         &self.reputation
     }
 
+    /// The limit of each peer's incoming requests (before its
+    /// [`Peers::rate_factor`]).
+    pub fn rate_limit(&self) -> &RateLimit {
+        self.limiter.limit()
+    }
+
+    /// Peers and source addresses the request limiter tracks (each at
+    /// most [`crate::limits::MAX_RATE_LIMITED_KEYS`]).
+    pub fn rate_limited(&self) -> (usize, usize) {
+        self.limiter.tracked()
+    }
+
     /// The `n` closest known contacts to `target`.
     pub fn closest(&self, target: &Key, n: usize) -> Vec<Contact> {
         self.table.closest(target, n)
@@ -701,5 +809,114 @@ mod tests {
         peers.learn(200, other, ListenProof::Verified);
         peers.on_request_failed(201, &other, Failure::NotInOverlay);
         assert!(!peers.table().contains(&other.id));
+    }
+
+    fn limited(defences: Defences) -> Peers {
+        let mut peers = Peers::new(
+            contact(0, 0).id,
+            &OverlayParams::default(),
+            defences,
+            Policy::default(),
+        );
+        peers.set_rate_limit(RateLimit {
+            burst: 3,
+            refill_every: Duration::from_secs(3600),
+            max_refused_in_a_row: 4,
+        });
+        peers
+    }
+
+    /// One admission sequence: served, refused, the connection closed,
+    /// reconnected, until the evidence of its own refusals bans the peer.
+    fn admissions(peers: &mut Peers, peer: &NodeId, ip: IpAddr) -> Vec<&'static str> {
+        let mut streak = RefusalStreak::default();
+        let mut log = Vec::new();
+        for t in 0..200u64 {
+            match peers.admit_request(1_000 + t, peer, ip, &mut streak) {
+                Admission::Serve => log.push("serve"),
+                Admission::Refuse(RateRefusal::Peer { .. }) => log.push("refuse"),
+                Admission::Refuse(RateRefusal::Address { .. }) => log.push("refuse address"),
+                Admission::Close(_) => {
+                    log.push("close");
+                    streak = RefusalStreak::default();
+                }
+                Admission::Banned => {
+                    log.push("banned");
+                    break;
+                }
+            }
+        }
+        log
+    }
+
+    #[test]
+    fn over_its_rate_a_peer_is_refused_disconnected_and_then_banned() {
+        let mut peers = limited(Defences::P2PSIP);
+        let peer = contact(0x80, 1);
+        peers.learn(0, peer, ListenProof::Verified);
+        let log = admissions(&mut peers, &peer.id, peer.addr.ip());
+        // 3 served; then every refusal is a RateViolation: a connection is
+        // closed at its fifth refusal in a row, and the 19th (from a
+        // neutral standing) bans.
+        let mut expected = vec!["serve"; 3];
+        for _ in 0..3 {
+            expected.extend(["refuse"; 4]);
+            expected.push("close");
+        }
+        expected.extend(["refuse", "refuse", "refuse", "banned"]);
+        assert_eq!(log, expected);
+        assert!(peers.is_banned(2_000, &peer.id));
+        assert!(
+            !peers.table().contains(&peer.id),
+            "the one enforcement path"
+        );
+        assert!(matches!(
+            peers.poll_action(),
+            Some(PeerAction::Disconnect { peer: p, .. }) if p == peer.id
+        ));
+        let mut streak = RefusalStreak::default();
+        assert_eq!(
+            peers.admit_request(2_000, &peer.id, peer.addr.ip(), &mut streak),
+            Admission::Banned
+        );
+    }
+
+    #[test]
+    fn an_addresss_budget_is_shared_and_its_refusals_are_no_ones_fault() {
+        let mut peers = limited(Defences::P2PSIP);
+        let ip: IpAddr = "10.9.0.1".parse().unwrap();
+        let mut streak = RefusalStreak::default();
+        let budget = 3 * crate::limits::RATE_LIMIT_PER_IP_FACTOR as usize;
+        let served = (1..=100u8)
+            .filter(|n| {
+                let id = contact(*n, 9).id;
+                peers.admit_request(5, &id, ip, &mut streak) == Admission::Serve
+            })
+            .count();
+        assert_eq!(served, budget);
+        // A refused request takes no token: only the served ids are tracked.
+        assert_eq!(peers.rate_limited(), (budget, 1));
+        assert!(peers.reputation().is_empty(), "no evidence against anyone");
+    }
+
+    #[test]
+    fn without_rate_limits_every_request_of_a_peer_not_banned_is_served() {
+        let mut peers = limited(Defences {
+            rate_limit: false,
+            ..Defences::P2PSIP
+        });
+        let peer = contact(0x80, 1);
+        let mut streak = RefusalStreak::default();
+        for t in 0..100 {
+            assert_eq!(
+                peers.admit_request(t, &peer.id, peer.addr.ip(), &mut streak),
+                Admission::Serve
+            );
+        }
+        let _ = peers.observe(100, &peer.id, Evidence::ProtocolViolation);
+        assert_eq!(
+            peers.admit_request(101, &peer.id, peer.addr.ip(), &mut streak),
+            Admission::Banned
+        );
     }
 }

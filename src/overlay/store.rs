@@ -132,6 +132,35 @@ pub enum StoreError {
     },
 }
 
+/// Whether a store within `limits` admits a new slot: its owner holds
+/// `owner_slots` slots, the store `held` accounted bytes, and the slot
+/// costs `cost`. Returns the bytes held afterwards. The owner's quota is
+/// checked first ([`StoreError::OwnerQuotaExceeded`]), then the store's
+/// bound ([`StoreError::StoreFull`]); a store at a bound refuses and never
+/// evicts.
+///
+/// The one admission rule of new slots: [`RecordStore::put`] applies it
+/// to the node's records, and the simulator's bounded stores
+/// (`sim::StoreModel`), whose records are all of one size, apply it with
+/// a cost of one unit per record.
+pub fn admit_new_slot(
+    limits: &StoreLimits,
+    owner_slots: usize,
+    held: usize,
+    cost: usize,
+) -> Result<usize, StoreError> {
+    if owner_slots >= limits.max_slots_per_owner {
+        return Err(StoreError::OwnerQuotaExceeded {
+            max_slots: limits.max_slots_per_owner,
+        });
+    }
+    held.checked_add(cost)
+        .filter(|b| *b <= limits.max_bytes)
+        .ok_or(StoreError::StoreFull {
+            max_bytes: limits.max_bytes,
+        })
+}
+
 #[derive(Debug, Clone)]
 struct Slot {
     /// The live record, if any; its `seq` is the slot's `seq`.
@@ -194,16 +223,12 @@ impl RecordStore {
                 .get(record.owner())
                 .copied()
                 .unwrap_or(0);
-            if owned >= self.limits.max_slots_per_owner {
-                return Err(StoreError::OwnerQuotaExceeded {
-                    max_slots: self.limits.max_slots_per_owner,
-                });
-            }
-            let bytes = self
-                .bytes
-                .checked_add(STORE_SLOT_OVERHEAD + size)
-                .filter(|b| *b <= max_bytes)
-                .ok_or(StoreError::StoreFull { max_bytes })?;
+            let bytes = admit_new_slot(
+                &self.limits,
+                owned,
+                self.bytes,
+                STORE_SLOT_OVERHEAD.saturating_add(size),
+            )?;
             self.slots_per_owner.insert(*record.owner(), owned + 1);
             self.bytes = bytes;
             self.records += 1;

@@ -274,7 +274,6 @@ fn build(config: &AttackConfig, defence: Defence) -> (Simulator, usize, Option<u
             Defence::SKademlia => Defences::SKADEMLIA,
             Defence::P2psip => config.p2psip,
         },
-        rate_limit: p2psip,
         store: spam.then_some(StoreModel {
             slots: SIM_STORE_SLOTS,
             per_owner: p2psip.then_some(DEFAULT_STORE_MAX_SLOTS_PER_OWNER),

@@ -1,13 +1,20 @@
 //! Request rate limits: token buckets per authenticated peer and per
 //! source address, sans-IO (the time is an argument, a [`Duration`] since
-//! any fixed instant of a monotonic clock).
+//! any fixed instant).
 //!
 //! A bucket holds up to `burst` tokens and gains one every `refill_every`;
 //! a request takes one, and a request that finds none is refused and not
-//! processed. The node checks the peer's node id and its source address
+//! processed. A node checks the peer's node id and its source address
 //! (IPv4 /32, IPv6 /64, with [`RATE_LIMIT_PER_IP_FACTOR`] times the rate
 //! and burst): new ids are cheap at a low puzzle difficulty, so an address
 //! must not gain a fresh budget with each one.
+//!
+//! The limiter of incoming requests belongs to a node's core:
+//! [`crate::overlay::peers::Peers::admit_request`] consults the ban, the
+//! reputation's rate factor and these buckets, and records the evidence,
+//! for the node's server and the simulator's flooded nodes alike. The
+//! core's clock is its `now_ms`; a clock that steps back refills nothing
+//! and the buckets count again from the earlier time.
 //!
 //! Both maps are bounded ([`MAX_RATE_LIMITED_KEYS`] each). A full map
 //! first forgets its idle entries (a full bucket is the state of a key never
@@ -104,10 +111,12 @@ impl TokenBucket {
     }
 
     fn refill(&mut self, limit: &RateLimit, now: Duration) {
-        // A clock that goes backwards (it should not) refills nothing.
+        // A clock that steps back (a wall clock can) refills nothing, and
+        // the bucket counts from the earlier time on: waiting for the old
+        // time to come back would refuse every request until then.
         let elapsed = now.saturating_sub(self.last);
         self.level = self.level.saturating_add(elapsed).min(limit.capacity());
-        self.last = self.last.max(now);
+        self.last = now;
     }
 
     /// Whether a request at `now` would be allowed, without taking a token:
@@ -128,8 +137,10 @@ impl TokenBucket {
     /// Takes a token at `now` if there is one; otherwise `Err` tells how
     /// long until there is.
     pub fn try_take(&mut self, limit: &RateLimit, now: Duration) -> Result<(), Duration> {
-        self.check(limit, now)?;
+        // Refilling first is neutral (two refills add up to one) and
+        // follows a clock that stepped back even when nothing is taken.
         self.refill(limit, now);
+        self.check(limit, now)?;
         self.level = self.level.saturating_sub(limit.refill_every);
         Ok(())
     }
@@ -152,7 +163,7 @@ pub struct KeyedBuckets<K> {
     buckets: HashMap<K, TokenBucket>,
 }
 
-impl<K: Eq + Hash + Copy> KeyedBuckets<K> {
+impl<K: Eq + Hash + Ord + Copy> KeyedBuckets<K> {
     /// No buckets yet; each key's limit is `limit`.
     pub fn new(limit: RateLimit, max_keys: usize) -> Self {
         Self {
@@ -174,15 +185,29 @@ impl<K: Eq + Hash + Copy> KeyedBuckets<K> {
 
     /// Whether `key` may make a request at `now` (takes nothing).
     pub fn check(&self, key: &K, now: Duration) -> Result<(), Duration> {
-        self.check_with(key, now, &self.limit)
+        match self.buckets.get(key) {
+            Some(b) => b.check(&self.limit, now),
+            None => Ok(()),
+        }
     }
 
-    /// [`KeyedBuckets::check`] under `limit` instead of the map's own.
-    fn check_with(&self, key: &K, now: Duration, limit: &RateLimit) -> Result<(), Duration> {
-        match self.buckets.get(key) {
-            Some(b) => b.check(limit, now),
+    /// [`KeyedBuckets::check`] under `limit` instead of the map's own,
+    /// refilling `key`'s bucket (neutral, and it follows a clock that
+    /// stepped back even when the request is refused).
+    fn check_with(&mut self, key: &K, now: Duration, limit: &RateLimit) -> Result<(), Duration> {
+        match self.buckets.get_mut(key) {
+            Some(b) => {
+                b.refill(limit, now);
+                b.check(limit, now)
+            }
             None => TokenBucket::full(limit, now).check(limit, now),
         }
+    }
+
+    /// [`KeyedBuckets::check_with`] under the map's own limit.
+    fn check_own(&mut self, key: &K, now: Duration) -> Result<(), Duration> {
+        let limit = self.limit;
+        self.check_with(key, now, &limit)
     }
 
     /// Takes a token for `key` at `now`.
@@ -208,10 +233,12 @@ impl<K: Eq + Hash + Copy> KeyedBuckets<K> {
         if self.buckets.len() >= self.max_keys {
             // The bucket touched longest ago goes; its owner regains at
             // most its burst, and only by making `max_keys` others busy.
+            // Ties go by key, not by the map's random order: a simulation
+            // stays reproducible.
             if let Some(oldest) = self
                 .buckets
                 .iter()
-                .min_by_key(|(_, b)| b.last)
+                .min_by_key(|(k, b)| (b.last, **k))
                 .map(|(k, _)| *k)
             {
                 self.buckets.remove(&oldest);
@@ -237,7 +264,34 @@ pub enum RateRefusal {
     },
 }
 
-/// The node's request limiter: a bucket per peer and per source address.
+/// Requests refused in a row on one connection, which its driver keeps
+/// (the node per QUIC connection, the simulator per flooding peer and
+/// target) and hands to
+/// [`crate::overlay::peers::Peers::admit_request`]: past
+/// [`RateLimit::max_refused_in_a_row`] the connection is closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefusalStreak(u32);
+
+impl RefusalStreak {
+    /// Requests refused in a row so far.
+    pub fn get(&self) -> u32 {
+        self.0
+    }
+
+    /// One more refused; returns whether the streak now exceeds `limit`'s
+    /// [`RateLimit::max_refused_in_a_row`].
+    pub(crate) fn refused(&mut self, limit: &RateLimit) -> bool {
+        self.0 = self.0.saturating_add(1);
+        self.0 > limit.max_refused_in_a_row
+    }
+
+    /// A request was admitted: the streak ends.
+    pub(crate) fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// A node's request limiter: a bucket per peer and per source address.
 #[derive(Debug, Clone)]
 pub struct RequestLimiter {
     limit: RateLimit,
@@ -290,7 +344,7 @@ impl RequestLimiter {
             .check_with(&peer, now, &limit)
             .map_err(|retry_after| RateRefusal::Peer { retry_after })?;
         self.addresses
-            .check(&prefix, now)
+            .check_own(&prefix, now)
             .map_err(|retry_after| RateRefusal::Address { retry_after })?;
         // Both checks passed and nothing ran in between: these succeed.
         let _ = self.peers.try_take_with(peer, now, &limit);
@@ -338,8 +392,11 @@ mod tests {
             assert_eq!(b.try_take(&l, later), Ok(()));
         }
         assert!(b.try_take(&l, later).is_err());
-        // A clock going backwards refills nothing and does not panic.
+        // A clock going backwards refills nothing and does not panic; the
+        // bucket then refills from the earlier time on.
         assert!(b.try_take(&l, t0).is_err());
+        assert!(b.try_take(&l, t0 + 99 * MS).is_err());
+        assert_eq!(b.try_take(&l, t0 + 100 * MS), Ok(()));
     }
 
     #[test]
