@@ -253,9 +253,9 @@ impl Dialer {
     /// could not get a place in time is [`NetError::Saturated`].
     pub async fn request(&self, contact: Contact, message: &Message) -> Result<Message, NetError> {
         let deadline = Instant::now() + OVERLAY_REQUEST_TIMEOUT;
+        let per_peer = self.peer_state(&contact.id, |s| s.in_flight.clone());
         let places = async {
-            let per_peer = self.peer_state(&contact.id, |s| s.in_flight.clone());
-            let peer_permit = per_peer.acquire_owned().await;
+            let peer_permit = per_peer.clone().acquire_owned().await;
             let node_permit = self.in_flight.clone().acquire_owned().await;
             (peer_permit, node_permit)
         };
@@ -280,7 +280,13 @@ impl Dialer {
                 Err(e)
             }
             Err(_) => {
-                self.forget(&contact);
+                // A connection that carries other requests to the peer is
+                // left to them (and to QUIC's idle timeout): closing it
+                // would fail every one of them for this one's slowness.
+                // Alone on it, this request may have met a dead path.
+                if per_peer.available_permits() + 1 >= MAX_IN_FLIGHT_PER_PEER {
+                    self.forget(&contact);
+                }
                 // A timeout while this node has most of its places taken
                 // may be its own slowness, not the peer's.
                 if self.in_flight() >= MAX_REQUESTS_IN_FLIGHT / 4 * 3 {
