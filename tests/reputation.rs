@@ -215,8 +215,12 @@ async fn misbehaving_peers_are_banned_while_honest_ones_are_served_and_the_ban_s
         Err(NetError::Remote { code, .. }) => assert_eq!(code, ErrorCode::RecordRefused),
         other => panic!("a forged record must be refused, got {other:?}"),
     }
-    // The second lie is answered, then the connection is closed.
-    let _ = conn.request(&store).await;
+    // The second lie is answered (the forger reads why), then the
+    // connection is closed.
+    match conn.request(&store).await {
+        Err(NetError::Remote { code, .. }) => assert_eq!(code, ErrorCode::RecordRefused),
+        other => panic!("the banning refusal must reach the forger, got {other:?}"),
+    }
     assert_eq!(
         closed_with(conn.connection()).await,
         u64::from(CLOSE_BANNED)

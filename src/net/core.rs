@@ -10,7 +10,8 @@
 //! (banned peers are refused at accept time and never dialed). After each
 //! call the core's [`PeerAction`]s are carried out here: a
 //! [`PeerAction::Disconnect`] closes every connection to the peer, inbound
-//! and dialed, with [`CLOSE_BANNED`]; a [`PeerAction::Ping`] is queued for
+//! and dialed, with [`CLOSE_BANNED`] (after half a second, so that the
+//! answer that told it why can leave); a [`PeerAction::Ping`] is queued for
 //! the pinger task ([`NodeCore::next_ping`]).
 //!
 //! The reputation table is saved to [`REPUTATION_FILE`] (0600, atomically)
@@ -41,6 +42,10 @@ pub const REPUTATION_FILE: &str = "reputation.cbor";
 /// Liveness checks waiting for the pinger, at most (older ones dropped:
 /// the bucket's newcomer simply waits for the next chance).
 const MAX_QUEUED_PINGS: usize = 64;
+
+/// How long a banned peer's connections stay open for answers already
+/// being written before they are closed.
+const BAN_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Unix time now, in milliseconds: the core's clock. The only place the
 /// node reads the wall clock for the core.
@@ -148,7 +153,20 @@ impl NodeCore {
                     ban_secs = until_ms.saturating_sub(now) / 1000,
                     "peer banned; closing its connections"
                 );
-                self.conns.close_all(&peer, CLOSE_BANNED, b"banned");
+                // The answer to the request whose evidence banned the peer
+                // (a forged Store's refusal) gets a moment to leave, so the
+                // peer learns why; its new requests are refused at once
+                // meanwhile (the server and the dialer ask `is_banned`).
+                let conns = self.conns.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            tokio::time::sleep(BAN_CLOSE_GRACE).await;
+                            conns.close_all(&peer, CLOSE_BANNED, b"banned");
+                        });
+                    }
+                    Err(_) => conns.close_all(&peer, CLOSE_BANNED, b"banned"),
+                }
             }
             PeerAction::Ping { resident } => {
                 let mut pings = self.pings.lock().unwrap_or_else(|p| p.into_inner());
