@@ -461,6 +461,38 @@ async fn a_join_tries_again_until_its_late_bootstrap_node_is_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_gave_up_joining_joins_when_its_bootstrap_node_comes_up() {
+    // Expiry sweeps (where an empty table is noticed) every 300 ms.
+    let m = Maintenance {
+        expire_interval: Duration::from_millis(300),
+        jitter: Duration::ZERO,
+        ..Maintenance::default()
+    };
+    let a = start(67, params());
+    let b_at = std::net::UdpSocket::bind(listen(68))
+        .and_then(|s| s.local_addr())
+        .unwrap();
+    let b_contact = Contact {
+        id: id_of(68),
+        addr: b_at,
+    };
+    let x = start_maintained(69, params(), m);
+    let xo = x.node.overlay().unwrap().clone();
+    // Nobody answers at b's address for all of the join's attempts.
+    assert_eq!(xo.join(x.node.dialer(), &[b_contact]).await, 0);
+    let b = start_configured(config(68, params(), None), b_at);
+    let bo = b.node.overlay().unwrap().clone();
+    // (x may already have joined through b by now: at least a is known.)
+    assert!(bo.join(b.node.dialer(), &[contact(&a)]).await >= 1);
+    // Without the upkeep's rejoin, x would stay blind until its hourly
+    // refresh (and that has nobody to ask).
+    eventually("x joins again through b, and learns a", || {
+        xo.table_len() == 2
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newcomer_closer_to_a_key_is_handed_the_record() {
     // Replication 2 on three nodes; the newcomer (node 76) is closer to
     // the key than all of them.

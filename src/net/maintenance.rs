@@ -17,7 +17,9 @@
 //! - **refresh**: a lookup of the node's own id, and one of a random key
 //!   in each bucket not heard from for `refresh_interval`;
 //! - **expiry** of records (memory and disk), and **saving** the routing
-//!   table to the data directory.
+//!   table to the data directory; at each expiry sweep, a node whose
+//!   routing table is empty joins again through the contacts of its last
+//!   join ([`OverlayService::join_seeds`]).
 //!
 //! Every interval is drawn with jitter. Store requests are paced by a
 //! token bucket (`requests_per_sec` over all peers); hand-over and repair
@@ -345,6 +347,18 @@ pub(crate) async fn maintain(overlay: Arc<OverlayService>, dialer: Arc<Dialer>, 
                 let dropped = overlay.expire_records();
                 if dropped > 0 {
                     info!(dropped, "expired records dropped");
+                }
+                // A node that knows nobody (its bootstrap node was down for
+                // longer than the join's retries, or every contact died)
+                // joins again through the contacts of its last join, rather
+                // than stay blind until the next refresh.
+                let seeds = overlay.join_seeds();
+                if overlay.table_len() == 0 && !seeds.is_empty() && refreshing.is_empty() {
+                    let (overlay, dialer) = (overlay.clone(), dialer.clone());
+                    refreshing.spawn(async move {
+                        let size = overlay.join(&dialer, &seeds).await;
+                        info!(table_size = size, "routing table was empty; joined again");
+                    });
                 }
                 next_expire = next(m.expire_interval);
             }

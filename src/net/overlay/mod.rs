@@ -120,7 +120,14 @@ pub struct OverlayService {
     /// Dial-backs that confirmed a listener, and that found none.
     listen_checks_passed: AtomicU64,
     listen_checks_failed: AtomicU64,
+    /// The contacts the last join went through (bootstrap nodes or the
+    /// saved table), at most [`MAX_JOIN_SEEDS`]: a node whose table ran
+    /// empty joins through them again ([`OverlayService::join_seeds`]).
+    join_seeds: Mutex<Vec<Contact>>,
 }
+
+/// Contacts a node keeps to join through again, at most.
+const MAX_JOIN_SEEDS: usize = 32;
 
 impl std::fmt::Debug for OverlayService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,6 +175,7 @@ impl OverlayService {
             listen_checks_refused: Mutex::new(HashMap::new()),
             listen_checks_passed: AtomicU64::new(0),
             listen_checks_failed: AtomicU64::new(0),
+            join_seeds: Mutex::new(Vec::new()),
         }
     }
 
@@ -793,6 +801,11 @@ impl OverlayService {
     /// not leave this node blind until its first bucket refresh. Returns
     /// the routing table's size afterwards.
     pub async fn join(&self, dialer: &Dialer, bootstrap: &[Contact]) -> usize {
+        if !bootstrap.is_empty() {
+            let mut seeds = self.join_seeds.lock().unwrap_or_else(|p| p.into_inner());
+            seeds.clear();
+            seeds.extend(bootstrap.iter().take(MAX_JOIN_SEEDS).copied());
+        }
         let mut plan = JoinPlan::new();
         loop {
             match self.join_attempt(dialer, bootstrap, &mut plan).await {
@@ -815,6 +828,16 @@ impl OverlayService {
                 }
             }
         }
+    }
+
+    /// The contacts the last join went through: a node whose routing
+    /// table ran empty (its bootstrap node was down longer than the join's
+    /// retries, or every contact died) joins through them again.
+    pub fn join_seeds(&self) -> Vec<Contact> {
+        self.join_seeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// One attempt of a join through `bootstrap` contacts: learns them
