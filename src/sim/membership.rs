@@ -160,8 +160,10 @@ impl Simulator {
         self.drain_actions(node, now);
     }
 
-    /// A graceful leave: `node` stores each of its records on the
-    /// `replication` closest other live nodes it finds, its neighbours
+    /// A graceful leave, as the node's: `node` stores each of its records
+    /// on the `replication` closest nodes of its routing table
+    /// ([`republish_targets`]; each receiver decides as
+    /// [`Simulator::accept_store`] says), its neighbours
     /// forget it (the real node's "shutting down" close,
     /// [`Peers::peer_left`]), and it stops.
     pub fn leave(&mut self, node: usize) {
@@ -173,14 +175,15 @@ impl Simulator {
         records.sort_unstable_by_key(|(k, _)| *k);
         let r = self.config.params.replication;
         for (key, value) in records {
-            let found = self.query(node, key, Goal::Closest).found;
-            let targets: Vec<usize> = found
-                .closest
+            // As the node's leave: the `replication` closest of its own
+            // table ([`republish_targets`]), each sent one Store; a dead
+            // or adversarial receiver keeps nothing.
+            let (candidates, _) = republish_targets(self.nodes[node].peers.table(), r, &key);
+            let targets: Vec<usize> = candidates
                 .iter()
-                .filter_map(|(c, _)| self.index.get(&c.id).copied())
-                .filter(|i| *i != node && self.nodes[*i].alive)
                 .take(r)
-                .filter(|i| self.nodes[*i].behaviour == Behaviour::Honest)
+                .filter_map(|c| self.index.get(&c.id).copied())
+                .filter(|i| self.nodes[*i].alive && self.nodes[*i].behaviour == Behaviour::Honest)
                 .collect();
             for t in targets {
                 self.accept_store(t, key, value);

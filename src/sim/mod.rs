@@ -55,7 +55,8 @@ use crate::overlay::peers::{
     Admission, ChurnEvent, Defences, Failure, ListenProof, PeerAction, Peers,
 };
 use crate::overlay::placement::{
-    churn_contact, churn_pushes, nearest_held, place_replicas, JoinPlan, JoinStep, Replica,
+    churn_contact, churn_pushes, nearest_held, place_replicas, republish_targets, JoinPlan,
+    JoinStep, Replica,
 };
 use crate::overlay::query::{Found, Goal, Query, RecordsJudged};
 use crate::overlay::rate::RefusalStreak;
