@@ -36,14 +36,18 @@ pub enum Replica {
 /// 2. with a dense cluster found around the key ([`Found::dense`]), as
 ///    many again among the nodes found beyond it, so that the cluster
 ///    cannot hide the record;
-/// 3. the holders of older versions the query met (at most `replication`
-///    more), so that they do not go on serving them.
+/// 3. the holders of older versions the query met (at most
+///    2 × `replication` more, the responsibility bound), so that they do
+///    not go on serving them;
+/// 4. this node itself when it holds an older version (`local_held`, the
+///    sequence it holds under `key`), for the same reason.
 pub fn place_replicas(
     peers: &Peers,
     now_ms: u64,
     key: &Key,
     found: &Found,
     seq: u64,
+    local_held: Option<u64>,
 ) -> Vec<Replica> {
     let replication = peers.params().replication;
     let eligible = |c: &Contact| peers.may_hold_replica(now_ms, &c.id);
@@ -88,15 +92,22 @@ pub fn place_replicas(
             }
         }
     }
+    // As many holders of older versions as may legitimately hold the
+    // record (the responsibility bound: hand-over and repair put copies on
+    // nodes beyond the closest `replication`).
+    let max_extra = replication.saturating_mul(crate::limits::RESPONSIBILITY_SLACK_FACTOR);
     let mut extra = 0;
     for (c, held) in &found.holders {
-        if extra >= replication {
+        if extra >= max_extra {
             break;
         }
         if *held < seq && eligible(c) && !placed(&chosen, c) {
             chosen.push(Replica::Remote(*c));
             extra += 1;
         }
+    }
+    if local_held.is_some_and(|held| held < seq) && !chosen.contains(&Replica::Local) {
+        chosen.push(Replica::Local);
     }
     chosen
 }

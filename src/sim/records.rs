@@ -27,7 +27,15 @@ impl Simulator {
     /// nothing.
     pub fn store(&mut self, from: usize, key: Key, value: u64) -> usize {
         let run = self.query(from, key, Goal::Place);
-        let replicas = place_replicas(&self.nodes[from].peers, run.end, &key, &run.found, value);
+        let local_held = self.nodes[from].records.get(&key).copied();
+        let replicas = place_replicas(
+            &self.nodes[from].peers,
+            run.end,
+            &key,
+            &run.found,
+            value,
+            local_held,
+        );
         let mut stored = 0;
         for replica in replicas {
             let (holder, sent) = match replica {

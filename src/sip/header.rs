@@ -167,26 +167,68 @@ pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_char)
 }
 
+/// The bytes of a header value outside its double-quoted strings (with
+/// their backslash escapes), with their offsets: what every splitter of
+/// header values scans. The quotes themselves are not yielded.
+pub(crate) struct Unquoted<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    quoted: bool,
+    escaped: bool,
+}
+
+impl<'a> Unquoted<'a> {
+    /// Scans `s`.
+    pub(crate) fn new(s: &'a str) -> Self {
+        Self {
+            bytes: s.as_bytes(),
+            at: 0,
+            quoted: false,
+            escaped: false,
+        }
+    }
+
+    /// Whether the text ended inside a quoted string (or an escape).
+    pub(crate) fn unterminated(&self) -> bool {
+        self.quoted
+    }
+}
+
+impl Iterator for Unquoted<'_> {
+    type Item = (usize, u8);
+
+    fn next(&mut self) -> Option<(usize, u8)> {
+        while let Some(&b) = self.bytes.get(self.at) {
+            let i = self.at;
+            self.at += 1;
+            if self.quoted {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.quoted = false,
+                    _ => {}
+                }
+            } else if b == b'"' {
+                self.quoted = true;
+            } else {
+                return Some((i, b));
+            }
+        }
+        None
+    }
+}
+
 /// Splits a list header's value at the commas that separate its values:
 /// not those inside a quoted string (with its backslash escapes) or
 /// between `<` and `>`. Each value is trimmed; an empty one is an error.
 pub fn split_list<'a>(header: &'static str, value: &'a str) -> Result<Vec<&'a str>, SipError> {
     let bad = |why| SipError::BadHeader { header, why };
     let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    let mut angle = false;
     let mut start = 0;
-    for (i, b) in value.bytes().enumerate() {
-        if quoted {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut scan = Unquoted::new(value);
+    for (i, b) in scan.by_ref() {
         match b {
-            b'"' => quoted = true,
             b'<' if !angle => angle = true,
             b'>' if angle => angle = false,
             b',' if !angle => {
@@ -200,7 +242,7 @@ pub fn split_list<'a>(header: &'static str, value: &'a str) -> Result<Vec<&'a st
             _ => {}
         }
     }
-    if quoted {
+    if scan.unterminated() {
         return Err(bad("unterminated quoted string"));
     }
     if angle {

@@ -2,7 +2,7 @@
 //! Record-Route), Via and CSeq (RFC 3261 §20, §25.1).
 
 use super::error::SipError;
-use super::header::is_token;
+use super::header::{is_token, Unquoted};
 use super::message::Method;
 use super::uri::{param, parse_host_port, Host, Param, SipUri};
 use crate::limits::SIP_MAX_PARAMS;
@@ -11,18 +11,9 @@ use std::fmt;
 /// Splits `s` at each `sep` outside double quotes (with backslash escapes).
 fn split_outside_quotes(s: &str, sep: u8) -> Vec<&str> {
     let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut start) = (false, false, 0);
-    for (i, b) in s.bytes().enumerate() {
-        if quoted {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => quoted = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            quoted = true;
-        } else if b == sep {
+    let mut start = 0;
+    for (i, b) in Unquoted::new(s) {
+        if b == sep {
             out.push(s.get(start..i).unwrap_or_default());
             start = i + 1;
         }
@@ -165,22 +156,7 @@ impl NameAddr {
 /// The byte offset of the `<` that opens a name-addr's URI: the first one
 /// outside a quoted display name.
 fn find_angle(s: &str) -> Option<usize> {
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, b) in s.bytes().enumerate() {
-        if quoted {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => quoted = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            quoted = true;
-        } else if b == b'<' {
-            return Some(i);
-        }
-    }
-    None
+    Unquoted::new(s).find(|(_, b)| *b == b'<').map(|(i, _)| i)
 }
 
 impl fmt::Display for NameAddr {

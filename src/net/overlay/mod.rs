@@ -754,8 +754,14 @@ impl OverlayService {
         let found = self
             .query(dialer, record.key, Goal::Place, Some(record.kind))
             .await;
+        let local_held = self
+            .store()
+            .get(&record.key, record.kind, now_secs())
+            .iter()
+            .map(|r| r.seq())
+            .max();
         let replicas = self.core.read(|p, now| {
-            placement::place_replicas(p, now, &record.key, &found.outcome, record.seq)
+            placement::place_replicas(p, now, &record.key, &found.outcome, record.seq, local_held)
         });
         let message = Message::Store {
             overlay: self.params.name.clone(),
