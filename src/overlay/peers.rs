@@ -607,6 +607,15 @@ impl Peers {
         self.closer_than_local(key) < self.responsibility_bound()
     }
 
+    /// Whether this node takes a replica under `key` that another node
+    /// sends it: when it is responsible for the key, or when it already
+    /// holds a record there (`holds`), which the new one updates. Refusing
+    /// the update would leave the older version served until it expires;
+    /// allowing it gives a spammer nothing new (the slot exists).
+    pub fn accepts_replica(&self, key: &Key, holds: bool) -> bool {
+        holds || self.is_responsible(key)
+    }
+
     // ------------------------------------------------------------------
     // Output
 

@@ -66,7 +66,8 @@ impl Simulator {
     /// its bounds ([`Simulator::put_record`]). Returns whether it holds
     /// `value` now.
     pub(super) fn accept_store(&mut self, holder: usize, key: Key, value: u64) -> bool {
-        self.nodes[holder].peers.is_responsible(&key) && self.put_record(holder, key, value)
+        let holds = self.nodes[holder].records.contains_key(&key);
+        self.nodes[holder].peers.accepts_replica(&key, holds) && self.put_record(holder, key, value)
     }
 
     /// `node` stores `value` under `key` if it is newer than what it holds

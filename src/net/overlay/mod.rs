@@ -511,10 +511,15 @@ impl OverlayService {
             }
         };
         if check_responsible {
-            let (closer, bound) = self
-                .core
-                .read(|p, _| (p.closer_than_local(&record.key), p.responsibility_bound()));
-            if closer >= bound {
+            let holds = !self.store().get(&record.key, record.kind, now).is_empty();
+            let (accepts, closer, bound) = self.core.read(|p, _| {
+                (
+                    p.accepts_replica(&record.key, holds),
+                    p.closer_than_local(&record.key),
+                    p.responsibility_bound(),
+                )
+            });
+            if !accepts {
                 let reply = Message::error(
                     ErrorCode::NotResponsible,
                     &format!(

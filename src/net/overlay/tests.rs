@@ -85,23 +85,31 @@ fn a_store_is_refused_once_twice_replication_nodes_are_closer() {
     assert_eq!(store(&overlay, far, &r), Message::Stored { seq: 1 });
     overlay.learn(contact(near(&key, 4), 4));
     assert!(!overlay.is_responsible(&key));
+    // A record under another key it does not hold: refused.
+    let other = record("z");
+    if !overlay.is_responsible(&other.key) {
+        match store(&overlay, far, &other) {
+            Message::Error { code, reason } => {
+                assert_eq!(code, ErrorCode::NotResponsible);
+                assert!(reason.contains("closer"), "{reason}");
+            }
+            unexpected => panic!("unexpected {unexpected:?}"),
+        }
+        assert_eq!(
+            overlay.records_len(),
+            1,
+            "the refused record changed nothing"
+        );
+    }
+    // A newer version of the record it holds: taken (it updates the
+    // slot; refusing would leave the older version served).
     let newer = OwnerValue::new("a", b"w".to_vec()).unwrap().sign(
         &SecretKey::from_seed(&[7; 32]),
         2,
         crate::unix_now() as u64 + 3600,
     );
-    match store(&overlay, far, &newer) {
-        Message::Error { code, reason } => {
-            assert_eq!(code, ErrorCode::NotResponsible);
-            assert!(reason.contains("knows 4 nodes closer"), "{reason}");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
-    assert_eq!(
-        overlay.records_len(),
-        1,
-        "the refused record changed nothing"
-    );
+    assert_eq!(store(&overlay, far, &newer), Message::Stored { seq: 2 });
+    assert_eq!(overlay.records_len(), 1);
     // A key near this node is still accepted.
     let own_key = Key::from(overlay.local_id());
     assert!(overlay.is_responsible(&own_key));
