@@ -63,6 +63,16 @@ pub const STREAM_RECEIVE_WINDOW: u32 = (FRAME_HEADER_LEN + MAX_FRAME_LEN) as u32
 /// frames. Bounds what one connection can make the node buffer.
 pub const CONNECTION_RECEIVE_WINDOW: u32 = 4 * STREAM_RECEIVE_WINDOW;
 
+/// Bytes of kernel receive (and send) buffer asked for an endpoint's UDP
+/// socket. Every peer's packets arrive on this one socket: with the
+/// kernel's usual default (about 208 KiB) a burst from a few dozen peers
+/// overflows it while the node is busy, and each dropped datagram costs a
+/// QUIC loss-recovery round trip (in the Store-rate benchmark 27,708
+/// datagrams were dropped in one run, and requests stalled up to their
+/// 3 s deadline). The kernel caps the size at `net.core.rmem_max` /
+/// `wmem_max`; the node logs what it got.
+pub const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
 /// Longest idle timeout the node accepts (QUIC encodes it in milliseconds
 /// as a varint; this is far below that bound).
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);

@@ -40,7 +40,7 @@ impl Client {
         identity: LocalIdentity,
         policy: VerifyPolicy,
     ) -> Result<Self, NetError> {
-        let endpoint = quinn::Endpoint::client(bind)
+        let endpoint = super::transport::endpoint(bind, None)
             .map_err(|source| NetError::Bind { addr: bind, source })?;
         Ok(Self {
             endpoint,

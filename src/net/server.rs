@@ -102,12 +102,10 @@ struct Ctx {
 impl Node {
     /// Binds the UDP socket at `listen` and prepares the endpoint.
     pub fn bind(config: NodeConfig, listen: SocketAddr) -> Result<Self, NetError> {
-        let endpoint =
-            quinn::Endpoint::server(Self::quinn_config(&config)?, listen).map_err(|source| {
-                NetError::Bind {
-                    addr: listen,
-                    source,
-                }
+        let endpoint = super::transport::endpoint(listen, Some(Self::quinn_config(&config)?))
+            .map_err(|source| NetError::Bind {
+                addr: listen,
+                source,
             })?;
         let node_id = config.identity.node_id();
         if let Some(dir) = &config.data_dir {
