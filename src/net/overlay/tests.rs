@@ -85,22 +85,24 @@ fn a_store_is_refused_once_twice_replication_nodes_are_closer() {
     assert_eq!(store(&overlay, far, &r), Message::Stored { seq: 1 });
     overlay.learn(contact(near(&key, 4), 4));
     assert!(!overlay.is_responsible(&key));
-    // A record under another key it does not hold: refused.
-    let other = record("z");
-    if !overlay.is_responsible(&other.key) {
-        match store(&overlay, far, &other) {
-            Message::Error { code, reason } => {
-                assert_eq!(code, ErrorCode::NotResponsible);
-                assert!(reason.contains("closer"), "{reason}");
-            }
-            unexpected => panic!("unexpected {unexpected:?}"),
+    // A record under another key it does not hold, one with at least
+    // four known nodes closer than this one: refused.
+    let other = (0..256)
+        .map(|i| record(&format!("z{i}")))
+        .find(|r| !overlay.is_responsible(&r.key))
+        .expect("some key among 256 has four known nodes closer than this one");
+    match store(&overlay, far, &other) {
+        Message::Error { code, reason } => {
+            assert_eq!(code, ErrorCode::NotResponsible);
+            assert!(reason.contains("closer"), "{reason}");
         }
-        assert_eq!(
-            overlay.records_len(),
-            1,
-            "the refused record changed nothing"
-        );
+        unexpected => panic!("unexpected {unexpected:?}"),
     }
+    assert_eq!(
+        overlay.records_len(),
+        1,
+        "the refused record changed nothing"
+    );
     // A newer version of the record it holds: taken (it updates the
     // slot; refusing would leave the older version served).
     let newer = OwnerValue::new("a", b"w".to_vec()).unwrap().sign(
