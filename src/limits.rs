@@ -513,5 +513,12 @@ pub const SIP_MAX_AUTH_PARAMS: usize = 16;
 /// is challenged again.
 pub const SIP_NONCE_LIFETIME: Duration = Duration::from_secs(300);
 
+/// SIP transactions in progress at once, at most, in each direction
+/// (server and client): a request that would open one more is answered
+/// 503 statelessly. A finished UDP transaction lingers up to 64 × T1
+/// (32 s) to absorb retransmissions, so this allows about 128 new
+/// transactions a second sustained.
+pub const SIP_MAX_TRANSACTIONS: usize = 4096;
+
 /// Nonces whose last count a node remembers (to refuse replays), at most.
 pub const SIP_MAX_TRACKED_NONCES: usize = 4096;

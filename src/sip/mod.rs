@@ -1,4 +1,5 @@
-//! The SIP front-end's sans-IO parts: the message parser and printer.
+//! The SIP front-end's sans-IO parts: the message parser and printer,
+//! digest authentication, and the transaction layer ([`transaction`]).
 //!
 //! Phones speak plain SIP (RFC 3261) to their own node. Every byte they
 //! send is read by [`Message::parse`] (a datagram) or
@@ -16,6 +17,7 @@ pub mod digest;
 pub mod error;
 pub mod header;
 pub mod message;
+pub mod transaction;
 pub mod typed;
 pub mod uri;
 
