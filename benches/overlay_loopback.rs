@@ -102,6 +102,9 @@ const RATE_LIMITED_RETRIES: usize = 100;
 /// Resident-memory goal (issue 10; issue 3 asked for 200) for a node with
 /// a data directory holding 100,000 records.
 const MEMORY_GOAL_MIB: f64 = 100.0;
+
+/// Durable Stores per second one node should take (issue 10).
+const DURABLE_STORE_GOAL: f64 = 5_000.0;
 /// Stores in flight per writer in the Store-rate runs.
 const STORES_IN_FLIGHT_PER_WRITER: usize = 4;
 
@@ -1256,6 +1259,18 @@ fn rate_phase(s: &Scale, t: &mut Table, encoded: &Arc<Vec<Vec<u8>>>) {
             ),
             format!("{}; {:.0}", run.cpu_per_store(), run.node_bound(cores)),
         );
+        if durable && !quick() {
+            let rate = run.stores.per_sec();
+            let all = run.stores.failed() == 0;
+            t.row(
+                format!("goal: at least {DURABLE_STORE_GOAL:.0} durable Stores/s into one node, every Store acknowledged (this run)"),
+                format!(
+                    "{} ({rate:.0}/s, {} failed)",
+                    if rate >= DURABLE_STORE_GOAL && all { "met" } else { "NOT met" },
+                    run.stores.failed()
+                ),
+            );
+        }
     }
 }
 
