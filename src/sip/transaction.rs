@@ -245,6 +245,94 @@ fn fire(timers: &mut Timers, now: Instant) -> (bool, Option<OnDeadline>) {
     }
 }
 
+/// What a layer's table needs of a transaction.
+trait Tracked {
+    /// What the layer matches messages by.
+    type Key: Eq + std::hash::Hash + Clone;
+    fn key(&self) -> &Self::Key;
+    fn timers(&self) -> &Timers;
+    fn timers_mut(&mut self) -> &mut Timers;
+    /// What to send when the retransmission timer fires.
+    fn retransmission(&self) -> Option<Transmit>;
+}
+
+/// The transactions of one layer, by id and by key, at most `max`.
+#[derive(Debug)]
+struct Table<T: Tracked> {
+    config: TimerConfig,
+    max: usize,
+    next_id: u64,
+    by_key: HashMap<T::Key, TxId>,
+    txs: HashMap<TxId, T>,
+}
+
+impl<T: Tracked> Table<T> {
+    fn new(config: TimerConfig, max: usize) -> Self {
+        Self {
+            config,
+            max,
+            next_id: 0,
+            by_key: HashMap::new(),
+            txs: HashMap::new(),
+        }
+    }
+
+    fn find(&mut self, key: &T::Key) -> Option<(TxId, &mut T)> {
+        let id = *self.by_key.get(key)?;
+        self.txs.get_mut(&id).map(|tx| (id, tx))
+    }
+
+    fn contains(&self, key: &T::Key) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Adds `tx`, unless the table is full.
+    fn insert(&mut self, tx: T) -> Result<TxId, TxError> {
+        if self.txs.len() >= self.max {
+            return Err(TxError::Full(self.max));
+        }
+        let id = TxId(self.next_id);
+        self.next_id += 1;
+        self.by_key.insert(tx.key().clone(), id);
+        self.txs.insert(id, tx);
+        Ok(id)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.txs.values().filter_map(|tx| tx.timers().next()).min()
+    }
+
+    /// Fires every timer due at `now`; drops the transactions that end.
+    fn handle_timeout(&mut self, now: Instant) -> Vec<TimerOutput> {
+        let mut out = Vec::new();
+        let mut ended = Vec::new();
+        for (id, tx) in &mut self.txs {
+            let (retransmit, end) = fire(tx.timers_mut(), now);
+            if retransmit {
+                out.extend(tx.retransmission().map(TimerOutput::Retransmit));
+            }
+            match end {
+                Some(OnDeadline::TimedOut) => {
+                    out.push(TimerOutput::TimedOut(*id));
+                    ended.push(*id);
+                }
+                Some(OnDeadline::Ends) => ended.push(*id),
+                None => {}
+            }
+        }
+        for id in ended {
+            if let Some(tx) = self.txs.remove(&id) {
+                self.by_key.remove(tx.key());
+            }
+        }
+        out.sort_by_key(|o| match o {
+            TimerOutput::TimedOut(id) => Some(*id),
+            TimerOutput::Retransmit(_) => None,
+        });
+        out
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Server transactions (§17.2)
 
@@ -301,6 +389,22 @@ struct ServerTx {
     timers: Timers,
 }
 
+impl Tracked for ServerTx {
+    type Key = ServerKey;
+    fn key(&self) -> &ServerKey {
+        &self.key
+    }
+    fn timers(&self) -> &Timers {
+        &self.timers
+    }
+    fn timers_mut(&mut self) -> &mut Timers {
+        &mut self.timers
+    }
+    fn retransmission(&self) -> Option<Transmit> {
+        self.resend()
+    }
+}
+
 impl ServerTx {
     fn resend(&self) -> Option<Transmit> {
         self.last_response.as_ref().map(|r| Transmit {
@@ -329,11 +433,7 @@ pub enum ServerReceived {
 /// The server transactions of one node's SIP listener.
 #[derive(Debug)]
 pub struct ServerTransactions {
-    config: TimerConfig,
-    max: usize,
-    next_id: u64,
-    by_key: HashMap<ServerKey, TxId>,
-    txs: HashMap<TxId, ServerTx>,
+    table: Table<ServerTx>,
 }
 
 impl ServerTransactions {
@@ -346,22 +446,18 @@ impl ServerTransactions {
     /// An empty layer holding at most `max` transactions.
     pub fn with_capacity(config: TimerConfig, max: usize) -> Self {
         Self {
-            config,
-            max,
-            next_id: 0,
-            by_key: HashMap::new(),
-            txs: HashMap::new(),
+            table: Table::new(config, max),
         }
     }
 
     /// How many transactions are in progress.
     pub fn len(&self) -> usize {
-        self.txs.len()
+        self.table.txs.len()
     }
 
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
-        self.txs.is_empty()
+        self.table.txs.is_empty()
     }
 
     /// A request arrived from `peer` over `transport` at `now`.
@@ -373,7 +469,8 @@ impl ServerTransactions {
         request: &Request,
     ) -> Result<ServerReceived, TxError> {
         let key = ServerKey::of(request)?;
-        if let Some(tx) = self.by_key.get(&key).and_then(|id| self.txs.get_mut(id)) {
+        let t4 = self.table.config.t4;
+        if let Some((_, tx)) = self.table.find(&key) {
             return Ok(ServerReceived::Absorbed(match request.method {
                 Method::Ack => match tx.state {
                     ServerState::Completed => {
@@ -381,7 +478,7 @@ impl ServerTransactions {
                         let after = if transport.reliable() {
                             Duration::ZERO
                         } else {
-                            self.config.t4
+                            t4
                         };
                         tx.timers.end_after(now, after);
                         None
@@ -400,28 +497,19 @@ impl ServerTransactions {
         if request.method == Method::Ack {
             return Ok(ServerReceived::AckFor2xx);
         }
-        if self.txs.len() >= self.max {
-            return Err(TxError::Full(self.max));
-        }
-        let id = TxId(self.next_id);
-        self.next_id += 1;
         let invite = request.method == Method::Invite;
-        self.by_key.insert(key.clone(), id);
-        self.txs.insert(
-            id,
-            ServerTx {
-                key,
-                peer,
-                transport,
-                state: if invite {
-                    ServerState::Proceeding
-                } else {
-                    ServerState::Trying
-                },
-                last_response: None,
-                timers: Timers::default(),
+        let id = self.table.insert(ServerTx {
+            key,
+            peer,
+            transport,
+            state: if invite {
+                ServerState::Proceeding
+            } else {
+                ServerState::Trying
             },
-        );
+            last_response: None,
+            timers: Timers::default(),
+        })?;
         Ok(ServerReceived::New(id))
     }
 
@@ -430,12 +518,13 @@ impl ServerTransactions {
     pub fn invite_for_cancel(&self, cancel: &Request) -> Option<TxId> {
         let mut key = ServerKey::of(cancel).ok()?;
         key.method = Method::Invite;
-        self.by_key.get(&key).copied()
+        self.table.by_key.get(&key).copied()
     }
 
     /// Whether transaction `id` has sent a final response.
     pub fn answered(&self, id: TxId) -> Option<bool> {
-        self.txs
+        self.table
+            .txs
             .get(&id)
             .map(|tx| !matches!(tx.state, ServerState::Trying | ServerState::Proceeding))
     }
@@ -451,8 +540,8 @@ impl ServerTransactions {
         if !(100..=699).contains(&response.code) {
             return Err(TxError::BadStatus(response.code));
         }
-        let config = self.config;
-        let tx = self.txs.get_mut(&id).ok_or(TxError::Unknown)?;
+        let config = self.table.config;
+        let tx = self.table.txs.get_mut(&id).ok_or(TxError::Unknown)?;
         if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
             return Err(TxError::Answered);
         }
@@ -490,38 +579,13 @@ impl ServerTransactions {
 
     /// When [`ServerTransactions::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txs.values().filter_map(|tx| tx.timers.next()).min()
+        self.table.poll_timeout()
     }
 
     /// Fires every timer due at `now`: retransmissions to send, and
     /// transactions that timed out; ended transactions are dropped.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<TimerOutput> {
-        let mut out = Vec::new();
-        let mut ended = Vec::new();
-        for (id, tx) in &mut self.txs {
-            let (retransmit, end) = fire(&mut tx.timers, now);
-            if retransmit {
-                out.extend(tx.resend().map(TimerOutput::Retransmit));
-            }
-            match end {
-                Some(OnDeadline::TimedOut) => {
-                    out.push(TimerOutput::TimedOut(*id));
-                    ended.push(*id);
-                }
-                Some(OnDeadline::Ends) => ended.push(*id),
-                None => {}
-            }
-        }
-        for id in ended {
-            if let Some(tx) = self.txs.remove(&id) {
-                self.by_key.remove(&tx.key);
-            }
-        }
-        out.sort_by_key(|o| match o {
-            TimerOutput::TimedOut(id) => Some(*id),
-            TimerOutput::Retransmit(_) => None,
-        });
-        out
+        self.table.handle_timeout(now)
     }
 }
 
@@ -560,6 +624,22 @@ struct ClientTx {
     timers: Timers,
 }
 
+impl Tracked for ClientTx {
+    type Key = ClientKey;
+    fn key(&self) -> &ClientKey {
+        &self.key
+    }
+    fn timers(&self) -> &Timers {
+        &self.timers
+    }
+    fn timers_mut(&mut self) -> &mut Timers {
+        &mut self.timers
+    }
+    fn retransmission(&self) -> Option<Transmit> {
+        Some(self.transmit(&self.request))
+    }
+}
+
 impl ClientTx {
     fn transmit(&self, request: &Request) -> Transmit {
         Transmit {
@@ -584,11 +664,7 @@ pub enum ClientReceived {
 /// The client transactions of one node's SIP side.
 #[derive(Debug)]
 pub struct ClientTransactions {
-    config: TimerConfig,
-    max: usize,
-    next_id: u64,
-    by_key: HashMap<ClientKey, TxId>,
-    txs: HashMap<TxId, ClientTx>,
+    table: Table<ClientTx>,
 }
 
 /// The ACK of a non-2xx final response to `invite` (§17.1.1.3): the
@@ -631,22 +707,18 @@ impl ClientTransactions {
     /// An empty layer holding at most `max` transactions.
     pub fn with_capacity(config: TimerConfig, max: usize) -> Self {
         Self {
-            config,
-            max,
-            next_id: 0,
-            by_key: HashMap::new(),
-            txs: HashMap::new(),
+            table: Table::new(config, max),
         }
     }
 
     /// How many transactions are in progress.
     pub fn len(&self) -> usize {
-        self.txs.len()
+        self.table.txs.len()
     }
 
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
-        self.txs.is_empty()
+        self.table.txs.is_empty()
     }
 
     /// Starts a transaction sending `request` (its top Via carrying a
@@ -665,13 +737,10 @@ impl ClientTransactions {
         let (_, branch) = top_via(&request.headers)?;
         let method = cseq(&request.headers)?.method;
         let key = ClientKey { branch, method };
-        if self.by_key.contains_key(&key) {
+        if self.table.contains(&key) {
             return Err(TxError::Duplicate);
         }
-        if self.txs.len() >= self.max {
-            return Err(TxError::Full(self.max));
-        }
-        let config = self.config;
+        let config = self.table.config;
         let invite = request.method == Method::Invite;
         let mut timers = Timers::default();
         if !transport.reliable() {
@@ -681,10 +750,8 @@ impl ClientTransactions {
         }
         // Timer B / F.
         timers.deadline = Some((now + config.long(), OnDeadline::TimedOut));
-        let id = TxId(self.next_id);
-        self.next_id += 1;
         let tx = ClientTx {
-            key: key.clone(),
+            key,
             request,
             peer,
             transport,
@@ -693,8 +760,7 @@ impl ClientTransactions {
             timers,
         };
         let transmit = tx.transmit(&tx.request);
-        self.by_key.insert(key, id);
-        self.txs.insert(id, tx);
+        let id = self.table.insert(tx)?;
         Ok((id, transmit))
     }
 
@@ -707,13 +773,10 @@ impl ClientTransactions {
             },
             _ => return ClientReceived::Stray,
         };
-        let Some(&id) = self.by_key.get(&key) else {
+        let config = self.table.config;
+        let Some((id, tx)) = self.table.find(&key) else {
             return ClientReceived::Stray;
         };
-        let Some(tx) = self.txs.get_mut(&id) else {
-            return ClientReceived::Stray;
-        };
-        let config = self.config;
         let invite = tx.key.method == Method::Invite;
         let reliable = tx.transport.reliable();
         match (tx.state, response.code) {
@@ -769,45 +832,20 @@ impl ClientTransactions {
     /// The ACK transaction `id` sent for its non-2xx final response, to
     /// send with the response delivered (the first time).
     pub fn ack(&self, id: TxId) -> Option<Transmit> {
-        let tx = self.txs.get(&id)?;
+        let tx = self.table.txs.get(&id)?;
         tx.ack.as_ref().map(|ack| tx.transmit(ack))
     }
 
     /// When [`ClientTransactions::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.txs.values().filter_map(|tx| tx.timers.next()).min()
+        self.table.poll_timeout()
     }
 
     /// Fires every timer due at `now`: requests to send again, and
     /// transactions that timed out (answer their requests with 408);
     /// ended transactions are dropped.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<TimerOutput> {
-        let mut out = Vec::new();
-        let mut ended = Vec::new();
-        for (id, tx) in &mut self.txs {
-            let (retransmit, end) = fire(&mut tx.timers, now);
-            if retransmit {
-                out.push(TimerOutput::Retransmit(tx.transmit(&tx.request)));
-            }
-            match end {
-                Some(OnDeadline::TimedOut) => {
-                    out.push(TimerOutput::TimedOut(*id));
-                    ended.push(*id);
-                }
-                Some(OnDeadline::Ends) => ended.push(*id),
-                None => {}
-            }
-        }
-        for id in ended {
-            if let Some(tx) = self.txs.remove(&id) {
-                self.by_key.remove(&tx.key);
-            }
-        }
-        out.sort_by_key(|o| match o {
-            TimerOutput::TimedOut(id) => Some(*id),
-            TimerOutput::Retransmit(_) => None,
-        });
-        out
+        self.table.handle_timeout(now)
     }
 }
 
