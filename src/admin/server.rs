@@ -6,10 +6,9 @@ use super::api::{
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
-use crate::net::overlay::OverlayService;
 use crate::net::Node;
 use crate::overlay::key::Key;
-use crate::overlay::record::{owner_value_key, Record, RecordKind, VerifiedRecord};
+use crate::overlay::record::{owner_value_key, Record, RecordKind};
 use serde::Serialize;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -233,7 +232,8 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
         })),
         Request::Lookup { aor } => {
             let key = Key(crate::identity::aor_key(&aor));
-            let record = find(node, overlay, key, RecordKind::SipRegistration)
+            let record = overlay
+                .newest(node.dialer(), key, RecordKind::SipRegistration)
                 .await
                 .ok_or_else(|| format!("no registration of {aor:?} was found in the overlay"))?;
             let registration = record
@@ -261,7 +261,8 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
         Request::Get { owner, name } => {
             let owner_id: UserId = owner.parse().map_err(|e| format!("owner {owner:?}: {e}"))?;
             let key = owner_value_key(&owner_id, &name);
-            let record = find(node, overlay, key, RecordKind::OwnerValue)
+            let record = overlay
+                .newest(node.dialer(), key, RecordKind::OwnerValue)
                 .await
                 .filter(|r| r.owner_id() == owner_id)
                 .ok_or_else(|| format!("no value {name:?} of {owner} was found in the overlay"))?;
@@ -340,26 +341,4 @@ fn connected_peers(node: &Node) -> usize {
 
 fn now() -> u64 {
     crate::unix_now().max(0) as u64
-}
-
-/// The newest verified record of `kind` under `key`: what this node holds
-/// and what a FindValue lookup brings back.
-async fn find(
-    node: &Node,
-    overlay: &OverlayService,
-    key: Key,
-    kind: RecordKind,
-) -> Option<VerifiedRecord> {
-    let mut candidates = overlay.local_records(&key, kind);
-    candidates.extend(overlay.lookup(node.dialer(), key, Some(kind)).await.records);
-    let now = now();
-    candidates
-        .iter()
-        .filter_map(|bytes| {
-            Record::decode(bytes)
-                .and_then(|r| r.verify(overlay.record_policy(), now))
-                .ok()
-        })
-        .filter(|r| *r.key() == key && r.kind() == kind)
-        .max_by_key(VerifiedRecord::seq)
 }

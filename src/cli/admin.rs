@@ -11,11 +11,10 @@ use crate::admin::{
     self, AdminError, GetResult, LookupEntry, LookupResult, OverlayMode, PublishResult,
     ReputationResult, Request, RoutesResult, StatusResult,
 };
-use crate::binding::Binding;
-use crate::identity::{IdKind, NodeId, SecretKey, UserId};
+use crate::identity::{IdKind, NodeId, UserId};
 use crate::limits::{MAX_RECORD_LIFETIME, MAX_RECORD_VALUE_LEN};
 use crate::overlay::record::{
-    self_certifying_aor, OwnerValue, Record, Registration, RegistrationEntry,
+    next_registration, self_certifying_aor, DeviceChange, OwnerValue, Record,
 };
 use clap::Args;
 use serde::de::DeserializeOwned;
@@ -59,11 +58,10 @@ fn lifetime(s: &str) -> Result<u64, String> {
 /// A sequence number above `previous` that also grows with the clock, so
 /// that a writer that could not see the previous record still supersedes
 /// it (unless it was written within the same microsecond).
-fn next_seq(previous: Option<u64>) -> u64 {
-    let micros = std::time::SystemTime::now()
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    previous.map_or(micros, |p| p.saturating_add(1).max(micros))
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn now() -> u64 {
@@ -200,14 +198,9 @@ pub struct RegisterArgs {
     json: JsonFlag,
 }
 
-/// The registration found under `aor`, for merging: its sequence number
-/// and the other devices' live entries this user vouched for.
-fn previous_registration(
-    dir: &Path,
-    aor: &str,
-    user: &SecretKey,
-    this_node: &NodeId,
-) -> Result<(Option<u64>, Vec<RegistrationEntry>), CliError> {
+/// The registration record found under `aor`, if any (the newest the
+/// node could find), for [`next_registration`] to merge.
+fn previous_registration(dir: &Path, aor: &str) -> Result<Option<Record>, CliError> {
     let request = Request::Lookup {
         aor: aor.to_owned(),
     };
@@ -215,28 +208,12 @@ fn previous_registration(
         Ok(found) => found,
         // Nothing registered yet (or nothing reachable): start afresh;
         // the clock-based sequence number still supersedes what exists.
-        Err(AdminError::Refused(_)) => return Ok((None, Vec::new())),
+        Err(AdminError::Refused(_)) => return Ok(None),
         Err(e) => return Err(CliError(e.to_string())),
     };
-    let record = Record::decode(&found.record)
-        .map_err(|e| CliError(format!("the node sent a bad record: {e}")))?;
-    if record.owner != *user.public().as_bytes() {
-        return Err(CliError(format!(
-            "{aor} is registered by another user ({}); only its owner can change it",
-            found.owner
-        )));
-    }
-    let previous = Registration::decode(&record.value)
-        .map_err(|e| CliError(format!("the node sent a bad registration: {e}")))?;
-    let now = now();
-    let user_key = *user.public().as_bytes();
-    let kept = previous
-        .live_entries(now)
-        .filter(|e| e.node_id != *this_node)
-        .filter(|e| e.binding.user_key == user_key && e.binding.verify(now).is_ok())
-        .cloned()
-        .collect();
-    Ok((Some(record.seq), kept))
+    Record::decode(&found.record)
+        .map(Some)
+        .map_err(|e| CliError(format!("the node sent a bad record: {e}")))
 }
 
 pub fn register(a: RegisterArgs) -> CliResult {
@@ -272,29 +249,24 @@ pub fn register(a: RegisterArgs) -> CliResult {
         }
         None
     };
-    let (previous_seq, others) = previous_registration(dir, &a.aor, &user, &node_id)?;
+    let previous = previous_registration(dir, &a.aor)?;
     let now = now();
     let expires = now.saturating_add(a.expires);
-    let mut registration =
-        Registration::new(&a.aor, user_cert).map_err(|e| CliError(format!("{}: {e}", a.aor)))?;
-    for entry in others {
-        registration
-            .upsert(entry)
-            .map_err(|e| CliError(format!("{}: {e}", a.aor)))?;
-    }
-    let binding = Binding::sign(&user, node_id, now, expires);
-    registration
-        .upsert(RegistrationEntry::new(binding, a.contact.clone(), expires))
-        .map_err(|e| CliError(format!("{}: {e}", a.aor)))?;
-    let record_expires = registration
-        .entries()
-        .iter()
-        .map(|e| e.expires)
-        .max()
-        .unwrap_or(expires);
-    let record = registration
-        .sign(&user, next_seq(previous_seq), record_expires)
-        .map_err(|e| CliError(format!("{}: {e}", a.aor)))?;
+    let change = DeviceChange::Bind {
+        contacts: a.contact.clone(),
+        expires,
+    };
+    let (record, registration) = next_registration(
+        previous.as_ref(),
+        &a.aor,
+        user_cert,
+        &user,
+        node_id,
+        change,
+        now,
+        now_micros(),
+    )
+    .map_err(|e| CliError(format!("{}: {e}", printable(&a.aor))))?;
     let acks = publish(dir, &record)?.acks;
     if a.json.json {
         print_typed(&RegisterOutput {
@@ -394,7 +366,11 @@ pub fn put(a: PutArgs) -> CliResult {
         Err(e) => return Err(CliError(e.to_string())),
     };
     let expires = now().saturating_add(a.expires);
-    let record = value.sign(&user, next_seq(previous_seq), expires);
+    let record = value.sign(
+        &user,
+        previous_seq.map_or(now_micros(), |p| p.saturating_add(1).max(now_micros())),
+        expires,
+    );
     let acks = publish(dir, &record)?.acks;
     if a.json.json {
         print_typed(&PutOutput {

@@ -40,7 +40,7 @@ use crate::overlay::key::Key;
 use crate::overlay::peers::{Failure, ListenProof};
 use crate::overlay::placement::{self, JoinPlan, JoinStep, Replica};
 use crate::overlay::query::{self, Goal, Query, RecordsJudged};
-use crate::overlay::record::{Record, RecordKind, RecordPolicy};
+use crate::overlay::record::{Record, RecordKind, RecordPolicy, VerifiedRecord};
 use crate::overlay::routing::Contact;
 use crate::overlay::store::{PutOutcome, RecordStore, StoreLimits};
 use crate::reputation::{Evidence, Misbehaviour, Policy};
@@ -710,6 +710,28 @@ impl OverlayService {
         let found = self.query(dialer, target, Goal::Value, Some(kind)).await;
         self.read_repair(dialer, &found).await;
         found
+    }
+
+    /// The newest valid record of `kind` under `key` that this node holds
+    /// or a lookup finds (verified against the overlay's record policy).
+    pub async fn newest(
+        &self,
+        dialer: &Dialer,
+        key: Key,
+        kind: RecordKind,
+    ) -> Option<VerifiedRecord> {
+        let mut candidates = self.local_records(&key, kind);
+        candidates.extend(self.lookup(dialer, key, Some(kind)).await.records);
+        let now = now_secs();
+        candidates
+            .iter()
+            .filter_map(|bytes| {
+                Record::decode(bytes)
+                    .and_then(|r| r.verify(&self.records, now))
+                    .ok()
+            })
+            .filter(|r| *r.key() == key && r.kind() == kind)
+            .max_by_key(VerifiedRecord::seq)
     }
 
     /// Sends the newest record a read found to the holders it met with an

@@ -40,7 +40,10 @@ mod tests;
 pub use error::{NotOwnerReason, RecordError, RegistrationError};
 pub use owner_value::{owner_value_key, OwnerValue, OWNER_VALUE_KEY_DOMAIN};
 pub use policy::RecordPolicy;
-pub use registration::{self_certifying_aor, Registration, RegistrationEntry};
+pub use registration::{
+    next_registration, self_certifying_aor, DeviceChange, Registration, RegistrationEntry,
+    UpdateError,
+};
 pub use verified::{RecordContent, VerifiedRecord};
 
 use super::key::Key;

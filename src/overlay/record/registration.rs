@@ -404,3 +404,95 @@ pub(super) fn check(
     }
     Ok(())
 }
+
+/// What a device (a node) changes in its user's registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceChange {
+    /// Bind the node until `expires` (unix seconds), with these contacts.
+    Bind {
+        /// SIP contact URIs published for the node (may be empty: the
+        /// node id is the contact).
+        contacts: Vec<String>,
+        /// End of the entry, unix seconds.
+        expires: u64,
+    },
+    /// Remove the node's entry (the user is no longer reached there).
+    Unbind,
+}
+
+/// Why [`next_registration`] could not build the next record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpdateError {
+    /// The registration found under the AOR is another user's.
+    #[error("registered by another user ({0}); only its owner can change it")]
+    OtherOwner(String),
+    /// The registration found under the AOR does not decode.
+    #[error("the registration found is unreadable: {0}")]
+    BadPrevious(RegistrationError),
+    /// The new registration breaks a bound.
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
+    /// The new record breaks a bound.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// The next registration record of `aor` after `change` by the node
+/// `node_id`, signed by `user`: the one decision, shared by the CLI's
+/// `register` and the SIP registrar, of what a device's update keeps.
+///
+/// Kept from `previous` (the newest record found, if any): the other
+/// devices' live entries whose binding is `user`'s and valid at `now`;
+/// the node's own entry is replaced or removed. The sequence number is
+/// above the previous one and at least `now_micros` (a clock-based number
+/// supersedes a record this node never saw). The record lasts as long as
+/// its longest entry; with no entry left (the last device unbound), as
+/// long as the record it replaces, so that it supersedes it everywhere,
+/// and at least a minute.
+#[allow(clippy::too_many_arguments)]
+pub fn next_registration(
+    previous: Option<&Record>,
+    aor: &str,
+    user_cert: Option<Vec<u8>>,
+    user: &SecretKey,
+    node_id: NodeId,
+    change: DeviceChange,
+    now: u64,
+    now_micros: u64,
+) -> Result<(Record, Registration), UpdateError> {
+    let user_key = *user.public().as_bytes();
+    let mut registration = Registration::new(aor, user_cert)?;
+    if let Some(previous) = previous {
+        if previous.owner != user_key {
+            let owner = PublicKey::from_bytes(&previous.owner).map_or_else(
+                |_| "a key that is not Ed25519".to_owned(),
+                |k| k.user_id().to_string(),
+            );
+            return Err(UpdateError::OtherOwner(owner));
+        }
+        let old = Registration::decode(&previous.value).map_err(UpdateError::BadPrevious)?;
+        for entry in old
+            .live_entries(now)
+            .filter(|e| e.node_id != node_id)
+            .filter(|e| e.binding.user_key == user_key && e.binding.verify(now).is_ok())
+        {
+            registration.upsert(entry.clone())?;
+        }
+    }
+    if let DeviceChange::Bind { contacts, expires } = change {
+        let binding = Binding::sign(user, node_id, now, expires);
+        registration.upsert(RegistrationEntry::new(binding, contacts, expires))?;
+    }
+    let record_expires = registration
+        .entries()
+        .iter()
+        .map(|e| e.expires)
+        .max()
+        .or(previous.map(|p| p.expires))
+        .unwrap_or(0)
+        .max(now.saturating_add(60));
+    let seq = previous.map_or(now_micros, |p| p.seq.saturating_add(1).max(now_micros));
+    let record = registration.sign(user, seq, record_expires)?;
+    Ok((record, registration))
+}

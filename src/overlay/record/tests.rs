@@ -970,3 +970,121 @@ fn kinds_have_their_numbers() {
     assert_eq!(RecordKind::from_u64(0), None);
     assert_eq!(RecordKind::from_u64(3), None);
 }
+
+mod next {
+    use super::*;
+
+    fn aor(user: &SecretKey) -> String {
+        self_certifying_aor(&user.public().user_id(), OVERLAY)
+    }
+
+    fn bind(expires: u64) -> DeviceChange {
+        DeviceChange::Bind {
+            contacts: Vec::new(),
+            expires,
+        }
+    }
+
+    #[test]
+    fn keeps_the_other_devices_and_replaces_its_own() {
+        let user = key(1);
+        let previous = registration(&user, &[2, 3])
+            .sign(&user, 7, NOW + HOUR)
+            .unwrap();
+        let (record, reg) = next_registration(
+            Some(&previous),
+            &aor(&user),
+            None,
+            &user,
+            node(3),
+            bind(NOW + 2 * HOUR),
+            NOW,
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            record.seq, 8,
+            "above the previous even if the clock is behind"
+        );
+        assert_eq!(record.expires, NOW + 2 * HOUR);
+        let nodes: Vec<NodeId> = reg.entries().iter().map(|e| e.node_id).collect();
+        let mut want = vec![node(2), node(3)];
+        want.sort();
+        assert_eq!(nodes, want);
+        let own = reg.entries().iter().find(|e| e.node_id == node(3)).unwrap();
+        assert!(own.contacts.is_empty(), "its entry was replaced");
+        record.verify(&open(), NOW).unwrap();
+    }
+
+    #[test]
+    fn unbinding_the_last_device_supersedes_until_the_old_record_ends() {
+        let user = key(1);
+        let previous = registration(&user, &[2])
+            .sign(&user, 7, NOW + HOUR)
+            .unwrap();
+        let (record, reg) = next_registration(
+            Some(&previous),
+            &aor(&user),
+            None,
+            &user,
+            node(2),
+            DeviceChange::Unbind,
+            NOW,
+            NOW * 1_000_000,
+        )
+        .unwrap();
+        assert!(reg.entries().is_empty());
+        assert_eq!(record.seq, NOW * 1_000_000, "the clock when it is ahead");
+        assert_eq!(record.expires, NOW + HOUR);
+        record.verify(&open(), NOW).unwrap();
+    }
+
+    #[test]
+    fn drops_entries_another_key_bound_and_refuses_another_owner() {
+        let user = key(1);
+        let other = key(9);
+        // An entry the owner signed for a binding by another user is not
+        // carried over (it could not verify).
+        let mut reg = registration(&user, &[2]);
+        reg.upsert(RegistrationEntry::new(
+            Binding::sign(&other, node(4), NOW - HOUR, NOW + HOUR),
+            Vec::new(),
+            NOW + HOUR,
+        ))
+        .unwrap();
+        let previous = reg.sign(&user, 1, NOW + HOUR).unwrap();
+        let (_, next) = next_registration(
+            Some(&previous),
+            &aor(&user),
+            None,
+            &user,
+            node(3),
+            bind(NOW + HOUR),
+            NOW,
+            2,
+        )
+        .unwrap();
+        let nodes: Vec<NodeId> = next.entries().iter().map(|e| e.node_id).collect();
+        assert!(!nodes.contains(&node(4)));
+        assert_eq!(nodes.len(), 2);
+
+        let theirs = registration(&other, &[2])
+            .sign(&other, 1, NOW + HOUR)
+            .unwrap();
+        let err = next_registration(
+            Some(&theirs),
+            &aor(&user),
+            None,
+            &user,
+            node(3),
+            bind(NOW + HOUR),
+            NOW,
+            2,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            UpdateError::OtherOwner(other.public().user_id().to_string())
+        );
+    }
+}
