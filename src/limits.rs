@@ -522,3 +522,42 @@ pub const SIP_MAX_TRANSACTIONS: usize = 4096;
 
 /// Nonces whose last count a node remembers (to refuse replays), at most.
 pub const SIP_MAX_TRACKED_NONCES: usize = 4096;
+
+/// Local SIP accounts a node serves, at most (each a file in
+/// `NODE/sip-users/`; files beyond are ignored, with a warning).
+pub const SIP_MAX_ACCOUNTS: usize = 10_000;
+
+/// Phones bound to one AOR at one node, at most; one more is refused 403.
+pub const SIP_MAX_BINDINGS_PER_AOR: usize = 8;
+
+/// Shortest registration a phone may ask for (RFC 3261 §10.3: one hour
+/// recommended, and a registrar may refuse less with 423 and
+/// Min-Expires), in seconds.
+pub const SIP_MIN_EXPIRES: u64 = 60;
+
+/// Registration lifetime when a REGISTER names none, in seconds.
+pub const SIP_DEFAULT_EXPIRES: u64 = 3600;
+
+/// Longest registration granted, in seconds; a phone asking for more
+/// gets this (the 200 OK says so).
+pub const SIP_MAX_EXPIRES: u64 = 3600;
+
+/// REGISTERs one source address (IPv4, IPv6 /64) may send at once; a
+/// flood beyond is dropped unanswered.
+pub const SIP_REGISTER_BURST: u32 = 32;
+
+/// One more REGISTER per this much time, per source address (20 a
+/// second sustained: far above what phones behind one address send).
+pub const SIP_REGISTER_REFILL: Duration = Duration::from_millis(50);
+
+/// Failed authentications a source address may make at once; after that
+/// its REGISTERs are refused 403 until the bucket refills.
+pub const SIP_AUTH_FAILURE_BURST: u32 = 5;
+
+/// One more failed authentication allowed per this much time, per
+/// source address.
+pub const SIP_AUTH_FAILURE_REFILL: Duration = Duration::from_secs(12);
+
+/// Source addresses whose REGISTER rate and failures are tracked, at
+/// most (each map; the idle, then the least recently used, are dropped).
+pub const SIP_MAX_RATE_LIMITED_SOURCES: usize = 4096;

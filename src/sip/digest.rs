@@ -335,6 +335,8 @@ pub struct Authenticator {
     /// Nonces issued at or before this time that are not in `counts` were
     /// forgotten: stale.
     forgotten_up_to: Option<u64>,
+    /// The serial number of the last nonce issued.
+    serial: u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -364,6 +366,7 @@ impl Authenticator {
             counts: HashMap::new(),
             by_age: BTreeMap::new(),
             forgotten_up_to: None,
+            serial: 0,
         }
     }
 
@@ -372,11 +375,12 @@ impl Authenticator {
         &self.realm
     }
 
-    fn mac(&self, issued_ms: u64) -> [u8; 16] {
+    fn mac(&self, issued_ms: u64, serial: u64) -> [u8; 16] {
         let mut out = [0u8; 16];
         // A key of any length is accepted by HMAC: this cannot fail.
         if let Ok(mut mac) = HmacSha256::new_from_slice(&self.key) {
             mac.update(&issued_ms.to_be_bytes());
+            mac.update(&serial.to_be_bytes());
             mac.update(self.realm.as_bytes());
             let tag = mac.finalize().into_bytes();
             out.copy_from_slice(tag.get(..16).unwrap_or(&[0u8; 16]));
@@ -384,34 +388,35 @@ impl Authenticator {
         out
     }
 
-    /// A fresh nonce issued at `now_ms`.
-    pub fn nonce(&self, now_ms: u64) -> String {
+    /// A fresh nonce issued at `now_ms`: the time, a serial number (so
+    /// that two phones challenged in the same millisecond get distinct
+    /// nonces, each with its own count) and a MAC over both.
+    pub fn nonce(&mut self, now_ms: u64) -> String {
+        self.serial = self.serial.wrapping_add(1);
         let mut raw = now_ms.to_be_bytes().to_vec();
-        raw.extend_from_slice(&self.mac(now_ms));
+        raw.extend_from_slice(&self.serial.to_be_bytes());
+        raw.extend_from_slice(&self.mac(now_ms, self.serial));
         hex::encode(raw)
     }
 
     /// A `WWW-Authenticate` value: a challenge with a fresh nonce.
     /// `stale` tells the phone its password was right but the nonce old.
-    pub fn challenge(&self, now_ms: u64, algorithm: Algorithm, stale: bool) -> String {
-        format!(
-            "Digest realm=\"{}\", nonce=\"{}\", algorithm={}, qop=\"auth\"{}",
-            self.realm,
-            self.nonce(now_ms),
-            algorithm.as_str(),
-            if stale { ", stale=true" } else { "" }
-        )
+    pub fn challenge(&mut self, now_ms: u64, algorithm: Algorithm, stale: bool) -> String {
+        let nonce = self.nonce(now_ms);
+        challenge(&self.realm, &nonce, algorithm, stale)
     }
 
     /// When a nonce of this node was issued; `None` if it is not one.
     fn issued(&self, nonce: &str) -> Option<u64> {
         let raw = hex::decode(nonce).ok()?;
-        if raw.len() != 24 {
+        if raw.len() != 32 {
             return None;
         }
-        let (time, tag) = raw.split_at(8);
+        let (time, rest) = raw.split_at(8);
+        let (serial, tag) = rest.split_at(8);
         let issued = u64::from_be_bytes(time.try_into().ok()?);
-        bool::from(self.mac(issued).ct_eq(tag)).then_some(issued)
+        let serial = u64::from_be_bytes(serial.try_into().ok()?);
+        bool::from(self.mac(issued, serial).ct_eq(tag)).then_some(issued)
     }
 
     /// Checks `creds` of a `method` request to `request_uri` against the
@@ -513,6 +518,15 @@ impl Authenticator {
     }
 }
 
+/// A `WWW-Authenticate` value for `realm` with `nonce`.
+pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) -> String {
+    format!(
+        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{}",
+        algorithm.as_str(),
+        if stale { ", stale=true" } else { "" }
+    )
+}
+
 /// The `response` of `qop=auth` (RFC 7616 §3.4.1): `H(H(A1) ":" nonce
 /// ":" nc ":" cnonce ":auth:" H(method ":" uri))`, lowercase hex.
 pub fn response(
@@ -593,6 +607,18 @@ mod tests {
     }
 
     #[test]
+    fn phones_challenged_in_the_same_millisecond_get_their_own_nonces() {
+        let secret = DigestSecret::from_password("alice", REALM, b"s3cret");
+        let mut auth = Authenticator::new(REALM, [7; 32]);
+        let (a, b) = (auth.nonce(1_000), auth.nonce(1_000));
+        assert_ne!(a, b);
+        for nonce in [a, b] {
+            let creds = answer(&nonce, 1, b"s3cret", Algorithm::Sha256);
+            assert_eq!(auth.verify(1_000, "REGISTER", URI, &creds, &secret), Ok(()));
+        }
+    }
+
+    #[test]
     fn a_right_password_passes_once_and_a_replay_or_wrong_password_does_not() {
         let secret = DigestSecret::from_password("alice", REALM, b"s3cret");
         let mut auth = Authenticator::new(REALM, [7; 32]);
@@ -628,7 +654,7 @@ mod tests {
     fn nonces_are_this_nodes_and_go_stale() {
         let secret = DigestSecret::from_password("alice", REALM, b"s3cret");
         let mut auth = Authenticator::new(REALM, [7; 32]);
-        let other = Authenticator::new(REALM, [8; 32]);
+        let mut other = Authenticator::new(REALM, [8; 32]);
         let foreign = answer(&other.nonce(1_000), 1, b"s3cret", Algorithm::Sha256);
         assert_eq!(
             auth.verify(1_000, "REGISTER", URI, &foreign, &secret),

@@ -679,4 +679,84 @@ impl Request {
             .and_then(|v| v.parse::<u16>().ok())
             .map(|n| u8::try_from(n).unwrap_or(u8::MAX))
     }
+
+    /// A response to this request (RFC 3261 §8.2.6.2): its Via values,
+    /// From, Call-ID and CSeq copied; its To, with `to_tag` added when
+    /// the To has no tag yet; the standard reason phrase of `code`; no
+    /// body.
+    pub fn reply(&self, code: u16, to_tag: Option<&str>) -> Response {
+        let mut headers = Headers::new();
+        for (name, value) in self.headers.iter() {
+            match name {
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    headers.push(name.clone(), value)
+                }
+                HeaderName::To => match to_tag {
+                    Some(tag) if !has_tag(value) => {
+                        headers.push(HeaderName::To, format!("{value};tag={tag}"))
+                    }
+                    _ => headers.push(HeaderName::To, value),
+                },
+                _ => {}
+            }
+        }
+        Response {
+            code,
+            reason: reason_phrase(code).to_owned(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+}
+
+/// Whether a To value carries a tag (a value that does not parse has
+/// none the node could rely on; the parser checked To when it parsed).
+fn has_tag(to: &str) -> bool {
+    NameAddr::parse("To", to).is_ok_and(|n| n.tag().is_some())
+}
+
+/// The reason phrase RFC 3261 §21 (and later RFCs) give `code`.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        413 => "Request Entity Too Large",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        438 => "Invalid Identity Header",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        603 => "Decline",
+        _ => match code / 100 {
+            1 => "Progress",
+            2 => "Success",
+            3 => "Redirection",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
+    }
 }

@@ -1,0 +1,563 @@
+//! The registrar (RFC 3261 §10.3), sans-IO: a phone's REGISTER for an
+//! AOR the node serves, authenticated by digest, becomes a binding the
+//! node keeps locally and a change of the AOR's registration in the
+//! overlay, which the driver publishes.
+//!
+//! The registrar decides everything about a REGISTER: whether its
+//! Request-URI names this registrar, whether the node serves its AOR,
+//! whether the source may try (a token bucket of REGISTERs and one of
+//! authentication failures per source address, [`crate::overlay::rate`]),
+//! whether the credentials are good, which bindings result and what the
+//! overlay must learn ([`DeviceChange`]). It reads no clock (the time is
+//! an argument, unix milliseconds) and draws no randomness (tags and
+//! nonces come from a key given at construction).
+//!
+//! The phones' own contacts never leave the node: the overlay learns
+//! only that the AOR is reached through this node (its entry has no
+//! contacts); calls for the AOR come to the node, which forks them to
+//! the phones bound here.
+
+use super::digest::{Algorithm, AuthError, Credentials, DigestSecret};
+use super::header::HeaderName;
+use super::message::{Request, Response};
+use super::transaction::Transport;
+use super::typed::NameAddr;
+use super::uri::{Host, SipUri};
+use crate::limits::{
+    SIP_AUTH_FAILURE_BURST, SIP_AUTH_FAILURE_REFILL, SIP_DEFAULT_EXPIRES, SIP_MAX_ACCOUNTS,
+    SIP_MAX_BINDINGS_PER_AOR, SIP_MAX_EXPIRES, SIP_MAX_RATE_LIMITED_SOURCES, SIP_MIN_EXPIRES,
+    SIP_REGISTER_BURST, SIP_REGISTER_REFILL,
+};
+use crate::netaddr::IpPrefix;
+use crate::overlay::rate::{KeyedBuckets, RateLimit};
+use crate::overlay::record::DeviceChange;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// A user the node serves: the AOR and the digest secret of its phones.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The address-of-record, normalised ([`aor_of`]).
+    pub aor: String,
+    /// The digest secret (its username is the account's auth user).
+    pub secret: DigestSecret,
+}
+
+/// One phone bound to an AOR at this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneBinding {
+    /// The phone's Contact URI, as it wrote it.
+    pub uri: String,
+    /// When the binding lapses, unix milliseconds.
+    pub expires_ms: u64,
+    /// The Call-ID of the REGISTERs that maintain it.
+    pub call_id: String,
+    /// The CSeq of the last of them.
+    pub cseq: u32,
+    /// Where the REGISTER came from (the phone's address as seen).
+    pub source: SocketAddr,
+    /// Over which transport.
+    pub transport: Transport,
+}
+
+/// What the registrar made of a REGISTER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// Answer with this; nothing else changed.
+    Answer(Response),
+    /// The AOR's bindings changed: publish `change` for `aor` in the
+    /// overlay, then answer with `response` (the driver may answer 503
+    /// instead if no node of the overlay stored it).
+    Changed {
+        /// The 200 OK listing the bindings.
+        response: Response,
+        /// The AOR whose registration changed.
+        aor: String,
+        /// What the overlay must learn.
+        change: DeviceChange,
+    },
+    /// The source sends REGISTERs faster than it may: dropped unanswered
+    /// (answering a flood would only amplify it).
+    Dropped,
+}
+
+/// Counters for operators and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistrarStats {
+    /// REGISTERs accepted (bindings changed or listed).
+    pub accepted: u64,
+    /// Credentials refused (wrong password, replayed or unknown nonce,
+    /// unknown user).
+    pub auth_failures: u64,
+    /// REGISTERs refused because their source failed too often.
+    pub locked_out: u64,
+    /// REGISTERs dropped by the per-source rate limit.
+    pub rate_limited: u64,
+}
+
+/// The registrar of one node (see the module docs).
+pub struct Registrar {
+    domain: String,
+    local_ip: Option<IpAddr>,
+    auth: super::digest::Authenticator,
+    tag_key: [u8; 32],
+    /// Accounts by auth user.
+    accounts: HashMap<String, Account>,
+    /// Auth users by AOR.
+    by_aor: HashMap<String, String>,
+    /// Phones bound, by AOR.
+    bindings: HashMap<String, Vec<PhoneBinding>>,
+    registers: KeyedBuckets<IpPrefix>,
+    failures: KeyedBuckets<IpPrefix>,
+    stats: RegistrarStats,
+}
+
+impl std::fmt::Debug for Registrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registrar")
+            .field("domain", &self.domain)
+            .field("accounts", &self.accounts.len())
+            .field("bound_aors", &self.bindings.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Registrar {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.tag_key);
+    }
+}
+
+/// The normalised AOR of a URI: `sip:user@host`, the host lowercase, no
+/// port, parameters or headers (the form accounts and overlay keys use).
+/// `None` for a URI without a user part.
+pub fn aor_of(uri: &SipUri) -> Option<String> {
+    let user = uri.user.as_deref()?;
+    let scheme = if uri.secure { "sips" } else { "sip" };
+    Some(format!(
+        "{scheme}:{user}@{}",
+        uri.host.to_string().to_ascii_lowercase()
+    ))
+}
+
+fn domain_key(secret: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"p2psip-registrar-v1 ");
+    h.update(label);
+    h.update(secret);
+    h.finalize().into()
+}
+
+fn ms(now_ms: u64) -> Duration {
+    Duration::from_millis(now_ms)
+}
+
+impl Registrar {
+    /// A registrar for the overlay `domain` (the digest realm too), its
+    /// nonces and tags keyed from `secret` (random, drawn at start).
+    pub fn new(domain: &str, secret: [u8; 32]) -> Self {
+        let register_limit = RateLimit {
+            burst: SIP_REGISTER_BURST,
+            refill_every: SIP_REGISTER_REFILL,
+            max_refused_in_a_row: u32::MAX,
+        };
+        let failure_limit = RateLimit {
+            burst: SIP_AUTH_FAILURE_BURST,
+            refill_every: SIP_AUTH_FAILURE_REFILL,
+            max_refused_in_a_row: u32::MAX,
+        };
+        Self {
+            domain: domain.to_ascii_lowercase(),
+            local_ip: None,
+            auth: super::digest::Authenticator::new(domain, domain_key(&secret, b"nonce")),
+            tag_key: domain_key(&secret, b"tag"),
+            accounts: HashMap::new(),
+            by_aor: HashMap::new(),
+            bindings: HashMap::new(),
+            registers: KeyedBuckets::new(register_limit, SIP_MAX_RATE_LIMITED_SOURCES),
+            failures: KeyedBuckets::new(failure_limit, SIP_MAX_RATE_LIMITED_SOURCES),
+            stats: RegistrarStats::default(),
+        }
+    }
+
+    /// The address the listener is bound to: a Request-URI naming its IP
+    /// names this registrar (any IP does when it is unspecified).
+    pub fn set_local_ip(&mut self, ip: IpAddr) {
+        self.local_ip = Some(ip);
+    }
+
+    /// Replaces the accounts (at most [`SIP_MAX_ACCOUNTS`]; the rest are
+    /// ignored). The bindings of AORs no longer served are dropped, and
+    /// returned so that the driver unbinds them in the overlay.
+    pub fn set_accounts(&mut self, accounts: Vec<Account>) -> Vec<(String, DeviceChange)> {
+        self.accounts.clear();
+        self.by_aor.clear();
+        for account in accounts.into_iter().take(SIP_MAX_ACCOUNTS) {
+            self.by_aor
+                .insert(account.aor.clone(), account.secret.username().to_owned());
+            self.accounts
+                .insert(account.secret.username().to_owned(), account);
+        }
+        let gone: Vec<String> = self
+            .bindings
+            .keys()
+            .filter(|aor| !self.by_aor.contains_key(*aor))
+            .cloned()
+            .collect();
+        gone.into_iter()
+            .filter_map(|aor| self.bindings.remove(&aor).map(|_| aor))
+            .map(|aor| (aor, DeviceChange::Unbind))
+            .collect()
+    }
+
+    /// The accounts, by auth user.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    /// The phones bound to `aor` (normalised).
+    pub fn bindings(&self, aor: &str) -> &[PhoneBinding] {
+        self.bindings.get(aor).map_or(&[], Vec::as_slice)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> RegistrarStats {
+        self.stats
+    }
+
+    /// Whether `uri` names this registrar: the overlay's domain, or the
+    /// listener's address.
+    fn names_this_registrar(&self, uri: &SipUri) -> bool {
+        match &uri.host {
+            Host::Domain(name) => name.eq_ignore_ascii_case(&self.domain),
+            Host::Ip(ip) => self.is_local(*ip),
+        }
+    }
+
+    fn is_local(&self, ip: IpAddr) -> bool {
+        match self.local_ip {
+            Some(local) if local.is_unspecified() => true,
+            Some(local) => local == ip,
+            None => false,
+        }
+    }
+
+    /// A tag for the To of a response to `request`: unique per request,
+    /// unguessable without the key.
+    fn tag(&self, request: &Request) -> String {
+        let mut tag = [0u8; 8];
+        if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.tag_key) {
+            mac.update(
+                request
+                    .headers
+                    .get(&HeaderName::CallId)
+                    .unwrap_or("")
+                    .as_bytes(),
+            );
+            mac.update(
+                request
+                    .headers
+                    .get(&HeaderName::CSeq)
+                    .unwrap_or("")
+                    .as_bytes(),
+            );
+            mac.update(
+                request
+                    .headers
+                    .get(&HeaderName::From)
+                    .unwrap_or("")
+                    .as_bytes(),
+            );
+            let out = mac.finalize().into_bytes();
+            if let Some(head) = out.get(..8) {
+                tag.copy_from_slice(head);
+            }
+        }
+        hex::encode(tag)
+    }
+
+    fn reply(&self, request: &Request, code: u16) -> Response {
+        request.reply(code, Some(&self.tag(request)))
+    }
+
+    fn refuse(&self, request: &Request, code: u16, warning: &str) -> Registered {
+        let mut response = self.reply(request, code);
+        response.headers.push(
+            HeaderName::Warning,
+            format!("399 {} \"{warning}\"", self.domain),
+        );
+        Registered::Answer(response)
+    }
+
+    /// A 401 carrying a challenge per algorithm, SHA-256 first (RFC 8760
+    /// §2.4: the phone uses the first it supports).
+    fn challenge(&mut self, request: &Request, now_ms: u64, stale: bool) -> Registered {
+        let mut response = self.reply(request, 401);
+        // One nonce for both: the phone answers one of them.
+        let nonce = self.auth.nonce(now_ms);
+        for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+            response.headers.push(
+                HeaderName::WwwAuthenticate,
+                super::digest::challenge(self.auth.realm(), &nonce, algorithm, stale),
+            );
+        }
+        Registered::Answer(response)
+    }
+
+    /// Counts an authentication failure of `source` and challenges again.
+    fn failed(&mut self, request: &Request, now_ms: u64, source: IpAddr) -> Registered {
+        self.stats.auth_failures += 1;
+        // The bucket may run dry here: the next attempt is refused.
+        let _ = self.failures.try_take(IpPrefix::host(source), ms(now_ms));
+        self.challenge(request, now_ms, false)
+    }
+
+    /// Handles a REGISTER from `source` over `transport` at `now_ms`.
+    pub fn register(
+        &mut self,
+        now_ms: u64,
+        source: SocketAddr,
+        transport: Transport,
+        request: &Request,
+    ) -> Registered {
+        let ip = source.ip();
+        if self
+            .registers
+            .try_take(IpPrefix::host(ip), ms(now_ms))
+            .is_err()
+        {
+            self.stats.rate_limited += 1;
+            return Registered::Dropped;
+        }
+        self.auth.expire(now_ms);
+        if !self.names_this_registrar(&request.uri) {
+            return self.refuse(
+                request,
+                403,
+                "this node is the registrar of its overlay only",
+            );
+        }
+        let Some(aor) = request.headers.get(&HeaderName::To).and_then(|to| {
+            NameAddr::parse("To", to)
+                .ok()
+                .and_then(|to| aor_of(&to.uri))
+        }) else {
+            return self.refuse(request, 400, "the To names no address-of-record");
+        };
+        let Some(auth_user) = self.by_aor.get(&aor).cloned() else {
+            return self.refuse(
+                request,
+                403,
+                "this node does not serve that address-of-record",
+            );
+        };
+        if self
+            .failures
+            .check(&IpPrefix::host(ip), ms(now_ms))
+            .is_err()
+        {
+            self.stats.locked_out += 1;
+            return self.refuse(request, 403, "too many failed authentications; try later");
+        }
+        let Some(header) = request.headers.get(&HeaderName::Authorization) else {
+            return self.challenge(request, now_ms, false);
+        };
+        let Ok(creds) = Credentials::parse(header) else {
+            return self.failed(request, now_ms, ip);
+        };
+        if creds.username != auth_user {
+            // Another account's credentials, or none the node knows.
+            return match self.accounts.contains_key(&creds.username) {
+                true => self.refuse(request, 403, "these credentials do not own that AOR"),
+                false => self.failed(request, now_ms, ip),
+            };
+        }
+        let Some(account) = self.accounts.get(&auth_user) else {
+            return self.failed(request, now_ms, ip);
+        };
+        let secret = account.secret.clone();
+        match self.auth.verify(
+            now_ms,
+            request.method.as_str(),
+            &request.uri.to_string(),
+            &creds,
+            &secret,
+        ) {
+            Ok(()) => {}
+            Err(AuthError::Stale) => return self.challenge(request, now_ms, true),
+            Err(_) => return self.failed(request, now_ms, ip),
+        }
+        self.update(now_ms, source, transport, request, aor)
+    }
+
+    /// Applies an authenticated REGISTER's contacts (§10.3 steps 6–8).
+    fn update(
+        &mut self,
+        now_ms: u64,
+        source: SocketAddr,
+        transport: Transport,
+        request: &Request,
+        aor: String,
+    ) -> Registered {
+        let call_id = request
+            .headers
+            .get(&HeaderName::CallId)
+            .unwrap_or("")
+            .to_owned();
+        let cseq = match request
+            .headers
+            .get(&HeaderName::CSeq)
+            .map(super::CSeq::parse)
+        {
+            Some(Ok(c)) => c.seq,
+            _ => return self.refuse(request, 400, "bad CSeq"),
+        };
+        let default_expires = match request.headers.get(&HeaderName::Expires) {
+            None => SIP_DEFAULT_EXPIRES,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => return self.refuse(request, 400, "Expires is not a number of seconds"),
+            },
+        };
+        let values = match request.headers.values(&HeaderName::Contact) {
+            Ok(v) => v,
+            Err(_) => return self.refuse(request, 400, "malformed Contact"),
+        };
+        let mut bound = self.bindings.get(&aor).cloned().unwrap_or_default();
+        bound.retain(|b| b.expires_ms > now_ms);
+        let before = bound.clone();
+        if values.iter().any(|v| v.trim() == "*") {
+            if values.len() != 1 || default_expires != 0 {
+                return self.refuse(
+                    request,
+                    400,
+                    "Contact: * needs Expires: 0 and no other contact",
+                );
+            }
+            if bound.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
+                return self.refuse(request, 500, "out-of-order REGISTER");
+            }
+            bound.clear();
+        }
+        for value in values.iter().filter(|v| v.trim() != "*") {
+            let Ok(contact) = NameAddr::parse("Contact", value) else {
+                return self.refuse(request, 400, "malformed Contact");
+            };
+            let expires = match contact.param("expires") {
+                Some(Some(v)) => match v.parse::<u64>() {
+                    Ok(n) => n,
+                    Err(_) => return self.refuse(request, 400, "bad expires parameter"),
+                },
+                _ => default_expires,
+            };
+            if expires != 0 && expires < SIP_MIN_EXPIRES {
+                let mut response = self.reply(request, 423);
+                response
+                    .headers
+                    .push(HeaderName::MinExpires, SIP_MIN_EXPIRES.to_string());
+                return Registered::Answer(response);
+            }
+            let expires = expires.min(SIP_MAX_EXPIRES);
+            let uri = contact.uri.to_string();
+            match bound.iter().position(|b| b.uri == uri) {
+                Some(i) => {
+                    let stale = bound
+                        .get(i)
+                        .is_some_and(|b| b.call_id == call_id && b.cseq >= cseq);
+                    if stale {
+                        return self.refuse(request, 500, "out-of-order REGISTER");
+                    }
+                    if expires == 0 {
+                        bound.remove(i);
+                    } else if let Some(b) = bound.get_mut(i) {
+                        b.expires_ms = now_ms.saturating_add(expires * 1000);
+                        b.call_id.clone_from(&call_id);
+                        b.cseq = cseq;
+                        b.source = source;
+                        b.transport = transport;
+                    }
+                }
+                None if expires == 0 => {}
+                None => {
+                    if bound.len() >= SIP_MAX_BINDINGS_PER_AOR {
+                        return self.refuse(request, 403, "too many phones bound to this AOR");
+                    }
+                    bound.push(PhoneBinding {
+                        uri,
+                        expires_ms: now_ms.saturating_add(expires * 1000),
+                        call_id: call_id.clone(),
+                        cseq,
+                        source,
+                        transport,
+                    });
+                }
+            }
+        }
+        self.stats.accepted += 1;
+        let mut response = self.reply(request, 200);
+        for b in &bound {
+            let left = b.expires_ms.saturating_sub(now_ms).div_ceil(1000);
+            response
+                .headers
+                .push(HeaderName::Contact, format!("<{}>;expires={left}", b.uri));
+        }
+        let changed = bound != before;
+        let change = presence(&bound);
+        if bound.is_empty() {
+            self.bindings.remove(&aor);
+        } else {
+            self.bindings.insert(aor.clone(), bound);
+        }
+        if changed {
+            Registered::Changed {
+                response,
+                aor,
+                change,
+            }
+        } else {
+            Registered::Answer(response)
+        }
+    }
+
+    /// Drops the bindings that lapsed by `now_ms`; returns the overlay
+    /// changes that follow (an AOR whose last phone lapsed is unbound).
+    pub fn expire(&mut self, now_ms: u64) -> Vec<(String, DeviceChange)> {
+        let mut changes = Vec::new();
+        self.bindings.retain(|aor, bound| {
+            let before = bound.len();
+            bound.retain(|b| b.expires_ms > now_ms);
+            if bound.len() != before {
+                changes.push((aor.clone(), presence(bound)));
+            }
+            !bound.is_empty()
+        });
+        changes
+    }
+
+    /// When the next binding lapses, unix milliseconds.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.bindings
+            .values()
+            .flat_map(|bound| bound.iter().map(|b| b.expires_ms))
+            .min()
+    }
+}
+
+/// The overlay's view of an AOR's phones here: bound until the last of
+/// them lapses (in whole seconds, rounded up), or gone.
+fn presence(bound: &[PhoneBinding]) -> DeviceChange {
+    match bound.iter().map(|b| b.expires_ms).max() {
+        Some(last) => DeviceChange::Bind {
+            contacts: Vec::new(),
+            expires: last.div_ceil(1000),
+        },
+        None => DeviceChange::Unbind,
+    }
+}
+
+#[cfg(test)]
+mod tests;
