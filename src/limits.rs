@@ -561,3 +561,12 @@ pub const SIP_AUTH_FAILURE_REFILL: Duration = Duration::from_secs(12);
 /// Source addresses whose REGISTER rate and failures are tracked, at
 /// most (each map; the idle, then the least recently used, are dropped).
 pub const SIP_MAX_RATE_LIMITED_SOURCES: usize = 4096;
+
+/// TCP connections from phones a SIP listener holds at once, at most; the
+/// next is closed at once.
+pub const SIP_MAX_TCP_CONNECTIONS: usize = 1024;
+
+/// A phone's TCP connection with nothing received for this long is
+/// closed (phones that keep one open send CRLF keep-alives, RFC 5626,
+/// far more often).
+pub const SIP_TCP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);

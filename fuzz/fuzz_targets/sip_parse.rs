@@ -1,9 +1,10 @@
 //! SIP parsing (datagram and stream): never panics; an accepted message
 //! prints to bytes that parse to the same message, and the headers the
-//! parser checked read back without error.
+//! parser checked read back without error; the answer to a refused
+//! request, when there is one, is no longer than the request.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use p2psip::sip::{Frame, Message};
+use p2psip::sip::{error_reply, Frame, Message};
 
 fn check(m: &Message) {
     let again = Message::parse(&m.to_bytes()).expect("a printed message parses");
@@ -16,8 +17,15 @@ fn check(m: &Message) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(m) = Message::parse(data) {
-        check(&m);
+    match Message::parse(data) {
+        Ok(m) => check(&m),
+        Err(e) => {
+            if let Some(reply) = error_reply(data, &e) {
+                let bytes = Message::Response(reply).to_bytes();
+                // The reason phrase adds at most ~120 bytes.
+                assert!(bytes.len() <= data.len() + 160, "an answer amplifies");
+            }
+        }
     }
     if let Ok(Some(Frame::Message(m, used))) = Message::parse_stream(data) {
         assert!(used <= data.len());

@@ -40,6 +40,9 @@ pub enum Request {
         /// The record's canonical encoding, hex.
         record: String,
     },
+    /// The SIP listener: the phones bound to each AOR and the
+    /// registrar's counters.
+    SipUsers {},
 }
 
 impl Request {
@@ -323,6 +326,33 @@ pub struct PublishResult {
     pub acks: usize,
     /// The overlay's replication factor: the most `acks` can be.
     pub replication: usize,
+}
+
+/// The answer to `sip_users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipUsersResult {
+    /// Where the SIP listener listens (UDP and TCP); `None` without
+    /// `--sip-listen`.
+    pub listen: Option<String>,
+    /// The AORs with phones bound at this node, sorted.
+    pub bindings: Vec<SipBinding>,
+    /// REGISTERs accepted.
+    pub registers_accepted: u64,
+    /// Credentials refused.
+    pub auth_failures: u64,
+    /// REGISTERs refused because their source failed too often.
+    pub locked_out: u64,
+    /// REGISTERs dropped by the per-source rate limit.
+    pub rate_limited: u64,
+}
+
+/// The phones bound to one AOR at this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipBinding {
+    /// The address-of-record.
+    pub aor: String,
+    /// The phones' Contact URIs, sorted.
+    pub contacts: Vec<String>,
 }
 
 /// `message` as JSON text. It goes through a [`serde_json::Value`], whose

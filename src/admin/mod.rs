@@ -39,7 +39,8 @@ mod server;
 pub(crate) use api::json_text;
 pub use api::{
     Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PeerStanding,
-    PublishResult, ReputationResult, Request, Route, RoutesResult, StatusResult,
+    PublishResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult,
+    StatusResult,
 };
 pub use client::{request, AdminError};
 pub use server::{AdminServer, BindError};

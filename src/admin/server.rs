@@ -2,10 +2,11 @@
 
 use super::api::{
     json_line, Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PublishResult,
-    ReputationResult, Request, Route, RoutesResult, StatusResult,
+    ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult, StatusResult,
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
+use crate::net::sip::SipHandle;
 use crate::net::Node;
 use crate::overlay::key::Key;
 use crate::overlay::record::{owner_value_key, Record, RecordKind};
@@ -84,10 +85,12 @@ impl AdminServer {
     }
 
     /// Serves admin requests for `node` until the task is dropped.
-    pub async fn serve(&self, node: Arc<Node>, mode: OverlayMode) {
+    /// `sip` is the node's SIP listener, if it runs one.
+    pub async fn serve(&self, node: Arc<Node>, mode: OverlayMode, sip: Option<SipHandle>) {
         let ctx = Arc::new(Ctx {
             node,
             mode,
+            sip,
             started: Instant::now(),
         });
         let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
@@ -140,6 +143,7 @@ impl Drop for AdminServer {
 struct Ctx {
     node: Arc<Node>,
     mode: OverlayMode,
+    sip: Option<SipHandle>,
     started: Instant,
 }
 
@@ -153,6 +157,7 @@ enum Outcome {
     Lookup(LookupResult),
     Get(GetResult),
     Publish(PublishResult),
+    SipUsers(SipUsersResult),
 }
 
 async fn serve_connection(mut stream: UnixStream, ctx: &Ctx) {
@@ -217,6 +222,7 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
             uptime_secs: ctx.started.elapsed().as_secs(),
         })),
         Request::Reputation {} => Ok(Outcome::Reputation(reputation(node))),
+        Request::SipUsers {} => Ok(Outcome::SipUsers(sip_users(ctx.sip.as_ref()))),
         Request::Routes {} => Ok(Outcome::Routes(RoutesResult {
             overlay: overlay.params().name.clone(),
             table_size: overlay.table_len(),
@@ -299,6 +305,38 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
                 replication: overlay.params().replication,
             }))
         }
+    }
+}
+
+/// The answer to `sip_users` (the contract is docs/admin.md).
+fn sip_users(sip: Option<&SipHandle>) -> SipUsersResult {
+    let Some(sip) = sip else {
+        return SipUsersResult {
+            listen: None,
+            bindings: Vec::new(),
+            registers_accepted: 0,
+            auth_failures: 0,
+            locked_out: 0,
+            rate_limited: 0,
+        };
+    };
+    let snapshot = sip.snapshot();
+    let mut bindings: Vec<SipBinding> = snapshot
+        .bindings
+        .into_iter()
+        .map(|(aor, mut contacts)| {
+            contacts.sort();
+            SipBinding { aor, contacts }
+        })
+        .collect();
+    bindings.sort_by(|a, b| a.aor.cmp(&b.aor));
+    SipUsersResult {
+        listen: snapshot.local.map(|a| a.to_string()),
+        bindings,
+        registers_accepted: snapshot.stats.accepted,
+        auth_failures: snapshot.stats.auth_failures,
+        locked_out: snapshot.stats.locked_out,
+        rate_limited: snapshot.stats.rate_limited,
     }
 }
 

@@ -7,6 +7,7 @@ mod files;
 mod identity;
 mod node;
 mod sim;
+mod sip;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,6 +62,17 @@ enum Command {
     Routes(admin::RoutesArgs),
     /// Show what the running node thinks of its peers: score, standing, evidence, bans.
     Reputation(admin::ReputationArgs),
+    /// Manage the SIP accounts a node serves to phones.
+    #[command(subcommand)]
+    Sip(SipCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SipCommand {
+    /// Serve a user's phones at a node: store the digest secret of their password (0600).
+    AddUser(sip::AddUserArgs),
+    /// List the SIP accounts of a node and the phones registered (if it runs).
+    Users(sip::UsersArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +177,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Status(a) => admin::status(a),
         Command::Routes(a) => admin::routes(a),
         Command::Reputation(a) => admin::reputation(a),
+        Command::Sip(SipCommand::AddUser(a)) => sip::add_user(a),
+        Command::Sip(SipCommand::Users(a)) => sip::users(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

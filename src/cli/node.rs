@@ -8,6 +8,7 @@ use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFl
 use crate::admin::{AdminServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
+use crate::net::sip::SipListener;
 use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
 use crate::overlay::config::OverlayParams;
 use crate::overlay::routing::Contact;
@@ -78,6 +79,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = crate::limits::REPUTATION_BAN_BASE.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=crate::limits::REPUTATION_BAN_MAX.as_secs()))]
     ban_secs: u64,
+    /// Serve SIP phones on this address, UDP and TCP (e.g. 127.0.0.1:5060):
+    /// the node is their registrar and outbound proxy, for the accounts
+    /// `p2psip sip add-user` wrote. Without it the node serves no SIP.
+    #[arg(long, value_name = "ADDR")]
+    sip_listen: Option<SocketAddr>,
 }
 
 /// Parses `--bootstrap NODE_ID@ADDR`.
@@ -252,7 +258,32 @@ pub fn run(a: RunArgs) -> CliResult {
         println!("p2psip node {node_id} listening on {addr}");
         let _ = std::io::stdout().flush();
         let node = std::sync::Arc::new(node);
-        let admin_task = admin.serve(node.clone(), mode);
+        let sip = match (a.sip_listen, node.overlay().cloned()) {
+            (Some(listen), Some(overlay)) => {
+                let sip = SipListener::bind(
+                    listen,
+                    &a.dir,
+                    &overlay_name,
+                    node_id,
+                    overlay,
+                    node.dialer().clone(),
+                )
+                .await
+                .map_err(|e| CliError(format!("--sip-listen {listen}: {e}")))?;
+                info!(sip = %sip.local_addr(), "SIP listening (UDP and TCP)");
+                println!("p2psip node {node_id} serving SIP on {}", sip.local_addr());
+                let _ = std::io::stdout().flush();
+                Some(sip)
+            }
+            _ => None,
+        };
+        let admin_task = admin.serve(node.clone(), mode, sip.as_ref().map(SipListener::handle));
+        let sip_task = async move {
+            match sip {
+                Some(sip) => sip.run().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         if let Some(overlay) = node.overlay().cloned() {
             let dialer = node.dialer().clone();
             tokio::spawn(async move {
@@ -286,6 +317,7 @@ pub fn run(a: RunArgs) -> CliResult {
             _ = node.run(shutdown_signal()) => {}
             _ = rotation => {}
             _ = admin_task => {}
+            _ = sip_task => {}
         }
         info!("stopped");
         Ok::<(), CliError>(())

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod maintenance;
 pub mod overlay;
 pub mod server;
+pub mod sip;
 mod stream;
 pub mod tls;
 pub mod transport;

@@ -45,7 +45,8 @@ impl Algorithm {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The algorithm a name on the wire (any case) names.
+    pub fn parse(s: &str) -> Option<Self> {
         if s.eq_ignore_ascii_case("SHA-256") {
             Some(Algorithm::Sha256)
         } else if s.eq_ignore_ascii_case("MD5") {

@@ -709,6 +709,74 @@ impl Request {
     }
 }
 
+/// The answer to a request the parser refused, when one is possible:
+/// the error's status code (400, 505, 513, 416) with the refusal in the
+/// reason phrase, to the request's Via, From, To, Call-ID and CSeq as
+/// written. `None` when the bytes are not a request, or lack any of those
+/// headers (then the message is dropped). The answer copies only lines
+/// of the request and adds a status line and a Content-Length (under 160
+/// bytes), so it amplifies nothing worth the name.
+pub fn error_reply(bytes: &[u8], error: &SipError) -> Option<Response> {
+    let bytes = bytes.get(..bytes.len().min(SIP_MAX_MESSAGE_LEN))?;
+    let text = bytes.get(skip_line_ends(bytes)..)?;
+    let head = text.get(..find_head_end(text).unwrap_or(text.len()))?;
+    let head = std::str::from_utf8(head).ok()?;
+    let mut lines = head.split("\r\n");
+    let first = lines.next()?;
+    let method = first.split(' ').next()?;
+    if first.starts_with("SIP/") || !is_token(method) || method == "ACK" {
+        // A response, junk, or an ACK (never answered).
+        return None;
+    }
+    let wanted = [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ];
+    let mut headers = Headers::new();
+    let mut vias = 0;
+    for line in lines.take(SIP_MAX_HEADERS) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = HeaderName::from_wire(name.trim());
+        let value = value.trim();
+        let printable = value
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..0x7f).contains(&b) || b >= 0x80);
+        if !wanted.contains(&name) || !printable || value.is_empty() {
+            continue;
+        }
+        if name == HeaderName::Via {
+            vias += 1;
+            if vias > SIP_MAX_VIAS {
+                return None;
+            }
+        } else if headers.get(&name).is_some() {
+            continue;
+        }
+        headers.push(name, value);
+    }
+    if wanted.iter().any(|h| headers.get(h).is_none()) {
+        return None;
+    }
+    let code = error.status_code();
+    let why: String = error
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(96)
+        .collect();
+    Some(Response {
+        code,
+        reason: format!("{} ({why})", reason_phrase(code)),
+        headers,
+        body: Vec::new(),
+    })
+}
+
 /// Whether a To value carries a tag (a value that does not parse has
 /// none the node could rely on; the parser checked To when it parsed).
 fn has_tag(to: &str) -> bool {

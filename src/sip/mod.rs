@@ -27,6 +27,6 @@ mod tests;
 
 pub use error::SipError;
 pub use header::HeaderName;
-pub use message::{Frame, Headers, Message, Method, Request, Response};
+pub use message::{error_reply, reason_phrase, Frame, Headers, Message, Method, Request, Response};
 pub use typed::{CSeq, NameAddr, Via};
 pub use uri::{Host, Param, SipUri};

@@ -44,7 +44,15 @@ pub struct Account {
     pub aor: String,
     /// The digest secret (its username is the account's auth user).
     pub secret: DigestSecret,
+    /// The algorithms its phones may answer with, in the order the
+    /// challenge offers them (not empty; SHA-256 then MD5 by default, MD5
+    /// first for phones that read only the first challenge).
+    pub algorithms: Vec<Algorithm>,
 }
+
+/// The digest algorithms an account allows by default: SHA-256, then
+/// MD5 for old phones (RFC 8760 §2.4: the first a phone supports wins).
+pub const DEFAULT_ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
 
 /// One phone bound to an AOR at this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,9 +87,6 @@ pub enum Registered {
         /// What the overlay must learn.
         change: DeviceChange,
     },
-    /// The source sends REGISTERs faster than it may: dropped unanswered
-    /// (answering a flood would only amplify it).
-    Dropped,
 }
 
 /// Counters for operators and tests.
@@ -293,13 +298,24 @@ impl Registrar {
         Registered::Answer(response)
     }
 
-    /// A 401 carrying a challenge per algorithm, SHA-256 first (RFC 8760
-    /// §2.4: the phone uses the first it supports).
-    fn challenge(&mut self, request: &Request, now_ms: u64, stale: bool) -> Registered {
+    /// A 401 carrying a challenge per algorithm the account of `auth_user`
+    /// allows, in its order (RFC 8760 §2.4: the phone uses the first it
+    /// supports).
+    fn challenge(
+        &mut self,
+        request: &Request,
+        now_ms: u64,
+        auth_user: &str,
+        stale: bool,
+    ) -> Registered {
         let mut response = self.reply(request, 401);
-        // One nonce for both: the phone answers one of them.
+        // One nonce for all: the phone answers one of them.
         let nonce = self.auth.nonce(now_ms);
-        for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+        let algorithms = self
+            .accounts
+            .get(auth_user)
+            .map_or(DEFAULT_ALGORITHMS.to_vec(), |a| a.algorithms.clone());
+        for algorithm in algorithms {
             response.headers.push(
                 HeaderName::WwwAuthenticate,
                 super::digest::challenge(self.auth.realm(), &nonce, algorithm, stale),
@@ -309,14 +325,36 @@ impl Registrar {
     }
 
     /// Counts an authentication failure of `source` and challenges again.
-    fn failed(&mut self, request: &Request, now_ms: u64, source: IpAddr) -> Registered {
+    fn failed(
+        &mut self,
+        request: &Request,
+        now_ms: u64,
+        source: IpAddr,
+        auth_user: &str,
+    ) -> Registered {
         self.stats.auth_failures += 1;
         // The bucket may run dry here: the next attempt is refused.
         let _ = self.failures.try_take(IpPrefix::host(source), ms(now_ms));
-        self.challenge(request, now_ms, false)
+        self.challenge(request, now_ms, auth_user, false)
     }
 
-    /// Handles a REGISTER from `source` over `transport` at `now_ms`.
+    /// Whether a REGISTER from `source` may be handled at `now_ms` (the
+    /// per-source rate limit; a retransmission counts too). The driver
+    /// asks before the request opens a transaction, and drops it
+    /// unanswered when refused: answering a flood would only amplify it.
+    pub fn admit_register(&mut self, now_ms: u64, source: IpAddr) -> bool {
+        let admitted = self
+            .registers
+            .try_take(IpPrefix::host(source), ms(now_ms))
+            .is_ok();
+        if !admitted {
+            self.stats.rate_limited += 1;
+        }
+        admitted
+    }
+
+    /// Handles a REGISTER from `source` over `transport` at `now_ms`
+    /// (admitted by [`Registrar::admit_register`]).
     pub fn register(
         &mut self,
         now_ms: u64,
@@ -325,14 +363,6 @@ impl Registrar {
         request: &Request,
     ) -> Registered {
         let ip = source.ip();
-        if self
-            .registers
-            .try_take(IpPrefix::host(ip), ms(now_ms))
-            .is_err()
-        {
-            self.stats.rate_limited += 1;
-            return Registered::Dropped;
-        }
         self.auth.expire(now_ms);
         if !self.names_this_registrar(&request.uri) {
             return self.refuse(
@@ -364,21 +394,26 @@ impl Registrar {
             return self.refuse(request, 403, "too many failed authentications; try later");
         }
         let Some(header) = request.headers.get(&HeaderName::Authorization) else {
-            return self.challenge(request, now_ms, false);
+            return self.challenge(request, now_ms, &auth_user, false);
         };
         let Ok(creds) = Credentials::parse(header) else {
-            return self.failed(request, now_ms, ip);
+            return self.failed(request, now_ms, ip, &auth_user);
         };
         if creds.username != auth_user {
             // Another account's credentials, or none the node knows.
             return match self.accounts.contains_key(&creds.username) {
                 true => self.refuse(request, 403, "these credentials do not own that AOR"),
-                false => self.failed(request, now_ms, ip),
+                false => self.failed(request, now_ms, ip, &auth_user),
             };
         }
         let Some(account) = self.accounts.get(&auth_user) else {
-            return self.failed(request, now_ms, ip);
+            return self.failed(request, now_ms, ip, &auth_user);
         };
+        let allowed =
+            Algorithm::parse(&creds.algorithm).is_some_and(|alg| account.algorithms.contains(&alg));
+        if !allowed {
+            return self.failed(request, now_ms, ip, &auth_user);
+        }
         let secret = account.secret.clone();
         match self.auth.verify(
             now_ms,
@@ -388,8 +423,8 @@ impl Registrar {
             &secret,
         ) {
             Ok(()) => {}
-            Err(AuthError::Stale) => return self.challenge(request, now_ms, true),
-            Err(_) => return self.failed(request, now_ms, ip),
+            Err(AuthError::Stale) => return self.challenge(request, now_ms, &auth_user, true),
+            Err(_) => return self.failed(request, now_ms, ip, &auth_user),
         }
         self.update(now_ms, source, transport, request, aor)
     }
@@ -536,6 +571,19 @@ impl Registrar {
             !bound.is_empty()
         });
         changes
+    }
+
+    /// What the overlay should hold for `aor` now: this node bound until
+    /// its last phone lapses, or unbound.
+    pub fn presence(&self, aor: &str) -> DeviceChange {
+        presence(self.bindings(aor))
+    }
+
+    /// Every AOR with phones bound here, and their phones.
+    pub fn all_bindings(&self) -> impl Iterator<Item = (&str, &[PhoneBinding])> {
+        self.bindings
+            .iter()
+            .map(|(aor, b)| (aor.as_str(), b.as_slice()))
     }
 
     /// When the next binding lapses, unix milliseconds.

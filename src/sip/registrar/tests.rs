@@ -17,6 +17,7 @@ fn registrar() -> Registrar {
         .map(|(user, aor, pw)| Account {
             aor: aor.into(),
             secret: DigestSecret::from_password(user, DOMAIN, pw.as_bytes()),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
         })
         .collect();
     assert!(r.set_accounts(accounts).is_empty());
@@ -70,7 +71,6 @@ fn answer(outcome: Registered) -> Response {
     match outcome {
         Registered::Answer(r) => r,
         Registered::Changed { response, .. } => response,
-        Registered::Dropped => panic!("dropped"),
     }
 }
 
@@ -371,16 +371,16 @@ fn too_brief_out_of_order_and_wildcard_rules() {
 #[test]
 fn a_flood_from_one_address_is_dropped_while_another_registers() {
     let mut r = registrar();
-    let mut answered = 0;
-    for i in 0..200 {
-        match r.register(T0, phone(5070), Transport::Udp, &register(ALICE, i, "")) {
-            Registered::Dropped => {}
-            _ => answered += 1,
-        }
-    }
-    assert_eq!(answered, SIP_REGISTER_BURST);
+    let flooder = phone(5070).ip();
+    let admitted = (0..200).filter(|_| r.admit_register(T0, flooder)).count();
+    assert_eq!(admitted, SIP_REGISTER_BURST as usize);
     assert_eq!(r.stats().rate_limited, 200 - u64::from(SIP_REGISTER_BURST));
     let other = SocketAddr::from(([127, 0, 0, 2], 5070));
+    assert!(r.admit_register(T0, other.ip()));
+    // The flooder's budget comes back at the sustained rate.
+    let later = T0 + SIP_REGISTER_REFILL.as_millis() as u64;
+    assert!(r.admit_register(later, flooder));
+    assert!(!r.admit_register(later, flooder));
     assert_eq!(
         answer(r.register(T0, other, Transport::Udp, &register(BOB, 1, ""))).code,
         401
@@ -397,6 +397,7 @@ fn dropping_an_account_unbinds_its_aor() {
     let only_bob = vec![Account {
         aor: BOB.into(),
         secret: DigestSecret::from_password("bob", DOMAIN, b"bob-pw"),
+        algorithms: DEFAULT_ALGORITHMS.to_vec(),
     }];
     assert_eq!(
         r.set_accounts(only_bob),
@@ -410,4 +411,38 @@ fn aors_are_normalised() {
     let uri = SipUri::parse("sip:Alice@P2PSIP:5060;transport=tcp").unwrap();
     assert_eq!(aor_of(&uri).as_deref(), Some("sip:Alice@p2psip"));
     assert_eq!(aor_of(&SipUri::parse("sip:p2psip").unwrap()), None);
+}
+
+#[test]
+fn an_account_chooses_its_algorithms_and_their_order() {
+    let mut r = registrar();
+    let md5_first = vec![Account {
+        aor: ALICE.into(),
+        secret: DigestSecret::from_password("alice", DOMAIN, b"alice-pw"),
+        algorithms: vec![Algorithm::Md5, Algorithm::Sha256],
+    }];
+    r.set_accounts(md5_first);
+    let challenge = answer(r.register(T0, phone(5070), Transport::Udp, &register(ALICE, 1, "")));
+    let first = challenge.headers.get(&HeaderName::WwwAuthenticate).unwrap();
+    assert!(first.contains("algorithm=MD5"), "{first}");
+
+    let sha_only = vec![Account {
+        aor: ALICE.into(),
+        secret: DigestSecret::from_password("alice", DOMAIN, b"alice-pw"),
+        algorithms: vec![Algorithm::Sha256],
+    }];
+    r.set_accounts(sha_only);
+    let challenge = answer(r.register(T0, phone(5070), Transport::Udp, &register(ALICE, 2, "")));
+    assert_eq!(
+        challenge.headers.all(&HeaderName::WwwAuthenticate).count(),
+        1
+    );
+    // An MD5 answer, right password and all, is refused.
+    let n = nonce(&challenge, Algorithm::Sha256);
+    let md5 = authorization("alice", "alice-pw", &n, 1, Algorithm::Md5);
+    assert_eq!(
+        answer(r.register(T0, phone(5070), Transport::Udp, &register(ALICE, 3, &md5))).code,
+        401
+    );
+    assert_eq!(r.stats().auth_failures, 1);
 }
