@@ -40,6 +40,8 @@ pub struct NodeProcess {
     pub child: Child,
     pub addr: String,
     pub id: String,
+    /// Where it serves SIP, when started with `--sip-listen`.
+    pub sip: Option<String>,
 }
 
 impl NodeProcess {
@@ -53,15 +55,27 @@ impl NodeProcess {
             .spawn()
             .expect("node starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout
             .read_line(&mut line)
             .expect("node prints its address");
         // "p2psip node <id> listening on <addr>"
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words.len(), 6, "unexpected first line: {line:?}");
+        // "p2psip node <id> serving SIP on <addr>"
+        let sip = args.contains(&"--sip-listen").then(|| {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .expect("node prints its SIP address");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words.len(), 7, "unexpected second line: {line:?}");
+            words[6].to_string()
+        });
         Self {
             id: words[2].to_string(),
             addr: words[5].to_string(),
+            sip,
             child,
         }
     }

@@ -1,0 +1,482 @@
+//! Phones at p2psip nodes, from outside: real `node run` processes with
+//! `--sip-listen`, accounts written by `p2psip sip add-user`, and SIPp
+//! (Debian's `sip-tester`, which `.ci/run` installs) as the phone; raw
+//! sockets for what no phone would send.
+
+mod common;
+
+use common::cli::{json, run_ok, NodeProcess};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const OVERLAY: &str = "lab.example";
+
+fn p(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().expect("utf-8 path").to_owned()
+}
+
+/// The scenarios under tests/sipp/.
+fn scenario(name: &str) -> String {
+    format!("{}/tests/sipp/{name}.xml", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Polls `check` (bounded: at most `tries` times, 100 ms apart).
+fn eventually(tries: u32, mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..tries {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A scratch directory with an overlay file, node and user identities.
+struct Lab {
+    root: tempfile::TempDir,
+    overlay: String,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let overlay = p(root.path(), "overlay.toml");
+        std::fs::write(
+            &overlay,
+            format!("name = \"{OVERLAY}\"\nid_difficulty = 4\nk = 8\nreplication = 3\n"),
+        )
+        .unwrap();
+        Self { root, overlay }
+    }
+
+    fn node_dir(&self, name: &str) -> String {
+        let dir = p(self.root.path(), name);
+        run_ok(&["identity", "new", "--dir", &dir, "--difficulty", "4"]);
+        dir
+    }
+
+    /// A user with an account at `node_dir`: (auth user, AOR user part).
+    fn user(&self, node_dir: &str, name: &str, password: &str) -> (String, String) {
+        let dir = p(self.root.path(), name);
+        run_ok(&["identity", "new", "--user", "--dir", &dir]);
+        let pw = p(self.root.path(), &format!("{name}.pw"));
+        std::fs::write(&pw, format!("{password}\n")).unwrap();
+        let added = json(&run_ok(&[
+            "sip",
+            "add-user",
+            "--dir",
+            node_dir,
+            "--user-dir",
+            &dir,
+            "--password-file",
+            &pw,
+            "--auth-user",
+            name,
+            "--overlay",
+            &self.overlay,
+            // SIPp reads only the first challenge and knows only MD5.
+            "--digest",
+            "MD5,SHA-256",
+            "--json",
+        ]));
+        let aor = added["aor"].as_str().unwrap();
+        assert_eq!(added["realm"], OVERLAY);
+        let user_part = aor
+            .strip_prefix("sip:")
+            .and_then(|a| a.strip_suffix(&format!("@{OVERLAY}")))
+            .unwrap();
+        (name.to_owned(), user_part.to_owned())
+    }
+
+    fn start(&self, dir: &str, bootstrap: Option<&NodeProcess>) -> NodeProcess {
+        let boot = bootstrap.map(|b| format!("{}@{}", b.id, b.addr));
+        let mut args = vec![
+            "--dir",
+            dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--overlay",
+            &self.overlay,
+            "--sip-listen",
+            "127.0.0.1:0",
+        ];
+        if let Some(b) = &boot {
+            args.extend(["--bootstrap", b]);
+        }
+        NodeProcess::start(&args)
+    }
+}
+
+/// A free local port (for SIPp's own socket).
+fn free_port(ip: &str) -> u16 {
+    UdpSocket::bind((ip, 0))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// A phone's address: an IP and, once chosen, its port.
+#[derive(Clone, Copy)]
+struct Phone<'a> {
+    ip: &'a str,
+    port: u16,
+}
+
+impl<'a> Phone<'a> {
+    fn at(ip: &'a str) -> Self {
+        Self {
+            ip,
+            port: free_port(ip),
+        }
+    }
+}
+
+/// Runs one SIPp phone: `scenario` against `node` over `transport` ("u1"
+/// or "t1") from `phone`, with `auth` credentials and keys. Returns
+/// whether every call of the scenario succeeded, and SIPp's output.
+fn sipp(
+    scenario_name: &str,
+    node: &str,
+    transport: &str,
+    phone: Phone<'_>,
+    auth: (&str, &str),
+    keys: &[(&str, &str)],
+) -> (bool, String) {
+    let cwd = tempfile::tempdir().unwrap();
+    let ip = phone.ip;
+    let port = phone.port.to_string();
+    let mut cmd = Command::new("sipp");
+    cmd.current_dir(cwd.path())
+        .args(["-sf", &scenario(scenario_name), "-t", transport, "-i", ip])
+        .args([
+            "-p",
+            &port,
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+            "-nostdin",
+            "-trace_err",
+        ])
+        .args(["-au", auth.0, "-ap", auth.1]);
+    for (k, v) in keys {
+        cmd.args(["-key", k, v]);
+    }
+    cmd.arg(node);
+    let out = cmd
+        .output()
+        .expect("sipp runs (Debian: apt install sip-tester; .ci/run installs it)");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for entry in std::fs::read_dir(cwd.path()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().ends_with("errors.log") {
+            text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    (out.status.success(), text)
+}
+
+fn register(
+    node: &NodeProcess,
+    transport: &str,
+    phone: Phone<'_>,
+    user: &(String, String),
+    password: &str,
+    expires: &str,
+) -> (bool, String) {
+    sipp(
+        "register",
+        node.sip.as_deref().unwrap(),
+        transport,
+        phone,
+        (&user.0, password),
+        &[
+            ("domain", OVERLAY),
+            ("aor_user", &user.1),
+            ("expires", expires),
+        ],
+    )
+}
+
+fn aor(user: &(String, String)) -> String {
+    format!("sip:{}@{OVERLAY}", user.1)
+}
+
+/// `sip users --json` of a node, as (auth user → registered contacts).
+fn registered(dir: &str) -> Vec<(String, Vec<String>)> {
+    let users = json(&run_ok(&["sip", "users", "--dir", dir, "--json"]));
+    users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let mut fields: Vec<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
+            fields.sort_unstable();
+            assert_eq!(fields, ["aor", "auth_user", "registered_contacts"]);
+            let contacts = u["registered_contacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
+            (u["auth_user"].as_str().unwrap().to_owned(), contacts)
+        })
+        .collect()
+}
+
+/// The node ids the overlay lists for `aor`, looked up through `dir`'s node.
+fn lookup_nodes(dir: &str, aor: &str) -> Vec<String> {
+    let out = common::cli::p2psip()
+        .args(["lookup", "--dir", dir, aor, "--json"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let found = json(&String::from_utf8_lossy(&out.stdout));
+    found["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                e["contacts"],
+                serde_json::json!([]),
+                "phones' addresses stay home"
+            );
+            e["node_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn sipp_phones_register_over_udp_and_tcp_and_the_overlay_finds_their_node() {
+    let lab = Lab::new();
+    let (a_dir, b_dir) = (lab.node_dir("a"), lab.node_dir("b"));
+    let bob = lab.user(&b_dir, "bob", "bob-secret");
+    let a = lab.start(&a_dir, None);
+    let b = lab.start(&b_dir, Some(&a));
+
+    let (udp_phone, tcp_phone) = (Phone::at("127.0.0.1"), Phone::at("127.0.0.1"));
+    let (ok, log) = register(&b, "u1", udp_phone, &bob, "bob-secret", "600");
+    assert!(ok, "UDP registration failed:\n{log}");
+    let (ok, log) = register(&b, "t1", tcp_phone, &bob, "bob-secret", "600");
+    assert!(ok, "TCP registration failed:\n{log}");
+
+    let users = registered(&b_dir);
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].0, "bob");
+    let contacts = &users[0].1;
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert!(contacts.iter().any(|c| c.ends_with(";transport=UDP")));
+    assert!(contacts.iter().any(|c| c.ends_with(";transport=TCP")));
+
+    // Node A, which serves no phone of bob, finds bob at node B.
+    assert!(
+        eventually(50, || lookup_nodes(&a_dir, &aor(&bob))
+            == vec![b.id.clone()]),
+        "the overlay does not list node B for bob"
+    );
+
+    // Unregistering both phones (Expires: 0) withdraws node B.
+    assert!(register(&b, "u1", udp_phone, &bob, "bob-secret", "0").0);
+    assert_eq!(registered(&b_dir)[0].1.len(), 1);
+    assert!(register(&b, "t1", tcp_phone, &bob, "bob-secret", "0").0);
+    assert!(registered(&b_dir)[0].1.is_empty());
+    assert!(
+        eventually(50, || lookup_nodes(&a_dir, &aor(&bob)).is_empty()),
+        "node B is still listed for bob after his phones left"
+    );
+}
+
+#[test]
+fn foreign_aors_and_bad_passwords_are_refused_and_counted() {
+    let lab = Lab::new();
+    let a_dir = lab.node_dir("a");
+    let alice = lab.user(&a_dir, "alice", "alice-secret");
+    let a = lab.start(&a_dir, None);
+    let sip = a.sip.clone().unwrap();
+
+    // An AOR this node does not serve: 403.
+    let stranger = ("mallory".to_owned(), "f".repeat(64));
+    let (ok, log) = sipp(
+        "register_forbidden",
+        &sip,
+        "u1",
+        Phone::at("127.0.0.1"),
+        ("mallory", "x"),
+        &[("domain", OVERLAY), ("aor_user", &stranger.1)],
+    );
+    assert!(ok, "a foreign AOR was not refused with 403:\n{log}");
+
+    // A wrong password: 401 again, counted; after a few, 403 for that
+    // address, while another phone's address registers fine.
+    for attempt in 0..5 {
+        let (ok, log) = sipp(
+            "register_refused",
+            &sip,
+            "u1",
+            Phone::at("127.0.0.3"),
+            ("alice", "wrong"),
+            &[
+                ("domain", OVERLAY),
+                ("aor_user", &alice.1),
+                ("expires", "600"),
+            ],
+        );
+        assert!(
+            ok,
+            "attempt {attempt}: a wrong password was not answered 401:\n{log}"
+        );
+    }
+    let (ok, log) = sipp(
+        "register_forbidden",
+        &sip,
+        "u1",
+        Phone::at("127.0.0.3"),
+        ("alice", "alice-secret"),
+        &[("domain", OVERLAY), ("aor_user", &alice.1)],
+    );
+    assert!(ok, "the failing address was not locked out:\n{log}");
+    let (ok, log) = register(
+        &a,
+        "u1",
+        Phone::at("127.0.0.1"),
+        &alice,
+        "alice-secret",
+        "600",
+    );
+    assert!(ok, "another address could not register:\n{log}");
+    let counters = json(&run_ok(&["sip", "users", "--dir", &a_dir, "--json"]));
+    assert_eq!(
+        counters[0]["registered_contacts"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn a_user_added_while_the_node_runs_registers_without_a_restart() {
+    let lab = Lab::new();
+    let a_dir = lab.node_dir("a");
+    let a = lab.start(&a_dir, None);
+    let carol = lab.user(&a_dir, "carol", "carol-secret");
+    // The node looks for new accounts at most once a second.
+    let mut last = String::new();
+    let registered_now = eventually(30, || {
+        let (ok, log) = register(
+            &a,
+            "u1",
+            Phone::at("127.0.0.1"),
+            &carol,
+            "carol-secret",
+            "600",
+        );
+        last = log;
+        ok
+    });
+    assert!(registered_now, "carol's phone never registered:\n{last}");
+    assert_eq!(registered(&a_dir)[0].1.len(), 1);
+}
+
+/// Reads one datagram (or nothing within `wait`).
+fn recv(socket: &UdpSocket, wait: Duration) -> Option<String> {
+    socket.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 65536];
+    socket
+        .recv(&mut buf)
+        .ok()
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn options(branch: &str) -> String {
+    format!(
+        "OPTIONS sip:{OVERLAY} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{branch}\r\n\
+         From: <sip:probe@{OVERLAY}>;tag=1\r\nTo: <sip:{OVERLAY}>\r\nCall-ID: {branch}\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn unauthenticated_register(user: &str, branch: u32) -> String {
+    format!(
+        "REGISTER sip:{OVERLAY} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-flood-{branch}\r\n\
+         From: <sip:{user}@{OVERLAY}>;tag=1\r\nTo: <sip:{user}@{OVERLAY}>\r\nCall-ID: flood-{branch}\r\n\
+         CSeq: 1 REGISTER\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn garbage_and_floods_do_not_stop_the_listener() {
+    let lab = Lab::new();
+    let a_dir = lab.node_dir("a");
+    let alice = lab.user(&a_dir, "alice", "alice-secret");
+    let a = lab.start(&a_dir, None);
+    let sip: SocketAddr = a.sip.clone().unwrap().parse().unwrap();
+
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.connect(sip).unwrap();
+    // A request with a broken header: 400 naming the problem.
+    let broken = options("bad1").replace("Max-Forwards: 70", "Max Forwards: 70");
+    udp.send(broken.as_bytes()).unwrap();
+    let answer = recv(&udp, Duration::from_secs(5)).expect("an answer to a malformed request");
+    assert!(answer.starts_with("SIP/2.0 400 Bad Request ("), "{answer}");
+    assert!(answer.contains("Call-ID: bad1"), "{answer}");
+    // Junk that is no request: dropped, and the listener still answers.
+    udp.send(b"\x00\xffnot sip at all\r\n\r\n").unwrap();
+    udp.send(b"SIP/2.0 200 OK\r\n\r\n").unwrap();
+    assert_eq!(recv(&udp, Duration::from_millis(300)), None);
+    udp.send(options("ok1").as_bytes()).unwrap();
+    let answer = recv(&udp, Duration::from_secs(5)).expect("OPTIONS answered");
+    assert!(answer.starts_with("SIP/2.0 200 OK"), "{answer}");
+
+    // Over TCP: a malformed message gets its 400 and the connection is
+    // closed; a new connection is served.
+    let mut tcp = TcpStream::connect(sip).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(broken.replace("UDP", "TCP").as_bytes())
+        .unwrap();
+    let mut got = String::new();
+    tcp.read_to_string(&mut got)
+        .expect("the node answers and closes");
+    assert!(got.starts_with("SIP/2.0 400 Bad Request ("), "{got}");
+    let mut tcp = TcpStream::connect(sip).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(options("ok2").replace("UDP", "TCP").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tcp.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
+
+    // A flood of REGISTERs from one address: most are dropped unanswered
+    // (at most the burst of 32 is answered) ...
+    let flooder = UdpSocket::bind("127.0.0.4:0").unwrap();
+    flooder.connect(sip).unwrap();
+    let sent = 300;
+    for i in 0..sent {
+        flooder
+            .send(unauthenticated_register(&alice.1, i).as_bytes())
+            .unwrap();
+    }
+    let started = Instant::now();
+    let mut answered = 0;
+    while recv(&flooder, Duration::from_millis(500)).is_some()
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        answered += 1;
+    }
+    assert!(
+        (1..=40).contains(&answered),
+        "{answered} of {sent} flooded REGISTERs answered"
+    );
+    // ... while a phone at another address registers fine.
+    let (ok, log) = register(
+        &a,
+        "u1",
+        Phone::at("127.0.0.1"),
+        &alice,
+        "alice-secret",
+        "600",
+    );
+    assert!(ok, "a phone could not register during the flood:\n{log}");
+}
