@@ -570,3 +570,14 @@ pub const SIP_MAX_TCP_CONNECTIONS: usize = 1024;
 /// closed (phones that keep one open send CRLF keep-alives, RFC 5626,
 /// far more often).
 pub const SIP_TCP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Nodes a call is forked to at once, at most (a registration may list
+/// more devices; the first are tried).
+pub const SIP_MAX_FORK_NODES: usize = 4;
+
+/// SIP messages from other nodes waiting for the SIP listener, at most;
+/// beyond, a node's Sip request is answered Busy.
+pub const SIP_OVERLAY_INBOX: usize = 1024;
+
+/// Nodes the SIP listener keeps a send queue and an address for, at most.
+pub const SIP_OVERLAY_PEERS: usize = 1024;

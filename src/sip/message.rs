@@ -138,6 +138,26 @@ impl Headers {
         self.0.insert(0, (name, value.into()));
     }
 
+    /// Removes the first value of the list header `name` (the top Via a
+    /// proxy added, the top Route naming it) and returns it: its line
+    /// goes if it held only that value, else keeps the others.
+    pub fn pop_first_value(&mut self, name: &HeaderName) -> Option<String> {
+        let i = self.0.iter().position(|(n, _)| n == name)?;
+        let (_, line) = self.0.get(i)?;
+        let values = split_list(static_name(name), line).ok()?;
+        let (first, rest) = values.split_first()?;
+        let first = (*first).to_owned();
+        if rest.is_empty() {
+            self.0.remove(i);
+        } else {
+            let rest = rest.join(", ");
+            if let Some(slot) = self.0.get_mut(i) {
+                slot.1 = rest;
+            }
+        }
+        Some(first)
+    }
+
     /// Removes every line of the header `name`.
     pub fn remove(&mut self, name: &HeaderName) {
         self.0.retain(|(n, _)| n != name);

@@ -17,6 +17,7 @@ pub mod digest;
 pub mod error;
 pub mod header;
 pub mod message;
+pub mod proxy;
 pub mod registrar;
 pub mod transaction;
 pub mod typed;

@@ -34,6 +34,7 @@ use super::header::HeaderName;
 use super::message::{Headers, Message, Method, Request, Response};
 use super::typed::{CSeq, Via, BRANCH_MAGIC_COOKIE};
 use super::SipError;
+use crate::identity::NodeId;
 use crate::limits::SIP_MAX_TRANSACTIONS;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -79,11 +80,25 @@ pub enum Transport {
     Udp,
     /// TCP: reliable, nothing is retransmitted.
     Tcp,
+    /// The overlay: to or from the node with this id, inside its
+    /// authenticated QUIC connection (reliable). The peer address is the
+    /// node's overlay address.
+    Overlay(NodeId),
 }
 
 impl Transport {
-    fn reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+    /// Whether the transport delivers reliably (the transactions then
+    /// retransmit nothing and linger for no retransmission).
+    pub fn reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The transport token of a Via this node writes for it.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp | Transport::Overlay(_) => "TCP",
+        }
     }
 }
 
@@ -827,6 +842,22 @@ impl ClientTransactions {
             }
             _ => ClientReceived::Absorbed(None),
         }
+    }
+
+    /// Where transaction `id` sends: its peer and transport.
+    pub fn peer_of(&self, id: TxId) -> Option<(SocketAddr, Transport)> {
+        self.table.txs.get(&id).map(|tx| (tx.peer, tx.transport))
+    }
+
+    /// The transaction that sent `request` (by its top Via's branch and
+    /// its CSeq method), if it is still in progress.
+    pub fn find(&self, request: &Request) -> Option<TxId> {
+        let (_, branch) = top_via(&request.headers).ok()?;
+        let method = cseq(&request.headers).ok()?.method;
+        self.table
+            .by_key
+            .get(&ClientKey { branch, method })
+            .copied()
     }
 
     /// The ACK transaction `id` sent for its non-2xx final response, to

@@ -11,6 +11,8 @@
 //! | 7    | Value     | `records: [* bstr], contacts: [* contact]`        |
 //! | 8    | Store     | `overlay: tstr, record: bstr`                     |
 //! | 9    | Stored    | `seq: uint`                                       |
+//! | 10   | Sip       | `overlay: tstr, message: bstr(1..=65000)`         |
+//! | 11   | SipReceived | (none)                                          |
 //!
 //! `contact = [node_id: bstr(32), ip: bstr(4 / 16), port: uint(<65536)]`.
 //! Records travel as their own canonical encoding
@@ -34,6 +36,8 @@ const TYPE_FIND_VALUE: u64 = 6;
 const TYPE_VALUE: u64 = 7;
 const TYPE_STORE: u64 = 8;
 const TYPE_STORED: u64 = 9;
+const TYPE_SIP: u64 = 10;
+const TYPE_SIP_RECEIVED: u64 = 11;
 
 /// Longest encoded record carried in a message: the value bound plus room
 /// for the record's other fields.
@@ -77,6 +81,8 @@ pub enum ErrorCode {
     /// 10: the requester exceeded its request rate; the request was not
     /// processed. Retry later.
     RateLimited,
+    /// 11: the receiver serves no SIP (it runs without a SIP listener).
+    NoSip,
     /// Any other code, kept so that it re-encodes unchanged.
     Other(u16),
 }
@@ -95,6 +101,7 @@ impl ErrorCode {
             ErrorCode::RecordRefused => 8,
             ErrorCode::NotResponsible => 9,
             ErrorCode::RateLimited => 10,
+            ErrorCode::NoSip => 11,
             ErrorCode::Other(n) => n,
         }
     }
@@ -112,6 +119,7 @@ impl ErrorCode {
             8 => ErrorCode::RecordRefused,
             9 => ErrorCode::NotResponsible,
             10 => ErrorCode::RateLimited,
+            11 => ErrorCode::NoSip,
             n => ErrorCode::Other(n),
         }
     }
@@ -182,7 +190,23 @@ pub enum Message {
         /// The sequence number now held.
         seq: u64,
     },
+    /// Carries one SIP message (request or response, RFC 3261 bytes) to
+    /// the receiver's SIP proxy: a call, or an answer, between the nodes
+    /// of two phones.
+    Sip {
+        /// The overlay the requester belongs to.
+        overlay: String,
+        /// The SIP message, at most [`MAX_SIP_MESSAGE_LEN`] bytes.
+        message: Vec<u8>,
+    },
+    /// The answer to Sip: the receiver's proxy took the message (what it
+    /// makes of it comes back as SIP).
+    SipReceived,
 }
+
+/// Longest SIP message a [`Message::Sip`] carries: what fits one frame
+/// with the overlay name and the message's framing.
+pub const MAX_SIP_MESSAGE_LEN: usize = 65_000;
 
 fn encode_contacts(e: &mut minicbor::Encoder<Vec<u8>>, contacts: &[Contact]) {
     let _ = e.array(contacts.len() as u64);
@@ -262,6 +286,8 @@ impl Message {
             Message::Value { .. } => "Value",
             Message::Store { .. } => "Store",
             Message::Stored { .. } => "Stored",
+            Message::Sip { .. } => "Sip",
+            Message::SipReceived => "SipReceived",
         }
     }
 
@@ -311,6 +337,10 @@ impl Message {
                 .array(3)
                 .and_then(|e| e.u64(TYPE_STORE)?.str(overlay)?.bytes(record)),
             Message::Stored { seq } => e.array(2).and_then(|e| e.u64(TYPE_STORED)?.u64(*seq)),
+            Message::Sip { overlay, message } => e
+                .array(3)
+                .and_then(|e| e.u64(TYPE_SIP)?.str(overlay)?.bytes(message)),
+            Message::SipReceived => e.array(1).and_then(|e| e.u64(TYPE_SIP_RECEIVED)),
         };
         e.into_writer()
     }
@@ -330,6 +360,8 @@ impl Message {
             TYPE_VALUE => 3,
             TYPE_STORE => 3,
             TYPE_STORED => 2,
+            TYPE_SIP => 3,
+            TYPE_SIP_RECEIVED => 1,
             other => return Err(WireError::UnknownMessageType(other)),
         };
         if arity != expected {
@@ -397,6 +429,18 @@ impl Message {
                 overlay: r.str("store.overlay", MAX_OVERLAY_NAME_LEN)?.to_owned(),
                 record: decode_record(&mut r, "store.record")?,
             },
+            TYPE_SIP => {
+                let overlay = r.str("sip.overlay", MAX_OVERLAY_NAME_LEN)?.to_owned();
+                let message = r.bytes()?;
+                if message.is_empty() || message.len() > MAX_SIP_MESSAGE_LEN {
+                    return Err(WireError::FieldOutOfRange("sip.message"));
+                }
+                Message::Sip {
+                    overlay,
+                    message: message.to_vec(),
+                }
+            }
+            TYPE_SIP_RECEIVED => Message::SipReceived,
             _ => Message::Stored { seq: r.u64()? },
         };
         r.finish()?;
@@ -587,6 +631,40 @@ mod tests {
         );
     }
 
+    /// The Sip examples of docs/protocol.md §9.
+    #[test]
+    fn sip_messages_are_byte_exact_and_bounded() {
+        let sip = Message::Sip {
+            overlay: "lab".into(),
+            message: b"SIP".to_vec(),
+        };
+        assert_eq!(sip.encode(), hex("83 0a 63 6c6162 43 534950"));
+        assert_eq!(Message::decode(&sip.encode()), Ok(sip));
+        assert_eq!(Message::SipReceived.encode(), hex("81 0b"));
+        assert_eq!(Message::decode(&hex("81 0b")), Ok(Message::SipReceived));
+        // An empty message, or one longer than the maximum, is refused.
+        assert_eq!(
+            Message::decode(&hex("83 0a 63 6c6162 40")),
+            Err(WireError::FieldOutOfRange("sip.message"))
+        );
+        let big = Message::Sip {
+            overlay: "lab".into(),
+            message: vec![b'x'; MAX_SIP_MESSAGE_LEN + 1],
+        };
+        assert_eq!(
+            Message::decode(&big.encode()),
+            Err(WireError::FieldOutOfRange("sip.message"))
+        );
+        let most = Message::Sip {
+            overlay: "x".repeat(MAX_OVERLAY_NAME_LEN),
+            message: vec![b'x'; MAX_SIP_MESSAGE_LEN],
+        };
+        assert!(
+            most.encode().len() <= crate::limits::MAX_FRAME_LEN,
+            "the largest Sip message fits one frame"
+        );
+    }
+
     #[test]
     fn error_codes_have_fixed_numbers_and_round_trip() {
         assert_eq!(ErrorCode::NotResponsible.to_u16(), 9);
@@ -594,7 +672,8 @@ mod tests {
         for n in 0..=12u16 {
             assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
         }
-        assert_eq!(ErrorCode::from_u16(11), ErrorCode::Other(11));
+        assert_eq!(ErrorCode::NoSip.to_u16(), 11);
+        assert_eq!(ErrorCode::from_u16(12), ErrorCode::Other(12));
         let refused = Message::error(ErrorCode::RateLimited, "slow down");
         assert_eq!(refused.encode(), hex("83 03 0a 69 736c6f7720646f776e"));
         assert_eq!(Message::decode(&refused.encode()), Ok(refused));

@@ -124,6 +124,18 @@ pub struct OverlayService {
     /// saved table), at most [`MAX_JOIN_SEEDS`]: a node whose table ran
     /// empty joins through them again ([`OverlayService::join_seeds`]).
     join_seeds: Mutex<Vec<Contact>>,
+    /// Where SIP messages from other nodes go: the node's SIP listener,
+    /// if it runs one.
+    sip_inbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<SipDelivery>>,
+}
+
+/// A SIP message another node sent this node's proxy ([`Message::Sip`]).
+#[derive(Debug, Clone)]
+pub struct SipDelivery {
+    /// The sending node (authenticated by its connection).
+    pub from: Contact,
+    /// The SIP message's bytes, not parsed yet.
+    pub message: Vec<u8>,
 }
 
 /// Contacts a node keeps to join through again, at most.
@@ -176,7 +188,14 @@ impl OverlayService {
             listen_checks_passed: AtomicU64::new(0),
             listen_checks_failed: AtomicU64::new(0),
             join_seeds: Mutex::new(Vec::new()),
+            sip_inbox: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Hands SIP messages from other nodes to `inbox` (the SIP listener);
+    /// without one they are refused with [`ErrorCode::NoSip`]. Set once.
+    pub fn set_sip_inbox(&self, inbox: tokio::sync::mpsc::Sender<SipDelivery>) -> bool {
+        self.sip_inbox.set(inbox).is_ok()
     }
 
     /// The core this overlay drives.
@@ -304,7 +323,8 @@ impl OverlayService {
         let overlay = match request {
             Message::FindNode { overlay, .. }
             | Message::FindValue { overlay, .. }
-            | Message::Store { overlay, .. } => overlay,
+            | Message::Store { overlay, .. }
+            | Message::Sip { overlay, .. } => overlay,
             _ => return None,
         };
         if *overlay != self.params.name {
@@ -345,6 +365,16 @@ impl OverlayService {
                 }
                 reply
             }
+            Message::Sip { message, .. } => match self.sip_inbox.get() {
+                None => Message::error(ErrorCode::NoSip, "this node serves no SIP"),
+                Some(inbox) => match inbox.try_send(SipDelivery {
+                    from: peer,
+                    message: message.clone(),
+                }) {
+                    Ok(()) => Message::SipReceived,
+                    Err(_) => Message::error(ErrorCode::Busy, "SIP inbox full; try later"),
+                },
+            },
             _ => return None,
         })
     }

@@ -23,18 +23,20 @@ pub mod accounts;
 use self::accounts::{list_accounts, serve, AccountsWatch};
 use super::core::now_ms;
 use super::dialer::Dialer;
-use super::overlay::OverlayService;
+use super::overlay::{OverlayService, SipDelivery};
 use crate::identity::{aor_key, NodeId, SecretKey};
-use crate::limits::{SIP_MAX_MESSAGE_LEN, SIP_MAX_TCP_CONNECTIONS, SIP_TCP_IDLE_TIMEOUT};
+use crate::limits::{
+    SIP_MAX_MESSAGE_LEN, SIP_MAX_TCP_CONNECTIONS, SIP_OVERLAY_INBOX, SIP_OVERLAY_PEERS,
+    SIP_TCP_IDLE_TIMEOUT,
+};
 use crate::overlay::key::Key;
 use crate::overlay::record::{next_registration, DeviceChange, Record, RecordKind};
-use crate::sip::header::HeaderName;
-use crate::sip::registrar::{Registered, Registrar, RegistrarStats};
-use crate::sip::transaction::{
-    ServerReceived, ServerTransactions, TimerConfig, TimerOutput, Transmit, Transport, TxError,
-    TxId,
-};
-use crate::sip::{error_reply, Frame, Message, Method, Request, Response};
+use crate::overlay::routing::Contact;
+use crate::sip::proxy::{Action, Located, Proxy};
+use crate::sip::registrar::RegistrarStats;
+use crate::sip::transaction::{Transmit, Transport};
+use crate::sip::{error_reply, Frame, Message};
+use crate::wire::Message as WireMessage;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,11 +54,11 @@ const ACCOUNTS_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// does not read and its connection is closed.
 const TCP_SEND_QUEUE: usize = 64;
 
-/// The methods the node answers (OPTIONS' Allow).
-const ALLOW: &str = "REGISTER, OPTIONS";
+/// Messages queued for one node of the overlay, at most.
+const NODE_SEND_QUEUE: usize = 256;
 
-/// What a phone sees the node as (`Server`, `User-Agent`).
-const SERVER: &str = concat!("p2psip/", env!("CARGO_PKG_VERSION"));
+/// A node's sender task ends after this long without a message.
+const NODE_SENDER_IDLE: Duration = Duration::from_secs(60);
 
 /// A user's signing material, loaded from its account.
 struct UserKeys {
@@ -64,10 +66,10 @@ struct UserKeys {
     user_cert: Option<Vec<u8>>,
 }
 
-/// The sans-IO layers, behind one lock that is never held across I/O.
+/// The sans-IO core and what the shell keeps beside it, behind one lock
+/// that is never held across I/O.
 struct Layers {
-    registrar: Registrar,
-    transactions: ServerTransactions,
+    proxy: Proxy,
     /// Signing material by AOR.
     users: HashMap<String, Arc<UserKeys>>,
     watch: AccountsWatch,
@@ -78,6 +80,7 @@ struct Layers {
 pub struct SipListener {
     inner: Arc<Inner>,
     tcp: TcpListener,
+    deliveries: mpsc::Receiver<SipDelivery>,
 }
 
 struct Inner {
@@ -91,6 +94,10 @@ struct Inner {
     layers: Mutex<Layers>,
     /// Senders of the open TCP connections, by peer address.
     tcp_peers: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    /// Senders to nodes of the overlay, in order per node.
+    node_senders: Mutex<HashMap<NodeId, mpsc::Sender<Transmit>>>,
+    /// Where nodes that sent SIP were (their authenticated connections).
+    node_addrs: Mutex<HashMap<NodeId, SocketAddr>>,
     /// One publication at a time per AOR, so that the newest local state
     /// is what the overlay ends with.
     publishing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -107,8 +114,8 @@ pub struct SipSnapshot {
     pub bindings: HashMap<String, Vec<String>>,
     /// The registrar's counters.
     pub stats: RegistrarStats,
-    /// Transactions in progress.
-    pub transactions: usize,
+    /// Server and client transactions in progress.
+    pub transactions: (usize, usize),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,12 +147,16 @@ impl SipListener {
         let tcp = TcpListener::bind(local).await?;
         let mut secret = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
-        let mut registrar = Registrar::new(domain, secret);
+        let proxy = Proxy::new(node_id, domain, local, secret);
         zeroize::Zeroize::zeroize(&mut secret);
-        registrar.set_local_ip(local.ip());
+        let (inbox, deliveries) = mpsc::channel(SIP_OVERLAY_INBOX);
+        if !overlay.set_sip_inbox(inbox) {
+            return Err(std::io::Error::other(
+                "the overlay has a SIP listener already",
+            ));
+        }
         let layers = Layers {
-            registrar,
-            transactions: ServerTransactions::new(TimerConfig::default()),
+            proxy,
             users: HashMap::new(),
             watch: AccountsWatch::new(node_dir),
             last_accounts_check: None,
@@ -160,11 +171,17 @@ impl SipListener {
             local,
             layers: Mutex::new(layers),
             tcp_peers: Mutex::new(HashMap::new()),
+            node_senders: Mutex::new(HashMap::new()),
+            node_addrs: Mutex::new(HashMap::new()),
             publishing: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         });
         inner.reload_accounts(Instant::now());
-        Ok(Self { inner, tcp })
+        Ok(Self {
+            inner,
+            tcp,
+            deliveries,
+        })
     }
 
     /// The address UDP and TCP listen on.
@@ -184,7 +201,8 @@ impl SipListener {
         let udp = self.inner.clone().udp_loop();
         let tcp = self.inner.clone().accept_loop(self.tcp);
         let timers = self.inner.clone().timer_loop();
-        tokio::join!(udp, tcp, timers);
+        let overlay = self.inner.clone().overlay_loop(self.deliveries);
+        tokio::join!(udp, tcp, timers, overlay);
     }
 }
 
@@ -199,18 +217,18 @@ impl SipHandle {
     pub fn snapshot(&self) -> SipSnapshot {
         let layers = lock(&self.inner.layers);
         let now = now_ms();
+        let registrar = layers.proxy.registrar();
         SipSnapshot {
             local: Some(self.inner.local),
-            bindings: layers
-                .registrar
+            bindings: registrar
                 .all_bindings()
                 .map(|(aor, phones)| {
                     let live = phones.iter().filter(|p| p.expires_ms > now);
                     (aor.to_owned(), live.map(|p| p.uri.clone()).collect())
                 })
                 .collect(),
-            stats: layers.registrar.stats(),
-            transactions: layers.transactions.len(),
+            stats: registrar.stats(),
+            transactions: layers.proxy.transactions(),
         }
     }
 }
@@ -253,7 +271,7 @@ impl Inner {
                 }
             }
             info!(accounts = accounts.len(), "SIP accounts loaded");
-            let changes = layers.registrar.set_accounts(accounts);
+            let changes = layers.proxy.registrar_mut().set_accounts(accounts);
             // Keep the keys of AORs being unbound until that is published.
             for (aor, _) in &changes {
                 if let Some(keys) = layers.users.get(aor).cloned() {
@@ -265,6 +283,37 @@ impl Inner {
         };
         for (aor, _) in changes {
             self.clone().spawn_publish(aor, None);
+        }
+    }
+
+    /// Carries out what the core asked for.
+    fn perform(self: &Arc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send(t) => self.send(t),
+                Action::Locate { lookup, aor } => self.clone().spawn_locate(lookup, aor),
+                Action::Publish { aor, reply } => self.clone().spawn_publish(aor, reply),
+            }
+        }
+    }
+
+    /// SIP messages from other nodes, in the order they came.
+    async fn overlay_loop(self: Arc<Self>, mut deliveries: mpsc::Receiver<SipDelivery>) {
+        while let Some(delivery) = deliveries.recv().await {
+            let from = delivery.from;
+            match Message::parse(&delivery.message) {
+                Ok(message) => {
+                    {
+                        let mut addrs = lock(&self.node_addrs);
+                        if addrs.len() >= SIP_OVERLAY_PEERS && !addrs.contains_key(&from.id) {
+                            addrs.clear();
+                        }
+                        addrs.insert(from.id, from.addr);
+                    }
+                    self.on_message(message, from.addr, Transport::Overlay(from.id));
+                }
+                Err(e) => debug!(peer = %from.id, error = %e, "malformed SIP from a node dropped"),
+            }
         }
     }
 
@@ -281,7 +330,7 @@ impl Inner {
             };
             let datagram = buf.get(..len).unwrap_or_default();
             match Message::parse(datagram) {
-                Ok(message) => self.on_message(message, peer, Transport::Udp).await,
+                Ok(message) => self.on_message(message, peer, Transport::Udp),
                 Err(crate::sip::SipError::Empty) => {} // a keep-alive
                 Err(e) => {
                     debug!(%peer, error = %e, "malformed SIP datagram");
@@ -290,8 +339,7 @@ impl Inner {
                             peer,
                             transport: Transport::Udp,
                             message: Box::new(Message::Response(reply)),
-                        })
-                        .await;
+                        });
                     }
                 }
             }
@@ -362,7 +410,7 @@ impl Inner {
                     }
                     Ok(Some(Frame::Message(message, used))) => {
                         buf.drain(..used.min(buf.len()));
-                        self.on_message(*message, peer, Transport::Tcp).await;
+                        self.on_message(*message, peer, Transport::Tcp);
                     }
                     Err(e) => {
                         debug!(%peer, error = %e, "malformed SIP on TCP; closing");
@@ -379,118 +427,192 @@ impl Inner {
         let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
     }
 
-    fn queue_tcp(&self, peer: SocketAddr, bytes: Vec<u8>) {
+    /// Queues bytes for the TCP connection with `peer`; without one,
+    /// connects to it (a phone listening on its contact address).
+    fn queue_tcp(self: &Arc<Self>, peer: SocketAddr, bytes: Vec<u8>) {
         let sender = lock(&self.tcp_peers).get(&peer).cloned();
-        if let Some(sender) = sender {
-            if sender.try_send(bytes).is_err() {
-                debug!(%peer, "SIP TCP send queue full; dropping the connection's message");
+        match sender {
+            Some(sender) => {
+                if sender.try_send(bytes).is_err() {
+                    debug!(%peer, "SIP TCP send queue full; dropping the connection's message");
+                }
+            }
+            None => {
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    let connect =
+                        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer));
+                    let stream = match connect.await {
+                        Ok(Ok(stream)) => stream,
+                        _ => {
+                            debug!(%peer, "cannot connect to the phone over TCP");
+                            return;
+                        }
+                    };
+                    let (tx, rx) = mpsc::channel(TCP_SEND_QUEUE);
+                    let _ = tx.try_send(bytes);
+                    {
+                        let mut peers = lock(&inner.tcp_peers);
+                        if peers.len() >= SIP_MAX_TCP_CONNECTIONS || peers.contains_key(&peer) {
+                            return;
+                        }
+                        peers.insert(peer, tx);
+                    }
+                    inner.clone().serve_tcp(stream, peer, rx).await;
+                    lock(&inner.tcp_peers).remove(&peer);
+                });
             }
         }
     }
 
-    async fn send(&self, transmit: Transmit) {
-        let bytes = transmit.message.to_bytes();
+    /// Sends a message: over UDP at once, to a TCP connection's queue,
+    /// or to a node's queue (sent in order, each in its own request).
+    fn send(self: &Arc<Self>, transmit: Transmit) {
         match transmit.transport {
             Transport::Udp => {
-                if let Err(e) = self.udp.send_to(&bytes, transmit.peer).await {
+                let bytes = transmit.message.to_bytes();
+                if let Err(e) = self.udp.try_send_to(&bytes, transmit.peer) {
                     debug!(peer = %transmit.peer, error = %e, "SIP UDP send failed");
                 }
             }
-            Transport::Tcp => self.queue_tcp(transmit.peer, bytes),
-        }
-    }
-
-    async fn on_message(
-        self: &Arc<Self>,
-        message: Message,
-        peer: SocketAddr,
-        transport: Transport,
-    ) {
-        match message {
-            Message::Request(request) => {
-                let sends = self.on_request(request, peer, transport);
-                for t in sends {
-                    self.send(t).await;
+            Transport::Tcp => self.queue_tcp(transmit.peer, transmit.message.to_bytes()),
+            Transport::Overlay(node) => {
+                let mut senders = lock(&self.node_senders);
+                let sender = match senders.get(&node) {
+                    Some(s) if !s.is_closed() => s.clone(),
+                    _ => {
+                        if senders.len() >= SIP_OVERLAY_PEERS {
+                            senders.retain(|_, s| !s.is_closed());
+                        }
+                        let (tx, rx) = mpsc::channel(NODE_SEND_QUEUE);
+                        senders.insert(node, tx.clone());
+                        tokio::spawn(self.clone().node_sender(node, rx));
+                        tx
+                    }
+                };
+                drop(senders);
+                if let Err(e) = sender.try_send(transmit) {
+                    let transmit = match e {
+                        mpsc::error::TrySendError::Full(t)
+                        | mpsc::error::TrySendError::Closed(t) => t,
+                    };
+                    self.failed(&transmit);
                 }
             }
-            // The node sends no requests yet: a response is stray.
-            Message::Response(response) => {
-                debug!(%peer, code = response.code, "stray SIP response dropped");
-            }
         }
     }
 
-    /// Hands a request to the layers; returns what to send now.
-    fn on_request(
-        self: &Arc<Self>,
-        request: Request,
-        peer: SocketAddr,
-        transport: Transport,
-    ) -> Vec<Transmit> {
-        let now = Instant::now();
-        if request.method == Method::Register {
-            self.reload_accounts(now);
-        }
-        let mut layers = lock(&self.layers);
-        if request.method == Method::Register
-            && !layers.registrar.admit_register(now_ms(), peer.ip())
-        {
-            return Vec::new();
-        }
-        let stateless = |code: u16| {
-            vec![Transmit {
-                peer,
-                transport,
-                message: Box::new(Message::Response(request.reply(code, None))),
-            }]
-        };
-        let id = match layers.transactions.receive(now, peer, transport, &request) {
-            Ok(ServerReceived::New(id)) => id,
-            Ok(ServerReceived::Absorbed(resend)) => return resend.into_iter().collect(),
-            Ok(ServerReceived::AckFor2xx) => return Vec::new(),
-            Err(TxError::Full(_)) => return stateless(503),
-            Err(TxError::AckIsNotATransaction) => return Vec::new(),
-            Err(_) => return stateless(400),
-        };
-        self.wake.notify_one();
-        let response = match request.method {
-            Method::Register => {
-                match layers
-                    .registrar
-                    .register(now_ms(), peer, transport, &request)
-                {
-                    Registered::Answer(response) => response,
-                    Registered::Changed { response, aor, .. } => {
-                        drop(layers);
-                        self.clone().spawn_publish(aor, Some((id, response)));
-                        return Vec::new();
+    /// Sends the messages queued for `node`, one after the other.
+    async fn node_sender(self: Arc<Self>, node: NodeId, mut queue: mpsc::Receiver<Transmit>) {
+        while let Ok(Some(transmit)) = tokio::time::timeout(NODE_SENDER_IDLE, queue.recv()).await {
+            let bytes = transmit.message.to_bytes();
+            let delivered = match self.resolve(node).await {
+                Some(contact) => {
+                    let message = WireMessage::Sip {
+                        overlay: self.domain.clone(),
+                        message: bytes,
+                    };
+                    match self.overlay.request(&self.dialer, contact, &message).await {
+                        Ok(WireMessage::SipReceived) => true,
+                        Ok(other) => {
+                            debug!(%node, answer = other.name(), "SIP refused by the node");
+                            false
+                        }
+                        Err(e) => {
+                            debug!(%node, error = %e, "SIP not delivered to the node");
+                            false
+                        }
                     }
                 }
+                None => {
+                    debug!(%node, "the node's address is unknown");
+                    false
+                }
+            };
+            if !delivered {
+                self.failed(&transmit);
             }
-            Method::Options => {
-                let mut response = request.reply(200, None);
-                response
-                    .headers
-                    .push(HeaderName::Other("Allow".into()), ALLOW);
-                response
+        }
+        lock(&self.node_senders).remove(&node);
+    }
+
+    /// Where `node` listens: where it last sent SIP from, in the routing
+    /// table, or found by a lookup of its id.
+    async fn resolve(&self, node: NodeId) -> Option<Contact> {
+        if let Some(addr) = lock(&self.node_addrs).get(&node).copied() {
+            return Some(Contact { id: node, addr });
+        }
+        let key = Key(*node.as_bytes());
+        if let Some(c) = self
+            .overlay
+            .closest(&key, 1)
+            .into_iter()
+            .find(|c| c.id == node)
+        {
+            return Some(c);
+        }
+        let found = self.overlay.lookup(&self.dialer, key, None).await;
+        found.closest.into_iter().find(|c| c.id == node)
+    }
+
+    fn failed(self: &Arc<Self>, transmit: &Transmit) {
+        let actions = lock(&self.layers)
+            .proxy
+            .send_failed(Instant::now(), transmit);
+        self.perform(actions);
+    }
+
+    fn on_message(self: &Arc<Self>, message: Message, peer: SocketAddr, transport: Transport) {
+        let now = Instant::now();
+        let actions = match message {
+            Message::Request(request) => {
+                if request.method == crate::sip::Method::Register {
+                    self.reload_accounts(now);
+                }
+                lock(&self.layers)
+                    .proxy
+                    .handle_request(now, now_ms(), peer, transport, request)
             }
-            _ => {
-                // Calls through the overlay are not built yet.
-                let mut response = request.reply(501, None);
-                response
-                    .headers
-                    .push(HeaderName::Other("Allow".into()), ALLOW);
-                response
-            }
+            Message::Response(response) => lock(&self.layers).proxy.handle_response(now, response),
         };
-        respond(&mut layers.transactions, now, id, response)
+        self.wake.notify_one();
+        self.perform(actions);
+    }
+
+    /// Looks `aor` up in the overlay and tells the core what was found.
+    fn spawn_locate(self: Arc<Self>, lookup: u64, aor: String) {
+        tokio::spawn(async move {
+            let key = Key(aor_key(&aor));
+            let found = self
+                .overlay
+                .newest(&self.dialer, key, RecordKind::SipRegistration)
+                .await;
+            let now = now_ms() / 1000;
+            let located = match found.and_then(|r| r.registration()) {
+                None => Located::NotFound,
+                Some(reg) if reg.aor() != aor => Located::NotFound,
+                Some(reg) => {
+                    let nodes: Vec<NodeId> = reg.live_entries(now).map(|e| e.node_id).collect();
+                    if nodes.is_empty() {
+                        Located::NoLiveEntry
+                    } else {
+                        Located::Nodes(nodes)
+                    }
+                }
+            };
+            debug!(%aor, ?located, "AOR located");
+            let actions = lock(&self.layers)
+                .proxy
+                .located(Instant::now(), lookup, located);
+            self.wake.notify_one();
+            self.perform(actions);
+        });
     }
 
     /// Publishes what the overlay should hold for `aor` (the registrar's
     /// state when the publication starts, one at a time per AOR), then
-    /// answers transaction `then`: its 200 OK if a node stored the
-    /// record, 503 if none did.
-    fn spawn_publish(self: Arc<Self>, aor: String, then: Option<(TxId, Response)>) {
+    /// tells the core, which answers the REGISTER waiting for it.
+    fn spawn_publish(self: Arc<Self>, aor: String, reply: Option<crate::sip::transaction::TxId>) {
         tokio::spawn(async move {
             let gate = lock(&self.publishing)
                 .entry(aor.clone())
@@ -500,32 +622,15 @@ impl Inner {
                 let _turn = gate.lock().await;
                 self.publish(&aor).await
             };
-            if let Some((id, response)) = then {
-                let response = match stored {
-                    Ok(_) => response,
-                    Err(ref why) => {
-                        warn!(%aor, error = %why, "registration not published");
-                        let mut refused = Response {
-                            code: 503,
-                            reason: crate::sip::reason_phrase(503).to_owned(),
-                            ..response
-                        };
-                        refused.headers.remove(&HeaderName::Contact);
-                        refused
-                            .headers
-                            .push(HeaderName::Other("Retry-After".into()), "30");
-                        refused
-                    }
-                };
-                let sends = respond(
-                    &mut lock(&self.layers).transactions,
-                    Instant::now(),
-                    id,
-                    response,
-                );
-                for t in sends {
-                    self.send(t).await;
-                }
+            if let Err(why) = &stored {
+                warn!(%aor, error = %why, "registration not published");
+            }
+            if let Some(id) = reply {
+                let actions =
+                    lock(&self.layers)
+                        .proxy
+                        .published(Instant::now(), id, stored.is_ok());
+                self.perform(actions);
             }
         });
     }
@@ -536,7 +641,7 @@ impl Inner {
         let (change, keys) = {
             let layers = lock(&self.layers);
             (
-                layers.registrar.presence(aor),
+                layers.proxy.registrar().presence(aor),
                 layers.users.get(aor).cloned(),
             )
         };
@@ -570,60 +675,24 @@ impl Inner {
         Ok(acks)
     }
 
-    /// Fires the transactions' timers and lapses bindings, until dropped.
+    /// Fires the core's timers, until dropped.
     async fn timer_loop(self: Arc<Self>) {
         loop {
-            let (next_tx, next_binding) = {
-                let layers = lock(&self.layers);
-                (
-                    layers.transactions.poll_timeout(),
-                    layers.registrar.next_expiry(),
-                )
-            };
+            let next = lock(&self.layers).proxy.poll_timeout();
             let now = Instant::now();
+            // At least once a second: bindings lapse on the wall clock.
             let mut wait = Duration::from_secs(1);
-            if let Some(t) = next_tx {
+            if let Some(t) = next {
                 wait = wait.min(t.saturating_duration_since(now));
-            }
-            if let Some(t) = next_binding {
-                wait = wait.min(Duration::from_millis(t.saturating_sub(now_ms())));
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.wake.notified() => {}
             }
-            let (outputs, lapsed) = {
-                let mut layers = lock(&self.layers);
-                let outputs = layers.transactions.handle_timeout(Instant::now());
-                let lapsed = layers.registrar.expire(now_ms());
-                (outputs, lapsed)
-            };
-            for output in outputs {
-                if let TimerOutput::Retransmit(t) = output {
-                    self.send(t).await;
-                }
-            }
-            for (aor, _) in lapsed {
-                debug!(%aor, "a phone's registration lapsed");
-                self.clone().spawn_publish(aor, None);
-            }
-        }
-    }
-}
-
-/// Answers transaction `id`, with the node's Server header.
-fn respond(
-    transactions: &mut ServerTransactions,
-    now: Instant,
-    id: TxId,
-    mut response: Response,
-) -> Vec<Transmit> {
-    response.headers.push(HeaderName::Server, SERVER);
-    match transactions.respond(now, id, response) {
-        Ok(t) => vec![t],
-        Err(e) => {
-            debug!(error = %e, "SIP response not sent");
-            Vec::new()
+            let actions = lock(&self.layers)
+                .proxy
+                .handle_timeout(Instant::now(), now_ms());
+            self.perform(actions);
         }
     }
 }

@@ -1,0 +1,971 @@
+//! The node's SIP core, sans-IO: the registrar and a transaction-stateful
+//! proxy (RFC 3261 §16) between the node's phones and the overlay.
+//!
+//! A node is the registrar and outbound proxy of its own phones. A call
+//! from one of them to an AOR is located in the overlay (the driver looks
+//! the AOR up and reports the nodes its registration lists,
+//! [`Proxy::located`]) and forwarded, inside the overlay's authenticated
+//! QUIC, to those nodes ([`Transport::Overlay`]); each forks it to the
+//! phones bound there. Responses return hop by hop along the Vias; each
+//! node Record-Routes the dialog with a URI naming its node id, so that
+//! ACK, BYE, re-INVITE, UPDATE and CANCEL follow the same nodes.
+//!
+//! Decisions made here and nowhere else: whom a request goes to (a local
+//! phone, a node of the overlay, nobody), which response goes back
+//! (forking picks the best final answer: 6xx, else the lowest), when a
+//! branch failed (480 when the callee's node is unreachable, 408 when no
+//! answer came), and whom the node refuses (requests from phones that are
+//! not registered here, §16.3 checks, loops of Max-Forwards).
+//!
+//! The proxy reads no clock and no socket: the driver passes instants
+//! and unix times, hands it what arrives, and carries out the
+//! [`Action`]s it returns.
+
+use super::header::HeaderName;
+use super::message::{Headers, Message, Method, Request, Response};
+use super::registrar::{aor_of, PhoneBinding, Registered, Registrar};
+use super::transaction::{
+    ClientReceived, ClientTransactions, ServerReceived, ServerTransactions, TimerConfig,
+    TimerOutput, Transmit, Transport, TxError, TxId,
+};
+use super::typed::NameAddr;
+use super::uri::{Host, SipUri};
+use crate::identity::NodeId;
+use crate::limits::{SIP_MAX_FORK_NODES, SIP_MAX_TRANSACTIONS};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[cfg(test)]
+mod tests;
+
+/// The URI parameter by which a Record-Route (and so a Route) names the
+/// node it leads to: 64 hex digits of its node id.
+pub const NODE_PARAM: &str = "p2p-node";
+
+/// How long a forwarding context outlives its final response, to pass
+/// on retransmitted 2xx responses (64 × T1).
+const CONTEXT_LINGER: Duration = Duration::from_secs(32);
+
+/// The peer address of a message for a node of the overlay: the driver
+/// resolves the node's address from its id ([`Transport::Overlay`]).
+pub const UNRESOLVED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send a message: to a phone (UDP, TCP) or a node (the overlay).
+    Send(Transmit),
+    /// Look `aor` up in the overlay and report with [`Proxy::located`].
+    Locate {
+        /// The lookup's handle.
+        lookup: u64,
+        /// The AOR (normalised).
+        aor: String,
+    },
+    /// Publish what the overlay should hold for `aor` (the registrar's
+    /// [`Registrar::presence`]) and report with [`Proxy::published`] when
+    /// `reply` is set.
+    Publish {
+        /// The AOR whose phones changed.
+        aor: String,
+        /// The REGISTER transaction waiting for the publication.
+        reply: Option<TxId>,
+    },
+}
+
+/// What a lookup of an AOR found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// The nodes a valid registration lists as live (bindings verified).
+    Nodes(Vec<NodeId>),
+    /// A registration, none of whose entries is live.
+    NoLiveEntry,
+    /// No registration of the AOR in the overlay.
+    NotFound,
+}
+
+/// One branch of a forwarded request.
+#[derive(Debug, Clone)]
+struct Branch {
+    client: TxId,
+    /// The request as forwarded (for its CANCEL).
+    request: Request,
+    /// Its final response's code, once one came (or was made up).
+    final_code: Option<u16>,
+}
+
+/// A request being forwarded: its server transaction and its branches.
+#[derive(Debug)]
+struct Forward {
+    /// Where responses go when the server transaction cannot take them
+    /// (a second 2xx).
+    upstream: (SocketAddr, Transport),
+    request: Request,
+    branches: Vec<Branch>,
+    /// The best final response of the branches so far.
+    best: Option<Response>,
+    /// A final response went upstream.
+    answered: bool,
+    /// When the context may go (after it answered).
+    linger_until: Option<Instant>,
+}
+
+/// An INVITE (or other request) waiting for its AOR's lookup.
+#[derive(Debug)]
+struct Pending {
+    server: TxId,
+    request: Request,
+    /// Where it came from.
+    upstream: (SocketAddr, Transport),
+}
+
+/// The node's SIP core (see the module docs).
+pub struct Proxy {
+    me: NodeId,
+    me_hex: String,
+    domain: String,
+    local: SocketAddr,
+    branch_key: [u8; 32],
+    branch_serial: u64,
+    registrar: Registrar,
+    server: ServerTransactions,
+    client: ClientTransactions,
+    forwards: HashMap<TxId, Forward>,
+    by_client: HashMap<TxId, TxId>,
+    lookups: HashMap<u64, Pending>,
+    next_lookup: u64,
+    /// REGISTER transactions waiting for their publication: their 200.
+    waiting: HashMap<TxId, Response>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("me", &self.me)
+            .field("domain", &self.domain)
+            .field("forwards", &self.forwards.len())
+            .field("lookups", &self.lookups.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.branch_key);
+    }
+}
+
+fn send(peer: SocketAddr, transport: Transport, message: Message) -> Action {
+    Action::Send(Transmit {
+        peer,
+        transport,
+        message: Box::new(message),
+    })
+}
+
+/// The better of two final responses for the requester (§16.7 step 6,
+/// simplified): a 6xx, else the lowest code.
+fn better(a: &Response, b: &Response) -> bool {
+    match (a.code >= 600, b.code >= 600) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => a.code < b.code,
+    }
+}
+
+/// Where to reach a bound phone: over UDP, the address its REGISTER came
+/// from (it crosses NATs, RFC 3581 style); over TCP, the address its
+/// contact names when that is an IP address (the phone listens there,
+/// and the driver connects if the REGISTER's connection is gone), else
+/// the REGISTER's connection.
+fn phone_address(binding: &PhoneBinding, contact: &SipUri) -> SocketAddr {
+    match (binding.transport, &contact.host) {
+        (Transport::Tcp, Host::Ip(ip)) => SocketAddr::new(*ip, contact.port.unwrap_or(5060)),
+        _ => binding.source,
+    }
+}
+
+/// Whether a request is out of a dialog (no To tag).
+fn out_of_dialog(request: &Request) -> bool {
+    request
+        .headers
+        .get(&HeaderName::To)
+        .and_then(|to| NameAddr::parse("To", to).ok())
+        .is_some_and(|to| to.tag().is_none())
+}
+
+impl Proxy {
+    /// The core of node `me` for the overlay `domain`, its SIP listener
+    /// at `local`, keyed from `secret` (random, drawn at start).
+    pub fn new(me: NodeId, domain: &str, local: SocketAddr, secret: [u8; 32]) -> Self {
+        let mut registrar = Registrar::new(domain, secret);
+        registrar.set_local_ip(local.ip());
+        let mut h = Sha256::new();
+        h.update(b"p2psip-proxy-branch-v1 ");
+        h.update(secret);
+        Self {
+            me,
+            me_hex: me.to_string(),
+            domain: domain.to_ascii_lowercase(),
+            local,
+            branch_key: h.finalize().into(),
+            branch_serial: 0,
+            registrar,
+            server: ServerTransactions::new(TimerConfig::default()),
+            client: ClientTransactions::new(TimerConfig::default()),
+            forwards: HashMap::new(),
+            by_client: HashMap::new(),
+            lookups: HashMap::new(),
+            next_lookup: 0,
+            waiting: HashMap::new(),
+        }
+    }
+
+    /// The registrar.
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    /// The registrar, to change its accounts.
+    pub fn registrar_mut(&mut self) -> &mut Registrar {
+        &mut self.registrar
+    }
+
+    /// Server and client transactions in progress.
+    pub fn transactions(&self) -> (usize, usize) {
+        (self.server.len(), self.client.len())
+    }
+
+    /// A fresh branch for a request this node sends: unguessable, so that
+    /// nobody but the next hop can answer it.
+    fn branch(&mut self) -> String {
+        self.branch_serial = self.branch_serial.wrapping_add(1);
+        let mut h = Sha256::new();
+        h.update(self.branch_key);
+        h.update(self.branch_serial.to_be_bytes());
+        let digest = h.finalize();
+        format!(
+            "z9hG4bK-p2p-{}",
+            hex::encode(digest.get(..12).unwrap_or_default())
+        )
+    }
+
+    /// The URI by which this node Record-Routes.
+    fn record_route(&self) -> String {
+        format!("<sip:{};lr;{NODE_PARAM}={}>", self.local, self.me_hex)
+    }
+
+    /// Whether a Route value names this node.
+    fn is_mine(&self, route: &str) -> bool {
+        let Ok(route) = NameAddr::parse("Route", route) else {
+            return false;
+        };
+        match route.uri.param(NODE_PARAM) {
+            Some(Some(node)) => node.eq_ignore_ascii_case(&self.me_hex),
+            _ => {
+                route.uri.host == Host::Ip(self.local.ip())
+                    && route.uri.port.unwrap_or(5060) == self.local.port()
+            }
+        }
+    }
+
+    /// Whether a Request-URI names the node itself (no user part, the
+    /// domain or the listener's address).
+    fn names_me(&self, uri: &SipUri) -> bool {
+        uri.user.is_none()
+            && match &uri.host {
+                Host::Domain(d) => d.eq_ignore_ascii_case(&self.domain),
+                Host::Ip(ip) => *ip == self.local.ip() || self.local.ip().is_unspecified(),
+            }
+    }
+
+    /// Answers server transaction `id` (with the node's Server header).
+    fn respond(&mut self, now: Instant, id: TxId, mut response: Response) -> Vec<Action> {
+        response.headers.set(
+            HeaderName::Server,
+            concat!("p2psip/", env!("CARGO_PKG_VERSION")),
+        );
+        match self.server.respond(now, id, response) {
+            Ok(t) => vec![Action::Send(t)],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn reply(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        request: &Request,
+        code: u16,
+        warning: Option<&str>,
+    ) -> Vec<Action> {
+        let mut response = request.reply(code, Some(&self.branch()));
+        if let Some(w) = warning {
+            response
+                .headers
+                .push(HeaderName::Warning, format!("399 {} \"{w}\"", self.domain));
+        }
+        self.respond(now, id, response)
+    }
+
+    /// A request arrived from `peer` over `transport`.
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        peer: SocketAddr,
+        transport: Transport,
+        request: Request,
+    ) -> Vec<Action> {
+        let from_phone = !matches!(transport, Transport::Overlay(_));
+        if request.method == Method::Register
+            && (!from_phone || !self.registrar.admit_register(unix_ms, peer.ip()))
+        {
+            // Phones register at their own node only; a flood is dropped.
+            return Vec::new();
+        }
+        let stateless = |code: u16| {
+            vec![send(
+                peer,
+                transport,
+                Message::Response(request.reply(code, None)),
+            )]
+        };
+        let id = match self.server.receive(now, peer, transport, &request) {
+            Ok(ServerReceived::New(id)) => id,
+            Ok(ServerReceived::Absorbed(resend)) => {
+                return resend.into_iter().map(Action::Send).collect()
+            }
+            Ok(ServerReceived::AckFor2xx) => return self.forward_ack(unix_ms, request),
+            Err(TxError::Full(_)) => return stateless(503),
+            Err(TxError::AckIsNotATransaction) => return Vec::new(),
+            Err(_) => return stateless(400),
+        };
+        match request.method {
+            Method::Register => match self.registrar.register(unix_ms, peer, transport, &request) {
+                Registered::Answer(response) => self.respond(now, id, response),
+                Registered::Changed { response, aor, .. } => {
+                    self.waiting.insert(id, response);
+                    vec![Action::Publish {
+                        aor,
+                        reply: Some(id),
+                    }]
+                }
+            },
+            Method::Cancel => self.cancel(now, id, request),
+            Method::Options if self.names_me(&request.uri) => {
+                let mut response = request.reply(200, Some(&self.branch()));
+                response.headers.push(
+                    HeaderName::Other("Allow".into()),
+                    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, MESSAGE, NOTIFY",
+                );
+                self.respond(now, id, response)
+            }
+            _ => self.route(now, unix_ms, id, peer, transport, request),
+        }
+    }
+
+    /// Decides where a request goes (§16.4–16.5) and forwards it, or
+    /// answers it.
+    fn route(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        id: TxId,
+        peer: SocketAddr,
+        transport: Transport,
+        mut request: Request,
+    ) -> Vec<Action> {
+        let from_phone = !matches!(transport, Transport::Overlay(_));
+        match request.max_forwards() {
+            Some(0) => return self.reply(now, id, &request, 483, None),
+            Some(n) => request
+                .headers
+                .set(HeaderName::MaxForwards, (n - 1).to_string()),
+            None => request.headers.set(HeaderName::MaxForwards, "70"),
+        }
+        // Identities are asserted by the overlay's signatures, never by
+        // what a phone or a node wrote (caller identity is not built yet:
+        // nothing reaches a phone marked as verified).
+        request.headers.remove(&HeaderName::PAssertedIdentity);
+        request.headers.remove(&HeaderName::Identity);
+        if request.headers.get(&HeaderName::Route).is_some_and(|r| {
+            self.route_values(r)
+                .first()
+                .is_some_and(|v| self.is_mine(v))
+        }) {
+            request.headers.pop_first_value(&HeaderName::Route);
+        }
+        // A next hop named by a Route: a node of the overlay, by id.
+        if let Some(next) = request
+            .headers
+            .get(&HeaderName::Route)
+            .and_then(|r| self.route_values(r).into_iter().next())
+        {
+            let node = NameAddr::parse("Route", &next).ok().and_then(|n| {
+                n.uri
+                    .param(NODE_PARAM)
+                    .flatten()
+                    .and_then(|h| h.parse::<NodeId>().ok())
+            });
+            return match node {
+                Some(node) if node != self.me => {
+                    let target = vec![(UNRESOLVED, Transport::Overlay(node), None)];
+                    self.forward(now, id, peer, transport, request, target)
+                }
+                _ => self.reply(now, id, &request, 403, Some("no route through this node")),
+            };
+        }
+        let uri = request.uri.clone();
+        // An AOR of the overlay: the location service.
+        if uri.user.is_some()
+            && matches!(&uri.host, Host::Domain(d) if d.eq_ignore_ascii_case(&self.domain))
+        {
+            let Some(aor) = aor_of(&uri) else {
+                return self.reply(now, id, &request, 404, None);
+            };
+            if from_phone && out_of_dialog(&request) {
+                if let Err(why) = self.check_caller(peer, &request) {
+                    return self.reply(now, id, &request, 403, Some(why));
+                }
+            }
+            let local = self.local_targets(&aor, unix_ms);
+            if !local.is_empty() {
+                return self.forward(now, id, peer, transport, request, local);
+            }
+            if !from_phone {
+                // The overlay sent a call for a phone no longer here.
+                return self.reply(
+                    now,
+                    id,
+                    &request,
+                    480,
+                    Some("no phone of that AOR is registered here"),
+                );
+            }
+            let mut actions = Vec::new();
+            if request.method == Method::Invite {
+                actions.extend(self.respond(now, id, request.reply(100, None)));
+            }
+            self.next_lookup += 1;
+            let lookup = self.next_lookup;
+            self.lookups.insert(
+                lookup,
+                Pending {
+                    server: id,
+                    request,
+                    upstream: (peer, transport),
+                },
+            );
+            actions.push(Action::Locate { lookup, aor });
+            return actions;
+        }
+        // A phone's contact here (a request inside a dialog).
+        if let Some((addr, t)) = self.phone_at(&uri, unix_ms) {
+            let target = vec![(addr, t, Some(uri))];
+            return self.forward(now, id, peer, transport, request, target);
+        }
+        self.reply(now, id, &request, 404, Some("no such user or phone here"))
+    }
+
+    fn route_values(&self, line: &str) -> Vec<String> {
+        super::header::split_list("Route", line)
+            .map(|v| v.into_iter().map(str::to_owned).collect())
+            .unwrap_or_default()
+    }
+
+    /// A phone may call out through this node only as an AOR it
+    /// registered here, from the address it registered from.
+    fn check_caller(&self, peer: SocketAddr, request: &Request) -> Result<(), &'static str> {
+        let from = request
+            .headers
+            .get(&HeaderName::From)
+            .and_then(|f| NameAddr::parse("From", f).ok())
+            .and_then(|f| aor_of(&f.uri))
+            .ok_or("the From names no AOR")?;
+        let registered = self
+            .registrar
+            .bindings(&from)
+            .iter()
+            .any(|b| b.source == peer);
+        if registered {
+            Ok(())
+        } else {
+            Err("register that AOR at this node from this address first")
+        }
+    }
+
+    /// The phones bound here to `aor`: where to send, with their contact
+    /// as the Request-URI.
+    fn local_targets(
+        &self,
+        aor: &str,
+        unix_ms: u64,
+    ) -> Vec<(SocketAddr, Transport, Option<SipUri>)> {
+        self.registrar
+            .bindings(aor)
+            .iter()
+            .filter(|b| b.expires_ms > unix_ms)
+            .filter_map(|b| {
+                let uri = SipUri::parse(&b.uri).ok()?;
+                Some((phone_address(b, &uri), b.transport, Some(uri)))
+            })
+            .collect()
+    }
+
+    /// The phone whose contact is `uri`, if one is bound here.
+    fn phone_at(&self, uri: &SipUri, unix_ms: u64) -> Option<(SocketAddr, Transport)> {
+        self.registrar
+            .all_bindings()
+            .flat_map(|(_, phones)| phones.iter())
+            .filter(|b| b.expires_ms > unix_ms)
+            .find_map(|b| {
+                let contact = SipUri::parse(&b.uri).ok()?;
+                (contact.host == uri.host && contact.port == uri.port)
+                    .then(|| (phone_address(b, &contact), b.transport))
+            })
+    }
+
+    /// The request as this node forwards it to one target.
+    fn forwarded(
+        &mut self,
+        request: &Request,
+        transport: Transport,
+        uri: Option<SipUri>,
+    ) -> Request {
+        let mut out = request.clone();
+        if let Some(uri) = uri {
+            out.uri = uri;
+        }
+        if request.method == Method::Invite && out_of_dialog(request) {
+            out.headers
+                .push_front(HeaderName::RecordRoute, self.record_route());
+        }
+        let branch = self.branch();
+        out.headers.push_front(
+            HeaderName::Via,
+            format!(
+                "SIP/2.0/{} {};branch={branch}",
+                transport.via_token(),
+                self.local
+            ),
+        );
+        out
+    }
+
+    /// Forwards a request to its targets (forking when several), each in
+    /// a client transaction.
+    fn forward(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        peer: SocketAddr,
+        transport: Transport,
+        request: Request,
+        targets: Vec<(SocketAddr, Transport, Option<SipUri>)>,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if request.method == Method::Invite && self.server.answered(id) == Some(false) {
+            actions.extend(self.respond(now, id, request.reply(100, None)));
+        }
+        let mut forward = Forward {
+            upstream: (peer, transport),
+            request: request.clone(),
+            branches: Vec::new(),
+            best: None,
+            answered: false,
+            linger_until: None,
+        };
+        for (addr, t, uri) in targets {
+            let copy = self.forwarded(&request, t, uri);
+            match self.client.send(now, addr, t, copy.clone()) {
+                Ok((client, transmit)) => {
+                    self.by_client.insert(client, id);
+                    forward.branches.push(Branch {
+                        client,
+                        request: copy,
+                        final_code: None,
+                    });
+                    actions.push(Action::Send(transmit));
+                }
+                Err(_) => continue,
+            }
+        }
+        if forward.branches.is_empty() {
+            actions.extend(self.reply(now, id, &request, 503, Some("too busy to forward")));
+            return actions;
+        }
+        self.forwards.insert(id, forward);
+        actions
+    }
+
+    /// The driver found (or did not find) the AOR of lookup `lookup`.
+    pub fn located(&mut self, now: Instant, lookup: u64, found: Located) -> Vec<Action> {
+        let Some(pending) = self.lookups.remove(&lookup) else {
+            return Vec::new();
+        };
+        let Pending {
+            server,
+            request,
+            upstream: (peer, transport),
+        } = pending;
+        let nodes: Vec<NodeId> = match found {
+            Located::NotFound => return self.reply(now, server, &request, 404, None),
+            Located::NoLiveEntry => {
+                return self.reply(
+                    now,
+                    server,
+                    &request,
+                    480,
+                    Some("the user has no phone online"),
+                )
+            }
+            Located::Nodes(nodes) => nodes
+                .into_iter()
+                .filter(|n| *n != self.me)
+                .take(SIP_MAX_FORK_NODES)
+                .collect(),
+        };
+        if nodes.is_empty() {
+            return self.reply(
+                now,
+                server,
+                &request,
+                480,
+                Some("the user has no phone online"),
+            );
+        }
+        let targets = nodes
+            .into_iter()
+            .map(|n| (UNRESOLVED, Transport::Overlay(n), None))
+            .collect();
+        self.forward(now, server, peer, transport, request, targets)
+    }
+
+    /// An ACK for a 2xx: routed like any request, without a transaction.
+    fn forward_ack(&mut self, unix_ms: u64, mut request: Request) -> Vec<Action> {
+        match request.max_forwards() {
+            Some(0) => return Vec::new(),
+            Some(n) => request
+                .headers
+                .set(HeaderName::MaxForwards, (n - 1).to_string()),
+            None => request.headers.set(HeaderName::MaxForwards, "70"),
+        }
+        if request.headers.get(&HeaderName::Route).is_some_and(|r| {
+            self.route_values(r)
+                .first()
+                .is_some_and(|v| self.is_mine(v))
+        }) {
+            request.headers.pop_first_value(&HeaderName::Route);
+        }
+        let next = request
+            .headers
+            .get(&HeaderName::Route)
+            .and_then(|r| self.route_values(r).into_iter().next());
+        let (addr, t) = match next {
+            Some(next) => {
+                let node = NameAddr::parse("Route", &next).ok().and_then(|n| {
+                    n.uri
+                        .param(NODE_PARAM)
+                        .flatten()
+                        .and_then(|h| h.parse::<NodeId>().ok())
+                });
+                match node {
+                    Some(node) if node != self.me => (UNRESOLVED, Transport::Overlay(node)),
+                    _ => return Vec::new(),
+                }
+            }
+            None => match self.phone_at(&request.uri, unix_ms) {
+                Some(target) => target,
+                None => return Vec::new(),
+            },
+        };
+        let copy = self.forwarded(&request, t, None);
+        vec![send(addr, t, Message::Request(copy))]
+    }
+
+    /// A CANCEL: answered at once, and passed on to the pending branches
+    /// of the INVITE it cancels (§16.10).
+    fn cancel(&mut self, now: Instant, id: TxId, cancel: Request) -> Vec<Action> {
+        let Some(invite) = self.server.invite_for_cancel(&cancel) else {
+            return self.reply(now, id, &cancel, 481, None);
+        };
+        let mut actions = self.reply(now, id, &cancel, 200, None);
+        let Some(forward) = self.forwards.get(&invite) else {
+            // Still being located: answer the INVITE 487 now.
+            if let Some(lookup) = self
+                .lookups
+                .iter()
+                .find(|(_, p)| p.server == invite)
+                .map(|(l, _)| *l)
+            {
+                if let Some(p) = self.lookups.remove(&lookup) {
+                    actions.extend(self.reply(now, invite, &p.request, 487, None));
+                }
+            }
+            return actions;
+        };
+        let pending: Vec<Request> = forward
+            .branches
+            .iter()
+            .filter(|b| b.final_code.is_none())
+            .map(|b| cancel_for(&b.request))
+            .collect();
+        let targets: Vec<(SocketAddr, Transport)> = forward
+            .branches
+            .iter()
+            .filter(|b| b.final_code.is_none())
+            .filter_map(|b| self.client.peer_of(b.client))
+            .collect();
+        for (request, (addr, t)) in pending.into_iter().zip(targets) {
+            if let Ok((_, transmit)) = self.client.send(now, addr, t, request) {
+                actions.push(Action::Send(transmit));
+            }
+        }
+        actions
+    }
+
+    /// A response arrived.
+    pub fn handle_response(&mut self, now: Instant, response: Response) -> Vec<Action> {
+        match self.client.receive(now, &response) {
+            ClientReceived::Deliver(client) => self.on_branch_response(now, client, response),
+            ClientReceived::Absorbed(resend) => resend.into_iter().map(Action::Send).collect(),
+            ClientReceived::Stray => Vec::new(),
+        }
+    }
+
+    fn on_branch_response(
+        &mut self,
+        now: Instant,
+        client: TxId,
+        mut response: Response,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if response.code >= 300 {
+            if let Some(ack) = self.client.ack(client) {
+                actions.push(Action::Send(ack));
+            }
+        }
+        let Some(&server) = self.by_client.get(&client) else {
+            return actions;
+        };
+        let Some(forward) = self.forwards.get_mut(&server) else {
+            return actions;
+        };
+        // Our Via goes; the rest lead back to the requester.
+        response.headers.pop_first_value(&HeaderName::Via);
+        if response.code == 100 {
+            return actions;
+        }
+        if response.code < 200 {
+            if !forward.answered {
+                actions.extend(self.respond(now, server, response));
+            }
+            return actions;
+        }
+        if let Some(b) = forward.branches.iter_mut().find(|b| b.client == client) {
+            b.final_code.get_or_insert(response.code);
+        }
+        if (200..300).contains(&response.code) {
+            let first = !forward.answered;
+            forward.answered = true;
+            forward.linger_until = Some(now + CONTEXT_LINGER);
+            let upstream = forward.upstream;
+            // The other branches are cancelled (§16.7 step 10).
+            let others: Vec<(Request, TxId)> = forward
+                .branches
+                .iter()
+                .filter(|b| b.final_code.is_none())
+                .map(|b| (cancel_for(&b.request), b.client))
+                .collect();
+            if first {
+                actions.extend(self.respond(now, server, response));
+            } else {
+                // Every 2xx goes upstream, even after the first.
+                actions.push(send(upstream.0, upstream.1, Message::Response(response)));
+            }
+            for (cancel, branch) in others {
+                if let Some((addr, t)) = self.client.peer_of(branch) {
+                    if let Ok((_, transmit)) = self.client.send(now, addr, t, cancel) {
+                        actions.push(Action::Send(transmit));
+                    }
+                }
+            }
+            return actions;
+        }
+        self.branch_failed(now, server, response, actions)
+    }
+
+    /// A branch ended without success: keep the best answer; when every
+    /// branch has ended, send it upstream.
+    fn branch_failed(
+        &mut self,
+        now: Instant,
+        server: TxId,
+        response: Response,
+        mut actions: Vec<Action>,
+    ) -> Vec<Action> {
+        let Some(forward) = self.forwards.get_mut(&server) else {
+            return actions;
+        };
+        if forward.best.as_ref().is_none_or(|b| better(&response, b)) {
+            forward.best = Some(response);
+        }
+        let done = forward.branches.iter().all(|b| b.final_code.is_some());
+        if done && !forward.answered {
+            forward.answered = true;
+            forward.linger_until = Some(now + CONTEXT_LINGER);
+            if let Some(best) = forward.best.clone() {
+                actions.extend(self.respond(now, server, best));
+            }
+        }
+        actions
+    }
+
+    /// A branch with no answer, or whose node was unreachable: as if it
+    /// had answered `code`.
+    fn branch_gave_up(&mut self, now: Instant, client: TxId, code: u16, why: &str) -> Vec<Action> {
+        let Some(&server) = self.by_client.get(&client) else {
+            return Vec::new();
+        };
+        let Some(forward) = self.forwards.get_mut(&server) else {
+            return Vec::new();
+        };
+        let Some(branch) = forward.branches.iter_mut().find(|b| b.client == client) else {
+            return Vec::new();
+        };
+        if branch.final_code.is_some() {
+            return Vec::new();
+        }
+        branch.final_code = Some(code);
+        let mut response = forward.request.reply(code, None);
+        response.headers.push(
+            HeaderName::Warning,
+            format!("399 {} \"{why}\"", self.domain),
+        );
+        self.branch_failed(now, server, response, Vec::new())
+    }
+
+    /// Sending `transmit` failed (the callee's node could not be reached
+    /// over the overlay): its branch fails with 480.
+    pub fn send_failed(&mut self, now: Instant, transmit: &Transmit) -> Vec<Action> {
+        let Message::Request(request) = transmit.message.as_ref() else {
+            return Vec::new();
+        };
+        let Some(client) = self.client.find(request) else {
+            return Vec::new();
+        };
+        self.branch_gave_up(now, client, 480, "the callee's node is unreachable")
+    }
+
+    /// The overlay holds what the registrar asked for (`stored`), or not:
+    /// REGISTER transaction `reply` gets its 200, or 503.
+    pub fn published(&mut self, now: Instant, reply: TxId, stored: bool) -> Vec<Action> {
+        let Some(mut response) = self.waiting.remove(&reply) else {
+            return Vec::new();
+        };
+        if !stored {
+            response.code = 503;
+            response.reason = super::reason_phrase(503).to_owned();
+            response.headers.remove(&HeaderName::Contact);
+            response
+                .headers
+                .push(HeaderName::Other("Retry-After".into()), "30");
+        }
+        self.respond(now, reply, response)
+    }
+
+    /// When [`Proxy::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let linger = self.forwards.values().filter_map(|f| f.linger_until).min();
+        [
+            self.server.poll_timeout(),
+            self.client.poll_timeout(),
+            linger,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Fires the timers due at `now`: retransmissions, branches that
+    /// timed out (408), bindings that lapsed (publications), contexts
+    /// done.
+    pub fn handle_timeout(&mut self, now: Instant, unix_ms: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for output in self.server.handle_timeout(now) {
+            if let TimerOutput::Retransmit(t) = output {
+                actions.push(Action::Send(t));
+            }
+        }
+        for output in self.client.handle_timeout(now) {
+            match output {
+                TimerOutput::Retransmit(t) => actions.push(Action::Send(t)),
+                TimerOutput::TimedOut(client) => {
+                    actions.extend(self.branch_gave_up(now, client, 408, "no answer"))
+                }
+            }
+        }
+        let done: Vec<TxId> = self
+            .forwards
+            .iter()
+            .filter(|(_, f)| f.linger_until.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(f) = self.forwards.remove(&id) {
+                for b in f.branches {
+                    self.by_client.remove(&b.client);
+                }
+            }
+        }
+        for (aor, _) in self.registrar.expire(unix_ms) {
+            actions.push(Action::Publish { aor, reply: None });
+        }
+        // Bounded like the transactions they belong to.
+        if self.lookups.len() > SIP_MAX_TRANSACTIONS {
+            self.lookups.clear();
+        }
+        actions
+    }
+}
+
+/// The CANCEL of a forwarded request (§9.1): its Request-URI, top Via,
+/// Call-ID, From, To, Route and CSeq number.
+fn cancel_for(request: &Request) -> Request {
+    let mut headers = Headers::new();
+    if let Some(via) = request
+        .headers
+        .values(&HeaderName::Via)
+        .ok()
+        .and_then(|v| v.first().map(|s| (*s).to_owned()))
+    {
+        headers.push(HeaderName::Via, via);
+    }
+    for (name, value) in request.headers.iter() {
+        if matches!(
+            name,
+            HeaderName::CallId | HeaderName::From | HeaderName::To | HeaderName::Route
+        ) {
+            headers.push(name.clone(), value);
+        }
+    }
+    let seq = request
+        .headers
+        .get(&HeaderName::CSeq)
+        .and_then(|c| super::CSeq::parse(c).ok())
+        .map_or(0, |c| c.seq);
+    headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
+    headers.push(HeaderName::MaxForwards, "70");
+    Request {
+        method: Method::Cancel,
+        uri: request.uri.clone(),
+        headers,
+        body: Vec::new(),
+    }
+}
