@@ -145,19 +145,41 @@ fn sipp(
     auth: (&str, &str),
     keys: &[(&str, &str)],
 ) -> (bool, String) {
+    let file = scenario(scenario_name);
+    sipp_with(&file, Some(node), transport, phone, auth, keys, 1, 20)
+}
+
+/// [`sipp`] with a scenario file, `calls` calls (at 10 a second), a
+/// timeout in seconds, and no remote for a phone that only answers.
+#[allow(clippy::too_many_arguments)]
+fn sipp_with(
+    scenario_file: &str,
+    node: Option<&str>,
+    transport: &str,
+    phone: Phone<'_>,
+    auth: (&str, &str),
+    keys: &[(&str, &str)],
+    calls: u32,
+    timeout_secs: u32,
+) -> (bool, String) {
     let cwd = tempfile::tempdir().unwrap();
-    let ip = phone.ip;
     let port = phone.port.to_string();
     let mut cmd = Command::new("sipp");
     cmd.current_dir(cwd.path())
-        .args(["-sf", &scenario(scenario_name), "-t", transport, "-i", ip])
         .args([
+            "-sf",
+            scenario_file,
+            "-t",
+            transport,
+            "-i",
+            phone.ip,
             "-p",
             &port,
-            "-m",
-            "1",
+        ])
+        .args(["-m", &calls.to_string(), "-r", "10"])
+        .args([
             "-timeout",
-            "20s",
+            &format!("{timeout_secs}s"),
             "-nostdin",
             "-trace_err",
         ])
@@ -165,7 +187,7 @@ fn sipp(
     for (k, v) in keys {
         cmd.args(["-key", k, v]);
     }
-    cmd.arg(node);
+    cmd.args(node);
     let out = cmd
         .output()
         .expect("sipp runs (Debian: apt install sip-tester; .ci/run installs it)");
@@ -479,4 +501,218 @@ fn garbage_and_floods_do_not_stop_the_listener() {
         "600",
     );
     assert!(ok, "a phone could not register during the flood:\n{log}");
+}
+
+/// The cumulative "Successful call" count of SIPp's final statistics.
+fn successful_calls(log: &str) -> Option<u32> {
+    log.lines()
+        .filter(|l| l.trim_start().starts_with("Successful call"))
+        .last()
+        .and_then(|l| l.rsplit('|').next())
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// A callee phone answering `calls` calls at `phone`, in the background.
+fn answering(
+    phone: Phone<'static>,
+    transport: &'static str,
+    calls: u32,
+    secs: u32,
+) -> std::thread::JoinHandle<(bool, String)> {
+    let handle = std::thread::spawn(move || {
+        sipp_with(
+            &scenario("answer"),
+            None,
+            transport,
+            phone,
+            ("-", "-"),
+            &[],
+            calls,
+            secs,
+        )
+    });
+    // SIPp binds its socket at once; give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    handle
+}
+
+/// A caller that registers `user` and calls `callee`, expecting `code`
+/// (as From `caller`).
+#[allow(clippy::too_many_arguments)]
+fn call_refused(
+    node: &NodeProcess,
+    phone: Phone<'_>,
+    user: &(String, String),
+    password: &str,
+    caller: &str,
+    callee: &str,
+    code: u16,
+    secs: u32,
+) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("call_refused.xml");
+    let template = std::fs::read_to_string(scenario("call_refused")).unwrap();
+    std::fs::write(&file, template.replace("@CODE@", &code.to_string())).unwrap();
+    sipp_with(
+        file.to_str().unwrap(),
+        node.sip.as_deref(),
+        "u1",
+        phone,
+        (&user.0, password),
+        &[
+            ("domain", OVERLAY),
+            ("aor_user", &user.1),
+            ("caller", caller),
+            ("callee", callee),
+        ],
+        1,
+        secs,
+    )
+}
+
+/// Two nodes, alice's phone at A and bob's at B.
+struct TwoNodes {
+    lab: Lab,
+    a: NodeProcess,
+    b: NodeProcess,
+    b_dir: String,
+    alice: (String, String),
+    bob: (String, String),
+}
+
+fn two_nodes() -> TwoNodes {
+    let lab = Lab::new();
+    let (a_dir, b_dir) = (lab.node_dir("a"), lab.node_dir("b"));
+    let alice = lab.user(&a_dir, "alice", "alice-secret");
+    let bob = lab.user(&b_dir, "bob", "bob-secret");
+    let a = lab.start(&a_dir, None);
+    let b = lab.start(&b_dir, Some(&a));
+    TwoNodes {
+        lab,
+        a,
+        b,
+        b_dir,
+        alice,
+        bob,
+    }
+}
+
+fn calls_complete_between_two_nodes(transport: &'static str) {
+    let t = two_nodes();
+    let calls = 5;
+    let bob_phone = Phone::at("127.0.0.1");
+    let (ok, log) = register(&t.b, transport, bob_phone, &t.bob, "bob-secret", "600");
+    assert!(ok, "bob could not register:\n{log}");
+    let callee = answering(bob_phone, transport, calls, 60);
+    let (ok, log) = sipp_with(
+        &scenario("call"),
+        t.a.sip.as_deref(),
+        transport,
+        Phone::at("127.0.0.1"),
+        ("alice", "alice-secret"),
+        &[
+            ("domain", OVERLAY),
+            ("aor_user", &t.alice.1),
+            ("callee", &t.bob.1),
+        ],
+        calls,
+        60,
+    );
+    assert!(ok, "alice's calls did not all complete:\n{log}");
+    assert_eq!(successful_calls(&log), Some(calls), "{log}");
+    let (ok, log) = callee.join().unwrap();
+    assert!(ok, "bob's phone did not answer every call:\n{log}");
+}
+
+#[test]
+fn sipp_calls_complete_through_two_nodes_over_udp() {
+    calls_complete_between_two_nodes("u1");
+}
+
+#[test]
+fn sipp_calls_complete_through_two_nodes_over_tcp() {
+    calls_complete_between_two_nodes("t1");
+}
+
+#[test]
+fn unknown_aors_unreachable_nodes_and_spoofed_callers_fail_cleanly() {
+    let t = two_nodes();
+    let bob_phone = Phone::at("127.0.0.1");
+    assert!(register(&t.b, "u1", bob_phone, &t.bob, "bob-secret", "600").0);
+    let alice_phone = Phone::at("127.0.0.1");
+    // An AOR nobody registered: 404.
+    let nobody = "0".repeat(64);
+    let (ok, log) = call_refused(
+        &t.a,
+        alice_phone,
+        &t.alice,
+        "alice-secret",
+        &t.alice.1,
+        &nobody,
+        404,
+        20,
+    );
+    assert!(ok, "an unknown AOR was not answered 404:\n{log}");
+    // A phone of node A claiming bob's AOR as its From: refused at A,
+    // so nothing reaches bob (no phone answers on bob's port anyway).
+    let (ok, log) = call_refused(
+        &t.a,
+        alice_phone,
+        &t.alice,
+        "alice-secret",
+        &t.bob.1,
+        &t.bob.1,
+        403,
+        20,
+    );
+    assert!(ok, "a spoofed From was not refused:\n{log}");
+    // Node B goes: its phone's registration still names it, and the
+    // call finds nobody there: 480.
+    let TwoNodes {
+        a,
+        b,
+        alice,
+        bob,
+        lab: _lab,
+        b_dir: _,
+        ..
+    } = t;
+    b.terminate();
+    let (ok, log) = call_refused(
+        &a,
+        alice_phone,
+        &alice,
+        "alice-secret",
+        &alice.1,
+        &bob.1,
+        480,
+        30,
+    );
+    assert!(
+        ok,
+        "a call to a node that is down was not answered 480:\n{log}"
+    );
+}
+
+#[test]
+fn a_call_nobody_answers_ends_with_408() {
+    let t = two_nodes();
+    // Bob registers, then his phone goes silent.
+    let bob_phone = Phone::at("127.0.0.1");
+    assert!(register(&t.b, "u1", bob_phone, &t.bob, "bob-secret", "600").0);
+    let started = Instant::now();
+    let (ok, log) = call_refused(
+        &t.a,
+        Phone::at("127.0.0.1"),
+        &t.alice,
+        "alice-secret",
+        &t.alice.1,
+        &t.bob.1,
+        408,
+        60,
+    );
+    assert!(ok, "an unanswered call did not end with 408:\n{log}");
+    // Timer B: 64 × T1 = 32 s at node B.
+    assert!(started.elapsed() >= Duration::from_secs(30));
+    let _ = &t.b_dir;
 }
