@@ -416,7 +416,7 @@ impl Proxy {
             return match node {
                 Some(node) if node != self.me => {
                     let target = vec![(UNRESOLVED, Transport::Overlay(node), None)];
-                    self.forward(now, id, peer, transport, request, target)
+                    self.forward(now, id, (peer, transport), request, target, false)
                 }
                 _ => self.reply(now, id, &request, 403, Some("no route through this node")),
             };
@@ -436,7 +436,7 @@ impl Proxy {
             }
             let local = self.local_targets(&aor, unix_ms);
             if !local.is_empty() {
-                return self.forward(now, id, peer, transport, request, local);
+                return self.forward(now, id, (peer, transport), request, local, false);
             }
             if !from_phone {
                 // The overlay sent a call for a phone no longer here.
@@ -468,7 +468,7 @@ impl Proxy {
         // A phone's contact here (a request inside a dialog).
         if let Some((addr, t)) = self.phone_at(&uri, unix_ms) {
             let target = vec![(addr, t, Some(uri))];
-            return self.forward(now, id, peer, transport, request, target);
+            return self.forward(now, id, (peer, transport), request, target, false);
         }
         self.reply(now, id, &request, 404, Some("no such user or phone here"))
     }
@@ -559,18 +559,20 @@ impl Proxy {
     }
 
     /// Forwards a request to its targets (forking when several), each in
-    /// a client transaction.
+    /// a client transaction; an INVITE is answered 100 first unless
+    /// `tried` (it was, before its lookup).
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         now: Instant,
         id: TxId,
-        peer: SocketAddr,
-        transport: Transport,
+        (peer, transport): (SocketAddr, Transport),
         request: Request,
         targets: Vec<(SocketAddr, Transport, Option<SipUri>)>,
+        tried: bool,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
-        if request.method == Method::Invite && self.server.answered(id) == Some(false) {
+        if request.method == Method::Invite && !tried {
             actions.extend(self.respond(now, id, request.reply(100, None)));
         }
         let mut forward = Forward {
@@ -644,7 +646,7 @@ impl Proxy {
             .into_iter()
             .map(|n| (UNRESOLVED, Transport::Overlay(n), None))
             .collect();
-        self.forward(now, server, peer, transport, request, targets)
+        self.forward(now, server, (peer, transport), request, targets, true)
     }
 
     /// An ACK for a 2xx: routed like any request, without a transaction.

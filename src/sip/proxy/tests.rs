@@ -1,1 +1,360 @@
+//! The proxy's decisions, with injected instants: no sockets, no sleeps.
 
+use super::*;
+use crate::identity::SecretKey;
+use crate::sip::digest::{response as digest, Algorithm, DigestSecret};
+use crate::sip::registrar::{Account, DEFAULT_ALGORITHMS};
+
+const DOMAIN: &str = "lab.example";
+const T0_MS: u64 = 1_750_000_000_000;
+
+fn node(seed: u8) -> NodeId {
+    SecretKey::from_seed(&[seed; 32]).public().node_id()
+}
+
+fn aor(user: &str) -> String {
+    format!("sip:{user}@{DOMAIN}")
+}
+
+fn phone(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A proxy of node 1 at 127.0.0.1:5060 serving alice and bob.
+fn proxy() -> Proxy {
+    let mut p = Proxy::new(node(1), DOMAIN, phone(5060), [9; 32]);
+    let accounts = ["alice", "bob"]
+        .into_iter()
+        .map(|u| Account {
+            aor: aor(u),
+            secret: DigestSecret::from_password(u, DOMAIN, b"pw"),
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+        })
+        .collect();
+    p.registrar_mut().set_accounts(accounts);
+    p
+}
+
+fn parse_request(text: &str) -> Request {
+    match Message::parse(text.replace('\n', "\r\n").as_bytes()).unwrap() {
+        Message::Request(r) => r,
+        Message::Response(_) => unreachable!(),
+    }
+}
+
+fn sent(actions: &[Action]) -> Vec<&Transmit> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+fn response_of(t: &Transmit) -> &Response {
+    match t.message.as_ref() {
+        Message::Response(r) => r,
+        Message::Request(r) => panic!("a request: {}", r.method),
+    }
+}
+
+fn request_of(t: &Transmit) -> &Request {
+    match t.message.as_ref() {
+        Message::Request(r) => r,
+        Message::Response(r) => panic!("a response: {}", r.code),
+    }
+}
+
+/// Registers `user`'s phone at `port` (through the digest challenge).
+fn register(p: &mut Proxy, now: Instant, user: &str, port: u16) {
+    let reg = |cseq: u32, auth: &str| {
+        parse_request(&format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-r{port}-{cseq}\n\
+             From: <{a}>;tag=r\nTo: <{a}>\nCall-ID: reg-{port}\nCSeq: {cseq} REGISTER\n\
+             Contact: <sip:{user}@127.0.0.1:{port}>\n{auth}Content-Length: 0\n\n",
+            a = aor(user)
+        ))
+    };
+    let actions = p.handle_request(now, T0_MS, phone(port), Transport::Udp, reg(1, ""));
+    let challenge = response_of(sent(&actions)[0]).clone();
+    assert_eq!(challenge.code, 401);
+    let header = challenge.headers.get(&HeaderName::WwwAuthenticate).unwrap();
+    let start = header.find("nonce=\"").unwrap() + 7;
+    let nonce = &header[start..start + header[start..].find('"').unwrap()];
+    let secret = DigestSecret::from_password(user, DOMAIN, b"pw");
+    let uri = format!("sip:{DOMAIN}");
+    let answer = digest(
+        Algorithm::Sha256,
+        secret.ha1(Algorithm::Sha256),
+        nonce,
+        "00000001",
+        "c",
+        "REGISTER",
+        &uri,
+    );
+    let auth = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", \
+         uri=\"{uri}\", response=\"{answer}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c\"\n"
+    );
+    let actions = p.handle_request(now, T0_MS, phone(port), Transport::Udp, reg(2, &auth));
+    let Some(Action::Publish {
+        reply: Some(id), ..
+    }) = actions.first()
+    else {
+        panic!("{actions:?}");
+    };
+    let done = p.published(now, *id, true);
+    assert_eq!(response_of(sent(&done)[0]).code, 200);
+}
+
+fn invite(from: &str, to: &str, port: u16, branch: &str) -> Request {
+    parse_request(&format!(
+        "INVITE {t} SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{branch}\n\
+         From: <{f}>;tag=caller\nTo: <{t}>\nCall-ID: call-{branch}\nCSeq: 1 INVITE\n\
+         Contact: <sip:{from}@127.0.0.1:{port}>\nMax-Forwards: 70\n\
+         P-Asserted-Identity: <sip:ceo@{DOMAIN}>\nContent-Length: 0\n\n",
+        f = aor(from),
+        t = aor(to)
+    ))
+}
+
+/// A response to `request` as the next hop writes it.
+fn answer(request: &Request, code: u16) -> Response {
+    let mut r = request.reply(code, Some("callee"));
+    r.headers.remove(&HeaderName::Server);
+    r
+}
+
+#[test]
+fn a_call_to_a_remote_aor_is_located_forwarded_and_answered_back() {
+    let now = Instant::now();
+    let mut p = proxy();
+    register(&mut p, now, "alice", 6001);
+    let actions = p.handle_request(
+        now,
+        T0_MS,
+        phone(6001),
+        Transport::Udp,
+        invite("alice", "carol", 6001, "inv1"),
+    );
+    // 100 Trying at once, and a lookup of carol.
+    assert_eq!(response_of(sent(&actions)[0]).code, 100);
+    let Some(Action::Locate { lookup, aor: found }) = actions.last() else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(found, &aor("carol"));
+    // Carol is at node 2: the INVITE goes there, Record-Routed and with
+    // this node's Via on top, the phone's claims of identity removed.
+    let actions = p.located(now, *lookup, Located::Nodes(vec![node(1), node(2)]));
+    let out = sent(&actions);
+    assert_eq!(out.len(), 1, "not to itself: {actions:?}");
+    assert_eq!(out[0].transport, Transport::Overlay(node(2)));
+    let forwarded = request_of(out[0]).clone();
+    let rr = forwarded.headers.get(&HeaderName::RecordRoute).unwrap();
+    assert!(rr.contains(&format!("{NODE_PARAM}={}", node(1))), "{rr}");
+    let vias = forwarded.headers.values(&HeaderName::Via).unwrap();
+    assert_eq!(vias.len(), 2);
+    assert!(vias[0].starts_with("SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-p2p-"));
+    assert_eq!(forwarded.max_forwards(), Some(69));
+    assert_eq!(forwarded.headers.get(&HeaderName::PAssertedIdentity), None);
+
+    // 180 then 200 come back from node 2; each reaches the phone with
+    // this node's Via gone.
+    for code in [180, 200] {
+        let actions = p.handle_response(now, answer(&forwarded, code));
+        let out = sent(&actions);
+        assert_eq!(out.len(), 1, "{code}: {actions:?}");
+        assert_eq!(out[0].peer, phone(6001));
+        let r = response_of(out[0]);
+        assert_eq!(r.code, code);
+        assert_eq!(r.headers.values(&HeaderName::Via).unwrap().len(), 1);
+    }
+    // The phone's ACK follows the Route set: this node, then node 2.
+    let ack = parse_request(&format!(
+        "ACK sip:carol@127.0.0.1:7000 SIP/2.0\n\
+         Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKack1\n\
+         Route: <sip:127.0.0.1:5060;lr;{NODE_PARAM}={}>, <sip:127.0.0.2:5060;lr;{NODE_PARAM}={}>\n\
+         From: <{}>;tag=caller\nTo: <{}>;tag=callee\nCall-ID: call-inv1\nCSeq: 1 ACK\n\
+         Max-Forwards: 70\nContent-Length: 0\n\n",
+        node(1),
+        node(2),
+        aor("alice"),
+        aor("carol")
+    ));
+    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Udp, ack);
+    let out = sent(&actions);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].transport, Transport::Overlay(node(2)));
+    let routes = request_of(out[0])
+        .headers
+        .values(&HeaderName::Route)
+        .unwrap();
+    assert_eq!(routes.len(), 1, "its own Route was removed: {routes:?}");
+}
+
+#[test]
+fn failed_lookups_and_branches_give_404_480_and_408() {
+    let now = Instant::now();
+    let mut p = proxy();
+    register(&mut p, now, "alice", 6001);
+    let call = |p: &mut Proxy, branch: &str| {
+        let actions = p.handle_request(
+            now,
+            T0_MS,
+            phone(6001),
+            Transport::Udp,
+            invite("alice", "carol", 6001, branch),
+        );
+        match actions.last() {
+            Some(Action::Locate { lookup, .. }) => *lookup,
+            other => panic!("{other:?}"),
+        }
+    };
+    let final_code = |actions: &[Action]| {
+        sent(actions)
+            .into_iter()
+            .filter(|t| matches!(t.message.as_ref(), Message::Response(_)))
+            .map(|t| response_of(t).code)
+            .next_back()
+    };
+    let l = call(&mut p, "a");
+    assert_eq!(final_code(&p.located(now, l, Located::NotFound)), Some(404));
+    let l = call(&mut p, "b");
+    assert_eq!(
+        final_code(&p.located(now, l, Located::NoLiveEntry)),
+        Some(480)
+    );
+    // The only node listed is this one (a stale entry): 480.
+    let l = call(&mut p, "c");
+    assert_eq!(
+        final_code(&p.located(now, l, Located::Nodes(vec![node(1)]))),
+        Some(480)
+    );
+    // The callee's node cannot be reached: 480.
+    let l = call(&mut p, "d");
+    let actions = p.located(now, l, Located::Nodes(vec![node(2)]));
+    let transmit = sent(&actions)[0].clone();
+    assert_eq!(final_code(&p.send_failed(now, &transmit)), Some(480));
+    // Nobody answers: after Timer B (32 s), 408.
+    let l = call(&mut p, "e");
+    p.located(now, l, Located::Nodes(vec![node(3)]));
+    let late = now + Duration::from_secs(33);
+    assert_eq!(final_code(&p.handle_timeout(late, T0_MS)), Some(408));
+}
+
+#[test]
+fn only_registered_phones_call_out_as_their_aor() {
+    let now = Instant::now();
+    let mut p = proxy();
+    register(&mut p, now, "alice", 6001);
+    for (from, port) in [("bob", 6001), ("alice", 6099)] {
+        let actions = p.handle_request(
+            now,
+            T0_MS,
+            phone(port),
+            Transport::Udp,
+            invite(from, "carol", port, &format!("spoof{from}{port}")),
+        );
+        let out = sent(&actions);
+        assert_eq!(response_of(out[0]).code, 403, "{from} from {port}");
+        assert!(!actions.iter().any(|a| matches!(a, Action::Locate { .. })));
+    }
+}
+
+#[test]
+fn a_call_from_the_overlay_forks_to_the_local_phones_and_the_best_answer_wins() {
+    let now = Instant::now();
+    let mut p = proxy();
+    register(&mut p, now, "bob", 7001);
+    register(&mut p, now, "bob", 7002);
+    let from_node = Transport::Overlay(node(2));
+    let mut call = invite("alice", "bob", 5062, "fork1");
+    // As node 2 forwards it: its Via on top.
+    call.headers.push_front(
+        HeaderName::Via,
+        "SIP/2.0/TCP 127.0.0.2:5060;branch=z9hG4bK-p2p-n2",
+    );
+    let actions = p.handle_request(now, T0_MS, phone(5062), from_node, call);
+    let out = sent(&actions);
+    // 100 to node 2, then one INVITE to each phone.
+    assert_eq!(response_of(out[0]).code, 100);
+    let branches: Vec<Request> = out[1..].iter().map(|t| request_of(t).clone()).collect();
+    let mut peers: Vec<SocketAddr> = out[1..].iter().map(|t| t.peer).collect();
+    peers.sort();
+    assert_eq!(peers, vec![phone(7001), phone(7002)]);
+    assert!(branches
+        .iter()
+        .all(|b| b.uri.to_string().starts_with("sip:bob@127.0.0.1:700")));
+    // One phone is busy, the other declines: nothing goes up until both
+    // answered, then the best (6xx over 4xx).
+    let first = p.handle_response(now, answer(&branches[0], 486));
+    assert!(
+        sent(&first).iter().all(|t| t.transport != from_node),
+        "{first:?}"
+    );
+    let second = p.handle_response(now, answer(&branches[1], 603));
+    let up: Vec<&Transmit> = sent(&second)
+        .into_iter()
+        .filter(|t| t.transport == from_node)
+        .collect();
+    assert_eq!(up.len(), 1);
+    assert_eq!(response_of(up[0]).code, 603);
+}
+
+#[test]
+fn a_cancel_is_answered_and_passed_to_the_pending_branches() {
+    let now = Instant::now();
+    let mut p = proxy();
+    register(&mut p, now, "alice", 6001);
+    register(&mut p, now, "bob", 7001);
+    let call = invite("alice", "bob", 6001, "c1");
+    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Udp, call.clone());
+    let to_bob = sent(&actions)
+        .into_iter()
+        .find(|t| t.peer == phone(7001))
+        .map(|t| request_of(t).clone())
+        .expect("forwarded to bob's phone");
+    let mut cancel = call.clone();
+    cancel.method = Method::Cancel;
+    cancel.headers.set(HeaderName::CSeq, "1 CANCEL");
+    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Udp, cancel);
+    let out = sent(&actions);
+    assert_eq!(response_of(out[0]).code, 200);
+    let passed = request_of(out[1]);
+    assert_eq!(passed.method, Method::Cancel);
+    assert_eq!(out[1].peer, phone(7001));
+    assert_eq!(
+        passed.headers.values(&HeaderName::Via).unwrap()[0],
+        to_bob.headers.values(&HeaderName::Via).unwrap()[0],
+        "a CANCEL has the branch of the INVITE it cancels"
+    );
+    // A CANCEL for nothing: 481.
+    let mut stray = invite("alice", "bob", 6001, "nothing");
+    stray.method = Method::Cancel;
+    stray.headers.set(HeaderName::CSeq, "1 CANCEL");
+    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Udp, stray);
+    assert_eq!(response_of(sent(&actions)[0]).code, 481);
+}
+
+#[test]
+fn max_forwards_and_unroutable_requests_are_answered() {
+    let now = Instant::now();
+    let mut p = proxy();
+    register(&mut p, now, "bob", 7001);
+    let mut looped = invite("alice", "bob", 5062, "loop");
+    looped.headers.set(HeaderName::MaxForwards, "0");
+    let actions = p.handle_request(now, T0_MS, phone(5062), Transport::Overlay(node(2)), looped);
+    assert_eq!(response_of(sent(&actions)[0]).code, 483);
+    // From the overlay, for a phone no longer here: 480.
+    let gone = invite("alice", "dave", 5062, "gone");
+    let actions = p.handle_request(now, T0_MS, phone(5062), Transport::Overlay(node(2)), gone);
+    assert_eq!(response_of(sent(&actions)[0]).code, 480);
+    // A request for another domain: 404, never relayed.
+    let mut elsewhere = invite("bob", "bob", 7001, "else");
+    elsewhere.uri = SipUri::parse("sip:bob@example.org").unwrap();
+    let actions = p.handle_request(now, T0_MS, phone(7001), Transport::Udp, elsewhere);
+    assert_eq!(response_of(sent(&actions)[0]).code, 404);
+}
