@@ -506,8 +506,7 @@ fn garbage_and_floods_do_not_stop_the_listener() {
 /// The cumulative "Successful call" count of SIPp's final statistics.
 fn successful_calls(log: &str) -> Option<u32> {
     log.lines()
-        .filter(|l| l.trim_start().starts_with("Successful call"))
-        .last()
+        .rfind(|l| l.trim_start().starts_with("Successful call"))
         .and_then(|l| l.rsplit('|').next())
         .and_then(|n| n.trim().parse().ok())
 }
