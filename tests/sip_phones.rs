@@ -511,16 +511,22 @@ fn successful_calls(log: &str) -> Option<u32> {
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// A callee phone answering `calls` calls at `phone`, in the background.
+/// A callee phone answering `calls` calls at `phone`, in the background,
+/// only those whose verified caller (P-Asserted-Identity) is `caller`.
 fn answering(
     phone: Phone<'static>,
     transport: &'static str,
     calls: u32,
     secs: u32,
+    caller: String,
 ) -> std::thread::JoinHandle<(bool, String)> {
     let handle = std::thread::spawn(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("answer_verified.xml");
+        let template = std::fs::read_to_string(scenario("answer_verified")).unwrap();
+        std::fs::write(&file, template.replace("@CALLER@", &caller)).unwrap();
         sipp_with(
-            &scenario("answer"),
+            file.to_str().unwrap(),
             None,
             transport,
             phone,
@@ -602,7 +608,7 @@ fn calls_complete_between_two_nodes(transport: &'static str) {
     let bob_phone = Phone::at("127.0.0.1");
     let (ok, log) = register(&t.b, transport, bob_phone, &t.bob, "bob-secret", "600");
     assert!(ok, "bob could not register:\n{log}");
-    let callee = answering(bob_phone, transport, calls, 60);
+    let callee = answering(bob_phone, transport, calls, 60, aor(&t.alice));
     let (ok, log) = sipp_with(
         &scenario("call"),
         t.a.sip.as_deref(),

@@ -16,6 +16,7 @@
 pub mod digest;
 pub mod error;
 pub mod header;
+pub mod identity;
 pub mod message;
 pub mod proxy;
 pub mod registrar;

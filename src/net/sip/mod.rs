@@ -62,7 +62,7 @@ const NODE_SENDER_IDLE: Duration = Duration::from_secs(60);
 
 /// A user's signing material, loaded from its account.
 struct UserKeys {
-    key: SecretKey,
+    key: Arc<SecretKey>,
     user_cert: Option<Vec<u8>>,
 }
 
@@ -261,7 +261,7 @@ impl Inner {
                         users.insert(
                             served.account.aor.clone(),
                             Arc::new(UserKeys {
-                                key: served.key,
+                                key: Arc::new(served.key),
                                 user_cert: served.user_cert,
                             }),
                         );
@@ -278,6 +278,11 @@ impl Inner {
                     users.insert(aor.clone(), keys);
                 }
             }
+            let signers = users
+                .iter()
+                .map(|(aor, keys)| (aor.clone(), keys.key.clone()))
+                .collect();
+            layers.proxy.set_signers(signers);
             layers.users = users;
             changes
         };

@@ -22,6 +22,7 @@
 //! [`Action`]s it returns.
 
 use super::header::HeaderName;
+use super::identity::{self, IdentityError};
 use super::message::{Headers, Message, Method, Request, Response};
 use super::registrar::{aor_of, PhoneBinding, Registered, Registrar};
 use super::transaction::{
@@ -30,11 +31,12 @@ use super::transaction::{
 };
 use super::typed::NameAddr;
 use super::uri::{Host, SipUri};
-use crate::identity::NodeId;
+use crate::identity::{NodeId, SecretKey};
 use crate::limits::{SIP_MAX_FORK_NODES, SIP_MAX_TRANSACTIONS};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[cfg(test)]
@@ -141,6 +143,8 @@ pub struct Proxy {
     next_lookup: u64,
     /// REGISTER transactions waiting for their publication: their 200.
     waiting: HashMap<TxId, Response>,
+    /// The keys that sign the calls of the AORs served here.
+    signers: HashMap<String, Arc<SecretKey>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -223,7 +227,14 @@ impl Proxy {
             lookups: HashMap::new(),
             next_lookup: 0,
             waiting: HashMap::new(),
+            signers: HashMap::new(),
         }
+    }
+
+    /// The user keys that sign the calls of the AORs served here
+    /// (RFC 8224 style, [`super::identity`]), by AOR.
+    pub fn set_signers(&mut self, signers: HashMap<String, Arc<SecretKey>>) {
+        self.signers = signers;
     }
 
     /// The registrar.
@@ -389,11 +400,12 @@ impl Proxy {
                 .set(HeaderName::MaxForwards, (n - 1).to_string()),
             None => request.headers.set(HeaderName::MaxForwards, "70"),
         }
-        // Identities are asserted by the overlay's signatures, never by
-        // what a phone or a node wrote (caller identity is not built yet:
-        // nothing reaches a phone marked as verified).
+        // Who calls is asserted by this node (its own phones) or by a
+        // verified signature, never by what a phone or a node wrote.
         request.headers.remove(&HeaderName::PAssertedIdentity);
-        request.headers.remove(&HeaderName::Identity);
+        if from_phone {
+            request.headers.remove(&HeaderName::Identity);
+        }
         if request.headers.get(&HeaderName::Route).is_some_and(|r| {
             self.route_values(r)
                 .first()
@@ -429,12 +441,41 @@ impl Proxy {
             let Some(aor) = aor_of(&uri) else {
                 return self.reply(now, id, &request, 404, None);
             };
-            if from_phone && out_of_dialog(&request) {
-                if let Err(why) = self.check_caller(peer, &request) {
-                    return self.reply(now, id, &request, 403, Some(why));
+            let dialog_starts = out_of_dialog(&request);
+            let mut caller = None;
+            if from_phone && dialog_starts {
+                match self.check_caller(peer, &request) {
+                    Ok(from) => caller = Some(from),
+                    Err(why) => return self.reply(now, id, &request, 403, Some(why)),
+                }
+            }
+            if !from_phone && dialog_starts && request.method == Method::Invite {
+                match identity::verify(&request, &self.domain, unix_ms / 1000) {
+                    Ok(from) => caller = Some(from),
+                    Err(IdentityError::Absent) => {}
+                    Err(e) => {
+                        return self.reply(now, id, &request, 438, Some(&e.to_string()));
+                    }
                 }
             }
             let local = self.local_targets(&aor, unix_ms);
+            if let Some(caller) = &caller {
+                if !local.is_empty() {
+                    // To this node's phones: who calls, as verified.
+                    request
+                        .headers
+                        .push(HeaderName::PAssertedIdentity, format!("<{caller}>"));
+                } else if from_phone && request.method == Method::Invite {
+                    // Across the overlay: signed with the caller's key.
+                    let signed = self
+                        .signers
+                        .get(caller)
+                        .and_then(|key| identity::sign(&request, key, unix_ms / 1000));
+                    if let Some(value) = signed {
+                        request.headers.push(HeaderName::Identity, value);
+                    }
+                }
+            }
             if !local.is_empty() {
                 return self.forward(now, id, (peer, transport), request, local, false);
             }
@@ -480,8 +521,9 @@ impl Proxy {
     }
 
     /// A phone may call out through this node only as an AOR it
-    /// registered here, from the address it registered from.
-    fn check_caller(&self, peer: SocketAddr, request: &Request) -> Result<(), &'static str> {
+    /// registered here, from the address it registered from: returns
+    /// that AOR.
+    fn check_caller(&self, peer: SocketAddr, request: &Request) -> Result<String, &'static str> {
         let from = request
             .headers
             .get(&HeaderName::From)
@@ -494,7 +536,7 @@ impl Proxy {
             .iter()
             .any(|b| b.source == peer);
         if registered {
-            Ok(())
+            Ok(from)
         } else {
             Err("register that AOR at this node from this address first")
         }

@@ -358,3 +358,92 @@ fn max_forwards_and_unroutable_requests_are_answered() {
     let actions = p.handle_request(now, T0_MS, phone(7001), Transport::Udp, elsewhere);
     assert_eq!(response_of(sent(&actions)[0]).code, 404);
 }
+
+#[test]
+fn the_callers_node_signs_and_the_callees_node_asserts_or_refuses() {
+    let now = Instant::now();
+    let key = Arc::new(SecretKey::from_seed(&[42; 32]));
+    let alice = crate::overlay::record::self_certifying_aor(&key.public().user_id(), DOMAIN);
+    let user = alice
+        .strip_prefix("sip:")
+        .and_then(|a| a.split('@').next())
+        .unwrap()
+        .to_owned();
+    // Node 1 serves alice (self-certifying), node 2 serves bob.
+    let mut a = Proxy::new(node(1), DOMAIN, phone(5060), [9; 32]);
+    a.registrar_mut().set_accounts(vec![Account {
+        aor: alice.clone(),
+        secret: DigestSecret::from_password(&user, DOMAIN, b"pw"),
+        algorithms: DEFAULT_ALGORITHMS.to_vec(),
+    }]);
+    a.set_signers([(alice.clone(), key.clone())].into_iter().collect());
+    register(&mut a, now, &user, 6001);
+    let mut b = Proxy::new(node(2), DOMAIN, phone(5062), [8; 32]);
+    b.registrar_mut().set_accounts(vec![Account {
+        aor: aor("bob"),
+        secret: DigestSecret::from_password("bob", DOMAIN, b"pw"),
+        algorithms: DEFAULT_ALGORITHMS.to_vec(),
+    }]);
+    register(&mut b, now, "bob", 7001);
+
+    let actions = a.handle_request(
+        now,
+        T0_MS,
+        phone(6001),
+        Transport::Udp,
+        invite(&user, "bob", 6001, "id1"),
+    );
+    let Some(Action::Locate { lookup, .. }) = actions.last() else {
+        panic!("{actions:?}");
+    };
+    let actions = a.located(now, *lookup, Located::Nodes(vec![node(2)]));
+    let signed = request_of(sent(&actions)[0]).clone();
+    assert!(signed.headers.get(&HeaderName::Identity).is_some());
+
+    // At node 2: bob's phone learns who calls, as verified.
+    let deliver = |b: &mut Proxy, request: Request| {
+        b.handle_request(
+            now,
+            T0_MS + 1_000,
+            phone(5060),
+            Transport::Overlay(node(1)),
+            request,
+        )
+    };
+    let actions = deliver(&mut b, signed.clone());
+    let to_bob = sent(&actions)
+        .into_iter()
+        .find(|t| t.peer == phone(7001))
+        .map(|t| request_of(t).clone())
+        .expect("forwarded to bob");
+    assert_eq!(
+        to_bob.headers.get(&HeaderName::PAssertedIdentity),
+        Some(format!("<{alice}>").as_str())
+    );
+    // A node that changes the callee (or anything signed): 438.
+    let mut forged = signed.clone();
+    forged.headers.set(HeaderName::CallId, "another-call");
+    forged.headers.set(
+        HeaderName::Via,
+        "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-forged",
+    );
+    let actions = deliver(&mut b, forged);
+    assert_eq!(response_of(sent(&actions)[0]).code, 438);
+    // A node that sends no Identity, or a PAI of its own: the call goes
+    // through, unverified.
+    let mut bare = signed.clone();
+    bare.headers.remove(&HeaderName::Identity);
+    bare.headers.set(
+        HeaderName::Via,
+        "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-bare",
+    );
+    bare.headers
+        .push(HeaderName::PAssertedIdentity, "<sip:ceo@lab.example>");
+    let actions = deliver(&mut b, bare);
+    let to_bob = sent(&actions)
+        .into_iter()
+        .find(|t| t.peer == phone(7001))
+        .map(|t| request_of(t).clone())
+        .expect("forwarded to bob, unverified");
+    assert_eq!(to_bob.headers.get(&HeaderName::PAssertedIdentity), None);
+}
