@@ -721,3 +721,71 @@ fn a_call_nobody_answers_ends_with_408() {
     assert!(started.elapsed() >= Duration::from_secs(30));
     let _ = &t.b_dir;
 }
+
+#[test]
+fn add_user_keeps_only_the_allowed_digest_secrets_privately_and_refuses_bad_input() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    let node = lab.node_dir("n");
+    let user = p(lab.root.path(), "dora");
+    run_ok(&["identity", "new", "--user", "--dir", &user]);
+    let pw = p(lab.root.path(), "dora.pw");
+    std::fs::write(&pw, "s3cret-password\r\nignored second line\n").unwrap();
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "sip",
+            "add-user",
+            "--dir",
+            &node,
+            "--user-dir",
+            &user,
+            "--password-file",
+            &pw,
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<String>>()
+    };
+    let args = add(&["--auth-user", "dora", "--digest", "SHA-256", "--json"]);
+    let out = json(&run_ok(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let file = out["file"].as_str().unwrap().to_owned();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("s3cret"), "the password is never stored");
+    assert!(text.contains("ha1_sha256"));
+    assert!(
+        !text.contains("ha1_md5"),
+        "no MD5 secret when MD5 is not allowed"
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let dir_mode = std::fs::metadata(Path::new(&file).parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+
+    let fails = |extra: &[&str], why: &str| {
+        let args = add(extra);
+        let err = common::cli::run_err(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(err.contains(why), "{err}");
+    };
+    fails(&["--auth-user", "dora"], "exists; pass --force");
+    fails(&["--auth-user", "../etc/passwd"], "auth user");
+    fails(&["--auth-user", "x", "--digest", "SHA-1"], "--digest");
+    std::fs::write(&pw, "\n").unwrap();
+    fails(&["--auth-user", "y"], "empty");
+    // An account file others can read is skipped by `sip users`, loudly.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = common::cli::p2psip()
+        .args(["sip", "users", "--dir", &node, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    assert_eq!(
+        json(&String::from_utf8_lossy(&out.stdout)),
+        serde_json::json!([])
+    );
+}

@@ -183,8 +183,8 @@ pub fn add_user(a: AddUserArgs) -> CliResult {
             .unwrap_or_default(),
     };
     check_auth_user(&auth_user).map_err(CliError)?;
-    let digest: Vec<String> = parse_digest(&a.digest)
-        .map_err(|e| CliError(format!("--digest: {e}")))?
+    let algorithms = parse_digest(&a.digest).map_err(|e| CliError(format!("--digest: {e}")))?;
+    let digest: Vec<String> = algorithms
         .iter()
         .map(|alg| alg.as_str().to_owned())
         .collect();
@@ -198,8 +198,13 @@ pub fn add_user(a: AddUserArgs) -> CliResult {
         realm: realm.clone(),
         user_dir,
         user_cert,
-        ha1_sha256: secret.ha1(Algorithm::Sha256).to_owned(),
-        ha1_md5: secret.ha1(Algorithm::Md5).to_owned(),
+        // Only the secrets of the allowed algorithms are kept.
+        ha1_sha256: algorithms
+            .contains(&Algorithm::Sha256)
+            .then(|| secret.ha1(Algorithm::Sha256).to_owned()),
+        ha1_md5: algorithms
+            .contains(&Algorithm::Md5)
+            .then(|| secret.ha1(Algorithm::Md5).to_owned()),
         digest,
     };
     let file = write_account(&a.dir, &account, a.force).map_err(CliError)?;

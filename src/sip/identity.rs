@@ -66,8 +66,15 @@ fn signed_text(request: &Request, iat: u64) -> Option<String> {
 }
 
 /// The Identity value for `request` signed by `caller` at `now` (unix
-/// seconds); `None` if the request lacks a From, To or Call-ID.
-pub fn sign(request: &Request, caller: &SecretKey, now: u64) -> Option<String> {
+/// seconds) in the overlay `domain`; `None` if the request lacks a From,
+/// To or Call-ID, or if its From is not `caller`'s self-certifying AOR
+/// (an AOR a CA named is not provable this way yet: such calls arrive
+/// unverified).
+pub fn sign(request: &Request, caller: &SecretKey, domain: &str, now: u64) -> Option<String> {
+    let from = header_aor(request, HeaderName::From, "From")?;
+    if from != self_certifying_aor(&caller.public().user_id(), &domain.to_ascii_lowercase()) {
+        return None;
+    }
     let text = signed_text(request, now)?;
     let signature = caller.sign(text.as_bytes());
     Some(format!(
@@ -152,7 +159,7 @@ mod tests {
 
     fn signed(key: &SecretKey, from: &str, at: u64) -> Request {
         let mut r = invite(from);
-        let value = sign(&r, key, at).unwrap();
+        let value = sign(&r, key, "lab.example", at).unwrap();
         r.headers.push(HeaderName::Identity, value);
         r
     }
@@ -170,8 +177,12 @@ mod tests {
         let alice = SecretKey::from_seed(&[3; 32]);
         let mallory = SecretKey::from_seed(&[4; 32]);
         let aor = self_certifying_aor(&alice.public().user_id(), "lab.example");
-        // Mallory signs as herself but claims alice's AOR.
-        let r = signed(&mallory, &aor, NOW);
+        // Mallory's node will not sign an AOR that is not hers ...
+        assert_eq!(sign(&invite(&aor), &mallory, "lab.example", NOW), None);
+        // ... and a forged header naming her key fails.
+        let mallory_aor = self_certifying_aor(&mallory.public().user_id(), "lab.example");
+        let mut r = signed(&mallory, &mallory_aor, NOW);
+        r.headers.set(HeaderName::From, format!("<{aor}>;tag=1"));
         assert_eq!(
             verify(&r, "lab.example", NOW),
             Err(IdentityError::NotTheCallersKey)

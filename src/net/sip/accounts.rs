@@ -44,10 +44,14 @@ pub struct AccountFile {
     /// overlay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_cert: Option<PathBuf>,
-    /// `SHA-256(auth_user ":" realm ":" password)`, hex.
-    pub ha1_sha256: String,
-    /// `MD5(auth_user ":" realm ":" password)`, hex.
-    pub ha1_md5: String,
+    /// `SHA-256(auth_user ":" realm ":" password)`, hex, when `digest`
+    /// allows SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha1_sha256: Option<String>,
+    /// `MD5(auth_user ":" realm ":" password)`, hex, when `digest`
+    /// allows MD5 (only then is it stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha1_md5: Option<String>,
     /// The digest algorithms the phones may use, in the order the node
     /// offers them: `["SHA-256", "MD5"]` when absent.
     #[serde(default = "default_digest")]
@@ -188,12 +192,22 @@ pub fn read_account(path: &Path) -> Result<AccountFile, String> {
             account.auth_user
         ));
     }
-    parse_digest(&account.digest).map_err(|e| format!("{show}: {e}"))?;
-    let hex_of = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex_of(&account.ha1_sha256, 64) || !hex_of(&account.ha1_md5, 32) {
-        return Err(format!(
-            "{show}: the digest secrets are not hex of the right length"
-        ));
+    let algorithms = parse_digest(&account.digest).map_err(|e| format!("{show}: {e}"))?;
+    let hex_of = |s: &Option<String>, len: usize| {
+        s.as_ref()
+            .is_some_and(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    for alg in algorithms {
+        let (ok, len) = match alg {
+            Algorithm::Sha256 => (hex_of(&account.ha1_sha256, 64), 64),
+            Algorithm::Md5 => (hex_of(&account.ha1_md5, 32), 32),
+        };
+        if !ok {
+            return Err(format!(
+                "{show}: digest {} is allowed but its secret is missing or not {len} hex digits",
+                alg.as_str()
+            ));
+        }
     }
     Ok(account)
 }
@@ -264,8 +278,10 @@ pub fn serve(account: AccountFile, realm: &str) -> Result<ServedUser, String> {
     let secret = DigestSecret::from_ha1(
         &account.auth_user,
         &account.realm,
-        account.ha1_sha256.to_ascii_lowercase(),
-        account.ha1_md5.to_ascii_lowercase(),
+        // A secret the account does not allow is never used (the
+        // registrar refuses that algorithm): empty.
+        account.ha1_sha256.unwrap_or_default().to_ascii_lowercase(),
+        account.ha1_md5.unwrap_or_default().to_ascii_lowercase(),
     );
     Ok(ServedUser {
         account: Account {

@@ -467,10 +467,9 @@ impl Proxy {
                         .push(HeaderName::PAssertedIdentity, format!("<{caller}>"));
                 } else if from_phone && request.method == Method::Invite {
                     // Across the overlay: signed with the caller's key.
-                    let signed = self
-                        .signers
-                        .get(caller)
-                        .and_then(|key| identity::sign(&request, key, unix_ms / 1000));
+                    let signed = self.signers.get(caller).and_then(|key| {
+                        identity::sign(&request, key, &self.domain, unix_ms / 1000)
+                    });
                     if let Some(value) = signed {
                         request.headers.push(HeaderName::Identity, value);
                     }
