@@ -789,3 +789,47 @@ fn add_user_keeps_only_the_allowed_digest_secrets_privately_and_refuses_bad_inpu
         serde_json::json!([])
     );
 }
+
+#[test]
+fn after_a_restart_phones_register_again_and_calls_work_while_the_other_nodes_registrations_stay() {
+    let TwoNodes {
+        lab,
+        a,
+        b,
+        b_dir,
+        alice,
+        bob,
+    } = two_nodes();
+    let a_dir = p(lab.root.path(), "a");
+    let bob_phone = Phone::at("127.0.0.1");
+    assert!(register(&b, "u1", bob_phone, &bob, "bob-secret", "600").0);
+    let bob_aor = aor(&bob);
+    assert!(eventually(50, || lookup_nodes(&a_dir, &bob_aor) == vec![b.id.clone()]));
+
+    // Node A stops and starts again (its data directory keeps its
+    // records and routing table); bob's registration never leaves.
+    a.terminate();
+    assert_eq!(lookup_nodes(&b_dir, &bob_aor), vec![b.id.clone()]);
+    let a = lab.start(&a_dir, Some(&b));
+    assert_eq!(lookup_nodes(&a_dir, &bob_aor), vec![b.id.clone()]);
+
+    // Alice's phone registers again (the call scenario does) and calls.
+    let callee = answering(bob_phone, "u1", 1, 30, aor(&alice));
+    let (ok, log) = sipp_with(
+        &scenario("call"),
+        a.sip.as_deref(),
+        "u1",
+        Phone::at("127.0.0.1"),
+        ("alice", "alice-secret"),
+        &[
+            ("domain", OVERLAY),
+            ("aor_user", &alice.1),
+            ("callee", &bob.1),
+        ],
+        1,
+        30,
+    );
+    assert!(ok, "the call after the restart failed:\n{log}");
+    let (ok, log) = callee.join().unwrap();
+    assert!(ok, "bob's phone did not take the call:\n{log}");
+}
