@@ -581,3 +581,11 @@ pub const SIP_OVERLAY_INBOX: usize = 1024;
 
 /// Nodes the SIP listener keeps a send queue and an address for, at most.
 pub const SIP_OVERLAY_PEERS: usize = 1024;
+
+/// SIP messages (`Sip` requests) one peer may send a second, sustained:
+/// their own budget, beside the overlay requests' (a call costs the two
+/// nodes about six; this carries over 800 calls a second).
+pub const SIP_OVERLAY_MESSAGES_PER_SEC: u32 = 5000;
+
+/// SIP messages one peer may send at once.
+pub const SIP_OVERLAY_BURST: u32 = 10_000;

@@ -206,6 +206,13 @@ impl NodeCore {
         )
     }
 
+    /// Whether to serve a served request of `peer` from `source` that
+    /// turned out to carry SIP ([`Peers::admit_sip`]: it moves to the
+    /// peer's SIP budget).
+    pub fn admit_sip(&self, peer: &NodeId, source: IpAddr) -> bool {
+        self.apply(|p, now| p.admit_sip(now, peer, source), |ok| !*ok)
+    }
+
     /// Whether `peer` is banned now.
     pub fn is_banned(&self, peer: &NodeId) -> bool {
         self.read(|p, now| p.is_banned(now, peer))

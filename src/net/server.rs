@@ -412,6 +412,13 @@ async fn serve_stream(
         }
     };
     let response = match request {
+        // SIP between the nodes' phones has its own budget.
+        Ok(Message::Sip { .. }) if !ctx.core.admit_sip(&peer, conn.remote_address().ip()) => {
+            Message::error(
+                ErrorCode::RateLimited,
+                "SIP messages over the rate limit; not delivered",
+            )
+        }
         Ok(message) => {
             // The connection's remote address is where the peer says it
             // listens (a node dials from its listening endpoint); the

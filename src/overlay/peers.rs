@@ -342,6 +342,27 @@ impl Peers {
         }
     }
 
+    /// A request [`Peers::admit_request`] served carries SIP: it is
+    /// charged to the peer's SIP budget instead of its overlay budget
+    /// ([`RequestLimiter::reclassify_as_sip`]); `false` when that is spent
+    /// (a rate violation, as for overlay requests).
+    pub fn admit_sip(&mut self, now_ms: u64, peer: &NodeId, source: IpAddr) -> bool {
+        if !self.defences.rate_limit {
+            return true;
+        }
+        let factor = self.rate_factor(now_ms, peer);
+        let now = Duration::from_millis(now_ms);
+        if self
+            .limiter
+            .reclassify_as_sip(*peer, source, now, factor)
+            .is_ok()
+        {
+            return true;
+        }
+        let _ = self.observe(now_ms, peer, Evidence::RateViolation);
+        false
+    }
+
     /// Records a fault a lookup reported (unanswered requests are
     /// reported through [`Peers::on_request_failed`] instead).
     pub fn on_fault(&mut self, now_ms: u64, fault: &PeerFault) {

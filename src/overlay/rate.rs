@@ -23,7 +23,8 @@
 use crate::identity::NodeId;
 use crate::limits::{
     MAX_RATE_LIMITED_KEYS, MAX_REFUSED_REQUESTS_IN_A_ROW, MAX_REQUESTS_PER_PEER_PER_SEC,
-    PEER_REQUEST_BURST, RATE_LIMIT_PER_IP_FACTOR, REPUTATION_RATE_FACTOR_MAX,
+    PEER_REQUEST_BURST, RATE_LIMIT_PER_IP_FACTOR, REPUTATION_RATE_FACTOR_MAX, SIP_OVERLAY_BURST,
+    SIP_OVERLAY_MESSAGES_PER_SEC,
 };
 use crate::netaddr::IpPrefix;
 use std::collections::HashMap;
@@ -145,6 +146,15 @@ impl TokenBucket {
         Ok(())
     }
 
+    /// Puts back a token taken earlier (capped at the bucket's size).
+    pub fn give_back(&mut self, limit: &RateLimit, now: Duration) {
+        self.refill(limit, now);
+        self.level = self
+            .level
+            .saturating_add(limit.refill_every)
+            .min(limit.capacity());
+    }
+
     /// Whether the bucket is full at `now` (the key can be forgotten).
     pub fn is_full(&self, limit: &RateLimit, now: Duration) -> bool {
         let mut probe = *self;
@@ -208,6 +218,14 @@ impl<K: Eq + Hash + Ord + Copy> KeyedBuckets<K> {
     fn check_own(&mut self, key: &K, now: Duration) -> Result<(), Duration> {
         let limit = self.limit;
         self.check_with(key, now, &limit)
+    }
+
+    /// Puts back a token `key` took under `limit` (nothing if `key` is
+    /// not tracked: its bucket is full).
+    fn give_back_with(&mut self, key: &K, now: Duration, limit: &RateLimit) {
+        if let Some(b) = self.buckets.get_mut(key) {
+            b.give_back(limit, now);
+        }
     }
 
     /// Takes a token for `key` at `now`.
@@ -291,12 +309,25 @@ impl RefusalStreak {
     }
 }
 
-/// A node's request limiter: a bucket per peer and per source address.
+/// A node's request limiter: a bucket per peer and per source address
+/// for overlay requests, and a larger one per peer for the SIP it carries
+/// ([`RequestLimiter::reclassify_as_sip`]).
 #[derive(Debug, Clone)]
 pub struct RequestLimiter {
     limit: RateLimit,
     peers: KeyedBuckets<NodeId>,
     addresses: KeyedBuckets<IpPrefix>,
+    sip: KeyedBuckets<NodeId>,
+}
+
+/// The SIP budget of one peer: [`SIP_OVERLAY_MESSAGES_PER_SEC`] a second,
+/// [`SIP_OVERLAY_BURST`] at once.
+fn sip_limit() -> RateLimit {
+    RateLimit {
+        burst: SIP_OVERLAY_BURST,
+        refill_every: Duration::from_secs(1) / SIP_OVERLAY_MESSAGES_PER_SEC.max(1),
+        max_refused_in_a_row: MAX_REFUSED_REQUESTS_IN_A_ROW,
+    }
 }
 
 impl RequestLimiter {
@@ -306,6 +337,7 @@ impl RequestLimiter {
             limit,
             peers: KeyedBuckets::new(limit, MAX_RATE_LIMITED_KEYS),
             addresses: KeyedBuckets::new(limit.per_address(), MAX_RATE_LIMITED_KEYS),
+            sip: KeyedBuckets::new(sip_limit(), MAX_RATE_LIMITED_KEYS),
         }
     }
 
@@ -350,6 +382,33 @@ impl RequestLimiter {
         let _ = self.peers.try_take_with(peer, now, &limit);
         let _ = self.addresses.try_take(prefix, now);
         Ok(())
+    }
+
+    /// A request [`RequestLimiter::check_scaled`] admitted turned out to
+    /// carry SIP (a call between the nodes' phones, whose load is not the
+    /// overlay's): its overlay tokens go back, and it takes one of the
+    /// peer's SIP budget instead (scaled by `factor` like the overlay's).
+    pub fn reclassify_as_sip(
+        &mut self,
+        peer: NodeId,
+        ip: IpAddr,
+        now: Duration,
+        factor: f64,
+    ) -> Result<(), RateRefusal> {
+        if let Some(limit) = self.limit.scaled(factor) {
+            self.peers.give_back_with(&peer, now, &limit);
+        }
+        let own = self.limit.per_address();
+        self.addresses
+            .give_back_with(&IpPrefix::host(ip), now, &own);
+        let Some(limit) = sip_limit().scaled(factor) else {
+            return Err(RateRefusal::Peer {
+                retry_after: sip_limit().capacity(),
+            });
+        };
+        self.sip
+            .try_take_with(peer, now, &limit)
+            .map_err(|retry_after| RateRefusal::Peer { retry_after })
     }
 
     /// Peers and addresses tracked (each map at most
@@ -514,5 +573,33 @@ mod tests {
                 .count(),
             5
         );
+    }
+
+    #[test]
+    fn sip_moves_to_its_own_budget_and_the_overlay_budget_comes_back() {
+        let peer = NodeId::from_bytes([1; 32]);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut l = RequestLimiter::new(limit(2, 1000));
+        let now = Duration::from_secs(100);
+        // Far more SIP than the overlay budget allows: each one is
+        // admitted as a request, then reclassified.
+        for _ in 0..1000 {
+            assert!(l.check(peer, ip, now).is_ok());
+            assert!(l.reclassify_as_sip(peer, ip, now, 1.0).is_ok());
+        }
+        // The overlay budget is untouched.
+        assert!(l.check(peer, ip, now).is_ok());
+        assert!(l.check(peer, ip, now).is_ok());
+        assert!(l.check(peer, ip, now).is_err());
+        // The SIP budget has its end too.
+        let mut l = RequestLimiter::new(limit(2, 1000));
+        let mut refused = 0;
+        for _ in 0..SIP_OVERLAY_BURST + 10 {
+            let _ = l.check(peer, ip, now);
+            if l.reclassify_as_sip(peer, ip, now, 1.0).is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 10);
     }
 }

@@ -613,7 +613,10 @@ impl Proxy {
         tried: bool,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
-        if request.method == Method::Invite && !tried {
+        // Over the overlay (reliable, and every message a request) the
+        // 100 would stop no retransmission: it is not sent.
+        let reliable_hop = matches!(transport, Transport::Overlay(_));
+        if request.method == Method::Invite && !tried && !reliable_hop {
             actions.extend(self.respond(now, id, request.reply(100, None)));
         }
         let mut forward = Forward {
