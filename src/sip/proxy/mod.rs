@@ -57,6 +57,11 @@ pub const UNRESOLVED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     0,
 ));
 
+/// How long a lookup's answer locates its AOR for later calls: a phone
+/// that moved to another node is found after this at most (a call to
+/// the old node meanwhile gets 480 there).
+pub const LOCATION_CACHE_TTL: Duration = Duration::from_secs(5);
+
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -145,6 +150,10 @@ pub struct Proxy {
     waiting: HashMap<TxId, Response>,
     /// The keys that sign the calls of the AORs served here.
     signers: HashMap<String, Arc<SecretKey>>,
+    /// Lookups in flight, by handle: their AOR.
+    locating: HashMap<u64, String>,
+    /// Where AORs were found lately (at most [`SIP_MAX_TRANSACTIONS`]).
+    locations: HashMap<String, (Instant, Vec<NodeId>)>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -228,6 +237,8 @@ impl Proxy {
             next_lookup: 0,
             waiting: HashMap::new(),
             signers: HashMap::new(),
+            locating: HashMap::new(),
+            locations: HashMap::new(),
         }
     }
 
@@ -502,6 +513,12 @@ impl Proxy {
                     upstream: (peer, transport),
                 },
             );
+            // A callee located a moment ago is not looked up again.
+            if let Some(nodes) = self.cached_location(now, &aor) {
+                actions.extend(self.located(now, lookup, Located::Nodes(nodes)));
+                return actions;
+            }
+            self.locating.insert(lookup, aor.clone());
             actions.push(Action::Locate { lookup, aor });
             return actions;
         }
@@ -650,8 +667,26 @@ impl Proxy {
         actions
     }
 
+    /// The nodes `aor` was found at less than [`LOCATION_CACHE_TTL`] ago.
+    fn cached_location(&self, now: Instant, aor: &str) -> Option<Vec<NodeId>> {
+        self.locations
+            .get(aor)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < LOCATION_CACHE_TTL)
+            .map(|(_, nodes)| nodes.clone())
+    }
+
     /// The driver found (or did not find) the AOR of lookup `lookup`.
     pub fn located(&mut self, now: Instant, lookup: u64, found: Located) -> Vec<Action> {
+        if let (Some(aor), Located::Nodes(nodes)) = (self.locating.remove(&lookup), &found) {
+            if self.locations.len() >= SIP_MAX_TRANSACTIONS {
+                self.locations
+                    .retain(|_, (at, _)| now.saturating_duration_since(*at) < LOCATION_CACHE_TTL);
+                if self.locations.len() >= SIP_MAX_TRANSACTIONS {
+                    self.locations.clear();
+                }
+            }
+            self.locations.insert(aor, (now, nodes.clone()));
+        }
         let Some(pending) = self.lookups.remove(&lookup) else {
             return Vec::new();
         };
@@ -976,6 +1011,7 @@ impl Proxy {
         // Bounded like the transactions they belong to.
         if self.lookups.len() > SIP_MAX_TRANSACTIONS {
             self.lookups.clear();
+            self.locating.clear();
         }
         actions
     }

@@ -200,13 +200,14 @@ fn failed_lookups_and_branches_give_404_480_and_408() {
     let now = Instant::now();
     let mut p = proxy();
     register(&mut p, now, "alice", 6001);
+    // A callee per call: a located callee is cached.
     let call = |p: &mut Proxy, branch: &str| {
         let actions = p.handle_request(
             now,
             T0_MS,
             phone(6001),
             Transport::Udp,
-            invite("alice", "carol", 6001, branch),
+            invite("alice", &format!("carol-{branch}"), 6001, branch),
         );
         match actions.last() {
             Some(Action::Locate { lookup, .. }) => *lookup,
@@ -446,4 +447,34 @@ fn the_callers_node_signs_and_the_callees_node_asserts_or_refuses() {
         .map(|t| request_of(t).clone())
         .expect("forwarded to bob, unverified");
     assert_eq!(to_bob.headers.get(&HeaderName::PAssertedIdentity), None);
+}
+
+#[test]
+fn a_located_callee_is_not_looked_up_again_for_a_while() {
+    let now = Instant::now();
+    let mut p = proxy();
+    register(&mut p, now, "alice", 6001);
+    let call = |p: &mut Proxy, at: Instant, branch: &str| {
+        p.handle_request(
+            at,
+            T0_MS,
+            phone(6001),
+            Transport::Udp,
+            invite("alice", "carol", 6001, branch),
+        )
+    };
+    let first = call(&mut p, now, "k1");
+    let Some(Action::Locate { lookup, .. }) = first.last() else {
+        panic!("{first:?}");
+    };
+    p.located(now, *lookup, Located::Nodes(vec![node(2)]));
+    // Within the TTL: straight to node 2.
+    let second = call(&mut p, now + Duration::from_secs(1), "k2");
+    assert!(!second.iter().any(|a| matches!(a, Action::Locate { .. })));
+    assert!(sent(&second)
+        .iter()
+        .any(|t| t.transport == Transport::Overlay(node(2))));
+    // After it: looked up again. A failed lookup is never cached.
+    let third = call(&mut p, now + LOCATION_CACHE_TTL, "k3");
+    assert!(matches!(third.last(), Some(Action::Locate { .. })));
 }
