@@ -7,6 +7,8 @@
 //!   neutral requester by default (a token bucket per peer, the server's
 //!   own [`RateLimit::default`]), so that a busy node slows down instead of
 //!   being refused and, in the end, banned by the peers it needs.
+//!   `Sip` requests (calls between the nodes' phones) are paced by the
+//!   peer's SIP budget instead ([`sip_limit`]), as the peer admits them.
 //! - **Back-off**: a `RateLimited` or `Busy` answer pauses requests to
 //!   that peer, doubling per refusal in a row
 //!   ([`DIAL_BACKOFF_BASE`]..=[`DIAL_BACKOFF_MAX`]).
@@ -32,7 +34,7 @@ use crate::limits::{
     MAX_REQUESTS_IN_FLIGHT, OVERLAY_REQUEST_TIMEOUT,
 };
 use crate::overlay::peers::Failure;
-use crate::overlay::rate::{RateLimit, TokenBucket};
+use crate::overlay::rate::{sip_limit, RateLimit, TokenBucket};
 use crate::overlay::routing::Contact;
 use crate::wire::{ErrorCode, Message};
 use std::collections::HashMap;
@@ -47,6 +49,9 @@ struct PeerState {
     dialing: Arc<tokio::sync::Mutex<()>>,
     in_flight: Arc<Semaphore>,
     bucket: TokenBucket,
+    /// The pace of `Sip` requests: the peer's SIP budget, apart from its
+    /// overlay requests' ([`crate::overlay::rate::sip_limit`]).
+    sip_bucket: TokenBucket,
     /// No request before this (back-off after a refusal).
     paused_until: Option<Instant>,
     /// Refusals in a row.
@@ -151,6 +156,7 @@ impl Dialer {
             dialing: Arc::new(tokio::sync::Mutex::new(())),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_PEER)),
             bucket: TokenBucket::full(&pace, since),
+            sip_bucket: TokenBucket::full(&sip_limit(), since),
             paused_until: None,
             refusals: 0,
             last_used: now,
@@ -202,12 +208,13 @@ impl Dialer {
     }
 
     /// Waits until a request to `id` may go out (pacing, back-off), at
-    /// most until `deadline`.
-    async fn paced(&self, id: &NodeId, deadline: Instant) -> Result<(), NetError> {
+    /// most until `deadline`; a `Sip` request (`sip`) is paced by the
+    /// peer's SIP budget, every other by its overlay budget.
+    async fn paced(&self, id: &NodeId, deadline: Instant, sip: bool) -> Result<(), NetError> {
         loop {
             let now = Instant::now();
             let since = self.epoch.elapsed();
-            let pace = self.pace;
+            let pace = if sip { sip_limit() } else { self.pace };
             let wait = self.peer_state(id, |s| {
                 if let Some(until) = s.paused_until {
                     if until > now {
@@ -215,7 +222,12 @@ impl Dialer {
                     }
                     s.paused_until = None;
                 }
-                s.bucket.try_take(&pace, since).err()
+                let bucket = if sip {
+                    &mut s.sip_bucket
+                } else {
+                    &mut s.bucket
+                };
+                bucket.try_take(&pace, since).err()
             });
             let Some(wait) = wait else {
                 return Ok(());
@@ -264,7 +276,8 @@ impl Dialer {
         else {
             return Err(NetError::Saturated);
         };
-        self.paced(&contact.id, deadline).await?;
+        let sip = matches!(message, Message::Sip { .. });
+        self.paced(&contact.id, deadline, sip).await?;
         let exchange = async {
             let conn = self.connect(contact).await?;
             conn.request(message).await

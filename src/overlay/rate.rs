@@ -321,8 +321,9 @@ pub struct RequestLimiter {
 }
 
 /// The SIP budget of one peer: [`SIP_OVERLAY_MESSAGES_PER_SEC`] a second,
-/// [`SIP_OVERLAY_BURST`] at once.
-fn sip_limit() -> RateLimit {
+/// [`SIP_OVERLAY_BURST`] at once (what a receiver allows, and what a
+/// sender paces its `Sip` requests by).
+pub fn sip_limit() -> RateLimit {
     RateLimit {
         burst: SIP_OVERLAY_BURST,
         refill_every: Duration::from_secs(1) / SIP_OVERLAY_MESSAGES_PER_SEC.max(1),
