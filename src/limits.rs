@@ -589,3 +589,22 @@ pub const SIP_OVERLAY_MESSAGES_PER_SEC: u32 = 5000;
 
 /// SIP messages one peer may send at once.
 pub const SIP_OVERLAY_BURST: u32 = 10_000;
+
+/// Media streams (`m=` lines) one call may anchor, at most.
+pub const MEDIA_MAX_STREAMS: usize = 4;
+
+/// Calls whose media a node anchors at once, at most; beyond, a new
+/// call is refused (488) rather than passed on unanchored.
+pub const MEDIA_MAX_SESSIONS: usize = 1024;
+
+/// Parties to one call's media at a node, at most: the caller and the
+/// forks of the callee (phones or nodes).
+pub const MEDIA_MAX_PARTIES: usize = 1 + SIP_MAX_BINDINGS_PER_AOR;
+
+/// A call's media ports are released after this long without a packet
+/// in either direction (RTP or RTCP), or a BYE, whichever comes first.
+pub const MEDIA_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The UDP ports a node's media sockets take, RTP on an even port and
+/// RTCP on the next.
+pub const MEDIA_PORTS: std::ops::RangeInclusive<u16> = 20_000..=29_999;
