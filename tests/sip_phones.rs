@@ -162,6 +162,34 @@ fn sipp_with(
     calls: u32,
     timeout_secs: u32,
 ) -> (bool, String) {
+    let (ok, log, _) = sipp_traced(
+        scenario_file,
+        node,
+        transport,
+        phone,
+        auth,
+        keys,
+        calls,
+        timeout_secs,
+        false,
+    );
+    (ok, log)
+}
+
+/// [`sipp_with`], also returning every message SIPp sent and received
+/// when `trace` is set (its `-trace_msg` log).
+#[allow(clippy::too_many_arguments)]
+fn sipp_traced(
+    scenario_file: &str,
+    node: Option<&str>,
+    transport: &str,
+    phone: Phone<'_>,
+    auth: (&str, &str),
+    keys: &[(&str, &str)],
+    calls: u32,
+    timeout_secs: u32,
+    trace: bool,
+) -> (bool, String, String) {
     let cwd = tempfile::tempdir().unwrap();
     let port = phone.port.to_string();
     let mut cmd = Command::new("sipp");
@@ -187,6 +215,9 @@ fn sipp_with(
     for (k, v) in keys {
         cmd.args(["-key", k, v]);
     }
+    if trace {
+        cmd.args(["-trace_msg", "-message_file", "messages.log"]);
+    }
     cmd.args(node);
     let out = cmd
         .output()
@@ -197,7 +228,8 @@ fn sipp_with(
             text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
         }
     }
-    (out.status.success(), text)
+    let messages = std::fs::read_to_string(cwd.path().join("messages.log")).unwrap_or_default();
+    (out.status.success(), text, messages)
 }
 
 fn register(
@@ -832,4 +864,172 @@ fn after_a_restart_phones_register_again_and_calls_work_while_the_other_nodes_re
     assert!(ok, "the call after the restart failed:\n{log}");
     let (ok, log) = callee.join().unwrap();
     assert!(ok, "bob's phone did not take the call:\n{log}");
+}
+
+/// The media ports (`m=audio PORT`) of the SDP bodies in a SIPp message
+/// log.
+fn sdp_ports(messages: &str) -> Vec<u16> {
+    messages
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("m=audio "))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Counts the RTP packets arriving at `socket` until none came for a
+/// second (bounded: 20 s), echoing each to its sender if `echo`:
+/// (packets, their sources, the first payload).
+fn count_rtp(
+    socket: UdpSocket,
+    echo: bool,
+) -> std::thread::JoinHandle<(usize, Vec<SocketAddr>, Vec<u8>)> {
+    std::thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let started = Instant::now();
+        let mut last = None::<Instant>;
+        let (mut count, mut sources, mut first) = (0, Vec::new(), Vec::new());
+        let mut buf = [0u8; 2048];
+        while started.elapsed() < Duration::from_secs(20)
+            && last.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            count += 1;
+            last = Some(Instant::now());
+            if !sources.contains(&from) {
+                sources.push(from);
+            }
+            if first.is_empty() {
+                first = buf[..n].to_vec();
+            }
+            if echo {
+                let _ = socket.send_to(&buf[..n], from);
+            }
+        }
+        (count, sources, first)
+    })
+}
+
+/// alice at node A calls bob at node B and streams two seconds of PCMU;
+/// bob's phone (a socket of this test) echoes it. Both directions go
+/// through both nodes: each phone sees only its own node's ports, in
+/// the SDP and in the packets' sources.
+#[test]
+fn sipp_call_media_is_anchored_at_both_nodes() {
+    let t = two_nodes();
+    let bob_phone = Phone::at("127.0.0.1");
+    assert!(register(&t.b, "u1", bob_phone, &t.bob, "bob-secret", "600").0);
+    let (alice_media, bob_media) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (alice_port, bob_port) = (
+        alice_media.local_addr().unwrap().port(),
+        bob_media.local_addr().unwrap().port(),
+    );
+    let at_alice = count_rtp(alice_media, false);
+    let at_bob = count_rtp(bob_media, true);
+    let dir = tempfile::tempdir().unwrap();
+    // 2 s of PCMU: 100 packets of 160 bytes, a recognisable pattern.
+    let audio = dir.path().join("audio.ulaw");
+    let samples: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&audio, &samples).unwrap();
+    let answer = dir.path().join("answer_media.xml");
+    std::fs::write(
+        &answer,
+        std::fs::read_to_string(scenario("answer_media"))
+            .unwrap()
+            .replace("@MEDIA_PORT@", &bob_port.to_string()),
+    )
+    .unwrap();
+    let callee = std::thread::spawn(move || {
+        sipp_traced(
+            answer.to_str().unwrap(),
+            None,
+            "u1",
+            bob_phone,
+            ("-", "-"),
+            &[],
+            1,
+            30,
+            true,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let call = dir.path().join("call_media.xml");
+    std::fs::write(
+        &call,
+        std::fs::read_to_string(scenario("call_media"))
+            .unwrap()
+            .replace("@MEDIA_PORT@", &alice_port.to_string())
+            .replace("@AUDIO@", audio.to_str().unwrap()),
+    )
+    .unwrap();
+    let (ok, log, alice_messages) = sipp_traced(
+        call.to_str().unwrap(),
+        t.a.sip.as_deref(),
+        "u1",
+        Phone::at("127.0.0.1"),
+        ("alice", "alice-secret"),
+        &[
+            ("domain", OVERLAY),
+            ("aor_user", &t.alice.1),
+            ("callee", &t.bob.1),
+        ],
+        1,
+        30,
+        true,
+    );
+    assert!(ok, "alice's call failed:\n{log}");
+    let (ok, log, bob_messages) = callee.join().unwrap();
+    assert!(ok, "bob's phone did not answer:\n{log}");
+    let (to_bob, bob_sources, first) = at_bob.join().unwrap();
+    let (to_alice, alice_sources, _) = at_alice.join().unwrap();
+    // Loopback loses nothing, but a node may drop the first packets of a
+    // call while its link to the other node opens.
+    assert!(to_bob >= 80, "{to_bob} of 100 packets reached bob");
+    assert!(
+        to_alice >= 70,
+        "{to_alice} of {to_bob} echoed packets reached alice"
+    );
+    assert_eq!(
+        first.get(12..12 + 160),
+        Some(&samples[..160]),
+        "the audio arrives intact"
+    );
+    assert_eq!(first.get(1).map(|pt| pt & 0x7f), Some(0), "PCMU");
+    // Each phone saw one address: a media port of its own node.
+    let in_range = |a: &SocketAddr| (20_000..=29_999).contains(&a.port());
+    assert!(
+        bob_sources.len() == 1 && bob_sources.iter().all(in_range),
+        "{bob_sources:?}"
+    );
+    assert!(
+        alice_sources.len() == 1 && alice_sources.iter().all(in_range),
+        "{alice_sources:?}"
+    );
+    // The SDP each phone got names its node's port, never the other
+    // phone's (sent: its own port; received: a node's).
+    let (alice_sdp, bob_sdp) = (sdp_ports(&alice_messages), sdp_ports(&bob_messages));
+    assert_eq!(alice_sdp.first(), Some(&alice_port), "{alice_messages}");
+    assert!(
+        alice_sdp.len() >= 2
+            && alice_sdp
+                .iter()
+                .skip(1)
+                .all(|p| (20_000..=29_999).contains(p)),
+        "{alice_sdp:?}"
+    );
+    assert!(!alice_sdp.contains(&bob_port));
+    assert!(
+        bob_sdp.contains(&bob_port) && !bob_sdp.contains(&alice_port),
+        "{bob_sdp:?}"
+    );
+    assert!(
+        bob_sdp.iter().any(|p| (20_000..=29_999).contains(p)),
+        "{bob_sdp:?}"
+    );
 }

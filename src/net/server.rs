@@ -350,6 +350,16 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
     info!(peer = %peer.fmt_short(), %remote, "peer connected");
     let _ = ctx.core.observe(&peer, Evidence::Seen);
     conns.add_inbound(peer, remote, conn.clone());
+    // Media datagrams (anchored calls' RTP) go to the SIP listener's
+    // relay; the task ends with the connection.
+    if let Some(handler) = ctx.overlay.as_ref().and_then(|o| o.media_handler()) {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(datagram) = conn.read_datagram().await {
+                handler(peer, datagram);
+            }
+        });
+    }
     let mut streak = RefusalStreak::default();
     loop {
         match conn.accept_bi().await {

@@ -82,6 +82,10 @@ pub fn quinn_client_config(
     Ok(config)
 }
 
+/// Bytes of media datagrams a connection buffers each way, at most
+/// (about 5,000 G.711 packets).
+pub const DATAGRAM_BUFFER: usize = 1024 * 1024;
+
 /// The transport parameters: `accept_streams` is how many concurrent
 /// requests the peer may open (0 for a client, which serves none).
 pub fn transport_config(limits: &Limits, accept_streams: u32) -> Arc<quinn::TransportConfig> {
@@ -91,8 +95,10 @@ pub fn transport_config(limits: &Limits, accept_streams: u32) -> Arc<quinn::Tran
         .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
         .receive_window(CONNECTION_RECEIVE_WINDOW.into())
         .send_window(u64::from(CONNECTION_RECEIVE_WINDOW))
-        // Media datagrams come with the relay; until then none are accepted.
-        .datagram_receive_buffer_size(None);
+        // Anchored calls' media (docs/protocol.md §10): a bounded buffer,
+        // the oldest datagrams dropped when the reader falls behind.
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+        .datagram_send_buffer_size(DATAGRAM_BUFFER);
     let idle = limits.idle_timeout.min(MAX_IDLE_TIMEOUT);
     t.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
     Arc::new(t)

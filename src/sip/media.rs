@@ -219,8 +219,8 @@ struct Party {
     described: bool,
     streams: Vec<MediaStream>,
     block: Option<PortBlock>,
-    /// Where its packets came from, per stream and component (symmetric
-    /// RTP: they go back there).
+    /// Where its packets came from, per stream and component, when that
+    /// is not the address its SDP names (a NAT): they go back there.
     latched: Vec<[Option<SocketAddr>; 2]>,
 }
 
@@ -590,15 +590,26 @@ impl MediaTable {
         if !party.described || s >= party.streams.len() || !party.may_send_from(from.ip()) {
             return false;
         }
-        if party.latched.len() < party.streams.len() {
-            party.latched.resize(party.streams.len(), [None, None]);
-        }
-        if let Some(slot) = party
-            .latched
-            .get_mut(s)
-            .and_then(|l| l.get_mut(component.index()))
-        {
-            *slot = Some(from);
+        // A phone behind a NAT sends from another address than its SDP
+        // names: answers go where its packets come from (symmetric RTP).
+        // A phone at its SDP address may send from another port (SIPp
+        // does): its SDP is believed.
+        let behind_nat = party
+            .streams
+            .get(s)
+            .and_then(|st| st.rtp)
+            .is_none_or(|rtp| rtp.ip().to_canonical() != from.ip().to_canonical());
+        if behind_nat {
+            if party.latched.len() < party.streams.len() {
+                party.latched.resize(party.streams.len(), [None, None]);
+            }
+            if let Some(slot) = party
+                .latched
+                .get_mut(s)
+                .and_then(|l| l.get_mut(component.index()))
+            {
+                *slot = Some(from);
+            }
         }
         let side = party.side;
         session.last_active = now;

@@ -46,12 +46,18 @@ pub struct NodeProcess {
 
 impl NodeProcess {
     /// Starts `p2psip node run ARGS` and reads the address it prints.
+    /// Its log is dropped, unless `P2PSIP_TEST_LOGS` is set (then it goes
+    /// to the test's stderr; `RUST_LOG` picks the level).
     pub fn start(args: &[&str]) -> Self {
+        let logs = match std::env::var_os("P2PSIP_TEST_LOGS") {
+            Some(_) => Stdio::inherit(),
+            None => Stdio::null(),
+        };
         let mut child = p2psip()
             .args(["node", "run"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(logs)
             .spawn()
             .expect("node starts");
         let mut line = String::new();

@@ -127,7 +127,14 @@ pub struct OverlayService {
     /// Where SIP messages from other nodes go: the node's SIP listener,
     /// if it runs one.
     sip_inbox: std::sync::OnceLock<tokio::sync::mpsc::Sender<SipDelivery>>,
+    /// Where media datagrams from other nodes go: the SIP listener's
+    /// media relay, if it runs one.
+    media_handler: std::sync::OnceLock<MediaHandler>,
 }
+
+/// Takes a media datagram an authenticated node sent (docs/protocol.md
+/// §10); called on the connection's task, so it must not block.
+pub type MediaHandler = Arc<dyn Fn(NodeId, bytes::Bytes) + Send + Sync>;
 
 /// A SIP message another node sent this node's proxy ([`Message::Sip`]).
 #[derive(Debug, Clone)]
@@ -189,6 +196,7 @@ impl OverlayService {
             listen_checks_failed: AtomicU64::new(0),
             join_seeds: Mutex::new(Vec::new()),
             sip_inbox: std::sync::OnceLock::new(),
+            media_handler: std::sync::OnceLock::new(),
         }
     }
 
@@ -196,6 +204,17 @@ impl OverlayService {
     /// without one they are refused with [`ErrorCode::NoSip`]. Set once.
     pub fn set_sip_inbox(&self, inbox: tokio::sync::mpsc::Sender<SipDelivery>) -> bool {
         self.sip_inbox.set(inbox).is_ok()
+    }
+
+    /// Hands media datagrams from other nodes to `handler`; without one
+    /// they are dropped unread. Set once.
+    pub fn set_media_handler(&self, handler: MediaHandler) -> bool {
+        self.media_handler.set(handler).is_ok()
+    }
+
+    /// The media datagram handler, if set.
+    pub fn media_handler(&self) -> Option<MediaHandler> {
+        self.media_handler.get().cloned()
     }
 
     /// The core this overlay drives.

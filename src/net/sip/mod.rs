@@ -19,8 +19,10 @@
 //! on being served.
 
 pub mod accounts;
+pub mod media;
 
 use self::accounts::{list_accounts, serve, AccountsWatch};
+use self::media::{DialerLinks, MediaRelay};
 use super::core::now_ms;
 use super::dialer::Dialer;
 use super::overlay::{OverlayService, SipDelivery};
@@ -32,10 +34,11 @@ use crate::limits::{
 use crate::overlay::key::Key;
 use crate::overlay::record::{next_registration, DeviceChange, Record, RecordKind};
 use crate::overlay::routing::Contact;
+use crate::sip::media::{Carrier, MediaStats};
 use crate::sip::proxy::{Action, Located, Proxy};
 use crate::sip::registrar::RegistrarStats;
 use crate::sip::transaction::{Transmit, Transport};
-use crate::sip::{error_reply, Frame, Message};
+use crate::sip::{error_reply, Frame, HeaderName, Message, Method};
 use crate::wire::Message as WireMessage;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,6 +106,8 @@ struct Inner {
     publishing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the timer task when a transaction or binding was added.
     wake: Notify,
+    /// The calls' media, anchored here.
+    media: Arc<MediaRelay>,
 }
 
 /// What the listener reports to the admin socket.
@@ -116,6 +121,11 @@ pub struct SipSnapshot {
     pub stats: RegistrarStats,
     /// Server and client transactions in progress.
     pub transactions: (usize, usize),
+    /// The media relay's counters.
+    pub media: MediaStats,
+    /// Media datagrams that could not be sent to a node (no connection
+    /// yet, or too large for it).
+    pub media_unsent: u64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,21 +171,41 @@ impl SipListener {
             watch: AccountsWatch::new(node_dir),
             last_accounts_check: None,
         };
-        let inner = Arc::new(Inner {
-            domain: domain.to_owned(),
-            node_dir: node_dir.to_path_buf(),
-            node_id,
-            overlay,
-            dialer,
-            udp,
-            local,
-            layers: Mutex::new(layers),
-            tcp_peers: Mutex::new(HashMap::new()),
-            node_senders: Mutex::new(HashMap::new()),
-            node_addrs: Mutex::new(HashMap::new()),
-            publishing: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            // A media link is this node's connection to the other node
+            // (the one its SIP went over, usually open already).
+            let links = DialerLinks::new(Box::new(move |node| {
+                let weak = weak.clone();
+                tokio::spawn(async move {
+                    let inner = weak.upgrade()?;
+                    let contact = inner.resolve(node).await?;
+                    let conn = inner.dialer.connect(contact).await.ok()?;
+                    Some(conn.connection().clone())
+                })
+            }));
+            Inner {
+                domain: domain.to_owned(),
+                node_dir: node_dir.to_path_buf(),
+                node_id,
+                overlay,
+                dialer,
+                udp,
+                local,
+                layers: Mutex::new(layers),
+                tcp_peers: Mutex::new(HashMap::new()),
+                node_senders: Mutex::new(HashMap::new()),
+                node_addrs: Mutex::new(HashMap::new()),
+                publishing: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                media: MediaRelay::new(local.ip(), links),
+            }
         });
+        if !inner.media.attach(&inner.overlay) {
+            return Err(std::io::Error::other(
+                "the overlay has a media relay already",
+            ));
+        }
         inner.reload_accounts(Instant::now());
         Ok(Self {
             inner,
@@ -229,6 +259,8 @@ impl SipHandle {
                 .collect(),
             stats: registrar.stats(),
             transactions: layers.proxy.transactions(),
+            media: self.inner.media.stats().0,
+            media_unsent: self.inner.media.stats().1,
         }
     }
 }
@@ -473,6 +505,9 @@ impl Inner {
     /// Sends a message: over UDP at once, to a TCP connection's queue,
     /// or to a node's queue (sent in order, each in its own request).
     fn send(self: &Arc<Self>, transmit: Transmit) {
+        let Some(transmit) = self.anchor_outgoing(transmit) else {
+            return;
+        };
         match transmit.transport {
             Transport::Udp => {
                 let bytes = transmit.message.to_bytes();
@@ -568,6 +603,9 @@ impl Inner {
     }
 
     fn on_message(self: &Arc<Self>, message: Message, peer: SocketAddr, transport: Transport) {
+        let Some(message) = self.anchor_incoming(message, peer, transport) else {
+            return;
+        };
         let now = Instant::now();
         let actions = match message {
             Message::Request(request) => {
@@ -698,6 +736,170 @@ impl Inner {
                 .proxy
                 .handle_timeout(Instant::now(), now_ms());
             self.perform(actions);
+            let idle = self.media.expire();
+            if idle > 0 {
+                debug!(idle, "idle calls' media ports closed");
+            }
         }
+    }
+
+    /// Media anchoring of what arrives (docs/sip.md, "Media"): a phone's
+    /// SDP is rewritten to the ports the node opened for it, a node's
+    /// makes it a party of the call; BYE and CANCEL end the call's
+    /// media. An SDP body the node cannot anchor is refused (488) rather
+    /// than passed on with an address in it.
+    fn anchor_incoming(
+        self: &Arc<Self>,
+        mut message: Message,
+        peer: SocketAddr,
+        transport: Transport,
+    ) -> Option<Message> {
+        let Ok(call_id) = message.call_id().map(str::to_owned) else {
+            return Some(message);
+        };
+        if let Message::Request(r) = &message {
+            if matches!(r.method, Method::Bye | Method::Cancel) {
+                self.media.end(&call_id);
+            }
+        }
+        let body = match sdp_body(&message) {
+            Ok(Some(body)) => body.to_vec(),
+            Ok(None) => return Some(message),
+            Err(why) => return self.refuse_media(message, peer, transport, why),
+        };
+        let carrier = carrier(&message);
+        let anchored = match transport {
+            Transport::Overlay(node) => self
+                .media
+                .described_by_node(&call_id, node, carrier, &body)
+                .map(|()| None),
+            Transport::Udp | Transport::Tcp => self
+                .media
+                .from_phone(&call_id, peer, carrier, &body)
+                .map(Some),
+        };
+        match anchored {
+            Ok(None) => Some(message),
+            Ok(Some(rewritten)) => {
+                set_body(&mut message, rewritten);
+                Some(message)
+            }
+            Err(e) => self.refuse_media(message, peer, transport, &e.to_string()),
+        }
+    }
+
+    /// A message whose media cannot be anchored: a request is answered
+    /// 488 (statelessly; a retransmission gets the same), a response
+    /// dropped.
+    fn refuse_media(
+        self: &Arc<Self>,
+        message: Message,
+        peer: SocketAddr,
+        transport: Transport,
+        why: &str,
+    ) -> Option<Message> {
+        debug!(%peer, %why, "media not anchored");
+        if let Message::Request(request) = message {
+            if request.method != Method::Ack {
+                let mut reply = request.reply(488, None);
+                reply.headers.push(
+                    HeaderName::Warning,
+                    format!("399 {} \"media not anchored: {why}\"", self.domain),
+                );
+                self.send(Transmit {
+                    peer,
+                    transport,
+                    message: Box::new(Message::Response(reply)),
+                });
+            }
+        }
+        None
+    }
+
+    /// Media anchoring of what leaves: an SDP body going to a phone is
+    /// rewritten to the ports the node opened for it; a failed INVITE
+    /// closes its call's ports.
+    fn anchor_outgoing(self: &Arc<Self>, mut transmit: Transmit) -> Option<Transmit> {
+        let Ok(call_id) = transmit.message.call_id().map(str::to_owned) else {
+            return Some(transmit);
+        };
+        if let Message::Response(r) = transmit.message.as_ref() {
+            let invite = transmit
+                .message
+                .cseq()
+                .is_ok_and(|c| c.method == Method::Invite);
+            if invite && r.code >= 300 {
+                self.media.failed(&call_id);
+            }
+        }
+        if matches!(transmit.transport, Transport::Overlay(_)) {
+            return Some(transmit);
+        }
+        let body = match sdp_body(&transmit.message) {
+            Ok(Some(body)) => body.to_vec(),
+            Ok(None) => return Some(transmit),
+            // Refused when it came in; nothing else makes SDP.
+            Err(_) => return None,
+        };
+        match self.media.to_phone(&call_id, transmit.peer, &body) {
+            Ok(rewritten) => {
+                set_body(&mut transmit.message, rewritten);
+                Some(transmit)
+            }
+            Err(e) => {
+                warn!(phone = %transmit.peer, error = %e, "media not anchored; message not sent");
+                if matches!(transmit.message.as_ref(), Message::Request(_)) {
+                    self.failed(&transmit);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A message's SDP body, if it has one; an error for a body that may
+/// hold addresses the node cannot rewrite (multipart).
+fn sdp_body(message: &Message) -> Result<Option<&[u8]>, &'static str> {
+    let (headers, body) = match message {
+        Message::Request(r) => (&r.headers, &r.body),
+        Message::Response(r) => (&r.headers, &r.body),
+    };
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let kind = headers
+        .get(&HeaderName::ContentType)
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|| "application/sdp".to_owned());
+    match kind.as_str() {
+        "application/sdp" => Ok(Some(body)),
+        k if k.starts_with("multipart/") => Err("multipart bodies are not anchored"),
+        _ => Ok(None),
+    }
+}
+
+/// Whether a message accepts its call (a 2xx to INVITE).
+fn carrier(message: &Message) -> Carrier {
+    match message {
+        Message::Response(r)
+            if (200..300).contains(&r.code)
+                && message.cseq().is_ok_and(|c| c.method == Method::Invite) =>
+        {
+            Carrier::Accepted
+        }
+        _ => Carrier::Other,
+    }
+}
+
+fn set_body(message: &mut Message, body: Vec<u8>) {
+    match message {
+        Message::Request(r) => r.body = body,
+        Message::Response(r) => r.body = body,
     }
 }

@@ -110,9 +110,11 @@ fn the_callers_node_relays_between_its_phone_and_the_callees_node() {
             to: addr("127.0.0.5:4001")
         }]
     );
+    // A phone at its SDP's address is believed, whatever port it sends
+    // from (SIPp streams from another port than it receives on).
     table.phone_packet(now, 1, 0, Component::Rtcp, addr("127.0.0.5:7777"), &mut out);
     table.node_packet(now, node(2), header(0, Component::Rtcp), &mut out);
-    assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("127.0.0.5:7777")));
+    assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("127.0.0.5:4001")));
     // Not from the phone's address, not from a party, not a stream of
     // the call: dropped.
     let dropped = table.stats().dropped;
@@ -129,6 +131,58 @@ fn the_callers_node_relays_between_its_phone_and_the_callees_node() {
     assert!(ports.open.is_empty());
     assert_eq!(table.stats().sessions, 0);
     assert_eq!(table.stats().blocks, 0);
+}
+
+#[test]
+fn a_phone_behind_a_nat_gets_its_media_where_it_sends_from() {
+    let now = Instant::now();
+    let (mut table, mut ports) = (MediaTable::new(), FakePorts::default());
+    // Its SIP comes from the NAT's address, its SDP names its own.
+    let phone = addr("198.51.100.7:5060");
+    table
+        .from_phone(
+            now,
+            &mut ports,
+            CALL,
+            phone,
+            Carrier::Other,
+            &sdp("10.0.0.5", 4000),
+        )
+        .unwrap();
+    table
+        .from_node(
+            now,
+            &mut ports,
+            CALL,
+            node(2),
+            Carrier::Accepted,
+            &sdp("127.0.0.9", 20030),
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    table.node_packet(now, node(2), header(0, Component::Rtp), &mut out);
+    assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("10.0.0.5:4000")));
+    table.phone_packet(
+        now,
+        1,
+        0,
+        Component::Rtp,
+        addr("198.51.100.7:31000"),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    table.node_packet(now, node(2), header(0, Component::Rtp), &mut out);
+    assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("198.51.100.7:31000")));
+    // Another address is refused.
+    table.phone_packet(
+        now,
+        1,
+        0,
+        Component::Rtp,
+        addr("198.51.100.8:31000"),
+        &mut out,
+    );
+    assert!(out.is_empty());
 }
 
 #[test]
