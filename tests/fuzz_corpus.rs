@@ -216,3 +216,23 @@ fn sip_proxy_inputs() {
     }
     assert!(sent > 0, "the seeds make the proxy answer or forward");
 }
+
+#[test]
+fn sdp_media_inputs() {
+    let inputs = inputs("sdp_media");
+    assert!(inputs.len() >= 8, "seed corpus is committed");
+    let (mut sdp, mut datagrams) = (0, 0);
+    for (name, data) in inputs {
+        // The fuzz target's own checks (they panic, naming nothing, so
+        // the input's name goes first).
+        eprintln!("{name}");
+        p2psip::sip::fuzzing::sdp_media(&data);
+        sdp += usize::from(p2psip::sip::sdp::Sdp::parse(&data).is_ok());
+        datagrams += usize::from(p2psip::sip::media::DatagramHeader::decode(&data).is_ok());
+    }
+    assert!(sdp >= 3, "the valid SDP seeds parse ({sdp})");
+    assert!(
+        datagrams >= 2,
+        "the valid datagram seeds decode ({datagrams})"
+    );
+}

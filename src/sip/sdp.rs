@@ -121,21 +121,42 @@ pub struct Sdp {
     streams: Vec<MediaStream>,
 }
 
-/// Attributes that would carry an address past the rewrite.
-fn carries_address(attribute: &str) -> bool {
+/// The attributes a call needs, passed on as written; every other
+/// attribute is dropped (ICE candidates, `a=rtcp:`, `a=ssrc:` whose
+/// CNAME is often user@address, vendor extensions).
+pub const KEPT_ATTRIBUTES: &[&str] = &[
+    "rtpmap",
+    "fmtp",
+    "ptime",
+    "maxptime",
+    "sendrecv",
+    "sendonly",
+    "recvonly",
+    "inactive",
+    "rtcp-mux",
+    "rtcp-rsize",
+    "rtcp-fb",
+    "mid",
+    "group",
+    "label",
+    "setup",
+    "fingerprint",
+    "crypto",
+    "framerate",
+    "silencesupp",
+];
+
+/// Whether an attribute (`name[:value]`) is passed on.
+pub fn kept_attribute(attribute: &str) -> bool {
     let name = attribute.split(':').next().unwrap_or_default();
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "candidate"
-            | "remote-candidates"
-            | "end-of-candidates"
-            | "ice-ufrag"
-            | "ice-pwd"
-            | "ice-options"
-            | "ice-lite"
-            | "ice-mismatch"
-            | "rtcp"
-    )
+    KEPT_ATTRIBUTES
+        .iter()
+        .any(|kept| kept.eq_ignore_ascii_case(name))
+}
+
+/// Whether `s` is 1 to 20 ASCII digits.
+fn digits(s: &str) -> bool {
+    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `IN IP4 <addr>` or `IN IP6 <addr>`: the address (refusing multicast
@@ -190,7 +211,7 @@ impl Sdp {
             if raw.is_empty() {
                 continue;
             }
-            if lines.len() >= SDP_MAX_LINES {
+            if line > SDP_MAX_LINES {
                 return Err(SdpError::TooManyLines);
             }
             if raw.len() > SDP_MAX_LINE_LEN {
@@ -209,12 +230,15 @@ impl Sdp {
             }
             let parsed = match kind {
                 'o' => {
-                    // The address may be a name: it is replaced, not read.
+                    // The user name and address are replaced, not read
+                    // (either may name the phone's host).
                     let fields: Vec<&str> = value.split(' ').collect();
-                    match (fields.get(..3), fields.len()) {
-                        (Some(head), 6) => Line::Origin {
-                            user_session_version: head.join(" "),
-                        },
+                    match fields[..] {
+                        [_, id, version, _, _, _] if digits(id) && digits(version) => {
+                            Line::Origin {
+                                user_session_version: format!("- {id} {version}"),
+                            }
+                        }
                         _ => {
                             return Err(SdpError::Malformed {
                                 line,
@@ -269,7 +293,7 @@ impl Sdp {
                         rest: rest.to_owned(),
                     }
                 }
-                'a' if carries_address(value) => continue,
+                'a' if !kept_attribute(value) => continue,
                 'a' => {
                     if value.eq_ignore_ascii_case("rtcp-mux") {
                         if let Some(m) = media.last_mut() {
@@ -278,7 +302,30 @@ impl Sdp {
                     }
                     Line::Keep(raw.to_owned())
                 }
-                _ => Line::Keep(raw.to_owned()),
+                // Free text (which phones fill with host names): blank.
+                's' => Line::Keep("s=-".to_owned()),
+                't' => match value.split(' ').collect::<Vec<_>>()[..] {
+                    [start, stop] if digits(start) && digits(stop) => Line::Keep(raw.to_owned()),
+                    _ => {
+                        return Err(SdpError::Malformed {
+                            line,
+                            what: "timing",
+                        })
+                    }
+                },
+                'b' => match value.split_once(':') {
+                    Some((kind, n))
+                        if digits(n)
+                            && !kind.is_empty()
+                            && kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+                    {
+                        Line::Keep(raw.to_owned())
+                    }
+                    _ => continue,
+                },
+                'v' => Line::Keep(raw.to_owned()),
+                // i=, u=, e=, p=, k=, r=, z= and unknown types: dropped.
+                _ => continue,
             };
             lines.push(parsed);
         }
@@ -390,7 +437,7 @@ m=video 0 RTP/AVP 31\r\n";
         assert!(!text.contains("49170"), "{text}");
         assert_eq!(
             text,
-            "v=0\r\no=alice 2890844526 2890844526 IN IP4 127.0.0.1\r\ns=-\r\n\
+            "v=0\r\no=- 2890844526 2890844526 IN IP4 127.0.0.1\r\ns=-\r\n\
 c=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0 8 101\r\n\
 a=rtpmap:0 PCMU/8000\r\nm=video 0 RTP/AVP 31\r\n"
         );
