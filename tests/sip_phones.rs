@@ -1033,3 +1033,221 @@ fn sipp_call_media_is_anchored_at_both_nodes() {
         "{bob_sdp:?}"
     );
 }
+
+/// A WAV file of `secs` seconds of a 440 Hz tone, 8 kHz mono 16-bit PCM
+/// (what baresip's aufile source reads).
+fn tone_wav(path: &Path, secs: u32) {
+    let samples: Vec<i16> = (0..8000 * secs)
+        .map(|i| {
+            let t = f64::from(i) / 8000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()) as i16
+        })
+        .collect();
+    let data_len = u32::try_from(samples.len() * 2).unwrap();
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        wav.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(path, wav).unwrap();
+}
+
+/// baresip as it runs in the README: a softphone with no sound card,
+/// its audio from `wav`, driven through its ctrl_tcp port.
+struct Baresip {
+    child: std::process::Child,
+    ctrl: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Baresip {
+    fn start(node_sip: &str, aor: &str, user: &str, password: &str, wav: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (sip, ctrl) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+        std::fs::write(
+            dir.path().join("config"),
+            format!(
+                "sip_listen 127.0.0.1:{sip}\n\
+                 net_interface 127.0.0.1\n\
+                 dns_server 127.0.0.1:53\n\
+                 rtp_ports 40000-40999\n\
+                 audio_source aufile,{wav}\n\
+                 module_path /usr/lib/baresip/modules\n\
+                 module g711.so\n\
+                 module aufile.so\n\
+                 module ctrl_tcp.so\n\
+                 ctrl_tcp_listen 127.0.0.1:{ctrl}\n\
+                 module_tmp account.so\n\
+                 module_app menu.so\n",
+                wav = wav.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!(
+                "<{aor}>;auth_user={user};auth_pass={password};\
+                 outbound=\"sip:{node_sip}\";regint=600;audio_codecs=pcmu\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("baresip")
+            .arg("-f")
+            .arg(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("baresip runs (Debian: apt install baresip-core; .ci/run installs it)");
+        Self {
+            child,
+            ctrl,
+            _dir: dir,
+        }
+    }
+
+    /// Sends ctrl_tcp commands (netstrings of JSON) on one connection.
+    fn command(&self, commands: &[(&str, &str)]) {
+        let mut conn = None;
+        for _ in 0..50 {
+            match TcpStream::connect(("127.0.0.1", self.ctrl)) {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        let mut conn = conn.expect("baresip's ctrl_tcp port opens");
+        for (command, params) in commands {
+            let json = serde_json::json!({"command": command, "params": params, "token": command})
+                .to_string();
+            conn.write_all(format!("{}:{json},", json.len()).as_bytes())
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Baresip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// baresip, a real softphone, registers at node A and calls bob (a
+/// SIPp phone at node B whose media is a socket of this test) with an
+/// audio file: the audio arrives, relayed through both nodes, and bob's
+/// phone sees only node B's address.
+#[test]
+fn baresip_registers_and_calls_through_two_nodes_with_audio() {
+    let lab = Lab::new();
+    let (a_dir, b_dir) = (lab.node_dir("a"), lab.node_dir("b"));
+    // baresip 1.0 (libre 1.1) answers MD5 challenges only, and gives up
+    // if a 401 offers another algorithm too.
+    let pw = p(lab.root.path(), "alice.pw");
+    std::fs::write(&pw, "alice-secret\n").unwrap();
+    let alice_dir = p(lab.root.path(), "alice");
+    run_ok(&["identity", "new", "--user", "--dir", &alice_dir]);
+    let added = json(&run_ok(&[
+        "sip",
+        "add-user",
+        "--dir",
+        &a_dir,
+        "--user-dir",
+        &alice_dir,
+        "--password-file",
+        &pw,
+        "--auth-user",
+        "alice",
+        "--overlay",
+        &lab.overlay,
+        "--digest",
+        "MD5",
+        "--json",
+    ]));
+    let alice_aor = added["aor"].as_str().unwrap().to_owned();
+    let bob = lab.user(&b_dir, "bob", "bob-secret");
+    let a = lab.start(&a_dir, None);
+    let b = lab.start(&b_dir, Some(&a));
+    let bob_phone = Phone::at("127.0.0.1");
+    assert!(register(&b, "u1", bob_phone, &bob, "bob-secret", "600").0);
+    let bob_media = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bob_port = bob_media.local_addr().unwrap().port();
+    let at_bob = count_rtp(bob_media, false);
+    let dir = tempfile::tempdir().unwrap();
+    let answer = dir.path().join("answer_media.xml");
+    std::fs::write(
+        &answer,
+        std::fs::read_to_string(scenario("answer_media"))
+            .unwrap()
+            .replace("@MEDIA_PORT@", &bob_port.to_string()),
+    )
+    .unwrap();
+    let callee = std::thread::spawn(move || {
+        sipp_traced(
+            answer.to_str().unwrap(),
+            None,
+            "u1",
+            bob_phone,
+            ("-", "-"),
+            &[],
+            1,
+            30,
+            true,
+        )
+    });
+    let wav = dir.path().join("tone.wav");
+    tone_wav(&wav, 2);
+    let phone = Baresip::start(
+        a.sip.as_deref().unwrap(),
+        &alice_aor,
+        "alice",
+        "alice-secret",
+        &wav,
+    );
+    assert!(
+        eventually(100, || registered(&a_dir)
+            .iter()
+            .any(|(user, contacts)| user == "alice" && !contacts.is_empty())),
+        "baresip did not register at its node"
+    );
+    phone.command(&[("dial", &aor(&bob))]);
+    let (ok, log, bob_messages) = callee.join().unwrap();
+    assert!(ok, "bob's phone did not get baresip's call:\n{log}");
+    let (packets, sources, first) = at_bob.join().unwrap();
+    // 2 s of audio at 20 ms a packet; the file's end hangs up.
+    assert!(
+        packets >= 80,
+        "{packets} of ~100 packets of baresip's audio reached bob"
+    );
+    assert_eq!(first.get(1).map(|pt| pt & 0x7f), Some(0), "PCMU");
+    assert!(
+        sources.len() == 1 && (20_000..=29_999).contains(&sources[0].port()),
+        "bob's phone got media from {sources:?}, not from its node alone"
+    );
+    // The offer bob's phone got names node B's port, not baresip's.
+    let offered = sdp_ports(&bob_messages);
+    assert!(
+        offered
+            .first()
+            .is_some_and(|p| (20_000..=29_999).contains(p)),
+        "{bob_messages}"
+    );
+    assert!(
+        !offered.iter().any(|p| (40_000..=40_999).contains(p)),
+        "{offered:?}"
+    );
+    phone.command(&[("quit", "")]);
+}
