@@ -968,11 +968,12 @@ fn sipp_call_media_is_anchored_at_both_nodes() {
             .replace("@AUDIO@", audio.to_str().unwrap()),
     )
     .unwrap();
+    let alice_phone = Phone::at("127.0.0.1");
     let (ok, log, alice_messages) = sipp_traced(
         call.to_str().unwrap(),
         t.a.sip.as_deref(),
         "u1",
-        Phone::at("127.0.0.1"),
+        alice_phone,
         ("alice", "alice-secret"),
         &[
             ("domain", OVERLAY),
@@ -1032,6 +1033,24 @@ fn sipp_call_media_is_anchored_at_both_nodes() {
         bob_sdp.iter().any(|p| (20_000..=29_999).contains(p)),
         "{bob_sdp:?}"
     );
+    // Nor does the signalling name the other phone: its Contact is
+    // hidden behind its node (and the BYE still found bob's phone).
+    let contacts = |messages: &str| -> Vec<String> {
+        messages
+            .lines()
+            .filter(|l| l.trim_start().to_ascii_lowercase().starts_with("contact:"))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    };
+    let (alice_sip, bob_sip) = (alice_phone.port.to_string(), bob_phone.port.to_string());
+    let (at_alice, at_bob) = (contacts(&alice_messages), contacts(&bob_messages));
+    assert!(
+        at_alice.iter().all(|c| !c.contains(&bob_sip)),
+        "{at_alice:?}"
+    );
+    assert!(at_bob.iter().all(|c| !c.contains(&alice_sip)), "{at_bob:?}");
+    assert!(at_bob.iter().any(|c| c.contains("p2p-")), "{at_bob:?}");
+    assert!(at_alice.iter().any(|c| c.contains("p2p-")), "{at_alice:?}");
 }
 
 /// A WAV file of `secs` seconds of a 440 Hz tone, 8 kHz mono 16-bit PCM

@@ -46,6 +46,10 @@ mod tests;
 /// node it leads to: 64 hex digits of its node id.
 pub const NODE_PARAM: &str = "p2p-node";
 
+/// The user part by which a node's hidden contacts are known
+/// ([`Proxy::hidden_contact`]).
+pub const HIDDEN_CONTACT_PREFIX: &str = "p2p-";
+
 /// How long a forwarding context outlives its final response, to pass
 /// on retransmitted 2xx responses (64 × T1).
 const CONTEXT_LINGER: Duration = Duration::from_secs(32);
@@ -523,8 +527,8 @@ impl Proxy {
             return actions;
         }
         // A phone's contact here (a request inside a dialog).
-        if let Some((addr, t)) = self.phone_at(&uri, unix_ms) {
-            let target = vec![(addr, t, Some(uri))];
+        if let Some((addr, t, contact)) = self.phone_at(&uri, unix_ms) {
+            let target = vec![(addr, t, Some(contact))];
             return self.forward(now, id, (peer, transport), request, target, false);
         }
         self.reply(now, id, &request, 404, Some("no such user or phone here"))
@@ -576,17 +580,78 @@ impl Proxy {
             .collect()
     }
 
-    /// The phone whose contact is `uri`, if one is bound here.
-    fn phone_at(&self, uri: &SipUri, unix_ms: u64) -> Option<(SocketAddr, Transport)> {
+    /// The phone whose contact is `uri`, if one is bound here: where to
+    /// send, and its contact (the Request-URI it gets). `uri` is the
+    /// contact as the phone wrote it, or as this node hid it
+    /// ([`Proxy::hidden_contact`]).
+    fn phone_at(&self, uri: &SipUri, unix_ms: u64) -> Option<(SocketAddr, Transport, SipUri)> {
+        let hidden = uri
+            .user
+            .as_deref()
+            .and_then(|u| u.strip_prefix(HIDDEN_CONTACT_PREFIX))
+            .filter(|_| {
+                self.names_me(&SipUri {
+                    user: None,
+                    ..uri.clone()
+                })
+            });
         self.registrar
             .all_bindings()
-            .flat_map(|(_, phones)| phones.iter())
-            .filter(|b| b.expires_ms > unix_ms)
-            .find_map(|b| {
+            .flat_map(|(aor, phones)| phones.iter().map(move |b| (aor, b)))
+            .filter(|(_, b)| b.expires_ms > unix_ms)
+            .find_map(|(aor, b)| {
                 let contact = SipUri::parse(&b.uri).ok()?;
-                (contact.host == uri.host && contact.port == uri.port)
-                    .then(|| (phone_address(b, &contact), b.transport))
+                let matches = match hidden {
+                    Some(token) => token == self.contact_token(aor, &b.uri),
+                    None => contact.host == uri.host && contact.port == uri.port,
+                };
+                matches.then(|| (phone_address(b, &contact), b.transport, contact))
             })
+    }
+
+    /// The token that stands for a phone's contact outside the node.
+    fn contact_token(&self, aor: &str, contact: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(b"p2psip-contact-v1 ");
+        h.update(self.branch_key);
+        h.update(aor.as_bytes());
+        h.update(b"\n");
+        h.update(contact.as_bytes());
+        hex::encode(h.finalize().get(..12).unwrap_or_default())
+    }
+
+    /// The Contact this node writes in place of the one of its phone at
+    /// `phone` (the address it sends from, or the node sends it to): a
+    /// URI at the node's listener whose user part only this node can
+    /// map back to the phone (docs/sip.md, "Media": no phone learns the
+    /// other's address). `None` if no phone is bound there.
+    fn hidden_contact(&self, phone: SocketAddr) -> Option<String> {
+        self.registrar
+            .all_bindings()
+            .flat_map(|(aor, phones)| phones.iter().map(move |b| (aor, b)))
+            .find(|(_, b)| {
+                b.source == phone
+                    || SipUri::parse(&b.uri).is_ok_and(|c| phone_address(b, &c) == phone)
+            })
+            .map(|(aor, b)| {
+                format!(
+                    "<sip:{HIDDEN_CONTACT_PREFIX}{}@{}>",
+                    self.contact_token(aor, &b.uri),
+                    self.local
+                )
+            })
+    }
+
+    /// Replaces the Contact of a message from this node's phone at
+    /// `phone` that leaves for the overlay.
+    fn hide_contact(&self, headers: &mut Headers, phone: SocketAddr) {
+        if headers.get(&HeaderName::Contact).is_none() {
+            return;
+        }
+        match self.hidden_contact(phone) {
+            Some(contact) => headers.set(HeaderName::Contact, contact),
+            None => headers.set(HeaderName::Contact, format!("<sip:{}>", self.local)),
+        }
     }
 
     /// The request as this node forwards it to one target.
@@ -644,8 +709,12 @@ impl Proxy {
             answered: false,
             linger_until: None,
         };
+        let from_phone = !reliable_hop;
         for (addr, t, uri) in targets {
-            let copy = self.forwarded(&request, t, uri);
+            let mut copy = self.forwarded(&request, t, uri);
+            if from_phone && matches!(t, Transport::Overlay(_)) {
+                self.hide_contact(&mut copy.headers, peer);
+            }
             match self.client.send(now, addr, t, copy.clone()) {
                 Ok((client, transmit)) => {
                     self.by_client.insert(client, id);
@@ -762,7 +831,10 @@ impl Proxy {
                 }
             }
             None => match self.phone_at(&request.uri, unix_ms) {
-                Some(target) => target,
+                Some((addr, t, contact)) => {
+                    request.uri = contact;
+                    (addr, t)
+                }
                 None => return Vec::new(),
             },
         };
@@ -835,11 +907,20 @@ impl Proxy {
         let Some(&server) = self.by_client.get(&client) else {
             return actions;
         };
-        let Some(forward) = self.forwards.get_mut(&server) else {
+        let Some(upstream) = self.forwards.get(&server).map(|f| f.upstream) else {
             return actions;
         };
         // Our Via goes; the rest lead back to the requester.
         response.headers.pop_first_value(&HeaderName::Via);
+        // A phone's answer leaving for the overlay: its Contact is hidden.
+        if let (Transport::Overlay(_), Some((phone, Transport::Udp | Transport::Tcp))) =
+            (upstream.1, self.client.peer_of(client))
+        {
+            self.hide_contact(&mut response.headers, phone);
+        }
+        let Some(forward) = self.forwards.get_mut(&server) else {
+            return actions;
+        };
         if response.code == 100 {
             return actions;
         }
