@@ -595,7 +595,7 @@ pub const MEDIA_MAX_STREAMS: usize = 4;
 
 /// Calls whose media a node anchors at once, at most; beyond, a new
 /// call is refused (488) rather than passed on unanchored.
-pub const MEDIA_MAX_SESSIONS: usize = 1024;
+pub const MEDIA_MAX_SESSIONS: usize = 4096;
 
 /// Parties to one call's media at a node, at most: the caller and the
 /// forks of the callee (phones or nodes).
