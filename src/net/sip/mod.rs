@@ -26,7 +26,7 @@ use self::media::{DialerLinks, MediaRelay};
 use super::core::now_ms;
 use super::dialer::Dialer;
 use super::overlay::{OverlayService, SipDelivery};
-use crate::identity::{aor_key, NodeId, SecretKey};
+use crate::identity::{aor_key, NodeId};
 use crate::limits::{
     SIP_MAX_MESSAGE_LEN, SIP_MAX_TCP_CONNECTIONS, SIP_OVERLAY_INBOX, SIP_OVERLAY_PEERS,
     SIP_TCP_IDLE_TIMEOUT,
@@ -34,6 +34,7 @@ use crate::limits::{
 use crate::overlay::key::Key;
 use crate::overlay::record::{next_registration, DeviceChange, Record, RecordKind};
 use crate::overlay::routing::Contact;
+use crate::sip::identity::Signer;
 use crate::sip::media::{Carrier, MediaStats};
 use crate::sip::proxy::{Action, Located, Proxy};
 use crate::sip::registrar::RegistrarStats;
@@ -65,8 +66,7 @@ const NODE_SENDER_IDLE: Duration = Duration::from_secs(60);
 
 /// A user's signing material, loaded from its account.
 struct UserKeys {
-    key: Arc<SecretKey>,
-    user_cert: Option<Vec<u8>>,
+    signer: Arc<Signer>,
 }
 
 /// The sans-IO core and what the shell keeps beside it, behind one lock
@@ -157,7 +157,8 @@ impl SipListener {
         let tcp = TcpListener::bind(local).await?;
         let mut secret = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
-        let proxy = Proxy::new(node_id, domain, local, secret);
+        let mut proxy = Proxy::new(node_id, domain, local, secret);
+        proxy.set_record_policy(overlay.record_policy().clone());
         zeroize::Zeroize::zeroize(&mut secret);
         let (inbox, deliveries) = mpsc::channel(SIP_OVERLAY_INBOX);
         if !overlay.set_sip_inbox(inbox) {
@@ -293,8 +294,10 @@ impl Inner {
                         users.insert(
                             served.account.aor.clone(),
                             Arc::new(UserKeys {
-                                key: Arc::new(served.key),
-                                user_cert: served.user_cert,
+                                signer: Arc::new(Signer {
+                                    key: served.key,
+                                    cert: served.user_cert,
+                                }),
                             }),
                         );
                         accounts.push(served.account);
@@ -312,7 +315,7 @@ impl Inner {
             }
             let signers = users
                 .iter()
-                .map(|(aor, keys)| (aor.clone(), keys.key.clone()))
+                .map(|(aor, keys)| (aor.clone(), keys.signer.clone()))
                 .collect();
             layers.proxy.set_signers(signers);
             layers.users = users;
@@ -702,8 +705,8 @@ impl Inner {
         let (record, _) = next_registration(
             previous.as_ref(),
             aor,
-            keys.user_cert.clone(),
-            &keys.key,
+            keys.signer.cert.clone(),
+            &keys.signer.key,
             self.node_id,
             change,
             now,

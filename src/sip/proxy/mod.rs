@@ -22,7 +22,7 @@
 //! [`Action`]s it returns.
 
 use super::header::HeaderName;
-use super::identity::{self, IdentityError};
+use super::identity::{self, IdentityError, Signer};
 use super::message::{Headers, Message, Method, Request, Response};
 use super::registrar::{aor_of, PhoneBinding, Registered, Registrar};
 use super::transaction::{
@@ -31,8 +31,9 @@ use super::transaction::{
 };
 use super::typed::NameAddr;
 use super::uri::{Host, SipUri};
-use crate::identity::{NodeId, SecretKey};
+use crate::identity::NodeId;
 use crate::limits::{SIP_MAX_FORK_NODES, SIP_MAX_TRANSACTIONS};
+use crate::overlay::record::RecordPolicy;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -153,7 +154,9 @@ pub struct Proxy {
     /// REGISTER transactions waiting for their publication: their 200.
     waiting: HashMap<TxId, Response>,
     /// The keys that sign the calls of the AORs served here.
-    signers: HashMap<String, Arc<SecretKey>>,
+    signers: HashMap<String, Arc<Signer>>,
+    /// How callers are proved in this overlay (by key, or by CA).
+    records: RecordPolicy,
     /// Lookups in flight, by handle: their AOR.
     locating: HashMap<u64, String>,
     /// Where AORs were found lately (at most [`SIP_MAX_TRANSACTIONS`]).
@@ -241,6 +244,7 @@ impl Proxy {
             next_lookup: 0,
             waiting: HashMap::new(),
             signers: HashMap::new(),
+            records: RecordPolicy::self_certifying(domain.to_ascii_lowercase()),
             locating: HashMap::new(),
             locations: HashMap::new(),
         }
@@ -248,8 +252,14 @@ impl Proxy {
 
     /// The user keys that sign the calls of the AORs served here
     /// (RFC 8224 style, [`super::identity`]), by AOR.
-    pub fn set_signers(&mut self, signers: HashMap<String, Arc<SecretKey>>) {
+    pub fn set_signers(&mut self, signers: HashMap<String, Arc<Signer>>) {
         self.signers = signers;
+    }
+
+    /// How this overlay proves its callers: by their self-certifying
+    /// AORs (the default), or by user certificates of its CA.
+    pub fn set_record_policy(&mut self, records: RecordPolicy) {
+        self.records = records;
     }
 
     /// The registrar.
@@ -465,7 +475,7 @@ impl Proxy {
                 }
             }
             if !from_phone && dialog_starts && request.method == Method::Invite {
-                match identity::verify(&request, &self.domain, unix_ms / 1000) {
+                match identity::verify(&request, &self.records, unix_ms / 1000) {
                     Ok(from) => caller = Some(from),
                     Err(IdentityError::Absent) => {}
                     Err(e) => {

@@ -363,8 +363,11 @@ fn max_forwards_and_unroutable_requests_are_answered() {
 #[test]
 fn the_callers_node_signs_and_the_callees_node_asserts_or_refuses() {
     let now = Instant::now();
-    let key = Arc::new(SecretKey::from_seed(&[42; 32]));
-    let alice = crate::overlay::record::self_certifying_aor(&key.public().user_id(), DOMAIN);
+    let key = Arc::new(crate::sip::identity::Signer {
+        key: SecretKey::from_seed(&[42; 32]),
+        cert: None,
+    });
+    let alice = crate::overlay::record::self_certifying_aor(&key.key.public().user_id(), DOMAIN);
     let user = alice
         .strip_prefix("sip:")
         .and_then(|a| a.split('@').next())
