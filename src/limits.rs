@@ -515,10 +515,13 @@ pub const SIP_NONCE_LIFETIME: Duration = Duration::from_secs(300);
 
 /// SIP transactions in progress at once, at most, in each direction
 /// (server and client): a request that would open one more is answered
-/// 503 statelessly. A finished UDP transaction lingers up to 64 × T1
-/// (32 s) to absorb retransmissions, so this allows about 128 new
-/// transactions a second sustained.
-pub const SIP_MAX_TRANSACTIONS: usize = 4096;
+/// 503 statelessly. A finished transaction with a phone over UDP lingers
+/// up to 64 × T1 (32 s) to absorb retransmissions (over the overlay, a
+/// reliable hop between proxies, it ends at once), so a node whose
+/// phones call over UDP takes about 1,000 calls a second sustained (an
+/// INVITE and a BYE lingering each). A transaction keeps its request
+/// and last response, about 1–2 KB: some 100 MB a layer when full.
+pub const SIP_MAX_TRANSACTIONS: usize = 65_536;
 
 /// Nonces whose last count a node remembers (to refuse replays), at most.
 pub const SIP_MAX_TRACKED_NONCES: usize = 4096;

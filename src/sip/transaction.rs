@@ -36,7 +36,8 @@ use super::typed::{CSeq, Via, BRANCH_MAGIC_COOKIE};
 use super::SipError;
 use crate::identity::NodeId;
 use crate::limits::SIP_MAX_TRANSACTIONS;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -271,7 +272,10 @@ trait Tracked {
     fn retransmission(&self) -> Option<Transmit>;
 }
 
-/// The transactions of one layer, by id and by key, at most `max`.
+/// The transactions of one layer, by id and by key, at most `max`, and
+/// when each has a timer due (a heap with stale entries skipped: a
+/// transaction's timers are rescheduled after every change, and an entry
+/// counts only if the transaction still has a timer due by then).
 #[derive(Debug)]
 struct Table<T: Tracked> {
     config: TimerConfig,
@@ -279,6 +283,7 @@ struct Table<T: Tracked> {
     next_id: u64,
     by_key: HashMap<T::Key, TxId>,
     txs: HashMap<TxId, T>,
+    schedule: BinaryHeap<Reverse<(Instant, TxId)>>,
 }
 
 impl<T: Tracked> Table<T> {
@@ -289,6 +294,7 @@ impl<T: Tracked> Table<T> {
             next_id: 0,
             by_key: HashMap::new(),
             txs: HashMap::new(),
+            schedule: BinaryHeap::new(),
         }
     }
 
@@ -310,36 +316,73 @@ impl<T: Tracked> Table<T> {
         self.next_id += 1;
         self.by_key.insert(tx.key().clone(), id);
         self.txs.insert(id, tx);
+        self.reschedule(id);
         Ok(id)
     }
 
+    /// Notes when transaction `id`'s next timer is due (after a change).
+    fn reschedule(&mut self, id: TxId) {
+        if let Some(at) = self.txs.get(&id).and_then(|tx| tx.timers().next()) {
+            self.schedule.push(Reverse((at, id)));
+        }
+        self.prune_top();
+        // Stale entries below the top stay until they come up; if they
+        // pile up (many changes between timeouts), the heap is rebuilt.
+        if self.schedule.len() > 4 * self.txs.len() + 1024 {
+            self.schedule = self
+                .txs
+                .iter()
+                .filter_map(|(id, tx)| tx.timers().next().map(|at| Reverse((at, *id))))
+                .collect();
+        }
+    }
+
+    /// Drops stale entries from the top, so that the top is when the
+    /// next timer is really due.
+    fn prune_top(&mut self) {
+        while let Some(Reverse((at, id))) = self.schedule.peek().copied() {
+            if self.txs.get(&id).and_then(|tx| tx.timers().next()) == Some(at) {
+                break;
+            }
+            self.schedule.pop();
+        }
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
-        self.txs.values().filter_map(|tx| tx.timers().next()).min()
+        self.schedule.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Fires every timer due at `now`; drops the transactions that end.
     fn handle_timeout(&mut self, now: Instant) -> Vec<TimerOutput> {
         let mut out = Vec::new();
-        let mut ended = Vec::new();
-        for (id, tx) in &mut self.txs {
+        while let Some(Reverse((at, id))) = self.schedule.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.schedule.pop();
+            let Some(tx) = self.txs.get_mut(&id) else {
+                continue; // ended meanwhile
+            };
+            if tx.timers().next().is_none_or(|next| next > now) {
+                continue; // rescheduled later; its own entry will come
+            }
             let (retransmit, end) = fire(tx.timers_mut(), now);
             if retransmit {
                 out.extend(tx.retransmission().map(TimerOutput::Retransmit));
             }
             match end {
-                Some(OnDeadline::TimedOut) => {
-                    out.push(TimerOutput::TimedOut(*id));
-                    ended.push(*id);
+                Some(what) => {
+                    if what == OnDeadline::TimedOut {
+                        out.push(TimerOutput::TimedOut(id));
+                    }
+                    if let Some(tx) = self.txs.remove(&id) {
+                        self.by_key.remove(tx.key());
+                    }
                 }
-                Some(OnDeadline::Ends) => ended.push(*id),
-                None => {}
+                None => self.reschedule(id),
             }
         }
-        for id in ended {
-            if let Some(tx) = self.txs.remove(&id) {
-                self.by_key.remove(tx.key());
-            }
-        }
+        self.prune_top();
         out.sort_by_key(|o| match o {
             TimerOutput::TimedOut(id) => Some(*id),
             TimerOutput::Retransmit(_) => None,
@@ -485,8 +528,8 @@ impl ServerTransactions {
     ) -> Result<ServerReceived, TxError> {
         let key = ServerKey::of(request)?;
         let t4 = self.table.config.t4;
-        if let Some((_, tx)) = self.table.find(&key) {
-            return Ok(ServerReceived::Absorbed(match request.method {
+        if let Some((id, tx)) = self.table.find(&key) {
+            let absorbed = ServerReceived::Absorbed(match request.method {
                 Method::Ack => match tx.state {
                     ServerState::Completed => {
                         tx.state = ServerState::Confirmed;
@@ -507,7 +550,9 @@ impl ServerTransactions {
                     ServerState::Proceeding | ServerState::Completed => tx.resend(),
                     ServerState::Trying | ServerState::Confirmed | ServerState::Accepted => None,
                 },
-            }));
+            });
+            self.table.reschedule(id);
+            return Ok(absorbed);
         }
         if request.method == Method::Ack {
             return Ok(ServerReceived::AckFor2xx);
@@ -566,7 +611,15 @@ impl ServerTransactions {
             (100..=199, _) => tx.state = ServerState::Proceeding,
             (200..=299, true) => {
                 tx.state = ServerState::Accepted;
-                tx.timers.end_after(now, config.long()); // Timer L
+                // Timer L. Over the overlay nothing is retransmitted (the
+                // hop is reliable and the peer is a proxy, not a UAS), and
+                // the ACK for the 2xx goes to the transaction user
+                // whether or not the transaction is still there.
+                let after = match tx.transport {
+                    Transport::Overlay(_) => Duration::ZERO,
+                    _ => config.long(),
+                };
+                tx.timers.end_after(now, after);
             }
             (_, true) => {
                 tx.state = ServerState::Completed;
@@ -589,7 +642,9 @@ impl ServerTransactions {
             }
         }
         tx.last_response = Some(response);
-        tx.resend().ok_or(TxError::Unknown)
+        let transmit = tx.resend().ok_or(TxError::Unknown);
+        self.table.reschedule(id);
+        transmit
     }
 
     /// When [`ServerTransactions::handle_timeout`] should next be called.
@@ -792,6 +847,19 @@ impl ClientTransactions {
         let Some((id, tx)) = self.table.find(&key) else {
             return ClientReceived::Stray;
         };
+        let received = Self::advance(config, now, id, tx, response);
+        self.table.reschedule(id);
+        received
+    }
+
+    /// What `response` does to transaction `id`.
+    fn advance(
+        config: TimerConfig,
+        now: Instant,
+        id: TxId,
+        tx: &mut ClientTx,
+        response: &Response,
+    ) -> ClientReceived {
         let invite = tx.key.method == Method::Invite;
         let reliable = tx.transport.reliable();
         match (tx.state, response.code) {
@@ -939,6 +1007,71 @@ mod tests {
             ServerReceived::New(id) => id,
             other => panic!("expected a new transaction, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_accepted_invite_lingers_for_timer_l_except_over_the_overlay() {
+        let t0 = Instant::now();
+        let mut layer = ServerTransactions::new(TimerConfig::default());
+        let node = Transport::Overlay(crate::identity::NodeId::from_bytes([1; 32]));
+        let mut ids = Vec::new();
+        for (branch, transport) in [("z9hG4bKu", Transport::Udp), ("z9hG4bKo", node)] {
+            let invite = request("INVITE", branch);
+            let id = new_server_tx(&mut layer, t0, transport, &invite);
+            layer.respond(t0, id, invite.reply(200, Some("t"))).unwrap();
+            ids.push(id);
+        }
+        // The overlay's ends now; the phone's after 64 × T1.
+        assert!(layer.handle_timeout(t0).is_empty());
+        assert_eq!(layer.len(), 1);
+        assert_eq!(layer.poll_timeout(), Some(t0 + ms(32_000)));
+        assert!(layer.handle_timeout(t0 + ms(32_000)).is_empty());
+        assert!(layer.is_empty());
+        assert_eq!(layer.poll_timeout(), None);
+    }
+
+    /// Many transactions: the timer heap hands out each one's timers in
+    /// order, and stale entries (rescheduled transactions) do not fire.
+    #[test]
+    fn timers_of_many_transactions_fire_in_order_and_once() {
+        let t0 = Instant::now();
+        let mut layer = ClientTransactions::new(TimerConfig::default());
+        let n = 2_000u64;
+        for i in 0..n {
+            let r = request("OPTIONS", &format!("z9hG4bKm{i}"));
+            layer.send(t0 + ms(i), peer(), Transport::Udp, r).unwrap();
+        }
+        // Half get a final answer (Timer K then ends them after T4).
+        for i in (0..n).step_by(2) {
+            let ok = response(200, "OPTIONS", &format!("z9hG4bKm{i}"));
+            assert!(matches!(
+                layer.receive(t0 + ms(n), &ok),
+                ClientReceived::Deliver(_)
+            ));
+        }
+        // Timer E's first firing: 500 ms after each send, for the half
+        // still waiting, and nothing for the others.
+        let fired = layer.handle_timeout(t0 + ms(500 + n));
+        let retransmits = fired
+            .iter()
+            .filter(|o| matches!(o, TimerOutput::Retransmit(_)))
+            .count();
+        assert_eq!(retransmits as u64, n / 2);
+        // After Timer F (32 s) everyone is gone: the unanswered half time
+        // out, once each.
+        let mut timed_out = 0;
+        let mut now = t0 + ms(500 + n);
+        while let Some(at) = layer.poll_timeout() {
+            assert!(at >= now, "the next timer is never in the past");
+            now = at;
+            timed_out += layer
+                .handle_timeout(now)
+                .iter()
+                .filter(|o| matches!(o, TimerOutput::TimedOut(_)))
+                .count();
+        }
+        assert_eq!(timed_out as u64, n / 2);
+        assert!(layer.is_empty());
     }
 
     /// Either layer, for stepping through its timers.

@@ -35,7 +35,8 @@ use crate::identity::NodeId;
 use crate::limits::{SIP_MAX_FORK_NODES, SIP_MAX_TRANSACTIONS};
 use crate::overlay::record::RecordPolicy;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,6 +160,11 @@ pub struct Proxy {
     records: RecordPolicy,
     /// Lookups in flight, by handle: their AOR.
     locating: HashMap<u64, String>,
+    /// When forwarding contexts may go, earliest first (stale entries,
+    /// of contexts gone, are skipped).
+    lingering: BinaryHeap<Reverse<(Instant, TxId)>>,
+    /// When the registrar last looked for lapsed bindings (unix ms).
+    last_expiry_ms: u64,
     /// Where AORs were found lately (at most [`SIP_MAX_TRANSACTIONS`]).
     locations: HashMap<String, (Instant, Vec<NodeId>)>,
 }
@@ -244,6 +250,8 @@ impl Proxy {
             next_lookup: 0,
             waiting: HashMap::new(),
             signers: HashMap::new(),
+            lingering: BinaryHeap::new(),
+            last_expiry_ms: 0,
             records: RecordPolicy::self_certifying(domain.to_ascii_lowercase()),
             locating: HashMap::new(),
             locations: HashMap::new(),
@@ -947,6 +955,7 @@ impl Proxy {
             let first = !forward.answered;
             forward.answered = true;
             forward.linger_until = Some(now + CONTEXT_LINGER);
+            self.lingering.push(Reverse((now + CONTEXT_LINGER, server)));
             let upstream = forward.upstream;
             // The other branches are cancelled (§16.7 step 10).
             let others: Vec<(Request, TxId)> = forward
@@ -992,6 +1001,7 @@ impl Proxy {
         if done && !forward.answered {
             forward.answered = true;
             forward.linger_until = Some(now + CONTEXT_LINGER);
+            self.lingering.push(Reverse((now + CONTEXT_LINGER, server)));
             if let Some(best) = forward.best.clone() {
                 actions.extend(self.respond(now, server, best));
             }
@@ -1054,7 +1064,7 @@ impl Proxy {
 
     /// When [`Proxy::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let linger = self.forwards.values().filter_map(|f| f.linger_until).min();
+        let linger = self.lingering.peek().map(|Reverse((at, _))| *at);
         [
             self.server.poll_timeout(),
             self.client.poll_timeout(),
@@ -1083,21 +1093,29 @@ impl Proxy {
                 }
             }
         }
-        let done: Vec<TxId> = self
-            .forwards
-            .iter()
-            .filter(|(_, f)| f.linger_until.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in done {
-            if let Some(f) = self.forwards.remove(&id) {
-                for b in f.branches {
-                    self.by_client.remove(&b.client);
+        while let Some(Reverse((at, id))) = self.lingering.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.lingering.pop();
+            let due = self
+                .forwards
+                .get(&id)
+                .is_some_and(|f| f.linger_until.is_some_and(|t| t <= now));
+            if due {
+                if let Some(f) = self.forwards.remove(&id) {
+                    for b in f.branches {
+                        self.by_client.remove(&b.client);
+                    }
                 }
             }
         }
-        for (aor, _) in self.registrar.expire(unix_ms) {
-            actions.push(Action::Publish { aor, reply: None });
+        // Bindings lapse on the wall clock: looked at once a second.
+        if unix_ms.saturating_sub(self.last_expiry_ms) >= 1000 {
+            self.last_expiry_ms = unix_ms;
+            for (aor, _) in self.registrar.expire(unix_ms) {
+                actions.push(Action::Publish { aor, reply: None });
+            }
         }
         // Bounded like the transactions they belong to.
         if self.lookups.len() > SIP_MAX_TRANSACTIONS {
