@@ -913,6 +913,37 @@ fn count_rtp(
     })
 }
 
+/// A callee phone (SIPp, over UDP at `phone`) answering one call with
+/// PCMU received at 127.0.0.1:`media_port`, in the background; returns
+/// SIPp's verdict, output and message log.
+fn answering_with_media(
+    phone: Phone<'static>,
+    media_port: u16,
+) -> std::thread::JoinHandle<(bool, String, String)> {
+    std::thread::spawn(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let answer = dir.path().join("answer_media.xml");
+        std::fs::write(
+            &answer,
+            std::fs::read_to_string(scenario("answer_media"))
+                .unwrap()
+                .replace("@MEDIA_PORT@", &media_port.to_string()),
+        )
+        .unwrap();
+        sipp_traced(
+            answer.to_str().unwrap(),
+            None,
+            "u1",
+            phone,
+            ("-", "-"),
+            &[],
+            1,
+            30,
+            true,
+        )
+    })
+}
+
 /// alice at node A calls bob at node B and streams two seconds of PCMU;
 /// bob's phone (a socket of this test) echoes it. Both directions go
 /// through both nodes: each phone sees only its own node's ports, in
@@ -937,27 +968,7 @@ fn sipp_call_media_is_anchored_at_both_nodes() {
     let audio = dir.path().join("audio.ulaw");
     let samples: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&audio, &samples).unwrap();
-    let answer = dir.path().join("answer_media.xml");
-    std::fs::write(
-        &answer,
-        std::fs::read_to_string(scenario("answer_media"))
-            .unwrap()
-            .replace("@MEDIA_PORT@", &bob_port.to_string()),
-    )
-    .unwrap();
-    let callee = std::thread::spawn(move || {
-        sipp_traced(
-            answer.to_str().unwrap(),
-            None,
-            "u1",
-            bob_phone,
-            ("-", "-"),
-            &[],
-            1,
-            30,
-            true,
-        )
-    });
+    let callee = answering_with_media(bob_phone, bob_port);
     std::thread::sleep(Duration::from_millis(300));
     let call = dir.path().join("call_media.xml");
     std::fs::write(
@@ -1206,27 +1217,7 @@ fn baresip_registers_and_calls_through_two_nodes_with_audio() {
     let bob_port = bob_media.local_addr().unwrap().port();
     let at_bob = count_rtp(bob_media, false);
     let dir = tempfile::tempdir().unwrap();
-    let answer = dir.path().join("answer_media.xml");
-    std::fs::write(
-        &answer,
-        std::fs::read_to_string(scenario("answer_media"))
-            .unwrap()
-            .replace("@MEDIA_PORT@", &bob_port.to_string()),
-    )
-    .unwrap();
-    let callee = std::thread::spawn(move || {
-        sipp_traced(
-            answer.to_str().unwrap(),
-            None,
-            "u1",
-            bob_phone,
-            ("-", "-"),
-            &[],
-            1,
-            30,
-            true,
-        )
-    });
+    let callee = answering_with_media(bob_phone, bob_port);
     let wav = dir.path().join("tone.wav");
     tone_wav(&wav, 2);
     let phone = Baresip::start(
