@@ -27,7 +27,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  if [ -n "${MEDIA_BENCH_KEEP:-}" ]; then echo "kept: $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 cd "$WORK"
@@ -82,7 +82,9 @@ EOF
   done
   sed "s/@MEDIA_PORT@/$RECV_PORT/" "$SCEN/answer_media.xml" >answer.xml
   rm -f ports.txt
-  hold=$(((n / 100 + SECS + 10) * 1000))
+  # Held until the load is over: setup (at most n/50 + 60 s of waiting),
+  # then the run.
+  hold=$(((n / 50 + 60 + SECS + 10) * 1000))
   sed -e "s/@MEDIA_PORT@/7000/" -e "s#@PORTS@#$WORK/ports.txt#" -e "s/@HOLD@/$hold/" "$HOLD_SCEN" >hold.xml
   sipp -nostdin -sf answer.xml -i 127.0.0.1 -p 6200 -m "$n" -timeout $((hold / 1000 + 60))s >uas.out 2>&1 &
   UAS=$!

@@ -98,10 +98,10 @@ system, rate, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), fl
 text = open("uac.out", errors="replace").read()
 ok = [int(m) for m in re.findall(r"Successful call\s+\|\s+\d+\s+\|\s+(\d+)", text)]
 ok = ok[-1] if ok else 0
-rtd = sorted(int(l.split(";")[1]) for f in glob.glob("*_rtt.csv")
+rtd = sorted(float(l.split(";")[1]) for f in glob.glob("*_rtt.csv")
              for l in open(f).read().splitlines()[1:] if l)
 pct = lambda p: rtd[min(len(rtd) - 1, int(len(rtd) * p))] if rtd else float("nan")
-print(f"| {system:7} | {rate:6} | {ok:5} | {ok / (end - start):8.1f} | {pct(0.5):5} | {pct(0.99):5} |")
+print(f"| {system:7} | {rate:6} | {ok:5} | {ok / (end - start):8.1f} | {pct(0.5):5.0f} | {pct(0.99):5.0f} |")
 EOF
 }
 
