@@ -1,6 +1,6 @@
-//! The checks of the `sdp_media` fuzz target, shared with the test that
-//! replays its corpus (tests/fuzz_corpus.rs): one definition of what must
-//! hold.
+//! The checks of the `sdp_media` and `sip_proxy` fuzz targets, shared
+//! with the test that replays their corpora (tests/fuzz_corpus.rs): one
+//! definition of what must hold.
 
 use super::media::{DatagramHeader, DATAGRAM_HEADER_LEN};
 use super::sdp::{kept_attribute, Sdp};
@@ -51,4 +51,76 @@ pub fn sdp_media(data: &[u8]) {
         assert_eq!(Some(&header.encode()[..]), data.get(..DATAGRAM_HEADER_LEN));
         assert_eq!(payload.len() + DATAGRAM_HEADER_LEN, data.len());
     }
+}
+
+/// Runs one input through a proxy that serves one account, the way the
+/// `sip_proxy` fuzz target does: the first byte picks the transport the
+/// message came over (UDP, TCP, the overlay) and what its lookups find;
+/// the rest is the SIP message. Panics if the proxy sends anything that
+/// does not parse again; returns how many messages it sent.
+pub fn sip_proxy(data: &[u8]) -> usize {
+    use super::digest::DigestSecret;
+    use super::proxy::{Action, Located, Proxy};
+    use super::registrar::{Account, DEFAULT_ALGORITHMS};
+    use super::transaction::Transport;
+    use super::Message;
+    use crate::identity::SecretKey;
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    let Some((&selector, bytes)) = data.split_first() else {
+        return 0;
+    };
+    let Ok(message) = Message::parse(bytes) else {
+        return 0;
+    };
+    let me = SecretKey::from_seed(&[1; 32]).public().node_id();
+    let other = SecretKey::from_seed(&[2; 32]).public().node_id();
+    let local = SocketAddr::from(([127, 0, 0, 1], 5060));
+    let mut proxy = Proxy::new(me, "lab.example", local, [7; 32]);
+    proxy.registrar_mut().set_accounts(vec![Account {
+        aor: "sip:alice@lab.example".into(),
+        secret: DigestSecret::from_password("alice", "lab.example", b"pw"),
+        algorithms: DEFAULT_ALGORITHMS.to_vec(),
+    }]);
+    let peer = SocketAddr::from(([127, 0, 0, 1], 6001));
+    let transport = match selector % 3 {
+        0 => Transport::Udp,
+        1 => Transport::Tcp,
+        _ => Transport::Overlay(other),
+    };
+    let now = Instant::now();
+    let unix_ms = 1_750_000_000_000;
+    let mut actions = match message {
+        Message::Request(r) => proxy.handle_request(now, unix_ms, peer, transport, r),
+        Message::Response(r) => proxy.handle_response(now, r),
+    };
+    // Answer every lookup, then let every timer run out.
+    let lookups: Vec<u64> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Locate { lookup, .. } => Some(*lookup),
+            _ => None,
+        })
+        .collect();
+    for lookup in lookups {
+        let found = match selector / 3 % 3 {
+            0 => Located::NotFound,
+            1 => Located::NoLiveEntry,
+            _ => Located::Nodes(vec![other, me]),
+        };
+        actions.extend(proxy.located(now, lookup, found));
+    }
+    actions.extend(proxy.handle_timeout(now + Duration::from_secs(200), unix_ms + 200_000));
+    let mut sent = 0;
+    for action in actions {
+        if let Action::Send(t) = action {
+            assert!(
+                Message::parse(&t.message.to_bytes()).is_ok(),
+                "the proxy sent what does not parse"
+            );
+            sent += 1;
+        }
+    }
+    sent
 }
