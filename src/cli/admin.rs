@@ -55,15 +55,6 @@ fn lifetime(s: &str) -> Result<u64, String> {
     Ok(secs)
 }
 
-/// A sequence number above `previous` that also grows with the clock, so
-/// that a writer that could not see the previous record still supersedes
-/// it (unless it was written within the same microsecond).
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 fn now() -> u64 {
     crate::unix_now().max(0) as u64
 }
@@ -264,7 +255,7 @@ pub fn register(a: RegisterArgs) -> CliResult {
         node_id,
         change,
         now,
-        now_micros(),
+        crate::unix_now_micros(),
     )
     .map_err(|e| CliError(format!("{}: {e}", printable(&a.aor))))?;
     let acks = publish(dir, &record)?.acks;
@@ -366,9 +357,14 @@ pub fn put(a: PutArgs) -> CliResult {
         Err(e) => return Err(CliError(e.to_string())),
     };
     let expires = now().saturating_add(a.expires);
+    // A sequence number above the previous one that also grows with the
+    // clock, so that a writer that could not see the previous record
+    // still supersedes it.
     let record = value.sign(
         &user,
-        previous_seq.map_or(now_micros(), |p| p.saturating_add(1).max(now_micros())),
+        previous_seq.map_or(crate::unix_now_micros(), |p| {
+            p.saturating_add(1).max(crate::unix_now_micros())
+        }),
         expires,
     );
     let acks = publish(dir, &record)?.acks;

@@ -134,12 +134,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn unix_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 impl SipListener {
     /// Binds UDP and TCP on `listen` (TCP on the port UDP got, when
     /// `listen` asks for any port) for the overlay `domain`, serving the
@@ -710,7 +704,7 @@ impl Inner {
             self.node_id,
             change,
             now,
-            unix_micros(),
+            crate::unix_now_micros(),
         )
         .map_err(|e| e.to_string())?;
         let acks = self.overlay.publish(&self.dialer, &record).await;
