@@ -216,6 +216,24 @@ fn phone_address(binding: &PhoneBinding, contact: &SipUri) -> SocketAddr {
     }
 }
 
+/// Counts a hop off a request's Max-Forwards (70 if it had none);
+/// `false` if it had none left (the request goes no further: 483).
+fn decrement_max_forwards(request: &mut Request) -> bool {
+    match request.max_forwards() {
+        Some(0) => false,
+        Some(n) => {
+            request
+                .headers
+                .set(HeaderName::MaxForwards, (n - 1).to_string());
+            true
+        }
+        None => {
+            request.headers.set(HeaderName::MaxForwards, "70");
+            true
+        }
+    }
+}
+
 /// Whether a request is out of a dialog (no To tag).
 fn out_of_dialog(request: &Request) -> bool {
     request
@@ -426,12 +444,8 @@ impl Proxy {
         mut request: Request,
     ) -> Vec<Action> {
         let from_phone = !matches!(transport, Transport::Overlay(_));
-        match request.max_forwards() {
-            Some(0) => return self.reply(now, id, &request, 483, None),
-            Some(n) => request
-                .headers
-                .set(HeaderName::MaxForwards, (n - 1).to_string()),
-            None => request.headers.set(HeaderName::MaxForwards, "70"),
+        if !decrement_max_forwards(&mut request) {
+            return self.reply(now, id, &request, 483, None);
         }
         // Who calls is asserted by this node (its own phones) or by a
         // verified signature, never by what a phone or a node wrote.
@@ -439,31 +453,14 @@ impl Proxy {
         if from_phone {
             request.headers.remove(&HeaderName::Identity);
         }
-        if request.headers.get(&HeaderName::Route).is_some_and(|r| {
-            self.route_values(r)
-                .first()
-                .is_some_and(|v| self.is_mine(v))
-        }) {
-            request.headers.pop_first_value(&HeaderName::Route);
-        }
         // A next hop named by a Route: a node of the overlay, by id.
-        if let Some(next) = request
-            .headers
-            .get(&HeaderName::Route)
-            .and_then(|r| self.route_values(r).into_iter().next())
-        {
-            let node = NameAddr::parse("Route", &next).ok().and_then(|n| {
-                n.uri
-                    .param(NODE_PARAM)
-                    .flatten()
-                    .and_then(|h| h.parse::<NodeId>().ok())
-            });
+        if let Some(node) = self.next_route(&mut request) {
             return match node {
-                Some(node) if node != self.me => {
+                Some(node) => {
                     let target = vec![(UNRESOLVED, Transport::Overlay(node), None)];
                     self.forward(now, id, (peer, transport), request, target, false)
                 }
-                _ => self.reply(now, id, &request, 403, Some("no route through this node")),
+                None => self.reply(now, id, &request, 403, Some("no route through this node")),
             };
         }
         let uri = request.uri.clone();
@@ -550,6 +547,31 @@ impl Proxy {
             return self.forward(now, id, (peer, transport), request, target, false);
         }
         self.reply(now, id, &request, 404, Some("no such user or phone here"))
+    }
+
+    /// Takes this node's own Route off `request` (the first, if it names
+    /// this node), then reads the next: `None` if no Route is left,
+    /// `Some(Some(node))` if it leads to another node of the overlay,
+    /// `Some(None)` if it leads nowhere this node goes.
+    fn next_route(&self, request: &mut Request) -> Option<Option<NodeId>> {
+        if request.headers.get(&HeaderName::Route).is_some_and(|r| {
+            self.route_values(r)
+                .first()
+                .is_some_and(|v| self.is_mine(v))
+        }) {
+            request.headers.pop_first_value(&HeaderName::Route);
+        }
+        let next = request
+            .headers
+            .get(&HeaderName::Route)
+            .and_then(|r| self.route_values(r).into_iter().next())?;
+        let node = NameAddr::parse("Route", &next).ok().and_then(|n| {
+            n.uri
+                .param(NODE_PARAM)
+                .flatten()
+                .and_then(|h| h.parse::<NodeId>().ok())
+        });
+        Some(node.filter(|n| *n != self.me))
     }
 
     fn route_values(&self, line: &str) -> Vec<String> {
@@ -817,37 +839,12 @@ impl Proxy {
 
     /// An ACK for a 2xx: routed like any request, without a transaction.
     fn forward_ack(&mut self, unix_ms: u64, mut request: Request) -> Vec<Action> {
-        match request.max_forwards() {
-            Some(0) => return Vec::new(),
-            Some(n) => request
-                .headers
-                .set(HeaderName::MaxForwards, (n - 1).to_string()),
-            None => request.headers.set(HeaderName::MaxForwards, "70"),
+        if !decrement_max_forwards(&mut request) {
+            return Vec::new();
         }
-        if request.headers.get(&HeaderName::Route).is_some_and(|r| {
-            self.route_values(r)
-                .first()
-                .is_some_and(|v| self.is_mine(v))
-        }) {
-            request.headers.pop_first_value(&HeaderName::Route);
-        }
-        let next = request
-            .headers
-            .get(&HeaderName::Route)
-            .and_then(|r| self.route_values(r).into_iter().next());
-        let (addr, t) = match next {
-            Some(next) => {
-                let node = NameAddr::parse("Route", &next).ok().and_then(|n| {
-                    n.uri
-                        .param(NODE_PARAM)
-                        .flatten()
-                        .and_then(|h| h.parse::<NodeId>().ok())
-                });
-                match node {
-                    Some(node) if node != self.me => (UNRESOLVED, Transport::Overlay(node)),
-                    _ => return Vec::new(),
-                }
-            }
+        let (addr, t) = match self.next_route(&mut request) {
+            Some(Some(node)) => (UNRESOLVED, Transport::Overlay(node)),
+            Some(None) => return Vec::new(),
             None => match self.phone_at(&request.uri, unix_ms) {
                 Some((addr, t, contact)) => {
                     request.uri = contact;
