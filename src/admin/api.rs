@@ -338,10 +338,14 @@ pub struct SipUsersResult {
     pub bindings: Vec<SipBinding>,
     /// REGISTERs accepted.
     pub registers_accepted: u64,
-    /// Credentials refused.
+    /// Credentials refused (of REGISTERs and of calls).
     pub auth_failures: u64,
-    /// REGISTERs refused because their source failed too often.
+    /// REGISTERs and calls refused because their source failed too often.
     pub locked_out: u64,
+    /// Calls (and other requests from phones outside a dialog) whose
+    /// Proxy-Authorization was good.
+    #[serde(default)]
+    pub calls_authorized: u64,
     /// REGISTERs dropped by the per-source rate limit.
     pub rate_limited: u64,
 }

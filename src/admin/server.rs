@@ -317,6 +317,7 @@ fn sip_users(sip: Option<&SipHandle>) -> SipUsersResult {
             registers_accepted: 0,
             auth_failures: 0,
             locked_out: 0,
+            calls_authorized: 0,
             rate_limited: 0,
         };
     };
@@ -336,6 +337,7 @@ fn sip_users(sip: Option<&SipHandle>) -> SipUsersResult {
         registers_accepted: snapshot.stats.accepted,
         auth_failures: snapshot.stats.auth_failures,
         locked_out: snapshot.stats.locked_out,
+        calls_authorized: snapshot.stats.calls_authorized,
         rate_limited: snapshot.stats.rate_limited,
     }
 }

@@ -234,13 +234,14 @@ fn decrement_max_forwards(request: &mut Request) -> bool {
     }
 }
 
-/// Whether a request is out of a dialog (no To tag).
-fn out_of_dialog(request: &Request) -> bool {
+/// Whether a request is inside a dialog (its To has a tag). A To that
+/// does not parse is not: such a request is treated as new.
+fn in_dialog(request: &Request) -> bool {
     request
         .headers
         .get(&HeaderName::To)
         .and_then(|to| NameAddr::parse("To", to).ok())
-        .is_some_and(|to| to.tag().is_none())
+        .is_some_and(|to| to.tag().is_some())
 }
 
 impl Proxy {
@@ -450,8 +451,20 @@ impl Proxy {
         // Who calls is asserted by this node (its own phones) or by a
         // verified signature, never by what a phone or a node wrote.
         request.headers.remove(&HeaderName::PAssertedIdentity);
+        let dialog_starts = !in_dialog(&request);
+        let mut caller = None;
         if from_phone {
             request.headers.remove(&HeaderName::Identity);
+            if dialog_starts {
+                // Nothing new leaves through this node unless the phone
+                // proves, by digest, the account its From names.
+                match self.authorize_caller(unix_ms, peer, &request) {
+                    Ok(from) => caller = Some(from),
+                    Err(answer) => return self.respond(now, id, answer),
+                }
+                // The credentials were for this node: they go no further.
+                request.headers.remove(&HeaderName::ProxyAuthorization);
+            }
         }
         // A next hop named by a Route: a node of the overlay, by id.
         if let Some(node) = self.next_route(&mut request) {
@@ -471,14 +484,6 @@ impl Proxy {
             let Some(aor) = aor_of(&uri) else {
                 return self.reply(now, id, &request, 404, None);
             };
-            let dialog_starts = out_of_dialog(&request);
-            let mut caller = None;
-            if from_phone && dialog_starts {
-                match self.check_caller(peer, &request) {
-                    Ok(from) => caller = Some(from),
-                    Err(why) => return self.reply(now, id, &request, 403, Some(why)),
-                }
-            }
             if !from_phone && dialog_starts && request.method == Method::Invite {
                 match identity::verify(&request, &self.records, unix_ms / 1000) {
                     Ok(from) => caller = Some(from),
@@ -580,26 +585,33 @@ impl Proxy {
             .unwrap_or_default()
     }
 
-    /// A phone may call out through this node only as an AOR it
-    /// registered here, from the address it registered from: returns
-    /// that AOR.
-    fn check_caller(&self, peer: SocketAddr, request: &Request) -> Result<String, &'static str> {
-        let from = request
+    /// A phone may start something through this node (a call, a
+    /// message) only as an AOR this node serves, proving its account's
+    /// secret by digest (a 407 challenge first): returns that AOR, or the
+    /// answer to send. Its source address proves nothing (UDP is spoofed
+    /// at will).
+    fn authorize_caller(
+        &mut self,
+        unix_ms: u64,
+        peer: SocketAddr,
+        request: &Request,
+    ) -> Result<String, Response> {
+        let Some(from) = request
             .headers
             .get(&HeaderName::From)
             .and_then(|f| NameAddr::parse("From", f).ok())
             .and_then(|f| aor_of(&f.uri))
-            .ok_or("the From names no AOR")?;
-        let registered = self
-            .registrar
-            .bindings(&from)
-            .iter()
-            .any(|b| b.source == peer);
-        if registered {
-            Ok(from)
-        } else {
-            Err("register that AOR at this node from this address first")
-        }
+        else {
+            let mut answer = request.reply(403, Some(&self.branch()));
+            answer.headers.push(
+                HeaderName::Warning,
+                format!("399 {} \"the From names no AOR\"", self.domain),
+            );
+            return Err(answer);
+        };
+        self.registrar
+            .authorize(unix_ms, peer.ip(), request, &from)
+            .map(|()| from)
     }
 
     /// The phones bound here to `aor`: where to send, with their contact
@@ -705,7 +717,7 @@ impl Proxy {
         if let Some(uri) = uri {
             out.uri = uri;
         }
-        if request.method == Method::Invite && out_of_dialog(request) {
+        if request.method == Method::Invite && !in_dialog(request) {
             out.headers
                 .push_front(HeaderName::RecordRoute, self.record_route());
         }

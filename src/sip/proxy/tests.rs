@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::identity::SecretKey;
+use crate::limits::SIP_AUTH_FAILURE_BURST;
 use crate::sip::digest::{response as digest, Algorithm, DigestSecret};
 use crate::sip::registrar::{Account, DEFAULT_ALGORITHMS};
 
@@ -80,23 +81,15 @@ fn register(p: &mut Proxy, now: Instant, user: &str, port: u16) {
     let actions = p.handle_request(now, T0_MS, phone(port), Transport::Udp, reg(1, ""));
     let challenge = response_of(sent(&actions)[0]).clone();
     assert_eq!(challenge.code, 401);
-    let header = challenge.headers.get(&HeaderName::WwwAuthenticate).unwrap();
-    let start = header.find("nonce=\"").unwrap() + 7;
-    let nonce = &header[start..start + header[start..].find('"').unwrap()];
-    let secret = DigestSecret::from_password(user, DOMAIN, b"pw");
-    let uri = format!("sip:{DOMAIN}");
-    let answer = digest(
-        Algorithm::Sha256,
-        secret.ha1(Algorithm::Sha256),
-        nonce,
-        "00000001",
-        "c",
-        "REGISTER",
-        &uri,
-    );
     let auth = format!(
-        "Authorization: Digest username=\"{user}\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", \
-         uri=\"{uri}\", response=\"{answer}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c\"\n"
+        "Authorization: {}\n",
+        answer_challenge(
+            &challenge,
+            user,
+            b"pw",
+            "REGISTER",
+            &format!("sip:{DOMAIN}")
+        )
     );
     let actions = p.handle_request(now, T0_MS, phone(port), Transport::Udp, reg(2, &auth));
     let Some(Action::Publish {
@@ -107,6 +100,92 @@ fn register(p: &mut Proxy, now: Instant, user: &str, port: u16) {
     };
     let done = p.published(now, *id, true);
     assert_eq!(response_of(sent(&done)[0]).code, 200);
+}
+
+/// The credentials (a header value) that answer `challenge`'s first
+/// SHA-256 challenge, for `user` with `password`.
+fn answer_challenge(
+    challenge: &Response,
+    user: &str,
+    password: &[u8],
+    method: &str,
+    uri: &str,
+) -> String {
+    let header = challenge
+        .headers
+        .get(&HeaderName::WwwAuthenticate)
+        .or_else(|| challenge.headers.get(&HeaderName::ProxyAuthenticate))
+        .unwrap();
+    let start = header.find("nonce=\"").unwrap() + 7;
+    let nonce = &header[start..start + header[start..].find('"').unwrap()];
+    let secret = DigestSecret::from_password(user, DOMAIN, password);
+    let answer = digest(
+        Algorithm::Sha256,
+        secret.ha1(Algorithm::Sha256),
+        nonce,
+        "00000001",
+        "c",
+        method,
+        uri,
+    );
+    format!(
+        "Digest username=\"{user}\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", \
+         uri=\"{uri}\", response=\"{answer}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c\""
+    )
+}
+
+/// Sends `request` from the phone at `port`, answers the 407 as
+/// `auth_user` with `password` (a new transaction: new branch, next
+/// CSeq) and returns the request as sent the second time and what the
+/// proxy did with it.
+fn authorized(
+    p: &mut Proxy,
+    now: Instant,
+    port: u16,
+    request: Request,
+    auth_user: &str,
+    password: &[u8],
+) -> (Request, Vec<Action>) {
+    let actions = p.handle_request(now, T0_MS, phone(port), Transport::Udp, request.clone());
+    let challenge = response_of(sent(&actions)[0]).clone();
+    assert_eq!(challenge.code, 407, "{challenge:?}");
+    assert!(challenge
+        .headers
+        .get(&HeaderName::ProxyAuthenticate)
+        .is_some());
+    let mut again = request;
+    let via = again.headers.get(&HeaderName::Via).unwrap().to_owned();
+    again.headers.set(HeaderName::Via, format!("{via}-auth"));
+    let cseq = again.headers.get(&HeaderName::CSeq).unwrap().to_owned();
+    let (number, method) = cseq.split_once(' ').unwrap();
+    let next = number.parse::<u32>().unwrap() + 1;
+    again
+        .headers
+        .set(HeaderName::CSeq, format!("{next} {method}"));
+    let credentials = answer_challenge(
+        &challenge,
+        auth_user,
+        password,
+        again.method.as_str(),
+        &again.uri.to_string(),
+    );
+    again
+        .headers
+        .push(HeaderName::ProxyAuthorization, credentials);
+    let actions = p.handle_request(now, T0_MS, phone(port), Transport::Udp, again.clone());
+    (again, actions)
+}
+
+/// An INVITE from `from`'s phone at `port`, answered with its digest.
+fn call_from_phone(
+    p: &mut Proxy,
+    now: Instant,
+    from: &str,
+    to: &str,
+    port: u16,
+    branch: &str,
+) -> (Request, Vec<Action>) {
+    authorized(p, now, port, invite(from, to, port, branch), from, b"pw")
 }
 
 fn invite(from: &str, to: &str, port: u16, branch: &str) -> Request {
@@ -133,13 +212,7 @@ fn a_call_to_a_remote_aor_is_located_forwarded_and_answered_back() {
     let now = Instant::now();
     let mut p = proxy();
     register(&mut p, now, "alice", 6001);
-    let actions = p.handle_request(
-        now,
-        T0_MS,
-        phone(6001),
-        Transport::Udp,
-        invite("alice", "carol", 6001, "inv1"),
-    );
+    let (_, actions) = call_from_phone(&mut p, now, "alice", "carol", 6001, "inv1");
     // 100 Trying at once, and a lookup of carol.
     assert_eq!(response_of(sent(&actions)[0]).code, 100);
     let Some(Action::Locate { lookup, aor: found }) = actions.last() else {
@@ -160,6 +233,11 @@ fn a_call_to_a_remote_aor_is_located_forwarded_and_answered_back() {
     assert!(vias[0].starts_with("SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-p2p-"));
     assert_eq!(forwarded.max_forwards(), Some(69));
     assert_eq!(forwarded.headers.get(&HeaderName::PAssertedIdentity), None);
+    assert_eq!(
+        forwarded.headers.get(&HeaderName::ProxyAuthorization),
+        None,
+        "the phone's credentials stay at its node"
+    );
 
     // 180 then 200 come back from node 2; each reaches the phone with
     // this node's Via gone.
@@ -177,7 +255,7 @@ fn a_call_to_a_remote_aor_is_located_forwarded_and_answered_back() {
         "ACK sip:carol@127.0.0.1:7000 SIP/2.0\n\
          Via: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKack1\n\
          Route: <sip:127.0.0.1:5060;lr;{NODE_PARAM}={}>, <sip:127.0.0.2:5060;lr;{NODE_PARAM}={}>\n\
-         From: <{}>;tag=caller\nTo: <{}>;tag=callee\nCall-ID: call-inv1\nCSeq: 1 ACK\n\
+         From: <{}>;tag=caller\nTo: <{}>;tag=callee\nCall-ID: call-inv1\nCSeq: 2 ACK\n\
          Max-Forwards: 70\nContent-Length: 0\n\n",
         node(1),
         node(2),
@@ -202,13 +280,8 @@ fn failed_lookups_and_branches_give_404_480_and_408() {
     register(&mut p, now, "alice", 6001);
     // A callee per call: a located callee is cached.
     let call = |p: &mut Proxy, branch: &str| {
-        let actions = p.handle_request(
-            now,
-            T0_MS,
-            phone(6001),
-            Transport::Udp,
-            invite("alice", &format!("carol-{branch}"), 6001, branch),
-        );
+        let callee = format!("carol-{branch}");
+        let (_, actions) = call_from_phone(p, now, "alice", &callee, 6001, branch);
         match actions.last() {
             Some(Action::Locate { lookup, .. }) => *lookup,
             other => panic!("{other:?}"),
@@ -247,22 +320,110 @@ fn failed_lookups_and_branches_give_404_480_and_408() {
 }
 
 #[test]
-fn only_registered_phones_call_out_as_their_aor() {
+fn phones_call_out_only_as_an_aor_they_prove_by_digest() {
     let now = Instant::now();
     let mut p = proxy();
     register(&mut p, now, "alice", 6001);
-    for (from, port) in [("bob", 6001), ("alice", 6099)] {
-        let actions = p.handle_request(
+    let locates = |actions: &[Action]| actions.iter().any(|a| matches!(a, Action::Locate { .. }));
+    // From its registered address, but no credentials: challenged (407),
+    // not located.
+    let actions = p.handle_request(
+        now,
+        T0_MS,
+        phone(6001),
+        Transport::Udp,
+        invite("alice", "carol", 6001, "nocreds"),
+    );
+    assert_eq!(response_of(sent(&actions)[0]).code, 407);
+    assert!(!locates(&actions));
+    // Bob's AOR with alice's credentials: 403.
+    let (_, actions) = authorized(
+        &mut p,
+        now,
+        6001,
+        invite("bob", "carol", 6001, "asbob"),
+        "alice",
+        b"pw",
+    );
+    let refused = response_of(sent(&actions)[0]);
+    assert_eq!(refused.code, 403);
+    assert!(!locates(&actions));
+    // An AOR this node does not serve: 403 at once, no challenge.
+    let actions = p.handle_request(
+        now,
+        T0_MS,
+        phone(6001),
+        Transport::Udp,
+        invite("mallory", "carol", 6001, "foreign"),
+    );
+    assert_eq!(response_of(sent(&actions)[0]).code, 403);
+    // A wrong password is challenged again and counted.
+    let (_, actions) = authorized(
+        &mut p,
+        now,
+        6001,
+        invite("alice", "carol", 6001, "wrongpw"),
+        "alice",
+        b"not-pw",
+    );
+    assert_eq!(response_of(sent(&actions)[0]).code, 407);
+    assert_eq!(p.registrar().stats().auth_failures, 1);
+    // The right one, from an address alice never registered from: the
+    // digest is what counts, not the source.
+    let (_, actions) = call_from_phone(&mut p, now, "alice", "carol", 6099, "elsewhere");
+    assert!(locates(&actions), "{actions:?}");
+    assert_eq!(p.registrar().stats().calls_authorized, 1);
+}
+
+#[test]
+fn a_preloaded_route_does_not_skip_authentication() {
+    let now = Instant::now();
+    let mut p = proxy();
+    let mut routed = invite("alice", "carol", 6001, "preloaded");
+    routed.headers.push(
+        HeaderName::Route,
+        format!("<sip:127.0.0.2:5060;lr;{NODE_PARAM}={}>", node(2)),
+    );
+    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Udp, routed);
+    let out = sent(&actions);
+    assert_eq!(out.len(), 1, "{actions:?}");
+    assert_eq!(response_of(out[0]).code, 407);
+}
+
+#[test]
+fn a_bad_password_flood_locks_the_source_out_of_calls_too() {
+    let now = Instant::now();
+    let mut p = proxy();
+    for i in 0..SIP_AUTH_FAILURE_BURST {
+        let (_, actions) = authorized(
+            &mut p,
             now,
-            T0_MS,
-            phone(port),
-            Transport::Udp,
-            invite(from, "carol", port, &format!("spoof{from}{port}")),
+            6001,
+            invite("alice", "carol", 6001, &format!("guess{i}")),
+            "alice",
+            b"guess",
         );
-        let out = sent(&actions);
-        assert_eq!(response_of(out[0]).code, 403, "{from} from {port}");
-        assert!(!actions.iter().any(|a| matches!(a, Action::Locate { .. })));
+        assert_eq!(response_of(sent(&actions)[0]).code, 407);
     }
+    // Even the right password is refused now, from that address only.
+    let actions = p.handle_request(
+        now,
+        T0_MS,
+        phone(6001),
+        Transport::Udp,
+        invite("alice", "carol", 6001, "locked"),
+    );
+    assert_eq!(response_of(sent(&actions)[0]).code, 403);
+    assert_eq!(p.registrar().stats().locked_out, 1);
+    let other = SocketAddr::from(([127, 0, 0, 9], 6001));
+    let actions = p.handle_request(
+        now,
+        T0_MS,
+        other,
+        Transport::Udp,
+        invite("alice", "carol", 6001, "other"),
+    );
+    assert_eq!(response_of(sent(&actions)[0]).code, 407);
 }
 
 #[test]
@@ -311,8 +472,7 @@ fn a_cancel_is_answered_and_passed_to_the_pending_branches() {
     let mut p = proxy();
     register(&mut p, now, "alice", 6001);
     register(&mut p, now, "bob", 7001);
-    let call = invite("alice", "bob", 6001, "c1");
-    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Udp, call.clone());
+    let (call, actions) = call_from_phone(&mut p, now, "alice", "bob", 6001, "c1");
     let to_bob = sent(&actions)
         .into_iter()
         .find(|t| t.peer == phone(7001))
@@ -320,7 +480,8 @@ fn a_cancel_is_answered_and_passed_to_the_pending_branches() {
         .expect("forwarded to bob's phone");
     let mut cancel = call.clone();
     cancel.method = Method::Cancel;
-    cancel.headers.set(HeaderName::CSeq, "1 CANCEL");
+    cancel.headers.set(HeaderName::CSeq, "2 CANCEL");
+    cancel.headers.remove(&HeaderName::ProxyAuthorization);
     let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Udp, cancel);
     let out = sent(&actions);
     assert_eq!(response_of(out[0]).code, 200);
@@ -356,7 +517,7 @@ fn max_forwards_and_unroutable_requests_are_answered() {
     // A request for another domain: 404, never relayed.
     let mut elsewhere = invite("bob", "bob", 7001, "else");
     elsewhere.uri = SipUri::parse("sip:bob@example.org").unwrap();
-    let actions = p.handle_request(now, T0_MS, phone(7001), Transport::Udp, elsewhere);
+    let (_, actions) = authorized(&mut p, now, 7001, elsewhere, "bob", b"pw");
     assert_eq!(response_of(sent(&actions)[0]).code, 404);
 }
 
@@ -390,12 +551,13 @@ fn the_callers_node_signs_and_the_callees_node_asserts_or_refuses() {
     }]);
     register(&mut b, now, "bob", 7001);
 
-    let actions = a.handle_request(
+    let (_, actions) = authorized(
+        &mut a,
         now,
-        T0_MS,
-        phone(6001),
-        Transport::Udp,
+        6001,
         invite(&user, "bob", 6001, "id1"),
+        &user,
+        b"pw",
     );
     let Some(Action::Locate { lookup, .. }) = actions.last() else {
         panic!("{actions:?}");
@@ -458,13 +620,7 @@ fn a_located_callee_is_not_looked_up_again_for_a_while() {
     let mut p = proxy();
     register(&mut p, now, "alice", 6001);
     let call = |p: &mut Proxy, at: Instant, branch: &str| {
-        p.handle_request(
-            at,
-            T0_MS,
-            phone(6001),
-            Transport::Udp,
-            invite("alice", "carol", 6001, branch),
-        )
+        call_from_phone(p, at, "alice", "carol", 6001, branch).1
     };
     let first = call(&mut p, now, "k1");
     let Some(Action::Locate { lookup, .. }) = first.last() else {

@@ -89,16 +89,50 @@ pub enum Registered {
     },
 }
 
+/// Who challenges: the registrar (401, `WWW-Authenticate`,
+/// `Authorization`) or the proxy (407, `Proxy-Authenticate`,
+/// `Proxy-Authorization`), RFC 3261 §22.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Challenger {
+    Registrar,
+    Proxy,
+}
+
+impl Challenger {
+    fn code(self) -> u16 {
+        match self {
+            Challenger::Registrar => 401,
+            Challenger::Proxy => 407,
+        }
+    }
+
+    fn challenge_header(self) -> HeaderName {
+        match self {
+            Challenger::Registrar => HeaderName::WwwAuthenticate,
+            Challenger::Proxy => HeaderName::ProxyAuthenticate,
+        }
+    }
+
+    fn credentials_header(self) -> HeaderName {
+        match self {
+            Challenger::Registrar => HeaderName::Authorization,
+            Challenger::Proxy => HeaderName::ProxyAuthorization,
+        }
+    }
+}
+
 /// Counters for operators and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegistrarStats {
     /// REGISTERs accepted (bindings changed or listed).
     pub accepted: u64,
-    /// Credentials refused (wrong password, replayed or unknown nonce,
-    /// unknown user).
+    /// Credentials refused, of REGISTERs and of calls (wrong password,
+    /// replayed or unknown nonce, unknown user).
     pub auth_failures: u64,
-    /// REGISTERs refused because their source failed too often.
+    /// REGISTERs and calls refused because their source failed too often.
     pub locked_out: u64,
+    /// Requests of phones (calls) whose Proxy-Authorization was good.
+    pub calls_authorized: u64,
     /// REGISTERs dropped by the per-source rate limit.
     pub rate_limited: u64,
 }
@@ -289,26 +323,32 @@ impl Registrar {
         request.reply(code, Some(&self.tag(request)))
     }
 
-    fn refuse(&self, request: &Request, code: u16, warning: &str) -> Registered {
+    fn refusal(&self, request: &Request, code: u16, warning: &str) -> Response {
         let mut response = self.reply(request, code);
         response.headers.push(
             HeaderName::Warning,
             format!("399 {} \"{warning}\"", self.domain),
         );
-        Registered::Answer(response)
+        response
     }
 
-    /// A 401 carrying a challenge per algorithm the account of `auth_user`
-    /// allows, in its order (RFC 8760 §2.4: the phone uses the first it
-    /// supports).
+    fn refuse(&self, request: &Request, code: u16, warning: &str) -> Registered {
+        Registered::Answer(self.refusal(request, code, warning))
+    }
+
+    /// A challenge (401 for a REGISTER, 407 for what a phone sends
+    /// through the proxy) carrying one per algorithm the account of
+    /// `auth_user` allows, in its order (RFC 8760 §2.4: the phone uses the
+    /// first it supports).
     fn challenge(
         &mut self,
         request: &Request,
         now_ms: u64,
         auth_user: &str,
         stale: bool,
-    ) -> Registered {
-        let mut response = self.reply(request, 401);
+        by: Challenger,
+    ) -> Response {
+        let mut response = self.reply(request, by.code());
         // One nonce for all: the phone answers one of them.
         let nonce = self.auth.nonce(now_ms);
         let algorithms = self
@@ -317,11 +357,11 @@ impl Registrar {
             .map_or(DEFAULT_ALGORITHMS.to_vec(), |a| a.algorithms.clone());
         for algorithm in algorithms {
             response.headers.push(
-                HeaderName::WwwAuthenticate,
+                by.challenge_header(),
                 super::digest::challenge(self.auth.realm(), &nonce, algorithm, stale),
             );
         }
-        Registered::Answer(response)
+        response
     }
 
     /// Counts an authentication failure of `source` and challenges again.
@@ -331,11 +371,98 @@ impl Registrar {
         now_ms: u64,
         source: IpAddr,
         auth_user: &str,
-    ) -> Registered {
+        by: Challenger,
+    ) -> Response {
         self.stats.auth_failures += 1;
         // The bucket may run dry here: the next attempt is refused.
         let _ = self.failures.try_take(IpPrefix::host(source), ms(now_ms));
-        self.challenge(request, now_ms, auth_user, false)
+        self.challenge(request, now_ms, auth_user, false, by)
+    }
+
+    /// Checks the digest credentials of `request` from `source` for the
+    /// account of `auth_user`: `Ok` if they are good and fresh, else the
+    /// answer (a challenge, or 403 for a source locked out or another
+    /// account's credentials). Failures of every kind of request count
+    /// against the same per-source budget.
+    fn authenticate(
+        &mut self,
+        now_ms: u64,
+        source: IpAddr,
+        request: &Request,
+        auth_user: &str,
+        by: Challenger,
+    ) -> Result<(), Response> {
+        self.auth.expire(now_ms);
+        if self
+            .failures
+            .check(&IpPrefix::host(source), ms(now_ms))
+            .is_err()
+        {
+            self.stats.locked_out += 1;
+            return Err(self.refusal(request, 403, "too many failed authentications; try later"));
+        }
+        let Some(header) = request.headers.get(&by.credentials_header()) else {
+            return Err(self.challenge(request, now_ms, auth_user, false, by));
+        };
+        let Ok(creds) = Credentials::parse(header) else {
+            return Err(self.failed(request, now_ms, source, auth_user, by));
+        };
+        if creds.username != auth_user {
+            // Another account's credentials, or none the node knows.
+            return Err(match self.accounts.contains_key(&creds.username) {
+                true => self.refusal(request, 403, "these credentials do not own that AOR"),
+                false => self.failed(request, now_ms, source, auth_user, by),
+            });
+        }
+        let Some(account) = self.accounts.get(auth_user) else {
+            return Err(self.failed(request, now_ms, source, auth_user, by));
+        };
+        let allowed =
+            Algorithm::parse(&creds.algorithm).is_some_and(|alg| account.algorithms.contains(&alg));
+        if !allowed {
+            return Err(self.failed(request, now_ms, source, auth_user, by));
+        }
+        let secret = account.secret.clone();
+        match self.auth.verify(
+            now_ms,
+            request.method.as_str(),
+            &request.uri.to_string(),
+            &creds,
+            &secret,
+        ) {
+            Ok(()) => Ok(()),
+            Err(AuthError::Stale) => Err(self.challenge(request, now_ms, auth_user, true, by)),
+            Err(_) => Err(self.failed(request, now_ms, source, auth_user, by)),
+        }
+    }
+
+    /// Authenticates a request that a phone at `source` sends through
+    /// this node outside a dialog (an INVITE, a MESSAGE, ...) as `aor`,
+    /// the AOR its From names (RFC 3261 §22.3, proxy authentication).
+    /// `Ok` if this node serves `aor` and the request's
+    /// Proxy-Authorization proves that account's secret; otherwise the
+    /// answer to send: 403 (not an AOR served here, or locked out) or a
+    /// 407 challenge. A wrong answer counts as a failure like a
+    /// REGISTER's.
+    pub fn authorize(
+        &mut self,
+        now_ms: u64,
+        source: IpAddr,
+        request: &Request,
+        aor: &str,
+    ) -> Result<(), Response> {
+        let Some(auth_user) = self.by_aor.get(aor).cloned() else {
+            return Err(self.refusal(
+                request,
+                403,
+                "this node does not serve the address-of-record in From",
+            ));
+        };
+        let result = self.authenticate(now_ms, source, request, &auth_user, Challenger::Proxy);
+        if result.is_ok() {
+            self.stats.calls_authorized += 1;
+        }
+        result
     }
 
     /// Whether a REGISTER from `source` may be handled at `now_ms` (the
@@ -362,8 +489,6 @@ impl Registrar {
         transport: Transport,
         request: &Request,
     ) -> Registered {
-        let ip = source.ip();
-        self.auth.expire(now_ms);
         if !self.names_this_registrar(&request.uri) {
             return self.refuse(
                 request,
@@ -385,46 +510,14 @@ impl Registrar {
                 "this node does not serve that address-of-record",
             );
         };
-        if self
-            .failures
-            .check(&IpPrefix::host(ip), ms(now_ms))
-            .is_err()
-        {
-            self.stats.locked_out += 1;
-            return self.refuse(request, 403, "too many failed authentications; try later");
-        }
-        let Some(header) = request.headers.get(&HeaderName::Authorization) else {
-            return self.challenge(request, now_ms, &auth_user, false);
-        };
-        let Ok(creds) = Credentials::parse(header) else {
-            return self.failed(request, now_ms, ip, &auth_user);
-        };
-        if creds.username != auth_user {
-            // Another account's credentials, or none the node knows.
-            return match self.accounts.contains_key(&creds.username) {
-                true => self.refuse(request, 403, "these credentials do not own that AOR"),
-                false => self.failed(request, now_ms, ip, &auth_user),
-            };
-        }
-        let Some(account) = self.accounts.get(&auth_user) else {
-            return self.failed(request, now_ms, ip, &auth_user);
-        };
-        let allowed =
-            Algorithm::parse(&creds.algorithm).is_some_and(|alg| account.algorithms.contains(&alg));
-        if !allowed {
-            return self.failed(request, now_ms, ip, &auth_user);
-        }
-        let secret = account.secret.clone();
-        match self.auth.verify(
+        if let Err(answer) = self.authenticate(
             now_ms,
-            request.method.as_str(),
-            &request.uri.to_string(),
-            &creds,
-            &secret,
+            source.ip(),
+            request,
+            &auth_user,
+            Challenger::Registrar,
         ) {
-            Ok(()) => {}
-            Err(AuthError::Stale) => return self.challenge(request, now_ms, &auth_user, true),
-            Err(_) => return self.failed(request, now_ms, ip, &auth_user),
+            return Registered::Answer(answer);
         }
         self.update(now_ms, source, transport, request, aor)
     }
