@@ -545,6 +545,14 @@ pub const SIP_DEFAULT_EXPIRES: u64 = 3600;
 /// gets this (the 200 OK says so).
 pub const SIP_MAX_EXPIRES: u64 = 3600;
 
+/// Shortest life of the entry a node announces in the overlay for an
+/// AOR with phones bound there, in seconds. The entry outlives short
+/// bindings (a phone that re-registers every 60 s costs a publication
+/// every few minutes, not every minute): the node withdraws it itself
+/// when the last phone leaves, so the longer life matters only when the
+/// node dies, and then calls to it fail (480) as before.
+pub const SIP_ANNOUNCE_MIN_LIFE: u64 = 600;
+
 /// REGISTERs one source address (IPv4, IPv6 /64) may send at once; a
 /// flood beyond is dropped unanswered.
 pub const SIP_REGISTER_BURST: u32 = 32;

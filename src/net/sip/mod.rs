@@ -664,6 +664,10 @@ impl Inner {
             };
             if let Err(why) = &stored {
                 warn!(%aor, error = %why, "registration not published");
+                lock(&self.layers)
+                    .proxy
+                    .registrar_mut()
+                    .announce_failed(&aor);
             }
             if let Some(id) = reply {
                 let actions =
@@ -681,7 +685,7 @@ impl Inner {
         let (change, keys) = {
             let layers = lock(&self.layers);
             (
-                layers.proxy.registrar().presence(aor),
+                layers.proxy.registrar().presence(aor, now_ms()),
                 layers.users.get(aor).cloned(),
             )
         };

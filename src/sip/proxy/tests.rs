@@ -92,13 +92,14 @@ fn register(p: &mut Proxy, now: Instant, user: &str, port: u16) {
         )
     );
     let actions = p.handle_request(now, T0_MS, phone(port), Transport::Udp, reg(2, &auth));
-    let Some(Action::Publish {
-        reply: Some(id), ..
-    }) = actions.first()
-    else {
-        panic!("{actions:?}");
+    // The AOR's first phone is published before the 200; another phone
+    // of an AOR the overlay already knows here is answered at once.
+    let done = match actions.first() {
+        Some(Action::Publish {
+            reply: Some(id), ..
+        }) => p.published(now, *id, true),
+        _ => actions,
     };
-    let done = p.published(now, *id, true);
     assert_eq!(response_of(sent(&done)[0]).code, 200);
 }
 

@@ -24,9 +24,9 @@ use super::transaction::Transport;
 use super::typed::NameAddr;
 use super::uri::{Host, SipUri};
 use crate::limits::{
-    SIP_AUTH_FAILURE_BURST, SIP_AUTH_FAILURE_REFILL, SIP_DEFAULT_EXPIRES, SIP_MAX_ACCOUNTS,
-    SIP_MAX_BINDINGS_PER_AOR, SIP_MAX_EXPIRES, SIP_MAX_RATE_LIMITED_SOURCES, SIP_MIN_EXPIRES,
-    SIP_REGISTER_BURST, SIP_REGISTER_REFILL,
+    SIP_ANNOUNCE_MIN_LIFE, SIP_AUTH_FAILURE_BURST, SIP_AUTH_FAILURE_REFILL, SIP_DEFAULT_EXPIRES,
+    SIP_MAX_ACCOUNTS, SIP_MAX_BINDINGS_PER_AOR, SIP_MAX_EXPIRES, SIP_MAX_RATE_LIMITED_SOURCES,
+    SIP_MIN_EXPIRES, SIP_REGISTER_BURST, SIP_REGISTER_REFILL,
 };
 use crate::netaddr::IpPrefix;
 use crate::overlay::rate::{KeyedBuckets, RateLimit};
@@ -149,6 +149,9 @@ pub struct Registrar {
     by_aor: HashMap<String, String>,
     /// Phones bound, by AOR.
     bindings: HashMap<String, Vec<PhoneBinding>>,
+    /// Until when (unix ms) the overlay holds this node's entry for an
+    /// AOR, by the publication last asked for (forgotten if it failed).
+    announced: HashMap<String, u64>,
     registers: KeyedBuckets<IpPrefix>,
     failures: KeyedBuckets<IpPrefix>,
     stats: RegistrarStats,
@@ -217,6 +220,7 @@ impl Registrar {
             accounts: HashMap::new(),
             by_aor: HashMap::new(),
             bindings: HashMap::new(),
+            announced: HashMap::new(),
             registers: KeyedBuckets::new(register_limit, SIP_MAX_RATE_LIMITED_SOURCES),
             failures: KeyedBuckets::new(failure_limit, SIP_MAX_RATE_LIMITED_SOURCES),
             stats: RegistrarStats::default(),
@@ -633,14 +637,22 @@ impl Registrar {
                 .headers
                 .push(HeaderName::Contact, format!("<{}>;expires={left}", b.uri));
         }
-        let changed = bound != before;
-        let change = presence(&bound);
+        let change = presence(&bound, now_ms);
+        let changed = match &change {
+            // The last phone left: withdraw the entry.
+            DeviceChange::Unbind => !before.is_empty() || self.announced.contains_key(&aor),
+            // A phone came or stayed: announce only if the entry the
+            // overlay holds is missing or half spent (a refresh, or
+            // another phone of the AOR, usually changes nothing there).
+            DeviceChange::Bind { expires, .. } => self.needs_announcing(&aor, *expires, now_ms),
+        };
         if bound.is_empty() {
             self.bindings.remove(&aor);
         } else {
             self.bindings.insert(aor.clone(), bound);
         }
         if changed {
+            self.announcing(&aor, &change);
             Registered::Changed {
                 response,
                 aor,
@@ -658,18 +670,71 @@ impl Registrar {
         self.bindings.retain(|aor, bound| {
             let before = bound.len();
             bound.retain(|b| b.expires_ms > now_ms);
-            if bound.len() != before {
-                changes.push((aor.clone(), presence(bound)));
+            if bound.is_empty() && before > 0 {
+                changes.push((aor.clone(), DeviceChange::Unbind));
             }
             !bound.is_empty()
         });
+        // Phones still bound whose entry in the overlay is half spent:
+        // announced again before it lapses.
+        let renew: Vec<(String, DeviceChange)> = self
+            .bindings
+            .iter()
+            .filter_map(|(aor, bound)| match presence(bound, now_ms) {
+                DeviceChange::Bind { expires, contacts }
+                    if self.needs_announcing(aor, expires, now_ms)
+                        && self.announced.contains_key(aor) =>
+                {
+                    Some((aor.clone(), DeviceChange::Bind { contacts, expires }))
+                }
+                _ => None,
+            })
+            .collect();
+        changes.extend(renew);
+        for (aor, change) in &changes {
+            self.announcing(aor, change);
+        }
         changes
     }
 
-    /// What the overlay should hold for `aor` now: this node bound until
-    /// its last phone lapses, or unbound.
-    pub fn presence(&self, aor: &str) -> DeviceChange {
-        presence(self.bindings(aor))
+    /// Whether the overlay must learn that `aor` is bound here until
+    /// `expires` (unix seconds): nothing is announced yet, or what is
+    /// has less than half of the wanted life left.
+    fn needs_announcing(&self, aor: &str, expires: u64, now_ms: u64) -> bool {
+        let wanted = expires.saturating_mul(1000);
+        match self.announced.get(aor) {
+            None => true,
+            Some(&until) => {
+                until < wanted && until.saturating_sub(now_ms) < wanted.saturating_sub(now_ms) / 2
+            }
+        }
+    }
+
+    /// Notes the publication of `change` for `aor` as asked for (it is
+    /// forgotten again by [`Registrar::announce_failed`]).
+    fn announcing(&mut self, aor: &str, change: &DeviceChange) {
+        match change {
+            DeviceChange::Bind { expires, .. } => {
+                self.announced
+                    .insert(aor.to_owned(), expires.saturating_mul(1000));
+            }
+            DeviceChange::Unbind => {
+                self.announced.remove(aor);
+            }
+        }
+    }
+
+    /// The publication for `aor` failed: the overlay may hold nothing,
+    /// so the next REGISTER of the AOR publishes again.
+    pub fn announce_failed(&mut self, aor: &str) {
+        self.announced.remove(aor);
+    }
+
+    /// What the overlay should hold for `aor` at `now_ms`: this node bound
+    /// until its last phone lapses (at least [`SIP_ANNOUNCE_MIN_LIFE`]
+    /// from now), or unbound.
+    pub fn presence(&self, aor: &str, now_ms: u64) -> DeviceChange {
+        presence(self.bindings(aor), now_ms)
     }
 
     /// Every AOR with phones bound here, and their phones.
@@ -688,13 +753,15 @@ impl Registrar {
     }
 }
 
-/// The overlay's view of an AOR's phones here: bound until the last of
-/// them lapses (in whole seconds, rounded up), or gone.
-fn presence(bound: &[PhoneBinding]) -> DeviceChange {
+/// The overlay's view of an AOR's phones here at `now_ms`: bound until
+/// the last of them lapses, and at least [`SIP_ANNOUNCE_MIN_LIFE`] (in
+/// whole seconds, rounded up), or gone.
+fn presence(bound: &[PhoneBinding], now_ms: u64) -> DeviceChange {
+    let floor = now_ms.saturating_add(SIP_ANNOUNCE_MIN_LIFE * 1000);
     match bound.iter().map(|b| b.expires_ms).max() {
         Some(last) => DeviceChange::Bind {
             contacts: Vec::new(),
-            expires: last.div_ceil(1000),
+            expires: last.max(floor).div_ceil(1000),
         },
         None => DeviceChange::Unbind,
     }

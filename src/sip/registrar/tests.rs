@@ -274,60 +274,58 @@ fn another_accounts_credentials_and_replays_are_refused() {
     assert_eq!(r.stats().auth_failures, failures);
 }
 
-#[test]
-fn unregister_refresh_and_lapse_tell_the_overlay() {
-    let mut r = registrar();
-    assert!(matches!(
-        bind(&mut r, T0, 5070, 1, 600),
-        Registered::Changed { .. }
-    ));
-    // A second phone of alice: the overlay's entry lasts as long as the
-    // longest binding.
-    match bind(&mut r, T0, 5071, 1, 1200) {
-        Registered::Changed { change, .. } => assert_eq!(
-            change,
-            DeviceChange::Bind {
-                contacts: Vec::new(),
-                expires: T0 / 1000 + 1200
-            }
-        ),
-        other => panic!("{other:?}"),
+/// What the overlay is told: the node bound until `secs` after T0.
+fn bound_until(secs: u64) -> DeviceChange {
+    DeviceChange::Bind {
+        contacts: Vec::new(),
+        expires: T0 / 1000 + secs,
     }
-    assert_eq!(r.next_expiry(), Some(T0 + 600_000));
-    // The first lapses: the overlay keeps the node (the second remains).
-    let changes = r.expire(T0 + 600_000);
-    assert_eq!(
-        changes,
-        vec![(
-            ALICE.to_owned(),
-            DeviceChange::Bind {
-                contacts: Vec::new(),
-                expires: T0 / 1000 + 1200
-            }
-        )]
-    );
-    // The second unregisters with Expires: 0: the node is unbound.
-    let challenge = answer(r.register(
-        T0 + 1,
-        phone(5071),
-        Transport::Udp,
-        &register(ALICE, 10, ""),
-    ));
-    let n = nonce(&challenge, Algorithm::Sha256);
-    let extra = format!(
-        "{}Contact: <sip:alice@127.0.0.1:5071>;expires=0\r\n",
-        authorization("alice", "alice-pw", &n, 1, Algorithm::Sha256)
-    );
-    match r.register(
-        T0 + 1,
-        phone(5071),
-        Transport::Udp,
-        &register(ALICE, 11, &extra),
-    ) {
+}
+
+#[test]
+fn the_overlay_hears_of_an_aor_when_its_entry_is_missing_half_spent_or_withdrawn() {
+    let mut r = registrar();
+    let s = |secs: u64| T0 + secs * 1000;
+    let published = |outcome: Registered| match outcome {
         Registered::Changed {
             response, change, ..
         } => {
             assert_eq!(response.code, 200);
+            Some(change)
+        }
+        Registered::Answer(response) => {
+            assert_eq!(response.code, 200);
+            None
+        }
+    };
+    // The first phone: announced, for at least SIP_ANNOUNCE_MIN_LIFE.
+    assert_eq!(
+        published(bind(&mut r, T0, 5070, 1, 60)),
+        Some(bound_until(600))
+    );
+    // Its refreshes, and a second phone of alice, change nothing the
+    // overlay holds: answered at once, nothing published.
+    assert_eq!(published(bind(&mut r, s(30), 5070, 3, 60)), None);
+    assert_eq!(published(bind(&mut r, s(30), 5071, 1, 600)), None);
+    assert!(r.expire(s(200)).is_empty());
+    // Half spent (wanted: until 30 + 600 s; 299 s of 600 left): announced
+    // again by the timer, once.
+    assert_eq!(r.expire(s(301)), vec![(ALICE.to_owned(), bound_until(901))]);
+    assert!(r.expire(s(302)).is_empty());
+    // The first phone lapses: the second remains, the entry stays.
+    assert!(r.expire(s(500)).is_empty());
+    assert_eq!(r.bindings(ALICE).len(), 1);
+    // A failed publication is forgotten: the next REGISTER publishes.
+    r.announce_failed(ALICE);
+    assert_eq!(
+        published(bind(&mut r, s(501), 5071, 3, 600)),
+        Some(bound_until(1101))
+    );
+    // The last phone unregisters: the node is withdrawn.
+    match bind(&mut r, s(502), 5071, 5, 0) {
+        Registered::Changed {
+            response, change, ..
+        } => {
             assert_eq!(response.headers.get(&HeaderName::Contact), None);
             assert_eq!(change, DeviceChange::Unbind);
         }
@@ -335,6 +333,12 @@ fn unregister_refresh_and_lapse_tell_the_overlay() {
     }
     assert!(r.bindings(ALICE).is_empty());
     assert_eq!(r.next_expiry(), None);
+    // Bound again, then lapsed: withdrawn by the timer.
+    assert!(published(bind(&mut r, s(600), 5072, 1, 60)).is_some());
+    assert_eq!(
+        r.expire(s(661)),
+        vec![(ALICE.to_owned(), DeviceChange::Unbind)]
+    );
 }
 
 #[test]
