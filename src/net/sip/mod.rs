@@ -240,6 +240,9 @@ pub struct SipHandle {
 impl SipHandle {
     /// The listener's state now.
     pub fn snapshot(&self) -> SipSnapshot {
+        // Read before the layers' lock: the two locks are never held
+        // together here.
+        let (media, media_unsent) = self.inner.media.stats();
         let layers = lock(&self.inner.layers);
         let now = now_ms();
         let registrar = layers.proxy.registrar();
@@ -254,8 +257,8 @@ impl SipHandle {
                 .collect(),
             stats: registrar.stats(),
             transactions: layers.proxy.transactions(),
-            media: self.inner.media.stats().0,
-            media_unsent: self.inner.media.stats().1,
+            media,
+            media_unsent,
         }
     }
 }
