@@ -48,14 +48,13 @@ BOB=$(aor_user b bob bob-pw)
 "$P2PSIP" node run --dir a --listen 127.0.0.1:0 --overlay overlay.toml --sip-listen 127.0.0.1:5160 >a.out 2>a.err &
 A_PID=$!
 PIDS+=($A_PID)
-until [ -s a.out ]; do sleep 0.1; done
+"$P2PSIP" status --dir a --wait-ready --timeout 60 >/dev/null
 A_CONTACT=$(head -1 a.out | awk '{print $3"@"$6}')
 "$P2PSIP" node run --dir b --listen 127.0.0.1:0 --overlay overlay.toml --sip-listen 127.0.0.1:5162 \
   --bootstrap "$A_CONTACT" >b.out 2>b.err &
 B_PID=$!
 PIDS+=($B_PID)
-until [ "$(wc -l <b.out)" -ge 2 ]; do sleep 0.1; done
-sleep 1
+"$P2PSIP" status --dir b --wait-ready --timeout 60 >/dev/null
 
 cpu() { # PID -> CPU seconds (user + system)
   awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
