@@ -298,12 +298,39 @@ fn node_run_answers_ping_and_stops_on_sigterm() {
         .unwrap()
         .starts_with("127.0.0.1:"));
 
-    // A throwaway identity meeting the difficulty works too.
-    let text = run_ok(&["ping", &node.addr, "--difficulty", "2"]);
+    // Without --dir: the client key kept in the user's state directory,
+    // created once (0600, in a 0700 directory), then reused.
+    let state = t.path().join("state");
+    let ping = |difficulty: &str| {
+        let out = p2psip()
+            .env("XDG_STATE_HOME", &state)
+            .args(["ping", &node.addr, "--difficulty", difficulty])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = ping("2");
     assert!(text.contains(&node.id), "{text}");
-
+    let key_file = state.join("p2psip/ping-client.key");
+    let first = std::fs::read(&key_file).expect("the client key is kept");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key_file), 0o600);
+    assert_eq!(mode(&state.join("p2psip")), 0o700);
+    ping("2");
+    assert_eq!(
+        std::fs::read(&key_file).unwrap(),
+        first,
+        "one identity, reused"
+    );
+    assert_eq!(std::fs::read_dir(state.join("p2psip")).unwrap().count(), 1);
     // With --json a failed connection still prints the JSON object.
     let out = p2psip()
+        .env("XDG_STATE_HOME", &state)
         .args(["ping", &node.addr, "--difficulty", "2", "--json"])
         .args(["--expect-id", &"cd".repeat(32)])
         .output()
@@ -317,14 +344,14 @@ fn node_run_answers_ping_and_stops_on_sigterm() {
     );
 
     // Expecting another id fails, naming the problem.
-    let err = run_err(&[
-        "ping",
-        &node.addr,
-        "--difficulty",
-        "2",
-        "--expect-id",
-        &"ab".repeat(32),
-    ]);
+    let out = p2psip()
+        .env("XDG_STATE_HOME", &state)
+        .args(["ping", &node.addr, "--difficulty", "2"])
+        .args(["--expect-id", &"ab".repeat(32)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not the expected"), "{err}");
 
     let status = node.terminate();
@@ -337,11 +364,13 @@ fn ping_reports_failure_when_the_node_refuses_the_client() {
     let n = p(t.path(), "node");
     run_ok(&["identity", "new", "--dir", &n, "--difficulty", "6"]);
     let node = NodeProcess::start(&["--dir", &n, "--listen", "127.0.0.1:0", "--difficulty", "6"]);
-    // The client's throwaway identity solves 0 bits; the node requires 6.
-    // TLS 1.3 lets the client finish its handshake first: ping must still fail.
+    // The client's identity solves 0 bits; the node requires 6. TLS 1.3
+    // lets the client finish its handshake first: ping must still fail.
+    // Each run with a state directory of its own: a new identity each.
     let mut failures = 0;
-    for _ in 0..4 {
+    for i in 0..4 {
         let out = p2psip()
+            .env("XDG_STATE_HOME", t.path().join(format!("state{i}")))
             .args(["ping", &node.addr, "--difficulty", "0", "--json"])
             .output()
             .unwrap();

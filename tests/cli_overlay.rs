@@ -171,6 +171,8 @@ fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
             "table_size",
             "records",
             "uptime_secs",
+            "ready",
+            "joined_at",
         ],
     );
     assert!(
@@ -320,6 +322,145 @@ fn operator_registers_looks_up_puts_and_gets_through_the_admin_socket() {
     assert_eq!(status(&b)["records"], 2, "one registration and one value");
 
     drop((na, nb, nc));
+}
+
+#[test]
+fn readiness_is_printed_reported_and_awaited() {
+    let root = tempfile::tempdir().unwrap();
+    let overlay = write_overlay(root.path());
+    let (a, b, c) = (
+        new_node_dir(root.path(), "a"),
+        new_node_dir(root.path(), "b"),
+        new_node_dir(root.path(), "c"),
+    );
+    // Nothing runs yet: --wait-ready gives up after its timeout and says
+    // what it last heard.
+    let err = run_err(&["status", "--dir", &a, "--wait-ready", "--timeout", "1"]);
+    assert!(
+        err.contains("is not ready after 1 s") && err.contains("no node is running in"),
+        "{err}"
+    );
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The first node has nobody to join: it starts a new overlay.
+    let mut na = NodeProcess::start(&[
+        "--dir",
+        &a,
+        "--listen",
+        "127.43.0.1:0",
+        "--overlay",
+        &overlay,
+    ]);
+    assert_eq!(
+        na.next_line(),
+        format!("p2psip node {} started a new overlay", na.id)
+    );
+    let s = json(&run_ok(&["status", "--dir", &a, "--wait-ready", "--json"]));
+    assert_eq!(s["ready"], true, "{s}");
+    let joined_at = s["joined_at"].as_u64().expect("joined_at once ready");
+    assert!(joined_at >= before && joined_at <= before + 60, "{s}");
+    // The second joins through it and says with how many contacts.
+    let mut nb = NodeProcess::start(&[
+        "--dir",
+        &b,
+        "--listen",
+        "127.44.0.1:0",
+        "--overlay",
+        &overlay,
+        "--bootstrap",
+        &format!("{}@{}", na.id, na.addr),
+    ]);
+    let line = nb.next_line();
+    let prefix = format!("p2psip node {} joined lab.example with ", nb.id);
+    let contacts: u32 = line
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(" contacts"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a readiness line: {line:?}"));
+    assert!(contacts >= 1, "{line}");
+    let human = run_ok(&["status", "--dir", &b, "--wait-ready", "--timeout", "5"]);
+    assert!(human.contains("ready            yes"), "{human}");
+    // A node whose bootstrap node is not there is not ready, and
+    // --wait-ready says why when it gives up.
+    let nobody = std::net::UdpSocket::bind("127.45.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _nc = NodeProcess::start(&[
+        "--dir",
+        &c,
+        "--listen",
+        "127.45.0.1:0",
+        "--overlay",
+        &overlay,
+        "--bootstrap",
+        &format!("{}@{nobody}", na.id),
+    ]);
+    let s = status(&c);
+    assert_eq!(
+        (s["ready"].clone(), s["joined_at"].clone()),
+        (false.into(), serde_json::Value::Null),
+        "{s}"
+    );
+    let err = run_err(&["status", "--dir", &c, "--wait-ready", "--timeout", "1"]);
+    assert!(
+        err.contains("is not ready after 1 s") && err.contains("not ready: its join"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_log_has_no_colour_codes_off_a_terminal_and_is_json_on_request() {
+    let root = tempfile::tempdir().unwrap();
+    let overlay = write_overlay(root.path());
+    let a = new_node_dir(root.path(), "a");
+    for format in ["text", "json"] {
+        let path = root.path().join(format!("{format}.log"));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut node = NodeProcess::start_with_log(
+            &[
+                "--dir",
+                &a,
+                "--listen",
+                "127.46.0.1:0",
+                "--overlay",
+                &overlay,
+                "--log-format",
+                format,
+            ],
+            file.into(),
+        );
+        node.next_line(); // ready: it has logged its start
+        node.terminate();
+        let log = std::fs::read_to_string(&path).unwrap();
+        assert!(!log.contains('\x1b'), "colour codes in a file: {log:?}");
+        assert!(log.contains("node listening"), "{log}");
+        if format == "json" {
+            for line in log.lines() {
+                let entry = json(line);
+                for field in ["timestamp", "level", "target", "fields"] {
+                    assert!(entry.get(field).is_some(), "no {field}: {line}");
+                }
+            }
+            assert!(log
+                .lines()
+                .any(|l| json(l)["fields"]["message"] == "node listening"));
+        }
+    }
+    // A format it does not know: refused before anything starts.
+    let out = common::cli::p2psip()
+        .args(["node", "run", "--dir", &a, "--listen", "127.46.0.1:0"])
+        .args(["--log-format", "xml"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--log-format") && err.contains("'xml'"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -145,6 +145,13 @@ pub struct StatusResult {
     pub records: usize,
     /// Seconds since the node started.
     pub uptime_secs: u64,
+    /// Whether the node is part of its overlay: it started a new one, or
+    /// a join ended with contacts (docs/operations.md, "Readiness").
+    #[serde(default)]
+    pub ready: bool,
+    /// When it became ready, unix seconds (`null` before).
+    #[serde(default)]
+    pub joined_at: Option<u64>,
 }
 
 /// The answer to `routes`: the routing table.

@@ -220,6 +220,8 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
             table_size: overlay.table_len(),
             records: overlay.records_len(),
             uptime_secs: ctx.started.elapsed().as_secs(),
+            ready: overlay.readiness().is_some(),
+            joined_at: overlay.readiness().map(|r| r.at_unix_ms / 1000),
         })),
         Request::Reputation {} => Ok(Outcome::Reputation(reputation(node))),
         Request::SipUsers {} => Ok(Outcome::SipUsers(sip_users(ctx.sip.as_ref()))),

@@ -74,10 +74,49 @@ pub struct StatusArgs {
     dir: NodeDir,
     #[command(flatten)]
     json: JsonFlag,
+    /// Wait until the node is part of its overlay (it started a new one,
+    /// or its join ended with contacts), then print its status; retries
+    /// while the node is still starting. Exits non-zero after --timeout.
+    #[arg(long)]
+    wait_ready: bool,
+    /// With --wait-ready: how long to wait, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 60, requires = "wait_ready")]
+    timeout: u64,
+}
+
+/// How often `status --wait-ready` asks the node.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Asks the node in `dir` for its status until it is ready or `timeout`
+/// passes; a node not answering yet (still starting) is asked again.
+fn wait_ready(dir: &Path, timeout: std::time::Duration) -> Result<StatusResult, CliError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let why = match call::<StatusResult>(dir, &Request::Status {}) {
+            Ok(s) if s.ready => return Ok(s),
+            Ok(s) => format!(
+                "not ready: its join has not ended with contacts ({} in its routing table)",
+                s.table_size
+            ),
+            Err(e) => e.0,
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(CliError(format!(
+                "the node in {} is not ready after {} s; last: {why}",
+                dir.display(),
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(READY_POLL);
+    }
 }
 
 pub fn status(a: StatusArgs) -> CliResult {
-    let s: StatusResult = call(&a.dir.dir, &Request::Status {})?;
+    let s: StatusResult = if a.wait_ready {
+        wait_ready(&a.dir.dir, std::time::Duration::from_secs(a.timeout))?
+    } else {
+        call(&a.dir.dir, &Request::Status {})?
+    };
     if a.json.json {
         return print_typed(&s);
     }
@@ -91,6 +130,12 @@ pub fn status(a: StatusArgs) -> CliResult {
         ("routing table", s.table_size.to_string()),
         ("records held", s.records.to_string()),
         ("uptime (s)", s.uptime_secs.to_string()),
+        ("ready", if s.ready { "yes" } else { "no" }.to_owned()),
+        (
+            "joined at",
+            s.joined_at
+                .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        ),
     ] {
         println!("{label:<16} {value}");
     }

@@ -5,11 +5,13 @@
 //! identity dir:  identity.key  (0600, PKCS#8 PEM)  identity.pem (self-signed)
 //!                enrolled.pem  (optional: certificate issued by an overlay CA)
 //! CA dir:        ca.key        (0600, PKCS#8 PEM)  ca.pem       (trust anchor)
+//! state dir:     ping-client.key (0600: `ping` without --dir; dir 0700,
+//!                $XDG_STATE_HOME/p2psip or ~/.local/state/p2psip)
 //! ```
 
 use super::CliError;
 use crate::identity::{
-    generate, load_secret_key, pem_certificates, IdKind, SecretKey, TrustAnchors,
+    generate, load_secret_key, pem_certificates, write_secret_key, IdKind, SecretKey, TrustAnchors,
     VerifiedCertificate, VerifyPolicy,
 };
 use crate::limits::MAX_PEM_FILE_LEN;
@@ -184,4 +186,52 @@ pub fn generate_key(kind: IdKind, difficulty: u8) -> SecretKey {
 /// Prints a JSON value on stdout.
 pub fn print_json(value: &serde_json::Value) {
     println!("{value}");
+}
+
+/// The file of the client identity `ping` keeps when run without `--dir`,
+/// in [`state_dir`].
+pub const PING_CLIENT_KEY: &str = "ping-client.key";
+
+/// The user's p2psip state directory (XDG Base Directory):
+/// `$XDG_STATE_HOME/p2psip`, else `$HOME/.local/state/p2psip`; `None`
+/// when neither is set to an absolute path.
+pub fn state_dir() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute("XDG_STATE_HOME")
+        .or_else(|| absolute("HOME").map(|h| h.join(".local").join("state")))
+        .map(|d| d.join("p2psip"))
+}
+
+/// The node key `ping` connects with when no `--dir` is given: the one
+/// kept in [`state_dir`] ([`PING_CLIENT_KEY`], 0600, its directory 0700),
+/// created once, and replaced only by one meeting a higher `difficulty`
+/// than it does; a throwaway key when there is no state directory.
+/// Returns the key and the file it is kept in.
+pub fn kept_client_key(difficulty: u8) -> Result<(SecretKey, Option<PathBuf>), CliError> {
+    let Some(dir) = state_dir() else {
+        return Ok((generate_key(IdKind::Node, difficulty), None));
+    };
+    let path = dir.join(PING_CLIENT_KEY);
+    if path.exists() {
+        // A key others can read is refused (load_secret_key says so),
+        // never silently replaced.
+        let key = load_secret_key(&path)?;
+        if key.public().node_id().puzzle_bits() >= u32::from(difficulty) {
+            return Ok((key, Some(path)));
+        }
+        std::fs::remove_file(&path).map_err(|e| {
+            CliError(format!(
+                "{}: cannot replace it with a key meeting difficulty {difficulty}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    ensure_private_dir(&dir)?;
+    let key = generate_key(IdKind::Node, difficulty);
+    write_secret_key(&path, &key)?;
+    Ok((key, Some(path)))
 }

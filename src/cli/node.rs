@@ -1,13 +1,14 @@
 //! `p2psip node run` and `p2psip ping`.
 
 use super::files::{
-    generate_key, load_anchors, load_identity_of_kind, print_json, read_certificate,
+    kept_client_key, load_anchors, load_identity_of_kind, print_json, read_certificate,
     read_small_file, ENROLLED_CERT,
 };
 use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFlag};
 use crate::admin::{AdminServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
+use crate::net::overlay::Joined;
 use crate::net::sip::SipListener;
 use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
 use crate::overlay::config::OverlayParams;
@@ -84,6 +85,11 @@ pub struct RunArgs {
     /// `p2psip sip add-user` wrote. Without it the node serves no SIP.
     #[arg(long, value_name = "ADDR")]
     sip_listen: Option<SocketAddr>,
+    /// How the log (on stderr) is written: `text` for people (coloured
+    /// only on a terminal) or `json`, one object a line, for log shippers.
+    /// `RUST_LOG` picks what is logged.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 /// Parses `--bootstrap NODE_ID@ADDR`.
@@ -150,13 +156,29 @@ fn local_side(
 }
 
 /// Logs to stderr at `default_level`, or as `RUST_LOG` says.
-fn init_logging(default_level: &str) {
+/// The format of the node's log (`node run --log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people; ANSI colours only when stderr is a terminal
+    /// (and `NO_COLOR` is not set), never into a file or a journal.
+    Text,
+    /// One JSON object a line (`timestamp`, `level`, `target`, `fields`).
+    Json,
+}
+
+fn init_logging(default_level: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -202,7 +224,7 @@ fn overlay_params(file: Option<&Path>, difficulty: Option<u8>) -> Result<Overlay
 }
 
 pub fn run(a: RunArgs) -> CliResult {
-    init_logging("info");
+    init_logging("info", a.log_format);
     let id = load_identity_of_kind(&a.dir, IdKind::Node)?;
     let node_id = id.key.public().node_id();
     let overlay = overlay_params(a.overlay.as_deref(), a.difficulty)?;
@@ -286,14 +308,34 @@ pub fn run(a: RunArgs) -> CliResult {
         };
         if let Some(overlay) = node.overlay().cloned() {
             let dialer = node.dialer().clone();
+            if bootstrap.is_empty() && !overlay.has_saved_contacts() {
+                info!("no --bootstrap and no saved routing table: starting a new overlay");
+                overlay.start_new_overlay();
+            }
+            // The readiness line (docs/operations.md), once, after the
+            // address lines: scripts wait for it instead of racing the join.
+            let ready_overlay = overlay.clone();
+            let name = overlay_name.clone();
             tokio::spawn(async move {
-                if bootstrap.is_empty() {
-                    info!("no --bootstrap: starting a new overlay");
-                    return;
-                }
-                let size = overlay.join(&dialer, &bootstrap).await;
-                info!(table_size = size, "joined the overlay");
+                let line = match ready_overlay.ready().await.how {
+                    Joined::StartedNew => format!("p2psip node {node_id} started a new overlay"),
+                    Joined::Through { contacts } => {
+                        info!(table_size = contacts, "joined the overlay");
+                        format!("p2psip node {node_id} joined {name} with {contacts} contacts")
+                    }
+                };
+                // Nobody may be reading any more: never a reason to stop.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}").and_then(|()| out.flush());
             });
+            if !bootstrap.is_empty() {
+                tokio::spawn(async move {
+                    let size = overlay.join(&dialer, &bootstrap).await;
+                    if size == 0 {
+                        warn!("the join through --bootstrap reached nobody; not ready yet");
+                    }
+                });
+            }
         }
         let rotation = async {
             if !self_certifying {
@@ -332,8 +374,10 @@ pub struct PingArgs {
     /// Refuse the node unless its authenticated id is this one (64 hex).
     #[arg(long, value_name = "HEX")]
     expect_id: Option<NodeId>,
-    /// Identity directory to connect as; without it a throwaway identity
-    /// meeting --difficulty is created.
+    /// Identity directory to connect as. Without it, ping connects with
+    /// the client key it keeps in $XDG_STATE_HOME/p2psip/ping-client.key
+    /// (else ~/.local/state/p2psip/; 0600), created the first time and
+    /// replaced only by one meeting a higher --difficulty.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Leading zero bits required of the node's id (and of a throwaway identity).
@@ -356,7 +400,7 @@ pub struct PingArgs {
 }
 
 pub fn ping(a: PingArgs) -> CliResult {
-    init_logging("warn");
+    init_logging("warn", LogFormat::Text);
     let addr = a
         .addr
         .to_socket_addrs()
@@ -365,7 +409,7 @@ pub fn ping(a: PingArgs) -> CliResult {
         .ok_or_else(|| CliError(format!("{}: no address", a.addr)))?;
     let key = match &a.dir {
         Some(dir) => load_identity_of_kind(dir, IdKind::Node)?.key,
-        None => generate_key(IdKind::Node, a.difficulty),
+        None => kept_client_key(a.difficulty)?.0,
     };
     let (identity, policy) = local_side(
         &key,

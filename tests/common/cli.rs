@@ -42,6 +42,8 @@ pub struct NodeProcess {
     pub id: String,
     /// Where it serves SIP, when started with `--sip-listen`.
     pub sip: Option<String>,
+    /// The rest of its standard output (kept open: the node may print).
+    stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl NodeProcess {
@@ -53,6 +55,11 @@ impl NodeProcess {
             Some(_) => Stdio::inherit(),
             None => Stdio::null(),
         };
+        Self::start_with_log(args, logs)
+    }
+
+    /// [`NodeProcess::start`] with its log (stderr) going to `logs`.
+    pub fn start_with_log(args: &[&str], logs: Stdio) -> Self {
         let mut child = p2psip()
             .args(["node", "run"])
             .args(args)
@@ -83,7 +90,18 @@ impl NodeProcess {
             addr: words[5].to_string(),
             sip,
             child,
+            stdout,
         }
+    }
+
+    /// The next line the node prints after its address lines: its
+    /// readiness line (docs/operations.md). Blocks until it comes.
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("node prints another line");
+        line.trim_end().to_owned()
     }
 
     /// Sends SIGTERM and waits (at most 5 s) for the process to exit.

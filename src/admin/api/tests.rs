@@ -116,6 +116,8 @@ fn status_and_routes_keep_their_fields() {
             table_size: 3,
             records: 4,
             uptime_secs: 5,
+            ready: true,
+            joined_at: Some(1_750_000_000),
         },
         json!({
             "id": "01".repeat(32),
@@ -127,6 +129,8 @@ fn status_and_routes_keep_their_fields() {
             "table_size": 3,
             "records": 4,
             "uptime_secs": 5,
+            "ready": true,
+            "joined_at": 1_750_000_000u64,
         }),
     );
     assert_eq!(

@@ -130,6 +130,8 @@ pub struct OverlayService {
     /// Where media datagrams from other nodes go: the SIP listener's
     /// media relay, if it runs one.
     media_handler: std::sync::OnceLock<MediaHandler>,
+    /// When this node became part of the overlay ([`ready`]).
+    ready: ready::ReadyFlag,
 }
 
 /// Takes a media datagram an authenticated node sent (docs/protocol.md
@@ -197,6 +199,7 @@ impl OverlayService {
             join_seeds: Mutex::new(Vec::new()),
             sip_inbox: std::sync::OnceLock::new(),
             media_handler: std::sync::OnceLock::new(),
+            ready: ready::ReadyFlag::default(),
         }
     }
 
@@ -900,7 +903,16 @@ impl OverlayService {
                     );
                     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 }
-                JoinStep::Refresh(_) => return self.table_len(),
+                JoinStep::Refresh(_) => {
+                    let contacts = self.table_len();
+                    if contacts > 0 {
+                        self.ready.set(Readiness {
+                            at_unix_ms: now_ms(),
+                            how: Joined::Through { contacts },
+                        });
+                    }
+                    return contacts;
+                }
                 JoinStep::GiveUp => {
                     tracing::warn!(
                         attempts = plan.attempts(),
@@ -910,6 +922,38 @@ impl OverlayService {
                 }
             }
         }
+    }
+
+    /// Whether this node has anybody to join through: bootstrap contacts
+    /// are the caller's to know; this says whether a routing table was
+    /// reloaded from the data directory (a rejoin through it starts with
+    /// the node's upkeep).
+    pub fn has_saved_contacts(&self) -> bool {
+        !self
+            .reloaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Marks this node as having started a new overlay: it has nobody to
+    /// join through (no bootstrap node, no saved routing table).
+    pub fn start_new_overlay(&self) {
+        self.ready.set(Readiness {
+            at_unix_ms: now_ms(),
+            how: Joined::StartedNew,
+        });
+    }
+
+    /// When and how this node became part of the overlay, if it did
+    /// ([`ready`]).
+    pub fn readiness(&self) -> Option<Readiness> {
+        self.ready.get()
+    }
+
+    /// Waits until this node is part of the overlay.
+    pub async fn ready(&self) -> Readiness {
+        self.ready.wait().await
     }
 
     /// The contacts the last join went through: a node whose routing
@@ -993,7 +1037,10 @@ async fn futures_select_all<T>(
     (value, futures)
 }
 
+mod ready;
 mod upkeep;
+
+pub use ready::{Joined, Readiness};
 
 #[cfg(test)]
 mod tests;
