@@ -89,7 +89,7 @@ EOF
   UAS=$!
   sleep 0.3
   sipp -nostdin -sf hold.xml -key domain lab.example -key aor_user "$ALICE" -key callee "$BOB" \
-    -i 127.0.0.1 -p 6201 -m "$n" -r 100 -l "$n" -timeout $((hold / 1000 + 60))s 127.0.0.1:5160 >uac.out 2>&1 &
+    -au alice -ap alice-pw -auth_uri "$BOB@lab.example" -i 127.0.0.1 -p 6201 -m "$n" -r 100 -l "$n" -timeout $((hold / 1000 + 60))s 127.0.0.1:5160 >uac.out 2>&1 &
   UAC=$!
   for _ in $(seq 1 $((n / 50 + 60))); do
     [ -f ports.txt ] && [ "$(wc -l <ports.txt)" -ge "$n" ] && break
