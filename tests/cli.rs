@@ -467,6 +467,9 @@ fn every_command_has_help() {
         vec!["node", "run", "--help"],
         vec!["ping", "--help"],
         vec!["sim", "--help"],
+        vec!["status", "--help"],
+        vec!["config", "check", "--help"],
+        vec!["sip", "add-user", "--help"],
     ] {
         let out = run_ok(&cmd);
         assert!(out.contains("Usage:"), "{cmd:?}: {out}");

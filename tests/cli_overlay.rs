@@ -463,6 +463,146 @@ fn the_log_has_no_colour_codes_off_a_terminal_and_is_json_on_request() {
     );
 }
 
+/// The keys of a `node run --config` file (docs/operations.md).
+const CONFIG_KEYS: [&str; 17] = [
+    "dir",
+    "listen",
+    "difficulty",
+    "overlay",
+    "ca",
+    "cert",
+    "max_connections",
+    "max_connections_per_ip",
+    "max_connections_per_net",
+    "max_connections_per_wide_net",
+    "max_streams",
+    "data",
+    "bootstrap",
+    "idle_timeout",
+    "ban_secs",
+    "sip_listen",
+    "log_format",
+];
+
+#[test]
+fn config_check_prints_the_effective_settings_and_names_what_is_wrong() {
+    // contrib/node.toml lists every key, each at its default.
+    let contrib = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/node.toml");
+    let text = std::fs::read_to_string(contrib).unwrap();
+    for key in CONFIG_KEYS {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = "))),
+            "contrib/node.toml does not list {key}"
+        );
+    }
+    let settings = json(&run_ok(&["config", "check", contrib, "--json"]));
+    assert_fields(&settings, &CONFIG_KEYS);
+    assert_eq!(settings["max_connections"], 1024);
+    assert_eq!(settings["max_streams"], 16);
+    assert_eq!(settings["idle_timeout"], 30);
+    assert_eq!(settings["ban_secs"], 600);
+    assert_eq!(settings["log_format"], "text");
+    assert_eq!(settings["sip_listen"], serde_json::Value::Null);
+    // The text form is a configuration file itself, giving the same.
+    let root = tempfile::tempdir().unwrap();
+    let again = root.path().join("again.toml");
+    std::fs::write(&again, run_ok(&["config", "check", contrib])).unwrap();
+    assert_eq!(
+        json(&run_ok(&[
+            "config",
+            "check",
+            again.to_str().unwrap(),
+            "--json"
+        ])),
+        settings
+    );
+
+    // Relative paths are the file's; what is wrong is named.
+    let check = |name: &str, body: &str| {
+        let path = root.path().join(name);
+        std::fs::write(
+            &path,
+            format!("dir = \"node\"\nlisten = \"127.0.0.1:4433\"\n{body}"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let good = check("good.toml", "overlay = \"overlay.toml\"\nbootstrap = []\n");
+    let s = json(&run_ok(&["config", "check", &good, "--json"]));
+    assert_eq!(s["dir"], root.path().join("node").to_str().unwrap());
+    assert_eq!(
+        s["overlay"],
+        root.path().join("overlay.toml").to_str().unwrap()
+    );
+    for (body, named) in [
+        (
+            "max_conections = 3\n",
+            "line 3: unknown field `max_conections`",
+        ),
+        (
+            "idle_timeout = 0\n",
+            "(idle_timeout): 0 is out of range (1 to 3600)",
+        ),
+        ("ban_secs = 100000\n", "(ban_secs): 100000 is out of range"),
+        (
+            "max_connections_per_ip = 0\n",
+            "(max_connections_per_ip): 0 is out of range",
+        ),
+        (
+            "difficulty = 99\n",
+            "(difficulty): difficulty 99 is above the maximum",
+        ),
+        (
+            "bootstrap = [\"nobody\"]\n",
+            "(bootstrap): \"nobody\": expected NODE_ID@ADDR",
+        ),
+        ("sip_listen = 5060\n", "line 3: invalid type"),
+        ("log_format = \"xml\"\n", "line 3: unknown variant `xml`"),
+    ] {
+        let err = run_err(&["config", "check", &check("bad.toml", body)]);
+        assert!(err.contains(named), "{body}: {err}");
+    }
+    let bare = root.path().join("bare.toml");
+    std::fs::write(&bare, "log_format = \"json\"\n").unwrap();
+    let err = run_err(&["config", "check", bare.to_str().unwrap()]);
+    assert!(
+        err.contains("no node directory") && err.contains("`dir`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn node_run_reads_its_config_file_and_flags_win() {
+    let root = tempfile::tempdir().unwrap();
+    write_overlay(root.path());
+    new_node_dir(root.path(), "a");
+    let config = root.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "dir = \"a\"\nlisten = \"127.47.0.1:0\"\noverlay = \"overlay.toml\"\n\
+         sip_listen = \"127.47.0.1:0\"\n",
+    )
+    .unwrap();
+    // The file gives the directory, the overlay and SIP; the flag's
+    // address wins over the file's.
+    let mut node = NodeProcess::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.48.0.1:0",
+    ]);
+    assert!(node.addr.starts_with("127.48.0.1:"), "{}", node.addr);
+    let sip_line = node.next_line();
+    assert!(
+        sip_line.contains("serving SIP on 127.47.0.1:"),
+        "{sip_line}"
+    );
+    assert!(node.next_line().ends_with("started a new overlay"));
+    let s = status(&p(root.path(), "a"));
+    assert_eq!(s["overlay"], "lab.example", "{s}");
+}
+
 #[test]
 fn a_bad_overlay_file_is_refused_with_its_line_and_field() {
     let root = tempfile::tempdir().unwrap();

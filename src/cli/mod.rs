@@ -3,6 +3,7 @@
 
 mod admin;
 mod ca;
+mod config;
 mod files;
 mod identity;
 mod node;
@@ -65,6 +66,15 @@ enum Command {
     /// Manage the SIP accounts a node serves to phones.
     #[command(subcommand)]
     Sip(SipCommand),
+    /// Check a `node run --config` file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a node's configuration file; print the settings it gives.
+    Check(config::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,7 +145,7 @@ pub(crate) struct AnchorArgs {
     /// Trust anchor (overlay CA certificate, PEM); repeatable. With it,
     /// only certificates issued by an anchor are accepted (enrolled mode).
     #[arg(long = "ca", value_name = "ANCHOR.pem")]
-    anchors: Vec<PathBuf>,
+    pub(crate) anchors: Vec<PathBuf>,
 }
 
 /// Text from a peer or a file made safe for a terminal: one line, with
@@ -179,6 +189,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Reputation(a) => admin::reputation(a),
         Command::Sip(SipCommand::AddUser(a)) => sip::add_user(a),
         Command::Sip(SipCommand::Users(a)) => sip::users(a),
+        Command::Config(ConfigCommand::Check(a)) => config::check(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

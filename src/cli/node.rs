@@ -10,7 +10,7 @@ use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::overlay::Joined;
 use crate::net::sip::SipListener;
-use crate::net::{Client, Limits, LocalIdentity, Node, NodeConfig};
+use crate::net::{Client, LocalIdentity, Node, NodeConfig};
 use crate::overlay::config::OverlayParams;
 use crate::overlay::routing::Contact;
 use crate::reputation::Policy;
@@ -26,74 +26,94 @@ use tracing::{info, warn};
 /// inside its validity, so that peers never see an expired one.
 const CERT_ROTATION: Duration = Duration::from_secs(24 * 3600);
 
-#[derive(Debug, Args)]
+/// `node run`'s flags. Each may also come from the `--config` file
+/// (super::config, where every value is checked and the defaults live);
+/// a flag given wins.
+#[derive(Debug, Args, Default)]
 pub struct RunArgs {
+    /// A configuration file (TOML) with any of these options, a key per
+    /// flag (`--max-connections` → `max_connections`); flags override it.
+    /// `p2psip config check FILE` shows what it sets.
+    #[arg(long, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
     /// The node's identity directory (identity.key, identity.pem).
     #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    pub(super) dir: Option<PathBuf>,
     /// UDP address to listen on, e.g. 127.0.0.1:4433 or [::1]:4433.
     #[arg(long, value_name = "ADDR")]
-    listen: SocketAddr,
+    pub(super) listen: Option<SocketAddr>,
     /// Leading zero bits required of every peer's SHA-256(NodeId)
     /// [default: the overlay file's id_difficulty, else 20].
     #[arg(long, value_name = "N", value_parser = parse_difficulty)]
-    difficulty: Option<u8>,
+    pub(super) difficulty: Option<u8>,
     /// The overlay's parameters (TOML: name, k, alpha, disjoint_paths,
     /// id_difficulty, replication, max_per_prefix_per_bucket,
     /// max_per_prefix_per_table), shared by every node of the overlay.
     /// Without it the defaults, overlay name "p2psip".
     #[arg(long, value_name = "FILE")]
-    overlay: Option<PathBuf>,
+    pub(super) overlay: Option<PathBuf>,
     #[command(flatten)]
-    anchors: AnchorArgs,
+    pub(super) anchors: AnchorArgs,
     /// The node's CA-issued certificate in enrolled mode (default DIR/enrolled.pem).
     #[arg(long, value_name = "FILE")]
-    cert: Option<PathBuf>,
-    /// Maximum simultaneous inbound connections.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections)]
-    max_connections: usize,
-    /// Maximum simultaneous inbound connections per IPv4 address / IPv6 /64.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections_per_ip)]
-    max_connections_per_ip: usize,
-    /// Maximum simultaneous inbound connections per IPv4 /24 / IPv6 /48.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections_per_net)]
-    max_connections_per_net: usize,
-    /// Maximum simultaneous inbound connections per IPv4 /16 / IPv6 /32.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_connections_per_wide_net)]
-    max_connections_per_wide_net: usize,
-    /// Maximum concurrent requests (streams) per connection.
-    #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_connection)]
-    max_streams: u32,
+    pub(super) cert: Option<PathBuf>,
+    /// Maximum simultaneous inbound connections [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub(super) max_connections: Option<usize>,
+    /// Maximum simultaneous inbound connections per IPv4 address / IPv6 /64
+    /// [default: 8].
+    #[arg(long, value_name = "N")]
+    pub(super) max_connections_per_ip: Option<usize>,
+    /// Maximum simultaneous inbound connections per IPv4 /24 / IPv6 /48
+    /// [default: 32].
+    #[arg(long, value_name = "N")]
+    pub(super) max_connections_per_net: Option<usize>,
+    /// Maximum simultaneous inbound connections per IPv4 /16 / IPv6 /32
+    /// [default: 128].
+    #[arg(long, value_name = "N")]
+    pub(super) max_connections_per_wide_net: Option<usize>,
+    /// Maximum concurrent requests (streams) per connection [default: 16].
+    #[arg(long, value_name = "N")]
+    pub(super) max_streams: Option<u32>,
     /// Directory for the node's records on disk (default DIR/data).
     #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
+    pub(super) data: Option<PathBuf>,
     /// A node of the overlay to join through, as NODE_ID@ADDR (repeatable).
     /// Without it the node starts a new overlay.
     #[arg(long, value_name = "ID@ADDR", value_parser = parse_bootstrap)]
-    bootstrap: Vec<Contact>,
-    /// Idle timeout of a connection, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = Limits::default().idle_timeout.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=crate::limits::MAX_IDLE_TIMEOUT.as_secs()))]
-    idle_timeout: u64,
-    /// Length of a first ban of a misbehaving peer, in seconds; each
-    /// further ban within 7 days doubles it, up to 24 hours.
-    #[arg(long, value_name = "SECS", default_value_t = crate::limits::REPUTATION_BAN_BASE.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=crate::limits::REPUTATION_BAN_MAX.as_secs()))]
-    ban_secs: u64,
+    pub(super) bootstrap: Vec<Contact>,
+    /// Idle timeout of a connection, in seconds (1 to 3600) [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub(super) idle_timeout: Option<u64>,
+    /// Length of a first ban of a misbehaving peer, in seconds (1 to
+    /// 86400); each further ban within 7 days doubles it, up to 24 hours
+    /// [default: 600].
+    #[arg(long, value_name = "SECS")]
+    pub(super) ban_secs: Option<u64>,
     /// Serve SIP phones on this address, UDP and TCP (e.g. 127.0.0.1:5060):
     /// the node is their registrar and outbound proxy, for the accounts
     /// `p2psip sip add-user` wrote. Without it the node serves no SIP.
     #[arg(long, value_name = "ADDR")]
-    sip_listen: Option<SocketAddr>,
+    pub(super) sip_listen: Option<SocketAddr>,
     /// How the log (on stderr) is written: `text` for people (coloured
     /// only on a terminal) or `json`, one object a line, for log shippers.
-    /// `RUST_LOG` picks what is logged.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// `RUST_LOG` picks what is logged [default: text].
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub(super) log_format: Option<LogFormat>,
+}
+
+impl RunArgs {
+    /// No flags, only a configuration file (`config check`).
+    pub(super) fn from_config(file: PathBuf) -> Self {
+        Self {
+            config: Some(file),
+            ..Self::default()
+        }
+    }
 }
 
 /// Parses `--bootstrap NODE_ID@ADDR`.
-fn parse_bootstrap(s: &str) -> Result<Contact, String> {
+pub(super) fn parse_bootstrap(s: &str) -> Result<Contact, String> {
     let (id, addr) = s
         .split_once('@')
         .ok_or_else(|| format!("{s:?}: expected NODE_ID@ADDR (64 hex digits, '@', ip:port)"))?;
@@ -157,13 +177,24 @@ fn local_side(
 
 /// Logs to stderr at `default_level`, or as `RUST_LOG` says.
 /// The format of the node's log (`node run --log-format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Lines for people; ANSI colours only when stderr is a terminal
     /// (and `NO_COLOR` is not set), never into a file or a journal.
     Text,
     /// One JSON object a line (`timestamp`, `level`, `target`, `fields`).
     Json,
+}
+
+impl LogFormat {
+    /// As the flag and the configuration file write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 fn init_logging(default_level: &str, format: LogFormat) {
@@ -223,7 +254,8 @@ fn overlay_params(file: Option<&Path>, difficulty: Option<u8>) -> Result<Overlay
     Ok(params)
 }
 
-pub fn run(a: RunArgs) -> CliResult {
+pub fn run(args: RunArgs) -> CliResult {
+    let a = super::config::resolve(&args)?;
     init_logging("info", a.log_format);
     let id = load_identity_of_kind(&a.dir, IdKind::Node)?;
     let node_id = id.key.public().node_id();
@@ -236,19 +268,15 @@ pub fn run(a: RunArgs) -> CliResult {
             node_id.puzzle_bits(),
         )));
     }
-    let limits = Limits {
-        max_connections: a.max_connections.max(1),
-        max_connections_per_ip: a.max_connections_per_ip.max(1),
-        max_connections_per_net: a.max_connections_per_net.max(1),
-        max_connections_per_wide_net: a.max_connections_per_wide_net.max(1),
-        max_streams_per_connection: a.max_streams.max(1),
-        idle_timeout: Duration::from_secs(a.idle_timeout.max(1)),
+    let limits = a.limits;
+    let anchors = AnchorArgs {
+        anchors: a.ca.clone(),
     };
-    let self_certifying = a.anchors.anchors.is_empty();
+    let self_certifying = anchors.anchors.is_empty();
     let (identity, policy) = local_side(
         &id.key,
         Some(&a.dir),
-        &a.anchors,
+        &anchors,
         a.cert.as_deref(),
         difficulty,
     )?;

@@ -177,15 +177,8 @@ impl OverlayParams {
     /// ```
     #[cfg(feature = "node")]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let file: OverlayFile = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| 1 + text.get(..s.start).map_or(0, |t| t.matches('\n').count()));
-            ConfigError::Syntax(match line {
-                Some(line) => format!("line {line}: {}", e.message().trim_end()),
-                None => e.message().trim_end().to_owned(),
-            })
-        })?;
+        let file: OverlayFile =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(toml_error(text, &e)))?;
         // Numbers are read as u64 and narrowed here, so that an error names
         // the parameter.
         let d = Self::default();
@@ -329,5 +322,19 @@ mod example_file {
             super::OverlayParams::from_toml(text).unwrap(),
             super::OverlayParams::default()
         );
+    }
+}
+
+/// A TOML error of `text` as one line that names where: `line N: what`
+/// (an unknown key's message names the key and the keys allowed).
+#[cfg(feature = "node")]
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let line = e
+        .span()
+        .map(|s| 1 + text.get(..s.start).map_or(0, |t| t.matches('\n').count()));
+    let what = e.message().trim_end().replace('\n', " ");
+    match line {
+        Some(line) => format!("line {line}: {what}"),
+        None => what,
     }
 }

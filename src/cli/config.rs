@@ -1,0 +1,322 @@
+//! `node run --config FILE` and `p2psip config check FILE`: every option
+//! of `node run` in a TOML file, flags overriding it (docs/operations.md,
+//! "Configuration file"; `contrib/node.toml` lists them all).
+//!
+//! A key is its flag's name without the dashes, `-` as `_`
+//! (`--max-connections` → `max_connections`); repeatable flags are
+//! arrays. Relative paths in the file are relative to the file's
+//! directory. Unknown keys and values out of range are refused, naming
+//! the key. One function, [`resolve`], turns flags and file into the
+//! settings the node runs with, and checks every value, whichever side
+//! it came from.
+
+use super::files::read_small_file;
+use super::node::{parse_bootstrap, LogFormat, RunArgs};
+use super::{parse_difficulty, CliError, CliResult, JsonFlag};
+use crate::limits::{MAX_IDLE_TIMEOUT, REPUTATION_BAN_BASE, REPUTATION_BAN_MAX};
+use crate::net::Limits;
+use crate::overlay::routing::Contact;
+use clap::Args;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The configuration file as written: every key optional, none unknown.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    difficulty: Option<u64>,
+    overlay: Option<PathBuf>,
+    ca: Option<Vec<PathBuf>>,
+    cert: Option<PathBuf>,
+    max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
+    max_connections_per_net: Option<u64>,
+    max_connections_per_wide_net: Option<u64>,
+    max_streams: Option<u64>,
+    data: Option<PathBuf>,
+    bootstrap: Option<Vec<String>>,
+    idle_timeout: Option<u64>,
+    ban_secs: Option<u64>,
+    sip_listen: Option<SocketAddr>,
+    log_format: Option<LogFormat>,
+}
+
+/// What `node run` runs with: flags, else the file, else the defaults.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// `--dir`.
+    pub dir: PathBuf,
+    /// `--listen`.
+    pub listen: SocketAddr,
+    /// `--difficulty` (else the overlay file's).
+    pub difficulty: Option<u8>,
+    /// `--overlay`.
+    pub overlay: Option<PathBuf>,
+    /// `--ca`, the trust anchors.
+    pub ca: Vec<PathBuf>,
+    /// `--cert`.
+    pub cert: Option<PathBuf>,
+    /// The connection limits (`--max-*`, `--idle-timeout`).
+    pub limits: Limits,
+    /// `--data`.
+    pub data: Option<PathBuf>,
+    /// `--bootstrap`.
+    pub bootstrap: Vec<Contact>,
+    /// `--ban-secs`.
+    pub ban_secs: u64,
+    /// `--sip-listen`.
+    pub sip_listen: Option<SocketAddr>,
+    /// `--log-format`.
+    pub log_format: LogFormat,
+}
+
+/// Reads and parses a configuration file.
+fn read(path: &Path) -> Result<NodeFile, CliError> {
+    let bytes = read_small_file(path)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| CliError(format!("{}: not UTF-8 text", path.display())))?;
+    toml::from_str(text).map_err(|e| {
+        CliError(format!(
+            "{}: {}",
+            path.display(),
+            crate::overlay::config::toml_error(text, &e)
+        ))
+    })
+}
+
+/// A number within `min..=max`, or an error naming the setting.
+fn within(key: &str, value: u64, min: u64, max: u64) -> Result<u64, CliError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(CliError(format!(
+            "{key}: {value} is out of range ({min} to {max})"
+        )))
+    }
+}
+
+/// The setting `key`: the flag's value, else the file's, else `default`.
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> T {
+    flag.or(file).unwrap_or(default)
+}
+
+/// The settings `node run` runs with, from its flags and the file
+/// `--config` names (if any): every value checked here, the file's keys
+/// named in errors as the file writes them.
+pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
+    let (file, base) = match &a.config {
+        Some(path) => (
+            read(path)?,
+            path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ),
+        None => (NodeFile::default(), PathBuf::new()),
+    };
+    // Relative paths of the file are relative to it.
+    let rel = |p: Option<PathBuf>| p.map(|p| base.join(p));
+    let key = |k: &str| match &a.config {
+        Some(path) => format!("{} ({k})", path.display()),
+        None => format!("--{}", k.replace('_', "-")),
+    };
+    let dir = a.dir.clone().or(rel(file.dir)).ok_or_else(|| {
+        CliError("no node directory: give --dir DIR (or `dir` in the --config file)".into())
+    })?;
+    let listen = a.listen.or(file.listen).ok_or_else(|| {
+        CliError(
+            "no address to listen on: give --listen ADDR (or `listen` in the --config file)".into(),
+        )
+    })?;
+    let difficulty = match (a.difficulty, file.difficulty) {
+        (Some(d), _) => Some(d),
+        (None, Some(d)) => Some(
+            parse_difficulty(&d.to_string())
+                .map_err(|e| CliError(format!("{}: {e}", key("difficulty"))))?,
+        ),
+        (None, None) => None,
+    };
+    let bootstrap = if a.bootstrap.is_empty() {
+        file.bootstrap
+            .unwrap_or_default()
+            .iter()
+            .map(|b| parse_bootstrap(b).map_err(|e| CliError(format!("{}: {e}", key("bootstrap")))))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        a.bootstrap.clone()
+    };
+    let d = Limits::default();
+    let size = |name: &str, flag: Option<usize>, file: Option<u64>, default: usize| {
+        let v = pick(flag.map(|v| v as u64), file, default as u64);
+        within(&key(name), v, 1, usize::MAX as u64).map(|v| v as usize)
+    };
+    let limits = Limits {
+        max_connections: size(
+            "max_connections",
+            a.max_connections,
+            file.max_connections,
+            d.max_connections,
+        )?,
+        max_connections_per_ip: size(
+            "max_connections_per_ip",
+            a.max_connections_per_ip,
+            file.max_connections_per_ip,
+            d.max_connections_per_ip,
+        )?,
+        max_connections_per_net: size(
+            "max_connections_per_net",
+            a.max_connections_per_net,
+            file.max_connections_per_net,
+            d.max_connections_per_net,
+        )?,
+        max_connections_per_wide_net: size(
+            "max_connections_per_wide_net",
+            a.max_connections_per_wide_net,
+            file.max_connections_per_wide_net,
+            d.max_connections_per_wide_net,
+        )?,
+        max_streams_per_connection: within(
+            &key("max_streams"),
+            pick(
+                a.max_streams.map(u64::from),
+                file.max_streams,
+                u64::from(d.max_streams_per_connection),
+            ),
+            1,
+            u64::from(u32::MAX),
+        )? as u32,
+        idle_timeout: std::time::Duration::from_secs(within(
+            &key("idle_timeout"),
+            pick(a.idle_timeout, file.idle_timeout, d.idle_timeout.as_secs()),
+            1,
+            MAX_IDLE_TIMEOUT.as_secs(),
+        )?),
+    };
+    let ban_secs = within(
+        &key("ban_secs"),
+        pick(a.ban_secs, file.ban_secs, REPUTATION_BAN_BASE.as_secs()),
+        1,
+        REPUTATION_BAN_MAX.as_secs(),
+    )?;
+    let ca = if a.anchors.anchors.is_empty() {
+        file.ca
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| base.join(p))
+            .collect()
+    } else {
+        a.anchors.anchors.clone()
+    };
+    Ok(RunSettings {
+        dir,
+        listen,
+        difficulty,
+        overlay: a.overlay.clone().or(rel(file.overlay)),
+        ca,
+        cert: a.cert.clone().or(rel(file.cert)),
+        limits,
+        data: a.data.clone().or(rel(file.data)),
+        bootstrap,
+        ban_secs,
+        sip_listen: a.sip_listen.or(file.sip_listen),
+        log_format: pick(a.log_format, file.log_format, LogFormat::Text),
+    })
+}
+
+impl RunSettings {
+    /// Every setting by its key, `None` where nothing is set, in the
+    /// order of `contrib/node.toml`.
+    fn entries(&self) -> Vec<(&'static str, Option<toml::Value>)> {
+        use toml::Value;
+        let text = |s: String| Some(Value::String(s));
+        let path = |p: &Path| text(p.display().to_string());
+        let number = |n: u64| Some(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
+        let list =
+            |items: Vec<Option<Value>>| Some(Value::Array(items.into_iter().flatten().collect()));
+        let l = &self.limits;
+        vec![
+            ("dir", path(&self.dir)),
+            ("listen", text(self.listen.to_string())),
+            (
+                "difficulty",
+                self.difficulty.and_then(|d| number(u64::from(d))),
+            ),
+            ("overlay", self.overlay.as_deref().and_then(path)),
+            ("ca", list(self.ca.iter().map(|p| path(p)).collect())),
+            ("cert", self.cert.as_deref().and_then(path)),
+            ("max_connections", number(l.max_connections as u64)),
+            (
+                "max_connections_per_ip",
+                number(l.max_connections_per_ip as u64),
+            ),
+            (
+                "max_connections_per_net",
+                number(l.max_connections_per_net as u64),
+            ),
+            (
+                "max_connections_per_wide_net",
+                number(l.max_connections_per_wide_net as u64),
+            ),
+            (
+                "max_streams",
+                number(u64::from(l.max_streams_per_connection)),
+            ),
+            ("data", self.data.as_deref().and_then(path)),
+            (
+                "bootstrap",
+                list(
+                    self.bootstrap
+                        .iter()
+                        .map(|c| text(format!("{}@{}", c.id, c.addr)))
+                        .collect(),
+                ),
+            ),
+            ("idle_timeout", number(l.idle_timeout.as_secs())),
+            ("ban_secs", number(self.ban_secs)),
+            (
+                "sip_listen",
+                self.sip_listen.and_then(|a| text(a.to_string())),
+            ),
+            ("log_format", text(self.log_format.as_str().to_owned())),
+        ]
+    }
+}
+
+/// `p2psip config check FILE`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The configuration file (TOML) to check.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// Checks a configuration file as `node run --config FILE` would read
+/// it (with no flags) and prints the effective settings: TOML, or one
+/// JSON object with `--json`. The file's own `dir` and `listen` are
+/// required here, since no flag can give them.
+pub fn check(a: CheckArgs) -> CliResult {
+    let args = RunArgs::from_config(a.file.clone());
+    let entries = resolve(&args)?.entries();
+    if a.json.json {
+        let mut object = serde_json::Map::new();
+        for (key, value) in entries {
+            let value = match value {
+                Some(v) => serde_json::to_value(v)
+                    .map_err(|e| CliError(format!("cannot print {key}: {e}")))?,
+                None => serde_json::Value::Null,
+            };
+            object.insert(key.to_owned(), value);
+        }
+        println!("{}", serde_json::Value::Object(object));
+    } else {
+        for (key, value) in entries {
+            match value {
+                Some(v) => println!("{key} = {v}"),
+                None => println!("# {key} = (not set)"),
+            }
+        }
+    }
+    Ok(())
+}
