@@ -66,6 +66,7 @@ pub mod binding;
 mod fsutil;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod netaddr;
 pub mod overlay;
 pub mod reputation;

@@ -464,7 +464,7 @@ fn the_log_has_no_colour_codes_off_a_terminal_and_is_json_on_request() {
 }
 
 /// The keys of a `node run --config` file (docs/operations.md).
-const CONFIG_KEYS: [&str; 17] = [
+const CONFIG_KEYS: [&str; 18] = [
     "dir",
     "listen",
     "difficulty",
@@ -481,6 +481,7 @@ const CONFIG_KEYS: [&str; 17] = [
     "idle_timeout",
     "ban_secs",
     "sip_listen",
+    "metrics_listen",
     "log_format",
 ];
 
@@ -601,6 +602,131 @@ fn node_run_reads_its_config_file_and_flags_win() {
     assert!(node.next_line().ends_with("started a new overlay"));
     let s = status(&p(root.path(), "a"));
     assert_eq!(s["overlay"], "lab.example", "{s}");
+}
+
+/// Sends `request` to `addr` over plain TCP; returns the response's
+/// status line, headers and body.
+fn http(addr: &str, request: &[u8]) -> (String, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_owned(), headers.to_owned(), body.to_owned())
+}
+
+/// The value of the sample `series` (name and labels as written).
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_are_scraped_validated_by_promtool_and_move() {
+    let root = tempfile::tempdir().unwrap();
+    let overlay = write_overlay(root.path());
+    let (a, b) = (
+        new_node_dir(root.path(), "a"),
+        new_node_dir(root.path(), "b"),
+    );
+    let mut na = NodeProcess::start(&[
+        "--dir",
+        &a,
+        "--listen",
+        "127.49.0.1:0",
+        "--overlay",
+        &overlay,
+        "--metrics-listen",
+        "127.49.0.1:0",
+    ]);
+    let line = na.next_line();
+    let metrics = line
+        .strip_prefix(&format!("p2psip node {} serving metrics on ", na.id))
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let _nb = NodeProcess::start(&[
+        "--dir",
+        &b,
+        "--listen",
+        "127.50.0.1:0",
+        "--overlay",
+        &overlay,
+        "--bootstrap",
+        &format!("{}@{}", na.id, na.addr),
+    ]);
+    run_ok(&["status", "--dir", &b, "--wait-ready", "--timeout", "30"]);
+    let scrape = || {
+        let (status, headers, body) = http(
+            &metrics,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
+        );
+        assert_eq!(status, "HTTP/1.1 200 OK", "{headers}");
+        assert!(
+            headers.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+            "{headers}"
+        );
+        body
+    };
+    // Prometheus's own linter accepts the exposition.
+    let first = scrape();
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian: apt install prometheus; .ci/run installs it)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(first.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{first}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(sample(&first, "p2psip_ready"), Some(1.0), "{first}");
+    assert!(
+        eventually(50, || sample(&scrape(), "p2psip_routing_table_contacts")
+            >= Some(1.0)),
+        "node B never reached A's table"
+    );
+    // Counters move as the node works: a lookup of a value nobody stored.
+    let missing = "p2psip_lookups_total{outcome=\"value_missing\"}";
+    let before = sample(&scrape(), missing).expect("the lookup counter");
+    let _ = common::cli::p2psip()
+        .args(["lookup", "--dir", &a, "sip:nobody@lab.example"])
+        .output()
+        .unwrap();
+    let after = scrape();
+    assert_eq!(sample(&after, missing), Some(before + 1.0), "{after}");
+    assert!(
+        sample(
+            &after,
+            "p2psip_lookup_duration_seconds_count{outcome=\"value_missing\"}"
+        ) == Some(before + 1.0)
+    );
+    // What is not a scrape is answered, and the listener serves on.
+    let (status, _, _) = http(&metrics, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, _, _) = http(&metrics, b"BREW /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    let (status, _, body) = http(&metrics, b"\x00\x01 garbage\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{body}");
+    let (status, _, body) = http(&metrics, b"HEAD /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", ""));
+    assert!(sample(&scrape(), "p2psip_uptime_seconds").is_some());
 }
 
 #[test]

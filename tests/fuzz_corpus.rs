@@ -186,3 +186,19 @@ fn sdp_media_inputs() {
         "the valid datagram seeds decode ({datagrams})"
     );
 }
+
+#[test]
+fn metrics_request_inputs() {
+    use p2psip::metrics::{parse_request_head, ScrapeRequest};
+    let inputs = inputs("metrics_request");
+    assert!(inputs.len() >= 8, "seed corpus is committed");
+    let mut scrapes = 0;
+    for (name, data) in inputs {
+        // Never a panic; a scrape only from a well-formed GET or HEAD.
+        if let Ok(ScrapeRequest::Metrics | ScrapeRequest::MetricsHead) = parse_request_head(&data) {
+            assert!(data.windows(4).any(|w| w == b"\r\n\r\n"), "{name}");
+            scrapes += 1;
+        }
+    }
+    assert!(scrapes >= 3, "the scrape seeds parse ({scrapes})");
+}

@@ -34,6 +34,7 @@
 
 mod api;
 mod client;
+mod metrics;
 mod server;
 
 pub(crate) use api::json_text;
@@ -43,6 +44,7 @@ pub use api::{
     StatusResult,
 };
 pub use client::{request, AdminError};
+pub use metrics::{MetricsServer, HEAD_TIMEOUT, MAX_METRICS_CONNECTIONS};
 pub use server::{AdminServer, BindError};
 
 use std::time::Duration;

@@ -210,19 +210,7 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
         .overlay()
         .ok_or_else(|| "this node serves no overlay".to_owned())?;
     match request {
-        Request::Status {} => Ok(Outcome::Status(StatusResult {
-            id: node.node_id(),
-            listen: node.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            overlay: overlay.params().name.clone(),
-            mode: ctx.mode,
-            id_difficulty: overlay.params().id_difficulty,
-            peers: connected_peers(node),
-            table_size: overlay.table_len(),
-            records: overlay.records_len(),
-            uptime_secs: ctx.started.elapsed().as_secs(),
-            ready: overlay.readiness().is_some(),
-            joined_at: overlay.readiness().map(|r| r.at_unix_ms / 1000),
-        })),
+        Request::Status {} => Ok(Outcome::Status(status(node, ctx.mode, ctx.started)?)),
         Request::Reputation {} => Ok(Outcome::Reputation(reputation(node))),
         Request::SipUsers {} => Ok(Outcome::SipUsers(sip_users(ctx.sip.as_ref()))),
         Request::Routes {} => Ok(Outcome::Routes(RoutesResult {
@@ -344,8 +332,32 @@ fn sip_users(sip: Option<&SipHandle>) -> SipUsersResult {
     }
 }
 
+/// The answer to `status` (the contract is docs/admin.md).
+pub(super) fn status(
+    node: &Node,
+    mode: OverlayMode,
+    started: Instant,
+) -> Result<StatusResult, String> {
+    let overlay = node
+        .overlay()
+        .ok_or_else(|| "this node serves no overlay".to_owned())?;
+    Ok(StatusResult {
+        id: node.node_id(),
+        listen: node.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        overlay: overlay.params().name.clone(),
+        mode,
+        id_difficulty: overlay.params().id_difficulty,
+        peers: connected_peers(node),
+        table_size: overlay.table_len(),
+        records: overlay.records_len(),
+        uptime_secs: started.elapsed().as_secs(),
+        ready: overlay.readiness().is_some(),
+        joined_at: overlay.readiness().map(|r| r.at_unix_ms / 1000),
+    })
+}
+
 /// The answer to `reputation` (the contract is docs/admin.md).
-fn reputation(node: &Node) -> ReputationResult {
+pub(super) fn reputation(node: &Node) -> ReputationResult {
     let secs = |ms: u64| ms / 1000;
     let peers = node
         .core()

@@ -41,6 +41,7 @@ struct NodeFile {
     idle_timeout: Option<u64>,
     ban_secs: Option<u64>,
     sip_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     log_format: Option<LogFormat>,
 }
 
@@ -69,6 +70,8 @@ pub struct RunSettings {
     pub ban_secs: u64,
     /// `--sip-listen`.
     pub sip_listen: Option<SocketAddr>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
     /// `--log-format`.
     pub log_format: LogFormat,
 }
@@ -219,6 +222,7 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
         bootstrap,
         ban_secs,
         sip_listen: a.sip_listen.or(file.sip_listen),
+        metrics_listen: a.metrics_listen.or(file.metrics_listen),
         log_format: pick(a.log_format, file.log_format, LogFormat::Text),
     })
 }
@@ -276,6 +280,10 @@ impl RunSettings {
             (
                 "sip_listen",
                 self.sip_listen.and_then(|a| text(a.to_string())),
+            ),
+            (
+                "metrics_listen",
+                self.metrics_listen.and_then(|a| text(a.to_string())),
             ),
             ("log_format", text(self.log_format.as_str().to_owned())),
         ]

@@ -5,7 +5,7 @@ use super::files::{
     read_small_file, ENROLLED_CERT,
 };
 use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFlag};
-use crate::admin::{AdminServer, OverlayMode};
+use crate::admin::{AdminServer, MetricsServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::overlay::Joined;
@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// `p2psip sip add-user` wrote. Without it the node serves no SIP.
     #[arg(long, value_name = "ADDR")]
     pub(super) sip_listen: Option<SocketAddr>,
+    /// Serve metrics in Prometheus's text format on this TCP address
+    /// (`GET /metrics`, e.g. 127.0.0.1:9464). Without it, none.
+    #[arg(long, value_name = "ADDR")]
+    pub(super) metrics_listen: Option<SocketAddr>,
     /// How the log (on stderr) is written: `text` for people (coloured
     /// only on a terminal) or `json`, one object a line, for log shippers.
     /// `RUST_LOG` picks what is logged [default: text].
@@ -327,6 +331,25 @@ pub fn run(args: RunArgs) -> CliResult {
             }
             _ => None,
         };
+        let metrics_task = match a.metrics_listen {
+            Some(listen) => {
+                let metrics = MetricsServer::bind(listen)
+                    .await
+                    .map_err(|e| CliError(format!("--metrics-listen {listen}: {e}")))?;
+                let at = metrics.local_addr()?;
+                info!(metrics = %at, "metrics listening");
+                println!("p2psip node {node_id} serving metrics on {at}");
+                let _ = std::io::stdout().flush();
+                Some(metrics.serve(node.clone(), mode, sip.as_ref().map(SipListener::handle)))
+            }
+            None => None,
+        };
+        let metrics_task = async move {
+            match metrics_task {
+                Some(task) => task.await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         let admin_task = admin.serve(node.clone(), mode, sip.as_ref().map(SipListener::handle));
         let sip_task = async move {
             match sip {
@@ -388,6 +411,7 @@ pub fn run(args: RunArgs) -> CliResult {
             _ = rotation => {}
             _ = admin_task => {}
             _ = sip_task => {}
+            _ = metrics_task => {}
         }
         info!("stopped");
         Ok::<(), CliError>(())

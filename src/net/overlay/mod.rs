@@ -35,6 +35,7 @@ use super::disk::{DiskError, DiskStore};
 use super::NetError;
 use crate::identity::NodeId;
 use crate::limits::{LISTEN_CHECK_RETRY, MAX_CONCURRENT_LISTEN_CHECKS, MAX_FAILED_LISTEN_CHECKS};
+use crate::metrics::{LookupKind, LookupMetrics};
 use crate::overlay::config::OverlayParams;
 use crate::overlay::key::Key;
 use crate::overlay::peers::{Failure, ListenProof};
@@ -132,6 +133,8 @@ pub struct OverlayService {
     media_handler: std::sync::OnceLock<MediaHandler>,
     /// When this node became part of the overlay ([`ready`]).
     ready: ready::ReadyFlag,
+    /// What its lookups did.
+    lookups: LookupMetrics,
 }
 
 /// Takes a media datagram an authenticated node sent (docs/protocol.md
@@ -200,6 +203,7 @@ impl OverlayService {
             sip_inbox: std::sync::OnceLock::new(),
             media_handler: std::sync::OnceLock::new(),
             ready: ready::ReadyFlag::default(),
+            lookups: LookupMetrics::default(),
         }
     }
 
@@ -756,12 +760,31 @@ impl OverlayService {
     /// older version than the newest it found are sent the newest
     /// ([`placement::read_repair_targets`]) before it returns.
     pub async fn lookup(&self, dialer: &Dialer, target: Key, kind: Option<RecordKind>) -> Found {
+        let started = std::time::Instant::now();
         let Some(kind) = kind else {
-            return self.query(dialer, target, Goal::Closest, None).await;
+            let found = self.query(dialer, target, Goal::Closest, None).await;
+            self.lookups.record(
+                LookupKind::Closest,
+                found.outcome.requests,
+                started.elapsed(),
+            );
+            return found;
         };
         let found = self.query(dialer, target, Goal::Value, Some(kind)).await;
+        self.lookups.record(
+            LookupKind::Value {
+                found: !found.records.is_empty(),
+            },
+            found.outcome.requests,
+            started.elapsed(),
+        );
         self.read_repair(dialer, &found).await;
         found
+    }
+
+    /// What this node's lookups did (for `--metrics-listen`).
+    pub fn lookup_metrics(&self) -> &LookupMetrics {
+        &self.lookups
     }
 
     /// The newest valid record of `kind` under `key` that this node holds
