@@ -33,12 +33,24 @@ fn client_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ping_client.py")
 }
 
+/// The Python that runs the client: the virtualenv that
+/// `contrib/test-deps.sh` makes where the system Python refuses packages
+/// (PEP 668), else `python3` on the PATH.
+fn python() -> Command {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python3");
+    Command::new(if venv.exists() {
+        venv.into_os_string()
+    } else {
+        "python3".into()
+    })
+}
+
 /// Fails (never skips) when python3 or the client's packages are missing.
 fn require_python_packages() {
     const HINT: &str = "the interop tests need python3 with aioquic and cbor2: \
-        run `python3 -m pip install -r tests/interop/requirements.txt` \
-        (or `python3 -m pip install aioquic cbor2`)";
-    let out = Command::new("python3")
+        run `bash contrib/test-deps.sh` (or \
+        `python3 -m pip install -r tests/interop/requirements.txt`)";
+    let out = python()
         .args(["-c", "import aioquic, cbor2, cryptography"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run python3 ({e}); {HINT}"));
@@ -52,7 +64,7 @@ fn require_python_packages() {
 /// Runs the Python client against `addr` with `args`.
 fn python_client(addr: &str, args: &[&str]) -> Output {
     require_python_packages();
-    Command::new("python3")
+    python()
         .arg(client_script())
         .arg(addr)
         .args(args)
