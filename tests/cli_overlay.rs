@@ -730,6 +730,125 @@ fn metrics_are_scraped_validated_by_promtool_and_move() {
 }
 
 #[test]
+fn a_trace_over_ten_nodes_names_every_hop_its_lookup_used() {
+    const NODES: usize = 10;
+    let root = tempfile::tempdir().unwrap();
+    let overlay = p(root.path(), "overlay.toml");
+    // k = 4 of 10 nodes, 3 replicas: a lookup must cross the overlay.
+    std::fs::write(
+        &overlay,
+        "name = \"ten\"\nid_difficulty = 4\nk = 4\nreplication = 3\n",
+    )
+    .unwrap();
+    let dirs: Vec<String> = (0..NODES)
+        .map(|i| new_node_dir(root.path(), &format!("n{i}")))
+        .collect();
+    let first = NodeProcess::start(&[
+        "--dir",
+        &dirs[0],
+        "--listen",
+        "127.90.0.1:0",
+        "--overlay",
+        &overlay,
+    ]);
+    let boot = format!("{}@{}", first.id, first.addr);
+    let mut nodes = vec![first];
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        let listen = format!("127.{}.0.1:0", 90 + i);
+        nodes.push(NodeProcess::start(&[
+            "--dir",
+            dir,
+            "--listen",
+            &listen,
+            "--overlay",
+            &overlay,
+            "--bootstrap",
+            &boot,
+        ]));
+    }
+    for dir in &dirs {
+        run_ok(&["status", "--dir", dir, "--wait-ready", "--timeout", "30"]);
+    }
+    let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    // A registration made at the last node, traced from the first.
+    let alice = p(root.path(), "alice");
+    run_ok(&[
+        "identity",
+        "new",
+        "--dir",
+        &alice,
+        "--user",
+        "--difficulty",
+        "0",
+    ]);
+    let aor = format!("sip:{}@ten", user_id(&alice));
+    let last = &dirs[NODES - 1];
+    assert!(eventually(50, || common::cli::p2psip()
+        .args(["register", &aor, "--user-dir", &alice, "--dir", last])
+        .output()
+        .unwrap()
+        .status
+        .success()));
+    let t = json(&run_ok(&["trace", &aor, "--dir", &dirs[0], "--json"]));
+    assert_fields(
+        &t,
+        &[
+            "target", "key", "lookup", "hops", "requests", "records", "closest", "ended",
+        ],
+    );
+    assert_eq!(t["lookup"], "registration");
+    let hops = t["hops"].as_array().unwrap();
+    // Every request the lookup sent is a hop, each to a node of the
+    // overlay other than the tracing one, each named by this node's table
+    // or by a node asked before it.
+    assert_eq!(hops.len() as u64, t["requests"].as_u64().unwrap(), "{t}");
+    assert!(!hops.is_empty());
+    let mut asked: Vec<String> = Vec::new();
+    for h in hops {
+        assert_fields(
+            h,
+            &[
+                "node_id", "addr", "via", "path", "rtt_ms", "answer", "contacts", "records",
+                "error", "standing",
+            ],
+        );
+        let id = h["node_id"].as_str().unwrap().to_owned();
+        assert!(ids.contains(&id) && id != ids[0], "{h}");
+        if let Some(via) = h["via"].as_str() {
+            assert!(
+                asked.iter().any(|a| a == via),
+                "named by a node not asked before: {h}"
+            );
+        }
+        assert!(h["rtt_ms"].as_f64().unwrap() >= 0.0);
+        assert!(
+            ["contacts", "value", "failed", "unanswered"].contains(&h["answer"].as_str().unwrap())
+        );
+        asked.push(id);
+    }
+    assert!(t["records"].as_u64().unwrap() >= 1, "{t}");
+    assert!(hops.iter().any(|h| h["answer"] == "value"), "{t}");
+    assert!(
+        t["ended"].as_str().unwrap().contains("verified record"),
+        "{t}"
+    );
+    // The text form for people names the hops too.
+    let text = run_ok(&["trace", &aor, "--dir", &dirs[0]]);
+    assert!(text.starts_with("registration lookup of "), "{text}");
+    assert!(text.contains("ended: "), "{text}");
+    // A key: the closest nodes; nonsense: named.
+    let key = "ab".repeat(32);
+    let t = json(&run_ok(&["trace", &key, "--dir", &dirs[3], "--json"]));
+    assert_eq!(
+        (t["lookup"].as_str(), t["key"].as_str()),
+        (Some("closest"), Some(key.as_str()))
+    );
+    assert!(!t["closest"].as_array().unwrap().is_empty(), "{t}");
+    let err = run_err(&["trace", "nonsense", "--dir", &dirs[0]]);
+    assert!(err.contains("neither a SIP AOR nor a key"), "{err}");
+}
+
+#[test]
 fn a_bad_overlay_file_is_refused_with_its_line_and_field() {
     let root = tempfile::tempdir().unwrap();
     let node = new_node_dir(root.path(), "n");

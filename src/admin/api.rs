@@ -27,6 +27,12 @@ pub enum Request {
         /// The SIP AOR, e.g. `sip:alice@example.org`.
         aor: String,
     },
+    /// A lookup traced request by request (`p2psip trace`).
+    Trace {
+        /// A SIP AOR (its registration is looked up) or a key, 64 hex
+        /// digits (the closest nodes to it are looked up).
+        target: String,
+    },
     /// An owner-only value, found in the overlay.
     Get {
         /// The owner's user id (64 hex digits).
@@ -260,6 +266,60 @@ impl fmt::Display for PeerStanding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The answer to `trace`: every request of one lookup, in the order the
+/// answers came, and why it ended (docs/operations.md, "Path trace").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceResult {
+    /// What was asked for, as given.
+    pub target: String,
+    /// The key looked up, 64 hex digits.
+    pub key: String,
+    /// `registration` (an AOR's record) or `closest` (the nodes nearest a
+    /// key).
+    pub lookup: String,
+    /// The requests, in the order their answers (or failures) came.
+    pub hops: Vec<TraceHopEntry>,
+    /// Requests the lookup sent (the hops' count).
+    pub requests: u32,
+    /// Records the nodes answered with.
+    pub records: usize,
+    /// The closest nodes that answered, closest first.
+    pub closest: Vec<String>,
+    /// Why the lookup ended, for people.
+    pub ended: String,
+}
+
+/// One request of a traced lookup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceHopEntry {
+    /// The node asked.
+    #[serde(with = "as_text")]
+    pub node_id: NodeId,
+    /// Its address.
+    pub addr: String,
+    /// The node whose answer named it first; `null`: this node's own
+    /// routing table.
+    pub via: Option<String>,
+    /// The disjoint path it was asked on (from 0).
+    pub path: Option<usize>,
+    /// Request to answer (for `unanswered`: to the lookup's end),
+    /// milliseconds.
+    pub rtt_ms: f64,
+    /// `contacts`, `value`, `failed`, or `unanswered` (still out when the
+    /// lookup ended).
+    pub answer: String,
+    /// Contacts it named.
+    pub contacts: usize,
+    /// Records it sent.
+    pub records: usize,
+    /// Why it failed: `timeout` (silence), `unreachable`, `overloaded`,
+    /// `local`, `not_in_overlay`, `violation`, `banned`, `unrecognised`,
+    /// `declined`.
+    pub error: Option<String>,
+    /// Its standing in this node's reputation table.
+    pub standing: PeerStanding,
 }
 
 /// The answer to `lookup`: the newest registration of an AOR that

@@ -15,6 +15,7 @@
 //! | `routes` | [`RoutesResult`] |
 //! | `reputation` | [`ReputationResult`] |
 //! | `lookup` | [`LookupResult`] |
+//! | `trace` | [`TraceResult`] |
 //! | `get` | [`GetResult`] |
 //! | `publish` | [`PublishResult`] |
 //!
@@ -41,7 +42,7 @@ pub(crate) use api::json_text;
 pub use api::{
     Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PeerStanding,
     PublishResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult,
-    StatusResult,
+    StatusResult, TraceHopEntry, TraceResult,
 };
 pub use client::{request, AdminError};
 pub use metrics::{MetricsServer, HEAD_TIMEOUT, MAX_METRICS_CONNECTIONS};

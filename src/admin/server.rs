@@ -1,8 +1,9 @@
 //! The node side of the admin socket.
 
 use super::api::{
-    json_line, Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PublishResult,
-    ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult, StatusResult,
+    json_line, Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PeerStanding,
+    PublishResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult,
+    StatusResult, TraceHopEntry, TraceResult,
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
@@ -155,6 +156,7 @@ enum Outcome {
     Routes(RoutesResult),
     Reputation(ReputationResult),
     Lookup(LookupResult),
+    Trace(TraceResult),
     Get(GetResult),
     Publish(PublishResult),
     SipUsers(SipUsersResult),
@@ -254,6 +256,7 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
                 record: record.encoded().to_vec(),
             }))
         }
+        Request::Trace { target } => Ok(Outcome::Trace(trace(node, target).await?)),
         Request::Get { owner, name } => {
             let owner_id: UserId = owner.parse().map_err(|e| format!("owner {owner:?}: {e}"))?;
             let key = owner_value_key(&owner_id, &name);
@@ -395,4 +398,104 @@ fn connected_peers(node: &Node) -> usize {
 
 fn now() -> u64 {
     crate::unix_now().max(0) as u64
+}
+
+/// The answer to `trace` (the contract is docs/admin.md).
+async fn trace(node: &Node, target: String) -> Result<TraceResult, String> {
+    use crate::net::overlay::HopAnswer;
+    use crate::overlay::peers::Failure;
+    let overlay = node
+        .overlay()
+        .ok_or_else(|| "this node serves no overlay".to_owned())?;
+    let (key, kind) = if target.starts_with("sip:") || target.starts_with("sips:") {
+        (
+            Key(crate::identity::aor_key(&target)),
+            Some(RecordKind::SipRegistration),
+        )
+    } else {
+        let bytes: [u8; 32] = hex::decode(&target)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("{target:?}: neither a SIP AOR nor a key of 64 hex digits"))?;
+        (Key(bytes), None)
+    };
+    let (found, hops) = overlay.trace(node.dialer(), key, kind).await;
+    let standings: std::collections::HashMap<_, _> = node
+        .core()
+        .report()
+        .into_iter()
+        .map(|p| (p.id, PeerStanding::from(p.standing)))
+        .collect();
+    let failure = |f: Failure| match f {
+        Failure::Timeout => "timeout",
+        Failure::Unreachable => "unreachable",
+        Failure::Overloaded => "overloaded",
+        Failure::Local => "local",
+        Failure::NotInOverlay => "not_in_overlay",
+        Failure::Violation => "violation",
+        Failure::Banned => "banned",
+        Failure::Unrecognised => "unrecognised",
+        Failure::Declined => "declined",
+    };
+    let hops: Vec<TraceHopEntry> = hops
+        .into_iter()
+        .map(|h| {
+            let (answer, contacts, records, error) = match h.answer {
+                HopAnswer::Contacts { contacts } => ("contacts", contacts, 0, None),
+                HopAnswer::Value { records, contacts } => ("value", contacts, records, None),
+                HopAnswer::Failed(f) => ("failed", 0, 0, Some(failure(f).to_owned())),
+                HopAnswer::Unanswered => ("unanswered", 0, 0, None),
+            };
+            TraceHopEntry {
+                node_id: h.to.id,
+                addr: h.to.addr.to_string(),
+                via: h.via.map(|v| v.to_string()),
+                path: h.path,
+                rtt_ms: (h.rtt.as_secs_f64() * 1e6).round() / 1e3,
+                answer: answer.to_owned(),
+                contacts,
+                records,
+                error,
+                standing: standings
+                    .get(&h.to.id)
+                    .copied()
+                    .unwrap_or(PeerStanding::Neutral),
+            }
+        })
+        .collect();
+    let o = &found.outcome;
+    let dense = if o.dense.is_some() {
+        ", after repeating it beyond an implausibly dense cluster of ids around the key"
+    } else {
+        ""
+    };
+    let ended = match kind {
+        Some(_) if !found.records.is_empty() => format!(
+            "{} node(s) answered with a verified record under the key{dense}",
+            o.holders.len()
+        ),
+        Some(_) => format!(
+            "no node asked holds a record under the key: the {} closest that answered were asked{dense}",
+            o.closest.len()
+        ),
+        None => format!(
+            "the {} closest nodes known answered or failed; none closer was left to ask{dense}",
+            o.closest.len()
+        ),
+    };
+    Ok(TraceResult {
+        target,
+        key: hex::encode(key.0),
+        lookup: if kind.is_some() {
+            "registration"
+        } else {
+            "closest"
+        }
+        .to_owned(),
+        requests: o.requests,
+        records: found.records.len(),
+        closest: found.closest.iter().map(|c| c.id.to_string()).collect(),
+        ended,
+        hops,
+    })
 }

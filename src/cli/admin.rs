@@ -9,7 +9,7 @@ use super::files::{load_identity_of_kind, read_certificate, ENROLLED_CERT};
 use super::{printable, CliError, CliResult, JsonFlag};
 use crate::admin::{
     self, AdminError, GetResult, LookupEntry, LookupResult, OverlayMode, PublishResult,
-    ReputationResult, Request, RoutesResult, StatusResult,
+    ReputationResult, Request, RoutesResult, StatusResult, TraceResult,
 };
 use crate::identity::{IdKind, NodeId, UserId};
 use crate::limits::{MAX_RECORD_LIFETIME, MAX_RECORD_VALUE_LEN};
@@ -320,6 +320,71 @@ pub fn register(a: RegisterArgs) -> CliResult {
             a.expires
         );
     }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// A SIP AOR (its registration is looked up) or a key, 64 hex digits
+    /// (the nodes closest to it are looked up).
+    #[arg(value_name = "KEY|AOR")]
+    target: String,
+    #[command(flatten)]
+    dir: NodeDir,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// Ids shortened for the table (`--json` has them whole).
+fn short(id: &str) -> String {
+    id.chars().take(16).collect()
+}
+
+pub fn trace(a: TraceArgs) -> CliResult {
+    let t: TraceResult = call(
+        &a.dir.dir,
+        &Request::Trace {
+            target: a.target.clone(),
+        },
+    )?;
+    if a.json.json {
+        return print_typed(&t);
+    }
+    println!(
+        "{} lookup of {} (key {})",
+        t.lookup,
+        printable(&t.target),
+        short(&t.key)
+    );
+    println!(
+        "{:>3}  {:<16}  {:<21}  {:<16}  {:>4}  {:>8}  {:<22}  STANDING",
+        "#", "NODE", "ADDRESS", "VIA", "PATH", "RTT ms", "ANSWER"
+    );
+    for (i, h) in t.hops.iter().enumerate() {
+        let answer = match (h.answer.as_str(), &h.error) {
+            ("failed", Some(e)) => format!("failed: {e}"),
+            ("value", _) => format!("{} record(s), {} contacts", h.records, h.contacts),
+            ("unanswered", _) => "(lookup ended first)".to_owned(),
+            _ => format!("{} contacts", h.contacts),
+        };
+        println!(
+            "{:>3}  {:<16}  {:<21}  {:<16}  {:>4}  {:>8.3}  {:<22}  {}",
+            i + 1,
+            short(&h.node_id.to_string()),
+            printable(&h.addr),
+            h.via.as_deref().map_or("(own table)".to_owned(), short),
+            h.path.map_or("-".to_owned(), |p| p.to_string()),
+            h.rtt_ms,
+            answer,
+            h.standing.as_str()
+        );
+    }
+    println!(
+        "{} requests, {} record(s); ended: {}",
+        t.requests,
+        t.records,
+        printable(&t.ended)
+    );
     Ok(())
 }
 

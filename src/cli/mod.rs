@@ -53,6 +53,9 @@ enum Command {
     Register(admin::RegisterArgs),
     /// Look up the registration of a SIP address-of-record in the overlay.
     Lookup(admin::LookupArgs),
+    /// Run a lookup and show every request it made: whom, via whom, on
+    /// which path, how fast, what came back, and why it ended.
+    Trace(admin::TraceArgs),
     /// Store an owner-only value in the overlay (signed with --user-dir).
     Put(admin::PutArgs),
     /// Fetch an owner-only value from the overlay.
@@ -182,6 +185,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Sim(a) => sim::sim(a),
         Command::Register(a) => admin::register(a),
         Command::Lookup(a) => admin::lookup(a),
+        Command::Trace(a) => admin::trace(a),
         Command::Put(a) => admin::put(a),
         Command::Get(a) => admin::get(a),
         Command::Status(a) => admin::status(a),

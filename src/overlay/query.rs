@@ -284,6 +284,11 @@ impl Query {
         self.advance(peers, now_ms);
     }
 
+    /// The disjoint path `id` was asked on in this round, if it was.
+    pub fn path_of(&self, id: &NodeId) -> Option<usize> {
+        self.lookup.path_of(id)
+    }
+
     /// Whether the query is over.
     pub fn is_finished(&self) -> bool {
         self.finished

@@ -165,6 +165,11 @@ impl std::fmt::Debug for OverlayService {
 type PendingRequest<'a> =
     Pin<Box<dyn Future<Output = (Contact, Result<Message, NetError>)> + Send + 'a>>;
 
+/// A lookup's request in flight, with how long it took.
+type TimedRequest<'a> = Pin<
+    Box<dyn Future<Output = (Contact, Result<Message, NetError>, std::time::Duration)> + Send + 'a>,
+>;
+
 impl OverlayService {
     /// The overlay service of node `local` with a core of its own (in
     /// memory, no connections): for tests and tools.
@@ -693,6 +698,42 @@ impl OverlayService {
         goal: Goal,
         kind: Option<RecordKind>,
     ) -> Found {
+        self.query_traced(dialer, target, goal, kind, None).await
+    }
+
+    /// A lookup like [`OverlayService::lookup`] that also tells every
+    /// request it made, in the order the answers came ([`trace`]); it
+    /// repairs nothing and is not counted in the lookup metrics. With
+    /// `kind`, a value lookup; without, one for the closest nodes.
+    pub async fn trace(
+        &self,
+        dialer: &Dialer,
+        target: Key,
+        kind: Option<RecordKind>,
+    ) -> (Found, Vec<TraceHop>) {
+        let goal = if kind.is_some() {
+            Goal::Value
+        } else {
+            Goal::Closest
+        };
+        let mut hops = Vec::new();
+        let found = self
+            .query_traced(dialer, target, goal, kind, Some(&mut hops))
+            .await;
+        (found, hops)
+    }
+
+    async fn query_traced(
+        &self,
+        dialer: &Dialer,
+        target: Key,
+        goal: Goal,
+        kind: Option<RecordKind>,
+        mut trace: Option<&mut Vec<TraceHop>>,
+    ) -> Found {
+        let mut referrers: HashMap<NodeId, NodeId> = HashMap::new();
+        // Traced: the requests sent and not answered yet.
+        let mut in_flight: HashMap<NodeId, (Contact, std::time::Instant)> = HashMap::new();
         let mut query = self.core.with(|p, now| Query::new(p, now, target, goal));
         let request = match kind {
             Some(kind) if query.wants_values() => Message::FindValue {
@@ -706,22 +747,32 @@ impl OverlayService {
             },
         };
         let mut records = Vec::new();
-        let mut pending: Vec<PendingRequest<'_>> = Vec::new();
+        let mut pending: Vec<TimedRequest<'_>> = Vec::new();
         loop {
             let sends: Vec<Contact> = self
                 .core
                 .with(|p, now| std::iter::from_fn(|| query.poll_request(p, now)).collect());
             for to in sends {
+                if trace.is_some() {
+                    in_flight.insert(to.id, (to, std::time::Instant::now()));
+                }
                 let message = request.clone();
-                pending.push(Box::pin(
-                    async move { (to, dialer.request(to, &message).await) },
-                ));
+                pending.push(Box::pin(async move {
+                    let sent = std::time::Instant::now();
+                    let answer = dialer.request(to, &message).await;
+                    (to, answer, sent.elapsed())
+                }));
             }
             if query.is_finished() || pending.is_empty() {
                 break;
             }
-            let ((to, result), rest) = futures_select_all(pending).await;
+            let ((to, result, rtt), rest) = futures_select_all(pending).await;
             pending = rest;
+            if let Some(hops) = trace.as_deref_mut() {
+                in_flight.remove(&to.id);
+                hops.push(trace::hop(&query, &referrers, to, &result, rtt));
+                trace::learn_referrers(&mut referrers, to, &result);
+            }
             match result {
                 Ok(Message::Nodes { contacts }) => self.core.with(|p, now| {
                     query.on_answer(p, now, to, &contacts, RecordsJudged::default())
@@ -740,6 +791,20 @@ impl OverlayService {
                 Err(e) => self
                     .core
                     .with(|p, now| query.on_failure(p, now, to, failure_of(&e))),
+            }
+        }
+        // Requests still out when the lookup ended: asked, never heard.
+        if let Some(hops) = trace {
+            let mut left: Vec<_> = in_flight.into_values().collect();
+            left.sort_by_key(|(_, sent)| *sent);
+            for (to, sent) in left {
+                hops.push(TraceHop {
+                    to,
+                    via: referrers.get(&to.id).copied(),
+                    path: query.path_of(&to.id),
+                    rtt: sent.elapsed(),
+                    answer: HopAnswer::Unanswered,
+                });
             }
         }
         let outcome = query.found();
@@ -1061,9 +1126,11 @@ async fn futures_select_all<T>(
 }
 
 mod ready;
+mod trace;
 mod upkeep;
 
 pub use ready::{Joined, Readiness};
+pub use trace::{HopAnswer, TraceHop};
 
 #[cfg(test)]
 mod tests;
