@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite (`cargo nextest run`) needs on a fresh
 # Debian or Ubuntu machine with stable Rust: the real clients and tools
-# the tests drive (openssl, SIPp, baresip, systemd-analyze, promtool),
+# the tests drive (openssl, SIPp, baresip, systemd-analyze, promtool,
+# iproute2 for the network namespaces of the LAN discovery test),
 # cargo-nextest, and the Python packages of the interoperability test.
 # Where the system Python refuses packages (PEP 668), they go into a
 # virtualenv in target/interop-venv, which tests/interop.rs uses.
@@ -19,6 +20,7 @@ command -v baresip >/dev/null || missing+=(baresip-core)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v python3 >/dev/null || missing+=(python3)
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (apt, --no-install-recommends)"
   $SUDO apt-get update -qq

@@ -464,7 +464,7 @@ fn the_log_has_no_colour_codes_off_a_terminal_and_is_json_on_request() {
 }
 
 /// The keys of a `node run --config` file (docs/operations.md).
-const CONFIG_KEYS: [&str; 18] = [
+const CONFIG_KEYS: [&str; 19] = [
     "dir",
     "listen",
     "difficulty",
@@ -482,6 +482,7 @@ const CONFIG_KEYS: [&str; 18] = [
     "ban_secs",
     "sip_listen",
     "metrics_listen",
+    "discover",
     "log_format",
 ];
 
@@ -504,6 +505,7 @@ fn config_check_prints_the_effective_settings_and_names_what_is_wrong() {
     assert_eq!(settings["idle_timeout"], 30);
     assert_eq!(settings["ban_secs"], 600);
     assert_eq!(settings["log_format"], "text");
+    assert_eq!(settings["discover"], "off");
     assert_eq!(settings["sip_listen"], serde_json::Value::Null);
     // The text form is a configuration file itself, giving the same.
     let root = tempfile::tempdir().unwrap();
@@ -560,6 +562,7 @@ fn config_check_prints_the_effective_settings_and_names_what_is_wrong() {
         ),
         ("sip_listen = 5060\n", "line 3: invalid type"),
         ("log_format = \"xml\"\n", "line 3: unknown variant `xml`"),
+        ("discover = \"dns\"\n", "line 3: unknown variant `dns`"),
     ] {
         let err = run_err(&["config", "check", &check("bad.toml", body)]);
         assert!(err.contains(named), "{body}: {err}");

@@ -202,3 +202,52 @@ fn metrics_request_inputs() {
     }
     assert!(scrapes >= 3, "the scrape seeds parse ({scrapes})");
 }
+
+#[test]
+fn lan_announcement_inputs() {
+    use p2psip::identity::NodeId;
+    use p2psip::overlay::lan::{dialable, LanCandidates, MAX_CANDIDATES};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let inputs = inputs("lan_announcement");
+    assert!(inputs.len() >= 8, "seed corpus is committed");
+    let local = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10));
+    let mut heard = 0;
+    for (name, data) in inputs {
+        // The fuzz target's input layout: a length byte and TXT rdata,
+        // a count byte and 6-byte IPv4 addresses, repeated.
+        let mut table = LanCandidates::new(NodeId::from_bytes([7; 32]), "lab", 0, local);
+        let mut rest = &data[..];
+        while let Some((&len, tail)) = rest.split_first() {
+            let len = usize::from(len).min(tail.len());
+            let (mut rdata, tail) = tail.split_at(len);
+            let mut props = Vec::new();
+            while let Some((&l, r)) = rdata.split_first() {
+                let (entry, r) = r.split_at(usize::from(l).min(r.len()));
+                rdata = r;
+                let mut kv = entry.splitn(2, |&b| b == b'=');
+                let key = std::str::from_utf8(kv.next().unwrap_or_default()).unwrap_or("");
+                props.push((key, kv.next()));
+            }
+            let (count, mut tail) = tail
+                .split_first()
+                .map(|(&c, t)| (usize::from(c % 8), t))
+                .unwrap_or((0, tail));
+            let mut addrs = Vec::new();
+            while addrs.len() < count && tail.len() >= 6 {
+                let (a, t) = tail.split_at(6);
+                tail = t;
+                let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+                addrs.push(SocketAddr::new(ip.into(), u16::from_be_bytes([a[4], a[5]])));
+            }
+            rest = tail;
+            if table.on_heard(0, "corpus", props, addrs).is_ok() {
+                heard += 1;
+            }
+            assert!(table.len() <= MAX_CANDIDATES, "{name}");
+            for dial in table.due(0, |_| false) {
+                assert!(dial.addrs.iter().all(|a| dialable(a.ip(), local)), "{name}");
+            }
+        }
+    }
+    assert!(heard >= 3, "the valid seeds are heard ({heard})");
+}

@@ -11,7 +11,7 @@
 //! it came from.
 
 use super::files::read_small_file;
-use super::node::{parse_bootstrap, LogFormat, RunArgs};
+use super::node::{parse_bootstrap, Discover, LogFormat, RunArgs};
 use super::{parse_difficulty, CliError, CliResult, JsonFlag};
 use crate::limits::{MAX_IDLE_TIMEOUT, REPUTATION_BAN_BASE, REPUTATION_BAN_MAX};
 use crate::net::Limits;
@@ -42,6 +42,7 @@ struct NodeFile {
     ban_secs: Option<u64>,
     sip_listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
+    discover: Option<Discover>,
     log_format: Option<LogFormat>,
 }
 
@@ -72,6 +73,8 @@ pub struct RunSettings {
     pub sip_listen: Option<SocketAddr>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `--discover`.
+    pub discover: Discover,
     /// `--log-format`.
     pub log_format: LogFormat,
 }
@@ -223,6 +226,7 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
         ban_secs,
         sip_listen: a.sip_listen.or(file.sip_listen),
         metrics_listen: a.metrics_listen.or(file.metrics_listen),
+        discover: pick(a.discover, file.discover, Discover::Off),
         log_format: pick(a.log_format, file.log_format, LogFormat::Text),
     })
 }
@@ -285,6 +289,7 @@ impl RunSettings {
                 "metrics_listen",
                 self.metrics_listen.and_then(|a| text(a.to_string())),
             ),
+            ("discover", text(self.discover.as_str().to_owned())),
             ("log_format", text(self.log_format.as_str().to_owned())),
         ]
     }

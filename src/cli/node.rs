@@ -8,10 +8,12 @@ use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFl
 use crate::admin::{AdminServer, MetricsServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
+use crate::net::discovery::LanDiscovery;
 use crate::net::overlay::Joined;
 use crate::net::sip::SipListener;
 use crate::net::{Client, LocalIdentity, Node, NodeConfig};
 use crate::overlay::config::OverlayParams;
+use crate::overlay::lan::LISTEN_BEFORE_STARTING_MS;
 use crate::overlay::routing::Contact;
 use crate::reputation::Policy;
 use clap::Args;
@@ -99,6 +101,12 @@ pub struct RunArgs {
     /// (`GET /metrics`, e.g. 127.0.0.1:9464). Without it, none.
     #[arg(long, value_name = "ADDR")]
     pub(super) metrics_listen: Option<SocketAddr>,
+    /// How to find the overlay's other nodes besides --bootstrap: `lan`
+    /// announces this node on its link with mDNS/DNS-SD and joins through
+    /// the nodes of the same overlay it hears there (no server, no DNS);
+    /// `off` [default: off].
+    #[arg(long, value_name = "HOW", value_enum)]
+    pub(super) discover: Option<Discover>,
     /// How the log (on stderr) is written: `text` for people (coloured
     /// only on a terminal) or `json`, one object a line, for log shippers.
     /// `RUST_LOG` picks what is logged [default: text].
@@ -179,7 +187,27 @@ fn local_side(
     Ok((identity, policy))
 }
 
-/// Logs to stderr at `default_level`, or as `RUST_LOG` says.
+/// How a node finds its overlay's nodes besides `--bootstrap`
+/// (`node run --discover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discover {
+    /// Only `--bootstrap` and the saved routing table.
+    Off,
+    /// mDNS/DNS-SD on the node's link (docs/operations.md, "LAN discovery").
+    Lan,
+}
+
+impl Discover {
+    /// As the flag and the configuration file write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Discover::Off => "off",
+            Discover::Lan => "lan",
+        }
+    }
+}
+
 /// The format of the node's log (`node run --log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -201,6 +229,7 @@ impl LogFormat {
     }
 }
 
+/// Logs to stderr at `default_level`, or as `RUST_LOG` says.
 fn init_logging(default_level: &str, format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -312,6 +341,13 @@ pub fn run(args: RunArgs) -> CliResult {
         println!("p2psip node {node_id} listening on {addr}");
         let _ = std::io::stdout().flush();
         let node = std::sync::Arc::new(node);
+        let discovery = match a.discover {
+            Discover::Lan => Some(
+                LanDiscovery::start(node_id, &overlay_name, difficulty, addr)
+                    .map_err(|e| CliError(format!("--discover lan: {e}")))?,
+            ),
+            Discover::Off => None,
+        };
         let sip = match (a.sip_listen, node.overlay().cloned()) {
             (Some(listen), Some(overlay)) => {
                 let sip = SipListener::bind(
@@ -360,8 +396,27 @@ pub fn run(args: RunArgs) -> CliResult {
         if let Some(overlay) = node.overlay().cloned() {
             let dialer = node.dialer().clone();
             if bootstrap.is_empty() && !overlay.has_saved_contacts() {
-                info!("no --bootstrap and no saved routing table: starting a new overlay");
-                overlay.start_new_overlay();
+                if discovery.is_some() {
+                    // Nodes started together on a LAN form one overlay:
+                    // listen first; a join through a node heard makes
+                    // this node ready, else it starts a new overlay.
+                    let wait = Duration::from_millis(LISTEN_BEFORE_STARTING_MS);
+                    info!(
+                        ?wait,
+                        "no --bootstrap and no saved routing table: listening on the LAN"
+                    );
+                    let overlay = overlay.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        if overlay.readiness().is_none() {
+                            info!("nobody heard on the LAN: starting a new overlay");
+                            overlay.start_new_overlay();
+                        }
+                    });
+                } else {
+                    info!("no --bootstrap and no saved routing table: starting a new overlay");
+                    overlay.start_new_overlay();
+                }
             }
             // The readiness line (docs/operations.md), once, after the
             // address lines: scripts wait for it instead of racing the join.
@@ -406,12 +461,22 @@ pub fn run(args: RunArgs) -> CliResult {
                 }
             }
         };
+        let discovery_task = async {
+            if let (Some(d), Some(overlay)) = (&discovery, node.overlay().cloned()) {
+                d.run(overlay, node.dialer().clone()).await;
+            }
+            std::future::pending::<()>().await
+        };
         tokio::select! {
             _ = node.run(shutdown_signal()) => {}
+            _ = discovery_task => {}
             _ = rotation => {}
             _ = admin_task => {}
             _ = sip_task => {}
             _ = metrics_task => {}
+        }
+        if let Some(d) = &discovery {
+            d.stop().await;
         }
         info!("stopped");
         Ok::<(), CliError>(())

@@ -9,6 +9,8 @@
 //! - [`overlay`]: the overlay service (routing table, records) over QUIC.
 //! - [`maintenance`]: the node's upkeep of its overlay (rejoin, hand-over,
 //!   repair, republish, refresh, expiry, saving the routing table).
+//! - [`discovery`]: LAN discovery (mDNS/DNS-SD) for overlays with no
+//!   bootstrap node.
 //! - [`disk`]: records and contacts on disk (redb); [`commit`]: group
 //!   commit of the record writes.
 //!
@@ -21,6 +23,7 @@ pub mod commit;
 pub mod conns;
 pub mod core;
 pub mod dialer;
+pub mod discovery;
 pub mod disk;
 pub mod limits;
 pub mod maintenance;

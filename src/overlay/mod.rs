@@ -13,6 +13,7 @@
 pub mod config;
 pub mod density;
 pub mod key;
+pub mod lan;
 pub mod lookup;
 pub mod peers;
 pub mod placement;

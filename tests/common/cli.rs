@@ -35,6 +35,15 @@ pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
+/// Where a node's log goes: nowhere, unless `P2PSIP_TEST_LOGS` is set
+/// (then to the test's stderr; `RUST_LOG` picks the level).
+fn test_logs() -> Stdio {
+    match std::env::var_os("P2PSIP_TEST_LOGS") {
+        Some(_) => Stdio::inherit(),
+        None => Stdio::null(),
+    }
+}
+
 /// A `p2psip node run` process; killed on drop.
 pub struct NodeProcess {
     pub child: Child,
@@ -51,16 +60,27 @@ impl NodeProcess {
     /// Its log is dropped, unless `P2PSIP_TEST_LOGS` is set (then it goes
     /// to the test's stderr; `RUST_LOG` picks the level).
     pub fn start(args: &[&str]) -> Self {
-        let logs = match std::env::var_os("P2PSIP_TEST_LOGS") {
-            Some(_) => Stdio::inherit(),
-            None => Stdio::null(),
-        };
-        Self::start_with_log(args, logs)
+        Self::start_with_log(args, test_logs())
     }
 
     /// [`NodeProcess::start`] with its log (stderr) going to `logs`.
     pub fn start_with_log(args: &[&str], logs: Stdio) -> Self {
-        let mut child = p2psip()
+        Self::spawn(p2psip(), args, logs)
+    }
+
+    /// Starts `p2psip node run ARGS` through `ip netns exec NETNS`, in a
+    /// network namespace the test created.
+    pub fn start_in_netns(netns: &str, args: &[&str]) -> Self {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", netns])
+            .arg(assert_cmd::cargo::cargo_bin("p2psip"));
+        Self::spawn(command, args, test_logs())
+    }
+
+    /// `command node run ARGS`, its address read from its first line.
+    fn spawn(mut command: Command, args: &[&str], logs: Stdio) -> Self {
+        let mut child = command
             .args(["node", "run"])
             .args(args)
             .stdout(Stdio::piped())

@@ -1098,6 +1098,29 @@ impl OverlayService {
         step
     }
 
+    /// Joins through a node found on the LAN ([`crate::net::discovery`]),
+    /// already dialed (its id proven): one attempt, no retries (discovery
+    /// tries again on its own schedule). Makes this node ready if it was
+    /// not yet (it waits for the LAN before starting a new overlay).
+    /// Returns the routing table's size afterwards.
+    pub async fn join_discovered(&self, dialer: &Dialer, contact: Contact) -> usize {
+        let mut plan = JoinPlan::new();
+        let _ = self.join_attempt(dialer, &[contact], &mut plan).await;
+        let contacts = self.table_len();
+        if contacts > 0 {
+            self.ready.set(Readiness {
+                at_unix_ms: now_ms(),
+                how: Joined::Through { contacts },
+            });
+        }
+        contacts
+    }
+
+    /// Whether `id` is in the routing table.
+    pub fn knows(&self, id: &NodeId) -> bool {
+        self.core.read(|p, _| p.table().contains(id))
+    }
+
     /// Learns the result of a join or refresh lookup across its paths
     /// ([`crate::overlay::peers::Peers::learn_found`]).
     pub fn learn_found(&self, found: &Found) -> usize {
