@@ -464,7 +464,7 @@ fn the_log_has_no_colour_codes_off_a_terminal_and_is_json_on_request() {
 }
 
 /// The keys of a `node run --config` file (docs/operations.md).
-const CONFIG_KEYS: [&str; 19] = [
+const CONFIG_KEYS: [&str; 20] = [
     "dir",
     "listen",
     "difficulty",
@@ -484,6 +484,7 @@ const CONFIG_KEYS: [&str; 19] = [
     "metrics_listen",
     "discover",
     "log_format",
+    "log_level",
 ];
 
 #[test]
@@ -563,6 +564,10 @@ fn config_check_prints_the_effective_settings_and_names_what_is_wrong() {
         ("sip_listen = 5060\n", "line 3: invalid type"),
         ("log_format = \"xml\"\n", "line 3: unknown variant `xml`"),
         ("discover = \"dns\"\n", "line 3: unknown variant `dns`"),
+        (
+            "log_level = \"p2psip=loudest\"\n",
+            "(log_level): \"p2psip=loudest\": error parsing level filter",
+        ),
     ] {
         let err = run_err(&["config", "check", &check("bad.toml", body)]);
         assert!(err.contains(named), "{body}: {err}");
@@ -605,6 +610,122 @@ fn node_run_reads_its_config_file_and_flags_win() {
     assert!(node.next_line().ends_with("started a new overlay"));
     let s = status(&p(root.path(), "a"));
     assert_eq!(s["overlay"], "lab.example", "{s}");
+}
+
+#[test]
+fn sighup_and_reload_apply_the_log_level_and_limits_and_name_what_needs_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    write_overlay(root.path());
+    let dir = new_node_dir(root.path(), "a");
+    let (c1, c2) = (
+        new_node_dir(root.path(), "c1"),
+        new_node_dir(root.path(), "c2"),
+    );
+    let config = root.path().join("node.toml");
+    let write = |listen: &str, rest: &str| {
+        std::fs::write(
+            &config,
+            format!("dir = \"a\"\nlisten = \"{listen}\"\noverlay = \"overlay.toml\"\n{rest}"),
+        )
+        .unwrap()
+    };
+    write("127.49.0.1:0", "log_level = \"warn\"\n");
+    let log_path = root.path().join("node.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut node = NodeProcess::start_with_log(
+        &["--config", config.to_str().unwrap()],
+        std::process::Stdio::from(log),
+    );
+    assert!(node.next_line().ends_with("started a new overlay"));
+    let logged = || std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !logged().contains("INFO"),
+        "warn and above only: {}",
+        logged()
+    );
+    let ping = |client: &str, count: &str| {
+        common::cli::p2psip()
+            .args(["ping", &node.addr, "--dir", client, "--difficulty", "4"])
+            .args(["--count", count, "--interval-ms", "400"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // SIGHUP: the new log level and a cap of one connection, at once.
+    write(
+        "127.49.0.1:0",
+        "log_level = \"info\"\nmax_connections = 1\n",
+    );
+    let pid = node.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        eventually(50, || logged().contains("configuration reloaded")),
+        "{}",
+        logged()
+    );
+    let line = logged();
+    let line = line
+        .lines()
+        .find(|l| l.contains("configuration reloaded"))
+        .unwrap();
+    assert!(
+        line.contains("INFO")
+            && line.contains(r#"applied=["max_connections", "log_level"]"#)
+            && line.contains("restart_needed=[]"),
+        "{line}"
+    );
+    // One client holds the only connection; a second is refused.
+    let mut holder = ping(&c1, "5");
+    // (Its stdout stays open to the end: a closed pipe would fail it.)
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(first.starts_with("pong from"), "{first}");
+    let refused = ping(&c2, "1").wait_with_output().unwrap();
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && why.contains("refused"),
+        "a second connection got in: {why}"
+    );
+    assert!(
+        holder.wait().unwrap().success(),
+        "the first kept its connection"
+    );
+
+    // `p2psip reload`: the cap lifted; a new address waits for a restart.
+    write("127.49.0.2:0", "log_level = \"info\"\n");
+    let r = json(&run_ok(&["reload", "--dir", &dir, "--json"]));
+    assert_fields(&r, &["config", "applied", "restart_needed"]);
+    assert_eq!(r["applied"], serde_json::json!(["max_connections"]), "{r}");
+    assert_eq!(r["restart_needed"], serde_json::json!(["listen"]), "{r}");
+    assert_eq!(r["config"], config.to_str().unwrap());
+    let mut holder = ping(&c1, "3");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = ping(&c2, "1").wait_with_output().unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(holder.wait().unwrap().success());
+    assert!(run_ok(&["reload", "--dir", &dir]).contains("restart needed   listen"));
+
+    // A file that does not check changes nothing, and says why.
+    write("127.49.0.1:0", "max_streams = 0\n");
+    let err = run_err(&["reload", "--dir", &dir]);
+    assert!(
+        err.contains("reload refused, nothing changed")
+            && err.contains("(max_streams): 0 is out of range"),
+        "{err}"
+    );
+    assert_eq!(status(&dir)["ready"], true);
+    assert!(node.terminate().success());
 }
 
 /// Sends `request` to `addr` over plain TCP; returns the response's

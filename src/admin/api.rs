@@ -49,6 +49,9 @@ pub enum Request {
     /// The SIP listener: the phones bound to each AOR and the
     /// registrar's counters.
     SipUsers {},
+    /// Reads the configuration again and applies what can change while
+    /// the node runs (as SIGHUP does).
+    Reload {},
 }
 
 impl Request {
@@ -415,6 +418,21 @@ pub struct SipUsersResult {
     pub calls_authorized: u64,
     /// REGISTERs dropped by the per-source rate limit.
     pub rate_limited: u64,
+}
+
+/// The answer to `reload`: what a reload applied and what waits for a
+/// restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    /// The configuration file read again (`None`: the node runs from
+    /// flags only, so nothing can differ but `RUST_LOG`-free defaults).
+    pub config: Option<String>,
+    /// The settings whose new values are in force now, by their
+    /// configuration key (e.g. `log_level`, `max_connections`).
+    pub applied: Vec<String>,
+    /// The settings that differ from the running ones but take a restart
+    /// (e.g. `listen`, `dir`); the node keeps running with the old ones.
+    pub restart_needed: Vec<String>,
 }
 
 /// The phones bound to one AOR at this node.

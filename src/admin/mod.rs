@@ -18,6 +18,8 @@
 //! | `trace` | [`TraceResult`] |
 //! | `get` | [`GetResult`] |
 //! | `publish` | [`PublishResult`] |
+//! | `sip_users` | [`SipUsersResult`] |
+//! | `reload` | [`ReloadResult`] |
 //!
 //! Their JSON is the contract of docs/admin.md: field names, types and
 //! nesting do not change. Requests are parsed strictly (an unknown
@@ -41,12 +43,12 @@ mod server;
 pub(crate) use api::json_text;
 pub use api::{
     Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PeerStanding,
-    PublishResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult,
-    StatusResult, TraceHopEntry, TraceResult,
+    PublishResult, ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding,
+    SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
 };
 pub use client::{request, AdminError};
 pub use metrics::{MetricsServer, HEAD_TIMEOUT, MAX_METRICS_CONNECTIONS};
-pub use server::{AdminServer, BindError};
+pub use server::{AdminServer, BindError, Reloader};
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 
 use super::api::{
     json_line, Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PeerStanding,
-    PublishResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult,
-    StatusResult, TraceHopEntry, TraceResult,
+    PublishResult, ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding,
+    SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
@@ -41,12 +41,27 @@ pub enum BindError {
     },
 }
 
+/// What the `reload` operation runs: the node's own reload (the one
+/// SIGHUP runs too), set by whoever started the node
+/// ([`AdminServer::with_reload`]).
+pub type Reloader = Arc<dyn Fn() -> Result<ReloadResult, String> + Send + Sync>;
+
 /// The admin socket of a running node; removes its file when dropped.
-#[derive(Debug)]
 pub struct AdminServer {
     listener: UnixListener,
     path: PathBuf,
     owner_uid: u32,
+    reload: Option<Reloader>,
+}
+
+impl std::fmt::Debug for AdminServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminServer")
+            .field("path", &self.path)
+            .field("owner_uid", &self.owner_uid)
+            .field("reload", &self.reload.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminServer {
@@ -77,7 +92,15 @@ impl AdminServer {
             listener,
             path,
             owner_uid,
+            reload: None,
         })
+    }
+
+    /// Serves the `reload` operation with `reload` (without it, `reload`
+    /// answers that this node cannot reload).
+    pub fn with_reload(mut self, reload: Reloader) -> Self {
+        self.reload = Some(reload);
+        self
     }
 
     /// The socket's path.
@@ -93,6 +116,7 @@ impl AdminServer {
             mode,
             sip,
             started: Instant::now(),
+            reload: self.reload.clone(),
         });
         let slots = Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS));
         loop {
@@ -146,6 +170,7 @@ struct Ctx {
     mode: OverlayMode,
     sip: Option<SipHandle>,
     started: Instant,
+    reload: Option<Reloader>,
 }
 
 /// One operation's result, written as the struct it holds.
@@ -160,6 +185,7 @@ enum Outcome {
     Get(GetResult),
     Publish(PublishResult),
     SipUsers(SipUsersResult),
+    Reload(ReloadResult),
 }
 
 async fn serve_connection(mut stream: UnixStream, ctx: &Ctx) {
@@ -215,6 +241,10 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
         Request::Status {} => Ok(Outcome::Status(status(node, ctx.mode, ctx.started)?)),
         Request::Reputation {} => Ok(Outcome::Reputation(reputation(node))),
         Request::SipUsers {} => Ok(Outcome::SipUsers(sip_users(ctx.sip.as_ref()))),
+        Request::Reload {} => match &ctx.reload {
+            Some(reload) => reload().map(Outcome::Reload),
+            None => Err("this node cannot reload its configuration".into()),
+        },
         Request::Routes {} => Ok(Outcome::Routes(RoutesResult {
             overlay: overlay.params().name.clone(),
             table_size: overlay.table_len(),

@@ -9,7 +9,7 @@ use super::files::{load_identity_of_kind, read_certificate, ENROLLED_CERT};
 use super::{printable, CliError, CliResult, JsonFlag};
 use crate::admin::{
     self, AdminError, GetResult, LookupEntry, LookupResult, OverlayMode, PublishResult,
-    ReputationResult, Request, RoutesResult, StatusResult, TraceResult,
+    ReloadResult, ReputationResult, Request, RoutesResult, StatusResult, TraceResult,
 };
 use crate::identity::{IdKind, NodeId, UserId};
 use crate::limits::{MAX_RECORD_LIFETIME, MAX_RECORD_VALUE_LEN};
@@ -179,6 +179,37 @@ pub fn reputation(a: ReputationArgs) -> CliResult {
         );
     }
     println!("{} peers", r.peers.len());
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    dir: NodeDir,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// `p2psip reload`: the node reads its configuration again.
+pub fn reload(a: ReloadArgs) -> CliResult {
+    let r: ReloadResult = call(&a.dir.dir, &Request::Reload {})?;
+    if a.json.json {
+        return print_typed(&r);
+    }
+    let list = |keys: &[String]| {
+        if keys.is_empty() {
+            "-".to_owned()
+        } else {
+            keys.join(", ")
+        }
+    };
+    println!(
+        "{:<16} {}",
+        "config",
+        r.config.as_deref().map_or("(flags only)".into(), printable)
+    );
+    println!("{:<16} {}", "applied", list(&r.applied));
+    println!("{:<16} {}", "restart needed", list(&r.restart_needed));
     Ok(())
 }
 

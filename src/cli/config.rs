@@ -44,6 +44,7 @@ struct NodeFile {
     metrics_listen: Option<SocketAddr>,
     discover: Option<Discover>,
     log_format: Option<LogFormat>,
+    log_level: Option<String>,
 }
 
 /// What `node run` runs with: flags, else the file, else the defaults.
@@ -77,6 +78,8 @@ pub struct RunSettings {
     pub discover: Discover,
     /// `--log-format`.
     pub log_format: LogFormat,
+    /// `--log-level` (`None`: `RUST_LOG`, else `info`).
+    pub log_level: Option<String>,
 }
 
 /// Reads and parses a configuration file.
@@ -204,6 +207,11 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
         1,
         REPUTATION_BAN_MAX.as_secs(),
     )?;
+    let log_level = a.log_level.clone().or(file.log_level);
+    if let Some(level) = &log_level {
+        tracing_subscriber::EnvFilter::try_new(level)
+            .map_err(|e| CliError(format!("{}: {level:?}: {e}", key("log_level"))))?;
+    }
     let ca = if a.anchors.anchors.is_empty() {
         file.ca
             .unwrap_or_default()
@@ -228,13 +236,14 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
         metrics_listen: a.metrics_listen.or(file.metrics_listen),
         discover: pick(a.discover, file.discover, Discover::Off),
         log_format: pick(a.log_format, file.log_format, LogFormat::Text),
+        log_level,
     })
 }
 
 impl RunSettings {
     /// Every setting by its key, `None` where nothing is set, in the
     /// order of `contrib/node.toml`.
-    fn entries(&self) -> Vec<(&'static str, Option<toml::Value>)> {
+    pub(super) fn entries(&self) -> Vec<(&'static str, Option<toml::Value>)> {
         use toml::Value;
         let text = |s: String| Some(Value::String(s));
         let path = |p: &Path| text(p.display().to_string());
@@ -291,6 +300,7 @@ impl RunSettings {
             ),
             ("discover", text(self.discover.as_str().to_owned())),
             ("log_format", text(self.log_format.as_str().to_owned())),
+            ("log_level", self.log_level.clone().and_then(text)),
         ]
     }
 }

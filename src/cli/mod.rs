@@ -7,6 +7,7 @@ mod config;
 mod files;
 mod identity;
 mod node;
+mod reload;
 mod sim;
 mod sip;
 
@@ -66,6 +67,9 @@ enum Command {
     Routes(admin::RoutesArgs),
     /// Show what the running node thinks of its peers: score, standing, evidence, bans.
     Reputation(admin::ReputationArgs),
+    /// Make the running node read its configuration again (as SIGHUP):
+    /// log level and limits change at once; what needs a restart is named.
+    Reload(admin::ReloadArgs),
     /// Manage the SIP accounts a node serves to phones.
     #[command(subcommand)]
     Sip(SipCommand),
@@ -191,6 +195,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Status(a) => admin::status(a),
         Command::Routes(a) => admin::routes(a),
         Command::Reputation(a) => admin::reputation(a),
+        Command::Reload(a) => admin::reload(a),
         Command::Sip(SipCommand::AddUser(a)) => sip::add_user(a),
         Command::Sip(SipCommand::Users(a)) => sip::users(a),
         Command::Config(ConfigCommand::Check(a)) => config::check(a),

@@ -4,6 +4,7 @@ use super::files::{
     kept_client_key, load_anchors, load_identity_of_kind, print_json, read_certificate,
     read_small_file, ENROLLED_CERT,
 };
+use super::reload::{log_filter, LogHandle, Reload};
 use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFlag};
 use crate::admin::{AdminServer, MetricsServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
@@ -23,6 +24,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
 
 /// How often a running node rebuilds its self-signed certificate. Well
 /// inside its validity, so that peers never see an expired one.
@@ -31,7 +33,7 @@ const CERT_ROTATION: Duration = Duration::from_secs(24 * 3600);
 /// `node run`'s flags. Each may also come from the `--config` file
 /// (super::config, where every value is checked and the defaults live);
 /// a flag given wins.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Clone)]
 pub struct RunArgs {
     /// A configuration file (TOML) with any of these options, a key per
     /// flag (`--max-connections` → `max_connections`); flags override it.
@@ -112,6 +114,12 @@ pub struct RunArgs {
     /// `RUST_LOG` picks what is logged [default: text].
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub(super) log_format: Option<LogFormat>,
+    /// What is logged: a level (`error`, `warn`, `info`, `debug`,
+    /// `trace`) or `RUST_LOG`-style directives (`info,p2psip::net=debug`).
+    /// Changed by a reload (SIGHUP, `p2psip reload`) [default: RUST_LOG,
+    /// else info].
+    #[arg(long, value_name = "FILTER")]
+    pub(super) log_level: Option<String>,
 }
 
 impl RunArgs {
@@ -229,20 +237,29 @@ impl LogFormat {
     }
 }
 
-/// Logs to stderr at `default_level`, or as `RUST_LOG` says.
-fn init_logging(default_level: &str, format: LogFormat) {
+/// Logs to stderr as `filter` says, in `format`; returns the handle that
+/// changes the filter later (a reload), unless a logger was set already.
+fn init_logging(filter: EnvFilter, format: LogFormat) -> Option<LogHandle> {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder
+    use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, Layer};
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let output = match format {
+        LogFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .try_init(),
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .boxed(),
     };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .ok()
+        .map(|()| handle)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -289,7 +306,7 @@ fn overlay_params(file: Option<&Path>, difficulty: Option<u8>) -> Result<Overlay
 
 pub fn run(args: RunArgs) -> CliResult {
     let a = super::config::resolve(&args)?;
-    init_logging("info", a.log_format);
+    let log = init_logging(log_filter(a.log_level.as_deref(), "info"), a.log_format);
     let id = load_identity_of_kind(&a.dir, IdKind::Node)?;
     let node_id = id.key.public().node_id();
     let overlay = overlay_params(a.overlay.as_deref(), a.difficulty)?;
@@ -314,7 +331,7 @@ pub fn run(args: RunArgs) -> CliResult {
         difficulty,
     )?;
     let overlay_name = overlay.name.clone();
-    let mut config = NodeConfig {
+    let config = NodeConfig {
         identity,
         policy,
         limits,
@@ -331,6 +348,20 @@ pub fn run(args: RunArgs) -> CliResult {
             ..Policy::default()
         });
         let addr = node.local_addr()?;
+        let node = std::sync::Arc::new(node);
+        // Shared by the certificate rotation and the reload.
+        let config = std::sync::Arc::new(std::sync::Mutex::new(config));
+        let reload = std::sync::Arc::new(Reload::new(
+            args.clone(),
+            a.clone(),
+            node.clone(),
+            config.clone(),
+            log,
+        ));
+        let admin = admin.with_reload({
+            let reload = reload.clone();
+            std::sync::Arc::new(move || reload.run())
+        });
         let mode = if self_certifying {
             OverlayMode::SelfCertifying
         } else {
@@ -340,7 +371,6 @@ pub fn run(args: RunArgs) -> CliResult {
               admin = %admin.path().display(), "node listening");
         println!("p2psip node {node_id} listening on {addr}");
         let _ = std::io::stdout().flush();
-        let node = std::sync::Arc::new(node);
         let discovery = match a.discover {
             Discover::Lan => Some(
                 LanDiscovery::start(node_id, &overlay_name, difficulty, addr)
@@ -451,6 +481,7 @@ pub fn run(args: RunArgs) -> CliResult {
                 tokio::time::sleep(CERT_ROTATION).await;
                 match LocalIdentity::self_signed(&id.key, crate::unix_now()) {
                     Ok(fresh) => {
+                        let mut config = config.lock().unwrap_or_else(|p| p.into_inner());
                         config.identity = fresh;
                         match node.reconfigure(&config) {
                             Ok(()) => info!("rotated the self-signed certificate"),
@@ -467,8 +498,25 @@ pub fn run(args: RunArgs) -> CliResult {
             }
             std::future::pending::<()>().await
         };
+        let hangups = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::hangup()) {
+                Ok(mut hup) => {
+                    while hup.recv().await.is_some() {
+                        info!("SIGHUP received: reloading the configuration");
+                        // Run and logged by the reload itself.
+                        let _ = reload.run();
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for SIGHUP; reload with `p2psip reload`")
+                }
+            }
+            std::future::pending::<()>().await
+        };
         tokio::select! {
             _ = node.run(shutdown_signal()) => {}
+            _ = hangups => {}
             _ = discovery_task => {}
             _ = rotation => {}
             _ = admin_task => {}
@@ -517,7 +565,7 @@ pub struct PingArgs {
 }
 
 pub fn ping(a: PingArgs) -> CliResult {
-    init_logging("warn", LogFormat::Text);
+    init_logging(log_filter(None, "warn"), LogFormat::Text);
     let addr = a
         .addr
         .to_socket_addrs()

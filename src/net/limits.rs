@@ -62,6 +62,9 @@ fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, up: bool) 
 
 #[derive(Debug, Default)]
 struct Counts {
+    /// The limits counted against: replaceable while the node runs
+    /// ([`ConnectionLimiter::set_limits`]).
+    limits: Limits,
     total: usize,
     // Keyed by attacker-chosen addresses: std's HashMap uses SipHash with a
     // random key, so collisions cannot be aimed. Entries are removed at
@@ -76,7 +79,6 @@ struct Counts {
 /// Counts live connections against [`Limits`].
 #[derive(Debug, Clone)]
 pub struct ConnectionLimiter {
-    limits: Limits,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -105,27 +107,37 @@ impl ConnectionLimiter {
     /// A limiter for `limits`.
     pub fn new(limits: Limits) -> Self {
         Self {
-            limits,
-            counts: Arc::default(),
+            counts: Arc::new(Mutex::new(Counts {
+                limits,
+                ..Counts::default()
+            })),
         }
+    }
+
+    /// Counts against `limits` from now on (a reload). Connections over
+    /// a lowered limit are not closed; new ones wait until the count is
+    /// under it again.
+    pub fn set_limits(&self, limits: Limits) {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).limits = limits;
     }
 
     /// Takes a slot for a connection from `ip`, or says why not.
     pub fn try_acquire(&self, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
         let prefix = IpPrefix::host(ip);
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if c.total >= self.limits.max_connections {
+        let limits = c.limits;
+        if c.total >= limits.max_connections {
             return Err(Refusal::Total);
         }
         let n = c.per_prefix.get(&prefix).copied().unwrap_or(0);
-        if n >= self.limits.max_connections_per_ip {
+        if n >= limits.max_connections_per_ip {
             return Err(Refusal::PerIp);
         }
         let (net, wide) = (IpPrefix::net(ip), IpPrefix::wide(ip));
-        if c.per_net.get(&net).copied().unwrap_or(0) >= self.limits.max_connections_per_net {
+        if c.per_net.get(&net).copied().unwrap_or(0) >= limits.max_connections_per_net {
             return Err(Refusal::PerNet);
         }
-        if c.per_net.get(&wide).copied().unwrap_or(0) >= self.limits.max_connections_per_wide_net {
+        if c.per_net.get(&wide).copied().unwrap_or(0) >= limits.max_connections_per_wide_net {
             return Err(Refusal::PerWideNet);
         }
         c.total += 1;

@@ -207,11 +207,13 @@ impl Node {
         Ok(server)
     }
 
-    /// Replaces the certificate (and policy) for new connections, for
-    /// instance to rotate a self-signed certificate before it expires.
+    /// Replaces the certificate, policy and limits for new connections:
+    /// to rotate a self-signed certificate before it expires, or to apply
+    /// a reloaded configuration (connections already open keep theirs).
     pub fn reconfigure(&self, config: &NodeConfig) -> Result<(), NetError> {
         self.endpoint
             .set_server_config(Some(Self::quinn_config(config)?));
+        self.limiter.set_limits(config.limits);
         Ok(())
     }
 
