@@ -629,13 +629,17 @@ fn sighup_and_reload_apply_the_log_level_and_limits_and_name_what_needs_a_restar
         )
         .unwrap()
     };
-    write("127.49.0.1:0", "log_level = \"warn\"\n");
+    write(
+        "127.49.0.1:0",
+        "log_level = \"warn\"\nmetrics_listen = \"127.49.0.1:0\"\n",
+    );
     let log_path = root.path().join("node.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut node = NodeProcess::start_with_log(
         &["--config", config.to_str().unwrap()],
         std::process::Stdio::from(log),
     );
+    let metrics = node.next_line().rsplit(' ').next().unwrap().to_owned();
     assert!(node.next_line().ends_with("started a new overlay"));
     let logged = || std::fs::read_to_string(&log_path).unwrap();
     assert!(
@@ -656,7 +660,7 @@ fn sighup_and_reload_apply_the_log_level_and_limits_and_name_what_needs_a_restar
     // SIGHUP: the new log level and a cap of one connection, at once.
     write(
         "127.49.0.1:0",
-        "log_level = \"info\"\nmax_connections = 1\n",
+        "log_level = \"info\"\nmax_connections = 1\nmetrics_listen = \"127.49.0.1:0\"\n",
     );
     let pid = node.child.id().to_string();
     assert!(std::process::Command::new("kill")
@@ -693,13 +697,25 @@ fn sighup_and_reload_apply_the_log_level_and_limits_and_name_what_needs_a_restar
         !refused.status.success() && why.contains("refused"),
         "a second connection got in: {why}"
     );
+    let (_, _, exposition) = http(&metrics, b"GET /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!(
+        sample(
+            &exposition,
+            "p2psip_connections_refused_total{limit=\"total\"}"
+        ),
+        Some(1.0),
+        "{exposition}"
+    );
     assert!(
         holder.wait().unwrap().success(),
         "the first kept its connection"
     );
 
     // `p2psip reload`: the cap lifted; a new address waits for a restart.
-    write("127.49.0.2:0", "log_level = \"info\"\n");
+    write(
+        "127.49.0.2:0",
+        "log_level = \"info\"\nmetrics_listen = \"127.49.0.1:0\"\n",
+    );
     let r = json(&run_ok(&["reload", "--dir", &dir, "--json"]));
     assert_fields(&r, &["config", "applied", "restart_needed"]);
     assert_eq!(r["applied"], serde_json::json!(["max_connections"]), "{r}");
@@ -841,6 +857,68 @@ fn metrics_are_scraped_validated_by_promtool_and_move() {
             "p2psip_lookup_duration_seconds_count{outcome=\"value_missing\"}"
         ) == Some(before + 1.0)
     );
+    // Traffic: B's join was served; the connection is counted.
+    let now = scrape();
+    assert!(
+        sample(
+            &now,
+            "p2psip_requests_served_total{kind=\"find_node\",outcome=\"answered\"}"
+        ) >= Some(1.0),
+        "{now}"
+    );
+    assert!(sample(&now, "p2psip_connections{direction=\"inbound\"}") >= Some(1.0));
+    for reason in ["tls", "timeout", "banned"] {
+        let series = format!("p2psip_handshake_failures_total{{reason=\"{reason}\"}}");
+        assert_eq!(sample(&now, &series), Some(0.0), "{series}");
+    }
+    // A client whose id fails the overlay's puzzle: refused by TLS, counted.
+    let weak = (0..64)
+        .map(|i| {
+            let dir = p(root.path(), &format!("weak{i}"));
+            run_ok(&["identity", "new", "--dir", &dir, "--difficulty", "0"]);
+            dir
+        })
+        .find(|dir| {
+            let shown = json(&run_ok(&["identity", "show", "--dir", dir, "--json"]));
+            shown["difficulty"].as_u64() < Some(4)
+        })
+        .expect("one of 64 identities fails a 4-bit puzzle");
+    let out = common::cli::p2psip()
+        .args(["ping", &na.addr, "--dir", &weak, "--difficulty", "4"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let tls = "p2psip_handshake_failures_total{reason=\"tls\"}";
+    assert!(
+        eventually(25, || sample(&scrape(), tls) == Some(1.0)),
+        "{}",
+        scrape()
+    );
+    // A durable write: a value stored at A, its commit timed.
+    let user = p(root.path(), "user");
+    run_ok(&[
+        "identity",
+        "new",
+        "--dir",
+        &user,
+        "--user",
+        "--difficulty",
+        "0",
+    ]);
+    run_ok(&["put", "note", "hi", "--user-dir", &user, "--dir", &a]);
+    let after = scrape();
+    assert!(
+        sample(&after, "p2psip_durable_write_duration_seconds_count") >= Some(1.0),
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "p2psip_requests_sent_total{kind=\"store\",outcome=\"answered\"}"
+        ) >= Some(1.0),
+        "A stored the value at B too: {after}"
+    );
+
     // What is not a scrape is answered, and the listener serves on.
     let (status, _, _) = http(&metrics, b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(status, "HTTP/1.1 404 Not Found");

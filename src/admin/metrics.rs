@@ -10,8 +10,9 @@
 use super::api::{OverlayMode, PeerStanding};
 use super::server::{reputation, status};
 use crate::metrics::{
-    parse_request_head, Exposition, HeadError, HistogramSample, ScrapeRequest, CONTENT_TYPE,
-    LOOKUP_SECONDS_BUCKETS, MAX_REQUEST_HEAD,
+    parse_request_head, CounterVec, Exposition, HeadError, HistogramSample, ScrapeRequest,
+    CONTENT_TYPE, HANDSHAKE_FAILURES, LOOKUP_SECONDS_BUCKETS, MAX_REQUEST_HEAD, REFUSAL_LIMITS,
+    SECONDS_BUCKETS,
 };
 use crate::net::sip::SipHandle;
 use crate::net::Node;
@@ -225,8 +226,10 @@ fn render(node: &Node, mode: OverlayMode, sip: Option<&SipHandle>, started: Inst
             .iter()
             .map(|l| ([("outcome", l.outcome)], l))
             .collect();
-        let counts: Vec<(&[(&str, &str)], u64)> =
-            samples.iter().map(|(l, s)| (&l[..], s.count)).collect();
+        let counts: Vec<(&[(&str, &str)], u64)> = samples
+            .iter()
+            .map(|(l, s)| (&l[..], s.duration.count))
+            .collect();
         e.counter(
             "p2psip_lookups_total",
             "Lookups ended: for the closest nodes, or for a value found or not.",
@@ -241,7 +244,10 @@ fn render(node: &Node, mode: OverlayMode, sip: Option<&SipHandle>, started: Inst
         );
         let histogram: Vec<HistogramSample<'_>> = samples
             .iter()
-            .map(|(l, s)| (&l[..], s.cumulative.as_slice(), s.seconds, s.count))
+            .map(|(l, s)| {
+                let d = &s.duration;
+                (&l[..], d.cumulative.as_slice(), d.seconds, d.count)
+            })
             .collect();
         e.histogram(
             "p2psip_lookup_duration_seconds",
@@ -250,6 +256,7 @@ fn render(node: &Node, mode: OverlayMode, sip: Option<&SipHandle>, started: Inst
             &histogram,
         );
     }
+    traffic(&mut e, node);
     if let Some(sip) = sip {
         let snap = sip.snapshot();
         let st = snap.stats;
@@ -310,4 +317,79 @@ fn render(node: &Node, mode: OverlayMode, sip: Option<&SipHandle>, started: Inst
         );
     }
     e.finish()
+}
+
+/// The traffic counters (requests, handshakes, refusals, rate limits,
+/// connections, durable writes).
+fn traffic(e: &mut Exposition, node: &Node) {
+    let t = node.core().traffic();
+    let two =
+        |series: Vec<([&'static str; 2], u64)>| -> Vec<([(&'static str, &'static str); 2], u64)> {
+            series
+                .into_iter()
+                .map(|([kind, outcome], n)| ([("kind", kind), ("outcome", outcome)], n))
+                .collect()
+        };
+    for (name, help, series) in [
+        (
+            "p2psip_requests_served_total",
+            "Requests this node answered, by kind and outcome (answered, or the error code).",
+            two(t.served.snapshot()),
+        ),
+        (
+            "p2psip_requests_sent_total",
+            "Requests this node sent, by kind and outcome (answered, or why not).",
+            two(t.sent.snapshot()),
+        ),
+    ] {
+        let samples: Vec<(&[(&str, &str)], u64)> =
+            series.iter().map(|(l, n)| (&l[..], *n)).collect();
+        e.counter(name, help, &samples);
+    }
+    let one = |label: &'static str, values: &[&'static str], counts: &CounterVec<1>| {
+        values
+            .iter()
+            .map(|v| ([(label, *v)], counts.get([*v])))
+            .collect::<Vec<_>>()
+    };
+    for (name, help, series) in [
+        (
+            "p2psip_handshake_failures_total",
+            "Inbound handshakes that failed, by reason.",
+            one("reason", &HANDSHAKE_FAILURES, &t.handshake_failures),
+        ),
+        (
+            "p2psip_connections_refused_total",
+            "Inbound connections refused before the handshake, by the limit that refused them.",
+            one("limit", &REFUSAL_LIMITS, &t.refused),
+        ),
+        (
+            "p2psip_rate_limited_total",
+            "Requests refused for their rate: answered RateLimited (request), connection closed (disconnect), SIP over budget (sip).",
+            one("what", &["request", "disconnect", "sip"], &t.rate_limited),
+        ),
+    ] {
+        let samples: Vec<(&[(&str, &str)], u64)> =
+            series.iter().map(|(l, n)| (&l[..], *n)).collect();
+        e.counter(name, help, &samples);
+    }
+    e.gauge(
+        "p2psip_connections",
+        "Open connections: accepted (inbound, handshakes included) and dialed (outbound).",
+        &[
+            (&[("direction", "inbound")], node.connections() as f64),
+            (
+                &[("direction", "outbound")],
+                node.dialer().connected().len() as f64,
+            ),
+        ],
+    );
+    if let Some(latency) = node.overlay().and_then(|o| o.write_latency()) {
+        e.histogram(
+            "p2psip_durable_write_duration_seconds",
+            "Record writes from queueing to their commit on disk.",
+            &SECONDS_BUCKETS,
+            &[(&[], &latency.cumulative, latency.seconds, latency.count)],
+        );
+    }
 }

@@ -2,12 +2,12 @@
 //! which kind, whether a value lookup found a record, their requests and
 //! their duration (a histogram).
 
+use super::counters::{Histogram, HistogramSnapshot};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the lookup duration histogram, seconds.
-pub const LOOKUP_SECONDS_BUCKETS: [f64; 10] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+pub const LOOKUP_SECONDS_BUCKETS: [f64; 10] = super::counters::SECONDS_BUCKETS;
 
 /// What a lookup looked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +24,8 @@ pub enum LookupKind {
 /// Counters of one kind of lookup.
 #[derive(Debug, Default)]
 struct Counts {
-    count: AtomicU64,
     requests: AtomicU64,
-    micros: AtomicU64,
-    /// Lookups at most as long as each bound (not cumulative).
-    buckets: [AtomicU64; LOOKUP_SECONDS_BUCKETS.len()],
+    duration: Histogram,
 }
 
 /// One kind's counts, read at a scrape.
@@ -36,14 +33,10 @@ struct Counts {
 pub struct LookupSnapshot {
     /// `closest`, `value_found` or `value_missing`.
     pub outcome: &'static str,
-    /// Lookups ended.
-    pub count: u64,
     /// Requests they sent.
     pub requests: u64,
-    /// Their total duration, seconds.
-    pub seconds: f64,
-    /// Cumulative counts per bound of [`LOOKUP_SECONDS_BUCKETS`].
-    pub cumulative: Vec<u64>,
+    /// How many ended and how long they took.
+    pub duration: HistogramSnapshot,
 }
 
 /// The lookups of one node, counted lock-free as they end.
@@ -62,18 +55,10 @@ impl LookupMetrics {
             LookupKind::Value { found: true } => &self.found,
             LookupKind::Value { found: false } => &self.missing,
         };
-        counts.count.fetch_add(1, Ordering::Relaxed);
         counts
             .requests
             .fetch_add(u64::from(requests), Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        counts.micros.fetch_add(micros, Ordering::Relaxed);
-        let secs = elapsed.as_secs_f64();
-        if let Some(i) = LOOKUP_SECONDS_BUCKETS.iter().position(|b| secs <= *b) {
-            if let Some(bucket) = counts.buckets.get(i) {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        counts.duration.observe(elapsed);
     }
 
     /// Every kind's counts now.
@@ -84,23 +69,10 @@ impl LookupMetrics {
             ("value_missing", &self.missing),
         ]
         .into_iter()
-        .map(|(outcome, c)| {
-            let mut running = 0;
-            let cumulative = c
-                .buckets
-                .iter()
-                .map(|b| {
-                    running += b.load(Ordering::Relaxed);
-                    running
-                })
-                .collect();
-            LookupSnapshot {
-                outcome,
-                count: c.count.load(Ordering::Relaxed),
-                requests: c.requests.load(Ordering::Relaxed),
-                seconds: c.micros.load(Ordering::Relaxed) as f64 / 1e6,
-                cumulative,
-            }
+        .map(|(outcome, c)| LookupSnapshot {
+            outcome,
+            requests: c.requests.load(Ordering::Relaxed),
+            duration: c.duration.snapshot(),
         })
         .collect()
     }
@@ -111,7 +83,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lookups_are_counted_by_outcome_into_cumulative_buckets() {
+    fn lookups_are_counted_by_outcome() {
         let m = LookupMetrics::default();
         m.record(LookupKind::Closest, 3, Duration::from_millis(2));
         m.record(
@@ -122,12 +94,9 @@ mod tests {
         m.record(LookupKind::Value { found: true }, 1, Duration::from_secs(9));
         let s = m.snapshot();
         assert_eq!(s[0].outcome, "closest");
-        assert_eq!((s[0].count, s[0].requests), (1, 3));
-        assert_eq!(s[0].cumulative, vec![0, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-        assert_eq!((s[1].count, s[1].requests), (2, 6));
-        // 30 ms falls under 0.05; 9 s under none (only +Inf).
-        assert_eq!(s[1].cumulative, vec![0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
-        assert!((s[1].seconds - 9.03).abs() < 1e-9);
-        assert_eq!(s[2].count, 0);
+        assert_eq!((s[0].duration.count, s[0].requests), (1, 3));
+        assert_eq!((s[1].duration.count, s[1].requests), (2, 6));
+        assert_eq!(s[1].duration.cumulative, vec![0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+        assert_eq!(s[2].duration.count, 0);
     }
 }

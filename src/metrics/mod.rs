@@ -11,11 +11,15 @@
 //! few lines per metric; names are fixed in this crate, and label values
 //! and help texts are escaped as the format says.
 
+mod counters;
 mod http;
 mod lookups;
+mod traffic;
 
+pub use counters::{CounterVec, Histogram, HistogramSnapshot, SECONDS_BUCKETS};
 pub use http::{parse_request_head, HeadError, ScrapeRequest, MAX_REQUEST_HEAD};
 pub use lookups::{LookupKind, LookupMetrics, LookupSnapshot, LOOKUP_SECONDS_BUCKETS};
+pub use traffic::{outcome_of, TrafficMetrics, HANDSHAKE_FAILURES, REFUSAL_LIMITS};
 
 use std::fmt::Write;
 

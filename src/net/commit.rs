@@ -21,6 +21,7 @@
 
 use super::disk::{DiskError, DiskStore, RecordWrite};
 use crate::limits::MAX_PENDING_RECORD_WRITES;
+use crate::metrics::{Histogram, HistogramSnapshot};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -63,6 +64,8 @@ impl CommitSink for Arc<DiskStore> {
 struct Op {
     writes: Vec<RecordWrite>,
     done: oneshot::Sender<CommitOutcome>,
+    /// When it was queued (its latency runs from here to the commit).
+    queued: Instant,
 }
 
 /// The handle of the committer thread.
@@ -70,6 +73,8 @@ struct Op {
 pub struct Committer {
     queue: Option<mpsc::Sender<Op>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// From queueing to commit, per operation with writes.
+    latency: Arc<Histogram>,
     /// Names the database in the error of a stopped committer.
     name: String,
 }
@@ -87,17 +92,26 @@ impl Committer {
         let capacity = capacity.max(1);
         let name = sink.name();
         let (queue, rx) = mpsc::channel(capacity);
+        let latency = Arc::new(Histogram::default());
+        let observed = latency.clone();
         let thread = std::thread::Builder::new()
             .name("p2psip-commit".into())
-            .spawn(move || run(sink, rx, capacity))
+            .spawn(move || run(sink, rx, capacity, &observed))
             .map_err(|e| {
                 DiskError::new(name.clone(), format!("cannot start the committer: {e}"))
             })?;
         Ok(Self {
             queue: Some(queue),
             thread: Some(thread),
+            latency,
             name,
         })
+    }
+
+    /// How long durable writes took, from queueing to commit (what a
+    /// Store's acknowledgement waits for).
+    pub fn write_latency(&self) -> HistogramSnapshot {
+        self.latency.snapshot()
     }
 
     fn stopped(&self) -> DiskError {
@@ -154,7 +168,11 @@ pub struct Reserved<'a> {
 impl<'a> Reserved<'a> {
     fn send(self, writes: Vec<RecordWrite>) -> Pending {
         let (done, outcome) = oneshot::channel();
-        self.permit.send(Op { writes, done });
+        self.permit.send(Op {
+            writes,
+            done,
+            queued: Instant::now(),
+        });
         Pending {
             outcome,
             stopped: self.committer.stopped(),
@@ -203,7 +221,12 @@ impl Pending {
 /// The committer thread: takes what is queued (at most `max_batch`
 /// operations), applies it in one transaction, tells every waiter, and
 /// starts again; ends when the queue is closed and empty.
-fn run<S: CommitSink>(sink: S, mut queue: mpsc::Receiver<Op>, max_batch: usize) {
+fn run<S: CommitSink>(
+    sink: S,
+    mut queue: mpsc::Receiver<Op>,
+    max_batch: usize,
+    latency: &Histogram,
+) {
     let mut batch: Vec<Op> = Vec::with_capacity(max_batch);
     let mut last_start: Option<Instant> = None;
     let mut last_len = 0;
@@ -241,6 +264,9 @@ fn run<S: CommitSink>(sink: S, mut queue: mpsc::Receiver<Op>, max_batch: usize) 
         }
         drop(writes);
         for op in batch.drain(..) {
+            if !op.writes.is_empty() {
+                latency.observe(op.queued.elapsed());
+            }
             // A waiter that went away (its request timed out) is not told.
             let _ = op.done.send(outcome.clone());
         }

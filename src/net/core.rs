@@ -24,6 +24,7 @@ use super::conns::Connections;
 use super::CLOSE_BANNED;
 use crate::identity::NodeId;
 use crate::limits::MAX_PENDING_CHURN_EVENTS;
+use crate::metrics::TrafficMetrics;
 use crate::overlay::config::OverlayParams;
 use crate::overlay::peers::{Admission, ChurnEvent, Defences, PeerAction, Peers};
 use crate::overlay::rate::RefusalStreak;
@@ -68,9 +69,15 @@ pub struct NodeCore {
     pings: Mutex<VecDeque<Contact>>,
     ping_queued: tokio::sync::Notify,
     churn_queued: tokio::sync::Notify,
+    traffic: TrafficMetrics,
 }
 
 impl NodeCore {
+    /// The node's traffic counters (metrics).
+    pub fn traffic(&self) -> &TrafficMetrics {
+        &self.traffic
+    }
+
     /// The core of node `local` in overlay `params`, its reputation table
     /// loaded from `dir` if given (see the module docs).
     pub fn new(
@@ -96,6 +103,7 @@ impl NodeCore {
             pings: Mutex::new(VecDeque::new()),
             ping_queued: tokio::sync::Notify::new(),
             churn_queued: tokio::sync::Notify::new(),
+            traffic: TrafficMetrics::default(),
         }
     }
 

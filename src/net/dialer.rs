@@ -262,8 +262,20 @@ impl Dialer {
 
     /// One request to `contact`, bounded in time (waiting for a place
     /// included). An `Error` answer is [`NetError::Remote`]; a request that
-    /// could not get a place in time is [`NetError::Saturated`].
+    /// could not get a place in time is [`NetError::Saturated`]. Counted
+    /// in the node's traffic metrics by kind and outcome.
     pub async fn request(&self, contact: Contact, message: &Message) -> Result<Message, NetError> {
+        let result = self.exchange(contact, message).await;
+        let outcome = match &result {
+            Ok(reply) => crate::metrics::outcome_of(reply),
+            Err(e) => failure_of(e).as_str(),
+        };
+        self.core.traffic().sent.inc([message.kind(), outcome]);
+        result
+    }
+
+    /// [`Dialer::request`], uncounted.
+    async fn exchange(&self, contact: Contact, message: &Message) -> Result<Message, NetError> {
         let deadline = Instant::now() + OVERLAY_REQUEST_TIMEOUT;
         let per_peer = self.peer_state(&contact.id, |s| s.in_flight.clone());
         let places = async {

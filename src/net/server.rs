@@ -277,12 +277,13 @@ impl Node {
                             tokio::spawn(serve_connection(incoming, slot, self.ctx.clone()));
                         }
                         Err(why) => {
-                            let why = match why {
-                                Refusal::Total => "node at its connection limit",
-                                Refusal::PerIp => "address at its per-IP connection limit",
-                                Refusal::PerNet => "/24 (IPv6 /48) at its connection limit",
-                                Refusal::PerWideNet => "/16 (IPv6 /32) at its connection limit",
+                            let (limit, why) = match why {
+                                Refusal::Total => ("total", "node at its connection limit"),
+                                Refusal::PerIp => ("per_ip", "address at its per-IP connection limit"),
+                                Refusal::PerNet => ("per_net", "/24 (IPv6 /48) at its connection limit"),
+                                Refusal::PerWideNet => ("per_wide_net", "/16 (IPv6 /32) at its connection limit"),
                             };
+                            self.ctx.core.traffic().refused.inc([limit]);
                             // debug: spoofed packets can trigger this at
                             // line rate; it must not flood the log.
                             debug!(%remote, why, "connection refused");
@@ -325,14 +326,17 @@ impl Node {
 async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: Arc<Ctx>) {
     let conns = ctx.core.connections().clone();
     let remote = incoming.remote_address();
+    let traffic = ctx.core.traffic();
     let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
+            traffic.handshake_failures.inc([handshake_failure(&e)]);
             debug!(%remote, error = %e, "handshake failed");
             return;
         }
         Err(_) => {
             // Dropping the handshake future abandons the connection.
+            traffic.handshake_failures.inc(["timeout"]);
             debug!(%remote, "handshake timed out");
             return;
         }
@@ -340,11 +344,13 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
     let Some(peer) = peer_node_id(&conn) else {
         // The verifier accepted a certificate, so this cannot happen; close
         // rather than serve an unauthenticated peer.
+        traffic.handshake_failures.inc(["no_identity"]);
         warn!(%remote, "connection without a verifiable peer certificate");
         conn.close(CLOSE_PROTOCOL_VIOLATION.into(), b"no peer identity");
         return;
     };
     if ctx.core.is_banned(&peer) {
+        traffic.handshake_failures.inc(["banned"]);
         debug!(peer = %peer.fmt_short(), %remote, "banned peer refused");
         conn.close(CLOSE_BANNED.into(), b"banned");
         return;
@@ -373,12 +379,14 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
                     tokio::spawn(serve_stream(conn.clone(), peer, send, recv, ctx.clone()));
                 }
                 Admission::Refuse(why) => {
+                    traffic.rate_limited.inc(["request"]);
                     debug!(peer = %peer.fmt_short(), %why, "request refused");
                     // Bounded like any request: the peer's concurrent
                     // streams are capped by the transport.
-                    tokio::spawn(refuse_stream(send, recv, why));
+                    tokio::spawn(refuse_stream(send, recv, why, ctx.clone()));
                 }
                 Admission::Close(why) => {
+                    traffic.rate_limited.inc(["disconnect"]);
                     warn!(peer = %peer.fmt_short(), %remote, %why, "requests over the rate limit; disconnecting");
                     conn.close(CLOSE_RATE_LIMITED.into(), b"request rate limit exceeded");
                     break;
@@ -417,15 +425,21 @@ async fn serve_stream(
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_message(&mut recv)).await {
         Ok(r) => r,
         Err(_) => {
+            ctx.core.traffic().served.inc(["unread", "timeout"]);
             debug!(peer = %peer.fmt_short(), "request timed out");
             let _ = recv.stop(0u32.into());
             let _ = send.reset(0u32.into());
             return;
         }
     };
+    let kind = match &request {
+        Ok(message) => message.kind(),
+        Err(_) => "unreadable",
+    };
     let response = match request {
         // SIP between the nodes' phones has its own budget.
         Ok(Message::Sip { .. }) if !ctx.core.admit_sip(&peer, conn.remote_address().ip()) => {
+            ctx.core.traffic().rate_limited.inc(["sip"]);
             Message::error(
                 ErrorCode::RateLimited,
                 "SIP messages over the rate limit; not delivered",
@@ -460,6 +474,7 @@ async fn serve_stream(
         }
         Err(FrameReadError::Wire(e)) => {
             let reply = Message::error(e.code(), &e.to_string());
+            ctx.core.traffic().served(kind, &reply);
             if e.is_protocol_violation() {
                 warn!(peer = %peer.fmt_short(), error = %e, "protocol violation; disconnecting");
                 let _ = recv.stop(0u32.into());
@@ -478,9 +493,15 @@ async fn serve_stream(
                 return;
             }
             debug!(peer = %peer.fmt_short(), error = %e, "refused request");
-            reply
+            return answer_with(send, peer, reply).await;
         }
     };
+    ctx.core.traffic().served(kind, &response);
+    answer_with(send, peer, response).await;
+}
+
+/// Writes `response` on `send`, within the request time limit.
+async fn answer_with(mut send: quinn::SendStream, peer: NodeId, response: Message) {
     match tokio::time::timeout(REQUEST_TIMEOUT, write_message(&mut send, &response)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => debug!(peer = %peer.fmt_short(), error = %e, "could not answer"),
@@ -544,14 +565,42 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), NetError> {
 /// Answers a request refused for its rate with `RateLimited`. The request
 /// is read and discarded first, so that the requester (which writes before
 /// it reads) sees the answer rather than a stopped stream.
-async fn refuse_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, why: RateRefusal) {
-    let _ = tokio::time::timeout(REQUEST_TIMEOUT, read_message(&mut recv)).await;
+async fn refuse_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    why: RateRefusal,
+    ctx: Arc<Ctx>,
+) {
+    let kind = match tokio::time::timeout(REQUEST_TIMEOUT, read_message(&mut recv)).await {
+        Ok(Ok(message)) => message.kind(),
+        _ => "unreadable",
+    };
     let reply = Message::error(ErrorCode::RateLimited, &why.to_string());
+    ctx.core.traffic().served(kind, &reply);
     if tokio::time::timeout(REQUEST_TIMEOUT, write_message(&mut send, &reply))
         .await
         .is_err()
     {
         let _ = send.reset(0u32.into());
+    }
+}
+
+/// Why an inbound handshake failed, for metrics
+/// ([`crate::metrics::HANDSHAKE_FAILURES`]): `tls` when the TLS layer
+/// refused (a certificate that does not verify, no certificate, another
+/// ALPN), else the connection's fate.
+fn handshake_failure(e: &quinn::ConnectionError) -> &'static str {
+    use quinn::ConnectionError as E;
+    // TLS alerts travel as QUIC's crypto error codes, 0x100 to 0x1ff.
+    let crypto = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+    match e {
+        E::TransportError(t) if crypto(t.code) => "tls",
+        E::TransportError(_) => "transport",
+        E::ConnectionClosed(c) if crypto(c.error_code) => "tls",
+        E::ConnectionClosed(_) | E::ApplicationClosed(_) => "closed_by_peer",
+        E::Reset => "reset",
+        E::TimedOut => "timeout",
+        _ => "other",
     }
 }
 

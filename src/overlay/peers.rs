@@ -159,6 +159,23 @@ pub enum Failure {
     Declined,
 }
 
+impl Failure {
+    /// Its name in metrics and logs (`timeout`, `unreachable`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::Unreachable => "unreachable",
+            Failure::Overloaded => "overloaded",
+            Failure::Local => "local",
+            Failure::NotInOverlay => "not_in_overlay",
+            Failure::Violation => "violation",
+            Failure::Banned => "banned",
+            Failure::Unrecognised => "unrecognised",
+            Failure::Declined => "declined",
+        }
+    }
+}
+
 /// What the driver must do for the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]

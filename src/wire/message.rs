@@ -106,6 +106,24 @@ impl ErrorCode {
         }
     }
 
+    /// Its name in metrics and logs (`record_refused`, `rate_limited`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::MalformedMessage => "malformed_message",
+            ErrorCode::UnknownMessageType => "unknown_message_type",
+            ErrorCode::UnexpectedMessage => "unexpected_message",
+            ErrorCode::Busy => "busy",
+            ErrorCode::Internal => "internal",
+            ErrorCode::WrongOverlay => "wrong_overlay",
+            ErrorCode::RecordRefused => "record_refused",
+            ErrorCode::NotResponsible => "not_responsible",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::NoSip => "no_sip",
+            ErrorCode::Other(_) => "other",
+        }
+    }
+
     /// The code for a number on the wire.
     pub fn from_u16(n: u16) -> Self {
         match n {
@@ -276,18 +294,28 @@ impl Message {
 
     /// The message's name, for logs and errors.
     pub fn name(&self) -> &'static str {
+        self.names().0
+    }
+
+    /// Its kind in metrics (`find_node`, `store`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.names().1
+    }
+
+    /// Its name as the protocol writes it, and its kind in metrics.
+    fn names(&self) -> (&'static str, &'static str) {
         match self {
-            Message::Ping { .. } => "Ping",
-            Message::Pong { .. } => "Pong",
-            Message::Error { .. } => "Error",
-            Message::FindNode { .. } => "FindNode",
-            Message::Nodes { .. } => "Nodes",
-            Message::FindValue { .. } => "FindValue",
-            Message::Value { .. } => "Value",
-            Message::Store { .. } => "Store",
-            Message::Stored { .. } => "Stored",
-            Message::Sip { .. } => "Sip",
-            Message::SipReceived => "SipReceived",
+            Message::Ping { .. } => ("Ping", "ping"),
+            Message::Pong { .. } => ("Pong", "pong"),
+            Message::Error { .. } => ("Error", "error"),
+            Message::FindNode { .. } => ("FindNode", "find_node"),
+            Message::Nodes { .. } => ("Nodes", "nodes"),
+            Message::FindValue { .. } => ("FindValue", "find_value"),
+            Message::Value { .. } => ("Value", "value"),
+            Message::Store { .. } => ("Store", "store"),
+            Message::Stored { .. } => ("Stored", "stored"),
+            Message::Sip { .. } => ("Sip", "sip"),
+            Message::SipReceived => ("SipReceived", "sip_received"),
         }
     }
 

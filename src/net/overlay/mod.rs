@@ -852,6 +852,12 @@ impl OverlayService {
         &self.lookups
     }
 
+    /// How long durable record writes took (`None` without a data
+    /// directory: records are kept in memory only).
+    pub fn write_latency(&self) -> Option<crate::metrics::HistogramSnapshot> {
+        self.commit.as_ref().map(Committer::write_latency)
+    }
+
     /// The newest valid record of `kind` under `key` that this node holds
     /// or a lookup finds (verified against the overlay's record policy).
     pub async fn newest(
