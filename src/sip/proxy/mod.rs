@@ -721,6 +721,12 @@ impl Proxy {
             out.headers
                 .push_front(HeaderName::RecordRoute, self.record_route());
         }
+        // Into the overlay a request carries this node's Via only: the
+        // Vias before it (the phone's address among them) stay here, and
+        // the responses get them back (`on_branch_response`).
+        if matches!(transport, Transport::Overlay(_)) {
+            out.headers.remove(&HeaderName::Via);
+        }
         let branch = self.branch();
         out.headers.push_front(
             HeaderName::Via,
@@ -937,8 +943,19 @@ impl Proxy {
         let Some(upstream) = self.forwards.get(&server).map(|f| f.upstream) else {
             return actions;
         };
-        // Our Via goes; the rest lead back to the requester.
+        // Our Via goes; the rest lead back to the requester. From the
+        // overlay, the rest are the request's own, which did not leave
+        // this node (`forwarded`).
         response.headers.pop_first_value(&HeaderName::Via);
+        if let Some((_, Transport::Overlay(_))) = self.client.peer_of(client) {
+            if let Some(forward) = self.forwards.get(&server) {
+                response.headers.remove(&HeaderName::Via);
+                let vias: Vec<&str> = forward.request.headers.all(&HeaderName::Via).collect();
+                for via in vias.into_iter().rev() {
+                    response.headers.push_front(HeaderName::Via, via.to_owned());
+                }
+            }
+        }
         // A phone's answer leaving for the overlay: its Contact is hidden.
         if let (Transport::Overlay(_), Some((phone, Transport::Udp | Transport::Tcp))) =
             (upstream.1, self.client.peer_of(client))
