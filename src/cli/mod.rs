@@ -4,6 +4,7 @@
 mod admin;
 mod ca;
 mod config;
+mod demo;
 mod files;
 mod identity;
 mod node;
@@ -76,6 +77,9 @@ enum Command {
     /// Check a `node run --config` file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// See a call cross the overlay: a few nodes on loopback, two users,
+    /// two SIPp phones, every hop printed; cleans up after itself.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +203,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Sip(SipCommand::AddUser(a)) => sip::add_user(a),
         Command::Sip(SipCommand::Users(a)) => sip::users(a),
         Command::Config(ConfigCommand::Check(a)) => config::check(a),
+        Command::Demo(a) => demo::demo(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
