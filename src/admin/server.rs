@@ -433,7 +433,6 @@ fn now() -> u64 {
 /// The answer to `trace` (the contract is docs/admin.md).
 async fn trace(node: &Node, target: String) -> Result<TraceResult, String> {
     use crate::net::overlay::HopAnswer;
-    use crate::overlay::peers::Failure;
     let overlay = node
         .overlay()
         .ok_or_else(|| "this node serves no overlay".to_owned())?;
@@ -456,24 +455,13 @@ async fn trace(node: &Node, target: String) -> Result<TraceResult, String> {
         .into_iter()
         .map(|p| (p.id, PeerStanding::from(p.standing)))
         .collect();
-    let failure = |f: Failure| match f {
-        Failure::Timeout => "timeout",
-        Failure::Unreachable => "unreachable",
-        Failure::Overloaded => "overloaded",
-        Failure::Local => "local",
-        Failure::NotInOverlay => "not_in_overlay",
-        Failure::Violation => "violation",
-        Failure::Banned => "banned",
-        Failure::Unrecognised => "unrecognised",
-        Failure::Declined => "declined",
-    };
     let hops: Vec<TraceHopEntry> = hops
         .into_iter()
         .map(|h| {
             let (answer, contacts, records, error) = match h.answer {
                 HopAnswer::Contacts { contacts } => ("contacts", contacts, 0, None),
                 HopAnswer::Value { records, contacts } => ("value", contacts, records, None),
-                HopAnswer::Failed(f) => ("failed", 0, 0, Some(failure(f).to_owned())),
+                HopAnswer::Failed(f) => ("failed", 0, 0, Some(f.as_str().to_owned())),
                 HopAnswer::Unanswered => ("unanswered", 0, 0, None),
             };
             TraceHopEntry {

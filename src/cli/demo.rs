@@ -302,7 +302,16 @@ struct Phone<'a> {
     port: u16,
 }
 
-impl Phone<'_> {
+impl<'a> Phone<'a> {
+    /// `name`'s phone, on a free loopback port.
+    fn new(work: &'a Workdir, name: &'a str) -> Result<Self, CliError> {
+        Ok(Self {
+            work,
+            name,
+            port: free_port()?,
+        })
+    }
+
     fn sipp(
         &self,
         label: &str,
@@ -537,11 +546,7 @@ pub fn demo(a: DemoArgs) -> CliResult {
     let bob_aor = format!("sip:{}@{DOMAIN}", bob.1);
 
     step(&mut n, &format!("bob's phone registers at node B (SIP {sip_b}); node B publishes bob's AOR in the overlay"));
-    let bob_phone = Phone {
-        work: &work,
-        name: "bob",
-        port: free_port()?,
-    };
+    let bob_phone = Phone::new(&work, "bob")?;
     let reg = bob_phone.sipp(
         "register",
         REGISTER,
@@ -618,11 +623,7 @@ pub fn demo(a: DemoArgs) -> CliResult {
     let audio = work.join("audio.ulaw");
     let samples: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&audio, samples).map_err(|e| CliError(format!("{}: {e}", audio.display())))?;
-    let alice_phone = Phone {
-        work: &work,
-        name: "alice",
-        port: free_port()?,
-    };
+    let alice_phone = Phone::new(&work, "alice")?;
     let call = alice_phone.sipp(
         "call",
         &CALL
