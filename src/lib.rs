@@ -69,6 +69,7 @@ pub mod limits;
 pub mod metrics;
 pub mod netaddr;
 pub mod overlay;
+pub mod relay;
 pub mod reputation;
 pub mod sim;
 pub mod sip;

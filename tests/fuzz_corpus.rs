@@ -251,3 +251,39 @@ fn lan_announcement_inputs() {
     }
     assert!(heard >= 3, "the valid seeds are heard ({heard})");
 }
+
+#[test]
+fn relay_cell_inputs() {
+    use p2psip::identity::NodeId;
+    use p2psip::relay::cell::{Cell, CELL_LEN};
+    use p2psip::relay::handshake::{respond, OnionKey};
+    use p2psip::relay::onion::{OnionError, RelayHop};
+    use rand::SeedableRng;
+    let inputs = inputs("relay_cell");
+    assert!(inputs.len() >= 8, "seed corpus is committed");
+    let mut decoded = 0;
+    for (name, data) in inputs {
+        let Ok(cell) = Cell::decode(&data) else {
+            continue;
+        };
+        decoded += 1;
+        assert_eq!(&cell.encode()[..], &data[..], "{name}");
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let onion = OnionKey::generate(&mut rng);
+        let x: [u8; 32] = cell.body[..32].try_into().unwrap();
+        if let Ok((keys, _)) = respond(&NodeId::from_bytes([1; 32]), &onion, &x, &mut rng) {
+            // A forged cell never verifies (or is a replay of seq 0).
+            let refused = RelayHop::new(&keys).peel(&cell, 5, &mut rng);
+            assert!(
+                matches!(refused, Err(OnionError::Tampered | OnionError::Replayed(_))),
+                "{name}: {refused:?}"
+            );
+            let wrapped = RelayHop::new(&keys).wrap(&cell, 5, &mut rng);
+            assert!(
+                wrapped.map_or(true, |c| c.encode().len() == CELL_LEN),
+                "{name}"
+            );
+        }
+    }
+    assert!(decoded >= 5, "the valid seeds decode ({decoded})");
+}

@@ -1,0 +1,21 @@
+//! Anonymizing media relays, sans-IO (issue 12; `../shared/DESIGN.md`,
+//! "Anonymizing media relays"): the cryptography of circuits, written
+//! as plain state that the node and the simulator drive.
+//!
+//! - [`handshake`]: the per-hop key agreement, in the manner of Tor's
+//!   ntor: one X25519 exchange with the relay's ephemeral key and one
+//!   with its onion key, so that only the relay is authenticated and
+//!   the keys have forward secrecy; per-hop keys from HKDF-SHA256.
+//! - [`cell`]: the fixed-size cell every link carries (one per QUIC
+//!   datagram), strictly decoded.
+//! - [`onion`]: one ChaCha20-Poly1305 layer per hop, each with its own
+//!   sequence numbers and replay window; the originator seals and opens
+//!   all layers, a relay peels or adds its own.
+//!
+//! Not built yet (issue 12 lists them): relay descriptors, circuit
+//! tables and telescoping extension over the overlay, path choice,
+//! rendezvous, the constant-rate scheduler, TURN, and the I/O.
+
+pub mod cell;
+pub mod handshake;
+pub mod onion;
