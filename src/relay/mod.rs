@@ -11,11 +11,14 @@
 //! - [`onion`]: one ChaCha20-Poly1305 layer per hop, each with its own
 //!   sequence numbers and replay window; the originator seals and opens
 //!   all layers, a relay peels or adds its own.
+//! - [`schedule`]: one cell per 20 ms each way during a call, media or
+//!   cover, so talk and silence look alike on every link.
 //!
 //! Not built yet (issue 12 lists them): relay descriptors, circuit
 //! tables and telescoping extension over the overlay, path choice,
-//! rendezvous, the constant-rate scheduler, TURN, and the I/O.
+//! rendezvous, TURN, and the I/O.
 
 pub mod cell;
 pub mod handshake;
 pub mod onion;
+pub mod schedule;

@@ -39,9 +39,9 @@ const TAG_LEN: usize = 16;
 const LAYER_HEADER_LEN: usize = 1 + 8;
 /// What one layer adds.
 pub const LAYER_OVERHEAD: usize = LAYER_HEADER_LEN + TAG_LEN;
-/// The most layers a cell can carry (hops of one circuit, or of two
-/// spliced at a rendezvous, plus one end-to-end layer).
-pub const MAX_LAYERS: usize = 8;
+/// The most layers a cell can carry: the hops of two circuits spliced
+/// at a rendezvous (3 + 3) and one end-to-end layer.
+pub const MAX_LAYERS: usize = 7;
 /// The payload a cell carries (an RTP packet of 20 ms of G.711 is 172).
 pub const PAYLOAD_MAX: usize = BODY_LEN - MAX_LAYERS * LAYER_OVERHEAD - 2;
 /// A data layer's ciphertext: header, length, payload, tag.
