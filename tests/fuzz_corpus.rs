@@ -263,6 +263,14 @@ fn relay_cell_inputs() {
     assert!(inputs.len() >= 8, "seed corpus is committed");
     let mut decoded = 0;
     for (name, data) in inputs {
+        // Link and control messages re-encode to the bytes they came from.
+        if let Ok(msg) = p2psip::relay::circuit::LinkMsg::decode(&data) {
+            assert_eq!(msg.encode(), data, "{name}");
+            decoded += 1;
+        }
+        if let Ok(msg) = p2psip::relay::circuit::Control::decode(&data) {
+            assert_eq!(msg.encode(), data, "{name}");
+        }
         let Ok(cell) = Cell::decode(&data) else {
             continue;
         };

@@ -1,5 +1,7 @@
-//! A cell from a link of a circuit: never a panic; a cell decoded
-//! re-encodes to the same bytes; a relay opening it (with keys of a real
+//! What a relay reads from its links: link messages (Create, Created,
+//! Destroy) and control messages decode strictly and re-encode to the
+//! same bytes; a cell from a link of a circuit: never a panic; a cell
+//! decoded re-encodes to the same bytes; a relay opening it (with keys of a real
 //! handshake) either refuses it or, for a forward cell, passes on a
 //! full-size cell. Forged cells never verify, so what is exercised is
 //! the refusal path and the bounds.
@@ -7,12 +9,19 @@
 use libfuzzer_sys::fuzz_target;
 use p2psip::identity::NodeId;
 use p2psip::relay::cell::{Cell, CELL_LEN};
+use p2psip::relay::circuit::{Control, LinkMsg};
 use p2psip::relay::handshake::{respond, OnionKey};
 use p2psip::relay::onion::{Peeled, RelayHop};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(msg) = LinkMsg::decode(data) {
+        assert_eq!(msg.encode(), data);
+    }
+    if let Ok(msg) = Control::decode(data) {
+        assert_eq!(msg.encode(), data);
+    }
     let Ok(cell) = Cell::decode(data) else {
         return;
     };

@@ -11,14 +11,19 @@
 //! - [`onion`]: one ChaCha20-Poly1305 layer per hop, each with its own
 //!   sequence numbers and replay window; the originator seals and opens
 //!   all layers, a relay peels or adds its own.
+//! - [`circuit`]: a relay's circuit table (previous and next link of
+//!   each circuit, nothing more; bounded) and the originator's
+//!   telescoping build (Create, then Extend through the hops built),
+//!   teardown, and the link and control messages.
 //! - [`schedule`]: one cell per 20 ms each way during a call, media or
 //!   cover, so talk and silence look alike on every link.
 //!
-//! Not built yet (issue 12 lists them): relay descriptors, circuit
-//! tables and telescoping extension over the overlay, path choice,
-//! rendezvous, TURN, and the I/O.
+//! Not built yet (issue 12 lists them): relay descriptors, path choice,
+//! rendezvous, end-to-end media encryption, TURN, and the I/O that
+//! carries all this over the overlay's QUIC.
 
 pub mod cell;
+pub mod circuit;
 pub mod handshake;
 pub mod onion;
 pub mod schedule;

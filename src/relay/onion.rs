@@ -326,6 +326,22 @@ impl Originator {
         })
     }
 
+    /// Adds the next hop (telescoping: its handshake went through the
+    /// hops before it).
+    pub fn extend(&mut self, keys: &HopKeys) -> Result<(), OnionError> {
+        if self.hops.len() >= MAX_LAYERS {
+            return Err(OnionError::TooLarge("1 to MAX_LAYERS hops"));
+        }
+        let (forward, backward) = keys.ciphers();
+        self.hops.push(OriginHop {
+            forward,
+            backward,
+            sent: 0,
+            received: ReplayWindow::default(),
+        });
+        Ok(())
+    }
+
     /// Hops in the circuit.
     pub fn len(&self) -> usize {
         self.hops.len()
