@@ -159,9 +159,9 @@ impl LanDiscovery {
                 let properties = service.txt_properties.iter().map(|p| (p.key(), p.val()));
                 let now = crate::net::core::now_ms();
                 match candidates.on_heard(now, &service.fullname, properties, addrs) {
-                    Ok(id) => debug!(peer = %id.fmt_short(), service = %service.fullname,
+                    Ok(id) => debug!(peer = %id.fmt_short(), service = ?service.fullname,
                                      "heard a node on the LAN"),
-                    Err(why) => debug!(service = %service.fullname, %why,
+                    Err(why) => debug!(service = ?service.fullname, %why,
                                        "LAN announcement ignored"),
                 }
             }
