@@ -241,6 +241,14 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
 }
 
 impl RunSettings {
+    /// The reputation policy these settings give (`ban_secs`).
+    pub fn reputation_policy(&self) -> crate::reputation::Policy {
+        crate::reputation::Policy {
+            ban_base: std::time::Duration::from_secs(self.ban_secs),
+            ..crate::reputation::Policy::default()
+        }
+    }
+
     /// Every setting by its key, `None` where nothing is set, in the
     /// order of `contrib/node.toml`.
     pub(super) fn entries(&self) -> Vec<(&'static str, Option<toml::Value>)> {

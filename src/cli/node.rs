@@ -16,7 +16,6 @@ use crate::net::{Client, LocalIdentity, Node, NodeConfig};
 use crate::overlay::config::OverlayParams;
 use crate::overlay::lan::LISTEN_BEFORE_STARTING_MS;
 use crate::overlay::routing::Contact;
-use crate::reputation::Policy;
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
@@ -343,10 +342,8 @@ pub fn run(args: RunArgs) -> CliResult {
         // The admin socket first: it also tells whether a node already
         // runs in this directory, before the data store is opened.
         let admin = AdminServer::bind(&a.dir)?;
-        let node = Node::bind(config.clone(), a.listen)?.with_reputation_policy(Policy {
-            ban_base: Duration::from_secs(a.ban_secs),
-            ..Policy::default()
-        });
+        let node =
+            Node::bind(config.clone(), a.listen)?.with_reputation_policy(a.reputation_policy());
         let addr = node.local_addr()?;
         let node = std::sync::Arc::new(node);
         // Shared by the certificate rotation and the reload.

@@ -10,9 +10,7 @@ use super::node::RunArgs;
 use super::CliError;
 use crate::admin::ReloadResult;
 use crate::net::{Node, NodeConfig};
-use crate::reputation::Policy;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tracing::{info, warn};
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
@@ -105,10 +103,7 @@ impl Reload {
             running.limits = fresh.limits;
         }
         if running.ban_secs != fresh.ban_secs {
-            self.node.core().set_policy(Policy {
-                ban_base: Duration::from_secs(fresh.ban_secs),
-                ..Policy::default()
-            });
+            self.node.core().set_policy(fresh.reputation_policy());
             running.ban_secs = fresh.ban_secs;
         }
         let config = self.args.config.as_ref().map(|p| p.display().to_string());

@@ -287,6 +287,14 @@ impl RelayCircuits {
         self.circuits.len()
     }
 
+    /// The index of the circuit `circ_id` on the link to `peer`.
+    fn slot(&self, peer: NodeId, circ_id: u32) -> Result<usize, CircuitError> {
+        self.by_link
+            .get(&(peer, circ_id))
+            .copied()
+            .ok_or(CircuitError::Unknown(circ_id))
+    }
+
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.circuits.is_empty()
@@ -335,10 +343,7 @@ impl RelayCircuits {
             }
             LinkMsg::Created { circ_id, answer } => {
                 // The next hop answered our Create: tell the originator.
-                let i = *self
-                    .by_link
-                    .get(&(from, circ_id))
-                    .ok_or(CircuitError::Unknown(circ_id))?;
+                let i = self.slot(from, circ_id)?;
                 let c = self
                     .circuits
                     .get_mut(i)
@@ -354,10 +359,7 @@ impl RelayCircuits {
                 }])
             }
             LinkMsg::Destroy { circ_id } => {
-                let i = *self
-                    .by_link
-                    .get(&(from, circ_id))
-                    .ok_or(CircuitError::Unknown(circ_id))?;
+                let i = self.slot(from, circ_id)?;
                 Ok(self.remove(i, from))
             }
         }
@@ -402,10 +404,7 @@ impl RelayCircuits {
         payload: &[u8],
         rng: impl RngCore + CryptoRng,
     ) -> Result<RelayAction, CircuitError> {
-        let i = *self
-            .by_link
-            .get(&(from, circ_id))
-            .ok_or(CircuitError::Unknown(circ_id))?;
+        let i = self.slot(from, circ_id)?;
         let c = self
             .circuits
             .get_mut(i)
@@ -425,10 +424,7 @@ impl RelayCircuits {
         cell: &Cell,
         mut rng: impl RngCore + CryptoRng,
     ) -> Result<Vec<RelayAction>, CircuitError> {
-        let i = *self
-            .by_link
-            .get(&(from, cell.circ_id))
-            .ok_or(CircuitError::Unknown(cell.circ_id))?;
+        let i = self.slot(from, cell.circ_id)?;
         let by_link = &self.by_link;
         let c = self
             .circuits
