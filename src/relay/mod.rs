@@ -24,6 +24,7 @@
 
 pub mod cell;
 pub mod circuit;
+pub mod e2e;
 pub mod handshake;
 pub mod onion;
 pub mod schedule;

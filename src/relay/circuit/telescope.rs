@@ -80,7 +80,7 @@ impl Telescope {
         let first = *path
             .first()
             .ok_or(CircuitError::Unexpected("an empty path"))?;
-        if path.len() > crate::relay::onion::MAX_LAYERS - 1 {
+        if path.len() > crate::relay::onion::MAX_LAYERS {
             return Err(CircuitError::Full("hops on a path"));
         }
         let mut circ_id = 0;
