@@ -9,6 +9,8 @@
 //! - [`overlay`]: the overlay service (routing table, records) over QUIC.
 //! - [`maintenance`]: the node's upkeep of its overlay (rejoin, hand-over,
 //!   repair, republish, refresh, expiry, saving the routing table).
+//! - [`circuits`]: onion circuits over QUIC datagrams (the relay role
+//!   and this node's own circuits), driving [`crate::relay`].
 //! - [`discovery`]: LAN discovery (mDNS/DNS-SD) for overlays with no
 //!   bootstrap node.
 //! - [`disk`]: records and contacts on disk (redb); [`commit`]: group
@@ -18,6 +20,7 @@
 //! (see [`crate::wire`]).
 
 pub mod cert_cache;
+pub mod circuits;
 pub mod client;
 pub mod commit;
 pub mod conns;
