@@ -165,3 +165,131 @@ async fn builds_fail_fast_and_say_where() {
     assert!(matches!(err, BuildError::Unreachable(_)), "{err}");
     assert_eq!(origin.node.circuits().own_circuits(), 0);
 }
+
+/// Everyone a node has a connection with, either way.
+fn connected(n: &RunningNode) -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = n.node.peers().into_iter().map(|(id, _)| id).collect();
+    ids.extend(n.node.dialer().connected());
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_a_rendezvous_carries_sealed_media_both_ways_and_no_relay_knows_both_ends() {
+    use p2psip::net::rendezvous::SessionEvent;
+    let (caller, caller_hop) = node(30, false);
+    let (callee, callee_hop) = node(31, false);
+    let mut relays: Vec<(RunningNode, PathHop)> = (32..37).map(|i| node(i, true)).collect();
+    let hop = |i: usize| relays[i].1;
+    // The callee: 3 hops, the last the rendezvous point (relay 4).
+    let mut listener = callee
+        .node
+        .circuits()
+        .listen(vec![hop(2), hop(3), hop(4)])
+        .await
+        .expect("listening");
+    let handle = listener.handle();
+    assert_eq!(handle.point.id, hop(4).id);
+    assert_eq!(handle.node, callee_hop.id);
+    let echo_task = tokio::spawn(async move {
+        let mut joined = 0;
+        loop {
+            match listener.recv().await {
+                SessionEvent::Data(mut p) if p.first() == Some(&ECHO_REQUEST) => {
+                    p[0] = ECHO_REPLY;
+                    listener.send(&p).unwrap();
+                }
+                SessionEvent::Joined => joined += 1,
+                SessionEvent::Closed => return joined,
+                other => panic!("callee got {other:?}"),
+            }
+        }
+    });
+    // The caller: its own 2 hops, then the rendezvous point.
+    let mut call = caller
+        .node
+        .circuits()
+        .call(vec![hop(0), hop(1)], &handle)
+        .await
+        .expect("call set up");
+    assert_eq!(call.hops().len(), 3);
+    for i in 0..50u8 {
+        call.send(&echo(i)).unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut back = Vec::new();
+    while back.len() < 50 {
+        match tokio::time::timeout(Duration::from_secs(5), call.recv()).await {
+            Ok(SessionEvent::Data(p)) => back.push(p),
+            other => panic!("after {} echoes: {other:?}", back.len()),
+        }
+    }
+    back.sort();
+    back.dedup();
+    assert_eq!(back.len(), 50);
+    assert!(back.iter().all(|p| p[0] == ECHO_REPLY && p.len() == 173));
+    // Knowledge, from each relay's own state and connections: only the
+    // caller's first relay has the caller as a neighbour, only the
+    // callee's first relay the callee; the rendezvous point has two
+    // circuits from relays, spliced; no relay is connected to both ends.
+    for (i, (r, _)) in relays.iter().enumerate() {
+        let view = r.node.circuits().relay_view();
+        let knows = |x: NodeId| view.iter().any(|v| v.prev == x || v.next == Some(x));
+        assert_eq!(knows(caller_hop.id), i == 0, "relay {i}: {view:?}");
+        assert_eq!(knows(callee_hop.id), i == 2, "relay {i}: {view:?}");
+        let conns = connected(r);
+        assert!(
+            !(conns.contains(&caller_hop.id) && conns.contains(&callee_hop.id)),
+            "relay {i} is connected to both ends"
+        );
+    }
+    let mut at_point: Vec<CircuitView> = relays[4].0.node.circuits().relay_view();
+    at_point.sort_by_key(|v| v.prev);
+    let mut want = vec![
+        CircuitView {
+            prev: hop(1).id,
+            next: None,
+            rendezvous: Some(Some(hop(3).id)),
+        },
+        CircuitView {
+            prev: hop(3).id,
+            next: None,
+            rendezvous: Some(Some(hop(1).id)),
+        },
+    ];
+    want.sort_by_key(|v| v.prev);
+    assert_eq!(at_point, want);
+    // Neither end is connected to the other.
+    assert!(!connected(&caller).contains(&callee_hop.id));
+    assert!(!connected(&callee).contains(&caller_hop.id));
+    // The caller hangs up; the callee's circuit stays for the next one.
+    drop(call);
+    eventually("the rendezvous point unsplices", || {
+        relays[4].0.node.circuits().relay_view()
+            == vec![CircuitView {
+                prev: hop(3).id,
+                next: None,
+                rendezvous: Some(None),
+            }]
+    })
+    .await;
+    // A second caller reaches the same listener.
+    let mut again = caller
+        .node
+        .circuits()
+        .call(vec![hop(1)], &handle)
+        .await
+        .expect("second call");
+    again.send(&echo(7)).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), again.recv()).await;
+    assert!(
+        matches!(got, Ok(SessionEvent::Data(ref p)) if p[0] == ECHO_REPLY),
+        "{got:?}"
+    );
+    drop(again);
+    relays.remove(2).0.stop().await;
+    let joined = tokio::time::timeout(Duration::from_secs(5), echo_task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(joined, 2, "two callers joined, then the circuit ended");
+}

@@ -159,6 +159,11 @@ impl CircuitService {
         }
     }
 
+    /// This node's id.
+    pub fn local(&self) -> NodeId {
+        self.local
+    }
+
     /// Whether this node relays.
     pub fn is_relay(&self) -> bool {
         lock(&self.relay).is_some()

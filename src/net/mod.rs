@@ -11,6 +11,8 @@
 //!   repair, republish, refresh, expiry, saving the routing table).
 //! - [`circuits`]: onion circuits over QUIC datagrams (the relay role
 //!   and this node's own circuits), driving [`crate::relay`].
+//! - [`rendezvous`]: calls through a rendezvous relay, end-to-end
+//!   sealed ([`rendezvous::Listener`], [`rendezvous::Call`]).
 //! - [`discovery`]: LAN discovery (mDNS/DNS-SD) for overlays with no
 //!   bootstrap node.
 //! - [`disk`]: records and contacts on disk (redb); [`commit`]: group
@@ -31,6 +33,7 @@ pub mod disk;
 pub mod limits;
 pub mod maintenance;
 pub mod overlay;
+pub mod rendezvous;
 pub mod server;
 pub mod sip;
 mod stream;
