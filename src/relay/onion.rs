@@ -51,7 +51,7 @@ pub const PAYLOAD_MAX: usize = BODY_LEN - MAX_LAYERS * LAYER_OVERHEAD - 2;
 pub const DATA_LAYER_LEN: usize = LAYER_HEADER_LEN + 2 + PAYLOAD_MAX + TAG_LEN;
 // An RTP packet of 20 ms of G.711 (172 bytes), with its kind and the
 // control and end-to-end framing, fits through every layer.
-const _: () = assert!(PAYLOAD_MAX >= 172 + 1 + super::e2e::E2E_OVERHEAD + 1);
+const _: () = assert!(PAYLOAD_MAX > 172 + 1 + super::e2e::E2E_OVERHEAD);
 
 const CMD_RELAY: u8 = 1;
 const CMD_DATA: u8 = 2;
