@@ -136,7 +136,8 @@ impl Node {
                 let records = match &config.policy.anchors {
                     None => RecordPolicy::self_certifying(params.name.clone()),
                     Some(_) => RecordPolicy::enrolled(params.name.clone(), config.policy.clone()),
-                };
+                }
+                .with_node_difficulty(params.id_difficulty);
                 let mut service = OverlayService::with_core(core.clone(), params, records);
                 if let Some(dir) = &config.data_dir {
                     let disk = DiskStore::open(&dir.join(RECORDS_FILE))?;
