@@ -10,6 +10,7 @@ use p2psip::net::circuits::{Arrival, BuildError, ECHO_REPLY, ECHO_REQUEST};
 use p2psip::net::{Limits, LocalIdentity};
 use p2psip::relay::circuit::{CircuitView, FromCircuit, PathHop};
 use p2psip::relay::handshake::OnionKey;
+use p2psip::relay::keys::OnionKeys;
 use rand::rngs::OsRng;
 use std::time::Duration;
 
@@ -23,11 +24,11 @@ fn node(i: u8, relay: bool) -> (RunningNode, PathHop) {
         Limits::default(),
         listen,
     );
-    let onion = OnionKey::generate(OsRng);
+    let onion = OnionKeys::new(now() as u64, OsRng);
     let hop = PathHop {
         id: n.node.node_id(),
         addr: n.addr,
-        onion: onion.public(),
+        onion: onion.current().public(),
     };
     if relay {
         n.node.circuits().enable_relay(onion);
@@ -148,16 +149,22 @@ async fn builds_fail_fast_and_say_where() {
         started.elapsed() < Duration::from_secs(2),
         "refused, not timed out"
     );
-    // A relay named with another onion key cannot answer the handshake:
-    // the circuit's keys are never agreed with an impostor.
+    // A relay asked to use an onion key it does not hold says no at
+    // once (only the key's holder could answer the handshake anyway:
+    // `relay::handshake` tests it).
     h3.onion = OnionKey::generate(OsRng).public();
+    let started = std::time::Instant::now();
     let err = origin
         .node
         .circuits()
         .build(vec![h1, h3])
         .await
         .unwrap_err();
-    assert!(matches!(err, BuildError::Circuit(_)), "{err}");
+    assert!(matches!(err, BuildError::Refused { hop: 2 }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused, not timed out"
+    );
     // A first hop that is not there.
     let mut gone = h1;
     gone.addr = "127.0.0.1:9".parse().unwrap();

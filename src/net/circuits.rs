@@ -27,7 +27,8 @@ use crate::relay::circuit::{
     CircuitError, CircuitView, Control, FromCircuit, LinkMsg, PathHop, RelayAction, RelayCircuits,
     Telescope, TelescopeStep,
 };
-use crate::relay::handshake::{OnionKey, SERVER_MSG_LEN};
+use crate::relay::handshake::SERVER_MSG_LEN;
+use crate::relay::keys::OnionKeys;
 use rand::rngs::OsRng;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,11 @@ pub const ECHO_REPLY: u8 = 0x02;
 /// Whether a datagram belongs to circuits (else it is media, §10).
 pub fn is_circuit_datagram(datagram: &[u8]) -> bool {
     matches!(datagram.first(), Some(&LINK_TAG) | Some(&CELL_TAG))
+}
+
+/// Now, unix seconds (which onion keys are usable).
+fn unix_secs() -> u64 {
+    u64::try_from(crate::unix_now()).unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -150,9 +156,9 @@ impl CircuitService {
         }
     }
 
-    /// Makes this node a relay with onion key `onion` (circuits through
-    /// it so far are kept only if the key is the same node's first).
-    pub fn enable_relay(&self, onion: OnionKey) {
+    /// Makes this node a relay with onion keys `onion` (a no-op if it
+    /// relays already).
+    pub fn enable_relay(&self, onion: OnionKeys) {
         let mut relay = lock(&self.relay);
         if relay.is_none() {
             *relay = Some(RelayCircuits::new(self.local, onion));
@@ -246,7 +252,7 @@ impl CircuitService {
         };
         let is_create = matches!(msg, LinkMsg::Create { .. });
         let result = match lock(&self.relay).as_mut() {
-            Some(relay) => relay.on_link(peer, msg, OsRng),
+            Some(relay) => relay.on_link(peer, msg, unix_secs(), OsRng),
             None => Err(CircuitError::Unexpected(
                 "a circuit message to a node that does not relay",
             )),

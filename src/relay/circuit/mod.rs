@@ -29,7 +29,8 @@ pub use msg::{Control, LinkMsg, COOKIE_LEN};
 pub use telescope::{FromCircuit, PathHop, Telescope, TelescopeStep};
 
 use super::cell::Cell;
-use super::handshake::{respond, OnionKey};
+use super::handshake::respond;
+use super::keys::OnionKeys;
 use super::onion::{OnionError, Peeled, RelayHop};
 use crate::identity::NodeId;
 use rand_core::{CryptoRng, RngCore};
@@ -122,7 +123,7 @@ struct Through {
 /// The circuits through one relay, bounded.
 pub struct RelayCircuits {
     id: NodeId,
-    onion: OnionKey,
+    onion: OnionKeys,
     circuits: Vec<Through>,
     /// (peer, circuit id on that link) → index into `circuits`.
     by_link: HashMap<(NodeId, u32), usize>,
@@ -178,8 +179,8 @@ pub struct CircuitView {
 }
 
 impl RelayCircuits {
-    /// The circuits of relay `id` with onion key `onion`.
-    pub fn new(id: NodeId, onion: OnionKey) -> Self {
+    /// The circuits of relay `id` with onion keys `onion`.
+    pub fn new(id: NodeId, onion: OnionKeys) -> Self {
         Self {
             id,
             onion,
@@ -187,6 +188,18 @@ impl RelayCircuits {
             by_link: HashMap::new(),
             cookies: HashMap::new(),
         }
+    }
+
+    /// The relay's onion keys (for its descriptor).
+    pub fn onion_keys(&self) -> &OnionKeys {
+        &self.onion
+    }
+
+    /// Rotates the onion keys at `now` (see [`OnionKeys::rotate`]);
+    /// whether the current key changed (publish the descriptor again).
+    /// Circuits already built keep their keys.
+    pub fn rotate(&mut self, now: u64, rng: impl RngCore + CryptoRng) -> bool {
+        self.onion.rotate(now, rng)
     }
 
     /// Circuits carried.
@@ -244,15 +257,21 @@ impl RelayCircuits {
         out
     }
 
-    /// A link message from neighbour `from`.
+    /// A link message from neighbour `from`, at `now` (unix seconds:
+    /// which onion keys are usable).
     pub fn on_link(
         &mut self,
         from: NodeId,
         msg: LinkMsg,
+        now: u64,
         mut rng: impl RngCore + CryptoRng,
     ) -> Result<Vec<RelayAction>, CircuitError> {
         match msg {
-            LinkMsg::Create { circ_id, handshake } => {
+            LinkMsg::Create {
+                circ_id,
+                onion,
+                handshake,
+            } => {
                 if self.by_link.contains_key(&(from, circ_id)) {
                     return Err(CircuitError::Unexpected("Create of a circuit in use"));
                 }
@@ -263,7 +282,13 @@ impl RelayCircuits {
                 if from_peer >= MAX_CIRCUITS_PER_PEER {
                     return Err(CircuitError::Full("circuits of one peer"));
                 }
-                let (keys, answer) = respond(&self.id, &self.onion, &handshake, &mut rng)
+                let key = self
+                    .onion
+                    .find(&onion, now)
+                    .ok_or(CircuitError::Unexpected(
+                        "an onion key this relay does not hold",
+                    ))?;
+                let (keys, answer) = respond(&self.id, key, &handshake, &mut rng)
                     .map_err(|e| CircuitError::Crypto(e.to_string()))?;
                 self.by_link.insert((from, circ_id), self.circuits.len());
                 self.circuits.push(Through {
@@ -441,6 +466,7 @@ impl RelayCircuits {
             Control::Extend {
                 next,
                 addr,
+                onion,
                 handshake,
             } => {
                 if c.next.is_some() || c.cookie.is_some() || c.spliced.is_some() {
@@ -458,7 +484,11 @@ impl RelayCircuits {
                 Ok(vec![RelayAction::Connect {
                     to: next,
                     addr,
-                    msg: LinkMsg::Create { circ_id, handshake },
+                    msg: LinkMsg::Create {
+                        circ_id,
+                        onion,
+                        handshake,
+                    },
                 }])
             }
             Control::Establish { cookie } => {

@@ -14,10 +14,14 @@ pub const COOKIE_LEN: usize = 32;
 /// A message between neighbours on a link, outside cells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkMsg {
-    /// Open circuit `circ_id` on this link with handshake `X`.
+    /// Open circuit `circ_id` on this link with handshake `X` against
+    /// the relay's onion key `onion` (its current or, during the
+    /// rotation overlap, its previous one: the relay needs to know which).
     Create {
         /// The new circuit's id on this link.
         circ_id: u32,
+        /// The public onion key the handshake uses.
+        onion: [u8; 32],
         /// The handshake's client message.
         handshake: [u8; CLIENT_MSG_LEN],
     },
@@ -56,11 +60,16 @@ fn circ_at(bytes: &[u8]) -> Result<u32, CircuitError> {
 impl LinkMsg {
     /// Its bytes: type, circuit id, fixed-size fields.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + SERVER_MSG_LEN);
+        let mut out = Vec::with_capacity(5 + 32 + SERVER_MSG_LEN);
         match self {
-            LinkMsg::Create { circ_id, handshake } => {
+            LinkMsg::Create {
+                circ_id,
+                onion,
+                handshake,
+            } => {
                 out.push(LINK_CREATE);
                 out.extend_from_slice(&circ_id.to_be_bytes());
+                out.extend_from_slice(onion);
                 out.extend_from_slice(handshake);
             }
             LinkMsg::Created { circ_id, answer } => {
@@ -81,9 +90,10 @@ impl LinkMsg {
         let bad = CircuitError::Malformed("link message");
         let circ_id = circ_at(bytes)?;
         match (bytes.first(), bytes.len()) {
-            (Some(&LINK_CREATE), n) if n == 5 + CLIENT_MSG_LEN => Ok(LinkMsg::Create {
+            (Some(&LINK_CREATE), n) if n == 5 + 32 + CLIENT_MSG_LEN => Ok(LinkMsg::Create {
                 circ_id,
-                handshake: take(bytes, 5).ok_or(bad)?,
+                onion: take(bytes, 5).ok_or(bad.clone())?,
+                handshake: take(bytes, 5 + 32).ok_or(bad)?,
             }),
             (Some(&LINK_CREATED), n) if n == 5 + SERVER_MSG_LEN => Ok(LinkMsg::Created {
                 circ_id,
@@ -108,12 +118,15 @@ impl LinkMsg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
     /// To the last hop: extend the circuit to relay `next`, reached at
-    /// `addr` (where it must prove its id), with handshake `X`.
+    /// `addr` (where it must prove its id), with handshake `X` against
+    /// its onion key `onion`.
     Extend {
         /// The next relay.
         next: NodeId,
         /// Its overlay address.
         addr: SocketAddr,
+        /// Its public onion key the handshake uses.
+        onion: [u8; 32],
         /// The handshake's client message, for it.
         handshake: [u8; CLIENT_MSG_LEN],
     },
@@ -181,16 +194,18 @@ pub(crate) fn decode_addr(bytes: &[u8], at: usize) -> Option<(SocketAddr, usize)
 impl Control {
     /// Its bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + 32 + 19 + CLIENT_MSG_LEN);
+        let mut out = Vec::with_capacity(1 + 32 + 19 + 32 + CLIENT_MSG_LEN);
         match self {
             Control::Extend {
                 next,
                 addr,
+                onion,
                 handshake,
             } => {
                 out.push(CTL_EXTEND);
                 out.extend_from_slice(next.as_bytes());
                 encode_addr(addr, &mut out);
+                out.extend_from_slice(onion);
                 out.extend_from_slice(handshake);
             }
             Control::Extended { answer } => {
@@ -223,13 +238,14 @@ impl Control {
                 let next = NodeId::from_bytes(take(bytes, 1).ok_or(bad.clone())?);
                 let (addr, len) = decode_addr(bytes, 33).ok_or(bad.clone())?;
                 let at = 33 + len;
-                if bytes.len() != at + CLIENT_MSG_LEN {
+                if bytes.len() != at + 32 + CLIENT_MSG_LEN {
                     return Err(bad);
                 }
                 Ok(Control::Extend {
                     next,
                     addr,
-                    handshake: take(bytes, at).ok_or(bad)?,
+                    onion: take(bytes, at).ok_or(bad.clone())?,
+                    handshake: take(bytes, at + 32).ok_or(bad)?,
                 })
             }
             (Some(&CTL_EXTENDED), n) if n == 1 + SERVER_MSG_LEN => Ok(Control::Extended {

@@ -95,7 +95,11 @@ impl Telescope {
                 keys: None,
                 pending: Some(pending),
             },
-            TelescopeStep::Link(LinkMsg::Create { circ_id, handshake }),
+            TelescopeStep::Link(LinkMsg::Create {
+                circ_id,
+                onion: first.onion,
+                handshake,
+            }),
         ))
     }
 
@@ -185,6 +189,7 @@ impl Telescope {
         let payload = Control::Extend {
             next: next.id,
             addr: next.addr,
+            onion: next.onion,
             handshake,
         }
         .encode();

@@ -1,8 +1,12 @@
 use super::*;
 use crate::relay::handshake::ClientHandshake;
+use crate::relay::keys::OnionKeys;
 use rand::rngs::OsRng;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+
+/// The relays' clock.
+const NOW: u64 = 1_800_000_000;
 
 const ORIGIN: NodeId = NodeId::from_bytes([0xAA; 32]);
 
@@ -12,11 +16,11 @@ fn relays(n: u8) -> (Vec<RelayCircuits>, Vec<PathHop>) {
     let mut path = Vec::new();
     for i in 1..=n {
         let id = NodeId::from_bytes([i; 32]);
-        let onion = OnionKey::generate(OsRng);
+        let onion = OnionKeys::new(NOW, OsRng);
         path.push(PathHop {
             id,
             addr: SocketAddr::from(([127, 0, 0, i], 4433)),
-            onion: onion.public(),
+            onion: onion.current().public(),
         });
         rs.push(RelayCircuits::new(id, onion));
     }
@@ -45,7 +49,7 @@ fn pump(
                 // Every message crosses the wire as bytes.
                 let msg = LinkMsg::decode(&msg.encode()).unwrap();
                 match rs.iter().position(|r| r.id == *to) {
-                    Some(i) => (*to, rs[i].on_link(from, msg, OsRng)),
+                    Some(i) => (*to, rs[i].on_link(from, msg, NOW, OsRng)),
                     None => {
                         to_origin.push(action.clone());
                         continue;
@@ -207,6 +211,7 @@ fn bad_messages_are_refused_and_limits_hold() {
                 circ_id: 9,
                 answer: [0; 64]
             },
+            NOW,
             OsRng
         )
         .is_err());
@@ -218,8 +223,10 @@ fn bad_messages_are_refused_and_limits_hold() {
                 peer,
                 LinkMsg::Create {
                     circ_id: i,
+                    onion: path[0].onion,
                     handshake,
                 },
+                NOW,
                 OsRng,
             )
             .unwrap();
@@ -230,8 +237,10 @@ fn bad_messages_are_refused_and_limits_hold() {
             peer,
             LinkMsg::Create {
                 circ_id: 999,
+                onion: path[0].onion,
                 handshake
             },
+            NOW,
             OsRng
         ),
         Err(CircuitError::Full("circuits of one peer"))
@@ -243,11 +252,33 @@ fn bad_messages_are_refused_and_limits_hold() {
             NodeId::from_bytes([0x66; 32]),
             LinkMsg::Create {
                 circ_id: 1,
+                onion: path[0].onion,
                 handshake
             },
+            NOW,
             OsRng
         )
         .is_ok());
+    // A Create for an onion key the relay does not hold (or no longer:
+    // past its lifetime) is refused.
+    let (_, handshake) = ClientHandshake::start(path[0].id, path[0].onion, OsRng);
+    for (onion, now) in [([0x77; 32], NOW), (path[0].onion, NOW + 365 * 86_400)] {
+        assert_eq!(
+            rs[0].on_link(
+                NodeId::from_bytes([0x67; 32]),
+                LinkMsg::Create {
+                    circ_id: 2,
+                    onion,
+                    handshake
+                },
+                now,
+                OsRng
+            ),
+            Err(CircuitError::Unexpected(
+                "an onion key this relay does not hold"
+            ))
+        );
+    }
     // Strict decoders.
     assert!(LinkMsg::decode(&[1, 0, 0, 0, 0]).is_err(), "circuit 0");
     assert!(
@@ -259,6 +290,7 @@ fn bad_messages_are_refused_and_limits_hold() {
     for msg in [
         LinkMsg::Create {
             circ_id: 5,
+            onion: [6; 32],
             handshake: [7; 32],
         },
         LinkMsg::Created {
@@ -456,11 +488,13 @@ fn control_messages_round_trip_and_extend_names_a_dialable_address() {
         Control::Extend {
             next: NodeId::from_bytes([1; 32]),
             addr: "10.0.0.1:4433".parse().unwrap(),
+            onion: [2; 32],
             handshake,
         },
         Control::Extend {
             next: NodeId::from_bytes([1; 32]),
             addr: "[2001:db8::1]:4433".parse().unwrap(),
+            onion: [2; 32],
             handshake,
         },
         Control::Extended { answer: [9; 64] },
@@ -491,6 +525,7 @@ fn control_messages_round_trip_and_extend_names_a_dialable_address() {
     let mut bytes = Control::Extend {
         next: NodeId::from_bytes([1; 32]),
         addr: "10.0.0.1:1".parse().unwrap(),
+        onion: [2; 32],
         handshake,
     }
     .encode();
@@ -505,6 +540,7 @@ fn control_messages_round_trip_and_extend_names_a_dialable_address() {
         let extend = Control::Extend {
             next: NodeId::from_bytes([9; 32]),
             addr: addr.parse().unwrap(),
+            onion: [9; 32],
             handshake,
         };
         let cell = t.seal_control(&extend, OsRng).unwrap();
