@@ -132,7 +132,7 @@ pub const MAX_CONTACT_LEN: usize = 256;
 pub const MAX_OWNER_VALUE_NAME_LEN: usize = 128;
 
 // ---------------------------------------------------------------------------
-// Relay descriptors (`overlay::record`, kind 3; docs/protocol.md §7.5):
+// Relay descriptors (`overlay::record`, kind 3; docs/protocol.md §7.8):
 // part of the protocol, like the other record bounds. Then the defaults of
 // path choice and guards (`relay::path`), which are local policy.
 

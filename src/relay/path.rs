@@ -436,12 +436,15 @@ pub fn choose_path(
         let rest =
             min_delay(&set).saturating_mul(u32::try_from(hops - hop - 1).unwrap_or(u32::MAX));
         let pick = if hop == 0 {
+            let usable = apply(set.clone(), Rule::Guard, hop, hops, |c| {
+                guards.guards.iter().any(|g| g.id == c.relay.node_id)
+            })?;
+            // In the guards' order: the primary first.
             let usable: Vec<&Candidate> = guards
                 .guards
                 .iter()
-                .filter_map(|g| set.iter().find(|c| c.relay.node_id == g.id).copied())
+                .filter_map(|g| usable.iter().find(|c| c.relay.node_id == g.id).copied())
                 .collect();
-            let usable = apply(usable, Rule::Guard, hop, hops, |_| true)?;
             let fitting = apply(usable, Rule::LatencyBudget, hop, hops, |c| {
                 delay(c, params).saturating_add(rest) <= budget
             })?;

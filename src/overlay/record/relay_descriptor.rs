@@ -2,7 +2,7 @@
 //! addresses, its X25519 onion keys, its capacity and what it serves),
 //! stored in the overlay under well-known *relay directory keys* so that
 //! any node can find relays; only the relay node itself can write its
-//! descriptor. `docs/protocol.md` §7.5 is the normative description.
+//! descriptor. `docs/protocol.md` §7.8 is the normative description.
 //!
 //! # Where descriptors live, and why there
 //!
@@ -35,7 +35,7 @@
 //! directory key, and repeats over time and holders to gather more.
 //! Which 4 a holder returns is the holder's choice (today: the first in
 //! owner-key order, which a relay can grind its key to come first in; a
-//! random sample per answer is the fix, see `docs/protocol.md` §7.5).
+//! random sample per answer is the fix, see `docs/protocol.md` §7.8).
 //!
 //! # Value
 //!

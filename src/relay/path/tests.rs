@@ -715,3 +715,67 @@ fn garbage_guard_state_is_refused_cleanly() {
         assert!(Guards::decode(junk).is_err());
     }
 }
+
+/// Writes the seed corpus of the `relay_descriptor` fuzz target (run with
+/// `P2PSIP_WRITE_SEEDS=1 cargo test --lib write_relay_descriptor_seeds --
+/// --ignored`). The records verify at `NOW` in the self-certifying overlay
+/// `p2psip`, what the fuzz target checks them with.
+#[test]
+#[ignore = "writes files; run by hand to regenerate the seeds"]
+fn write_relay_descriptor_seeds() {
+    use crate::overlay::record::{withdraw_relay_descriptors, RelayDescriptor};
+    if std::env::var_os("P2PSIP_WRITE_SEEDS").is_none() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/relay_descriptor");
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = RecordPolicy::self_certifying("p2psip");
+    let full = RelayOffer {
+        addresses: vec![
+            "192.0.2.7:4433".parse().unwrap(),
+            "[2001:db8::7]:4433".parse().unwrap(),
+        ],
+        previous_onion_key: Some(OnionKeyInfo {
+            expires: NOW + DAY,
+            ..offer(6, "192.0.2.6:1").onion_key
+        }),
+        turn: Some("192.0.2.7:3478".parse().unwrap()),
+        ..offer(7, "192.0.2.7:1")
+    };
+    let relay = key(1);
+    let live = sign_relay_descriptors(&relay, &policy, None, full.clone(), 1, NOW).unwrap();
+    let plain =
+        sign_relay_descriptors(&key(2), &policy, None, offer(2, "10.2.0.1:4433"), 7, NOW).unwrap();
+    let gone = withdraw_relay_descriptors(&relay, &policy, None, 2, NOW).unwrap();
+    let desc = RelayDescriptor::new(relay.public().node_id(), None, full).unwrap();
+    let mut guards = Guards::new();
+    let _ = choose(
+        &spread(6),
+        &ends(),
+        &Reputation::new(),
+        &mut guards,
+        &PathParams::default(),
+        &mut rng(1),
+    )
+    .unwrap();
+    guards.note_failure(&guards.guards()[0].id.clone(), NOW);
+    let mut noncanonical = desc.encode();
+    noncanonical.splice(1..2, [0x18, 0x01]);
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("record_full", live[0].encode()),
+        ("record_full_second_key", live[1].encode()),
+        ("record_plain", plain[0].encode()),
+        ("record_withdrawn", gone[0].encode()),
+        ("value_full", desc.encode()),
+        (
+            "value_withdrawn",
+            RelayDescriptor::withdrawn(relay.public().node_id(), None).encode(),
+        ),
+        ("value_noncanonical", noncanonical),
+        ("guards_two", guards.encode()),
+        ("guards_empty", Guards::new().encode()),
+    ];
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}

@@ -552,3 +552,28 @@ fn kind_three_is_the_relay_descriptor() {
     assert_eq!(RecordKind::from_u64(3), Some(RecordKind::RelayDescriptor));
     assert_eq!(RecordKind::from_u64(4), None);
 }
+
+#[test]
+fn documented_directory_keys() {
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(
+        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        &mut seed,
+    )
+    .unwrap();
+    let id = SecretKey::from_seed(&seed).public().node_id();
+    assert_eq!(
+        id.to_string(),
+        "4c11253328b62f305162f8fb36ce77c1a71da64f6da41b2cbbec3852172afe44"
+    );
+    assert_eq!(relay_directory_indices(&id), [0, 6]);
+    let keys = relay_publication_keys("p2psip", &id);
+    assert_eq!(
+        keys[0].to_string(),
+        "3f295cfd85c31a3a669687521b4242dbd7393af2d7b6868ab49c40259f5c34b8"
+    );
+    assert_eq!(
+        keys[1].to_string(),
+        "972ca810c3b3e65e54c149d7bd11d88bbb0858f91abdbe6088e71fff15368b50"
+    );
+}
