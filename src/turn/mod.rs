@@ -13,8 +13,9 @@
 //!   ChannelData; quotas, expiry; it returns actions for the I/O.
 //!
 //! Not served: TCP/TLS/DTLS transports to the server, relaying over TCP
-//! (RFC 6062), EVEN-PORT and RESERVATION-TOKEN, DONT-FRAGMENT (all
-//! answered 420), dual allocations (ADDITIONAL-ADDRESS-FAMILY is
+//! (RFC 6062), RESERVATION-TOKEN and DONT-FRAGMENT (answered 420),
+//! EVEN-PORT's reservation of the next port (the R bit: an even port is
+//! given, nothing reserved), dual allocations (ADDITIONAL-ADDRESS-FAMILY is
 //! ignored), MESSAGE-INTEGRITY-SHA256 and USERHASH (RFC 8489's newer
 //! options; clients fall back to MESSAGE-INTEGRITY), the third-party
 //! authorization of RFC 7635.

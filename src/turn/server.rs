@@ -43,8 +43,14 @@ pub type RelayId = u64;
 
 /// Lowest channel number (RFC 8656 §12).
 pub const MIN_CHANNEL: u16 = 0x4000;
-/// Highest channel number.
-pub const MAX_CHANNEL: u16 = 0x4FFF;
+/// Highest channel number accepted: 0x7FFF, RFC 5766's range, not RFC
+/// 8656's 0x4FFF. The clients in use still draw channel numbers from
+/// 0x4000-0x7FFF (libwebrtc's TURN port, coturn's `turnutils_uclient`),
+/// so the narrower range would refuse most of their ChannelBinds. RFC
+/// 8656 reserved 0x5000-0x7FFF only to keep ChannelData apart from
+/// DTLS-SRTP on a multiplexed port (RFC 7983), which the TURN listener
+/// never is: it speaks STUN and ChannelData only.
+pub const MAX_CHANNEL: u16 = 0x7FFF;
 /// The UDP protocol number, the only REQUESTED-TRANSPORT served.
 const UDP: u8 = 17;
 
@@ -62,6 +68,7 @@ const KNOWN: &[u16] = &[
     attr::REQUESTED_TRANSPORT,
     attr::REQUESTED_ADDRESS_FAMILY,
     attr::XOR_MAPPED_ADDRESS,
+    attr::EVEN_PORT,
 ];
 
 /// How the server is set up.
@@ -114,13 +121,16 @@ pub enum Action {
         /// The datagram.
         data: Vec<u8>,
     },
-    /// Open a UDP socket on `ip` (any port) as relay `id`; then call
-    /// [`Server::relay_opened`] or [`Server::relay_failed`].
+    /// Open a UDP socket on `ip` (any port; an even one when
+    /// `even_port`) as relay `id`; then call [`Server::relay_opened`] or
+    /// [`Server::relay_failed`].
     OpenRelay {
         /// The new relay's id.
         id: RelayId,
         /// The IP to bind.
         ip: IpAddr,
+        /// The client asked for an even port (EVEN-PORT).
+        even_port: bool,
     },
     /// Close relay `id` (its allocation is gone).
     CloseRelay {
@@ -164,7 +174,7 @@ struct Channel {
 #[derive(Debug)]
 enum RelayState {
     /// Waiting for the driver's socket; the Allocate's details to answer.
-    Opening { fingerprint: bool },
+    Opening { fingerprint: bool, even_port: bool },
     /// Serving at this address.
     Open { addr: SocketAddr },
 }
@@ -418,8 +428,10 @@ impl Server {
         key: Option<&LongTermKey>,
     ) {
         let list: Vec<u8> = unknown.iter().flat_map(|t| t.to_be_bytes()).collect();
+        let names: Vec<String> = unknown.iter().map(|t| format!("{t:#06x}")).collect();
+        let reason = format!("Unknown Attribute: {}", names.join(", "));
         let mut b = MessageBuilder::new(msg.method, Class::Error, msg.transaction_id);
-        b.add_error(420, "Unknown Attribute")
+        b.add_error(420, &reason)
             .add(attr::UNKNOWN_ATTRIBUTES, &list);
         self.respond(to, b, key, msg.has_fingerprint());
     }
@@ -559,6 +571,23 @@ impl Server {
         if let Err((code, reason)) = self.requested_family(msg, 440) {
             return self.error(from, m, tid, code, reason, key, fp);
         }
+        // EVEN-PORT: an even port is given; the R bit (reserve the next
+        // port too) is not honoured: no RESERVATION-TOKEN is returned.
+        let even_port = match msg.get(attr::EVEN_PORT) {
+            None => false,
+            Some([_]) => true,
+            Some(_) => {
+                return self.error(
+                    from,
+                    m,
+                    tid,
+                    400,
+                    "Bad Request: EVEN-PORT is not 1 byte",
+                    key,
+                    fp,
+                )
+            }
+        };
         let lifetime = match msg.u32_attr(attr::LIFETIME, "LIFETIME") {
             Ok(l) => granted_lifetime(l),
             Err(e) => {
@@ -586,7 +615,10 @@ impl Server {
             from,
             Allocation {
                 relay: id,
-                state: RelayState::Opening { fingerprint: fp },
+                state: RelayState::Opening {
+                    fingerprint: fp,
+                    even_port,
+                },
                 username: auth.username,
                 key: auth.key,
                 expires: now.saturating_add(u64::from(lifetime)),
@@ -599,6 +631,7 @@ impl Server {
         self.actions.push_back(Action::OpenRelay {
             id,
             ip: self.config.listen.ip(),
+            even_port,
         });
     }
 
@@ -614,9 +647,19 @@ impl Server {
             self.actions.push_back(Action::CloseRelay { id });
             return;
         };
-        let RelayState::Opening { fingerprint } = alloc.state else {
+        let RelayState::Opening {
+            fingerprint,
+            even_port,
+        } = alloc.state
+        else {
             return;
         };
+        if even_port && addr.port() % 2 != 0 {
+            // Not what was asked: refused as if it could not be opened.
+            self.relay_failed(id);
+            self.actions.push_back(Action::CloseRelay { id });
+            return;
+        }
         alloc.state = RelayState::Open { addr };
         let lifetime = alloc.expires.saturating_sub(now);
         let mut b = MessageBuilder::new(method::ALLOCATE, Class::Success, alloc.allocate_tid);
@@ -638,7 +681,13 @@ impl Server {
             return;
         };
         if let Some(alloc) = self.allocations.remove(&client) {
-            let fp = matches!(alloc.state, RelayState::Opening { fingerprint: true });
+            let fp = matches!(
+                alloc.state,
+                RelayState::Opening {
+                    fingerprint: true,
+                    ..
+                }
+            );
             self.error(
                 client,
                 method::ALLOCATE,
@@ -841,7 +890,7 @@ impl Server {
                 m,
                 tid,
                 400,
-                "Bad Request: channel number outside 0x4000-0x4FFF",
+                "Bad Request: channel number outside 0x4000-0x7FFF",
                 key,
                 fp,
             );

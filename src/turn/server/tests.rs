@@ -415,7 +415,7 @@ fn channels_follow_the_binding_rules() {
         "below the range"
     );
     assert_eq!(
-        c.bind(&mut s, 1, 0x5000, peer),
+        c.bind(&mut s, 1, 0x8000, peer),
         Some(400),
         "above the range"
     );
@@ -442,6 +442,7 @@ fn channels_follow_the_binding_rules() {
     );
     // An unbound channel, or a frame longer than its datagram: dropped.
     s.handle_client(2, c.from, &[0x40, 0x01, 0x00, 0x01, 0]);
+    s.handle_client(2, c.from, &[0x7F, 0xFF, 0x00, 0x01, 0]);
     s.handle_client(2, c.from, &[0x40, 0x00, 0x00, 0x09, 0]);
     assert!(drain(&mut s).is_empty());
     // After 600 s the channel is unusable, and reserved for 300 s more.
@@ -468,7 +469,7 @@ fn channel_and_permission_tables_are_bounded() {
         let peer = addr(&format!("127.0.1.{}:7000", i + 1));
         assert_eq!(c.bind(&mut s, 1, 0x4000 + i, peer), None);
     }
-    assert_eq!(c.bind(&mut s, 1, 0x4FFF, addr("127.0.2.1:7000")), Some(508));
+    assert_eq!(c.bind(&mut s, 1, 0x7FFF, addr("127.0.2.1:7000")), Some(508));
     assert_eq!(c.permit(&mut s, 1, addr("127.0.2.2:7000")), Some(508));
 }
 
@@ -554,7 +555,7 @@ fn a_relay_that_cannot_open_refuses_508_and_frees_the_slot() {
     let req = c.request(method::ALLOCATE, &[transport(17)]);
     s.handle_client(0, c.from, &req);
     let id = match drain(&mut s).as_slice() {
-        [Action::OpenRelay { id, ip }] => {
+        [Action::OpenRelay { id, ip, .. }] => {
             assert_eq!(*ip, addr(LISTEN).ip());
             *id
         }
@@ -584,4 +585,46 @@ fn malformed_requests_get_400_naming_the_fault_others_are_dropped() {
         s.handle_client(0, from, junk);
     }
     assert!(drain(&mut s).is_empty());
+}
+
+#[test]
+fn even_port_is_asked_of_the_driver_and_checked() {
+    let mut s = server();
+    let mut c = Client::new("127.0.0.1:40011", "alice", "secret");
+    let req = c.request(method::ALLOCATE, &[transport(17)]);
+    s.handle_client(0, c.from, &req);
+    let first = reply(&mut s, c.from);
+    let m = Message::decode(&first).unwrap();
+    c.nonce = Some(
+        m.text(attr::NONCE, "NONCE", 100)
+            .unwrap()
+            .unwrap()
+            .to_owned(),
+    );
+    let req = c.request(
+        method::ALLOCATE,
+        &[transport(17), (attr::EVEN_PORT, vec![0])],
+    );
+    s.handle_client(0, c.from, &req);
+    let id = match drain(&mut s).as_slice() {
+        [Action::OpenRelay {
+            id,
+            even_port: true,
+            ..
+        }] => *id,
+        other => panic!("{other:?}"),
+    };
+    // A driver that gets it wrong: refused 508, the relay closed.
+    s.relay_opened(0, id, addr("127.0.0.1:50001"));
+    let actions = drain(&mut s);
+    assert!(actions.contains(&Action::CloseRelay { id }), "{actions:?}");
+    let refusal = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Transmit { data, .. } => Some(data.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(code_of(&refusal), Some(508));
+    assert_eq!(s.allocation_count(), 0);
 }
