@@ -73,6 +73,7 @@ pub mod relay;
 pub mod reputation;
 pub mod sim;
 pub mod sip;
+pub mod turn;
 pub mod wire;
 
 #[cfg(feature = "node")]

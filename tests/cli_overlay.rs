@@ -464,7 +464,7 @@ fn the_log_has_no_colour_codes_off_a_terminal_and_is_json_on_request() {
 }
 
 /// The keys of a `node run --config` file (docs/operations.md).
-const CONFIG_KEYS: [&str; 20] = [
+const CONFIG_KEYS: [&str; 22] = [
     "dir",
     "listen",
     "difficulty",
@@ -481,6 +481,8 @@ const CONFIG_KEYS: [&str; 20] = [
     "idle_timeout",
     "ban_secs",
     "sip_listen",
+    "relay",
+    "turn_listen",
     "metrics_listen",
     "discover",
     "log_format",

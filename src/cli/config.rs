@@ -41,6 +41,8 @@ struct NodeFile {
     idle_timeout: Option<u64>,
     ban_secs: Option<u64>,
     sip_listen: Option<SocketAddr>,
+    relay: Option<bool>,
+    turn_listen: Option<SocketAddr>,
     metrics_listen: Option<SocketAddr>,
     discover: Option<Discover>,
     log_format: Option<LogFormat>,
@@ -72,6 +74,11 @@ pub struct RunSettings {
     pub ban_secs: u64,
     /// `--sip-listen`.
     pub sip_listen: Option<SocketAddr>,
+    /// `--relay`: this node is a relay (TURN with `turn_listen`; other
+    /// relay services may read it too).
+    pub relay: bool,
+    /// `--turn-listen` (only with `relay`).
+    pub turn_listen: Option<SocketAddr>,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
     /// `--discover`.
@@ -221,6 +228,25 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
     } else {
         a.anchors.anchors.clone()
     };
+    // A flag can only turn it on; the file may say either.
+    let relay = a.relay || file.relay.unwrap_or(false);
+    let turn_listen = a.turn_listen.or(file.turn_listen);
+    if let Some(turn) = turn_listen {
+        if !relay {
+            return Err(CliError(format!(
+                "{}: TURN is served by relay nodes: give --relay too (or `relay = true` in the \
+                 --config file)",
+                key("turn_listen")
+            )));
+        }
+        if turn.ip().is_unspecified() {
+            return Err(CliError(format!(
+                "{}: {turn}: give a specific IP address (relayed sockets are opened on it and \
+                 told to clients), e.g. 127.0.0.1:3478",
+                key("turn_listen")
+            )));
+        }
+    }
     Ok(RunSettings {
         dir,
         listen,
@@ -233,6 +259,8 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
         bootstrap,
         ban_secs,
         sip_listen: a.sip_listen.or(file.sip_listen),
+        relay,
+        turn_listen,
         metrics_listen: a.metrics_listen.or(file.metrics_listen),
         discover: pick(a.discover, file.discover, Discover::Off),
         log_format: pick(a.log_format, file.log_format, LogFormat::Text),
@@ -301,6 +329,11 @@ impl RunSettings {
             (
                 "sip_listen",
                 self.sip_listen.and_then(|a| text(a.to_string())),
+            ),
+            ("relay", Some(Value::Boolean(self.relay))),
+            (
+                "turn_listen",
+                self.turn_listen.and_then(|a| text(a.to_string())),
             ),
             (
                 "metrics_listen",

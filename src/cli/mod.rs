@@ -11,6 +11,7 @@ mod node;
 mod reload;
 mod sim;
 mod sip;
+mod turn;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -74,6 +75,9 @@ enum Command {
     /// Manage the SIP accounts a node serves to phones.
     #[command(subcommand)]
     Sip(SipCommand),
+    /// Manage the TURN users a relay node serves (`node run --relay --turn-listen`).
+    #[command(subcommand)]
+    Turn(TurnCommand),
     /// Check a `node run --config` file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -94,6 +98,12 @@ enum SipCommand {
     AddUser(sip::AddUserArgs),
     /// List the SIP accounts of a node and the phones registered (if it runs).
     Users(sip::UsersArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TurnCommand {
+    /// Serve a TURN user at a relay node: store MD5(username:realm:password) (0600).
+    AddUser(turn::AddUserArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +212,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Reload(a) => admin::reload(a),
         Command::Sip(SipCommand::AddUser(a)) => sip::add_user(a),
         Command::Sip(SipCommand::Users(a)) => sip::users(a),
+        Command::Turn(TurnCommand::AddUser(a)) => turn::add_user(a),
         Command::Config(ConfigCommand::Check(a)) => config::check(a),
         Command::Demo(a) => demo::demo(a),
     };

@@ -12,6 +12,7 @@ use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::discovery::LanDiscovery;
 use crate::net::overlay::Joined;
 use crate::net::sip::SipListener;
+use crate::net::turn::TurnListener;
 use crate::net::{Client, LocalIdentity, Node, NodeConfig};
 use crate::overlay::config::OverlayParams;
 use crate::overlay::lan::LISTEN_BEFORE_STARTING_MS;
@@ -98,6 +99,15 @@ pub struct RunArgs {
     /// `p2psip sip add-user` wrote. Without it the node serves no SIP.
     #[arg(long, value_name = "ADDR")]
     pub(super) sip_listen: Option<SocketAddr>,
+    /// Make this node a relay: it serves what relays serve (today TURN,
+    /// with --turn-listen) [default: off].
+    #[arg(long)]
+    pub(super) relay: bool,
+    /// Serve TURN (RFC 8656, UDP) to ICE clients on this address, e.g.
+    /// 127.0.0.1:3478 (needs --relay; a specific IP: relayed sockets are
+    /// opened on it). Users: `p2psip turn add-user`. Without it, no TURN.
+    #[arg(long, value_name = "ADDR")]
+    pub(super) turn_listen: Option<SocketAddr>,
     /// Serve metrics in Prometheus's text format on this TCP address
     /// (`GET /metrics`, e.g. 127.0.0.1:9464). Without it, none.
     #[arg(long, value_name = "ADDR")]
@@ -394,6 +404,27 @@ pub fn run(args: RunArgs) -> CliResult {
             }
             _ => None,
         };
+        let turn = match a.turn_listen {
+            Some(listen) => {
+                let turn = TurnListener::bind(listen, &a.dir, &overlay_name)
+                    .await
+                    .map_err(|e| CliError(format!("--turn-listen {listen}: {e}")))?;
+                info!(turn = %turn.local_addr(), realm = %overlay_name, "TURN listening (UDP)");
+                println!(
+                    "p2psip node {node_id} serving TURN on {}",
+                    turn.local_addr()
+                );
+                let _ = std::io::stdout().flush();
+                Some(turn)
+            }
+            None => None,
+        };
+        let turn_task = async move {
+            match turn {
+                Some(turn) => turn.run().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         let metrics_task = match a.metrics_listen {
             Some(listen) => {
                 let metrics = MetricsServer::bind(listen)
@@ -518,6 +549,7 @@ pub fn run(args: RunArgs) -> CliResult {
             _ = rotation => {}
             _ = admin_task => {}
             _ = sip_task => {}
+            _ = turn_task => {}
             _ = metrics_task => {}
         }
         if let Some(d) = &discovery {

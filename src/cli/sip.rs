@@ -82,7 +82,7 @@ struct AddUserOutput<'a> {
 }
 
 /// The overlay name from `--overlay FILE`, or the default.
-fn overlay_name(file: Option<&Path>) -> Result<String, CliError> {
+pub(super) fn overlay_name(file: Option<&Path>) -> Result<String, CliError> {
     let Some(path) = file else {
         return Ok(OverlayParams::default().name);
     };
@@ -96,7 +96,7 @@ fn overlay_name(file: Option<&Path>) -> Result<String, CliError> {
 
 /// Reads the password: the file's first line, 1 to [`MAX_PASSWORD_LEN`]
 /// bytes.
-fn read_password(path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
+pub(super) fn read_password(path: &Path) -> Result<Zeroizing<Vec<u8>>, CliError> {
     let bytes = Zeroizing::new(read_small_file(path)?);
     let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = first.strip_suffix(b"\r").unwrap_or(first);

@@ -17,6 +17,8 @@
 //!   bootstrap node.
 //! - [`disk`]: records and contacts on disk (redb); [`commit`]: group
 //!   commit of the record writes.
+//! - [`turn`]: the TURN listener of a relay node (UDP sockets around the
+//!   sans-IO [`crate::turn`] server).
 //!
 //! Every request is one bidirectional stream carrying one frame each way
 //! (see [`crate::wire`]).
@@ -39,6 +41,7 @@ pub mod sip;
 mod stream;
 pub mod tls;
 pub mod transport;
+pub mod turn;
 
 pub use crate::overlay::rate::RateLimit;
 pub use client::{Client, PeerConnection, PingReply};
