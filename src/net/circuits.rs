@@ -165,6 +165,29 @@ impl CircuitService {
         }
     }
 
+    /// Rotates the relay's onion keys at `now` (unix seconds) when due;
+    /// whether the current key changed (publish the descriptor again).
+    pub fn rotate_onion_keys(&self, now: u64) -> bool {
+        lock(&self.relay)
+            .as_mut()
+            .is_some_and(|r| r.rotate(now, OsRng))
+    }
+
+    /// What this relay's descriptor offers at `now`: its onion keys,
+    /// `addresses`, its circuit capacity and `turn` (`None` when it
+    /// does not relay).
+    pub fn relay_offer(
+        &self,
+        now: u64,
+        addresses: Vec<std::net::SocketAddr>,
+        turn: Option<std::net::SocketAddr>,
+    ) -> Option<crate::overlay::record::RelayOffer> {
+        let capacity = u32::try_from(crate::relay::circuit::MAX_CIRCUITS).unwrap_or(u32::MAX);
+        lock(&self.relay)
+            .as_ref()
+            .map(|r| r.onion_keys().offer(now, addresses, capacity, true, turn))
+    }
+
     /// This node's id.
     pub fn local(&self) -> NodeId {
         self.local

@@ -11,6 +11,7 @@
 //!   repair, republish, refresh, expiry, saving the routing table).
 //! - [`circuits`]: onion circuits over QUIC datagrams (the relay role
 //!   and this node's own circuits), driving [`crate::relay`].
+//! - [`relays`]: the relay directory (publish, withdraw, find).
 //! - [`rendezvous`]: calls through a rendezvous relay, end-to-end
 //!   sealed ([`rendezvous::Listener`], [`rendezvous::Call`]).
 //! - [`discovery`]: LAN discovery (mDNS/DNS-SD) for overlays with no
@@ -35,6 +36,7 @@ pub mod disk;
 pub mod limits;
 pub mod maintenance;
 pub mod overlay;
+pub mod relays;
 pub mod rendezvous;
 pub mod server;
 pub mod sip;
