@@ -33,9 +33,10 @@
 //! about `R × 2 / 8 = R / 4` descriptors, so beyond 16 relays one answer
 //! shows a client only part of a key. A client therefore asks every
 //! directory key, and repeats over time and holders to gather more.
-//! Which 4 a holder returns is the holder's choice (today: the first in
-//! owner-key order, which a relay can grind its key to come first in; a
-//! random sample per answer is the fix, see `docs/protocol.md` §7.8).
+//! Which 4 a holder returns is the holder's choice; an honest node
+//! returns a fresh random sample each time
+//! ([`RecordStore::answer`](crate::overlay::store::RecordStore::answer)),
+//! so that no relay can grind its owner key into every answer.
 //!
 //! # Value
 //!
