@@ -55,7 +55,11 @@ fn eventually(tries: u32, mut check: impl FnMut() -> bool) -> bool {
 fn relays_publish_their_descriptors_every_node_reads_them_and_a_stopping_relay_withdraws() {
     let root = tempfile::tempdir().unwrap();
     let overlay = p(root.path(), "overlay.toml");
-    std::fs::write(&overlay, "name = \"relays\"\nid_difficulty = 4\nk = 8\nreplication = 4\n").unwrap();
+    std::fs::write(
+        &overlay,
+        "name = \"relays\"\nid_difficulty = 4\nk = 8\nreplication = 4\n",
+    )
+    .unwrap();
     let dirs: Vec<String> = (0..4)
         .map(|i| {
             let dir = p(root.path(), &format!("n{i}"));

@@ -1,5 +1,5 @@
 //! What a relay reads from its links: link messages (Create, Created,
-//! Destroy) and control messages decode strictly and re-encode to the
+//! Destroy), control messages and end-to-end frames decode strictly and re-encode to the
 //! same bytes; a cell from a link of a circuit: never a panic; a cell
 //! decoded re-encodes to the same bytes; a relay opening it (with keys of a real
 //! handshake) either refuses it or, for a forward cell, passes on a
@@ -10,6 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use p2psip::identity::NodeId;
 use p2psip::relay::cell::{Cell, CELL_LEN};
 use p2psip::relay::circuit::{Control, LinkMsg};
+use p2psip::relay::e2e::Frame;
 use p2psip::relay::handshake::{respond, OnionKey};
 use p2psip::relay::onion::{Peeled, RelayHop};
 use rand_chacha::rand_core::SeedableRng;
@@ -21,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(msg) = Control::decode(data) {
         assert_eq!(msg.encode(), data);
+    }
+    if let Ok(frame) = Frame::decode(data) {
+        assert_eq!(frame.encode(), data);
     }
     let Ok(cell) = Cell::decode(data) else {
         return;

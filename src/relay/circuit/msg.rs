@@ -184,7 +184,11 @@ pub(crate) fn encode_addr(addr: &SocketAddr, out: &mut Vec<u8>) {
 pub(crate) fn decode_addr(bytes: &[u8], at: usize) -> Option<(SocketAddr, usize)> {
     let (ip, len): (IpAddr, usize) = match bytes.get(at)? {
         4 => (Ipv4Addr::from(take::<4>(bytes, at + 1)?).into(), 4),
-        6 => (Ipv6Addr::from(take::<16>(bytes, at + 1)?).into(), 16),
+        // An IPv4 address goes as family 4 only (one encoding each).
+        6 => match Ipv6Addr::from(take::<16>(bytes, at + 1)?) {
+            v6 if v6.to_ipv4_mapped().is_some() => return None,
+            v6 => (v6.into(), 16),
+        },
         _ => return None,
     };
     let port = u16::from_be_bytes(take::<2>(bytes, at + 1 + len)?);

@@ -531,6 +531,20 @@ fn control_messages_round_trip_and_extend_names_a_dialable_address() {
     .encode();
     bytes[33] = 5;
     assert!(Control::decode(&bytes).is_err());
+    // An IPv4 address written as IPv4-mapped IPv6: one encoding only.
+    let mut mapped = vec![0xE1];
+    mapped.extend_from_slice(&[1; 32]);
+    mapped.push(6);
+    mapped.extend_from_slice(
+        &"::ffff:10.0.0.1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    mapped.extend_from_slice(&4433u16.to_be_bytes());
+    mapped.extend_from_slice(&[2; 32]);
+    mapped.extend_from_slice(&handshake);
+    assert!(Control::decode(&mapped).is_err());
     // A relay refuses to extend to an address nobody can be at.
     let (mut rs, path) = relays(1);
     let mut wire = Wire::default();
