@@ -131,7 +131,8 @@ enum CaCommand {
 #[derive(Debug, Subcommand)]
 enum NodeCommand {
     /// Run a node until SIGINT or SIGTERM.
-    Run(node::RunArgs),
+    // Boxed: its many flags would make every command as large.
+    Run(Box<node::RunArgs>),
 }
 
 /// `--json`, shared by the commands whose output machines read.
@@ -198,7 +199,7 @@ pub fn main() -> std::process::ExitCode {
             CaCommand::Init(a) => ca::init(a),
             CaCommand::Issue(a) => ca::issue(a),
         },
-        Command::Node(NodeCommand::Run(a)) => node::run(a),
+        Command::Node(NodeCommand::Run(a)) => node::run(*a),
         Command::Ping(a) => node::ping(a),
         Command::Sim(a) => sim::sim(a),
         Command::Register(a) => admin::register(a),
