@@ -131,6 +131,89 @@ pub const MAX_CONTACT_LEN: usize = 256;
 /// bytes. Names are at least one byte long.
 pub const MAX_OWNER_VALUE_NAME_LEN: usize = 128;
 
+// ---------------------------------------------------------------------------
+// Relay descriptors (`overlay::record`, kind 3; docs/protocol.md §7.8):
+// part of the protocol, like the other record bounds. Then the defaults of
+// path choice and guards (`relay::path`), which are local policy.
+
+/// Number of relay directory keys of an overlay:
+/// `SHA-256("p2psip-relays-v1" ‖ overlay name ‖ i)` for `i` in
+/// `0..RELAY_DIRECTORY_KEYS`. A client reads all of them.
+pub const RELAY_DIRECTORY_KEYS: u8 = 8;
+
+/// Directory keys each relay publishes under, exactly: the ones its node
+/// id derives (`relay_directory_indices`). Spreads relays over the keys so
+/// that no key's holders see or hide them all.
+pub const RELAY_KEYS_PER_RELAY: usize = 2;
+
+/// Most overlay addresses (QUIC, `ip:port`) in one relay descriptor.
+pub const MAX_RELAY_ADDRESSES: usize = 4;
+
+/// Largest capacity (circuits offered) a relay descriptor may state. Path
+/// choice weighs the claim only up to [`RELAY_PATH_CAPACITY_UNIT`]: it is
+/// self-declared.
+pub const MAX_RELAY_CAPACITY: u32 = 1_000_000;
+
+/// Longest lifetime of a relay descriptor record (`expires − now`):
+/// shorter than other records, so that a relay that went away leaves the
+/// directory within a day.
+pub const RELAY_DESCRIPTOR_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest lifetime of an onion key a descriptor advertises
+/// (`onion expires − now`).
+pub const RELAY_ONION_KEY_MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Age at which a relay replaces its current onion key
+/// (`relay::OnionKeys::rotate`).
+pub const RELAY_ONION_KEY_ROTATION: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// How long an onion key stays usable after it was replaced: longer than
+/// [`RELAY_DESCRIPTOR_MAX_LIFETIME`], so that a client holding the last
+/// descriptor with the old key can still build a circuit with it. An
+/// onion key therefore lives `ROTATION + OVERLAP` (4 days), within
+/// [`RELAY_ONION_KEY_MAX_LIFETIME`].
+pub const RELAY_ONION_KEY_OVERLAP: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// Default hops of a circuit (`relay::path::PathParams`): the guard, a
+/// middle relay and a last relay, as in Tor.
+pub const RELAY_DEFAULT_HOPS: usize = 3;
+
+/// Most hops path choice builds a circuit of.
+pub const RELAY_MAX_HOPS: usize = 8;
+
+/// Default one-way latency budget of a circuit's relay chain: ITU-T
+/// G.114's 150 ms, beyond which most users notice the delay of a call.
+pub const RELAY_DEFAULT_LATENCY_BUDGET: Duration = Duration::from_millis(150);
+
+/// One-way delay assumed for a hop whose round-trip time is unknown.
+pub const RELAY_DEFAULT_HOP_DELAY: Duration = Duration::from_millis(30);
+
+/// Capacity (circuits) at which a relay's claimed capacity stops adding
+/// weight in path choice: the weight factor is `1 + min(c, UNIT) / UNIT`,
+/// so a claim can at most double a relay's chance.
+pub const RELAY_PATH_CAPACITY_UNIT: u32 = 64;
+
+/// Guards (entry relays) a node keeps.
+pub const RELAY_GUARDS: usize = 2;
+
+/// Shortest time a guard is kept; each guard's lifetime is drawn
+/// uniformly in `RELAY_GUARD_ROTATION_MIN..=RELAY_GUARD_ROTATION_MAX`, as
+/// Tor does, so that guards chosen together do not all change together.
+pub const RELAY_GUARD_ROTATION_MIN: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Longest time a guard is kept.
+pub const RELAY_GUARD_ROTATION_MAX: Duration = Duration::from_secs(60 * 24 * 3600);
+
+/// Consecutive failures (no successful circuit in between) after which a
+/// guard may be replaced, provided it has also been failing for
+/// [`RELAY_GUARD_DOWN_TIME`].
+pub const RELAY_GUARD_MAX_FAILURES: u32 = 8;
+
+/// How long a guard must have been failing, without a success, before
+/// it is replaced: an attacker on the path who drops traffic for a while
+/// does not make a node give up its guard.
+pub const RELAY_GUARD_DOWN_TIME: Duration = Duration::from_secs(6 * 3600);
+
 /// Default most slots (live records and anti-rollback tombstones) one owner
 /// may hold in a node's record store.
 pub const DEFAULT_STORE_MAX_SLOTS_PER_OWNER: usize = 128;

@@ -116,6 +116,43 @@ fn record_inputs() {
 }
 
 #[test]
+fn relay_descriptor_inputs() {
+    use p2psip::overlay::record::{Record, RecordKind, RecordPolicy, RelayDescriptor};
+    use p2psip::relay::path::{Guards, VerifiedRelay};
+    let inputs = inputs("relay_descriptor");
+    assert!(inputs.len() >= 8, "seed corpus is committed");
+    // The fuzz target's fixed policy and time.
+    let policy = RecordPolicy::self_certifying("p2psip");
+    let now = 1_750_000_000;
+    let (mut relays, mut withdrawn, mut values, mut guards) = (0, 0, 0, 0);
+    for (name, data) in inputs {
+        if let Ok(d) = RelayDescriptor::decode(&data) {
+            assert_eq!(d.encode(), data, "{name}");
+            values += 1;
+        }
+        if let Ok(g) = Guards::decode(&data) {
+            assert_eq!(g.encode(), data, "{name}");
+            guards += 1;
+        }
+        if let Ok(r) = Record::decode(&data) {
+            assert_eq!(r.encode(), data, "{name}");
+            if let Ok(v) = r.verify(&policy, now) {
+                assert_eq!(v.encoded(), &data[..], "{name}");
+                assert_eq!(v.kind(), RecordKind::RelayDescriptor, "{name}");
+                match VerifiedRelay::from_record(&v) {
+                    Some(_) => relays += 1,
+                    None => withdrawn += 1,
+                }
+            }
+        }
+    }
+    assert!(relays >= 3, "only {relays} relay seeds verified");
+    assert!(withdrawn >= 1, "the withdrawn seed verifies");
+    assert!(values >= 2, "the bare value seeds decode");
+    assert!(guards >= 2, "the guard state seeds decode");
+}
+
+#[test]
 fn sip_inputs() {
     use p2psip::sip::{Frame, Message as Sip};
     let inputs = inputs("sip_parse");

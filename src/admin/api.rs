@@ -52,6 +52,14 @@ pub enum Request {
     /// Reads the configuration again and applies what can change while
     /// the node runs (as SIGHUP does).
     Reload {},
+    /// The node's circuits: those it relays (what it knows of each) and
+    /// its own; with `directory`, the relays the overlay's directory
+    /// names (a lookup of every directory key).
+    Circuits {
+        /// Read the relay directory too.
+        #[serde(default)]
+        directory: bool,
+    },
 }
 
 impl Request {
@@ -161,6 +169,59 @@ pub struct StatusResult {
     /// When it became ready, unix seconds (`null` before).
     #[serde(default)]
     pub joined_at: Option<u64>,
+}
+
+/// The answer to `circuits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitsResult {
+    /// Whether this node relays circuits (`node run --relay`).
+    pub relay: bool,
+    /// The circuits through this relay: what it knows of each (its
+    /// neighbours on the circuit, nothing more).
+    pub relayed: Vec<RelayedCircuit>,
+    /// How many circuits this node built for itself are open.
+    pub own: usize,
+    /// Cells relayed on.
+    pub cells_relayed: u64,
+    /// Cells and link messages refused (undecodable, of no circuit,
+    /// failing their layer, over a limit).
+    pub refused: u64,
+    /// Datagrams that could not be sent.
+    pub unsent: u64,
+    /// Echo requests answered as a last hop.
+    pub echoes: u64,
+    /// The relays the directory names (with `--directory`; else `null`).
+    pub directory: Option<Vec<DirectoryRelay>>,
+}
+
+/// One circuit through this relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayedCircuit {
+    /// The neighbour it comes from.
+    #[serde(with = "as_text")]
+    pub prev: NodeId,
+    /// The neighbour it goes on to, if any.
+    #[serde(with = "as_text::option")]
+    pub next: Option<NodeId>,
+    /// At a rendezvous: `waiting` (established, no caller) or `spliced`;
+    /// `null` for a plain circuit.
+    pub rendezvous: Option<String>,
+}
+
+/// One relay of the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryRelay {
+    /// Its node id.
+    #[serde(with = "as_text")]
+    pub node_id: NodeId,
+    /// Its overlay addresses.
+    pub addresses: Vec<SocketAddr>,
+    /// The capacity it offers.
+    pub capacity: u32,
+    /// When its current onion key expires, unix seconds.
+    pub onion_key_expires: u64,
+    /// Its TURN address, if it serves TURN.
+    pub turn: Option<SocketAddr>,
 }
 
 /// The answer to `routes`: the routing table.
@@ -477,6 +538,32 @@ mod as_text {
     {
         let text = String::deserialize(d)?;
         text.parse().map_err(D::Error::custom)
+    }
+
+    /// The same for an optional value (`null` when absent).
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<T: Display, S: Serializer>(
+            value: &Option<T>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(v) => s.collect_str(v),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+        where
+            T: FromStr,
+            T::Err: Display,
+            D: Deserializer<'de>,
+        {
+            Option::<String>::deserialize(d)?
+                .map(|text| text.parse().map_err(D::Error::custom))
+                .transpose()
+        }
     }
 }
 

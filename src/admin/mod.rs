@@ -20,6 +20,7 @@
 //! | `publish` | [`PublishResult`] |
 //! | `sip_users` | [`SipUsersResult`] |
 //! | `reload` | [`ReloadResult`] |
+//! | `circuits` | [`CircuitsResult`] |
 //!
 //! Their JSON is the contract of docs/admin.md: field names, types and
 //! nesting do not change. Requests are parsed strictly (an unknown
@@ -42,9 +43,10 @@ mod server;
 
 pub(crate) use api::json_text;
 pub use api::{
-    Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PeerStanding,
-    PublishResult, ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding,
-    SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
+    Answer, CircuitsResult, DirectoryRelay, GetResult, LookupEntry, LookupResult, OverlayMode,
+    PeerEntry, PeerStanding, PublishResult, RelayedCircuit, ReloadResult, ReputationResult,
+    Request, Route, RoutesResult, SipBinding, SipUsersResult, StatusResult, TraceHopEntry,
+    TraceResult,
 };
 pub use client::{request, AdminError};
 pub use metrics::{MetricsServer, HEAD_TIMEOUT, MAX_METRICS_CONNECTIONS};

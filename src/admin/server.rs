@@ -1,9 +1,10 @@
 //! The node side of the admin socket.
 
 use super::api::{
-    json_line, Answer, GetResult, LookupEntry, LookupResult, OverlayMode, PeerEntry, PeerStanding,
-    PublishResult, ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding,
-    SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
+    json_line, Answer, CircuitsResult, DirectoryRelay, GetResult, LookupEntry, LookupResult,
+    OverlayMode, PeerEntry, PeerStanding, PublishResult, RelayedCircuit, ReloadResult,
+    ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult, StatusResult,
+    TraceHopEntry, TraceResult,
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
@@ -186,6 +187,7 @@ enum Outcome {
     Publish(PublishResult),
     SipUsers(SipUsersResult),
     Reload(ReloadResult),
+    Circuits(CircuitsResult),
 }
 
 async fn serve_connection(mut stream: UnixStream, ctx: &Ctx) {
@@ -245,6 +247,9 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
             Some(reload) => reload().map(Outcome::Reload),
             None => Err("this node cannot reload its configuration".into()),
         },
+        Request::Circuits { directory } => {
+            Ok(Outcome::Circuits(circuits(node, overlay, directory).await))
+        }
         Request::Routes {} => Ok(Outcome::Routes(RoutesResult {
             overlay: overlay.params().name.clone(),
             table_size: overlay.table_len(),
@@ -516,4 +521,58 @@ async fn trace(node: &Node, target: String) -> Result<TraceResult, String> {
         ended,
         hops,
     })
+}
+
+/// The answer to `circuits`.
+async fn circuits(
+    node: &Node,
+    overlay: &crate::net::overlay::OverlayService,
+    directory: bool,
+) -> CircuitsResult {
+    use std::sync::atomic::Ordering::Relaxed;
+    let circuits = node.circuits();
+    let stats = circuits.stats();
+    let directory = if directory {
+        let now = u64::try_from(crate::unix_now()).unwrap_or(0);
+        let relays = crate::net::relays::find_relays(overlay, node.dialer(), now).await;
+        Some(
+            relays
+                .iter()
+                .map(|r| DirectoryRelay {
+                    node_id: *r.node_id(),
+                    addresses: r.offer().addresses.clone(),
+                    capacity: r.offer().capacity,
+                    onion_key_expires: r.offer().onion_key.expires,
+                    turn: r.offer().turn,
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    CircuitsResult {
+        relay: circuits.is_relay(),
+        relayed: circuits
+            .relay_view()
+            .into_iter()
+            .map(|v| RelayedCircuit {
+                prev: v.prev,
+                next: v.next,
+                rendezvous: v.rendezvous.map(|spliced| {
+                    if spliced.is_some() {
+                        "spliced"
+                    } else {
+                        "waiting"
+                    }
+                    .to_owned()
+                }),
+            })
+            .collect(),
+        own: circuits.own_circuits(),
+        cells_relayed: stats.cells_relayed.load(Relaxed),
+        refused: stats.refused.load(Relaxed),
+        unsent: stats.unsent.load(Relaxed),
+        echoes: stats.echoes.load(Relaxed),
+        directory,
+    }
 }

@@ -8,8 +8,9 @@
 use super::files::{load_identity_of_kind, read_certificate, ENROLLED_CERT};
 use super::{printable, CliError, CliResult, JsonFlag};
 use crate::admin::{
-    self, AdminError, GetResult, LookupEntry, LookupResult, OverlayMode, PublishResult,
-    ReloadResult, ReputationResult, Request, RoutesResult, StatusResult, TraceResult,
+    self, AdminError, CircuitsResult, GetResult, LookupEntry, LookupResult, OverlayMode,
+    PublishResult, ReloadResult, ReputationResult, Request, RoutesResult, StatusResult,
+    TraceResult,
 };
 use crate::identity::{IdKind, NodeId, UserId};
 use crate::limits::{MAX_RECORD_LIFETIME, MAX_RECORD_VALUE_LEN};
@@ -210,6 +211,56 @@ pub fn reload(a: ReloadArgs) -> CliResult {
     );
     println!("{:<16} {}", "applied", list(&r.applied));
     println!("{:<16} {}", "restart needed", list(&r.restart_needed));
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct CircuitsArgs {
+    #[command(flatten)]
+    dir: NodeDir,
+    /// Also list the relays the overlay's directory names (looks up
+    /// every directory key).
+    #[arg(long)]
+    directory: bool,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+pub fn circuits(a: CircuitsArgs) -> CliResult {
+    let r: CircuitsResult = call(
+        &a.dir.dir,
+        &Request::Circuits {
+            directory: a.directory,
+        },
+    )?;
+    if a.json.json {
+        return print_typed(&r);
+    }
+    println!("{:<16} {}", "relay", if r.relay { "yes" } else { "no" });
+    println!("{:<16} {}", "own circuits", r.own);
+    println!(
+        "{:<16} relayed {} refused {} unsent {} echoes {}",
+        "cells", r.cells_relayed, r.refused, r.unsent, r.echoes
+    );
+    println!("{} circuits through this relay", r.relayed.len());
+    for c in &r.relayed {
+        let next = c.next.map_or("-".to_owned(), |n| n.fmt_short().to_string());
+        let rv = c.rendezvous.as_deref().unwrap_or("");
+        println!("  {} -> {} {rv}", c.prev.fmt_short(), next);
+    }
+    if let Some(dir) = &r.directory {
+        println!("{} relays in the directory", dir.len());
+        for d in dir {
+            let addrs: Vec<String> = d.addresses.iter().map(ToString::to_string).collect();
+            let turn = d.turn.map(|t| format!(" turn {t}")).unwrap_or_default();
+            println!(
+                "  {} {} capacity {}{turn}",
+                d.node_id,
+                addrs.join(","),
+                d.capacity
+            );
+        }
+    }
     Ok(())
 }
 

@@ -67,6 +67,9 @@ enum Command {
     Status(admin::StatusArgs),
     /// Show the running node's routing table.
     Routes(admin::RoutesArgs),
+    /// Show the running node's circuits: those it relays (each relay
+    /// knows only its neighbours on a circuit) and its own.
+    Circuits(admin::CircuitsArgs),
     /// Show what the running node thinks of its peers: score, standing, evidence, bans.
     Reputation(admin::ReputationArgs),
     /// Make the running node read its configuration again (as SIGHUP):
@@ -209,6 +212,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Get(a) => admin::get(a),
         Command::Status(a) => admin::status(a),
         Command::Routes(a) => admin::routes(a),
+        Command::Circuits(a) => admin::circuits(a),
         Command::Reputation(a) => admin::reputation(a),
         Command::Reload(a) => admin::reload(a),
         Command::Sip(SipCommand::AddUser(a)) => sip::add_user(a),

@@ -10,6 +10,8 @@ use crate::admin::{AdminServer, MetricsServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::discovery::LanDiscovery;
+use crate::net::relays::{publish_descriptor, withdraw_descriptor};
+use crate::relay::keys::OnionKeys;
 use crate::net::overlay::Joined;
 use crate::net::sip::SipListener;
 use crate::net::turn::TurnListener;
@@ -313,6 +315,66 @@ fn overlay_params(file: Option<&Path>, difficulty: Option<u8>) -> Result<Overlay
     Ok(params)
 }
 
+/// How often a relay publishes its descriptor again (and checks its
+/// onion keys' rotation): well within the descriptor's lifetime.
+const RELAY_REPUBLISH: Duration = Duration::from_secs(3600);
+
+/// A relay's upkeep: once the node is part of its overlay, publish its
+/// descriptor, and again every [`RELAY_REPUBLISH`] (rotating the onion
+/// keys when due). A node listening on no specific address has no
+/// address to publish: it relays for nodes that know it, unlisted.
+async fn relay_upkeep(
+    node: &Node,
+    owner: &crate::identity::SecretKey,
+    node_cert: Option<Vec<u8>>,
+    addr: std::net::SocketAddr,
+    turn: Option<std::net::SocketAddr>,
+) {
+    let Some(overlay) = node.overlay() else {
+        return std::future::pending::<()>().await;
+    };
+    if addr.ip().is_unspecified() {
+        warn!(%addr, "--relay: --listen names no specific address, so no relay descriptor is published");
+        return std::future::pending::<()>().await;
+    }
+    overlay.ready().await;
+    loop {
+        let now = u64::try_from(crate::unix_now()).unwrap_or(0);
+        node.circuits().rotate_onion_keys(now);
+        if let Some(offer) = node.circuits().relay_offer(now, vec![addr], turn) {
+            let seq = crate::unix_now_micros();
+            match publish_descriptor(overlay, node.dialer(), owner, node_cert.clone(), offer, seq, now)
+                .await
+            {
+                Ok(acks) => info!(?acks, "relay descriptor published"),
+                Err(e) => warn!(error = %e, "relay descriptor not published"),
+            }
+        }
+        tokio::time::sleep(RELAY_REPUBLISH).await;
+    }
+}
+
+/// At shutdown: a relay withdraws its descriptor (bounded in time).
+async fn withdraw_relay(
+    node: &Node,
+    owner: &crate::identity::SecretKey,
+    node_cert: Option<Vec<u8>>,
+    addr: std::net::SocketAddr,
+) {
+    let Some(overlay) = node.overlay() else { return };
+    if addr.ip().is_unspecified() || overlay.readiness().is_none() {
+        return;
+    }
+    let now = u64::try_from(crate::unix_now()).unwrap_or(0);
+    let seq = crate::unix_now_micros();
+    let withdrawal = withdraw_descriptor(overlay, node.dialer(), owner, node_cert, seq, now);
+    match tokio::time::timeout(Duration::from_secs(5), withdrawal).await {
+        Ok(Ok(acks)) => info!(?acks, "relay descriptor withdrawn"),
+        Ok(Err(e)) => warn!(error = %e, "relay descriptor not withdrawn"),
+        Err(_) => warn!("relay descriptor withdrawal timed out"),
+    }
+}
+
 pub fn run(args: RunArgs) -> CliResult {
     let a = super::config::resolve(&args)?;
     let log = init_logging(log_filter(a.log_level.as_deref(), "info"), a.log_format);
@@ -404,6 +466,11 @@ pub fn run(args: RunArgs) -> CliResult {
             }
             _ => None,
         };
+        if a.relay {
+            let now = u64::try_from(crate::unix_now()).unwrap_or(0);
+            node.circuits()
+                .enable_relay(OnionKeys::new(now, rand::rngs::OsRng));
+        }
         let turn = match a.turn_listen {
             Some(listen) => {
                 let turn = TurnListener::bind(listen, &a.dir, &overlay_name)
@@ -418,6 +485,17 @@ pub fn run(args: RunArgs) -> CliResult {
                 Some(turn)
             }
             None => None,
+        };
+        let turn_addr = turn.as_ref().map(TurnListener::local_addr);
+        let node_cert = (!self_certifying).then(|| {
+            let config = config.lock().unwrap_or_else(|p| p.into_inner());
+            config.identity.certificate_der().to_vec()
+        });
+        let relay_task = async {
+            if !a.relay {
+                return std::future::pending::<()>().await;
+            }
+            relay_upkeep(&node, &id.key, node_cert.clone(), addr, turn_addr).await
         };
         let turn_task = async move {
             match turn {
@@ -550,7 +628,11 @@ pub fn run(args: RunArgs) -> CliResult {
             _ = admin_task => {}
             _ = sip_task => {}
             _ = turn_task => {}
+            _ = relay_task => {}
             _ = metrics_task => {}
+        }
+        if a.relay {
+            withdraw_relay(&node, &id.key, node_cert, addr).await;
         }
         if let Some(d) = &discovery {
             d.stop().await;

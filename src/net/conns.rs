@@ -111,6 +111,20 @@ impl Connections {
             .collect()
     }
 
+    /// An open connection to `peer`, dialed (first) or inbound, and
+    /// whether it is a dialed one.
+    pub fn any_to(&self, peer: &NodeId) -> Option<(quinn::Connection, bool)> {
+        if let Some(c) = lock(&self.outbound).get(peer) {
+            if c.connection().close_reason().is_none() {
+                return Some((c.connection().clone(), true));
+            }
+        }
+        lock(&self.inbound)
+            .values()
+            .find(|(id, _, c)| id == peer && c.close_reason().is_none())
+            .map(|(_, _, c)| (c.clone(), false))
+    }
+
     /// Closes every connection to `peer`, inbound and dialed, with `code`
     /// and `reason`.
     pub fn close_all(&self, peer: &NodeId, code: u32, reason: &[u8]) {

@@ -9,6 +9,11 @@
 //! - [`overlay`]: the overlay service (routing table, records) over QUIC.
 //! - [`maintenance`]: the node's upkeep of its overlay (rejoin, hand-over,
 //!   repair, republish, refresh, expiry, saving the routing table).
+//! - [`circuits`]: onion circuits over QUIC datagrams (the relay role
+//!   and this node's own circuits), driving [`crate::relay`].
+//! - [`relays`]: the relay directory (publish, withdraw, find).
+//! - [`rendezvous`]: calls through a rendezvous relay, end-to-end
+//!   sealed ([`rendezvous::Listener`], [`rendezvous::Call`]).
 //! - [`discovery`]: LAN discovery (mDNS/DNS-SD) for overlays with no
 //!   bootstrap node.
 //! - [`disk`]: records and contacts on disk (redb); [`commit`]: group
@@ -20,6 +25,7 @@
 //! (see [`crate::wire`]).
 
 pub mod cert_cache;
+pub mod circuits;
 pub mod client;
 pub mod commit;
 pub mod conns;
@@ -30,6 +36,8 @@ pub mod disk;
 pub mod limits;
 pub mod maintenance;
 pub mod overlay;
+pub mod relays;
+pub mod rendezvous;
 pub mod server;
 pub mod sip;
 mod stream;

@@ -28,6 +28,7 @@
 //! connected from, before it may enter the routing table).
 
 use super::cert_cache::{CertCache, DEFAULT_CERT_CACHE_ENTRIES};
+use super::circuits::{is_circuit_datagram, CircuitService};
 use super::conns::Connections;
 use super::core::NodeCore;
 use super::dialer::Dialer;
@@ -97,6 +98,7 @@ struct Ctx {
     core: Arc<NodeCore>,
     overlay: Option<Arc<OverlayService>>,
     dialer: Arc<Dialer>,
+    circuits: Arc<CircuitService>,
 }
 
 impl Node {
@@ -134,7 +136,8 @@ impl Node {
                 let records = match &config.policy.anchors {
                     None => RecordPolicy::self_certifying(params.name.clone()),
                     Some(_) => RecordPolicy::enrolled(params.name.clone(), config.policy.clone()),
-                };
+                }
+                .with_node_difficulty(params.id_difficulty);
                 let mut service = OverlayService::with_core(core.clone(), params, records);
                 if let Some(dir) = &config.data_dir {
                     let disk = DiskStore::open(&dir.join(RECORDS_FILE))?;
@@ -151,6 +154,11 @@ impl Node {
                 Some(Arc::new(service))
             }
         };
+        let circuits = Arc::new(CircuitService::new(
+            node_id,
+            dialer.clone(),
+            core.connections().clone(),
+        ));
         Ok(Self {
             endpoint,
             node_id,
@@ -159,6 +167,7 @@ impl Node {
                 core,
                 overlay,
                 dialer,
+                circuits,
             }),
             maintenance: Maintenance::default(),
         })
@@ -240,6 +249,12 @@ impl Node {
     /// Dials peers from this node's endpoint.
     pub fn dialer(&self) -> &Arc<Dialer> {
         &self.ctx.dialer
+    }
+
+    /// The node's circuits: its relay role (off until
+    /// [`CircuitService::enable_relay`]) and the circuits it builds.
+    pub fn circuits(&self) -> &Arc<CircuitService> {
+        &self.ctx.circuits
     }
 
     /// Live inbound connections.
@@ -358,13 +373,19 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
     info!(peer = %peer.fmt_short(), %remote, "peer connected");
     let _ = ctx.core.observe(&peer, Evidence::Seen);
     conns.add_inbound(peer, remote, conn.clone());
-    // Media datagrams (anchored calls' RTP) go to the SIP listener's
-    // relay; the task ends with the connection.
-    if let Some(handler) = ctx.overlay.as_ref().and_then(|o| o.media_handler()) {
-        let conn = conn.clone();
+    // Datagrams: circuits' (docs/protocol.md §11) to the circuit
+    // service, media (anchored calls' RTP, §10) to the SIP listener's
+    // relay if it runs one. The task ends with the connection.
+    {
+        let media = ctx.overlay.as_ref().and_then(|o| o.media_handler());
+        let (conn, circuits) = (conn.clone(), ctx.circuits.clone());
         tokio::spawn(async move {
             while let Ok(datagram) = conn.read_datagram().await {
-                handler(peer, datagram);
+                if is_circuit_datagram(&datagram) {
+                    circuits.on_datagram(peer, &datagram);
+                } else if let Some(media) = &media {
+                    media(peer, datagram);
+                }
             }
         });
     }
@@ -412,6 +433,7 @@ async fn serve_connection(incoming: quinn::Incoming, slot: ConnectionSlot, ctx: 
         }
     }
     conns.remove_inbound(&conn);
+    ctx.circuits.link_closed(peer);
     drop(slot);
 }
 

@@ -50,8 +50,10 @@
 use super::key::Key;
 use super::record::{RecordKind, VerifiedRecord};
 use crate::limits::{
-    DEFAULT_STORE_MAX_BYTES, DEFAULT_STORE_MAX_SLOTS_PER_OWNER, STORE_SLOT_OVERHEAD,
+    DEFAULT_STORE_MAX_BYTES, DEFAULT_STORE_MAX_SLOTS_PER_OWNER, MAX_RECORDS_PER_ANSWER,
+    STORE_SLOT_OVERHEAD,
 };
+use rand::seq::SliceRandom;
 use std::collections::BTreeMap;
 
 /// A slot: `(key, kind, owner public key)`.
@@ -377,6 +379,28 @@ impl RecordStore {
             .collect()
     }
 
+    /// The records a `Value` answer for `kind` at `key` carries at `now`:
+    /// all the live ones if they are at most
+    /// [`MAX_RECORDS_PER_ANSWER`], else that many drawn uniformly at random
+    /// with `rng` (each answer a new draw). Taking the first in owner order
+    /// instead would let an owner grind its key to be in every answer and
+    /// push the others out: it matters where many owners share a key, the
+    /// relay directory keys (`docs/protocol.md` §7.8).
+    pub fn answer(
+        &self,
+        key: &Key,
+        kind: RecordKind,
+        now: u64,
+        rng: &mut impl rand::Rng,
+    ) -> Vec<&VerifiedRecord> {
+        let mut live = self.get(key, kind, now);
+        if live.len() > MAX_RECORDS_PER_ANSWER {
+            let (sample, _) = live.partial_shuffle(rng, MAX_RECORDS_PER_ANSWER);
+            return sample.to_vec();
+        }
+        live
+    }
+
     /// The record of `owner` (public key) of `kind` at `key`, if live at
     /// `now`.
     pub fn get_owned(
@@ -460,6 +484,69 @@ mod tests {
 
     fn store() -> RecordStore {
         RecordStore::new(StoreLimits::default())
+    }
+
+    #[test]
+    fn an_answer_is_a_fresh_random_sample_when_a_key_holds_many_owners() {
+        use crate::overlay::record::{
+            relay_directory_indices, relay_directory_key, sign_relay_descriptors, OnionKeyInfo,
+            RelayOffer,
+        };
+        use rand::SeedableRng;
+        let policy = RecordPolicy::self_certifying("p2psip");
+        let dir = relay_directory_key("p2psip", 0);
+        // Ten relays whose directory keys include key 0.
+        let relays: Vec<SecretKey> = (1..=u8::MAX)
+            .map(key)
+            .filter(|k| relay_directory_indices(&k.public().node_id()).contains(&0))
+            .take(10)
+            .collect();
+        assert_eq!(relays.len(), 10);
+        let mut s = store();
+        for (i, relay) in relays.iter().enumerate() {
+            let secret = x25519_dalek::StaticSecret::from([i as u8 + 1; 32]);
+            let offer = RelayOffer {
+                addresses: vec![format!("10.{i}.0.1:4433").parse().unwrap()],
+                onion_key: OnionKeyInfo {
+                    key: x25519_dalek::PublicKey::from(&secret).to_bytes(),
+                    expires: NOW + 3 * 24 * HOUR,
+                },
+                previous_onion_key: None,
+                capacity: 10,
+                relays_circuits: true,
+                turn: None,
+            };
+            let records = sign_relay_descriptors(relay, &policy, None, offer, 1, NOW).unwrap();
+            let at_dir = records.into_iter().find(|r| r.key == dir).unwrap();
+            s.put(at_dir.verify(&policy, NOW).unwrap(), NOW).unwrap();
+        }
+        assert_eq!(s.get(&dir, RecordKind::RelayDescriptor, NOW).len(), 10);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+        let mut seen: BTreeMap<[u8; 32], u32> = BTreeMap::new();
+        let rounds = 2000;
+        for _ in 0..rounds {
+            let a = s.answer(&dir, RecordKind::RelayDescriptor, NOW, &mut rng);
+            assert_eq!(a.len(), MAX_RECORDS_PER_ANSWER);
+            let owners: std::collections::BTreeSet<_> = a.iter().map(|r| *r.owner()).collect();
+            assert_eq!(owners.len(), a.len(), "distinct owners");
+            for o in owners {
+                *seen.entry(o).or_default() += 1;
+            }
+        }
+        // Every owner appears in about 4 answers of 10, whatever its key.
+        assert_eq!(seen.len(), 10);
+        for n in seen.values() {
+            assert!((600..1000).contains(n), "{seen:?}");
+        }
+        // Few records: all of them.
+        let alice = key(1);
+        let v = record(&alice, "n", b"x", 1, NOW + HOUR);
+        let k = *v.key();
+        s.put(v, NOW).unwrap();
+        assert_eq!(s.answer(&k, RecordKind::OwnerValue, NOW, &mut rng).len(), 1);
+        assert!(s
+            .answer(&k, RecordKind::OwnerValue, NOW + HOUR, &mut rng)
+            .is_empty());
     }
 
     #[test]

@@ -17,13 +17,32 @@
 //!   teardown, and the link and control messages.
 //! - [`schedule`]: one cell per 20 ms each way during a call, media or
 //!   cover, so talk and silence look alike on every link.
+//! - [`keys`]: a relay's onion keys over time ([`OnionKeys`]): rotated
+//!   every two days, the previous key still answered for two more, then
+//!   zeroized; the offer its descriptor carries.
+//! - [`path`]: which relays a circuit uses: verified descriptors only,
+//!   never an endpoint or a hop in an endpoint's network, no two hops in
+//!   one IPv4 /16 or IPv6 /32, never a banned or suspect peer, weighted
+//!   by reputation, within a latency budget; entered through long-lived
+//!   guards ([`path::Guards`], saved between runs).
 //!
-//! Not built yet (issue 12 lists them): relay descriptors, path choice,
-//! rendezvous, end-to-end media encryption, TURN, and the I/O that
-//! carries all this over the overlay's QUIC.
+//! Relay descriptors themselves are overlay records (kind 3,
+//! [`crate::overlay::record::RelayDescriptor`]): published with
+//! [`crate::overlay::record::sign_relay_descriptors`] under the relay's
+//! own directory keys, found under all of
+//! [`crate::overlay::record::relay_directory_keys`].
+//!
+//! Not built yet (issue 12 lists them): rendezvous, end-to-end media
+//! encryption, TURN, and the I/O that carries all this over the
+//! overlay's QUIC.
 
 pub mod cell;
 pub mod circuit;
+pub mod e2e;
 pub mod handshake;
+pub mod keys;
 pub mod onion;
+pub mod path;
 pub mod schedule;
+
+pub use keys::OnionKeys;

@@ -39,20 +39,24 @@ const TAG_LEN: usize = 16;
 const LAYER_HEADER_LEN: usize = 1 + 8;
 /// What one layer adds.
 pub const LAYER_OVERHEAD: usize = LAYER_HEADER_LEN + TAG_LEN;
-/// The most layers a cell can carry: the hops of two circuits spliced
-/// at a rendezvous (3 + 3) and one end-to-end layer.
-pub const MAX_LAYERS: usize = 7;
-/// The payload a cell carries (an RTP packet of 20 ms of G.711 is 172).
+/// The most layers a cell can carry: the most hops one circuit has. A
+/// rendezvous point opens the caller's layers and seals the callee's
+/// (and back), so a cell never carries both sides' layers; the
+/// end-to-end protection ([`super::e2e`]) is inside the payload.
+pub const MAX_LAYERS: usize = 6;
+/// The payload a cell carries (an RTP packet of 20 ms of G.711 is 172,
+/// and the end-to-end frame around it 25 more).
 pub const PAYLOAD_MAX: usize = BODY_LEN - MAX_LAYERS * LAYER_OVERHEAD - 2;
 /// A data layer's ciphertext: header, length, payload, tag.
 pub const DATA_LAYER_LEN: usize = LAYER_HEADER_LEN + 2 + PAYLOAD_MAX + TAG_LEN;
-// An RTP packet of 20 ms of G.711 (172 bytes) fits through every layer.
-const _: () = assert!(PAYLOAD_MAX >= 172);
+// An RTP packet of 20 ms of G.711 (172 bytes), with its kind and the
+// control and end-to-end framing, fits through every layer.
+const _: () = assert!(PAYLOAD_MAX > 172 + 1 + super::e2e::E2E_OVERHEAD);
 
 const CMD_RELAY: u8 = 1;
 const CMD_DATA: u8 = 2;
-const FORWARD: u8 = 0x46; // 'F'
-const BACKWARD: u8 = 0x42; // 'B'
+pub(super) const FORWARD: u8 = 0x46; // 'F'
+pub(super) const BACKWARD: u8 = 0x42; // 'B'
 
 /// Why a layer was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -115,7 +119,7 @@ impl HopKeys {
         Self { forward, backward }
     }
 
-    fn ciphers(&self) -> (ChaCha20Poly1305, ChaCha20Poly1305) {
+    pub(super) fn ciphers(&self) -> (ChaCha20Poly1305, ChaCha20Poly1305) {
         (
             ChaCha20Poly1305::new(Key::from_slice(&self.forward[..])),
             ChaCha20Poly1305::new(Key::from_slice(&self.backward[..])),
@@ -167,7 +171,7 @@ impl ReplayWindow {
     }
 }
 
-fn nonce(direction: u8, seq: u64) -> Nonce {
+pub(super) fn nonce(direction: u8, seq: u64) -> Nonce {
     let mut n = [0u8; 12];
     n[0] = direction;
     n[4..].copy_from_slice(&seq.to_be_bytes());
@@ -180,7 +184,7 @@ fn next(counter: &mut u64) -> Result<u64, OnionError> {
     Ok(*counter)
 }
 
-fn seal(
+pub(super) fn seal(
     cipher: &ChaCha20Poly1305,
     direction: u8,
     seq: u64,
@@ -197,7 +201,7 @@ fn seal(
         .map_err(|_| OnionError::Length(plain.len()))
 }
 
-fn open(
+pub(super) fn open(
     cipher: &ChaCha20Poly1305,
     direction: u8,
     seq: u64,

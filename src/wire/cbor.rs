@@ -76,6 +76,19 @@ impl<'b> Reader<'b> {
         Ok(s)
     }
 
+    /// Whether the next item is `null`; consumes it if so, leaves any
+    /// other item to be read. For the optional fields of a schema
+    /// (`x / null`).
+    pub fn null(&mut self) -> Result<bool, WireError> {
+        match self.d.datatype().map_err(from_decode)? {
+            minicbor::data::Type::Null => {
+                self.d.null().map_err(from_decode)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Ends reading: every byte must have been consumed.
     pub fn finish(self) -> Result<(), WireError> {
         if self.d.position() == self.len {

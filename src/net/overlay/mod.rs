@@ -375,9 +375,8 @@ impl OverlayService {
                 let records = match RecordKind::from_u64(*kind) {
                     Some(kind) => self
                         .store()
-                        .get(&key, kind, now_secs())
+                        .answer(&key, kind, now_secs(), &mut rand::thread_rng())
                         .into_iter()
-                        .take(crate::limits::MAX_RECORDS_PER_ANSWER)
                         .map(|r| r.encoded().to_vec())
                         .collect(),
                     None => Vec::new(),

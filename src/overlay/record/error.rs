@@ -184,6 +184,9 @@ pub enum RecordError {
     /// The registration value breaks a rule.
     #[error("invalid registration: {0}")]
     BadRegistration(RegistrationError),
+    /// The relay descriptor value breaks a rule.
+    #[error("invalid relay descriptor: {0}")]
+    BadRelayDescriptor(super::RelayDescriptorError),
 }
 
 impl RecordError {
@@ -206,6 +209,7 @@ impl RecordError {
             | RecordError::MalformedValue(_)
             | RecordError::NotOwner(_) => true,
             RecordError::BadRegistration(e) => e.is_provable_misbehaviour(),
+            RecordError::BadRelayDescriptor(e) => e.is_provable_misbehaviour(),
             RecordError::UnsupportedVersion(_)
             | RecordError::UnknownKind(_)
             | RecordError::Expired { .. }

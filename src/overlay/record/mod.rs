@@ -1,7 +1,8 @@
 //! Signed records: what the overlay stores, who may write what, and how a
 //! record is checked before anyone stores, serves or believes it.
 //!
-//! A record is signed by its owner (an Ed25519 user key) and carries a
+//! A record is signed by its owner (an Ed25519 user key; a relay node's
+//! key for a relay descriptor) and carries a
 //! kind, the overlay key it is stored under, a sequence number and an
 //! expiry. Each kind has an access rule tying the key to the owner, so that
 //! nobody can write into another user's keys. `docs/protocol.md` ("Records")
@@ -17,6 +18,7 @@
 //! |------|-------------------|----------------------------------------------|------------------|
 //! | 1    | `SipRegistration` | `aor_key(aor)`                               | [`Registration`] |
 //! | 2    | `OwnerValue`      | `SHA-256("p2psip-value-v1" ‖ UserId ‖ name)` | [`OwnerValue`]   |
+//! | 3    | `RelayDescriptor` | one of the relay's two [`relay_directory_key`]s | [`RelayDescriptor`] |
 //!
 //! [`Record::decode`] is strict (the profile of [`crate::wire::cbor`]);
 //! only [`Record::verify`] builds a [`VerifiedRecord`], which is what the
@@ -24,14 +26,15 @@
 //!
 //! One idea per file: this one holds the record itself (encoding, signing,
 //! the checks every kind shares); `error` the refusals; `policy` how one
-//! overlay checks records; `owner_value` and `registration` the two kinds'
-//! values and rules; `verified` the checked record a store keeps (its
+//! overlay checks records; `owner_value`, `registration` and
+//! `relay_descriptor` the kinds' values and rules; `verified` the checked record a store keeps (its
 //! encoding and fixed fields, the value parsed only when asked for).
 
 mod error;
 mod owner_value;
 mod policy;
 mod registration;
+mod relay_descriptor;
 mod verified;
 
 #[cfg(test)]
@@ -43,6 +46,12 @@ pub use policy::RecordPolicy;
 pub use registration::{
     next_registration, self_certifying_aor, DeviceChange, Registration, RegistrationEntry,
     UpdateError,
+};
+pub use relay_descriptor::{
+    relay_directory_index, relay_directory_indices, relay_directory_key, relay_directory_keys,
+    relay_publication_keys, sign_relay_descriptors, withdraw_relay_descriptors, OnionKeyInfo,
+    RelayDescriptor, RelayDescriptorError, RelayOffer, RELAY_DESCRIPTOR_VERSION,
+    RELAY_DIRECTORY_DOMAIN, RELAY_INDEX_DOMAIN,
 };
 pub use verified::{RecordContent, VerifiedRecord};
 
@@ -69,6 +78,10 @@ pub enum RecordKind {
     /// the owner's id and the name (the base of configuration, address book
     /// and voicemail records).
     OwnerValue,
+    /// 3: a media relay's signed descriptor (addresses, onion keys,
+    /// capacity), written by the relay node itself under its own relay
+    /// directory keys.
+    RelayDescriptor,
 }
 
 impl RecordKind {
@@ -77,6 +90,7 @@ impl RecordKind {
         match self {
             RecordKind::SipRegistration => 1,
             RecordKind::OwnerValue => 2,
+            RecordKind::RelayDescriptor => 3,
         }
     }
 
@@ -85,6 +99,7 @@ impl RecordKind {
         match n {
             1 => Some(RecordKind::SipRegistration),
             2 => Some(RecordKind::OwnerValue),
+            3 => Some(RecordKind::RelayDescriptor),
             _ => None,
         }
     }
@@ -269,6 +284,7 @@ impl Record {
         match self.kind {
             RecordKind::OwnerValue => owner_value::check(self, &owner.user_id()),
             RecordKind::SipRegistration => registration::check(self, &owner, policy, now),
+            RecordKind::RelayDescriptor => relay_descriptor::check(self, &owner, policy, now),
         }
     }
 }

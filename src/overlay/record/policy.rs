@@ -1,5 +1,6 @@
-//! How records are checked in one overlay: its name, and whether users own
-//! their AORs by their ids (self-certifying) or by CA-issued certificates.
+//! How records are checked in one overlay: its name, whether users own
+//! their AORs by their ids (self-certifying) or by CA-issued certificates,
+//! and the id puzzle a relay's node id must solve.
 
 use crate::identity::VerifyPolicy;
 
@@ -15,6 +16,12 @@ pub struct RecordPolicy {
     /// policy (typically `VerifyPolicy::enrolled(anchors, 0)`: user
     /// identities solve no puzzle).
     pub enrolled: Option<VerifyPolicy>,
+    /// The overlay's node id puzzle (`id_difficulty`): a relay
+    /// descriptor's node id must solve it, as a node in the routing table
+    /// must. 0 (no puzzle) unless set with
+    /// [`RecordPolicy::with_node_difficulty`]; the node sets it from its
+    /// overlay parameters.
+    pub node_difficulty: u8,
 }
 
 impl RecordPolicy {
@@ -23,6 +30,15 @@ impl RecordPolicy {
         Self {
             overlay_name: overlay_name.into(),
             enrolled: None,
+            node_difficulty: 0,
+        }
+    }
+
+    /// The same policy with the overlay's node id puzzle at `difficulty`.
+    pub fn with_node_difficulty(self, difficulty: u8) -> Self {
+        Self {
+            node_difficulty: difficulty,
+            ..self
         }
     }
 
@@ -40,6 +56,7 @@ impl RecordPolicy {
                 difficulty: 0,
                 ..certificates
             }),
+            node_difficulty: 0,
         }
     }
 }

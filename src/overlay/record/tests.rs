@@ -933,7 +933,7 @@ fn decoding_garbage_is_refused_without_panic() {
         ),
         (vec![0x9f, 0x01, 0xff], WireError::Indefinite.into()),
         (vec![0x88, 0x02], RecordError::UnsupportedVersion(2)),
-        (vec![0x88, 0x01, 0x03], RecordError::UnknownKind(3)),
+        (vec![0x88, 0x01, 0x09], RecordError::UnknownKind(9)),
         (
             vec![0x87, 0x01, 0x02],
             WireError::WrongArity {
@@ -956,7 +956,7 @@ fn decoding_garbage_is_refused_without_panic() {
             _ => assert_eq!(got, Err(expected), "{input:02x?}"),
         }
     }
-    assert!(!RecordError::UnknownKind(3).is_provable_misbehaviour());
+    assert!(!RecordError::UnknownKind(9).is_provable_misbehaviour());
     assert!(RecordError::Wire(WireError::NonCanonical).is_provable_misbehaviour());
 }
 
@@ -964,11 +964,12 @@ fn decoding_garbage_is_refused_without_panic() {
 fn kinds_have_their_numbers() {
     assert_eq!(RecordKind::SipRegistration.to_u64(), 1);
     assert_eq!(RecordKind::OwnerValue.to_u64(), 2);
-    for n in [1, 2] {
+    assert_eq!(RecordKind::RelayDescriptor.to_u64(), 3);
+    for n in [1, 2, 3] {
         assert_eq!(RecordKind::from_u64(n).map(RecordKind::to_u64), Some(n));
     }
     assert_eq!(RecordKind::from_u64(0), None);
-    assert_eq!(RecordKind::from_u64(3), None);
+    assert_eq!(RecordKind::from_u64(4), None);
 }
 
 mod next {

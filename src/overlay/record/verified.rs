@@ -10,7 +10,7 @@
 //! asks for it (an admin lookup, a SIP lookup), and cannot fail: the
 //! encoding is the one [`Record::verify`] checked.
 
-use super::{OwnerValue, Record, RecordError, RecordKind, Registration};
+use super::{OwnerValue, Record, RecordError, RecordKind, Registration, RelayDescriptor};
 use crate::identity::{UserId, USER_ID_DOMAIN};
 use crate::limits::MAX_RECORD_VALUE_LEN;
 use crate::overlay::key::Key;
@@ -39,6 +39,8 @@ pub enum RecordContent {
     Registration(Registration),
     /// An owner value.
     OwnerValue(OwnerValue),
+    /// A relay descriptor.
+    RelayDescriptor(RelayDescriptor),
 }
 
 /// A record whose signature and rules were checked by [`Record::verify`],
@@ -159,6 +161,9 @@ impl VerifiedRecord {
         match self.kind {
             RecordKind::SipRegistration => self.registration().map(RecordContent::Registration),
             RecordKind::OwnerValue => self.owner_value().map(RecordContent::OwnerValue),
+            RecordKind::RelayDescriptor => {
+                self.relay_descriptor().map(RecordContent::RelayDescriptor)
+            }
         }
     }
 
@@ -167,7 +172,7 @@ impl VerifiedRecord {
     pub fn registration(&self) -> Option<Registration> {
         match self.kind {
             RecordKind::SipRegistration => Registration::decode(self.value()).ok(),
-            RecordKind::OwnerValue => None,
+            RecordKind::OwnerValue | RecordKind::RelayDescriptor => None,
         }
     }
 
@@ -176,7 +181,16 @@ impl VerifiedRecord {
     pub fn owner_value(&self) -> Option<OwnerValue> {
         match self.kind {
             RecordKind::OwnerValue => OwnerValue::decode(self.value()).ok(),
-            RecordKind::SipRegistration => None,
+            RecordKind::SipRegistration | RecordKind::RelayDescriptor => None,
+        }
+    }
+
+    /// The relay descriptor, for a `RelayDescriptor` record, decoded from
+    /// the encoding.
+    pub fn relay_descriptor(&self) -> Option<RelayDescriptor> {
+        match self.kind {
+            RecordKind::RelayDescriptor => RelayDescriptor::decode(self.value()).ok(),
+            RecordKind::SipRegistration | RecordKind::OwnerValue => None,
         }
     }
 
@@ -214,6 +228,9 @@ mod tests {
             RecordKind::OwnerValue => OwnerValue::decode(&record.value)
                 .ok()
                 .map(RecordContent::OwnerValue),
+            RecordKind::RelayDescriptor => RelayDescriptor::decode(&record.value)
+                .ok()
+                .map(RecordContent::RelayDescriptor),
         };
         (record.clone(), content)
     }
@@ -275,6 +292,7 @@ mod tests {
                     assert_eq!(v.owner_value(), Some(o));
                     assert_eq!(v.registration(), None);
                 }
+                Some(RecordContent::RelayDescriptor(_)) => unreachable!(),
                 None => unreachable!(),
             }
         }

@@ -1,7 +1,12 @@
 use super::*;
-use crate::relay::onion::Received;
+use crate::relay::handshake::ClientHandshake;
+use crate::relay::keys::OnionKeys;
 use rand::rngs::OsRng;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+/// The relays' clock.
+const NOW: u64 = 1_800_000_000;
 
 const ORIGIN: NodeId = NodeId::from_bytes([0xAA; 32]);
 
@@ -11,10 +16,11 @@ fn relays(n: u8) -> (Vec<RelayCircuits>, Vec<PathHop>) {
     let mut path = Vec::new();
     for i in 1..=n {
         let id = NodeId::from_bytes([i; 32]);
-        let onion = OnionKey::generate(OsRng);
+        let onion = OnionKeys::new(NOW, OsRng);
         path.push(PathHop {
             id,
-            onion: onion.public(),
+            addr: SocketAddr::from(([127, 0, 0, i], 4433)),
+            onion: onion.current().public(),
         });
         rs.push(RelayCircuits::new(id, onion));
     }
@@ -38,17 +44,12 @@ fn pump(
     let (mut to_origin, mut delivered) = (Vec::new(), Vec::new());
     while let Some((from, action)) = queue.pop_front() {
         let (to, result) = match &action {
-            RelayAction::Link { to, msg } => {
-                let circ = match msg {
-                    LinkMsg::Create { circ_id, .. }
-                    | LinkMsg::Created { circ_id, .. }
-                    | LinkMsg::Destroy { circ_id } => *circ_id,
-                };
-                wire.seen.push((from, *to, circ));
+            RelayAction::Link { to, msg } | RelayAction::Connect { to, msg, .. } => {
+                wire.seen.push((from, *to, msg.circ_id()));
                 // Every message crosses the wire as bytes.
                 let msg = LinkMsg::decode(&msg.encode()).unwrap();
                 match rs.iter().position(|r| r.id == *to) {
-                    Some(i) => (*to, rs[i].on_link(from, msg, OsRng)),
+                    Some(i) => (*to, rs[i].on_link(from, msg, NOW, OsRng)),
                     None => {
                         to_origin.push(action.clone());
                         continue;
@@ -80,6 +81,16 @@ fn pump(
 
 /// Builds a circuit along all of `rs`; the originator's telescope.
 fn build(rs: &mut [RelayCircuits], path: Vec<PathHop>, wire: &mut Wire) -> Telescope {
+    build_from(ORIGIN, rs, path, wire)
+}
+
+/// Builds a circuit along `path` for originator `origin`.
+fn build_from(
+    origin: NodeId,
+    rs: &mut [RelayCircuits],
+    path: Vec<PathHop>,
+    wire: &mut Wire,
+) -> Telescope {
     let first = path[0].id;
     let (mut t, mut step) = Telescope::start(path, OsRng).unwrap();
     loop {
@@ -88,14 +99,17 @@ fn build(rs: &mut [RelayCircuits], path: Vec<PathHop>, wire: &mut Wire) -> Teles
             TelescopeStep::Cell(cell) => RelayAction::Cell { to: first, cell },
             TelescopeStep::Built => return t,
         };
-        let (back, _) = pump(rs, wire, VecDeque::from([(ORIGIN, action)]));
+        let (back, _) = pump(rs, wire, VecDeque::from([(origin, action)]));
         assert_eq!(back.len(), 1, "{back:?}");
         step = match &back[0] {
             RelayAction::Link {
                 msg: LinkMsg::Created { answer, .. },
                 ..
             } => t.on_created(answer, OsRng).unwrap(),
-            RelayAction::Cell { cell, .. } => t.on_cell(cell, OsRng).unwrap().0,
+            RelayAction::Cell { cell, .. } => match t.on_cell(cell, OsRng).unwrap() {
+                FromCircuit::Step(step) => step,
+                other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         };
     }
@@ -141,13 +155,12 @@ fn a_three_hop_circuit_is_built_carries_both_ways_and_each_relay_knows_only_its_
     let RelayAction::Cell { cell, .. } = &back[0] else {
         panic!("{back:?}")
     };
-    let (_, got) = t.on_cell(cell, OsRng).unwrap();
     assert_eq!(
-        got,
-        Some(Received {
+        t.on_cell(cell, OsRng).unwrap(),
+        FromCircuit::Payload {
             hop: 2,
             payload: b"echo".to_vec()
-        })
+        }
     );
 }
 
@@ -198,6 +211,7 @@ fn bad_messages_are_refused_and_limits_hold() {
                 circ_id: 9,
                 answer: [0; 64]
             },
+            NOW,
             OsRng
         )
         .is_err());
@@ -209,8 +223,10 @@ fn bad_messages_are_refused_and_limits_hold() {
                 peer,
                 LinkMsg::Create {
                     circ_id: i,
+                    onion: path[0].onion,
                     handshake,
                 },
+                NOW,
                 OsRng,
             )
             .unwrap();
@@ -221,8 +237,10 @@ fn bad_messages_are_refused_and_limits_hold() {
             peer,
             LinkMsg::Create {
                 circ_id: 999,
+                onion: path[0].onion,
                 handshake
             },
+            NOW,
             OsRng
         ),
         Err(CircuitError::Full("circuits of one peer"))
@@ -234,11 +252,33 @@ fn bad_messages_are_refused_and_limits_hold() {
             NodeId::from_bytes([0x66; 32]),
             LinkMsg::Create {
                 circ_id: 1,
+                onion: path[0].onion,
                 handshake
             },
+            NOW,
             OsRng
         )
         .is_ok());
+    // A Create for an onion key the relay does not hold (or no longer:
+    // past its lifetime) is refused.
+    let (_, handshake) = ClientHandshake::start(path[0].id, path[0].onion, OsRng);
+    for (onion, now) in [([0x77; 32], NOW), (path[0].onion, NOW + 365 * 86_400)] {
+        assert_eq!(
+            rs[0].on_link(
+                NodeId::from_bytes([0x67; 32]),
+                LinkMsg::Create {
+                    circ_id: 2,
+                    onion,
+                    handshake
+                },
+                now,
+                OsRng
+            ),
+            Err(CircuitError::Unexpected(
+                "an onion key this relay does not hold"
+            ))
+        );
+    }
     // Strict decoders.
     assert!(LinkMsg::decode(&[1, 0, 0, 0, 0]).is_err(), "circuit 0");
     assert!(
@@ -250,6 +290,7 @@ fn bad_messages_are_refused_and_limits_hold() {
     for msg in [
         LinkMsg::Create {
             circ_id: 5,
+            onion: [6; 32],
             handshake: [7; 32],
         },
         LinkMsg::Created {
@@ -259,5 +300,254 @@ fn bad_messages_are_refused_and_limits_hold() {
         LinkMsg::Destroy { circ_id: 5 },
     ] {
         assert_eq!(LinkMsg::decode(&msg.encode()), Ok(msg));
+    }
+}
+
+/// The cells that came back to `origin`, opened by its telescope.
+fn opened(t: &mut Telescope, origin: NodeId, back: &[RelayAction]) -> Vec<FromCircuit> {
+    back.iter()
+        .filter_map(|a| match a {
+            RelayAction::Cell { to, cell } if *to == origin => {
+                Some(t.on_cell(cell, OsRng).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_rendezvous_splices_two_circuits_and_knows_neither_endpoint() {
+    const CALLER: NodeId = NodeId::from_bytes([0xC1; 32]);
+    const CALLEE: NodeId = NodeId::from_bytes([0xCE; 32]);
+    let (mut rs, path) = relays(5);
+    let ids: Vec<NodeId> = path.iter().map(|p| p.id).collect();
+    let mut wire = Wire::default();
+    // The callee's circuit ends at relay 3 (the rendezvous point).
+    let callee_path = vec![path[4], path[3], path[2]];
+    let mut callee = build_from(CALLEE, &mut rs, callee_path, &mut wire);
+    let cookie = [0x42; COOKIE_LEN];
+    let establish = callee
+        .seal_control(&Control::Establish { cookie }, OsRng)
+        .unwrap();
+    let first = ids[4];
+    let (back, _) = pump(
+        &mut rs,
+        &mut wire,
+        VecDeque::from([(
+            CALLEE,
+            RelayAction::Cell {
+                to: first,
+                cell: Box::new(establish),
+            },
+        )]),
+    );
+    assert_eq!(
+        opened(&mut callee, CALLEE, &back),
+        vec![FromCircuit::Established]
+    );
+    // An unknown cookie is refused; the caller joins with the right one.
+    let mut caller = build_from(CALLER, &mut rs, vec![path[0], path[1], path[2]], &mut wire);
+    let join = |t: &mut Telescope, cookie| {
+        let cell = t.seal_control(&Control::Join { cookie }, OsRng).unwrap();
+        RelayAction::Cell {
+            to: ids[0],
+            cell: Box::new(cell),
+        }
+    };
+    let wrong = join(&mut caller, [0x43; COOKIE_LEN]);
+    let mut refused = false;
+    let mut queue = VecDeque::from([(CALLER, wrong)]);
+    while let Some((from, RelayAction::Cell { to, cell })) = queue.pop_front() {
+        let i = rs.iter().position(|r| r.id == to).unwrap();
+        match rs[i].on_cell(from, &cell, OsRng) {
+            Ok(actions) => queue.extend(actions.into_iter().map(|a| (to, a))),
+            Err(e) => {
+                assert_eq!(e, CircuitError::Unexpected("Join of an unknown cookie"));
+                refused = true;
+            }
+        }
+    }
+    assert!(refused);
+    let (back, _) = pump(
+        &mut rs,
+        &mut wire,
+        VecDeque::from([(CALLER, join(&mut caller, cookie))]),
+    );
+    assert_eq!(
+        opened(&mut caller, CALLER, &back),
+        vec![FromCircuit::Joined]
+    );
+    assert_eq!(
+        opened(&mut callee, CALLEE, &back),
+        vec![FromCircuit::Joined]
+    );
+    // Media both ways through the splice.
+    let cell = caller.seal(b"hello", OsRng).unwrap();
+    let (back, delivered) = pump(
+        &mut rs,
+        &mut wire,
+        VecDeque::from([(
+            CALLER,
+            RelayAction::Cell {
+                to: ids[0],
+                cell: Box::new(cell),
+            },
+        )]),
+    );
+    assert!(delivered.is_empty(), "the rendezvous point keeps nothing");
+    assert_eq!(
+        opened(&mut callee, CALLEE, &back),
+        vec![FromCircuit::Payload {
+            hop: 2,
+            payload: b"hello".to_vec()
+        }]
+    );
+    let cell = callee.seal(b"hi", OsRng).unwrap();
+    let (back, _) = pump(
+        &mut rs,
+        &mut wire,
+        VecDeque::from([(
+            CALLEE,
+            RelayAction::Cell {
+                to: first,
+                cell: Box::new(cell),
+            },
+        )]),
+    );
+    assert_eq!(
+        opened(&mut caller, CALLER, &back),
+        vec![FromCircuit::Payload {
+            hop: 2,
+            payload: b"hi".to_vec()
+        }]
+    );
+    // Knowledge: only each endpoint's first hop has it as a neighbour;
+    // the rendezvous point sees two circuits from relays, spliced.
+    for (i, r) in rs.iter().enumerate() {
+        for v in r.view() {
+            let knows = |x: NodeId| v.prev == x || v.next == Some(x);
+            assert_eq!(knows(CALLER), i == 0, "relay {i}: {v:?}");
+            assert_eq!(knows(CALLEE), i == 4, "relay {i}: {v:?}");
+        }
+    }
+    let mut rp = rs[2].view();
+    rp.sort_by_key(|v| v.prev);
+    let mut want = vec![
+        CircuitView {
+            prev: ids[1],
+            next: None,
+            rendezvous: Some(Some(ids[3])),
+        },
+        CircuitView {
+            prev: ids[3],
+            next: None,
+            rendezvous: Some(Some(ids[1])),
+        },
+    ];
+    want.sort_by_key(|v| v.prev);
+    assert_eq!(rp, want);
+    // A second caller cannot take over the call.
+    let mut other = build_from(
+        NodeId::from_bytes([0xC2; 32]),
+        &mut rs,
+        vec![path[1], path[2]],
+        &mut wire,
+    );
+    let cell = other
+        .seal_control(&Control::Join { cookie }, OsRng)
+        .unwrap();
+    let r1 = rs.iter().position(|r| r.id == ids[1]).unwrap();
+    let forwarded = rs[r1]
+        .on_cell(NodeId::from_bytes([0xC2; 32]), &cell, OsRng)
+        .unwrap();
+    let RelayAction::Cell { cell, .. } = &forwarded[0] else {
+        panic!("{forwarded:?}")
+    };
+    assert_eq!(
+        rs[2].on_cell(ids[1], cell, OsRng),
+        Err(CircuitError::Unexpected("Join of a rendezvous in a call"))
+    );
+    // The caller hangs up: the callee's circuit stays, unspliced.
+    let destroy = RelayAction::Link {
+        to: ids[0],
+        msg: LinkMsg::Destroy {
+            circ_id: caller.circ_id(),
+        },
+    };
+    pump(&mut rs, &mut wire, VecDeque::from([(CALLER, destroy)]));
+    assert!(rs[2]
+        .view()
+        .iter()
+        .any(|v| v.prev == ids[3] && v.rendezvous == Some(None)));
+}
+
+#[test]
+fn control_messages_round_trip_and_extend_names_a_dialable_address() {
+    let handshake = [7; crate::relay::handshake::CLIENT_MSG_LEN];
+    for msg in [
+        Control::Extend {
+            next: NodeId::from_bytes([1; 32]),
+            addr: "10.0.0.1:4433".parse().unwrap(),
+            onion: [2; 32],
+            handshake,
+        },
+        Control::Extend {
+            next: NodeId::from_bytes([1; 32]),
+            addr: "[2001:db8::1]:4433".parse().unwrap(),
+            onion: [2; 32],
+            handshake,
+        },
+        Control::Extended { answer: [9; 64] },
+        Control::Establish {
+            cookie: [3; COOKIE_LEN],
+        },
+        Control::Established,
+        Control::Join {
+            cookie: [4; COOKIE_LEN],
+        },
+        Control::Joined,
+        Control::Payload(b"rtp".to_vec()),
+    ] {
+        let bytes = msg.encode();
+        assert_eq!(Control::decode(&bytes), Ok(msg.clone()));
+        if !matches!(msg, Control::Payload(_)) {
+            // Exact lengths: one byte more or less is refused.
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(Control::decode(&longer).is_err(), "{msg:?}");
+            assert!(
+                Control::decode(&bytes[..bytes.len() - 1]).is_err(),
+                "{msg:?}"
+            );
+        }
+    }
+    // A bad address family.
+    let mut bytes = Control::Extend {
+        next: NodeId::from_bytes([1; 32]),
+        addr: "10.0.0.1:1".parse().unwrap(),
+        onion: [2; 32],
+        handshake,
+    }
+    .encode();
+    bytes[33] = 5;
+    assert!(Control::decode(&bytes).is_err());
+    // A relay refuses to extend to an address nobody can be at.
+    let (mut rs, path) = relays(1);
+    let mut wire = Wire::default();
+    let mut t = build(&mut rs, path, &mut wire);
+    for addr in ["0.0.0.0:4433", "10.0.0.1:0", "224.0.0.1:4433", "[::]:4433"] {
+        let (_, handshake) = ClientHandshake::start(NodeId::from_bytes([9; 32]), [9; 32], OsRng);
+        let extend = Control::Extend {
+            next: NodeId::from_bytes([9; 32]),
+            addr: addr.parse().unwrap(),
+            onion: [9; 32],
+            handshake,
+        };
+        let cell = t.seal_control(&extend, OsRng).unwrap();
+        assert_eq!(
+            rs[0].on_cell(ORIGIN, &cell, OsRng),
+            Err(CircuitError::Unexpected("Extend to an undialable address")),
+            "{addr}"
+        );
     }
 }
