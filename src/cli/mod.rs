@@ -134,7 +134,6 @@ enum CaCommand {
 #[derive(Debug, Subcommand)]
 enum NodeCommand {
     /// Run a node until SIGINT or SIGTERM.
-    // Boxed: its many flags would make every command as large.
     Run(Box<node::RunArgs>),
 }
 

@@ -10,15 +10,15 @@ use crate::admin::{AdminServer, MetricsServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
 use crate::net::discovery::LanDiscovery;
-use crate::net::relays::{publish_descriptor, withdraw_descriptor};
-use crate::relay::keys::OnionKeys;
 use crate::net::overlay::Joined;
+use crate::net::relays::{publish_descriptor, withdraw_descriptor};
 use crate::net::sip::SipListener;
 use crate::net::turn::TurnListener;
 use crate::net::{Client, LocalIdentity, Node, NodeConfig};
 use crate::overlay::config::OverlayParams;
 use crate::overlay::lan::LISTEN_BEFORE_STARTING_MS;
 use crate::overlay::routing::Contact;
+use crate::relay::keys::OnionKeys;
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
@@ -343,8 +343,16 @@ async fn relay_upkeep(
         node.circuits().rotate_onion_keys(now);
         if let Some(offer) = node.circuits().relay_offer(now, vec![addr], turn) {
             let seq = crate::unix_now_micros();
-            match publish_descriptor(overlay, node.dialer(), owner, node_cert.clone(), offer, seq, now)
-                .await
+            match publish_descriptor(
+                overlay,
+                node.dialer(),
+                owner,
+                node_cert.clone(),
+                offer,
+                seq,
+                now,
+            )
+            .await
             {
                 Ok(acks) => info!(?acks, "relay descriptor published"),
                 Err(e) => warn!(error = %e, "relay descriptor not published"),
@@ -361,7 +369,9 @@ async fn withdraw_relay(
     node_cert: Option<Vec<u8>>,
     addr: std::net::SocketAddr,
 ) {
-    let Some(overlay) = node.overlay() else { return };
+    let Some(overlay) = node.overlay() else {
+        return;
+    };
     if addr.ip().is_unspecified() || overlay.readiness().is_none() {
         return;
     }
@@ -621,7 +631,14 @@ pub fn run(args: RunArgs) -> CliResult {
             std::future::pending::<()>().await
         };
         tokio::select! {
-            _ = node.run(shutdown_signal()) => {}
+            // A relay withdraws its descriptor between the signal and
+            // the node's closing, while it can still reach the overlay.
+            _ = node.run(async {
+                shutdown_signal().await;
+                if a.relay {
+                    withdraw_relay(&node, &id.key, node_cert.clone(), addr).await;
+                }
+            }) => {}
             _ = hangups => {}
             _ = discovery_task => {}
             _ = rotation => {}
@@ -630,9 +647,6 @@ pub fn run(args: RunArgs) -> CliResult {
             _ = turn_task => {}
             _ = relay_task => {}
             _ = metrics_task => {}
-        }
-        if a.relay {
-            withdraw_relay(&node, &id.key, node_cert, addr).await;
         }
         if let Some(d) = &discovery {
             d.stop().await;
