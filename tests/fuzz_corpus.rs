@@ -332,3 +332,19 @@ fn relay_cell_inputs() {
     }
     assert!(decoded >= 5, "the valid seeds decode ({decoded})");
 }
+
+#[test]
+fn stun_message_inputs() {
+    let inputs = inputs("stun_message");
+    assert!(inputs.len() >= 8, "seed corpus is committed");
+    let mut decoded = 0;
+    for (name, data) in inputs {
+        if p2psip::turn::stun::Message::decode(&data).is_ok() {
+            decoded += 1;
+        }
+        // The fuzz target's own checks (they panic, naming the fault).
+        eprintln!("{name}");
+        p2psip::turn::fuzzing::fuzz_datagram(&data);
+    }
+    assert!(decoded >= 6, "the valid seeds decode ({decoded})");
+}

@@ -11,6 +11,7 @@
 //! - [`server`]: the server's state machine: Binding, Allocate, Refresh,
 //!   CreatePermission, ChannelBind, Send and Data indications,
 //!   ChannelData; quotas, expiry; it returns actions for the I/O.
+//! - [`fuzzing`]: the `stun_message` fuzz target's checks.
 //!
 //! Not served: TCP/TLS/DTLS transports to the server, relaying over TCP
 //! (RFC 6062), RESERVATION-TOKEN and DONT-FRAGMENT (answered 420),
@@ -21,6 +22,7 @@
 //! authorization of RFC 7635.
 
 pub mod credentials;
+pub mod fuzzing;
 pub mod server;
 pub mod stun;
 

@@ -264,7 +264,7 @@ impl Server {
     }
 
     /// Whether the relay may send to (and receive from) `peer`: not an
-    /// unspecified, multicast or broadcast address, not port 0, not the
+    /// unspecified, multicast, broadcast or IPv4-mapped address, not port 0, not the
     /// listening socket itself, and loopback only when the relay itself
     /// listens on loopback (a relay on a public address must not become
     /// a way into its own host's local services).
@@ -273,7 +273,10 @@ impl Server {
         let listen = self.config.listen;
         let forbidden = match ip {
             IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
-            IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
+            // IPv4-mapped addresses would dodge the IPv4 checks.
+            IpAddr::V6(v6) => {
+                v6.is_unspecified() || v6.is_multicast() || v6.to_ipv4_mapped().is_some()
+            }
         };
         let loopback_ok = !ip.is_loopback() || listen.ip().is_loopback();
         !forbidden && peer.port() != 0 && peer != listen && loopback_ok

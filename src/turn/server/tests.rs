@@ -402,6 +402,17 @@ fn forbidden_peers_get_403() {
     let public = Server::new(config);
     assert!(!public.peer_allowed(addr("127.0.0.1:22")));
     assert!(public.peer_allowed(addr("198.51.100.9:5000")));
+    let v6 = Server::new(ServerConfig::new(
+        REALM,
+        addr("[2001:db8::1]:3478"),
+        NonceSecret::new([1; 32]),
+    ));
+    assert!(
+        !v6.peer_allowed(addr("[::ffff:127.0.0.1]:22")),
+        "IPv4-mapped"
+    );
+    assert!(!v6.peer_allowed(addr("[::1]:22")));
+    assert!(v6.peer_allowed(addr("[2001:db8::2]:5000")));
 }
 
 #[test]
