@@ -32,9 +32,15 @@
 //! own directory keys, found under all of
 //! [`crate::overlay::record::relay_directory_keys`].
 //!
-//! Not built yet (issue 12 lists them): rendezvous, end-to-end media
-//! encryption, TURN, and the I/O that carries all this over the
-//! overlay's QUIC.
+//! - [`e2e`]: what the two ends of a rendezvous send each other, sealed
+//!   under keys only they hold (the rendezvous itself is in
+//!   [`circuit`]: Establish, Join, the splice).
+//!
+//! The I/O that carries all this over the overlay's QUIC datagrams is
+//! `net::circuits` (and `net::rendezvous`, `net::relays`); TURN is
+//! `turn`. Not built yet (issue 12 lists them): calls through circuits
+//! (`--anonymous-calls`), the node's use of path choice and guards, and
+//! failure detection beyond a closed link.
 
 pub mod cell;
 pub mod circuit;

@@ -20,7 +20,7 @@
 //!
 //! Link messages ([`LinkMsg`]) go between neighbours; control messages
 //! ([`Control`]) travel inside the end-to-end payload of a cell (see
-//! [`msg`]).
+//! `docs/protocol.md` §11).
 
 mod msg;
 mod telescope;
