@@ -178,8 +178,9 @@ pub const RELAY_ONION_KEY_OVERLAP: Duration = Duration::from_secs(2 * 24 * 3600)
 /// middle relay and a last relay, as in Tor.
 pub const RELAY_DEFAULT_HOPS: usize = 3;
 
-/// Most hops path choice builds a circuit of.
-pub const RELAY_MAX_HOPS: usize = 8;
+/// Most hops path choice builds a circuit of: as many as a cell has
+/// layers for (`relay::onion::MAX_LAYERS`; a compile-time check there).
+pub const RELAY_MAX_HOPS: usize = 6;
 
 /// Default one-way latency budget of a circuit's relay chain: ITU-T
 /// G.114's 150 ms, beyond which most users notice the delay of a call.

@@ -44,6 +44,8 @@ pub const LAYER_OVERHEAD: usize = LAYER_HEADER_LEN + TAG_LEN;
 /// (and back), so a cell never carries both sides' layers; the
 /// end-to-end protection ([`super::e2e`]) is inside the payload.
 pub const MAX_LAYERS: usize = 6;
+// Path choice never picks a path a cell cannot carry.
+const _: () = assert!(crate::limits::RELAY_MAX_HOPS <= MAX_LAYERS);
 /// The payload a cell carries (an RTP packet of 20 ms of G.711 is 172,
 /// and the end-to-end frame around it 25 more).
 pub const PAYLOAD_MAX: usize = BODY_LEN - MAX_LAYERS * LAYER_OVERHEAD - 2;
