@@ -92,17 +92,25 @@ impl Lab {
     }
 
     fn start(&self, dir: &str, bootstrap: Option<&NodeProcess>) -> NodeProcess {
-        let boot = bootstrap.map(|b| format!("{}@{}", b.id, b.addr));
-        let mut args = vec![
-            "--dir",
+        self.start_at(
             dir,
-            "--listen",
             "127.0.0.1:0",
-            "--overlay",
-            &self.overlay,
-            "--sip-listen",
-            "127.0.0.1:0",
-        ];
+            bootstrap,
+            &["--sip-listen", "127.0.0.1:0"],
+        )
+    }
+
+    /// A node listening on `listen`, with `extra` flags.
+    fn start_at(
+        &self,
+        dir: &str,
+        listen: &str,
+        bootstrap: Option<&NodeProcess>,
+        extra: &[&str],
+    ) -> NodeProcess {
+        let boot = bootstrap.map(|b| format!("{}@{}", b.id, b.addr));
+        let mut args = vec!["--dir", dir, "--listen", listen, "--overlay", &self.overlay];
+        args.extend(extra);
         if let Some(b) = &boot {
             args.extend(["--bootstrap", b]);
         }
@@ -1302,4 +1310,211 @@ fn baresip_registers_and_calls_through_two_nodes_with_audio() {
         "{offered:?}"
     );
     phone.command(&[("quit", "")]);
+}
+
+/// `relays` relay nodes, each on its own loopback /16, and two SIP
+/// nodes with `--anonymous-calls`: alice's (A) and bob's (B), both on
+/// 127.0.0.1 (so no relay shares their /16).
+struct AnonymousLab {
+    two: TwoNodes,
+    a_dir: String,
+    relays: Vec<NodeProcess>,
+}
+
+fn anonymous_lab(relays: u8) -> AnonymousLab {
+    let lab = Lab::new();
+    let mut running: Vec<NodeProcess> = Vec::new();
+    let mut relay_dirs = Vec::new();
+    for i in 0..relays {
+        let dir = lab.node_dir(&format!("relay{i}"));
+        let listen = format!("127.{}.0.1:0", 140 + i);
+        let node = lab.start_at(&dir, &listen, running.first(), &["--relay"]);
+        running.push(node);
+        relay_dirs.push(dir);
+    }
+    for dir in &relay_dirs {
+        run_ok(&["status", "--dir", dir, "--wait-ready", "--timeout", "30"]);
+    }
+    let (a_dir, b_dir) = (lab.node_dir("a"), lab.node_dir("b"));
+    let alice = lab.user(&a_dir, "alice", "alice-secret");
+    let bob = lab.user(&b_dir, "bob", "bob-secret");
+    let anonymous = ["--sip-listen", "127.0.0.1:0", "--anonymous-calls"];
+    let a = lab.start_at(&a_dir, "127.0.0.1:0", running.first(), &anonymous);
+    let b = lab.start_at(&b_dir, "127.0.0.1:0", running.first(), &anonymous);
+    for dir in [&a_dir, &b_dir] {
+        run_ok(&["status", "--dir", dir, "--wait-ready", "--timeout", "30"]);
+        assert!(
+            eventually(300, || {
+                let r = json(&run_ok(&[
+                    "circuits",
+                    "--dir",
+                    dir,
+                    "--directory",
+                    "--json",
+                ]));
+                r["directory"].as_array().map_or(0, Vec::len) == usize::from(relays)
+            }),
+            "{dir} does not see the {relays} relays"
+        );
+    }
+    AnonymousLab {
+        two: TwoNodes {
+            lab,
+            a,
+            b,
+            b_dir,
+            alice,
+            bob,
+        },
+        a_dir,
+        relays: running,
+    }
+}
+
+/// The contacts the overlay lists for `aor`, looked up through `dir`.
+fn lookup_contacts(dir: &str, aor: &str) -> Vec<String> {
+    let out = common::cli::p2psip()
+        .args(["lookup", "--dir", dir, aor, "--json"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let found = json(&String::from_utf8_lossy(&out.stdout));
+    found["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e["contacts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Registers bob's phone at B and waits until his registration
+/// publishes B's rendezvous handle (B's rendezvous circuit is up).
+fn register_anonymous_bob(lab: &AnonymousLab) -> Phone<'static> {
+    let t = &lab.two;
+    let bob_phone = Phone::at("127.0.0.1");
+    let (ok, log) = register(&t.b, "u1", bob_phone, &t.bob, "bob-secret", "600");
+    assert!(ok, "bob could not register:\n{log}");
+    let bob_aor = aor(&t.bob);
+    assert!(
+        eventually(400, || {
+            let contacts = lookup_contacts(&lab.a_dir, &bob_aor);
+            contacts.len() == 1 && contacts[0].starts_with("p2psip-rv:")
+        }),
+        "bob's registration never published a rendezvous handle: {:?}",
+        lookup_contacts(&lab.a_dir, &bob_aor)
+    );
+    bob_phone
+}
+
+/// alice at A calls bob at B with `--anonymous-calls` on both: the
+/// INVITE, the answer, the RTP both ways and the BYE all go through
+/// circuits (alice's to bob's rendezvous relay, bob's to it), and
+/// neither phone's messages name the other node, by id, address or
+/// port.
+#[test]
+fn sipp_call_with_media_goes_through_anonymous_circuits_and_hides_the_nodes() {
+    let lab = anonymous_lab(4);
+    let t = &lab.two;
+    let bob_phone = register_anonymous_bob(&lab);
+    let (alice_media, bob_media) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (alice_port, bob_port) = (
+        alice_media.local_addr().unwrap().port(),
+        bob_media.local_addr().unwrap().port(),
+    );
+    let at_alice = count_rtp(alice_media, false);
+    let at_bob = count_rtp(bob_media, true);
+    let dir = tempfile::tempdir().unwrap();
+    let audio = dir.path().join("audio.ulaw");
+    let samples: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&audio, &samples).unwrap();
+    let callee = answering_with_media(bob_phone, bob_port);
+    std::thread::sleep(Duration::from_millis(300));
+    let call = dir.path().join("call_media.xml");
+    std::fs::write(
+        &call,
+        std::fs::read_to_string(scenario("call_media"))
+            .unwrap()
+            .replace("@MEDIA_PORT@", &alice_port.to_string())
+            .replace("@AUDIO@", audio.to_str().unwrap()),
+    )
+    .unwrap();
+    let alice_phone = Phone::at("127.0.0.1");
+    let (ok, log) = register(&t.a, "u1", alice_phone, &t.alice, "alice-secret", "600");
+    assert!(ok, "alice could not register:\n{log}");
+    let (ok, log, alice_messages) = sipp_traced(
+        call.to_str().unwrap(),
+        t.a.sip.as_deref(),
+        "u1",
+        alice_phone,
+        ("alice", "alice-secret"),
+        &[
+            ("domain", OVERLAY),
+            ("aor_user", &t.alice.1),
+            ("callee", &t.bob.1),
+        ],
+        1,
+        30,
+        true,
+    );
+    assert!(ok, "alice's call failed:\n{log}");
+    let (ok, log, bob_messages) = callee.join().unwrap();
+    assert!(ok, "bob's phone did not answer:\n{log}");
+    let (to_bob, _, first) = at_bob.join().unwrap();
+    let (to_alice, _, _) = at_alice.join().unwrap();
+    // 100 packets sent; one cell per 20 ms each way carries them, and
+    // the first few may wait behind the call's signalling.
+    assert!(to_bob >= 70, "{to_bob} of 100 packets reached bob");
+    assert!(
+        to_alice >= 50,
+        "{to_alice} of {to_bob} echoed packets reached alice"
+    );
+    assert_eq!(
+        first.get(12..12 + 160),
+        Some(&samples[..160]),
+        "the audio arrives intact"
+    );
+    // Neither phone's signalling names the other node: not its id, nor
+    // its overlay or SIP port; each node stands behind its pseudonym.
+    let port = |addr: &str| format!(":{}", addr.rsplit(':').next().unwrap());
+    for (messages, other) in [(&bob_messages, &t.a), (&alice_messages, &t.b)] {
+        assert!(!messages.contains(&other.id), "{messages}");
+        for addr in [&other.addr, other.sip.as_ref().unwrap()] {
+            assert!(!messages.contains(&port(addr)), "{addr} in {messages}");
+        }
+    }
+    // Bob's phone sees two nodes on the route: its own, and alice's
+    // node under a pseudonym (neither A's id nor B's).
+    let mut named: Vec<&str> = bob_messages
+        .split("p2p-node=")
+        .skip(1)
+        .filter_map(|rest| rest.get(..64))
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert!(named.contains(&t.b.id.as_str()), "{named:?}");
+    assert!(!named.contains(&t.a.id.as_str()), "{named:?}");
+    // The call went through circuits: the relays carried its cells.
+    let relayed: u64 = lab
+        .relays
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let dir = lab.two.lab.root.path().join(format!("relay{i}"));
+            let r = json(&run_ok(&[
+                "circuits",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--json",
+            ]));
+            r["cells_relayed"].as_u64().unwrap()
+        })
+        .sum();
+    assert!(relayed >= 200, "relays carried {relayed} cells");
 }

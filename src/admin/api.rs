@@ -60,6 +60,52 @@ pub enum Request {
         #[serde(default)]
         directory: bool,
     },
+    /// Sends RTP-sized packets (160-byte payload, 50 a second) through
+    /// circuits to the node where `aor` is registered, which echoes
+    /// them, and measures what comes back (`p2psip media-test`).
+    MediaTest {
+        /// The AOR (its registration must publish a rendezvous handle).
+        aor: String,
+        /// Relays of this node's circuit, the rendezvous included.
+        #[serde(default = "default_media_test_hops")]
+        hops: usize,
+        /// How long to send, seconds.
+        #[serde(default = "default_media_test_seconds")]
+        seconds: u64,
+    },
+}
+
+fn default_media_test_hops() -> usize {
+    crate::limits::RELAY_DEFAULT_HOPS
+}
+
+fn default_media_test_seconds() -> u64 {
+    MEDIA_TEST_DEFAULT_SECONDS
+}
+
+/// `media-test`'s default duration, seconds.
+pub const MEDIA_TEST_DEFAULT_SECONDS: u64 = 5;
+/// `media-test`'s longest duration, seconds (the admin client waits 60).
+pub const MEDIA_TEST_MAX_SECONDS: u64 = 30;
+
+/// The answer to `media-test`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaTestResult {
+    /// Packets sent.
+    pub sent: u64,
+    /// Echoes received.
+    pub received: u64,
+    /// `1 - received / sent`, 0 to 1.
+    pub loss: f64,
+    /// Round-trip latency, median, milliseconds.
+    pub latency_ms_p50: f64,
+    /// Round-trip latency, 99th percentile, milliseconds.
+    pub latency_ms_p99: f64,
+    /// Interarrival jitter of the echoes (RFC 3550 §6.4.1), milliseconds.
+    pub jitter_ms: f64,
+    /// Relays between the two nodes: both circuits, the rendezvous
+    /// counted once.
+    pub hops: usize,
 }
 
 impl Request {

@@ -2,9 +2,9 @@
 
 use super::api::{
     json_line, Answer, CircuitsResult, DirectoryRelay, GetResult, LookupEntry, LookupResult,
-    OverlayMode, PeerEntry, PeerStanding, PublishResult, RelayedCircuit, ReloadResult,
-    ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult, StatusResult,
-    TraceHopEntry, TraceResult,
+    MediaTestResult, OverlayMode, PeerEntry, PeerStanding, PublishResult, RelayedCircuit,
+    ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult,
+    StatusResult, TraceHopEntry, TraceResult,
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
@@ -188,6 +188,7 @@ enum Outcome {
     SipUsers(SipUsersResult),
     Reload(ReloadResult),
     Circuits(CircuitsResult),
+    MediaTest(MediaTestResult),
 }
 
 async fn serve_connection(mut stream: UnixStream, ctx: &Ctx) {
@@ -250,6 +251,9 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
         Request::Circuits { directory } => {
             Ok(Outcome::Circuits(circuits(node, overlay, directory).await))
         }
+        Request::MediaTest { aor, hops, seconds } => media_test(node, overlay, &aor, hops, seconds)
+            .await
+            .map(Outcome::MediaTest),
         Request::Routes {} => Ok(Outcome::Routes(RoutesResult {
             overlay: overlay.params().name.clone(),
             table_size: overlay.table_len(),
@@ -520,6 +524,69 @@ async fn trace(node: &Node, target: String) -> Result<TraceResult, String> {
         closest: found.closest.iter().map(|c| c.id.to_string()).collect(),
         ended,
         hops,
+    })
+}
+
+/// The answer to `media-test`: the AOR's registration read, its first
+/// live entry with a rendezvous handle tested.
+async fn media_test(
+    node: &Node,
+    overlay: &crate::net::overlay::OverlayService,
+    aor: &str,
+    hops: usize,
+    seconds: u64,
+) -> Result<MediaTestResult, String> {
+    use crate::relay::handle::RendezvousHandle;
+    if !(2..=crate::limits::RELAY_MAX_HOPS).contains(&hops) {
+        return Err(format!(
+            "hops {hops}: a circuit has 2 to {} relays (the rendezvous included)",
+            crate::limits::RELAY_MAX_HOPS
+        ));
+    }
+    if !(1..=super::api::MEDIA_TEST_MAX_SECONDS).contains(&seconds) {
+        return Err(format!(
+            "seconds {seconds}: from 1 to {}",
+            super::api::MEDIA_TEST_MAX_SECONDS
+        ));
+    }
+    let calls = node
+        .anonymous()
+        .ok_or_else(|| "this node has no SIP overlay to test media in".to_owned())?;
+    let uri = crate::sip::uri::SipUri::parse(aor).map_err(|e| format!("{aor:?}: {e}"))?;
+    let aor = crate::sip::registrar::aor_of(&uri)
+        .ok_or_else(|| format!("{aor:?}: an AOR has a user part"))?;
+    let key = Key(crate::identity::aor_key(&aor));
+    let record = overlay
+        .newest(node.dialer(), key, RecordKind::SipRegistration)
+        .await
+        .ok_or_else(|| format!("{aor}: no registration in the overlay"))?;
+    let registration = record
+        .registration()
+        .filter(|r| r.aor() == aor)
+        .ok_or_else(|| format!("{aor}: no registration in the overlay"))?;
+    let now = u64::try_from(crate::unix_now()).unwrap_or(0);
+    let handle = registration
+        .live_entries(now)
+        .find_map(|e| {
+            e.contacts
+                .iter()
+                .find_map(|c| RendezvousHandle::from_contact(c, e.node_id).ok())
+        })
+        .ok_or_else(|| {
+            format!(
+                "{aor}: no live entry publishes a rendezvous handle (its node does not run \
+                 --anonymous-calls, or its rendezvous is not up yet)"
+            )
+        })?;
+    let r = calls.media_test(handle, hops, seconds).await?;
+    Ok(MediaTestResult {
+        sent: r.sent,
+        received: r.received,
+        loss: r.loss,
+        latency_ms_p50: r.latency_ms_p50,
+        latency_ms_p99: r.latency_ms_p99,
+        jitter_ms: r.jitter_ms,
+        hops: r.hops,
     })
 }
 

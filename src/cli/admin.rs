@@ -265,6 +265,46 @@ pub fn circuits(a: CircuitsArgs) -> CliResult {
 }
 
 #[derive(Debug, Args)]
+pub struct MediaTestArgs {
+    /// The AOR to test media with, e.g. sip:bob@p2psip (its node must run
+    /// --anonymous-calls: its registration publishes a rendezvous).
+    aor: String,
+    #[command(flatten)]
+    dir: NodeDir,
+    /// Relays of this node's circuit, the callee's rendezvous included
+    /// (2 to 6).
+    #[arg(long, value_name = "N", default_value_t = crate::limits::RELAY_DEFAULT_HOPS)]
+    hops: usize,
+    /// How long to send, seconds (1 to 30).
+    #[arg(long, value_name = "S", default_value_t = crate::admin::MEDIA_TEST_DEFAULT_SECONDS)]
+    seconds: u64,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+pub fn media_test(a: MediaTestArgs) -> CliResult {
+    let r: crate::admin::MediaTestResult = call(
+        &a.dir.dir,
+        &Request::MediaTest {
+            aor: a.aor.clone(),
+            hops: a.hops,
+            seconds: a.seconds,
+        },
+    )?;
+    if a.json.json {
+        return print_typed(&r);
+    }
+    println!("{:<16} {}", "sent", r.sent);
+    println!("{:<16} {}", "received", r.received);
+    println!("{:<16} {:.4}", "loss", r.loss);
+    println!("{:<16} {:.2}", "latency_ms_p50", r.latency_ms_p50);
+    println!("{:<16} {:.2}", "latency_ms_p99", r.latency_ms_p99);
+    println!("{:<16} {:.2}", "jitter_ms", r.jitter_ms);
+    println!("{:<16} {}", "hops", r.hops);
+    Ok(())
+}
+
+#[derive(Debug, Args)]
 pub struct RoutesArgs {
     #[command(flatten)]
     dir: NodeDir,

@@ -43,6 +43,8 @@ struct NodeFile {
     sip_listen: Option<SocketAddr>,
     relay: Option<bool>,
     turn_listen: Option<SocketAddr>,
+    anonymous_calls: Option<bool>,
+    circuit_hops: Option<u64>,
     metrics_listen: Option<SocketAddr>,
     discover: Option<Discover>,
     log_format: Option<LogFormat>,
@@ -79,6 +81,10 @@ pub struct RunSettings {
     pub relay: bool,
     /// `--turn-listen` (only with `relay`).
     pub turn_listen: Option<SocketAddr>,
+    /// `--anonymous-calls` (only with `sip_listen`).
+    pub anonymous_calls: bool,
+    /// `--circuit-hops`: relays per circuit, the rendezvous included.
+    pub circuit_hops: usize,
     /// `--metrics-listen`.
     pub metrics_listen: Option<SocketAddr>,
     /// `--discover`.
@@ -247,6 +253,26 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
             )));
         }
     }
+    let anonymous_calls = a.anonymous_calls || file.anonymous_calls.unwrap_or(false);
+    if anonymous_calls && a.sip_listen.or(file.sip_listen).is_none() {
+        return Err(CliError(format!(
+            "{}: anonymous calls are SIP calls: give --sip-listen too (or `sip_listen` in the \
+             --config file)",
+            key("anonymous_calls")
+        )));
+    }
+    let circuit_hops = a
+        .circuit_hops
+        .map(|h| h as u64)
+        .or(file.circuit_hops)
+        .unwrap_or(crate::limits::RELAY_DEFAULT_HOPS as u64);
+    if !(2..=crate::limits::RELAY_MAX_HOPS as u64).contains(&circuit_hops) {
+        return Err(CliError(format!(
+            "{}: {circuit_hops}: a circuit has 2 to {} relays (the rendezvous included)",
+            key("circuit_hops"),
+            crate::limits::RELAY_MAX_HOPS
+        )));
+    }
     Ok(RunSettings {
         dir,
         listen,
@@ -261,6 +287,8 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
         sip_listen: a.sip_listen.or(file.sip_listen),
         relay,
         turn_listen,
+        anonymous_calls,
+        circuit_hops: usize::try_from(circuit_hops).unwrap_or(crate::limits::RELAY_DEFAULT_HOPS),
         metrics_listen: a.metrics_listen.or(file.metrics_listen),
         discover: pick(a.discover, file.discover, Discover::Off),
         log_format: pick(a.log_format, file.log_format, LogFormat::Text),
@@ -335,6 +363,11 @@ impl RunSettings {
                 "turn_listen",
                 self.turn_listen.and_then(|a| text(a.to_string())),
             ),
+            (
+                "anonymous_calls",
+                Some(Value::Boolean(self.anonymous_calls)),
+            ),
+            ("circuit_hops", number(self.circuit_hops as u64)),
             (
                 "metrics_listen",
                 self.metrics_listen.and_then(|a| text(a.to_string())),

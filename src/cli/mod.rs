@@ -70,6 +70,10 @@ enum Command {
     /// Show the running node's circuits: those it relays (each relay
     /// knows only its neighbours on a circuit) and its own.
     Circuits(admin::CircuitsArgs),
+    /// Send RTP-sized packets (160-byte payload, 50 a second) through
+    /// circuits to the node where an AOR is registered, which echoes
+    /// them; print sent, received, loss, latency p50/p99, jitter, hops.
+    MediaTest(admin::MediaTestArgs),
     /// Show what the running node thinks of its peers: score, standing, evidence, bans.
     Reputation(admin::ReputationArgs),
     /// Make the running node read its configuration again (as SIGHUP):
@@ -212,6 +216,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Status(a) => admin::status(a),
         Command::Routes(a) => admin::routes(a),
         Command::Circuits(a) => admin::circuits(a),
+        Command::MediaTest(a) => admin::media_test(a),
         Command::Reputation(a) => admin::reputation(a),
         Command::Reload(a) => admin::reload(a),
         Command::Sip(SipCommand::AddUser(a)) => sip::add_user(a),

@@ -9,6 +9,7 @@ use super::{parse_difficulty, printable, AnchorArgs, CliError, CliResult, JsonFl
 use crate::admin::{AdminServer, MetricsServer, OverlayMode};
 use crate::identity::{IdKind, NodeId, SecretKey, VerifyPolicy};
 use crate::limits::DEFAULT_ID_DIFFICULTY;
+use crate::net::anonymous::AnonymousCalls;
 use crate::net::discovery::LanDiscovery;
 use crate::net::overlay::Joined;
 use crate::net::relays::{publish_descriptor, withdraw_descriptor};
@@ -110,6 +111,17 @@ pub struct RunArgs {
     /// opened on it). Users: `p2psip turn add-user`. Without it, no TURN.
     #[arg(long, value_name = "ADDR")]
     pub(super) turn_listen: Option<SocketAddr>,
+    /// Place and take calls through anonymizing circuits (needs
+    /// --sip-listen): the node keeps a circuit to a rendezvous relay and
+    /// publishes its handle, not its address, in its users'
+    /// registrations; calls go through circuits to callees' rendezvous,
+    /// never straight to their nodes (docs/sip.md) [default: off].
+    #[arg(long)]
+    pub(super) anonymous_calls: bool,
+    /// Relays per circuit of an anonymous call, the rendezvous included,
+    /// 2 to 6 [default: 3].
+    #[arg(long, value_name = "N")]
+    pub(super) circuit_hops: Option<usize>,
     /// Serve metrics in Prometheus's text format on this TCP address
     /// (`GET /metrics`, e.g. 127.0.0.1:9464). Without it, none.
     #[arg(long, value_name = "ADDR")]
@@ -457,18 +469,46 @@ pub fn run(args: RunArgs) -> CliResult {
             ),
             Discover::Off => None,
         };
+        // Every overlay node can test media through circuits
+        // (`p2psip media-test`); with --anonymous-calls its SIP calls go
+        // through them too.
+        let mut anonymous_inbound = None;
+        if let Some(overlay) = node.overlay() {
+            let (calls, inbound) = AnonymousCalls::new(
+                node.circuits().clone(),
+                overlay.clone(),
+                node.dialer().clone(),
+                addr,
+                a.circuit_hops,
+                a.dir.clone(),
+            );
+            node.set_anonymous(calls);
+            if a.anonymous_calls {
+                anonymous_inbound = Some(inbound);
+            }
+        }
         let sip = match (a.sip_listen, node.overlay().cloned()) {
             (Some(listen), Some(overlay)) => {
-                let sip = SipListener::bind(
+                let mut sip = SipListener::bind(
                     listen,
                     &a.dir,
                     &overlay_name,
                     node_id,
-                    overlay,
+                    overlay.clone(),
                     node.dialer().clone(),
                 )
                 .await
                 .map_err(|e| CliError(format!("--sip-listen {listen}: {e}")))?;
+                if let Some(inbound) = anonymous_inbound.take() {
+                    if let Some(calls) = node.anonymous() {
+                        tokio::spawn(calls.clone().run_rendezvous());
+                        sip.enable_anonymous(calls.clone(), inbound);
+                        info!(
+                            hops = a.circuit_hops,
+                            "anonymous calls: through circuits only"
+                        );
+                    }
+                }
                 info!(sip = %sip.local_addr(), "SIP listening (UDP and TCP)");
                 println!("p2psip node {node_id} serving SIP on {}", sip.local_addr());
                 let _ = std::io::stdout().flush();

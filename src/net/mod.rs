@@ -24,6 +24,7 @@
 //! Every request is one bidirectional stream carrying one frame each way
 //! (see [`crate::wire`]).
 
+pub mod anonymous;
 pub mod cert_cache;
 pub mod circuits;
 pub mod client;

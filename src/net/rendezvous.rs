@@ -68,8 +68,31 @@ async fn expect<T>(
 pub struct Listener {
     circuit: Circuit,
     handle: RendezvousHandle,
-    key: OnionKey,
+    key: Arc<OnionKey>,
     session: Option<EndToEnd>,
+}
+
+/// What listening again under the same handle takes
+/// ([`CircuitService::resume`]): the handle and its end-to-end key.
+#[derive(Clone)]
+pub struct Resume {
+    handle: RendezvousHandle,
+    key: Arc<OnionKey>,
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resume")
+            .field("point", &self.handle.point.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resume {
+    /// The handle it resumes.
+    pub fn handle(&self) -> &RendezvousHandle {
+        &self.handle
+    }
 }
 
 impl std::fmt::Debug for Listener {
@@ -116,25 +139,45 @@ impl CircuitService {
         let point = *path
             .last()
             .ok_or(CircuitError::Unexpected("an empty path"))?;
-        let mut circuit = self.build(path).await?;
         let mut cookie = [0u8; COOKIE_LEN];
         OsRng.fill_bytes(&mut cookie);
-        circuit.send_control(&Control::Establish { cookie })?;
-        expect(&mut circuit, "an answer to Establish", |m| {
-            (m == FromCircuit::Established).then_some(())
-        })
-        .await?;
-        let key = OnionKey::generate(OsRng);
+        let key = Arc::new(OnionKey::generate(OsRng));
         let handle = RendezvousHandle {
             point,
             cookie,
             key: key.public(),
             node: self.local(),
         };
+        self.resume(path, Resume { handle, key }).await
+    }
+
+    /// Listens again under a handle whose circuit broke: a new circuit
+    /// along `path` (which must end at the same rendezvous relay), the
+    /// same cookie and end-to-end key, so that callers who hold the
+    /// handle reach this node again. The relay refuses the cookie until
+    /// it has let go of the old circuit.
+    pub async fn resume(
+        self: &Arc<Self>,
+        path: Vec<PathHop>,
+        resume: Resume,
+    ) -> Result<Listener, BuildError> {
+        if path.last().map(|h| h.id) != Some(resume.handle.point.id) {
+            return Err(
+                CircuitError::Unexpected("a path that does not end at the rendezvous").into(),
+            );
+        }
+        let mut circuit = self.build(path).await?;
+        circuit.send_control(&Control::Establish {
+            cookie: resume.handle.cookie,
+        })?;
+        expect(&mut circuit, "an answer to Establish", |m| {
+            (m == FromCircuit::Established).then_some(())
+        })
+        .await?;
         Ok(Listener {
             circuit,
-            handle,
-            key,
+            handle: resume.handle,
+            key: resume.key,
             session: None,
         })
     }
@@ -182,6 +225,15 @@ impl Listener {
     /// What callers need: publish it.
     pub fn handle(&self) -> RendezvousHandle {
         self.handle
+    }
+
+    /// What listening again under this handle takes, once this
+    /// listener's circuit broke.
+    pub fn resumable(&self) -> Resume {
+        Resume {
+            handle: self.handle,
+            key: self.key.clone(),
+        }
     }
 
     /// The relays of the circuit to the rendezvous point.

@@ -90,6 +90,7 @@ pub struct Node {
     limiter: ConnectionLimiter,
     ctx: Arc<Ctx>,
     maintenance: Maintenance,
+    anonymous: std::sync::OnceLock<Arc<super::anonymous::AnonymousCalls>>,
 }
 
 /// What every connection task shares.
@@ -170,6 +171,7 @@ impl Node {
                 circuits,
             }),
             maintenance: Maintenance::default(),
+            anonymous: std::sync::OnceLock::new(),
         })
     }
 
@@ -255,6 +257,17 @@ impl Node {
     /// [`CircuitService::enable_relay`]) and the circuits it builds.
     pub fn circuits(&self) -> &Arc<CircuitService> {
         &self.ctx.circuits
+    }
+
+    /// The node's anonymous calling (`p2psip media-test`, and SIP with
+    /// `--anonymous-calls`), once set.
+    pub fn anonymous(&self) -> Option<&Arc<super::anonymous::AnonymousCalls>> {
+        self.anonymous.get()
+    }
+
+    /// Sets the node's anonymous calling (once; later calls are ignored).
+    pub fn set_anonymous(&self, calls: Arc<super::anonymous::AnonymousCalls>) {
+        let _ = self.anonymous.set(calls);
     }
 
     /// Live inbound connections.

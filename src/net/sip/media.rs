@@ -12,6 +12,7 @@
 
 use crate::identity::NodeId;
 use crate::limits::{MEDIA_MAX_STREAMS, MEDIA_PORTS};
+use crate::net::anonymous::AnonymousCalls;
 use crate::net::overlay::OverlayService;
 use crate::sip::media::{
     Carrier, Component, DatagramHeader, MediaError, MediaStats, MediaTable, PortBlock, PortSource,
@@ -67,6 +68,8 @@ pub struct MediaRelay {
     links: Arc<dyn NodeLinks>,
     /// Datagrams too large for the connection, or with no connection.
     unsent: AtomicU64,
+    /// The anonymous sessions, whose pseudonyms stand for nodes.
+    sessions: std::sync::OnceLock<Arc<AnonymousCalls>>,
 }
 
 impl std::fmt::Debug for MediaRelay {
@@ -138,7 +141,18 @@ impl MediaRelay {
             bind_ip,
             links,
             unsent: AtomicU64::new(0),
+            sessions: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Carries the media of anonymous sessions too: a pseudonym of
+    /// `sessions` is reached through its session, not a connection.
+    pub fn set_sessions(&self, sessions: Arc<AnonymousCalls>) {
+        let _ = self.sessions.set(sessions);
+    }
+
+    fn session_of(&self, node: &NodeId) -> Option<&Arc<AnonymousCalls>> {
+        self.sessions.get().filter(|s| s.is_session(node))
     }
 
     /// Routes the overlay's media datagrams here.
@@ -249,8 +263,10 @@ impl MediaRelay {
         let mut ports = Ports { relay: self };
         lock(&self.table).from_node(Instant::now(), &mut ports, call_id, node, carrier, body)?;
         // Dial now (usually the SIP's connection, open already) rather
-        // than drop the call's first packets.
-        let _ = self.links.link(node);
+        // than drop the call's first packets; a session needs no dialing.
+        if self.session_of(&node).is_none() {
+            let _ = self.links.link(node);
+        }
         Ok(())
     }
 
@@ -272,8 +288,9 @@ impl MediaRelay {
         lock(&self.table).expire(Instant::now(), &mut ports)
     }
 
-    /// A datagram from `node`.
-    fn datagram_from(&self, node: NodeId, datagram: &[u8]) {
+    /// A datagram from `node` (a node of the overlay, or the pseudonym
+    /// of an anonymous session).
+    pub(crate) fn datagram_from(&self, node: NodeId, datagram: &[u8]) {
         let Ok((header, payload)) = DatagramHeader::decode(datagram) else {
             debug!(%node, "malformed media datagram dropped");
             return;
@@ -304,6 +321,15 @@ impl MediaRelay {
                     }
                 }
                 Relay::Node { node, header } => {
+                    if let Some(sessions) = self.session_of(&node) {
+                        let mut datagram = Vec::with_capacity(DATAGRAM_HEADER_LEN + payload.len());
+                        datagram.extend_from_slice(&header.encode());
+                        datagram.extend_from_slice(payload);
+                        if !sessions.send_media(&node, datagram) {
+                            self.unsent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
                     let Some(conn) = self.links.link(node) else {
                         debug!(%node, "no media link to the node yet; packet dropped");
                         self.unsent.fetch_add(1, Ordering::Relaxed);

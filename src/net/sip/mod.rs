@@ -23,6 +23,7 @@ pub mod media;
 
 use self::accounts::{list_accounts, serve, AccountsWatch};
 use self::media::{DialerLinks, MediaRelay};
+use super::anonymous::{AnonymousCalls, Inbound};
 use super::core::now_ms;
 use super::dialer::Dialer;
 use super::overlay::{OverlayService, SipDelivery};
@@ -34,6 +35,7 @@ use crate::limits::{
 use crate::overlay::key::Key;
 use crate::overlay::record::{next_registration, DeviceChange, Record, RecordKind};
 use crate::overlay::routing::Contact;
+use crate::relay::handle::RendezvousHandle;
 use crate::sip::identity::Signer;
 use crate::sip::media::{Carrier, MediaStats};
 use crate::sip::proxy::{Action, Located, Proxy};
@@ -50,6 +52,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
+
+/// The media address an SDP body names when it goes through an
+/// anonymous session: the media itself goes through the session, and the
+/// node's address must not.
+pub const SESSION_SDP_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
+/// The media port it names (discard).
+pub const SESSION_SDP_PORT: u16 = 9;
 
 /// How often, at most, the listener looks for added or removed accounts.
 const ACCOUNTS_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -84,6 +93,7 @@ pub struct SipListener {
     inner: Arc<Inner>,
     tcp: TcpListener,
     deliveries: mpsc::Receiver<SipDelivery>,
+    anonymous: Option<mpsc::Receiver<Inbound>>,
 }
 
 struct Inner {
@@ -108,6 +118,8 @@ struct Inner {
     wake: Notify,
     /// The calls' media, anchored here.
     media: Arc<MediaRelay>,
+    /// Calls through anonymizing circuits (`--anonymous-calls`).
+    anonymous: std::sync::OnceLock<Arc<AnonymousCalls>>,
 }
 
 /// What the listener reports to the admin socket.
@@ -194,6 +206,7 @@ impl SipListener {
                 publishing: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 media: MediaRelay::new(local.ip(), links),
+                anonymous: std::sync::OnceLock::new(),
             }
         });
         if !inner.media.attach(&inner.overlay) {
@@ -206,7 +219,22 @@ impl SipListener {
             inner,
             tcp,
             deliveries,
+            anonymous: None,
         })
+    }
+
+    /// Places and takes calls through anonymizing circuits
+    /// (`--anonymous-calls`): registrations publish `calls`' rendezvous
+    /// handle, calls go to callees' handles, never straight to their
+    /// nodes (a callee without a handle is not called: 480).
+    pub fn enable_anonymous(
+        &mut self,
+        calls: Arc<AnonymousCalls>,
+        inbound: mpsc::Receiver<Inbound>,
+    ) {
+        self.inner.media.set_sessions(calls.clone());
+        let _ = self.inner.anonymous.set(calls);
+        self.anonymous = Some(inbound);
     }
 
     /// The address UDP and TCP listen on.
@@ -227,7 +255,15 @@ impl SipListener {
         let tcp = self.inner.clone().accept_loop(self.tcp);
         let timers = self.inner.clone().timer_loop();
         let overlay = self.inner.clone().overlay_loop(self.deliveries);
-        tokio::join!(udp, tcp, timers, overlay);
+        let anonymous = async {
+            if let Some(inbound) = self.anonymous {
+                tokio::join!(
+                    self.inner.clone().session_loop(inbound),
+                    self.inner.clone().handle_loop()
+                );
+            }
+        };
+        tokio::join!(udp, tcp, timers, overlay, anonymous);
     }
 }
 
@@ -351,6 +387,115 @@ impl Inner {
                 }
                 Err(e) => debug!(peer = %from.id, error = %e, "malformed SIP from a node dropped"),
             }
+        }
+    }
+
+    /// SIP and media from anonymous sessions: SIP revealed (this node's
+    /// pseudonym names it again) and handled as from a node whose id is
+    /// the other end's pseudonym.
+    async fn session_loop(self: Arc<Self>, mut inbound: mpsc::Receiver<Inbound>) {
+        let Some(calls) = self.anonymous.get().cloned() else {
+            return;
+        };
+        let (me, local) = (self.node_id.to_string(), self.local.to_string());
+        while let Some(item) = inbound.recv().await {
+            match item {
+                Inbound::Sip { peer, bytes } => {
+                    let Some(alias) = calls.own_alias(&peer) else {
+                        continue;
+                    };
+                    let bytes =
+                        crate::sip::topology::reveal(&bytes, &me, &alias.to_string(), &local);
+                    match Message::parse(&bytes) {
+                        Ok(message) => self.on_message(
+                            message,
+                            crate::sip::proxy::UNRESOLVED,
+                            Transport::Overlay(peer),
+                        ),
+                        Err(e) => {
+                            debug!(peer = %peer.fmt_short(), error = %e, "malformed SIP from a session dropped")
+                        }
+                    }
+                }
+                Inbound::Media { peer, datagram } => self.media.datagram_from(peer, &datagram),
+            }
+        }
+    }
+
+    /// Publishes the registrations again whenever the rendezvous handle
+    /// changes (it is in them).
+    async fn handle_loop(self: Arc<Self>) {
+        let Some(calls) = self.anonymous.get().cloned() else {
+            return;
+        };
+        let mut watch = calls.watch_handle();
+        while watch.changed().await.is_ok() {
+            let aors: Vec<String> = lock(&self.layers)
+                .proxy
+                .registrar()
+                .all_bindings()
+                .map(|(aor, _)| aor.to_owned())
+                .collect();
+            for aor in aors {
+                self.clone().spawn_publish(aor, None);
+            }
+        }
+    }
+
+    /// Sends a SIP message through an anonymous session: media
+    /// addresses out of its SDP (the media goes through the session),
+    /// the caller's Identity signed again over the body as it now is,
+    /// this node hidden behind its pseudonym.
+    fn send_to_session(self: &Arc<Self>, calls: &AnonymousCalls, peer: NodeId, transmit: Transmit) {
+        let Some(alias) = calls.own_alias(&peer) else {
+            self.failed(&transmit);
+            return;
+        };
+        let mut message = transmit.message.as_ref().clone();
+        if let Ok(Some(body)) = sdp_body(&message) {
+            if let Ok(sdp) = crate::sip::sdp::Sdp::parse(body) {
+                // Placeholders (RFC 5737's documentation address, the
+                // discard port), not 0.0.0.0, which means "on hold".
+                let ports = vec![SESSION_SDP_PORT; sdp.streams().len()];
+                set_body(
+                    &mut message,
+                    sdp.rewrite(SESSION_SDP_ADDRESS.into(), &ports),
+                );
+                if let Message::Request(request) = &mut message {
+                    self.sign_again(request);
+                }
+            }
+        }
+        let bytes = crate::sip::topology::hide(
+            &message.to_bytes(),
+            &self.node_id.to_string(),
+            &alias.to_string(),
+            &self.local.to_string(),
+        );
+        if !calls.send_sip(&peer, bytes) {
+            self.failed(&transmit);
+        }
+    }
+
+    /// Signs a request's Identity again (its body changed), with the key
+    /// of the user its From names; without such a key the header goes.
+    fn sign_again(&self, request: &mut crate::sip::Request) {
+        if request.headers.get(&HeaderName::Identity).is_none() {
+            return;
+        }
+        let aor = request
+            .headers
+            .get(&HeaderName::From)
+            .and_then(|from| crate::sip::typed::NameAddr::parse("From", from).ok())
+            .and_then(|from| crate::sip::registrar::aor_of(&from.uri));
+        let signer =
+            aor.and_then(|aor| lock(&self.layers).users.get(&aor).map(|k| k.signer.clone()));
+        let signed = signer.and_then(|signer| {
+            crate::sip::identity::sign(request, &signer, &self.domain, now_ms() / 1000)
+        });
+        match signed {
+            Some(value) => request.headers.set(HeaderName::Identity, value),
+            None => request.headers.remove(&HeaderName::Identity),
         }
     }
 
@@ -517,6 +662,10 @@ impl Inner {
             }
             Transport::Tcp => self.queue_tcp(transmit.peer, transmit.message.to_bytes()),
             Transport::Overlay(node) => {
+                if let Some(calls) = self.anonymous.get().filter(|c| c.is_session(&node)) {
+                    self.send_to_session(calls, node, transmit);
+                    return;
+                }
                 let mut senders = lock(&self.node_senders);
                 let sender = match senders.get(&node) {
                     Some(s) if !s.is_closed() => s.clone(),
@@ -635,7 +784,11 @@ impl Inner {
                 None => Located::NotFound,
                 Some(reg) if reg.aor() != aor => Located::NotFound,
                 Some(reg) => {
-                    let nodes: Vec<NodeId> = reg.live_entries(now).map(|e| e.node_id).collect();
+                    let entries: Vec<_> = reg.live_entries(now).cloned().collect();
+                    let nodes = match self.anonymous.get() {
+                        Some(calls) => Self::sessions_to(calls, &entries).await,
+                        None => entries.iter().map(|e| e.node_id).collect(),
+                    };
                     if nodes.is_empty() {
                         Located::NoLiveEntry
                     } else {
@@ -650,6 +803,33 @@ impl Inner {
             self.wake.notify_one();
             self.perform(actions);
         });
+    }
+
+    /// The sessions to the entries that publish a rendezvous handle
+    /// (opened as needed): their pseudonyms. Entries without one are not
+    /// called (this node calls through circuits only).
+    async fn sessions_to(
+        calls: &Arc<AnonymousCalls>,
+        entries: &[crate::overlay::record::RegistrationEntry],
+    ) -> Vec<NodeId> {
+        let mut peers = Vec::new();
+        for entry in entries {
+            let Some(handle) = entry
+                .contacts
+                .iter()
+                .find_map(|c| RendezvousHandle::from_contact(c, entry.node_id).ok())
+            else {
+                debug!(node = %entry.node_id.fmt_short(), "no rendezvous handle in the entry; not called");
+                continue;
+            };
+            match calls.connect(handle).await {
+                Ok(peer) => peers.push(peer),
+                Err(e) => {
+                    warn!(node = %entry.node_id.fmt_short(), error = %e, "no circuit to the callee's rendezvous")
+                }
+            }
+        }
+        peers
     }
 
     /// Publishes what the overlay should hold for `aor` (the registrar's
@@ -685,13 +865,21 @@ impl Inner {
     /// Signs and stores `aor`'s registration as the registrar now sees
     /// it; returns how many nodes stored it.
     async fn publish(&self, aor: &str) -> Result<usize, String> {
-        let (change, keys) = {
+        let (mut change, keys) = {
             let layers = lock(&self.layers);
             (
                 layers.proxy.registrar().presence(aor, now_ms()),
                 layers.users.get(aor).cloned(),
             )
         };
+        // Anonymous: callers reach this node by its rendezvous handle.
+        if let (DeviceChange::Bind { contacts, .. }, Some(calls)) =
+            (&mut change, self.anonymous.get())
+        {
+            if let Some(handle) = calls.handle() {
+                contacts.push(handle.to_contact());
+            }
+        }
         let keys = keys.ok_or_else(|| "no key for this AOR".to_owned())?;
         let key = Key(aor_key(aor));
         let previous = self
