@@ -14,10 +14,11 @@
 //!    addresses, circuits built with `CircuitService::build` and echoed by
 //!    the last hop (`ECHO_REQUEST`), against direct QUIC datagrams echoed
 //!    between two bare quinn endpoints with the node's TLS and transport
-//!    configuration. For each of direct, 1-hop and 3-hop, in rounds
-//!    (order rotated so they share the machine's noise): echoes a second
-//!    with a window of packets in flight, and round-trip latency at 50
-//!    packets a second.
+//!    configuration. For each of direct, 1-hop and 3-hop, in rounds:
+//!    echoes a second with a window of packets in flight (several
+//!    windows; order rotated each round), and round-trip latency at 50
+//!    packets a second (the three links interleaved, so that they share
+//!    the machine's noise).
 //! 3. **Simulator, G.114.** The one-way delay of a 3+3-hop call over a
 //!    model of continental link latencies (documented at [`REGIONS`],
 //!    [`ACCESS_MS`] and [`CORE`], and in docs/benchmarks.md), relays chosen uniformly or by
@@ -108,9 +109,9 @@ impl Scale {
                 cells: 400_000,
                 batch: 4_000,
                 rounds: 3,
-                flood: 20_000,
+                flood: 50_000,
                 flood_limit: Duration::from_secs(20),
-                paced: 500,
+                paced: 1_000,
                 calls: 5_000,
                 relays: 300,
             }
@@ -593,23 +594,33 @@ impl Link {
     }
 }
 
-/// Packets in flight at most in the throughput runs (below the
-/// originator's circuit queue, `CIRCUIT_QUEUE` = 256).
-const WINDOW: u32 = 128;
+/// Packets in flight at most in the throughput runs, one run each (all
+/// below the originator's circuit queue, `CIRCUIT_QUEUE` = 256, so that
+/// it never drops): the best is the link's rate.
+const WINDOWS: [u32; 3] = [16, 64, 224];
 /// No echo for this long: the packets in flight are counted lost and the
 /// window opens again.
 const STALL: Duration = Duration::from_millis(200);
 
-/// Sends `count` echo requests as fast as a window of [`WINDOW`] in
-/// flight allows, within `limit`; echoes a second (to the last echo),
-/// and echoes received.
-async fn flood(link: &mut Link, count: u32, limit: Duration) -> (f64, u32) {
+/// One throughput run.
+struct Flood {
+    /// Echoes a second, to the last echo.
+    rate: f64,
+    /// Echoes received.
+    received: u32,
+    /// Wall time, to the last echo.
+    wall: Duration,
+}
+
+/// Sends `count` echo requests as fast as a window of `window` in flight
+/// allows, within `limit`.
+async fn flood(link: &mut Link, count: u32, window: u32, limit: Duration) -> Flood {
     let start = Instant::now();
     let deadline = start + limit;
     let (mut sent, mut received, mut inflight) = (0u32, 0u32, 0u32);
     let mut last = start;
     while Instant::now() < deadline {
-        while sent < count && inflight < WINDOW {
+        while sent < count && inflight < window {
             link.send(sent);
             sent += 1;
             inflight += 1;
@@ -628,43 +639,72 @@ async fn flood(link: &mut Link, count: u32, limit: Duration) -> (f64, u32) {
             Err(_) => inflight = 0,
         }
     }
-    let secs = (last - start).as_secs_f64().max(1e-9);
-    (f64::from(received) / secs, received)
+    let wall = last - start;
+    Flood {
+        rate: f64::from(received) / wall.as_secs_f64().max(1e-9),
+        received,
+        wall,
+    }
 }
 
-/// Sends `count` echo requests at 50 a second; the round-trip times of
-/// those that came back (sorted).
-async fn paced(link: &mut Link, count: u32) -> Vec<Duration> {
-    let interval = Duration::from_millis(20);
-    let mut sent_at: Vec<Instant> = Vec::with_capacity(count as usize);
-    let mut rtts = Vec::with_capacity(count as usize);
+/// The interval between two echo requests on one link in the latency
+/// runs (50 packets a second, as voice).
+const PACE: Duration = Duration::from_millis(20);
+
+/// Sends `count` echo requests on each link at 50 a second, the links
+/// interleaved (each a third of the interval after the previous, so
+/// that they share the machine's noise and never overlap); the round
+/// trips of each link's echoes (sorted).
+async fn paced_all(links: &mut [Link; 3], count: u32) -> [Vec<Duration>; 3] {
+    let step = PACE / 3;
+    let mut sent_at: [Vec<Instant>; 3] = Default::default();
+    let mut rtts: [Vec<Duration>; 3] = Default::default();
+    let total = 3 * count as usize;
+    let mut sends = 0usize;
     let mut next = tokio::time::Instant::now();
+    let [a, b, c] = links;
     loop {
-        let until = if sent_at.len() < count as usize {
+        let sending = sends < total;
+        // After the last request, its echo may take a second at most.
+        let until = if sending {
             next
         } else {
-            // The last packet's echo may take this long at most.
             next + Duration::from_secs(1)
         };
-        match tokio::time::timeout_at(until, link.recv()).await {
-            Ok(Some(seq)) => {
-                if let Some(at) = sent_at.get(seq as usize) {
-                    rtts.push(at.elapsed());
+        let got = tokio::select! {
+            r = a.recv() => Some((0, r)),
+            r = b.recv() => Some((1, r)),
+            r = c.recv() => Some((2, r)),
+            () = tokio::time::sleep_until(until) => None,
+        };
+        match got {
+            Some((i, Some(seq))) => {
+                if let Some(at) = sent_at[i].get(seq as usize) {
+                    rtts[i].push(at.elapsed());
                 }
-                if rtts.len() == count as usize {
+                if rtts.iter().map(Vec::len).sum::<usize>() == total {
                     break;
                 }
             }
-            Ok(None) => break,
-            Err(_) if sent_at.len() < count as usize => {
-                sent_at.push(Instant::now());
-                link.send(u32::try_from(sent_at.len() - 1).unwrap_or(u32::MAX));
-                next += interval;
+            Some((_, None)) => break,
+            None if !sending => break,
+            None => {
+                let i = sends % 3;
+                let seq = u32::try_from(sent_at[i].len()).unwrap_or(u32::MAX);
+                sent_at[i].push(Instant::now());
+                match i {
+                    0 => a.send(seq),
+                    1 => b.send(seq),
+                    _ => c.send(seq),
+                };
+                sends += 1;
+                next += step;
             }
-            Err(_) => break,
         }
     }
-    rtts.sort();
+    for r in &mut rtts {
+        r.sort();
+    }
     rtts
 }
 
@@ -672,14 +712,39 @@ async fn paced(link: &mut Link, count: u32) -> Vec<Duration> {
 /// rounds.
 #[derive(Default)]
 struct Measured {
-    rates: Vec<f64>,
-    lost: Vec<u32>,
-    p50: Vec<f64>,
-    p99: Vec<f64>,
-    max: Vec<f64>,
-    paced_lost: Vec<u32>,
-    /// CPU time of this process (every node and the load) per echo.
-    cpu_us: Vec<f64>,
+    /// Echoes a second per window of [`WINDOWS`], one per round.
+    rates: [Vec<f64>; WINDOWS.len()],
+    /// Echoes lost in the throughput runs.
+    lost: u32,
+    /// Echoes received and wall time in the throughput runs, and this
+    /// process's CPU time meanwhile (every node, the load, the echo).
+    echoes: u64,
+    wall: Duration,
+    cpu: Duration,
+    /// Round trips at 50 a second, every round's.
+    rtts: Vec<Duration>,
+    /// The p99 of each round.
+    p99s: Vec<f64>,
+    /// Echoes lost in the latency runs.
+    paced_lost: u32,
+}
+
+impl Measured {
+    /// The best window's median rate.
+    fn rate(&self) -> f64 {
+        self.rates
+            .iter()
+            .map(|r| median(r.clone()))
+            .fold(0.0, f64::max)
+    }
+
+    fn cpu_per_echo_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / (self.echoes.max(1) as f64)
+    }
+
+    fn rtt_ms(&self, q: f64) -> f64 {
+        ms(quantile(&self.rtts, q))
+    }
 }
 
 async fn quic_phase(s: &Scale, t: &mut Table) {
@@ -701,8 +766,8 @@ async fn quic_phase(s: &Scale, t: &mut Table) {
     let three = circuits.build(hops.clone()).await.expect("a 3-hop circuit");
     let mut links = [Link::Direct(conn), Link::Circuit(one), Link::Circuit(three)];
     // Warm-up: a few echoes each (connections, caches, lazy paths).
-    for l in links.iter_mut() {
-        let got = paced(l, 5).await;
+    let warm = paced_all(&mut links, 5).await;
+    for (l, got) in links.iter().zip(&warm) {
         assert!(!got.is_empty(), "{} echoes nothing", l.name());
     }
     let mut m: [Measured; 3] = Default::default();
@@ -714,83 +779,90 @@ async fn quic_phase(s: &Scale, t: &mut Table) {
                 round + 1,
                 links[i].name()
             ));
-            let cpu0 = cpu_time("self");
-            let (rate, got) = flood(&mut links[i], s.flood, s.flood_limit).await;
-            let cpu = cpu_time("self").saturating_sub(cpu0);
-            m[i].cpu_us
-                .push(cpu.as_secs_f64() * 1e6 / f64::from(got.max(1)));
-            m[i].rates.push(rate);
-            m[i].lost.push(s.flood - got);
-            // Let late echoes of the flood drain before the next run.
-            while let Ok(Some(_)) =
-                tokio::time::timeout(Duration::from_millis(300), links[i].recv()).await
-            {
+            for (w, &window) in WINDOWS.iter().enumerate() {
+                let cpu0 = cpu_time("self");
+                let f = flood(&mut links[i], s.flood, window, s.flood_limit).await;
+                m[i].cpu += cpu_time("self").saturating_sub(cpu0);
+                m[i].wall += f.wall;
+                m[i].echoes += u64::from(f.received);
+                m[i].lost += s.flood - f.received;
+                m[i].rates[w].push(f.rate);
+                // Late echoes of a stalled run drain before the next.
+                while let Ok(Some(_)) =
+                    tokio::time::timeout(Duration::from_millis(100), links[i].recv()).await
+                {
+                }
             }
         }
-        for k in 0..3 {
-            let i = (k + round) % 3;
-            progress(&format!(
-                "QUIC round {}: {} latency at 50/s",
-                round + 1,
-                links[i].name()
-            ));
-            let rtts = paced(&mut links[i], s.paced).await;
-            m[i].paced_lost.push(s.paced - rtts.len() as u32);
-            m[i].p50.push(ms(quantile(&rtts, 0.5)));
-            m[i].p99.push(ms(quantile(&rtts, 0.99)));
-            m[i].max.push(ms(rtts.last().copied().unwrap_or_default()));
+        progress(&format!(
+            "QUIC round {}: latency at 50/s, the three interleaved",
+            round + 1
+        ));
+        let rtts = paced_all(&mut links, s.paced).await;
+        for (i, r) in rtts.into_iter().enumerate() {
+            m[i].paced_lost += s.paced - u32::try_from(r.len()).unwrap_or(s.paced);
+            m[i].p99s.push(ms(quantile(&r, 0.99)));
+            m[i].rtts.extend(r);
         }
+    }
+    for mi in &mut m {
+        mi.rtts.sort();
     }
     let names: Vec<String> = links.iter().map(Link::name).collect();
     t.row(
-        "loopback rounds (order rotated per round); medians over rounds below",
+        "loopback rounds (order of the throughput runs rotated per round)",
         format!("{}", s.rounds),
     );
+    let windows: Vec<String> = WINDOWS.iter().map(u32::to_string).collect();
     for (i, name) in names.iter().enumerate() {
-        let per_round: Vec<String> = m[i].rates.iter().map(|r| format!("{r:.0}")).collect();
+        let per_window: Vec<String> = m[i]
+            .rates
+            .iter()
+            .map(|r| format!("{:.0}", median(r.clone())))
+            .collect();
         t.row(
             format!(
-                "{name}: echoes/s, {} sent as fast as a window of {WINDOW} in flight allows (per round; lost per round)",
-                s.flood
+                "{name}: echoes/s, {} requests as fast as a window in flight allows; median over rounds at windows {} (lost in all runs)",
+                s.flood,
+                windows.join(" / ")
             ),
-            format!(
-                "{:.0} ({}; lost {:?})",
-                median(m[i].rates.clone()),
-                per_round.join(" / "),
-                m[i].lost
-            ),
+            format!("{} ({} lost)", per_window.join(" / "), m[i].lost),
         );
         t.row(
-            format!("{name}: CPU time of the whole process (all nodes, load, echo) per echo, during those runs"),
-            format!("{:.1} us", median(m[i].cpu_us.clone())),
+            format!("{name}: CPU of the whole process (every node, the load, the echo) per echo in those runs; cores busy"),
+            format!(
+                "{:.1} us; {:.2}",
+                m[i].cpu_per_echo_us(),
+                m[i].cpu.as_secs_f64() / m[i].wall.as_secs_f64().max(1e-9)
+            ),
         );
     }
     for (i, name) in names.iter().enumerate() {
+        let p99s: Vec<String> = m[i].p99s.iter().map(|p| format!("{p:.3}")).collect();
         t.row(
             format!(
-                "{name}: round trip at 50 packets/s, {} packets, p50 / p99 / max (lost)",
-                s.paced
+                "{name}: round trip at 50 packets/s, {} packets x {} rounds, p50 / p99 / max (p99 per round; lost)",
+                s.paced, s.rounds
             ),
             format!(
-                "{:.3} / {:.3} / {:.3} ms ({:?})",
-                median(m[i].p50.clone()),
-                median(m[i].p99.clone()),
-                median(m[i].max.clone()),
+                "{:.3} / {:.3} / {:.3} ms ({}; {} lost)",
+                m[i].rtt_ms(0.5),
+                m[i].rtt_ms(0.99),
+                m[i].rtt_ms(1.0),
+                p99s.join(" / "),
                 m[i].paced_lost
             ),
         );
     }
-    let rate = |i: usize| median(m[i].rates.clone());
-    let p99 = |i: usize| median(m[i].p99.clone());
-    let p50 = |i: usize| median(m[i].p50.clone());
     t.row(
-        "ratio 3-hop / direct echo rate (goal >= 0.5); 1-hop / direct",
+        "ratio 3-hop / direct echo rate, best window each (goal >= 0.5); 1-hop / direct",
         format!(
             "{:.3}; {:.3}",
-            rate(2) / rate(0).max(1e-9),
-            rate(1) / rate(0).max(1e-9)
+            m[2].rate() / m[0].rate().max(1e-9),
+            m[1].rate() / m[0].rate().max(1e-9)
         ),
     );
+    let (p99, p50) = (|i: usize| m[i].rtt_ms(0.99), |i: usize| m[i].rtt_ms(0.5));
     t.row(
         "added round-trip p99 per hop: (p99 3-hop - p99 direct) / 3; p99 1-hop - p99 direct (goal <= 1 ms)",
         format!(
@@ -805,6 +877,15 @@ async fn quic_phase(s: &Scale, t: &mut Table) {
             "{:.3} ms; {:.3} ms",
             (p50(2) - p50(0)) / 3.0,
             p50(1) - p50(0)
+        ),
+    );
+    // Two more relays, each crossed twice per echo: four cell-hops.
+    let per_cell_hop = (m[2].cpu_per_echo_us() - m[1].cpu_per_echo_us()) / 4.0;
+    t.row(
+        "CPU per cell per relay in the real node, QUIC on both sides included: (CPU per echo 3-hop - 1-hop) / 4; cells/s per core at that cost",
+        format!(
+            "{per_cell_hop:.1} us; {:.0}",
+            1e6 / per_cell_hop.max(1e-9)
         ),
     );
     let stats = origin.node.circuits().stats();
