@@ -879,10 +879,11 @@ async fn quic_phase(s: &Scale, t: &mut Table) {
             p50(1) - p50(0)
         ),
     );
-    // Two more relays, each crossed twice per echo: four cell-hops.
+    // Two more relays, each crossed twice per echo: four datagram hops,
+    // each with a relay's layer and one more layer at the originator.
     let per_cell_hop = (m[2].cpu_per_echo_us() - m[1].cpu_per_echo_us()) / 4.0;
     t.row(
-        "CPU per cell per relay in the real node, QUIC on both sides included: (CPU per echo 3-hop - 1-hop) / 4; cells/s per core at that cost",
+        "CPU per cell per relay in the real node, QUIC on both sides included (upper bound: with the originator's extra layer): (CPU per echo 3-hop - 1-hop) / 4; cells/s per core at that cost",
         format!(
             "{per_cell_hop:.1} us; {:.0}",
             1e6 / per_cell_hop.max(1e-9)
