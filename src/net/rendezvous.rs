@@ -12,9 +12,9 @@
 //! - [`Call`]: the caller's side.
 
 use super::circuits::{Arrival, BuildError, Circuit, CircuitService};
-use crate::identity::NodeId;
 use crate::relay::circuit::{CircuitError, Control, FromCircuit, PathHop, COOKIE_LEN};
 use crate::relay::e2e::{EndToEnd, Frame};
+pub use crate::relay::handle::RendezvousHandle;
 use crate::relay::handshake::{respond, ClientHandshake, OnionKey};
 use rand::rngs::OsRng;
 use rand::RngCore;
@@ -24,21 +24,6 @@ use std::time::Duration;
 /// How long the rendezvous relay and the other end get to answer each
 /// step (Establish, Join, Hello).
 pub const RENDEZVOUS_STEP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a callee publishes so that callers reach it without learning
-/// its address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RendezvousHandle {
-    /// The rendezvous relay.
-    pub point: PathHop,
-    /// The cookie the callee established there.
-    pub cookie: [u8; COOKIE_LEN],
-    /// The callee node's end-to-end key (X25519, public).
-    pub key: [u8; 32],
-    /// The callee node's id (the identity its end-to-end handshake
-    /// proves; the one its user's registration binds).
-    pub node: NodeId,
-}
 
 /// What a session brought.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,10 +45,12 @@
 pub mod cell;
 pub mod circuit;
 pub mod e2e;
+pub mod handle;
 pub mod handshake;
 pub mod keys;
 pub mod onion;
 pub mod path;
 pub mod schedule;
+pub mod session;
 
 pub use keys::OnionKeys;

@@ -483,6 +483,69 @@ pub fn choose_path(
     })
 }
 
+/// Chooses a path to a rendezvous relay the other end chose (`point`,
+/// from its handle): `params.hops` relays in all, the last of them
+/// `point`. The others follow [`choose_path`]'s rules and also keep
+/// clear of the point (neither it nor a relay in its network), and the
+/// budget counts the point's hop at [`PathParams::unknown_hop_delay`]
+/// unless `candidates` measured it.
+#[allow(clippy::too_many_arguments)]
+pub fn choose_path_to(
+    candidates: &[Candidate],
+    endpoints: &Endpoints,
+    reputation: &Reputation,
+    guards: &mut Guards,
+    params: &PathParams,
+    point: &crate::relay::circuit::PathHop,
+    now: u64,
+    rng: &mut impl Rng,
+) -> Result<Path, PathError> {
+    if params.hops < 2 || params.hops > RELAY_MAX_HOPS {
+        return Err(PathError::HopCount(params.hops));
+    }
+    let point_network = IpPrefix::wide(point.addr.ip());
+    let point_delay = candidates
+        .iter()
+        .find(|c| c.relay.node_id == point.id)
+        .map_or(params.unknown_hop_delay, |c| delay(c, params));
+    let clear: Vec<Candidate> = candidates
+        .iter()
+        .filter(|c| c.relay.node_id != point.id && !c.relay.networks().any(|n| n == point_network))
+        .cloned()
+        .collect();
+    let before = PathParams {
+        hops: params.hops - 1,
+        latency_budget: params.latency_budget.saturating_sub(point_delay),
+        ..*params
+    };
+    let mut path = choose_path(&clear, endpoints, reputation, guards, &before, now, rng)?;
+    path.hops.push(PathHop {
+        node_id: point.id,
+        addresses: vec![point.addr],
+        onion_key: point.onion,
+        delay: point_delay,
+    });
+    path.estimated_delay = path.estimated_delay.saturating_add(point_delay);
+    Ok(path)
+}
+
+impl Path {
+    /// The hops as the circuit builder takes them (each relay at its
+    /// first address); `None` if a hop has no address.
+    pub fn circuit_hops(&self) -> Option<Vec<crate::relay::circuit::PathHop>> {
+        self.hops
+            .iter()
+            .map(|h| {
+                Some(crate::relay::circuit::PathHop {
+                    id: h.node_id,
+                    addr: *h.addresses.first()?,
+                    onion: h.onion_key,
+                })
+            })
+            .collect()
+    }
+}
+
 /// One guard as a node keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {

@@ -60,6 +60,17 @@ impl ConstantRate {
         self.waiting.push_back(payload);
     }
 
+    /// Puts a media payload back at the head of the queue (its cell
+    /// went to something else); it goes in the next cell.
+    pub fn push_front(&mut self, payload: Vec<u8>) {
+        if self.waiting.len() >= MAX_WAITING {
+            // The newest goes: the one put back is the oldest, due first.
+            self.waiting.pop_back();
+            self.dropped += 1;
+        }
+        self.waiting.push_front(payload);
+    }
+
     /// Media payloads dropped because too many waited.
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -25,6 +25,7 @@
 mod msg;
 mod telescope;
 
+pub(crate) use msg::{decode_addr, encode_addr};
 pub use msg::{Control, LinkMsg, COOKIE_LEN};
 pub use telescope::{FromCircuit, PathHop, Telescope, TelescopeStep};
 

@@ -127,6 +127,61 @@ fn a_three_hop_path_has_guard_first_and_distinct_relays() {
 }
 
 #[test]
+fn a_path_to_a_rendezvous_ends_there_and_keeps_clear_of_it() {
+    // Relay 5 is the point; relay 6 shares its /16.
+    let mut cands = spread(8);
+    cands[5] = relay(6, "10.5.9.9:4433");
+    let point_relay = &cands[4];
+    let point = crate::relay::circuit::PathHop {
+        id: point_relay.relay.node_id,
+        addr: point_relay.relay.offer.addresses[0],
+        onion: point_relay.relay.offer.onion_key.key,
+    };
+    let rep = Reputation::new();
+    for seed in 0..40 {
+        let mut guards = Guards::new();
+        let p = choose_path_to(
+            &cands,
+            &ends(),
+            &rep,
+            &mut guards,
+            &PathParams::default(),
+            &point,
+            NOW,
+            &mut rng(seed),
+        )
+        .unwrap();
+        let hops = p.circuit_hops().unwrap();
+        assert_eq!(hops.len(), 3);
+        assert_eq!(hops[2], point);
+        for h in &hops[..2] {
+            assert_ne!(h.id, point.id);
+            assert_ne!(h.id, id(6), "in the point's /16");
+        }
+        assert_eq!(hops[0].id, guards.guards()[0].id);
+        assert_eq!(p.estimated_delay, 3 * RELAY_DEFAULT_HOP_DELAY);
+    }
+    let mut guards = Guards::new();
+    let one = PathParams {
+        hops: 1,
+        ..PathParams::default()
+    };
+    assert_eq!(
+        choose_path_to(
+            &cands,
+            &ends(),
+            &rep,
+            &mut guards,
+            &one,
+            &point,
+            NOW,
+            &mut rng(1)
+        ),
+        Err(PathError::HopCount(1))
+    );
+}
+
+#[test]
 fn no_two_hops_share_an_ipv4_16_or_an_ipv6_32() {
     // Three relays in 10.1/16, three in 2001:db8::/32, four elsewhere.
     let mut cands = vec![
