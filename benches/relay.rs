@@ -21,9 +21,12 @@
 //!    the machine's noise).
 //! 3. **Simulator, G.114.** The one-way delay of a 3+3-hop call over a
 //!    model of continental link latencies (documented at [`REGIONS`],
-//!    [`ACCESS_MS`] and [`CORE`], and in docs/benchmarks.md), relays chosen uniformly or by
-//!    the real path choice (`relay::path::choose_path`, 150 ms budget),
-//!    plus the per-hop processing measured in 1. Seeded: reproducible.
+//!    [`ACCESS_MS`] and [`CORE`], and in docs/benchmarks.md), relays
+//!    chosen uniformly or by the real path choice
+//!    (`relay::path::choose_path` for the callee, `choose_path_to` its
+//!    rendezvous point for the caller; the default 150 ms budget and a
+//!    tighter one), plus the per-hop processing measured in 1. Seeded:
+//!    reproducible.
 //!
 //! Nothing asserts a time. Run: `cargo bench --bench relay` (release
 //! build; the figures are recorded in `docs/benchmarks.md`).
@@ -50,7 +53,7 @@ use p2psip::relay::circuit::{
 };
 use p2psip::relay::keys::OnionKeys;
 use p2psip::relay::path::{
-    choose_path, Candidate, Endpoints, Guards, PathError, PathParams, VerifiedRelay,
+    choose_path, choose_path_to, Candidate, Endpoints, Guards, PathError, PathParams, VerifiedRelay,
 };
 use p2psip::reputation::Reputation;
 use rand::rngs::OsRng;
@@ -1077,9 +1080,11 @@ const TIGHT_BUDGET: Duration = Duration::from_millis(90);
 enum Choice {
     /// Distinct relays drawn uniformly among all.
     Uniform,
-    /// `relay::path::choose_path` with the default parameters but this
-    /// latency budget (the default is 150 ms), each end estimating a
-    /// relay's hop delay as half its true round trip to it.
+    /// `relay::path::choose_path` (the callee) and `choose_path_to` (the
+    /// caller, to the callee's rendezvous point) with the default
+    /// parameters but this latency budget (the default is 150 ms), each
+    /// end estimating a relay's hop delay as half its true round trip to
+    /// it.
     PathChoice(Duration),
 }
 
@@ -1096,12 +1101,11 @@ enum Topology {
 }
 
 /// The candidates as the end at host `end` sees them (round trip known:
-/// twice the one-way latency), without `except`.
-fn candidates(w: &World, end: usize, except: Option<usize>) -> Vec<Candidate> {
+/// twice the one-way latency).
+fn candidates(w: &World, end: usize) -> Vec<Candidate> {
     w.relays
         .iter()
         .enumerate()
-        .filter(|(i, _)| Some(*i) != except)
         .map(|(i, r)| Candidate {
             relay: r.clone(),
             rtt: Some(Duration::from_secs_f64(2.0 * w.latency(end, i) / 1e3)),
@@ -1116,15 +1120,19 @@ fn relay_index(w: &World, id: &NodeId) -> usize {
         .expect("a chosen relay is one of the world's")
 }
 
-/// Chooses `hops` relays for the end at host `end` (its node id `own`),
-/// the rendezvous point `except` excluded.
+/// Chooses `hops` relays of its own for the end at host `end` (its node
+/// id `own`): for the callee, `point` is `None` and the last of them
+/// becomes the rendezvous point; for the caller, `point` is the
+/// callee's rendezvous point, which ends the caller's path and is not
+/// among the relays returned (path choice: `choose_path_to`, the point's
+/// hop counted in the budget).
 fn choose(
     w: &World,
     choice: Choice,
     end: usize,
     own: NodeId,
     hops: usize,
-    except: Option<usize>,
+    point: Option<usize>,
     rng: &mut ChaCha20Rng,
 ) -> Result<Vec<usize>, String> {
     match choice {
@@ -1132,34 +1140,56 @@ fn choose(
             let mut out = Vec::with_capacity(hops);
             while out.len() < hops {
                 let i = rng.gen_range(0..w.relays.len());
-                if Some(i) != except && !out.contains(&i) {
+                if Some(i) != point && !out.contains(&i) {
                     out.push(i);
                 }
             }
             Ok(out)
         }
         Choice::PathChoice(budget) => {
-            let cands = candidates(w, end, except);
+            let cands = candidates(w, end);
             let endpoints = Endpoints {
                 own_id: own,
                 own_addrs: vec![std::net::IpAddr::from([198, 51, 100, 1])],
                 peer_id: None,
                 peer_addrs: Vec::new(),
             };
-            let params = PathParams {
+            let mut params = PathParams {
                 hops,
                 latency_budget: budget,
                 ..PathParams::default()
             };
-            let path = choose_path(
-                &cands,
-                &endpoints,
-                &Reputation::new(),
-                &mut Guards::new(),
-                &params,
-                NOW,
-                rng,
-            )
+            let (reputation, mut guards) = (Reputation::new(), Guards::new());
+            let path = match point {
+                None => choose_path(
+                    &cands,
+                    &endpoints,
+                    &reputation,
+                    &mut guards,
+                    &params,
+                    NOW,
+                    rng,
+                ),
+                Some(p) => {
+                    let relay = &w.relays[p];
+                    let point = PathHop {
+                        id: *relay.node_id(),
+                        addr: relay.offer().addresses[0],
+                        onion: relay.offer().onion_key.key,
+                    };
+                    params.hops = hops + 1;
+                    choose_path_to(
+                        &cands,
+                        &endpoints,
+                        &reputation,
+                        &mut guards,
+                        &params,
+                        &point,
+                        NOW,
+                        rng,
+                    )
+                }
+            }
             .map_err(|e| match e {
                 PathError::NoCandidate { rule, hop, .. } => format!("{rule:?} at hop {hop}"),
                 e => e.to_string(),
@@ -1167,6 +1197,7 @@ fn choose(
             Ok(path
                 .hops
                 .iter()
+                .take(hops)
                 .map(|h| relay_index(w, &h.node_id))
                 .collect())
         }
