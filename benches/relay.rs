@@ -543,8 +543,9 @@ async fn direct_pair() -> (quinn::Connection, [quinn::Endpoint; 2]) {
 enum Link {
     /// A QUIC connection whose other end echoes every datagram.
     Direct(quinn::Connection),
-    /// A circuit whose last hop echoes `ECHO_REQUEST`s.
-    Circuit(Circuit),
+    /// A circuit whose last hop echoes `ECHO_REQUEST`s (boxed: it is
+    /// much larger than a connection handle).
+    Circuit(Box<Circuit>),
 }
 
 impl Link {
@@ -767,7 +768,11 @@ async fn quic_phase(s: &Scale, t: &mut Table) {
         .await
         .expect("a 1-hop circuit");
     let three = circuits.build(hops.clone()).await.expect("a 3-hop circuit");
-    let mut links = [Link::Direct(conn), Link::Circuit(one), Link::Circuit(three)];
+    let mut links = [
+        Link::Direct(conn),
+        Link::Circuit(Box::new(one)),
+        Link::Circuit(Box::new(three)),
+    ];
     // Warm-up: a few echoes each (connections, caches, lazy paths).
     let warm = paced_all(&mut links, 5).await;
     for (l, got) in links.iter().zip(&warm) {
