@@ -83,8 +83,9 @@ struct Scale {
     batch: usize,
     /// Rounds of the loopback measures (order rotated each round).
     rounds: usize,
-    /// Echoes per throughput run, and its time limit.
+    /// Echoes per throughput run.
     flood: u32,
+    /// A throughput run's time limit.
     flood_limit: Duration,
     /// Echoes per latency run (at 50 a second).
     paced: u32,
