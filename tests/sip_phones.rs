@@ -930,33 +930,48 @@ fn count_rtp(
     echo: bool,
 ) -> std::thread::JoinHandle<(usize, Vec<SocketAddr>, Vec<u8>)> {
     std::thread::spawn(move || {
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let started = Instant::now();
-        let mut last = None::<Instant>;
-        let (mut count, mut sources, mut first) = (0, Vec::new(), Vec::new());
-        let mut buf = [0u8; 2048];
-        while started.elapsed() < Duration::from_secs(20)
-            && last.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
-        {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            count += 1;
-            last = Some(Instant::now());
-            if !sources.contains(&from) {
-                sources.push(from);
-            }
-            if first.is_empty() {
-                first = buf[..n].to_vec();
-            }
-            if echo {
-                let _ = socket.send_to(&buf[..n], from);
-            }
-        }
+        let (count, sources, first, _) = receive_rtp(socket, echo, Duration::from_secs(1));
         (count, sources, first)
     })
+}
+
+/// [`count_rtp`]'s work, until none came for `quiet` (bounded: 40 s),
+/// with each packet's arrival time.
+fn receive_rtp(
+    socket: UdpSocket,
+    echo: bool,
+    quiet: Duration,
+) -> (usize, Vec<SocketAddr>, Vec<u8>, Vec<Instant>) {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    let mut times: Vec<Instant> = Vec::new();
+    let (mut sources, mut first) = (Vec::new(), Vec::new());
+    let mut buf = [0u8; 2048];
+    let limit = if quiet > Duration::from_secs(1) {
+        40
+    } else {
+        20
+    };
+    while started.elapsed() < Duration::from_secs(limit)
+        && times.last().is_none_or(|t| t.elapsed() < quiet)
+    {
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        times.push(Instant::now());
+        if !sources.contains(&from) {
+            sources.push(from);
+        }
+        if first.is_empty() {
+            first = buf[..n].to_vec();
+        }
+        if echo {
+            let _ = socket.send_to(&buf[..n], from);
+        }
+    }
+    (times.len(), sources, first, times)
 }
 
 /// A callee phone (SIPp, over UDP at `phone`) answering one call with
@@ -1517,4 +1532,159 @@ fn sipp_call_with_media_goes_through_anonymous_circuits_and_hides_the_nodes() {
         })
         .sum();
     assert!(relayed >= 200, "relays carried {relayed} cells");
+}
+
+/// A relay of alice's circuit is killed (SIGKILL: no goodbye to its
+/// neighbours) in the middle of an anonymous call that streams 12 s of
+/// audio: alice's node notices the silence, reports the circuit, builds
+/// another (through its other guard, if the dead relay was its guard),
+/// opens the same session again, and the media resumes; the BYE at the
+/// end goes through the new circuit.
+#[test]
+fn an_anonymous_call_goes_on_when_a_relay_of_its_circuit_is_killed() {
+    let mut lab = anonymous_lab(6);
+    let bob_phone = register_anonymous_bob(&lab);
+    let t = &lab.two;
+    let (alice_media, bob_media) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (alice_port, bob_port) = (
+        alice_media.local_addr().unwrap().port(),
+        bob_media.local_addr().unwrap().port(),
+    );
+    let quiet = Duration::from_secs(12);
+    let at_bob = std::thread::spawn(move || receive_rtp(bob_media, true, quiet));
+    let at_alice = std::thread::spawn(move || receive_rtp(alice_media, false, quiet));
+    let dir = tempfile::tempdir().unwrap();
+    let audio = dir.path().join("audio.ulaw");
+    let samples: Vec<u8> = (0..96_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&audio, &samples).unwrap();
+    let callee = answering_with_media(bob_phone, bob_port);
+    std::thread::sleep(Duration::from_millis(300));
+    let call = dir.path().join("call_media.xml");
+    std::fs::write(
+        &call,
+        std::fs::read_to_string(scenario("call_media"))
+            .unwrap()
+            .replace("@MEDIA_PORT@", &alice_port.to_string())
+            .replace("@AUDIO@", audio.to_str().unwrap())
+            .replace(
+                "<pause milliseconds=\"3000\"/>",
+                "<pause milliseconds=\"13000\"/>",
+            ),
+    )
+    .unwrap();
+    let alice_phone = Phone::at("127.0.0.1");
+    let (ok, log) = register(&t.a, "u1", alice_phone, &t.alice, "alice-secret", "600");
+    assert!(ok, "alice could not register:\n{log}");
+    let (sip, alice_aor, bob_user) = (t.a.sip.clone(), t.alice.1.clone(), t.bob.1.clone());
+    let caller = std::thread::spawn(move || {
+        sipp_traced(
+            call.to_str().unwrap(),
+            sip.as_deref(),
+            "u1",
+            alice_phone,
+            ("alice", "alice-secret"),
+            &[
+                ("domain", OVERLAY),
+                ("aor_user", &alice_aor),
+                ("callee", &bob_user),
+            ],
+            1,
+            60,
+            false,
+        )
+    });
+    // The point of bob's rendezvous, from his registration.
+    let contact = lookup_contacts(&lab.a_dir, &aor(&t.bob)).remove(0);
+    let b_id =
+        p2psip::identity::NodeId::from_bytes(hex::decode(&t.b.id).unwrap().try_into().unwrap());
+    let point = p2psip::relay::handle::RendezvousHandle::from_contact(&contact, b_id)
+        .unwrap()
+        .point
+        .id
+        .to_string();
+    // Alice's call circuit, from the relays' own state: the chain of
+    // (prev, next) links from A that ends at bob's point (A keeps a
+    // rendezvous circuit of its own too). Its first relay is the guard.
+    let relay_dir = |i: usize| {
+        let dir = lab.two.lab.root.path().join(format!("relay{i}"));
+        dir.to_str().unwrap().to_owned()
+    };
+    let links = |i: usize| -> Vec<(String, String)> {
+        let r = json(&run_ok(&["circuits", "--dir", &relay_dir(i), "--json"]));
+        r["relayed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let next = c["next"].as_str().unwrap_or_default().to_owned();
+                (c["prev"].as_str().unwrap().to_owned(), next)
+            })
+            .collect()
+    };
+    // The middle relay of that chain: A -> guard -> middle -> point
+    // (the guard is alice's to keep).
+    let call_middle = || -> Option<usize> {
+        let ids: Vec<&str> = lab.relays.iter().map(|r| r.id.as_str()).collect();
+        let views: Vec<Vec<(String, String)>> = (0..ids.len()).map(links).collect();
+        // Every next hop of the circuits that come to `at` from `prev`
+        // (a guard may carry several circuits of the same node).
+        let links = |at: usize, prev: &str| -> Vec<usize> {
+            views[at]
+                .iter()
+                .filter(|(p, _)| p == prev)
+                .filter_map(|(_, next)| ids.iter().position(|id| id == next))
+                .collect()
+        };
+        (0..ids.len()).find_map(|g| {
+            links(g, &lab.two.a.id).into_iter().find(|&middle| {
+                ids[g] != point && links(middle, ids[g]).iter().any(|&l| ids[l] == point)
+            })
+        })
+    };
+    let mut victim = None;
+    assert!(
+        eventually(100, || {
+            victim = call_middle();
+            victim.is_some()
+        }),
+        "alice's call circuit never appeared: A {}, point {point}, relays {:?}",
+        lab.two.a.id,
+        (0..lab.relays.len())
+            .map(|i| (lab.relays[i].id.clone(), links(i)))
+            .collect::<Vec<_>>()
+    );
+    let victim = victim.unwrap();
+    // Two seconds of media, then the middle relay dies.
+    std::thread::sleep(Duration::from_secs(2));
+    eprintln!("killing relay {victim}: {}", lab.relays[victim].id);
+    lab.relays[victim].child.kill().unwrap();
+    let killed = Instant::now();
+    let (ok, log, _) = caller.join().unwrap();
+    assert!(ok, "alice's call failed after the relay died:\n{log}");
+    let (ok, log, _) = callee.join().unwrap();
+    assert!(ok, "bob's phone did not see the call through:\n{log}");
+    let (to_bob, _, first, times) = at_bob.join().unwrap();
+    let (to_alice, _, _, _) = at_alice.join().unwrap();
+    let before = times.iter().filter(|t| **t < killed).count();
+    let resumed = times
+        .iter()
+        .filter(|t| **t > killed + Duration::from_secs(1))
+        .count();
+    let gap = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!("bob got {to_bob} packets ({before} before the kill, {resumed} from 1 s after), the longest gap {gap:?}; alice got {to_alice} back");
+    assert!(before >= 50, "{before} packets before the kill");
+    assert!(
+        resumed >= 100,
+        "the media did not resume: {resumed} packets after the kill"
+    );
+    assert!(gap < Duration::from_secs(10), "a gap of {gap:?}");
+    assert!(to_alice >= 100, "{to_alice} packets came back to alice");
+    assert_eq!(first.get(12..12 + 160), Some(&samples[..160]));
 }

@@ -31,7 +31,9 @@ use super::relays::find_relays;
 use super::rendezvous::{Call, Listener, RendezvousHandle, Resume, SessionEvent};
 use crate::identity::NodeId;
 use crate::relay::circuit::PathHop;
-use crate::relay::path::{choose_path, choose_path_to, Candidate, Endpoints, Guards, PathParams};
+use crate::relay::path::{
+    choose_path_to, choose_rendezvous_path, Candidate, Endpoints, Guards, PathParams,
+};
 use crate::relay::session::{
     aliases, Failure, Health, Outbox, Reassembly, SessionFrame, ECHO_DATA_MAX, SESSION_ID_LEN,
 };
@@ -57,6 +59,16 @@ pub const REBUILD_PAUSE: Duration = Duration::from_millis(500);
 /// A session that carried neither SIP nor media either way for this
 /// long ends (its circuit costs 50 cells a second each way).
 pub const SESSION_IDLE: Duration = Duration::from_secs(300);
+/// How often an idle rendezvous circuit is probed (an echo of the
+/// rendezvous relay); unanswered by the next probe, it is rebuilt.
+pub const IDLE_PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How long a read of the relay directory serves path choice.
+pub const DIRECTORY_TTL: Duration = Duration::from_secs(120);
+/// How long a relay that failed to extend a circuit is left out of path
+/// choice.
+pub const AVOID_FOR: Duration = Duration::from_secs(60);
+/// Relays left out at once, at most.
+const AVOID_MAX: usize = 32;
 /// The file in the node's directory that keeps its guards.
 pub const GUARDS_FILE: &str = "guards";
 
@@ -152,6 +164,13 @@ pub struct AnonymousCalls {
     guards: Mutex<Guards>,
     handle: watch::Sender<Option<RendezvousHandle>>,
     sessions: Mutex<HashMap<NodeId, Session>>,
+    /// Relays that just failed to extend a circuit, left out of path
+    /// choice until the instant given (bounded).
+    avoid: Mutex<Vec<(NodeId, Instant)>>,
+    /// The relay directory as last read, and when: a rebuild should not
+    /// wait for lookups (which may be slowed by the very relay that
+    /// died).
+    directory: Mutex<Option<(Instant, Vec<crate::relay::path::VerifiedRelay>)>>,
     inbound: mpsc::Sender<Inbound>,
     stats: AnonymousStats,
     start: Instant,
@@ -197,6 +216,8 @@ impl AnonymousCalls {
             guards: Mutex::new(guards),
             handle: watch::channel(None).0,
             sessions: Mutex::new(HashMap::new()),
+            avoid: Mutex::new(Vec::new()),
+            directory: Mutex::new(None),
             inbound: tx,
             stats: AnonymousStats::default(),
             start: Instant::now(),
@@ -264,9 +285,22 @@ impl AnonymousCalls {
         peer: Option<NodeId>,
     ) -> Result<Vec<PathHop>, String> {
         let now = self.unix_now();
-        let relays = find_relays(&self.overlay, &self.dialer, now).await;
+        let cached = lock(&self.directory)
+            .as_ref()
+            .filter(|(at, relays)| at.elapsed() < DIRECTORY_TTL && !relays.is_empty())
+            .map(|(_, relays)| relays.clone());
+        let relays = match cached {
+            Some(relays) => relays,
+            None => {
+                let relays = find_relays(&self.overlay, &self.dialer, now).await;
+                *lock(&self.directory) = Some((Instant::now(), relays.clone()));
+                relays
+            }
+        };
+        let avoided = self.avoided();
         let candidates: Vec<Candidate> = relays
             .into_iter()
+            .filter(|relay| !avoided.contains(relay.node_id()))
             .map(|relay| Candidate { relay, rtt: None })
             .collect();
         let endpoints = Endpoints {
@@ -293,7 +327,7 @@ impl AnonymousCalls {
                     now,
                     &mut OsRng,
                 ),
-                None => choose_path(
+                None => choose_rendezvous_path(
                     &candidates,
                     &endpoints,
                     peers.reputation(),
@@ -309,8 +343,11 @@ impl AnonymousCalls {
             chosen
                 .map_err(|e| format!("no path of {hops} relays among {}: {e}", candidates.len()))?
         };
-        path.circuit_hops()
-            .ok_or_else(|| "a relay without an address".to_owned())
+        let hops = path
+            .circuit_hops()
+            .ok_or_else(|| "a relay without an address".to_owned())?;
+        debug!(path = ?hops.iter().map(|h| h.id.fmt_short().to_string()).collect::<Vec<_>>(), "path chosen");
+        Ok(hops)
     }
 
     fn save_guards(&self, guards: &Guards) {
@@ -319,6 +356,49 @@ impl AnonymousCalls {
             .and_then(|()| std::fs::rename(&tmp, &self.guards_file));
         if let Err(e) = written {
             warn!(file = %self.guards_file.display(), error = %e, "guards not saved");
+        }
+    }
+
+    fn avoided(&self) -> Vec<NodeId> {
+        let mut avoid = lock(&self.avoid);
+        let now = Instant::now();
+        avoid.retain(|(_, until)| *until > now);
+        avoid.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// A build along `path` failed with `error`: the relay that did not
+    /// answer (or could not be reached) is reported unresponsive and left
+    /// out of path choice for [`AVOID_FOR`]; a guard is noted as failing.
+    fn build_failed(&self, path: &[PathHop], error: &BuildError, fixed_point: bool) {
+        let culprit = match error {
+            BuildError::Unreachable(_) => path.first(),
+            // The relay before could not reach it, or it did not answer.
+            BuildError::Timeout { hop, .. } | BuildError::Refused { hop } => {
+                path.get(hop.saturating_sub(1))
+            }
+            _ => None,
+        };
+        let Some(culprit) = culprit else { return };
+        // A rendezvous relay the other end chose is not this node's to
+        // avoid; a timeout there is as likely the other end's circuit.
+        if fixed_point && path.last().map(|h| h.id) == Some(culprit.id) {
+            return;
+        }
+        let _ = self
+            .overlay
+            .core()
+            .observe(&culprit.id, Evidence::Unresponsive);
+        {
+            let mut avoid = lock(&self.avoid);
+            if avoid.len() >= AVOID_MAX {
+                avoid.remove(0);
+            }
+            avoid.push((culprit.id, Instant::now() + AVOID_FOR));
+        }
+        if path.first().map(|h| h.id) == Some(culprit.id) {
+            let mut guards = lock(&self.guards);
+            guards.note_failure(&culprit.id, self.unix_now());
+            self.save_guards(&guards);
         }
     }
 
@@ -349,22 +429,19 @@ impl AnonymousCalls {
         let mut pause = LISTEN_PAUSE;
         let mut resume: Option<Resume> = None;
         loop {
-            let listener = match &resume {
-                Some(r) => {
-                    let point = r.handle().point;
-                    match self.choose(self.hops, Some(&point), None).await {
-                        Ok(path) => self
-                            .circuits
-                            .resume(path, r.clone())
-                            .await
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e),
-                    }
+            let point = resume.as_ref().map(|r| r.handle().point);
+            let listener = match self.choose(self.hops, point.as_ref(), None).await {
+                Ok(path) => {
+                    let built = match &resume {
+                        Some(r) => self.circuits.resume(path.clone(), r.clone()).await,
+                        None => self.circuits.listen(path.clone()).await,
+                    };
+                    built.map_err(|e| {
+                        self.build_failed(&path, &e, resume.is_some());
+                        e.to_string()
+                    })
                 }
-                None => match self.choose(self.hops, None, None).await {
-                    Ok(path) => self.circuits.listen(path).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
-                },
+                Err(e) => Err(e),
             };
             let listener = match listener {
                 Ok(l) => l,
@@ -392,26 +469,45 @@ impl AnonymousCalls {
             }
             resume = Some(listener.resumable());
             let hops = listener.hops().to_vec();
-            self.serve_listener(listener).await;
-            self.blame(&hops);
+            if self.serve_listener(listener).await == Ended::Broken {
+                self.blame(&hops);
+            }
         }
     }
 
     /// Serves the sessions that come through `listener` until its
-    /// circuit breaks. One session at a time: the rendezvous splices one
-    /// caller at a time.
-    async fn serve_listener(self: &Arc<Self>, mut listener: Listener) {
+    /// circuit breaks, or a session goes quiet (the caller left, or a
+    /// circuit broke somewhere: either way this end takes its rendezvous
+    /// back on a fresh circuit, which also frees it of a dead caller's
+    /// splice). One session at a time: the rendezvous splices one caller
+    /// at a time.
+    async fn serve_listener(self: &Arc<Self>, mut listener: Listener) -> Ended {
         let hops = u8::try_from(listener.hops().len()).unwrap_or(u8::MAX);
         let mut end = End::new(self.clone(), hops, now_ms(self.start));
         // The session under way: the caller's pseudonym, what the SIP
         // listener queues for it, and how its circuit does.
         let mut current: Option<(NodeId, mpsc::Receiver<Out>, Health)> = None;
+        // While no caller is spliced, the relay echoes a probe now and
+        // then: no answer, and the circuit broke somewhere silent.
+        let mut probed: Option<Instant> = None;
+        let mut idle = tokio::time::interval(IDLE_PROBE_EVERY);
+        idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let due = end.outbox.next_due_ms();
             let wait = Duration::from_millis(due.saturating_sub(now_ms(self.start)));
             tokio::select! {
+                _ = idle.tick(), if current.is_none() => {
+                    if probed.is_some_and(|at| at.elapsed() >= IDLE_PROBE_EVERY) {
+                        debug!("rendezvous circuit did not answer its probe");
+                        return Ended::Broken;
+                    }
+                    if probed.is_none() && listener.probe().is_ok() {
+                        probed = Some(Instant::now());
+                    }
+                }
                 event = listener.recv() => match event {
                     SessionEvent::Joined => {
+                        probed = None;
                         if let Some((peer, _, _)) = current.take() {
                             self.end_session(&peer);
                         }
@@ -448,6 +544,7 @@ impl AnonymousCalls {
                             Err(e) => debug!(error = %e, "session frame refused"),
                         }
                     }
+                    SessionEvent::Echo => probed = None,
                     SessionEvent::Refused(why) => debug!(%why, "rendezvous cell refused"),
                     SessionEvent::Closed => break,
                 },
@@ -475,11 +572,13 @@ impl AnonymousCalls {
                         quiet = matches!(health.check(now), Some(Failure::Silent(_)));
                     }
                     if quiet {
+                        // The session stays known: a caller that rebuilt
+                        // its circuit opens it again under its id.
                         if let Some((peer, _, _)) = current.take() {
-                            debug!(peer = %peer.fmt_short(), "anonymous session quiet; ended");
+                            debug!(peer = %peer.fmt_short(), "anonymous session quiet");
                             self.end_session(&peer);
                         }
-                        continue;
+                        return Ended::Quiet;
                     }
                     for plain in end.outbox.poll(now) {
                         if listener.send(&plain).is_err() {
@@ -493,6 +592,7 @@ impl AnonymousCalls {
             debug!(peer = %peer.fmt_short(), "rendezvous circuit broke during a session");
             self.end_session(&peer);
         }
+        Ended::Broken
     }
 
     fn add_session(
@@ -555,11 +655,13 @@ impl AnonymousCalls {
         let path = self
             .choose(self.hops, Some(&handle.point), Some(handle.node))
             .await?;
-        let mut call = self
-            .circuits
-            .call(path, handle)
-            .await
-            .map_err(|e: BuildError| e.to_string())?;
+        let mut call = match self.circuits.call(path.clone(), handle).await {
+            Ok(call) => call,
+            Err(e) => {
+                self.build_failed(&path, &e, true);
+                return Err(e.to_string());
+            }
+        };
         let open = SessionFrame::Open { session: *session }
             .encode()
             .map_err(|e| e.to_string())?;
@@ -609,7 +711,7 @@ impl AnonymousCalls {
                         debug!(%why, "session cell refused");
                         None
                     }
-                    SessionEvent::Joined => None,
+                    SessionEvent::Joined | SessionEvent::Echo => None,
                     SessionEvent::Closed => Some("the circuit closed".to_owned()),
                 },
                 out = rx.recv() => match out {
@@ -637,21 +739,33 @@ impl AnonymousCalls {
             let Some(why) = failed else { continue };
             warn!(callee = %peer.fmt_short(), %why, "anonymous call's circuit failed; rebuilding");
             self.blame(call.hops());
-            let mut pause = REBUILD_PAUSE;
-            let mut rebuilt = None;
-            for attempt in 1..=REBUILD_ATTEMPTS {
-                match self.call(&handle, &session).await {
-                    Ok(c) => {
-                        rebuilt = Some(c);
-                        break;
-                    }
-                    Err(e) => {
-                        debug!(attempt, error = %e, "circuit not rebuilt");
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
+            // Meanwhile what the SIP listener queues goes on into the
+            // outbox (media beyond a few packets is dropped there, SIP
+            // waits), so that a BYE is not lost to a full queue.
+            let rebuild = async {
+                let mut pause = REBUILD_PAUSE;
+                for attempt in 1..=REBUILD_ATTEMPTS {
+                    // A pause first: the callee, which noticed the same
+                    // silence, takes its rendezvous back meanwhile.
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    match self.call(&handle, &session).await {
+                        Ok(c) => return Some(c),
+                        Err(e) => debug!(attempt, error = %e, "circuit not rebuilt"),
                     }
                 }
-            }
+                None
+            };
+            tokio::pin!(rebuild);
+            let rebuilt = loop {
+                tokio::select! {
+                    done = &mut rebuild => break done,
+                    out = rx.recv() => match out {
+                        Some(out) => end.queue(out),
+                        None => break None,
+                    },
+                }
+            };
             match rebuilt {
                 Some(c) => {
                     info!(callee = %peer.fmt_short(), "anonymous call's circuit rebuilt");
@@ -721,7 +835,7 @@ impl AnonymousCalls {
                         }
                     }
                     SessionEvent::Closed => return Err("the circuit closed during the test".into()),
-                    SessionEvent::Refused(_) | SessionEvent::Joined => {}
+                    SessionEvent::Refused(_) | SessionEvent::Joined | SessionEvent::Echo => {}
                 },
                 _ = tokio::time::sleep(wait) => {
                     if sent < total {
@@ -765,6 +879,15 @@ impl AnonymousCalls {
             hops: (own_hops + far_hops).saturating_sub(usize::from(far_hops > 0)),
         })
     }
+}
+
+/// Why a rendezvous circuit stopped serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// It was torn down.
+    Broken,
+    /// Its session went quiet.
+    Quiet,
 }
 
 /// One end of a session: its outbox and SIP reassembly.

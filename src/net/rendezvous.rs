@@ -11,8 +11,10 @@
 //!   circuit).
 //! - [`Call`]: the caller's side.
 
-use super::circuits::{Arrival, BuildError, Circuit, CircuitService};
-use crate::relay::circuit::{CircuitError, Control, FromCircuit, PathHop, COOKIE_LEN};
+use super::circuits::{Arrival, BuildError, Circuit, CircuitService, ECHO_REPLY, ECHO_REQUEST};
+use crate::relay::circuit::{
+    rendezvous_cookie, CircuitError, Control, FromCircuit, PathHop, COOKIE_LEN,
+};
 use crate::relay::e2e::{EndToEnd, Frame};
 pub use crate::relay::handle::RendezvousHandle;
 use crate::relay::handshake::{respond, ClientHandshake, OnionKey};
@@ -35,6 +37,8 @@ pub enum SessionEvent {
     Joined,
     /// Something that did not open or came out of turn: dropped.
     Refused(String),
+    /// The rendezvous relay answered a probe ([`Listener::probe`]).
+    Echo,
     /// The circuit is gone.
     Closed,
 }
@@ -68,6 +72,9 @@ async fn expect<T>(
 pub struct Listener {
     circuit: Circuit,
     handle: RendezvousHandle,
+    /// What the cookie is the hash of: it establishes the cookie, and
+    /// takes it back from a broken circuit.
+    secret: [u8; COOKIE_LEN],
     key: Arc<OnionKey>,
     session: Option<EndToEnd>,
 }
@@ -77,6 +84,7 @@ pub struct Listener {
 #[derive(Clone)]
 pub struct Resume {
     handle: RendezvousHandle,
+    secret: [u8; COOKIE_LEN],
     key: Arc<OnionKey>,
 }
 
@@ -139,23 +147,32 @@ impl CircuitService {
         let point = *path
             .last()
             .ok_or(CircuitError::Unexpected("an empty path"))?;
-        let mut cookie = [0u8; COOKIE_LEN];
-        OsRng.fill_bytes(&mut cookie);
+        let mut secret = [0u8; COOKIE_LEN];
+        OsRng.fill_bytes(&mut secret);
         let key = Arc::new(OnionKey::generate(OsRng));
         let handle = RendezvousHandle {
             point,
-            cookie,
+            cookie: rendezvous_cookie(&secret),
             key: key.public(),
             node: self.local(),
         };
-        self.resume(path, Resume { handle, key }).await
+        self.resume(
+            path,
+            Resume {
+                handle,
+                secret,
+                key,
+            },
+        )
+        .await
     }
 
     /// Listens again under a handle whose circuit broke: a new circuit
     /// along `path` (which must end at the same rendezvous relay), the
     /// same cookie and end-to-end key, so that callers who hold the
-    /// handle reach this node again. The relay refuses the cookie until
-    /// it has let go of the old circuit.
+    /// handle reach this node again. The relay moves the cookie to the
+    /// new circuit (the secret proves it is the callee's) and tears the
+    /// old one down, wherever it broke.
     pub async fn resume(
         self: &Arc<Self>,
         path: Vec<PathHop>,
@@ -168,7 +185,7 @@ impl CircuitService {
         }
         let mut circuit = self.build(path).await?;
         circuit.send_control(&Control::Establish {
-            cookie: resume.handle.cookie,
+            cookie: resume.secret,
         })?;
         expect(&mut circuit, "an answer to Establish", |m| {
             (m == FromCircuit::Established).then_some(())
@@ -177,6 +194,7 @@ impl CircuitService {
         Ok(Listener {
             circuit,
             handle: resume.handle,
+            secret: resume.secret,
             key: resume.key,
             session: None,
         })
@@ -232,6 +250,7 @@ impl Listener {
     pub fn resumable(&self) -> Resume {
         Resume {
             handle: self.handle,
+            secret: self.secret,
             key: self.key.clone(),
         }
     }
@@ -249,6 +268,11 @@ impl Listener {
                 Arrival::Message(FromCircuit::Joined) => {
                     self.session = None;
                     return SessionEvent::Joined;
+                }
+                Arrival::Message(FromCircuit::Payload { payload, .. })
+                    if payload.first() == Some(&ECHO_REPLY) =>
+                {
+                    return SessionEvent::Echo;
                 }
                 Arrival::Message(FromCircuit::Payload { payload, .. }) => payload,
                 Arrival::Message(_) => return refused("a control message out of turn"),
@@ -269,6 +293,17 @@ impl Listener {
             }
             return open(self.session.as_mut(), &payload);
         }
+    }
+
+    /// Asks the rendezvous relay to echo (while no caller is spliced: a
+    /// spliced relay would pass it on), so that a circuit that broke
+    /// somewhere silent is noticed: the answer is [`SessionEvent::Echo`].
+    pub fn probe(&mut self) -> Result<(), CircuitError> {
+        let mut probe = vec![0u8; 16];
+        if let Some(first) = probe.first_mut() {
+            *first = ECHO_REQUEST;
+        }
+        self.circuit.send(&probe)
     }
 
     /// Sends `plain` to the caller of the current session.

@@ -439,9 +439,13 @@ pub fn choose_path(
             let usable = apply(set.clone(), Rule::Guard, hop, hops, |c| {
                 guards.guards.iter().any(|g| g.id == c.relay.node_id)
             })?;
-            // In the guards' order: the primary first.
-            let usable: Vec<&Candidate> = guards
-                .guards
+            // In the guards' order, the primary first; a guard that
+            // failed since its last success after those that did not
+            // (Tor's "reachable" status: the node falls back on its
+            // other guard, never on a new one).
+            let mut ordered: Vec<&Guard> = guards.guards.iter().collect();
+            ordered.sort_by_key(|g| g.failures > 0);
+            let usable: Vec<&Candidate> = ordered
                 .iter()
                 .filter_map(|g| usable.iter().find(|c| c.relay.node_id == g.id).copied())
                 .collect();
@@ -481,6 +485,34 @@ pub fn choose_path(
         hops,
         estimated_delay,
     })
+}
+
+/// Chooses a path for a callee's rendezvous circuit: as [`choose_path`],
+/// its last relay the rendezvous point, which is never one of the node's
+/// guards (a circuit back to the point, after its first broke, must
+/// enter through a guard other than the point, and the node has only
+/// [`RELAY_GUARDS`]).
+pub fn choose_rendezvous_path(
+    candidates: &[Candidate],
+    endpoints: &Endpoints,
+    reputation: &Reputation,
+    guards: &mut Guards,
+    params: &PathParams,
+    now: u64,
+    rng: &mut impl Rng,
+) -> Result<Path, PathError> {
+    let mut left: Vec<Candidate> = candidates.to_vec();
+    loop {
+        let path = choose_path(&left, endpoints, reputation, guards, params, now, rng)?;
+        let Some(point) = path.hops.last().map(|h| h.node_id) else {
+            return Ok(path);
+        };
+        if !guards.guards.iter().any(|g| g.id == point) {
+            return Ok(path);
+        }
+        // Choose again without it (bounded: one relay fewer each time).
+        left.retain(|c| c.relay.node_id != point);
+    }
 }
 
 /// Chooses a path to a rendezvous relay the other end chose (`point`,

@@ -11,12 +11,18 @@
 //! circuits), so the ids of one circuit differ on every link.
 //!
 //! **Rendezvous.** The last hop of a circuit can be a rendezvous point:
-//! the callee's circuit asks it to [`Control::Establish`] a cookie, the
-//! caller's circuit asks it to [`Control::Join`] that cookie, and from
-//! then on each payload delivered by one circuit is sent back down the
-//! other. The rendezvous relay knows the two circuits' previous hops
-//! and the cookie, not the endpoints. One caller at a time per cookie;
-//! a circuit that ends unsplices its partner.
+//! the callee's circuit asks it to [`Control::Establish`] a secret, the
+//! caller's circuit asks it to [`Control::Join`] that secret's cookie
+//! ([`rendezvous_cookie`], which the callee publishes), and from then on
+//! each payload delivered by one circuit is sent back down the other.
+//! The rendezvous relay knows the two circuits' previous hops and the
+//! cookie, not the endpoints. One caller at a time per cookie; a circuit
+//! that ends unsplices its partner. Establishing a secret that another
+//! circuit holds moves the cookie to the new circuit and tears the old
+//! one down: only the callee knows the secret, and this is how it takes
+//! its rendezvous back when its old circuit broke somewhere the relay
+//! cannot see (the old splice goes with it, so its caller can join
+//! again).
 //!
 //! Link messages ([`LinkMsg`]) go between neighbours; control messages
 //! ([`Control`]) travel inside the end-to-end payload of a cell (see
@@ -119,6 +125,17 @@ struct Through {
     cookie: Option<[u8; COOKIE_LEN]>,
     /// The circuit it is spliced to, by that circuit's previous link.
     spliced: Option<(NodeId, u32)>,
+}
+
+/// The cookie a rendezvous secret is known by: what the callee publishes
+/// and callers [`Control::Join`]; the secret itself goes only in the
+/// callee's [`Control::Establish`].
+pub fn rendezvous_cookie(secret: &[u8; COOKIE_LEN]) -> [u8; COOKIE_LEN] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"p2psip rendezvous cookie v1\0");
+    h.update(secret);
+    h.finalize().into()
 }
 
 /// The circuits through one relay, bounded.
@@ -492,21 +509,25 @@ impl RelayCircuits {
                     },
                 }])
             }
-            Control::Establish { cookie } => {
+            Control::Establish { cookie: secret } => {
                 if c.next.is_some() || c.cookie.is_some() || c.spliced.is_some() {
                     return Err(CircuitError::Unexpected("Establish on a busy circuit"));
                 }
-                if self.cookies.contains_key(&cookie) {
-                    return Err(CircuitError::Unexpected("Establish of a cookie in use"));
+                let cookie = rendezvous_cookie(&secret);
+                let mut out = Vec::new();
+                if let Some(&old) = self.cookies.get(&cookie) {
+                    // The callee again, on a new circuit: the old one goes.
+                    if let Ok(j) = self.slot(old.0, old.1) {
+                        out = self.remove(j, self.id);
+                    }
                 }
-                c.cookie = Some(cookie);
+                let i = self.slot(link.0, link.1)?;
+                if let Some(c) = self.circuits.get_mut(i) {
+                    c.cookie = Some(cookie);
+                }
                 self.cookies.insert(cookie, link);
-                Ok(vec![self.reply_control(
-                    link.0,
-                    link.1,
-                    &Control::Established,
-                    &mut rng,
-                )?])
+                out.push(self.reply_control(link.0, link.1, &Control::Established, &mut rng)?);
+                Ok(out)
             }
             Control::Join { cookie } => {
                 if c.next.is_some() || c.cookie.is_some() || c.spliced.is_some() {

@@ -371,7 +371,7 @@ fn a_rendezvous_splices_two_circuits_and_knows_neither_endpoint() {
     let (back, _) = pump(
         &mut rs,
         &mut wire,
-        VecDeque::from([(CALLER, join(&mut caller, cookie))]),
+        VecDeque::from([(CALLER, join(&mut caller, rendezvous_cookie(&cookie)))]),
     );
     assert_eq!(
         opened(&mut caller, CALLER, &back),
@@ -454,7 +454,12 @@ fn a_rendezvous_splices_two_circuits_and_knows_neither_endpoint() {
         &mut wire,
     );
     let cell = other
-        .seal_control(&Control::Join { cookie }, OsRng)
+        .seal_control(
+            &Control::Join {
+                cookie: rendezvous_cookie(&cookie),
+            },
+            OsRng,
+        )
         .unwrap();
     let r1 = rs.iter().position(|r| r.id == ids[1]).unwrap();
     let forwarded = rs[r1]
@@ -479,6 +484,102 @@ fn a_rendezvous_splices_two_circuits_and_knows_neither_endpoint() {
         .view()
         .iter()
         .any(|v| v.prev == ids[3] && v.rendezvous == Some(None)));
+}
+
+#[test]
+fn the_callee_takes_its_rendezvous_back_on_a_new_circuit_and_the_caller_joins_again() {
+    const CALLER: NodeId = NodeId::from_bytes([0xC1; 32]);
+    const CALLEE: NodeId = NodeId::from_bytes([0xCE; 32]);
+    let (mut rs, path) = relays(5);
+    let ids: Vec<NodeId> = path.iter().map(|p| p.id).collect();
+    let mut wire = Wire::default();
+    let secret = [0x42; COOKIE_LEN];
+    let cookie = rendezvous_cookie(&secret);
+    assert_ne!(cookie, secret, "the published cookie is not the secret");
+    let send = |t: &mut Telescope, from: NodeId, to: NodeId, control: Control| {
+        let cell = t.seal_control(&control, OsRng).unwrap();
+        VecDeque::from([(
+            from,
+            RelayAction::Cell {
+                to,
+                cell: Box::new(cell),
+            },
+        )])
+    };
+    let mut old = build_from(CALLEE, &mut rs, vec![path[4], path[3], path[2]], &mut wire);
+    let (back, _) = pump(
+        &mut rs,
+        &mut wire,
+        send(
+            &mut old,
+            CALLEE,
+            ids[4],
+            Control::Establish { cookie: secret },
+        ),
+    );
+    assert_eq!(
+        opened(&mut old, CALLEE, &back),
+        vec![FromCircuit::Established]
+    );
+    let mut caller = build_from(CALLER, &mut rs, vec![path[0], path[1], path[2]], &mut wire);
+    let (back, _) = pump(
+        &mut rs,
+        &mut wire,
+        send(&mut caller, CALLER, ids[0], Control::Join { cookie }),
+    );
+    assert_eq!(
+        opened(&mut caller, CALLER, &back),
+        vec![FromCircuit::Joined]
+    );
+    // The callee's old circuit breaks where the point cannot see; the
+    // callee comes back on another circuit with the same secret.
+    let mut new = build_from(CALLEE, &mut rs, vec![path[4], path[2]], &mut wire);
+    let (back, _) = pump(
+        &mut rs,
+        &mut wire,
+        send(
+            &mut new,
+            CALLEE,
+            ids[4],
+            Control::Establish { cookie: secret },
+        ),
+    );
+    assert_eq!(
+        opened(&mut new, CALLEE, &back),
+        vec![FromCircuit::Established]
+    );
+    // The old circuit is gone from the point and from the relay before
+    // it; the caller's circuit is unspliced, and joins again.
+    assert!(rs[3].view().is_empty(), "{:?}", rs[3].view());
+    assert!(rs[2].view().iter().all(|v| v.prev != ids[3]));
+    assert!(rs[2]
+        .view()
+        .iter()
+        .any(|v| v.prev == ids[4] && v.rendezvous == Some(None)));
+    let (back, _) = pump(
+        &mut rs,
+        &mut wire,
+        send(&mut caller, CALLER, ids[0], Control::Join { cookie }),
+    );
+    assert_eq!(
+        opened(&mut caller, CALLER, &back),
+        vec![FromCircuit::Joined]
+    );
+    assert_eq!(opened(&mut new, CALLEE, &back), vec![FromCircuit::Joined]);
+    // Joining with the secret, or establishing the cookie, is something
+    // else entirely: it reaches nobody.
+    let mut stranger = build_from(CALLER, &mut rs, vec![path[1], path[2]], &mut wire);
+    let cell = stranger
+        .seal_control(&Control::Join { cookie: secret }, OsRng)
+        .unwrap();
+    let fwd = rs[1].on_cell(CALLER, &cell, OsRng).unwrap();
+    let RelayAction::Cell { cell, .. } = &fwd[0] else {
+        panic!("{fwd:?}")
+    };
+    assert_eq!(
+        rs[2].on_cell(ids[1], cell, OsRng),
+        Err(CircuitError::Unexpected("Join of an unknown cookie"))
+    );
 }
 
 #[test]

@@ -182,6 +182,28 @@ fn a_path_to_a_rendezvous_ends_there_and_keeps_clear_of_it() {
 }
 
 #[test]
+fn a_rendezvous_point_is_never_one_of_the_guards() {
+    let cands = spread(6);
+    let rep = Reputation::new();
+    for seed in 0..40 {
+        let mut guards = Guards::new();
+        let p = choose_rendezvous_path(
+            &cands,
+            &ends(),
+            &rep,
+            &mut guards,
+            &PathParams::default(),
+            NOW,
+            &mut rng(seed),
+        )
+        .unwrap();
+        let point = p.hops.last().unwrap().node_id;
+        assert!(guards.guards().iter().all(|g| g.id != point), "seed {seed}");
+        assert_eq!(p.hops[0].node_id, guards.guards()[0].id);
+    }
+}
+
+#[test]
 fn no_two_hops_share_an_ipv4_16_or_an_ipv6_32() {
     // Three relays in 10.1/16, three in 2001:db8::/32, four elsewhere.
     let mut cands = vec![
@@ -595,6 +617,26 @@ fn the_second_guard_serves_when_the_first_does_not_suit_the_circuit() {
 }
 
 #[test]
+fn a_failing_primary_guard_gives_way_to_the_other_guard_not_to_a_new_one() {
+    let cands = spread(8);
+    let rep = Reputation::new();
+    let mut guards = Guards::new();
+    let params = PathParams::default();
+    let _ = choose(&cands, &ends(), &rep, &mut guards, &params, &mut rng(4)).unwrap();
+    let [g0, g1] = [guards.guards()[0].id, guards.guards()[1].id];
+    guards.note_failure(&g0, NOW);
+    for seed in 0..20 {
+        let p = choose(&cands, &ends(), &rep, &mut guards, &params, &mut rng(seed)).unwrap();
+        assert_eq!(p.hops[0].node_id, g1);
+    }
+    assert_eq!(guards.guards()[0].id, g0, "still a guard");
+    // Once it works again, it is the primary again.
+    guards.note_success(&g0, NOW);
+    let p = choose(&cands, &ends(), &rep, &mut guards, &params, &mut rng(1)).unwrap();
+    assert_eq!(p.hops[0].node_id, g0);
+}
+
+#[test]
 fn a_guard_is_replaced_only_after_the_failure_threshold() {
     let cands = spread(10);
     let rep = Reputation::new();
@@ -618,7 +660,9 @@ fn a_guard_is_replaced_only_after_the_failure_threshold() {
         &mut r,
     )
     .unwrap();
-    assert_eq!(p.hops[0].node_id, primary);
+    // Kept as a guard; while it fails, the other guard serves.
+    assert_eq!(guards.guards()[0].id, primary);
+    assert_eq!(p.hops[0].node_id, guards.guards()[1].id);
     // A success forgets them; a long outage with few failures: kept.
     guards.note_success(&primary, NOW + 700);
     assert_eq!(guards.guards()[0].failures, 0);
@@ -634,7 +678,8 @@ fn a_guard_is_replaced_only_after_the_failure_threshold() {
         &mut r,
     )
     .unwrap();
-    assert_eq!(p.hops[0].node_id, primary);
+    assert_eq!(guards.guards()[0].id, primary);
+    assert_eq!(p.hops[0].node_id, guards.guards()[1].id);
     // Enough failures over the down time: replaced, the other guard
     // becomes primary.
     let second = guards.guards()[1].id;

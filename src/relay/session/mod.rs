@@ -415,9 +415,10 @@ impl Reassembly {
 }
 
 /// One end's outgoing frames at the constant rate: one per
-/// [`VOICE_INTERVAL_MS`], media first, SIP fragments in between (every
-/// other cell at least when both wait, so neither starves), echoes for
-/// probes and tests, cover otherwise.
+/// [`VOICE_INTERVAL_MS`], media first, SIP fragments and then echoes in
+/// between (every other cell at least when both media and they wait, so
+/// neither starves: a probe must not wait behind a call's media), cover
+/// otherwise.
 #[derive(Debug)]
 pub struct Outbox {
     rate: ConstantRate,
@@ -491,7 +492,9 @@ impl Outbox {
         let mut out = Vec::new();
         for tick in self.rate.poll(now_ms) {
             let frame = match tick {
-                Tick::Media(m) if !self.sip_turn || self.sip.is_empty() => {
+                Tick::Media(m)
+                    if !self.sip_turn || (self.sip.is_empty() && self.echoes.is_empty()) =>
+                {
                     self.sip_turn = true;
                     SessionFrame::Media(m)
                 }

@@ -152,6 +152,32 @@ fn the_outbox_sends_one_frame_per_interval_whatever_waits() {
 }
 
 #[test]
+fn echoes_get_cells_while_media_flows() {
+    let mut out = Outbox::new(0);
+    let mut replies = 0;
+    for now in 0..1_000u64 {
+        if now % 20 == 0 {
+            out.push_media(vec![b'M'; 100]).unwrap();
+        }
+        if now == 100 {
+            out.push_echo(SessionFrame::EchoReply {
+                seq: 1,
+                sent_us: 0,
+                hops: 3,
+                data: vec![],
+            });
+        }
+        for f in out.poll(now) {
+            if matches!(SessionFrame::decode(&f), Ok(SessionFrame::EchoReply { .. })) {
+                replies += 1;
+                assert!(now <= 140, "the reply waited until {now} ms");
+            }
+        }
+    }
+    assert_eq!(replies, 1);
+}
+
+#[test]
 fn the_sip_queue_is_bounded() {
     let mut out = Outbox::new(0);
     out.push_sip(&vec![0; CIRCUIT_SIP_MAX_LEN]).unwrap();
