@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cli::{json, run_ok, NodeProcess};
+use common::cli::{json, run_err, run_ok, NodeProcess};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
@@ -999,7 +999,7 @@ fn answering_with_media(
             ("-", "-"),
             &[],
             1,
-            30,
+            45,
             true,
         )
     })
@@ -1532,10 +1532,78 @@ fn sipp_call_with_media_goes_through_anonymous_circuits_and_hides_the_nodes() {
         })
         .sum();
     assert!(relayed >= 200, "relays carried {relayed} cells");
+    // media-test: RTP-sized echoes through circuits to bob's node, as
+    // the CLI promises them (exactly these fields).
+    let bob_aor = aor(&t.bob);
+    let r = json(&run_ok(&[
+        "media-test",
+        &bob_aor,
+        "--dir",
+        &lab.a_dir,
+        "--seconds",
+        "2",
+        "--json",
+    ]));
+    let mut fields: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "hops",
+            "jitter_ms",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "loss",
+            "received",
+            "sent"
+        ]
+    );
+    assert_eq!(r["sent"], 100, "{r}");
+    let received = r["received"].as_u64().unwrap();
+    assert!(received >= 90, "{r}");
+    let loss = r["loss"].as_f64().unwrap();
+    assert!((loss - (1.0 - received as f64 / 100.0)).abs() < 1e-9, "{r}");
+    // Both circuits of 3 relays, the rendezvous shared.
+    assert_eq!(r["hops"], 5, "{r}");
+    let (p50, p99) = (
+        r["latency_ms_p50"].as_f64().unwrap(),
+        r["latency_ms_p99"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99, "{r}");
+    assert!(r["jitter_ms"].as_f64().unwrap() >= 0.0, "{r}");
+    let text = run_ok(&[
+        "media-test",
+        &bob_aor,
+        "--dir",
+        &lab.a_dir,
+        "--seconds",
+        "1",
+        "--hops",
+        "2",
+    ]);
+    for field in [
+        "sent",
+        "received",
+        "loss",
+        "latency_ms_p50",
+        "latency_ms_p99",
+        "jitter_ms",
+    ] {
+        assert!(text.contains(field), "{text}");
+    }
+    assert!(
+        text.lines().any(|l| l.split_whitespace().eq(["hops", "4"])),
+        "{text}"
+    );
+    // What cannot be tested says why.
+    let err = run_err(&["media-test", "sip:nobody@lab.example", "--dir", &lab.a_dir]);
+    assert!(err.contains("no registration"), "{err}");
+    let err = run_err(&["media-test", &bob_aor, "--dir", &lab.a_dir, "--hops", "7"]);
+    assert!(err.contains("2 to 6"), "{err}");
 }
 
 /// A relay of alice's circuit is killed (SIGKILL: no goodbye to its
-/// neighbours) in the middle of an anonymous call that streams 12 s of
+/// neighbours) in the middle of an anonymous call that streams 20 s of
 /// audio: alice's node notices the silence, reports the circuit, builds
 /// another (through its other guard, if the dead relay was its guard),
 /// opens the same session again, and the media resumes; the BYE at the
@@ -1553,12 +1621,13 @@ fn an_anonymous_call_goes_on_when_a_relay_of_its_circuit_is_killed() {
         alice_media.local_addr().unwrap().port(),
         bob_media.local_addr().unwrap().port(),
     );
-    let quiet = Duration::from_secs(12);
+    // Generous bounds: the machine may be busy with other tests.
+    let quiet = Duration::from_secs(25);
     let at_bob = std::thread::spawn(move || receive_rtp(bob_media, true, quiet));
     let at_alice = std::thread::spawn(move || receive_rtp(alice_media, false, quiet));
     let dir = tempfile::tempdir().unwrap();
     let audio = dir.path().join("audio.ulaw");
-    let samples: Vec<u8> = (0..96_000u32).map(|i| (i % 251) as u8).collect();
+    let samples: Vec<u8> = (0..160_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&audio, &samples).unwrap();
     let callee = answering_with_media(bob_phone, bob_port);
     std::thread::sleep(Duration::from_millis(300));
@@ -1571,7 +1640,7 @@ fn an_anonymous_call_goes_on_when_a_relay_of_its_circuit_is_killed() {
             .replace("@AUDIO@", audio.to_str().unwrap())
             .replace(
                 "<pause milliseconds=\"3000\"/>",
-                "<pause milliseconds=\"13000\"/>",
+                "<pause milliseconds=\"21000\"/>",
             ),
     )
     .unwrap();
@@ -1684,7 +1753,7 @@ fn an_anonymous_call_goes_on_when_a_relay_of_its_circuit_is_killed() {
         resumed >= 100,
         "the media did not resume: {resumed} packets after the kill"
     );
-    assert!(gap < Duration::from_secs(10), "a gap of {gap:?}");
+    assert!(gap < Duration::from_secs(15), "a gap of {gap:?}");
     assert!(to_alice >= 100, "{to_alice} packets came back to alice");
     assert_eq!(first.get(12..12 + 160), Some(&samples[..160]));
 }

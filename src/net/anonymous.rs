@@ -59,6 +59,12 @@ pub const REBUILD_PAUSE: Duration = Duration::from_millis(500);
 /// A session that carried neither SIP nor media either way for this
 /// long ends (its circuit costs 50 cells a second each way).
 pub const SESSION_IDLE: Duration = Duration::from_secs(300);
+/// Calls one session carries at once, at most.
+pub const MAX_CALLS_PER_SESSION: usize = 16;
+/// How long a session outlives its last call (the last messages get
+/// through; a new call to the same callee meanwhile reuses it).
+pub const SESSION_LINGER: Duration = Duration::from_secs(2);
+
 /// How often an idle rendezvous circuit is probed (an echo of the
 /// rendezvous relay); unanswered by the next probe, it is rebuilt.
 pub const IDLE_PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -113,6 +119,11 @@ enum Out {
 
 struct Session {
     tx: mpsc::Sender<Out>,
+    /// The calls (Call-IDs) it carries; the session ends soon after its
+    /// last call does (bounded by [`MAX_CALLS_PER_SESSION`]).
+    calls: std::collections::HashSet<String>,
+    /// When it ends, once its calls ended.
+    ends_at: Option<Instant>,
     /// This node's pseudonym in the session.
     own_alias: NodeId,
     /// The callee's cookie (a session this node placed), so that a
@@ -249,6 +260,36 @@ impl AnonymousCalls {
     /// This node's own pseudonym in the session with `peer`.
     pub fn own_alias(&self, peer: &NodeId) -> Option<NodeId> {
         lock(&self.sessions).get(peer).map(|s| s.own_alias)
+    }
+
+    /// A call began in the session with `peer`: a session this node
+    /// placed ends [`SESSION_LINGER`] after its last call, freeing the
+    /// callee's rendezvous for the next caller.
+    pub fn call_started(&self, peer: &NodeId, call_id: &str) {
+        if let Some(s) = lock(&self.sessions).get_mut(peer) {
+            if s.calls.len() < MAX_CALLS_PER_SESSION {
+                s.calls.insert(call_id.to_owned());
+            }
+            s.ends_at = None;
+        }
+    }
+
+    /// A call of the session with `peer` ended (BYE answered, or the
+    /// INVITE failed).
+    pub fn call_ended(&self, peer: &NodeId, call_id: &str) {
+        if let Some(s) = lock(&self.sessions).get_mut(peer) {
+            s.calls.remove(call_id);
+            if s.calls.is_empty() && s.cookie.is_some() {
+                s.ends_at = Some(Instant::now() + SESSION_LINGER);
+            }
+        }
+    }
+
+    /// Whether the session with `peer` (placed by this node) is over.
+    fn ended(&self, peer: &NodeId) -> bool {
+        lock(&self.sessions)
+            .get(peer)
+            .is_none_or(|s| s.ends_at.is_some_and(|t| Instant::now() >= t))
     }
 
     /// Queues a SIP message for `peer`; false if it cannot go.
@@ -388,13 +429,7 @@ impl AnonymousCalls {
             .overlay
             .core()
             .observe(&culprit.id, Evidence::Unresponsive);
-        {
-            let mut avoid = lock(&self.avoid);
-            if avoid.len() >= AVOID_MAX {
-                avoid.remove(0);
-            }
-            avoid.push((culprit.id, Instant::now() + AVOID_FOR));
-        }
+        self.avoid(std::iter::once(culprit.id));
         if path.first().map(|h| h.id) == Some(culprit.id) {
             let mut guards = lock(&self.guards);
             guards.note_failure(&culprit.id, self.unix_now());
@@ -409,10 +444,27 @@ impl AnonymousCalls {
         for hop in hops {
             let _ = self.overlay.core().observe(&hop.id, Evidence::Unresponsive);
         }
+        // The relays between the guard and the last hop are left out of
+        // the next circuits for a while (cheap if innocent: there are
+        // others); the guard gives way to the other guard; the last hop
+        // may be a rendezvous point that cannot be changed.
+        if let Some(middle) = hops.get(1..hops.len().saturating_sub(1)) {
+            self.avoid(middle.iter().map(|h| h.id));
+        }
         if let Some(guard) = hops.first() {
             let mut guards = lock(&self.guards);
             guards.note_failure(&guard.id, self.unix_now());
             self.save_guards(&guards);
+        }
+    }
+
+    fn avoid(&self, relays: impl Iterator<Item = NodeId>) {
+        let mut avoid = lock(&self.avoid);
+        for id in relays {
+            if avoid.len() >= AVOID_MAX {
+                avoid.remove(0);
+            }
+            avoid.push((id, Instant::now() + AVOID_FOR));
         }
     }
 
@@ -612,6 +664,8 @@ impl AnonymousCalls {
             peer,
             Session {
                 tx,
+                calls: std::collections::HashSet::new(),
+                ends_at: None,
                 own_alias,
                 cookie,
             },
@@ -687,6 +741,10 @@ impl AnonymousCalls {
         'session: loop {
             if used.elapsed() >= SESSION_IDLE {
                 debug!(callee = %peer.fmt_short(), "anonymous session idle; ended");
+                break;
+            }
+            if self.ended(&peer) {
+                debug!(callee = %peer.fmt_short(), "anonymous session's calls ended");
                 break;
             }
             let due = end.outbox.next_due_ms();
@@ -793,14 +851,26 @@ impl AnonymousCalls {
     ) -> Result<MediaTestReport, String> {
         let mut session = [0u8; SESSION_ID_LEN];
         OsRng.fill_bytes(&mut session);
-        let path = self
-            .choose(hops, Some(&handle.point), Some(handle.node))
-            .await?;
-        let mut call = self
-            .circuits
-            .call(path, &handle)
-            .await
-            .map_err(|e| e.to_string())?;
+        // The callee's rendezvous may be busy with a call, or between two
+        // circuits: a few tries.
+        let mut pause = REBUILD_PAUSE;
+        let mut attempt = 1;
+        let mut call = loop {
+            let path = self
+                .choose(hops, Some(&handle.point), Some(handle.node))
+                .await?;
+            match self.circuits.call(path.clone(), &handle).await {
+                Ok(call) => break call,
+                Err(e) if attempt >= REBUILD_ATTEMPTS => return Err(e.to_string()),
+                Err(e) => {
+                    self.build_failed(&path, &e, true);
+                    debug!(attempt, error = %e, "media-test circuit not built");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                    attempt += 1;
+                }
+            }
+        };
         let open = SessionFrame::Open { session }
             .encode()
             .map_err(|e| e.to_string())?;

@@ -407,11 +407,14 @@ impl Inner {
                     let bytes =
                         crate::sip::topology::reveal(&bytes, &me, &alias.to_string(), &local);
                     match Message::parse(&bytes) {
-                        Ok(message) => self.on_message(
-                            message,
-                            crate::sip::proxy::UNRESOLVED,
-                            Transport::Overlay(peer),
-                        ),
+                        Ok(message) => {
+                            track_call(&calls, &peer, &message);
+                            self.on_message(
+                                message,
+                                crate::sip::proxy::UNRESOLVED,
+                                Transport::Overlay(peer),
+                            );
+                        }
                         Err(e) => {
                             debug!(peer = %peer.fmt_short(), error = %e, "malformed SIP from a session dropped")
                         }
@@ -472,6 +475,7 @@ impl Inner {
             &alias.to_string(),
             &self.local.to_string(),
         );
+        track_call(calls, &peer, &message);
         if !calls.send_sip(&peer, bytes) {
             self.failed(&transmit);
         }
@@ -1046,6 +1050,34 @@ impl Inner {
                 None
             }
         }
+    }
+}
+
+/// Follows the calls an anonymous session carries, from its SIP either
+/// way: a dialog-creating INVITE starts one; a 2xx to BYE, or a final
+/// failure of the INVITE, ends it.
+fn track_call(calls: &AnonymousCalls, peer: &NodeId, message: &Message) {
+    let (Ok(call_id), Ok(cseq)) = (message.call_id(), message.cseq()) else {
+        return;
+    };
+    match message {
+        Message::Request(r) if r.method == Method::Invite => {
+            let to_tag = r
+                .headers
+                .get(&HeaderName::To)
+                .and_then(|to| crate::sip::typed::NameAddr::parse("To", to).ok())
+                .is_some_and(|to| to.tag().is_some());
+            if !to_tag {
+                calls.call_started(peer, call_id);
+            }
+        }
+        Message::Response(r)
+            if (cseq.method == Method::Bye && (200..300).contains(&r.code))
+                || (cseq.method == Method::Invite && r.code >= 300) =>
+        {
+            calls.call_ended(peer, call_id)
+        }
+        _ => {}
     }
 }
 
