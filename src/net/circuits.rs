@@ -128,6 +128,10 @@ pub struct CircuitService {
     dialer: Arc<Dialer>,
     conns: Arc<Connections>,
     relay: Mutex<Option<RelayCircuits>>,
+    /// The random bytes that re-pad relayed cells: a ChaCha20 stream
+    /// seeded from the OS (a system call per cell cost a third of a
+    /// relay's time, `docs/benchmarks.md`). Keys come from the OS.
+    padding: Mutex<rand_chacha::ChaCha20Rng>,
     own: Mutex<HashMap<(NodeId, u32), mpsc::Sender<Inbound>>>,
     readers: Mutex<HashSet<usize>>,
     stats: CircuitStats,
@@ -150,6 +154,9 @@ impl CircuitService {
             dialer,
             conns,
             relay: Mutex::new(None),
+            padding: Mutex::new(rand::SeedableRng::from_rng(OsRng).unwrap_or_else(|_| {
+                rand::SeedableRng::from_seed(rand::random::<[u8; 32]>())
+            })),
             own: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashSet::new()),
             stats: CircuitStats::default(),
@@ -299,7 +306,7 @@ impl CircuitService {
             return;
         };
         let result = match lock(&self.relay).as_mut() {
-            Some(relay) => relay.on_cell(peer, &cell, OsRng),
+            Some(relay) => relay.on_cell(peer, &cell, &mut *lock(&self.padding)),
             None => Err(CircuitError::Unknown(circ_id)),
         };
         match result {

@@ -288,11 +288,19 @@ impl SessionFrame {
                 }
             }
             MEDIA => SessionFrame::Media(sized(bytes, 1)?),
-            ECHO_REQUEST => SessionFrame::EchoRequest {
-                seq: u32::from_be_bytes(get(bytes, 1)?),
-                sent_us: u64::from_be_bytes(get(bytes, 5)?),
-                data: sized(bytes, 13)?,
-            },
+            ECHO_REQUEST => {
+                let data = sized(bytes, 13)?;
+                // Its reply carries one byte more: what a reply cannot
+                // carry is refused here (found by fuzzing).
+                if data.len() > ECHO_DATA_MAX {
+                    return Err(SessionError::BadLength);
+                }
+                SessionFrame::EchoRequest {
+                    seq: u32::from_be_bytes(get(bytes, 1)?),
+                    sent_us: u64::from_be_bytes(get(bytes, 5)?),
+                    data,
+                }
+            }
             ECHO_REPLY => {
                 let [hops] = get::<1>(bytes, 13)?;
                 SessionFrame::EchoReply {
@@ -375,6 +383,13 @@ impl Reassembly {
         let last = index + 1 == count;
         if data.len() > SIP_FRAGMENT_MAX || (!last && data.len() != SIP_FRAGMENT_MAX) {
             return Err(SessionError::BadFragment);
+        }
+        // Nor may the last make the whole exceed the bound (45 full
+        // fragments would: found by fuzzing).
+        if last && (count - 1) * SIP_FRAGMENT_MAX + data.len() > CIRCUIT_SIP_MAX_LEN {
+            return Err(SessionError::SipTooLarge(
+                (count - 1) * SIP_FRAGMENT_MAX + data.len(),
+            ));
         }
         if count == 1 {
             return Ok(Some(data));
@@ -466,6 +481,9 @@ impl Outbox {
     /// Queues an echo request or reply (sent in place of a cover cell;
     /// at most a few wait).
     pub fn push_echo(&mut self, frame: SessionFrame) {
+        if frame.encode().is_err() {
+            return;
+        }
         if self.echoes.len() >= super::schedule::MAX_WAITING {
             self.echoes.pop_front();
         }

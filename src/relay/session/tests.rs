@@ -71,6 +71,17 @@ fn malformed_frames_are_refused_with_their_reason() {
         SessionFrame::Media(vec![0; MEDIA_MAX + 1]).encode(),
         Err(SessionError::TooLarge(MEDIA_MAX + 1))
     );
+    // An echo request whose reply would not fit (found by fuzzing).
+    let mut echo = SessionFrame::EchoRequest {
+        seq: 1,
+        sent_us: 2,
+        data: vec![0; ECHO_DATA_MAX],
+    }
+    .encode()
+    .unwrap();
+    assert!(SessionFrame::decode(&echo).is_ok());
+    echo[13] = (ECHO_DATA_MAX + 1) as u8;
+    assert_eq!(SessionFrame::decode(&echo), Err(SessionError::BadLength));
 }
 
 #[test]
@@ -107,6 +118,20 @@ fn sip_messages_are_reassembled_in_any_order_and_bounded() {
     assert_eq!(r.push(1, 0, 2, vec![0; 10]), Err(SessionError::BadFragment));
     assert_eq!(r.push(2, 0, 2, vec![0; SIP_FRAGMENT_MAX]), Ok(None));
     assert_eq!(r.push(2, 1, 3, vec![0; 5]), Err(SessionError::BadFragment));
+    // Full fragments up to the largest count would exceed the bound: the
+    // last is refused (found by fuzzing).
+    let count = SIP_MAX_FRAGMENTS as u8;
+    let mut r2 = Reassembly::default();
+    for i in 0..count - 1 {
+        assert_eq!(r2.push(7, i, count, vec![0; SIP_FRAGMENT_MAX]), Ok(None));
+    }
+    assert!(matches!(
+        r2.push(7, count - 1, count, vec![0; SIP_FRAGMENT_MAX]),
+        Err(SessionError::SipTooLarge(_))
+    ));
+    let fits = CIRCUIT_SIP_MAX_LEN - (SIP_MAX_FRAGMENTS - 1) * SIP_FRAGMENT_MAX;
+    let whole = r2.push(7, count - 1, count, vec![0; fits]).unwrap().unwrap();
+    assert_eq!(whole.len(), CIRCUIT_SIP_MAX_LEN);
     // Many unfinished messages hold at most REASSEMBLY_SLOTS slots.
     for m in 100..200 {
         assert_eq!(r.push(m, 0, 2, vec![0; SIP_FRAGMENT_MAX]), Ok(None));
