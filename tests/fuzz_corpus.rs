@@ -348,3 +348,236 @@ fn stun_message_inputs() {
     }
     assert!(decoded >= 6, "the valid seeds decode ({decoded})");
 }
+
+/// The `relay_session` fuzz target's node id, alias and address (see
+/// fuzz/fuzz_targets/relay_session.rs for why these).
+const SESSION_NODE: &str = "c0ffee5eed0123456789abdef0123456789abdef0123456789abdef01234567e";
+const SESSION_ALIAS: &str = "b0a7dee5eed0123456789acdef0123456789acdef0123456789acdef0123458f";
+const SESSION_LOCAL: &str = "127.0.0.1:5060";
+
+/// What the `relay_session` fuzz target checks of one input, counting
+/// `(frames decoded, messages reassembled, contacts read)`.
+fn relay_session_check(name: &str, data: &[u8], counts: &mut (usize, usize, usize)) {
+    use p2psip::identity::NodeId;
+    use p2psip::limits::MAX_CONTACT_LEN;
+    use p2psip::relay::handle::RendezvousHandle;
+    use p2psip::relay::session::{Reassembly, SessionFrame, CIRCUIT_SIP_MAX_LEN, FRAME_LEN};
+    use p2psip::sip::topology::{hide, reveal, ANONYMOUS_HOST};
+    let frame = |data: &[u8], reassembly: &mut Reassembly, counts: &mut (usize, usize, usize)| {
+        let Ok(frame) = SessionFrame::decode(data) else {
+            return;
+        };
+        counts.0 += 1;
+        let bytes = frame.encode();
+        assert!(bytes.is_ok(), "{name}: a decoded frame encodes: {bytes:?}");
+        let bytes = bytes.unwrap_or_default();
+        assert_eq!(bytes.len(), FRAME_LEN, "{name}");
+        assert_eq!(SessionFrame::decode(&bytes).as_ref(), Ok(&frame), "{name}");
+        if let SessionFrame::Sip {
+            msg,
+            index,
+            count,
+            data,
+        } = frame
+        {
+            if let Ok(Some(message)) = reassembly.push(msg, index, count, data) {
+                assert!(
+                    message.len() <= CIRCUIT_SIP_MAX_LEN,
+                    "{name}: {}",
+                    message.len()
+                );
+                counts.1 += 1;
+            }
+        }
+    };
+    let mut reassembly = Reassembly::default();
+    frame(data, &mut reassembly, counts);
+    for chunk in data.chunks(FRAME_LEN) {
+        frame(chunk, &mut reassembly, counts);
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Ok(handle) = RendezvousHandle::from_contact(s, NodeId::from_bytes([5; 32])) {
+            let contact = handle.to_contact();
+            assert_eq!(contact, s, "{name}");
+            assert!(contact.len() <= MAX_CONTACT_LEN, "{name}");
+            counts.2 += 1;
+        }
+    }
+    let hidden = hide(data, SESSION_NODE, SESSION_ALIAS, SESSION_LOCAL);
+    assert!(
+        hidden.len() <= data.len() + 3 * (data.len() / SESSION_LOCAL.len()),
+        "{name}"
+    );
+    assert!(
+        reveal(data, SESSION_NODE, SESSION_ALIAS, SESSION_LOCAL).len() <= data.len(),
+        "{name}"
+    );
+    let names = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+    if !names(SESSION_ALIAS.as_bytes()) && !names(ANONYMOUS_HOST.as_bytes()) {
+        assert_eq!(
+            reveal(&hidden, SESSION_NODE, SESSION_ALIAS, SESSION_LOCAL),
+            data,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn relay_session_inputs() {
+    let inputs = inputs("relay_session");
+    assert!(inputs.len() >= 16, "seed corpus is committed");
+    let mut counts = (0, 0, 0);
+    for (name, data) in inputs {
+        relay_session_check(&name, &data, &mut counts);
+    }
+    let (frames, messages, contacts) = counts;
+    // Cover, Open, Sip (one fragment), Media, EchoRequest and EchoReply
+    // whole (twice: whole and as a chunk) and the four fragments of the
+    // multi-fragment seed.
+    assert!(frames >= 16, "the valid frame seeds decode ({frames})");
+    assert!(
+        messages >= 3,
+        "the SIP seeds reassemble, single and multi-fragment ({messages})"
+    );
+    assert!(contacts >= 2, "the contact seeds read ({contacts})");
+}
+
+/// Writes the seed corpus of the `relay_session` fuzz target (run with
+/// `cargo test --test fuzz_corpus -- --ignored write_relay_session_corpus`).
+#[test]
+#[ignore = "writes fuzz/corpus/relay_session"]
+fn write_relay_session_corpus() {
+    use p2psip::identity::NodeId;
+    use p2psip::relay::circuit::PathHop;
+    use p2psip::relay::handle::RendezvousHandle;
+    use p2psip::relay::session::{fragment, SessionFrame, FRAME_LEN};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/relay_session");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    let encode = |f: SessionFrame| f.encode().unwrap();
+    let sip = |body_len: usize| {
+        format!(
+            "INVITE sip:bob@p2psip SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {SESSION_LOCAL};branch=z9hG4bK-p2p-1\r\n\
+             v: SIP/2.0/UDP 127.0.0.1:50601;branch=z9hG4bK-2\r\n\
+             Record-Route: <sip:{SESSION_LOCAL};lr;p2p-node={SESSION_NODE}>\r\n\
+             Route: <sip:{SESSION_LOCAL};lr>\r\n\
+             Contact: <sip:p2p-tok@{SESSION_LOCAL}>\r\n\
+             Call-ID: 1-2@{SESSION_LOCAL}\r\n\
+             From: <sip:alice@p2psip>;tag=1\r\n\
+             To: <sip:bob@p2psip>\r\n\
+             CSeq: 1 INVITE\r\n\
+             Content-Length: {body_len}\r\n\
+             \r\n\
+             {}",
+            "a".repeat(body_len)
+        )
+    };
+    write("cover", &encode(SessionFrame::Cover));
+    write("open", &encode(SessionFrame::Open { session: [7; 16] }));
+    let short = b"OPTIONS sip:bob@p2psip SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+    let single = fragment(3, short).unwrap();
+    assert_eq!(single.len(), 1);
+    write("sip_single", &encode(single[0].clone()));
+    let long = sip(200);
+    let multi = fragment(4, long.as_bytes()).unwrap();
+    assert_eq!(multi.len(), 4);
+    // The last fragment first: any order reassembles.
+    let mut bytes = Vec::new();
+    for f in multi.iter().rev() {
+        bytes.extend(encode(f.clone()));
+    }
+    write("sip_multi", &bytes);
+    write("media", &encode(SessionFrame::Media(vec![0x80; 182])));
+    write(
+        "echo_request",
+        &encode(SessionFrame::EchoRequest {
+            seq: 1,
+            sent_us: 1_750_000_000_000_000,
+            data: vec![0xab; 160],
+        }),
+    );
+    write(
+        "echo_reply",
+        &encode(SessionFrame::EchoReply {
+            seq: 1,
+            sent_us: 1_750_000_000_000_000,
+            hops: 3,
+            data: vec![0xab; 160],
+        }),
+    );
+    for (name, addr) in [
+        ("contact_v4", "192.0.2.7:4433"),
+        ("contact_v6", "[2001:db8::1]:4433"),
+    ] {
+        let handle = RendezvousHandle {
+            point: PathHop {
+                id: NodeId::from_bytes([1; 32]),
+                addr: addr.parse().unwrap(),
+                onion: [2; 32],
+            },
+            cookie: [3; 32],
+            key: [4; 32],
+            node: NodeId::from_bytes([5; 32]),
+        };
+        write(name, handle.to_contact().as_bytes());
+    }
+    write("contact_not_base64", b"p2psip-rv:!!");
+    write("sip_message", sip(0).as_bytes());
+    // Malformed: a frame a byte short, an unknown type, impossible
+    // fragment numbers, length bytes that overrun the frame.
+    let cover = encode(SessionFrame::Cover);
+    write("short_frame", &cover[..FRAME_LEN - 1]);
+    let mut unknown = cover.clone();
+    unknown[0] = 0x06;
+    write("unknown_type", &unknown);
+    let mut frag = encode(single[0].clone());
+    frag[4] = 0; // count 0
+    write("fragment_count_zero", &frag);
+    frag[3] = 5;
+    frag[4] = 5; // index == count
+    write("fragment_index_at_count", &frag);
+    frag[3] = 0;
+    frag[4] = 200; // more fragments than a message has
+    write("fragment_count_over", &frag);
+    let mut media = cover.clone();
+    media[0] = 0x03;
+    media[1] = u8::try_from(FRAME_LEN - 1).unwrap(); // one byte past the frame
+    write("media_overlong", &media);
+    let mut echo = encode(SessionFrame::EchoRequest {
+        seq: 2,
+        sent_us: 0,
+        data: vec![],
+    });
+    echo[13] = 255;
+    write("echo_overlong", &echo);
+}
+
+/// Writes the inputs of the `relay_session` target's crashes, found
+/// against src/ as it is (run with `cargo test --test fuzz_corpus --
+/// --ignored write_relay_session_regressions`): an echo request whose
+/// data is a byte longer than an echo carries decodes but does not
+/// encode; 45 full fragments of one message reassemble to more than
+/// CIRCUIT_SIP_MAX_LEN.
+#[test]
+#[ignore = "writes fuzz/regressions/relay_session"]
+fn write_relay_session_regressions() {
+    use p2psip::relay::session::{ECHO_DATA_MAX, FRAME_LEN, SIP_FRAGMENT_MAX, SIP_MAX_FRAGMENTS};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/relay_session");
+    std::fs::create_dir_all(&dir).unwrap();
+    // 0x04 | seq | sent_us | len = ECHO_DATA_MAX + 1 | data: exactly a frame.
+    let mut echo = vec![0x04, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    echo.push(u8::try_from(ECHO_DATA_MAX + 1).unwrap());
+    echo.resize(FRAME_LEN, 0xab);
+    std::fs::write(dir.join("echo_request_data_max_plus_one"), &echo).unwrap();
+    // SIP_MAX_FRAGMENTS frames of message 9, every one full.
+    let count = u8::try_from(SIP_MAX_FRAGMENTS).unwrap();
+    let mut sip = Vec::new();
+    for index in 0..count {
+        sip.extend_from_slice(&[0x02, 0, 9, index, count]);
+        sip.push(u8::try_from(SIP_FRAGMENT_MAX).unwrap());
+        sip.resize(sip.len() + SIP_FRAGMENT_MAX, b'a');
+    }
+    assert_eq!(sip.len(), SIP_MAX_FRAGMENTS * FRAME_LEN);
+    std::fs::write(dir.join("sip_full_fragments_over_max_len"), &sip).unwrap();
+}
