@@ -36,11 +36,16 @@
 //!   under keys only they hold (the rendezvous itself is in
 //!   [`circuit`]: Establish, Join, the splice).
 //!
+//! - [`handle`]: the rendezvous handle a callee publishes in its users'
+//!   registrations (a `p2psip-rv:` contact).
+//! - [`session`]: what two nodes say through a rendezvous during calls:
+//!   fixed-size frames (SIP fragments, media, echoes, cover) sent at the
+//!   constant rate, the pseudonyms by which they know each other, and
+//!   failure detection.
+//!
 //! The I/O that carries all this over the overlay's QUIC datagrams is
-//! `net::circuits` (and `net::rendezvous`, `net::relays`); TURN is
-//! `turn`. Not built yet (issue 12 lists them): calls through circuits
-//! (`--anonymous-calls`), the node's use of path choice and guards, and
-//! failure detection beyond a closed link.
+//! `net::circuits` (and `net::rendezvous`, `net::relays`,
+//! `net::anonymous` for calls with `--anonymous-calls`); TURN is `turn`.
 
 pub mod cell;
 pub mod circuit;
