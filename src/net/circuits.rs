@@ -154,9 +154,10 @@ impl CircuitService {
             dialer,
             conns,
             relay: Mutex::new(None),
-            padding: Mutex::new(rand::SeedableRng::from_rng(OsRng).unwrap_or_else(|_| {
-                rand::SeedableRng::from_seed(rand::random::<[u8; 32]>())
-            })),
+            padding: Mutex::new(
+                rand::SeedableRng::from_rng(OsRng)
+                    .unwrap_or_else(|_| rand::SeedableRng::from_seed(rand::random::<[u8; 32]>())),
+            ),
             own: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashSet::new()),
             stats: CircuitStats::default(),

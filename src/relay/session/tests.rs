@@ -130,7 +130,10 @@ fn sip_messages_are_reassembled_in_any_order_and_bounded() {
         Err(SessionError::SipTooLarge(_))
     ));
     let fits = CIRCUIT_SIP_MAX_LEN - (SIP_MAX_FRAGMENTS - 1) * SIP_FRAGMENT_MAX;
-    let whole = r2.push(7, count - 1, count, vec![0; fits]).unwrap().unwrap();
+    let whole = r2
+        .push(7, count - 1, count, vec![0; fits])
+        .unwrap()
+        .unwrap();
     assert_eq!(whole.len(), CIRCUIT_SIP_MAX_LEN);
     // Many unfinished messages hold at most REASSEMBLY_SLOTS slots.
     for m in 100..200 {
