@@ -974,6 +974,101 @@ fn receive_rtp(
     (times.len(), sources, first, times)
 }
 
+/// What a phone's media socket got: packets, their sources, the first
+/// payload, each packet's arrival.
+type Received = (usize, Vec<SocketAddr>, Vec<u8>, Vec<Instant>);
+
+/// A call with media under way: alice (at A) calls bob (at B, his phone
+/// registered at `bob_phone`, answering with SIPp) and streams PCMU from
+/// a file; bob's media socket echoes every packet.
+struct MediaCall {
+    /// The audio alice streams.
+    samples: Vec<u8>,
+    alice_phone: Phone<'static>,
+    alice_port: u16,
+    bob_port: u16,
+    caller: std::thread::JoinHandle<(bool, String, String)>,
+    callee: std::thread::JoinHandle<(bool, String, String)>,
+    at_alice: std::thread::JoinHandle<Received>,
+    at_bob: std::thread::JoinHandle<Received>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a [`MediaCall`] of `audio_secs` seconds of audio, hung up
+/// `hang_up_ms` after the ACK; each media socket stops counting after
+/// `quiet` without a packet.
+fn start_media_call(
+    t: &TwoNodes,
+    bob_phone: Phone<'static>,
+    audio_secs: u32,
+    hang_up_ms: u32,
+    quiet: Duration,
+) -> MediaCall {
+    let (alice_media, bob_media) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (alice_port, bob_port) = (
+        alice_media.local_addr().unwrap().port(),
+        bob_media.local_addr().unwrap().port(),
+    );
+    let at_alice = std::thread::spawn(move || receive_rtp(alice_media, false, quiet));
+    let at_bob = std::thread::spawn(move || receive_rtp(bob_media, true, quiet));
+    let dir = tempfile::tempdir().unwrap();
+    // PCMU at 8,000 bytes a second: 50 packets of 160 bytes, a
+    // recognisable pattern.
+    let audio = dir.path().join("audio.ulaw");
+    let samples: Vec<u8> = (0..8_000 * audio_secs).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&audio, &samples).unwrap();
+    let callee = answering_with_media(bob_phone, bob_port);
+    std::thread::sleep(Duration::from_millis(300));
+    let call = dir.path().join("call_media.xml");
+    std::fs::write(
+        &call,
+        std::fs::read_to_string(scenario("call_media"))
+            .unwrap()
+            .replace("@MEDIA_PORT@", &alice_port.to_string())
+            .replace("@AUDIO@", audio.to_str().unwrap())
+            .replace(
+                "<pause milliseconds=\"3000\"/>",
+                &format!("<pause milliseconds=\"{hang_up_ms}\"/>"),
+            ),
+    )
+    .unwrap();
+    let alice_phone = Phone::at("127.0.0.1");
+    let (ok, log) = register(&t.a, "u1", alice_phone, &t.alice, "alice-secret", "600");
+    assert!(ok, "alice could not register:\n{log}");
+    let (sip, alice_aor, bob_user) = (t.a.sip.clone(), t.alice.1.clone(), t.bob.1.clone());
+    let caller = std::thread::spawn(move || {
+        sipp_traced(
+            call.to_str().unwrap(),
+            sip.as_deref(),
+            "u1",
+            alice_phone,
+            ("alice", "alice-secret"),
+            &[
+                ("domain", OVERLAY),
+                ("aor_user", &alice_aor),
+                ("callee", &bob_user),
+            ],
+            1,
+            60,
+            true,
+        )
+    });
+    MediaCall {
+        samples,
+        alice_phone,
+        alice_port,
+        bob_port,
+        caller,
+        callee,
+        at_alice,
+        at_bob,
+        _dir: dir,
+    }
+}
+
 /// A callee phone (SIPp, over UDP at `phone`) answering one call with
 /// PCMU received at 127.0.0.1:`media_port`, in the background; returns
 /// SIPp's verdict, output and message log.
@@ -1014,55 +1109,15 @@ fn sipp_call_media_is_anchored_at_both_nodes() {
     let t = two_nodes();
     let bob_phone = Phone::at("127.0.0.1");
     assert!(register(&t.b, "u1", bob_phone, &t.bob, "bob-secret", "600").0);
-    let (alice_media, bob_media) = (
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-    );
-    let (alice_port, bob_port) = (
-        alice_media.local_addr().unwrap().port(),
-        bob_media.local_addr().unwrap().port(),
-    );
-    let at_alice = count_rtp(alice_media, false);
-    let at_bob = count_rtp(bob_media, true);
-    let dir = tempfile::tempdir().unwrap();
-    // 2 s of PCMU: 100 packets of 160 bytes, a recognisable pattern.
-    let audio = dir.path().join("audio.ulaw");
-    let samples: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&audio, &samples).unwrap();
-    let callee = answering_with_media(bob_phone, bob_port);
-    std::thread::sleep(Duration::from_millis(300));
-    let call = dir.path().join("call_media.xml");
-    std::fs::write(
-        &call,
-        std::fs::read_to_string(scenario("call_media"))
-            .unwrap()
-            .replace("@MEDIA_PORT@", &alice_port.to_string())
-            .replace("@AUDIO@", audio.to_str().unwrap()),
-    )
-    .unwrap();
-    let alice_phone = Phone::at("127.0.0.1");
-    let (ok, log) = register(&t.a, "u1", alice_phone, &t.alice, "alice-secret", "600");
-    assert!(ok, "alice could not register:\n{log}");
-    let (ok, log, alice_messages) = sipp_traced(
-        call.to_str().unwrap(),
-        t.a.sip.as_deref(),
-        "u1",
-        alice_phone,
-        ("alice", "alice-secret"),
-        &[
-            ("domain", OVERLAY),
-            ("aor_user", &t.alice.1),
-            ("callee", &t.bob.1),
-        ],
-        1,
-        30,
-        true,
-    );
+    let call = start_media_call(&t, bob_phone, 2, 3000, Duration::from_secs(1));
+    let (alice_phone, alice_port, bob_port) = (call.alice_phone, call.alice_port, call.bob_port);
+    let samples = call.samples;
+    let (ok, log, alice_messages) = call.caller.join().unwrap();
     assert!(ok, "alice's call failed:\n{log}");
-    let (ok, log, bob_messages) = callee.join().unwrap();
+    let (ok, log, bob_messages) = call.callee.join().unwrap();
     assert!(ok, "bob's phone did not answer:\n{log}");
-    let (to_bob, bob_sources, first) = at_bob.join().unwrap();
-    let (to_alice, alice_sources, _) = at_alice.join().unwrap();
+    let (to_bob, bob_sources, first, _) = call.at_bob.join().unwrap();
+    let (to_alice, alice_sources, _, _) = call.at_alice.join().unwrap();
     // Loopback loses nothing, but a node may drop the first packets of a
     // call while its link to the other node opens.
     assert!(to_bob >= 80, "{to_bob} of 100 packets reached bob");
@@ -1434,54 +1489,14 @@ fn sipp_call_with_media_goes_through_anonymous_circuits_and_hides_the_nodes() {
     let lab = anonymous_lab(4);
     let t = &lab.two;
     let bob_phone = register_anonymous_bob(&lab);
-    let (alice_media, bob_media) = (
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-    );
-    let (alice_port, bob_port) = (
-        alice_media.local_addr().unwrap().port(),
-        bob_media.local_addr().unwrap().port(),
-    );
-    let at_alice = count_rtp(alice_media, false);
-    let at_bob = count_rtp(bob_media, true);
-    let dir = tempfile::tempdir().unwrap();
-    let audio = dir.path().join("audio.ulaw");
-    let samples: Vec<u8> = (0..16_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&audio, &samples).unwrap();
-    let callee = answering_with_media(bob_phone, bob_port);
-    std::thread::sleep(Duration::from_millis(300));
-    let call = dir.path().join("call_media.xml");
-    std::fs::write(
-        &call,
-        std::fs::read_to_string(scenario("call_media"))
-            .unwrap()
-            .replace("@MEDIA_PORT@", &alice_port.to_string())
-            .replace("@AUDIO@", audio.to_str().unwrap()),
-    )
-    .unwrap();
-    let alice_phone = Phone::at("127.0.0.1");
-    let (ok, log) = register(&t.a, "u1", alice_phone, &t.alice, "alice-secret", "600");
-    assert!(ok, "alice could not register:\n{log}");
-    let (ok, log, alice_messages) = sipp_traced(
-        call.to_str().unwrap(),
-        t.a.sip.as_deref(),
-        "u1",
-        alice_phone,
-        ("alice", "alice-secret"),
-        &[
-            ("domain", OVERLAY),
-            ("aor_user", &t.alice.1),
-            ("callee", &t.bob.1),
-        ],
-        1,
-        30,
-        true,
-    );
+    let call = start_media_call(t, bob_phone, 2, 3000, Duration::from_secs(1));
+    let samples = call.samples;
+    let (ok, log, alice_messages) = call.caller.join().unwrap();
     assert!(ok, "alice's call failed:\n{log}");
-    let (ok, log, bob_messages) = callee.join().unwrap();
+    let (ok, log, bob_messages) = call.callee.join().unwrap();
     assert!(ok, "bob's phone did not answer:\n{log}");
-    let (to_bob, _, first) = at_bob.join().unwrap();
-    let (to_alice, _, _) = at_alice.join().unwrap();
+    let (to_bob, _, first, _) = call.at_bob.join().unwrap();
+    let (to_alice, _, _, _) = call.at_alice.join().unwrap();
     // 100 packets sent; one cell per 20 ms each way carries them, and
     // the first few may wait behind the call's signalling.
     assert!(to_bob >= 70, "{to_bob} of 100 packets reached bob");
@@ -1613,58 +1628,8 @@ fn an_anonymous_call_goes_on_when_a_relay_of_its_circuit_is_killed() {
     let mut lab = anonymous_lab(6);
     let bob_phone = register_anonymous_bob(&lab);
     let t = &lab.two;
-    let (alice_media, bob_media) = (
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-        UdpSocket::bind("127.0.0.1:0").unwrap(),
-    );
-    let (alice_port, bob_port) = (
-        alice_media.local_addr().unwrap().port(),
-        bob_media.local_addr().unwrap().port(),
-    );
     // Generous bounds: the machine may be busy with other tests.
-    let quiet = Duration::from_secs(25);
-    let at_bob = std::thread::spawn(move || receive_rtp(bob_media, true, quiet));
-    let at_alice = std::thread::spawn(move || receive_rtp(alice_media, false, quiet));
-    let dir = tempfile::tempdir().unwrap();
-    let audio = dir.path().join("audio.ulaw");
-    let samples: Vec<u8> = (0..160_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::write(&audio, &samples).unwrap();
-    let callee = answering_with_media(bob_phone, bob_port);
-    std::thread::sleep(Duration::from_millis(300));
-    let call = dir.path().join("call_media.xml");
-    std::fs::write(
-        &call,
-        std::fs::read_to_string(scenario("call_media"))
-            .unwrap()
-            .replace("@MEDIA_PORT@", &alice_port.to_string())
-            .replace("@AUDIO@", audio.to_str().unwrap())
-            .replace(
-                "<pause milliseconds=\"3000\"/>",
-                "<pause milliseconds=\"21000\"/>",
-            ),
-    )
-    .unwrap();
-    let alice_phone = Phone::at("127.0.0.1");
-    let (ok, log) = register(&t.a, "u1", alice_phone, &t.alice, "alice-secret", "600");
-    assert!(ok, "alice could not register:\n{log}");
-    let (sip, alice_aor, bob_user) = (t.a.sip.clone(), t.alice.1.clone(), t.bob.1.clone());
-    let caller = std::thread::spawn(move || {
-        sipp_traced(
-            call.to_str().unwrap(),
-            sip.as_deref(),
-            "u1",
-            alice_phone,
-            ("alice", "alice-secret"),
-            &[
-                ("domain", OVERLAY),
-                ("aor_user", &alice_aor),
-                ("callee", &bob_user),
-            ],
-            1,
-            60,
-            false,
-        )
-    });
+    let call = start_media_call(t, bob_phone, 20, 21_000, Duration::from_secs(25));
     // The point of bob's rendezvous, from his registration.
     let contact = lookup_contacts(&lab.a_dir, &aor(&t.bob)).remove(0);
     let b_id =
@@ -1731,12 +1696,12 @@ fn an_anonymous_call_goes_on_when_a_relay_of_its_circuit_is_killed() {
     eprintln!("killing relay {victim}: {}", lab.relays[victim].id);
     lab.relays[victim].child.kill().unwrap();
     let killed = Instant::now();
-    let (ok, log, _) = caller.join().unwrap();
+    let (ok, log, _) = call.caller.join().unwrap();
     assert!(ok, "alice's call failed after the relay died:\n{log}");
-    let (ok, log, _) = callee.join().unwrap();
+    let (ok, log, _) = call.callee.join().unwrap();
     assert!(ok, "bob's phone did not see the call through:\n{log}");
-    let (to_bob, _, first, times) = at_bob.join().unwrap();
-    let (to_alice, _, _, _) = at_alice.join().unwrap();
+    let (to_bob, _, first, times) = call.at_bob.join().unwrap();
+    let (to_alice, _, _, _) = call.at_alice.join().unwrap();
     let before = times.iter().filter(|t| **t < killed).count();
     let resumed = times
         .iter()
@@ -1755,5 +1720,5 @@ fn an_anonymous_call_goes_on_when_a_relay_of_its_circuit_is_killed() {
     );
     assert!(gap < Duration::from_secs(15), "a gap of {gap:?}");
     assert!(to_alice >= 100, "{to_alice} packets came back to alice");
-    assert_eq!(first.get(12..12 + 160), Some(&samples[..160]));
+    assert_eq!(first.get(12..12 + 160), Some(&call.samples[..160]));
 }

@@ -578,16 +578,7 @@ async fn media_test(
                  --anonymous-calls, or its rendezvous is not up yet)"
             )
         })?;
-    let r = calls.media_test(handle, hops, seconds).await?;
-    Ok(MediaTestResult {
-        sent: r.sent,
-        received: r.received,
-        loss: r.loss,
-        latency_ms_p50: r.latency_ms_p50,
-        latency_ms_p99: r.latency_ms_p99,
-        jitter_ms: r.jitter_ms,
-        hops: r.hops,
-    })
+    calls.media_test(handle, hops, seconds).await
 }
 
 /// The answer to `circuits`.

@@ -29,6 +29,7 @@ use super::dialer::Dialer;
 use super::overlay::OverlayService;
 use super::relays::find_relays;
 use super::rendezvous::{Call, Listener, RendezvousHandle, Resume, SessionEvent};
+use crate::admin::MediaTestResult;
 use crate::identity::NodeId;
 use crate::relay::circuit::PathHop;
 use crate::relay::path::{
@@ -142,26 +143,6 @@ pub struct AnonymousStats {
     pub rebuilds: AtomicU64,
     /// SIP messages or media that could not be queued.
     pub unsent: AtomicU64,
-}
-
-/// What `p2psip media-test` measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MediaTestReport {
-    /// Packets sent.
-    pub sent: u64,
-    /// Echoes received.
-    pub received: u64,
-    /// `1 - received / sent`.
-    pub loss: f64,
-    /// Round-trip latency, median, ms.
-    pub latency_ms_p50: f64,
-    /// Round-trip latency, 99th percentile, ms.
-    pub latency_ms_p99: f64,
-    /// Interarrival jitter of the echoes (RFC 3550 §6.4.1), ms.
-    pub jitter_ms: f64,
-    /// Relays between the two nodes (both circuits; the rendezvous
-    /// counted once).
-    pub hops: usize,
 }
 
 /// The node's anonymous calling (see the module docs).
@@ -848,7 +829,7 @@ impl AnonymousCalls {
         handle: RendezvousHandle,
         hops: usize,
         seconds: u64,
-    ) -> Result<MediaTestReport, String> {
+    ) -> Result<MediaTestResult, String> {
         let mut session = [0u8; SESSION_ID_LEN];
         OsRng.fill_bytes(&mut session);
         // The callee's rendezvous may be busy with a call, or between two
@@ -934,7 +915,7 @@ impl AnonymousCalls {
             rtts.get(i).copied().unwrap_or(0.0)
         };
         let received = rtts.len() as u64;
-        Ok(MediaTestReport {
+        Ok(MediaTestResult {
             sent,
             received,
             loss: if sent == 0 {
