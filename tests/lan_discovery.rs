@@ -175,13 +175,16 @@ fn three_nodes_with_no_bootstrap_form_one_overlay_on_a_lan() {
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     let lines: Vec<String> = nodes.iter_mut().map(NodeProcess::next_line).collect();
     // Nodes started together wait for the LAN before starting an overlay
-    // of their own: the later two at least joined through what they heard.
-    for (i, line) in lines.iter().enumerate().take(3).skip(1) {
-        assert!(
-            line.starts_with(&format!("p2psip node {} joined lan.test with ", ids[i])),
-            "node {i}: {line}"
-        );
-    }
+    // of their own: two of the three joined through what they heard
+    // (which one the others found first is the LAN's timing), at most
+    // one started the overlay.
+    let joined = (0..3)
+        .filter(|&i| lines[i].starts_with(&format!("p2psip node {} joined lan.test with ", ids[i])))
+        .count();
+    let started = (0..3)
+        .filter(|&i| lines[i] == format!("p2psip node {} started a new overlay", ids[i]))
+        .count();
+    assert!(joined >= 2 && joined + started == 3, "{:?}", &lines[..3]);
     assert_eq!(
         lines[3],
         format!("p2psip node {} started a new overlay", ids[3]),
