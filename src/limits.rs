@@ -645,12 +645,14 @@ pub const SIP_REGISTER_BURST: u32 = 32;
 /// second sustained: far above what phones behind one address send).
 pub const SIP_REGISTER_REFILL: Duration = Duration::from_millis(50);
 
-/// Failed authentications a source address may make at once; after that
-/// its REGISTERs are refused 403 until the bucket refills.
+/// Failed authentications one auth user may make from one source
+/// address at once; after that that account's requests from that
+/// address are refused 403 until the bucket refills. Other accounts
+/// behind the same address (one NAT) are not locked out by it.
 pub const SIP_AUTH_FAILURE_BURST: u32 = 5;
 
 /// One more failed authentication allowed per this much time, per
-/// source address.
+/// (source address, auth user) and per source address.
 pub const SIP_AUTH_FAILURE_REFILL: Duration = Duration::from_secs(12);
 
 /// Source addresses whose REGISTER rate and failures are tracked, at
@@ -684,6 +686,38 @@ pub const SIP_OVERLAY_MESSAGES_PER_SEC: u32 = 5000;
 
 /// SIP messages one peer may send at once.
 pub const SIP_OVERLAY_BURST: u32 = 10_000;
+
+/// Dialogs (calls being set up or up) a node holds at once, at most;
+/// a new call beyond is refused 503 statelessly.
+pub const SIP_MAX_DIALOGS: usize = 16_384;
+
+/// Dialogs one account (an AOR served here) may hold at once, as caller
+/// or callee, at most; one more is refused 486 (busy).
+pub const SIP_MAX_DIALOGS_PER_ACCOUNT: usize = 32;
+
+/// Dialogs one source may open at once, at most: a phone's IP address
+/// (IPv4, IPv6 /64) or a node of the overlay. One more is refused 503.
+pub const SIP_MAX_DIALOGS_PER_SOURCE: usize = 256;
+
+/// A dialog that no 2xx confirmed within this long is dropped (an
+/// INVITE's Timer C is 3 minutes; a call rings for no longer).
+pub const SIP_DIALOG_EARLY_TIMEOUT: Duration = Duration::from_secs(200);
+
+/// A confirmed dialog is dropped after this long even with no BYE (a
+/// phone that vanished mid-call frees its account's dialog budget).
+pub const SIP_DIALOG_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
+
+/// A dialog that ended (BYE, a failed INVITE) is kept this long
+/// (64 × T1) so that retransmissions and the answers to its BYE still
+/// match; its media is closed at once.
+pub const SIP_DIALOG_LINGER: Duration = Duration::from_secs(32);
+
+/// Failed authentications one source address may make at once, of all
+/// accounts together; after that every request from it that needs
+/// authentication is refused 403 until the bucket refills
+/// ([`SIP_AUTH_FAILURE_REFILL`]): guessing many accounts' passwords
+/// from one address is no faster than a few.
+pub const SIP_AUTH_FAILURE_BURST_PER_SOURCE: u32 = 20;
 
 /// Media streams (`m=` lines) one call may anchor, at most.
 pub const MEDIA_MAX_STREAMS: usize = 4;

@@ -93,7 +93,7 @@ pub fn sip_proxy(data: &[u8]) -> usize {
     let unix_ms = 1_750_000_000_000;
     let mut actions = match message {
         Message::Request(r) => proxy.handle_request(now, unix_ms, peer, transport, r),
-        Message::Response(r) => proxy.handle_response(now, r),
+        Message::Response(r) => proxy.handle_response(now, peer, transport, r),
     };
     // Answer every lookup, then let every timer run out.
     let lookups: Vec<u64> = actions

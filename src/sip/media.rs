@@ -236,16 +236,10 @@ impl Party {
         }
     }
 
-    /// Whether `ip` may send this phone's media: its SIP address or an
-    /// address its description names.
+    /// Whether `ip` may send this phone's media: the host its SIP comes
+    /// from, only.
     fn may_send_from(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        matches!(self.leg, Leg::Phone(a) if a.ip().to_canonical() == ip)
-            || self
-                .streams
-                .iter()
-                .filter_map(|s| s.rtp)
-                .any(|a| a.ip().to_canonical() == ip)
+        matches!(self.leg, Leg::Phone(a) if a.ip().to_canonical() == ip.to_canonical())
     }
 
     /// Where this phone receives `stream`/`component`.
@@ -260,9 +254,17 @@ impl Party {
             return Some(latched);
         }
         let s = self.streams.get(stream)?;
-        match component {
+        let declared = match component {
             Component::Rtp => s.rtp,
             Component::Rtcp => s.rtcp(),
+        }?;
+        // A phone's media goes to the host its SIP comes from, never to a
+        // third address its SDP names (a reflector for anyone who can
+        // write an SDP body): the SDP's port is believed, its address
+        // is not.
+        match self.leg {
+            Leg::Phone(sip) => Some(SocketAddr::new(sip.ip(), declared.port())),
+            Leg::Node(_) => Some(declared),
         }
     }
 }
@@ -670,10 +672,16 @@ impl MediaTable {
         component: Component,
         out: &mut Vec<Relay>,
     ) {
+        // One leg per packet: before the call is accepted the other side
+        // may hold several forks that described media (early media), and
+        // a packet copied to each would be an amplifier. The first fork
+        // gets it; after the 2xx only the one that answered is left.
         for party in session
             .parties
             .iter()
             .filter(|p| p.side != side && p.described)
+            .filter(|p| to_nodes || matches!(p.leg, Leg::Phone(_)))
+            .take(1)
         {
             match (party.leg, &party.block) {
                 (Leg::Phone(_), Some(block)) => {
@@ -697,6 +705,142 @@ impl MediaTable {
                 _ => {}
             }
         }
+    }
+}
+
+/// What the SIP core ([`super::proxy`]) asks of media anchoring. The
+/// core decides when and for whom (only for a message it authorized or
+/// matched to a transaction it forwarded, and only for the parties of
+/// that dialog); this carries it out: [`TableAnchor`] on a
+/// [`MediaTable`], the node's media relay on its sockets.
+pub trait Anchor {
+    /// An SDP body from `leg` in call `call_id`: a phone's is recorded
+    /// and returned rewritten to the node's ports for it; a node's makes
+    /// the node a party (`None`: the body goes on as it is).
+    fn described(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        leg: Leg,
+        carrier: Carrier,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, MediaError>;
+    /// An SDP body going to this node's phone at `phone`: rewritten to
+    /// the node's ports for that phone.
+    fn to_phone(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        phone: SocketAddr,
+        body: &[u8],
+    ) -> Result<Vec<u8>, MediaError>;
+    /// The call ended (a BYE from one of its parties): its ports close.
+    fn end(&mut self, call_id: &str);
+    /// The call's INVITE failed: its ports close unless it was answered.
+    fn failed(&mut self, call_id: &str);
+}
+
+/// A [`MediaTable`] with its port source: the [`Anchor`] of tests and of
+/// the simulator.
+#[derive(Debug, Default)]
+pub struct TableAnchor<P> {
+    /// The table.
+    pub table: MediaTable,
+    /// Where its ports come from.
+    pub ports: P,
+}
+
+impl<P: PortSource> Anchor for TableAnchor<P> {
+    fn described(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        leg: Leg,
+        carrier: Carrier,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, MediaError> {
+        match leg {
+            Leg::Phone(phone) => self
+                .table
+                .from_phone(now, &mut self.ports, call_id, phone, carrier, body)
+                .map(Some),
+            Leg::Node(node) => self
+                .table
+                .from_node(now, &mut self.ports, call_id, node, carrier, body)
+                .map(|()| None),
+        }
+    }
+
+    fn to_phone(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        phone: SocketAddr,
+        body: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        self.table
+            .to_phone(now, &mut self.ports, call_id, phone, body)
+    }
+
+    fn end(&mut self, call_id: &str) {
+        self.table.end(&mut self.ports, call_id);
+    }
+
+    fn failed(&mut self, call_id: &str) {
+        self.table.failed(&mut self.ports, call_id);
+    }
+}
+
+/// Ports counted out of [`crate::limits::MEDIA_PORTS`] at one address,
+/// none really opened: the [`PortSource`] of tests and of the simulator.
+#[derive(Debug)]
+pub struct VirtualPorts {
+    ip: IpAddr,
+    next_block: u64,
+    next_port: u16,
+    open: HashMap<u64, usize>,
+}
+
+impl VirtualPorts {
+    /// Ports at `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        Self {
+            ip,
+            next_block: 0,
+            next_port: *crate::limits::MEDIA_PORTS.start(),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Blocks open now.
+    pub fn open_blocks(&self) -> usize {
+        self.open.len()
+    }
+}
+
+impl PortSource for VirtualPorts {
+    fn open(&mut self, streams: usize, _phone: SocketAddr) -> Result<PortBlock, MediaError> {
+        let end = *crate::limits::MEDIA_PORTS.end();
+        let mut rtp_ports = Vec::with_capacity(streams);
+        for _ in 0..streams {
+            let port = self.next_port;
+            if port >= end {
+                return Err(MediaError::Ports("the media port range is used up".into()));
+            }
+            rtp_ports.push(port);
+            self.next_port = port.saturating_add(2);
+        }
+        self.next_block += 1;
+        self.open.insert(self.next_block, streams);
+        Ok(PortBlock {
+            id: self.next_block,
+            ip: self.ip,
+            rtp_ports,
+        })
+    }
+
+    fn close(&mut self, block: u64) {
+        self.open.remove(&block);
     }
 }
 

@@ -13,6 +13,7 @@
 //! checks those a message cannot do without when it parses, so that a
 //! parsed message always has them.
 
+pub mod dialog;
 pub mod digest;
 pub mod error;
 #[doc(hidden)]

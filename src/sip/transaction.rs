@@ -98,7 +98,10 @@ impl Transport {
     pub fn via_token(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
-            Transport::Tcp | Transport::Overlay(_) => "TCP",
+            Transport::Tcp => "TCP",
+            // Between nodes SIP rides the overlay's QUIC connections; the
+            // Via says so (no phone ever sees it: it stays between nodes).
+            Transport::Overlay(_) => "QUIC",
         }
     }
 }
@@ -573,6 +576,20 @@ impl ServerTransactions {
         Ok(ServerReceived::New(id))
     }
 
+    /// Whether `request` belongs to a transaction in progress (a
+    /// retransmission, or the ACK of a non-2xx answer): such a request
+    /// is handed to [`ServerTransactions::receive`] before anything
+    /// else, since it opens nothing.
+    pub fn holds(&self, request: &Request) -> bool {
+        ServerKey::of(request).is_ok_and(|key| self.table.by_key.contains_key(&key))
+    }
+
+    /// Where transaction `id`'s request came from: its peer and
+    /// transport.
+    pub fn peer_of(&self, id: TxId) -> Option<(SocketAddr, Transport)> {
+        self.table.txs.get(&id).map(|tx| (tx.peer, tx.transport))
+    }
+
     /// The INVITE transaction a CANCEL is for (§9.2: same branch, sent-by
     /// and Request-URI rules reduce to the key with method INVITE).
     pub fn invite_for_cancel(&self, cancel: &Request) -> Option<TxId> {
@@ -910,6 +927,17 @@ impl ClientTransactions {
             }
             _ => ClientReceived::Absorbed(None),
         }
+    }
+
+    /// The transaction `response` answers, if one is in progress (by its
+    /// top Via's branch and its CSeq method); nothing changes.
+    pub fn matching(&self, response: &Response) -> Option<TxId> {
+        let (_, branch) = top_via(&response.headers).ok()?;
+        let method = cseq(&response.headers).ok()?.method;
+        self.table
+            .by_key
+            .get(&ClientKey { branch, method })
+            .copied()
     }
 
     /// Where transaction `id` sends: its peer and transport.

@@ -14,6 +14,7 @@ use crate::identity::NodeId;
 use crate::limits::{MEDIA_MAX_STREAMS, MEDIA_PORTS};
 use crate::net::anonymous::AnonymousCalls;
 use crate::net::overlay::OverlayService;
+use crate::sip::media::{Anchor, Leg};
 use crate::sip::media::{
     Carrier, Component, DatagramHeader, MediaError, MediaStats, MediaTable, PortBlock, PortSource,
     Relay, DATAGRAM_HEADER_LEN,
@@ -382,6 +383,47 @@ async fn read_phone(
 /// Dials `node` (resolving its address), for a media link.
 pub type Connect =
     Box<dyn Fn(NodeId) -> tokio::task::JoinHandle<Option<quinn::Connection>> + Send + Sync>;
+
+/// The media relay as the SIP core's [`Anchor`]: the core says when and
+/// for whom, the relay opens and closes the sockets.
+pub struct RelayAnchor(pub Arc<MediaRelay>);
+
+impl Anchor for RelayAnchor {
+    fn described(
+        &mut self,
+        _now: Instant,
+        call_id: &str,
+        leg: Leg,
+        carrier: Carrier,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, MediaError> {
+        match leg {
+            Leg::Phone(phone) => self.0.from_phone(call_id, phone, carrier, body).map(Some),
+            Leg::Node(node) => self
+                .0
+                .described_by_node(call_id, node, carrier, body)
+                .map(|()| None),
+        }
+    }
+
+    fn to_phone(
+        &mut self,
+        _now: Instant,
+        call_id: &str,
+        phone: SocketAddr,
+        body: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        self.0.to_phone(call_id, phone, body)
+    }
+
+    fn end(&mut self, call_id: &str) {
+        self.0.end(call_id);
+    }
+
+    fn failed(&mut self, call_id: &str) {
+        self.0.failed(call_id);
+    }
+}
 
 /// Connections to nodes for media: the dialer's, found by node id; a
 /// missing one is dialed in the background (the packets meanwhile are

@@ -22,7 +22,7 @@ pub mod accounts;
 pub mod media;
 
 use self::accounts::{list_accounts, serve, AccountsWatch};
-use self::media::{DialerLinks, MediaRelay};
+use self::media::{DialerLinks, MediaRelay, RelayAnchor};
 use super::anonymous::{AnonymousCalls, Inbound};
 use super::core::now_ms;
 use super::dialer::Dialer;
@@ -37,7 +37,7 @@ use crate::overlay::record::{next_registration, DeviceChange, Record, RecordKind
 use crate::overlay::routing::Contact;
 use crate::relay::handle::RendezvousHandle;
 use crate::sip::identity::Signer;
-use crate::sip::media::{Carrier, MediaStats};
+use crate::sip::media::MediaStats;
 use crate::sip::proxy::{Action, Located, Proxy};
 use crate::sip::registrar::RegistrarStats;
 use crate::sip::transaction::{Transmit, Transport};
@@ -214,6 +214,11 @@ impl SipListener {
                 "the overlay has a media relay already",
             ));
         }
+        // The core decides when media is anchored and for whom; the
+        // relay carries it out on its sockets.
+        lock(&inner.layers)
+            .proxy
+            .set_media(Box::new(RelayAnchor(inner.media.clone())));
         inner.reload_accounts(Instant::now());
         Ok(Self {
             inner,
@@ -654,9 +659,6 @@ impl Inner {
     /// Sends a message: over UDP at once, to a TCP connection's queue,
     /// or to a node's queue (sent in order, each in its own request).
     fn send(self: &Arc<Self>, transmit: Transmit) {
-        let Some(transmit) = self.anchor_outgoing(transmit) else {
-            return;
-        };
         match transmit.transport {
             Transport::Udp => {
                 let bytes = transmit.message.to_bytes();
@@ -756,9 +758,6 @@ impl Inner {
     }
 
     fn on_message(self: &Arc<Self>, message: Message, peer: SocketAddr, transport: Transport) {
-        let Some(message) = self.anchor_incoming(message, peer, transport) else {
-            return;
-        };
         let now = Instant::now();
         let actions = match message {
             Message::Request(request) => {
@@ -769,7 +768,9 @@ impl Inner {
                     .proxy
                     .handle_request(now, now_ms(), peer, transport, request)
             }
-            Message::Response(response) => lock(&self.layers).proxy.handle_response(now, response),
+            Message::Response(response) => lock(&self.layers)
+                .proxy
+                .handle_response(now, peer, transport, response),
         };
         self.wake.notify_one();
         self.perform(actions);
@@ -938,119 +939,6 @@ impl Inner {
             }
         }
     }
-
-    /// Media anchoring of what arrives (docs/sip.md, "Media"): a phone's
-    /// SDP is rewritten to the ports the node opened for it, a node's
-    /// makes it a party of the call; BYE and CANCEL end the call's
-    /// media. An SDP body the node cannot anchor is refused (488) rather
-    /// than passed on with an address in it.
-    fn anchor_incoming(
-        self: &Arc<Self>,
-        mut message: Message,
-        peer: SocketAddr,
-        transport: Transport,
-    ) -> Option<Message> {
-        let Ok(call_id) = message.call_id().map(str::to_owned) else {
-            return Some(message);
-        };
-        if let Message::Request(r) = &message {
-            if matches!(r.method, Method::Bye | Method::Cancel) {
-                self.media.end(&call_id);
-            }
-        }
-        let body = match sdp_body(&message) {
-            Ok(Some(body)) => body.to_vec(),
-            Ok(None) => return Some(message),
-            Err(why) => return self.refuse_media(message, peer, transport, why),
-        };
-        let carrier = carrier(&message);
-        let anchored = match transport {
-            Transport::Overlay(node) => self
-                .media
-                .described_by_node(&call_id, node, carrier, &body)
-                .map(|()| None),
-            Transport::Udp | Transport::Tcp => self
-                .media
-                .from_phone(&call_id, peer, carrier, &body)
-                .map(Some),
-        };
-        match anchored {
-            Ok(None) => Some(message),
-            Ok(Some(rewritten)) => {
-                set_body(&mut message, rewritten);
-                Some(message)
-            }
-            Err(e) => self.refuse_media(message, peer, transport, &e.to_string()),
-        }
-    }
-
-    /// A message whose media cannot be anchored: a request is answered
-    /// 488 (statelessly; a retransmission gets the same), a response
-    /// dropped.
-    fn refuse_media(
-        self: &Arc<Self>,
-        message: Message,
-        peer: SocketAddr,
-        transport: Transport,
-        why: &str,
-    ) -> Option<Message> {
-        debug!(%peer, %why, "media not anchored");
-        if let Message::Request(request) = message {
-            if request.method != Method::Ack {
-                let mut reply = request.reply(488, None);
-                reply.headers.push(
-                    HeaderName::Warning,
-                    format!("399 {} \"media not anchored: {why}\"", self.domain),
-                );
-                self.send(Transmit {
-                    peer,
-                    transport,
-                    message: Box::new(Message::Response(reply)),
-                });
-            }
-        }
-        None
-    }
-
-    /// Media anchoring of what leaves: an SDP body going to a phone is
-    /// rewritten to the ports the node opened for it; a failed INVITE
-    /// closes its call's ports.
-    fn anchor_outgoing(self: &Arc<Self>, mut transmit: Transmit) -> Option<Transmit> {
-        let Ok(call_id) = transmit.message.call_id().map(str::to_owned) else {
-            return Some(transmit);
-        };
-        if let Message::Response(r) = transmit.message.as_ref() {
-            let invite = transmit
-                .message
-                .cseq()
-                .is_ok_and(|c| c.method == Method::Invite);
-            if invite && r.code >= 300 {
-                self.media.failed(&call_id);
-            }
-        }
-        if matches!(transmit.transport, Transport::Overlay(_)) {
-            return Some(transmit);
-        }
-        let body = match sdp_body(&transmit.message) {
-            Ok(Some(body)) => body.to_vec(),
-            Ok(None) => return Some(transmit),
-            // Refused when it came in; nothing else makes SDP.
-            Err(_) => return None,
-        };
-        match self.media.to_phone(&call_id, transmit.peer, &body) {
-            Ok(rewritten) => {
-                set_body(&mut transmit.message, rewritten);
-                Some(transmit)
-            }
-            Err(e) => {
-                warn!(phone = %transmit.peer, error = %e, "media not anchored; message not sent");
-                if matches!(transmit.message.as_ref(), Message::Request(_)) {
-                    self.failed(&transmit);
-                }
-                None
-            }
-        }
-    }
 }
 
 /// Follows the calls an anonymous session carries, from its SIP either
@@ -1105,19 +993,6 @@ fn sdp_body(message: &Message) -> Result<Option<&[u8]>, &'static str> {
         "application/sdp" => Ok(Some(body)),
         k if k.starts_with("multipart/") => Err("multipart bodies are not anchored"),
         _ => Ok(None),
-    }
-}
-
-/// Whether a message accepts its call (a 2xx to INVITE).
-fn carrier(message: &Message) -> Carrier {
-    match message {
-        Message::Response(r)
-            if (200..300).contains(&r.code)
-                && message.cseq().is_ok_and(|c| c.method == Method::Invite) =>
-        {
-            Carrier::Accepted
-        }
-        _ => Carrier::Other,
     }
 }
 

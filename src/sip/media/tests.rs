@@ -160,8 +160,11 @@ fn a_phone_behind_a_nat_gets_its_media_where_it_sends_from() {
         )
         .unwrap();
     let mut out = Vec::new();
+    // Before it sends, its media goes to the host its SIP came from at
+    // the port its SDP names: never to the address its SDP names (a
+    // private one here; a third host's, for an attacker).
     table.node_packet(now, node(2), header(0, Component::Rtp), &mut out);
-    assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("10.0.0.5:4000")));
+    assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("198.51.100.7:4000")));
     table.phone_packet(
         now,
         1,

@@ -21,8 +21,10 @@
 //! and unix times, hands it what arrives, and carries out the
 //! [`Action`]s it returns.
 
+use super::dialog::{DialogState, Dialogs, InDialog, Party};
 use super::header::HeaderName;
 use super::identity::{self, IdentityError, Signer};
+use super::media::{Anchor, Carrier, Leg, MediaError};
 use super::message::{Headers, Message, Method, Request, Response};
 use super::registrar::{aor_of, PhoneBinding, Registered, Registrar};
 use super::transaction::{
@@ -40,6 +42,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::{debug, info};
 
 #[cfg(test)]
 mod tests;
@@ -106,6 +109,8 @@ pub enum Located {
 #[derive(Debug, Clone)]
 struct Branch {
     client: TxId,
+    /// Whom it went to: the only party its responses are taken from.
+    party: Party,
     /// The request as forwarded (for its CANCEL).
     request: Request,
     /// Its final response's code, once one came (or was made up).
@@ -124,6 +129,14 @@ struct Forward {
     best: Option<Response>,
     /// A final response went upstream.
     answered: bool,
+    /// The dialog a dialog-creating INVITE opened: Call-ID and the
+    /// caller's tag.
+    dialog: Option<(String, String)>,
+    /// Who sent the request.
+    origin: Party,
+    /// Whether the request is part of a call (a dialog-creating INVITE,
+    /// or a request inside a dialog): only then is its media anchored.
+    in_call: bool,
     /// When the context may go (after it answered).
     linger_until: Option<Instant>,
 }
@@ -133,6 +146,10 @@ struct Forward {
 struct Pending {
     server: TxId,
     request: Request,
+    /// Who sent it.
+    origin: Party,
+    /// When it came (unix ms): the time its Identity is signed at.
+    unix_ms: u64,
     /// Where it came from.
     upstream: (SocketAddr, Transport),
 }
@@ -167,6 +184,38 @@ pub struct Proxy {
     last_expiry_ms: u64,
     /// Where AORs were found lately (at most [`SIP_MAX_TRANSACTIONS`]).
     locations: HashMap<String, (Instant, Vec<NodeId>)>,
+    /// The dialogs of the calls this node carries: who may send what.
+    dialogs: Dialogs,
+    /// Media anchoring, carried out where the core says.
+    media: Box<dyn Anchor + Send>,
+}
+
+/// The anchor of a proxy given none: it anchors nothing, so it refuses
+/// every SDP body rather than pass an address on.
+struct NoAnchor;
+
+impl Anchor for NoAnchor {
+    fn described(
+        &mut self,
+        _: Instant,
+        _: &str,
+        _: Leg,
+        _: Carrier,
+        _: &[u8],
+    ) -> Result<Option<Vec<u8>>, MediaError> {
+        Err(MediaError::Ports("no media relay at this node".into()))
+    }
+    fn to_phone(
+        &mut self,
+        _: Instant,
+        _: &str,
+        _: SocketAddr,
+        _: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        Err(MediaError::Ports("no media relay at this node".into()))
+    }
+    fn end(&mut self, _: &str) {}
+    fn failed(&mut self, _: &str) {}
 }
 
 impl std::fmt::Debug for Proxy {
@@ -234,14 +283,131 @@ fn decrement_max_forwards(request: &mut Request) -> bool {
     }
 }
 
-/// Whether a request is inside a dialog (its To has a tag). A To that
-/// does not parse is not: such a request is treated as new.
+/// Whether a request is inside a dialog (its To has a tag).
 fn in_dialog(request: &Request) -> bool {
+    to_tag(request).is_some()
+}
+
+/// Where one branch of a request goes.
+#[derive(Debug, Clone)]
+struct Target {
+    addr: SocketAddr,
+    transport: Transport,
+    /// The Request-URI it gets (a phone's contact), if another.
+    uri: Option<SipUri>,
+    /// The party it is.
+    party: Party,
+}
+
+impl Target {
+    fn node(node: NodeId) -> Self {
+        Target {
+            addr: UNRESOLVED,
+            transport: Transport::Overlay(node),
+            uri: None,
+            party: Party::Node(node),
+        }
+    }
+
+    fn phone(aor: &str, addr: SocketAddr, transport: Transport, contact: SipUri) -> Self {
+        Target {
+            addr,
+            transport,
+            uri: Some(contact),
+            party: Party::Phone {
+                aor: aor.to_owned(),
+                source: addr,
+                transport,
+            },
+        }
+    }
+
+    fn party(party: &Party) -> Self {
+        let (addr, transport) = party.peer();
+        Target {
+            addr,
+            transport,
+            uri: None,
+            party: party.clone(),
+        }
+    }
+}
+
+/// What a request other than REGISTER and ACK was admitted as.
+#[derive(Debug)]
+enum Admitted {
+    /// A CANCEL from where its INVITE came from.
+    Cancel,
+    /// A request outside any dialog, from this authenticated party.
+    New(Party),
+    /// A request inside a dialog held here, from the party of its side.
+    InDialog(InDialog),
+}
+
+/// The tag of a request's To, if it has one. A To that does not parse
+/// has none: such a request is treated as new (and authenticated so).
+fn to_tag(request: &Request) -> Option<String> {
     request
         .headers
         .get(&HeaderName::To)
         .and_then(|to| NameAddr::parse("To", to).ok())
-        .is_some_and(|to| to.tag().is_some())
+        .and_then(|to| to.tag().map(str::to_owned))
+}
+
+/// The tag of a request's From.
+fn from_tag(request: &Request) -> Option<String> {
+    request
+        .headers
+        .get(&HeaderName::From)
+        .and_then(|from| NameAddr::parse("From", from).ok())
+        .and_then(|from| from.tag().map(str::to_owned))
+}
+
+/// The tag of a response's To, if it has one.
+fn response_to_tag(response: &Response) -> Option<String> {
+    response
+        .headers
+        .get(&HeaderName::To)
+        .and_then(|to| NameAddr::parse("To", to).ok())
+        .and_then(|to| to.tag().map(str::to_owned))
+}
+
+fn has_to_tag(response: &Response) -> bool {
+    response_to_tag(response).is_some()
+}
+
+/// Tags the To of a final response the node built (RFC 3261 §8.2.6.2).
+fn add_to_tag(response: &mut Response, tag: &str) {
+    if let Some(to) = response.headers.get(&HeaderName::To).map(str::to_owned) {
+        if !has_to_tag(response) {
+            response
+                .headers
+                .set(HeaderName::To, format!("{to};tag={tag}"));
+        }
+    }
+}
+
+/// A message's SDP body, if it has one; an error for a body that may
+/// hold addresses the node cannot rewrite (multipart).
+fn sdp_body<'a>(headers: &Headers, body: &'a [u8]) -> Result<Option<&'a [u8]>, &'static str> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let kind = headers
+        .get(&HeaderName::ContentType)
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|| "application/sdp".to_owned());
+    match kind.as_str() {
+        "application/sdp" => Ok(Some(body)),
+        k if k.starts_with("multipart/") => Err("multipart bodies are not anchored"),
+        _ => Ok(None),
+    }
 }
 
 impl Proxy {
@@ -274,7 +440,20 @@ impl Proxy {
             records: RecordPolicy::self_certifying(domain.to_ascii_lowercase()),
             locating: HashMap::new(),
             locations: HashMap::new(),
+            dialogs: Dialogs::new(),
+            media: Box::new(NoAnchor),
         }
+    }
+
+    /// Where media is anchored (without one, every SDP body is refused
+    /// 488: the node never passes a phone's address on).
+    pub fn set_media(&mut self, media: Box<dyn Anchor + Send>) {
+        self.media = media;
+    }
+
+    /// The dialogs held.
+    pub fn dialogs(&self) -> &Dialogs {
+        &self.dialogs
     }
 
     /// The user keys that sign the calls of the AORs served here
@@ -377,6 +556,17 @@ impl Proxy {
     }
 
     /// A request arrived from `peer` over `transport`.
+    ///
+    /// What a request may do is decided before it opens anything: a
+    /// retransmission goes to its transaction; a REGISTER to the
+    /// registrar; a request inside a dialog must match a dialog held here
+    /// and come from the party holding the side it claims; a new request
+    /// from a phone must prove an account of this node by digest (a node
+    /// of the overlay is proved by its connection). Whatever is refused
+    /// on the way is answered statelessly: no transaction, no
+    /// retransmission, one small answer per request (as Kamailio's
+    /// `sl_send_reply`), so a stranger's packet costs the node no state
+    /// and draws back no more than it sent.
     pub fn handle_request(
         &mut self,
         now: Instant,
@@ -392,49 +582,310 @@ impl Proxy {
             // Phones register at their own node only; a flood is dropped.
             return Vec::new();
         }
-        let stateless = |code: u16| {
-            vec![send(
-                peer,
-                transport,
-                Message::Response(request.reply(code, None)),
-            )]
+        // A retransmission, or the ACK of a non-2xx answer: its
+        // transaction's, which opens nothing.
+        if self.server.holds(&request) {
+            return match self.server.receive(now, peer, transport, &request) {
+                Ok(ServerReceived::Absorbed(resend)) => {
+                    resend.into_iter().map(Action::Send).collect()
+                }
+                Ok(ServerReceived::AckFor2xx) => {
+                    self.in_dialog_ack(now, unix_ms, peer, transport, request)
+                }
+                _ => Vec::new(),
+            };
+        }
+        if request.method == Method::Ack {
+            return self.in_dialog_ack(now, unix_ms, peer, transport, request);
+        }
+        if request.method == Method::Register {
+            return self.register(now, unix_ms, peer, transport, request);
+        }
+        let admitted = match self.admit(now, unix_ms, peer, transport, &request) {
+            Ok(admitted) => admitted,
+            Err(answer) => return answer,
         };
         let id = match self.server.receive(now, peer, transport, &request) {
             Ok(ServerReceived::New(id)) => id,
             Ok(ServerReceived::Absorbed(resend)) => {
                 return resend.into_iter().map(Action::Send).collect()
             }
-            Ok(ServerReceived::AckFor2xx) => return self.forward_ack(unix_ms, request),
-            Err(TxError::Full(_)) => return stateless(503),
-            Err(TxError::AckIsNotATransaction) => return Vec::new(),
-            Err(_) => return stateless(400),
-        };
-        match request.method {
-            Method::Register => match self.registrar.register(unix_ms, peer, transport, &request) {
-                Registered::Answer(response) => self.respond(now, id, response),
-                Registered::Changed { response, aor, .. } => {
-                    self.waiting.insert(id, response);
-                    vec![Action::Publish {
-                        aor,
-                        reply: Some(id),
-                    }]
-                }
-            },
-            Method::Cancel => self.cancel(now, id, request),
-            Method::Options if self.names_me(&request.uri) => {
-                let mut response = request.reply(200, Some(&self.branch()));
-                response.headers.push(
-                    HeaderName::Other("Allow".into()),
-                    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, MESSAGE, NOTIFY",
-                );
-                self.respond(now, id, response)
+            Ok(ServerReceived::AckFor2xx) | Err(TxError::AckIsNotATransaction) => {
+                return Vec::new()
             }
-            _ => self.route(now, unix_ms, id, peer, transport, request),
+            Err(TxError::Full(_)) => {
+                return self.stateless(peer, transport, &request, 503, Some("too busy"))
+            }
+            Err(e) => return self.stateless(peer, transport, &request, 400, Some(&e.to_string())),
+        };
+        match admitted {
+            Admitted::Cancel => self.cancel(now, id, request),
+            Admitted::New(origin) => self.route(now, unix_ms, id, peer, transport, origin, request),
+            Admitted::InDialog(dialog) => {
+                self.route_in_dialog(now, unix_ms, id, (peer, transport), dialog, request)
+            }
         }
     }
 
-    /// Decides where a request goes (§16.4–16.5) and forwards it, or
-    /// answers it.
+    /// A REGISTER (admitted by the rate limit): the registrar decides.
+    /// Its refusals and challenges go statelessly; a change of bindings
+    /// waits in a transaction for its publication.
+    fn register(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        peer: SocketAddr,
+        transport: Transport,
+        request: Request,
+    ) -> Vec<Action> {
+        match self.registrar.register(unix_ms, peer, transport, &request) {
+            Registered::Answer(response) => {
+                vec![send(peer, transport, Message::Response(response))]
+            }
+            Registered::Changed {
+                response,
+                aor,
+                change,
+            } => {
+                match &change {
+                    crate::overlay::record::DeviceChange::Unbind => {
+                        info!(%aor, source = %peer, "SIP registration removed: no phone left")
+                    }
+                    _ => info!(%aor, source = %peer, "SIP registration accepted"),
+                }
+                match self.server.receive(now, peer, transport, &request) {
+                    Ok(ServerReceived::New(id)) => {
+                        self.waiting.insert(id, response);
+                        vec![Action::Publish {
+                            aor,
+                            reply: Some(id),
+                        }]
+                    }
+                    // The bindings changed all the same: publish them.
+                    _ => vec![Action::Publish { aor, reply: None }],
+                }
+            }
+        }
+    }
+
+    /// Decides whether a request other than REGISTER and ACK may open a
+    /// transaction here, and as whose: `Err` holds the stateless answer.
+    fn admit(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        peer: SocketAddr,
+        transport: Transport,
+        request: &Request,
+    ) -> Result<Admitted, Vec<Action>> {
+        if request.method == Method::Cancel {
+            // A CANCEL comes from where its INVITE came from, or from no
+            // one: anyone else's is 481, and cancels nothing.
+            let same_source = self
+                .server
+                .invite_for_cancel(request)
+                .and_then(|invite| self.server.peer_of(invite))
+                .is_some_and(|(p, t)| Party::same_peer((p, t), (peer, transport)));
+            if same_source {
+                return Ok(Admitted::Cancel);
+            }
+            return Err(self.stateless(peer, transport, request, 481, None));
+        }
+        if request.method == Method::Options && self.names_me(&request.uri) {
+            let mut response = request.reply(200, Some(&self.stateless_tag(request)));
+            response.headers.push(
+                HeaderName::Other("Allow".into()),
+                "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, MESSAGE, NOTIFY",
+            );
+            return Err(vec![send(peer, transport, Message::Response(response))]);
+        }
+        if let Some(to_tag) = to_tag(request) {
+            // A To tag is not a dialog: the dialog must be held here, and
+            // the request must come from the party holding its side.
+            let call_id = request.headers.get(&HeaderName::CallId).unwrap_or_default();
+            let from_tag = from_tag(request).unwrap_or_default();
+            return match self
+                .dialogs
+                .authorize(call_id, &from_tag, &to_tag, peer, transport)
+            {
+                Ok(dialog) => Ok(Admitted::InDialog(dialog)),
+                Err(e) => {
+                    debug!(%peer, method = %request.method, error = %e, "in-dialog request refused");
+                    Err(self.stateless(peer, transport, request, 481, None))
+                }
+            };
+        }
+        match transport {
+            // A node of the overlay is proved by its QUIC connection.
+            Transport::Overlay(node) => Ok(Admitted::New(Party::Node(node))),
+            Transport::Udp | Transport::Tcp => {
+                match self.authorize_caller(unix_ms, peer, request) {
+                    Ok(aor) => Ok(Admitted::New(Party::Phone {
+                        aor,
+                        source: peer,
+                        transport,
+                    })),
+                    Err(mut answer) => {
+                        let _ = now;
+                        if answer.code >= 300 && !has_to_tag(&answer) {
+                            let tag = self.stateless_tag(request);
+                            add_to_tag(&mut answer, &tag);
+                        }
+                        Err(vec![send(peer, transport, Message::Response(answer))])
+                    }
+                }
+            }
+        }
+    }
+
+    /// The To tag of the stateless answers to `request`: the same for
+    /// its retransmissions, unguessable to anyone else.
+    fn stateless_tag(&self, request: &Request) -> String {
+        let mut h = Sha256::new();
+        h.update(b"p2psip-stateless-tag-v1 ");
+        h.update(self.branch_key);
+        h.update(request.headers.get(&HeaderName::CallId).unwrap_or_default());
+        h.update(b"\n");
+        h.update(from_tag(request).unwrap_or_default());
+        format!(
+            "s{}",
+            hex::encode(h.finalize().get(..8).unwrap_or_default())
+        )
+    }
+
+    /// A stateless answer to `request` (its To tagged when it had none).
+    fn stateless(
+        &self,
+        peer: SocketAddr,
+        transport: Transport,
+        request: &Request,
+        code: u16,
+        warning: Option<&str>,
+    ) -> Vec<Action> {
+        let mut response = request.reply(code, Some(&self.stateless_tag(request)));
+        if let Some(w) = warning {
+            response
+                .headers
+                .push(HeaderName::Warning, format!("399 {} \"{w}\"", self.domain));
+        }
+        vec![send(peer, transport, Message::Response(response))]
+    }
+
+    /// An ACK of a 2xx: routed like a request inside its dialog, without
+    /// a transaction, from a party of that dialog only (anyone else's is
+    /// dropped: an ACK is never answered).
+    fn in_dialog_ack(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        peer: SocketAddr,
+        transport: Transport,
+        mut request: Request,
+    ) -> Vec<Action> {
+        let (Some(to_tag), Some(from_tag)) = (to_tag(&request), from_tag(&request)) else {
+            return Vec::new();
+        };
+        let call_id = request.headers.get(&HeaderName::CallId).unwrap_or_default();
+        let dialog = match self
+            .dialogs
+            .authorize(call_id, &from_tag, &to_tag, peer, transport)
+        {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                debug!(%peer, error = %e, "ACK outside a dialog dropped");
+                return Vec::new();
+            }
+        };
+        if !decrement_max_forwards(&mut request) {
+            return Vec::new();
+        }
+        let Ok(target) = self.in_dialog_target(unix_ms, &dialog, &mut request) else {
+            return Vec::new();
+        };
+        let Ok(()) = self.anchor_request(now, &dialog.from, &target, &mut request) else {
+            return Vec::new();
+        };
+        if let Some(uri) = target.uri.clone() {
+            request.uri = uri;
+        }
+        let copy = self.forwarded(&request, target.transport, None);
+        vec![send(target.addr, target.transport, Message::Request(copy))]
+    }
+
+    /// Where a request inside a dialog goes: the next node its Route
+    /// names, or the phone its Request-URI names, or the dialog's other
+    /// side; it must be a party of the other side either way.
+    fn in_dialog_target(
+        &self,
+        unix_ms: u64,
+        dialog: &InDialog,
+        request: &mut Request,
+    ) -> Result<Target, &'static str> {
+        let target = match self.next_route(request) {
+            Some(Some(node)) => Target::node(node),
+            Some(None) => return Err("no route through this node"),
+            None => match self.phone_at(&request.uri, unix_ms) {
+                Some(phone) => phone,
+                None => match dialog.to.first() {
+                    Some(party) => Target::party(party),
+                    None => return Err("the dialog has no other side"),
+                },
+            },
+        };
+        if dialog
+            .to
+            .iter()
+            .any(|p| Party::same_peer(p.peer(), (target.addr, target.transport)))
+        {
+            Ok(target)
+        } else {
+            Err("not a party of this dialog")
+        }
+    }
+
+    /// Media of a request: the SDP body its sender described is anchored
+    /// for that party, and rewritten for a phone it goes to. `Err` if it
+    /// cannot be (the request is refused 488, never sent on with an
+    /// address in it).
+    fn anchor_request(
+        &mut self,
+        now: Instant,
+        sender: &Party,
+        target: &Target,
+        request: &mut Request,
+    ) -> Result<(), String> {
+        let body = match sdp_body(&request.headers, &request.body) {
+            Ok(Some(body)) => body.to_vec(),
+            Ok(None) => return Ok(()),
+            Err(why) => return Err(why.to_owned()),
+        };
+        let call_id = request
+            .headers
+            .get(&HeaderName::CallId)
+            .unwrap_or_default()
+            .to_owned();
+        let mut body =
+            match self
+                .media
+                .described(now, &call_id, sender.leg(), Carrier::Other, &body)
+            {
+                Ok(Some(rewritten)) => rewritten,
+                Ok(None) => body,
+                Err(e) => return Err(e.to_string()),
+            };
+        if let Party::Phone { source, .. } = &target.party {
+            body = self
+                .media
+                .to_phone(now, &call_id, *source, &body)
+                .map_err(|e| e.to_string())?;
+        }
+        request.body = body;
+        Ok(())
+    }
+
+    /// Decides where a request that starts something goes (§16.4–16.5)
+    /// and forwards it, or answers it.
+    #[allow(clippy::too_many_arguments)]
     fn route(
         &mut self,
         now: Instant,
@@ -442,6 +893,7 @@ impl Proxy {
         id: TxId,
         peer: SocketAddr,
         transport: Transport,
+        origin: Party,
         mut request: Request,
     ) -> Vec<Action> {
         let from_phone = !matches!(transport, Transport::Overlay(_));
@@ -451,27 +903,27 @@ impl Proxy {
         // Who calls is asserted by this node (its own phones) or by a
         // verified signature, never by what a phone or a node wrote.
         request.headers.remove(&HeaderName::PAssertedIdentity);
-        let dialog_starts = !in_dialog(&request);
-        let mut caller = None;
+        let mut caller = origin.account().map(str::to_owned);
         if from_phone {
             request.headers.remove(&HeaderName::Identity);
-            if dialog_starts {
-                // Nothing new leaves through this node unless the phone
-                // proves, by digest, the account its From names.
-                match self.authorize_caller(unix_ms, peer, &request) {
-                    Ok(from) => caller = Some(from),
-                    Err(answer) => return self.respond(now, id, answer),
-                }
-                // The credentials were for this node: they go no further.
-                request.headers.remove(&HeaderName::ProxyAuthorization);
-            }
+            // The credentials were for this node: they go no further.
+            request.headers.remove(&HeaderName::ProxyAuthorization);
         }
         // A next hop named by a Route: a node of the overlay, by id.
         if let Some(node) = self.next_route(&mut request) {
             return match node {
                 Some(node) => {
-                    let target = vec![(UNRESOLVED, Transport::Overlay(node), None)];
-                    self.forward(now, id, (peer, transport), request, target, false)
+                    let target = vec![Target::node(node)];
+                    self.forward(
+                        now,
+                        unix_ms,
+                        id,
+                        (peer, transport),
+                        origin,
+                        request,
+                        target,
+                        false,
+                    )
                 }
                 None => self.reply(now, id, &request, 403, Some("no route through this node")),
             };
@@ -484,7 +936,7 @@ impl Proxy {
             let Some(aor) = aor_of(&uri) else {
                 return self.reply(now, id, &request, 404, None);
             };
-            if !from_phone && dialog_starts && request.method == Method::Invite {
+            if !from_phone && request.method == Method::Invite {
                 match identity::verify(&request, &self.records, unix_ms / 1000) {
                     Ok(from) => caller = Some(from),
                     Err(IdentityError::Absent) => {}
@@ -494,24 +946,25 @@ impl Proxy {
                 }
             }
             let local = self.local_targets(&aor, unix_ms);
-            if let Some(caller) = &caller {
-                if !local.is_empty() {
-                    // To this node's phones: who calls, as verified.
-                    request
-                        .headers
-                        .push(HeaderName::PAssertedIdentity, format!("<{caller}>"));
-                } else if from_phone && request.method == Method::Invite {
-                    // Across the overlay: signed with the caller's key.
-                    let signed = self.signers.get(caller).and_then(|key| {
-                        identity::sign(&request, key, &self.domain, unix_ms / 1000)
-                    });
-                    if let Some(value) = signed {
-                        request.headers.push(HeaderName::Identity, value);
-                    }
-                }
+            if let (Some(caller), false) = (&caller, local.is_empty()) {
+                // To this node's phones: who calls, as verified. (Across
+                // the overlay the call is signed with the caller's key
+                // once its body is final: `forward`.)
+                request
+                    .headers
+                    .push(HeaderName::PAssertedIdentity, format!("<{caller}>"));
             }
             if !local.is_empty() {
-                return self.forward(now, id, (peer, transport), request, local, false);
+                return self.forward(
+                    now,
+                    unix_ms,
+                    id,
+                    (peer, transport),
+                    origin,
+                    request,
+                    local,
+                    false,
+                );
             }
             if !from_phone {
                 // The overlay sent a call for a phone no longer here.
@@ -534,6 +987,8 @@ impl Proxy {
                 Pending {
                     server: id,
                     request,
+                    origin,
+                    unix_ms,
                     upstream: (peer, transport),
                 },
             );
@@ -546,12 +1001,79 @@ impl Proxy {
             actions.push(Action::Locate { lookup, aor });
             return actions;
         }
-        // A phone's contact here (a request inside a dialog).
-        if let Some((addr, t, contact)) = self.phone_at(&uri, unix_ms) {
-            let target = vec![(addr, t, Some(contact))];
-            return self.forward(now, id, (peer, transport), request, target, false);
+        // A phone's contact here, named outside a dialog: only this
+        // node's own phones may be reached so (a stranger may not ring a
+        // phone by its contact).
+        if let Some(target) = self.phone_at(&uri, unix_ms) {
+            return self.forward(
+                now,
+                unix_ms,
+                id,
+                (peer, transport),
+                origin,
+                request,
+                vec![target],
+                false,
+            );
         }
         self.reply(now, id, &request, 404, Some("no such user or phone here"))
+    }
+
+    /// Forwards a request inside a dialog to the other side's party, the
+    /// request's media anchored; a BYE ends the dialog and its media.
+    fn route_in_dialog(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        id: TxId,
+        upstream: (SocketAddr, Transport),
+        dialog: InDialog,
+        mut request: Request,
+    ) -> Vec<Action> {
+        if !decrement_max_forwards(&mut request) {
+            return self.reply(now, id, &request, 483, None);
+        }
+        request.headers.remove(&HeaderName::PAssertedIdentity);
+        request.headers.remove(&HeaderName::ProxyAuthorization);
+        if !matches!(upstream.1, Transport::Overlay(_)) {
+            request.headers.remove(&HeaderName::Identity);
+        }
+        if dialog.state == DialogState::Ended && request.method != Method::Bye {
+            return self.reply(now, id, &request, 481, Some("the call has ended"));
+        }
+        let target = match self.in_dialog_target(unix_ms, &dialog, &mut request) {
+            Ok(target) => target,
+            Err(why) => return self.reply(now, id, &request, 403, Some(why)),
+        };
+        if request.method == Method::Bye {
+            let call_id = request
+                .headers
+                .get(&HeaderName::CallId)
+                .unwrap_or_default()
+                .to_owned();
+            let caller_tag = match dialog.side {
+                super::dialog::Side::Caller => from_tag(&request),
+                super::dialog::Side::Callee => to_tag(&request),
+            }
+            .unwrap_or_default();
+            if self.dialogs.end(now, &call_id, &caller_tag) {
+                info!(by = %dialog.from, "SIP call ended (BYE)");
+            }
+            if !self.dialogs.live(&call_id) {
+                self.media.end(&call_id);
+            }
+        }
+        let origin = dialog.from;
+        self.forward(
+            now,
+            unix_ms,
+            id,
+            upstream,
+            origin,
+            request,
+            vec![target],
+            false,
+        )
     }
 
     /// Takes this node's own Route off `request` (the first, if it names
@@ -616,18 +1138,14 @@ impl Proxy {
 
     /// The phones bound here to `aor`: where to send, with their contact
     /// as the Request-URI.
-    fn local_targets(
-        &self,
-        aor: &str,
-        unix_ms: u64,
-    ) -> Vec<(SocketAddr, Transport, Option<SipUri>)> {
+    fn local_targets(&self, aor: &str, unix_ms: u64) -> Vec<Target> {
         self.registrar
             .bindings(aor)
             .iter()
             .filter(|b| b.expires_ms > unix_ms)
             .filter_map(|b| {
                 let uri = SipUri::parse(&b.uri).ok()?;
-                Some((phone_address(b, &uri), b.transport, Some(uri)))
+                Some(Target::phone(aor, phone_address(b, &uri), b.transport, uri))
             })
             .collect()
     }
@@ -636,7 +1154,7 @@ impl Proxy {
     /// send, and its contact (the Request-URI it gets). `uri` is the
     /// contact as the phone wrote it, or as this node hid it
     /// ([`Proxy::hidden_contact`]).
-    fn phone_at(&self, uri: &SipUri, unix_ms: u64) -> Option<(SocketAddr, Transport, SipUri)> {
+    fn phone_at(&self, uri: &SipUri, unix_ms: u64) -> Option<Target> {
         let hidden = uri
             .user
             .as_deref()
@@ -657,7 +1175,10 @@ impl Proxy {
                     Some(token) => token == self.contact_token(aor, &b.uri),
                     None => contact.host == uri.host && contact.port == uri.port,
                 };
-                matches.then(|| (phone_address(b, &contact), b.transport, contact))
+                matches.then(|| {
+                    let addr = phone_address(b, &contact);
+                    Target::phone(aor, addr, b.transport, contact)
+                })
             })
     }
 
@@ -741,15 +1262,21 @@ impl Proxy {
 
     /// Forwards a request to its targets (forking when several), each in
     /// a client transaction; an INVITE is answered 100 first unless
-    /// `tried` (it was, before its lookup).
+    /// `tried` (it was, before its lookup). A dialog-creating INVITE
+    /// opens its dialog here (bounded per node, account and source); the
+    /// media of a request in a call is anchored for its sender and
+    /// rewritten for each phone it goes to. A request outside a call
+    /// carries no SDP (488): no media port opens for it.
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         now: Instant,
+        unix_ms: u64,
         id: TxId,
         (peer, transport): (SocketAddr, Transport),
-        request: Request,
-        targets: Vec<(SocketAddr, Transport, Option<SipUri>)>,
+        origin: Party,
+        mut request: Request,
+        targets: Vec<Target>,
         tried: bool,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -759,6 +1286,73 @@ impl Proxy {
         if request.method == Method::Invite && !tried && !reliable_hop {
             actions.extend(self.respond(now, id, request.reply(100, None)));
         }
+        let call_id = request
+            .headers
+            .get(&HeaderName::CallId)
+            .unwrap_or_default()
+            .to_owned();
+        let creates = request.method == Method::Invite && !in_dialog(&request);
+        let in_call = creates || in_dialog(&request);
+        let mut dialog = None;
+        if creates {
+            let caller_tag = from_tag(&request).unwrap_or_default();
+            let parties = targets.iter().map(|t| t.party.clone()).collect();
+            if let Err(e) = self
+                .dialogs
+                .open(now, &call_id, &caller_tag, origin.clone(), parties)
+            {
+                info!(caller = %origin, callee = %request.uri, code = e.code(), error = %e, "SIP call refused");
+                actions.extend(self.reply(now, id, &request, e.code(), Some(&e.to_string())));
+                return actions;
+            }
+            info!(caller = %origin, callee = %request.uri, "SIP call");
+            dialog = Some((call_id.clone(), caller_tag));
+        }
+        // The sender's media, anchored for the sender.
+        let offer = match sdp_body(&request.headers, &request.body) {
+            Ok(None) => None,
+            Ok(Some(_)) if !in_call => Some(Err("SDP outside a call".to_owned())),
+            Ok(Some(body)) => Some(
+                self.media
+                    .described(now, &call_id, origin.leg(), Carrier::Other, body)
+                    .map_err(|e| e.to_string()),
+            ),
+            Err(why) => Some(Err(why.to_owned())),
+        };
+        match offer {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(rewritten))) => request.body = rewritten,
+            Some(Err(why)) => {
+                debug!(%peer, %why, "media not anchored");
+                if let Some((call_id, caller_tag)) = &dialog {
+                    self.dialogs.end(now, call_id, caller_tag);
+                    self.media.failed(call_id);
+                }
+                actions.extend(self.reply(
+                    now,
+                    id,
+                    &request,
+                    488,
+                    Some(&format!("media not anchored: {why}")),
+                ));
+                return actions;
+            }
+        }
+        // A phone's new call leaving for the overlay: signed with the
+        // caller's key, over the body as the overlay gets it.
+        let to_overlay = targets
+            .iter()
+            .any(|t| matches!(t.transport, Transport::Overlay(_)));
+        if let (true, true, Party::Phone { aor, .. }) = (creates, to_overlay, &origin) {
+            let signed = self
+                .signers
+                .get(aor)
+                .and_then(|key| identity::sign(&request, key, &self.domain, unix_ms / 1000));
+            if let Some(value) = signed {
+                request.headers.push(HeaderName::Identity, value);
+            }
+        }
+        let has_sdp = in_call && matches!(sdp_body(&request.headers, &request.body), Ok(Some(_)));
         let mut forward = Forward {
             upstream: (peer, transport),
             request: request.clone(),
@@ -766,18 +1360,34 @@ impl Proxy {
             best: None,
             answered: false,
             linger_until: None,
+            dialog,
+            origin,
+            in_call,
         };
         let from_phone = !reliable_hop;
-        for (addr, t, uri) in targets {
-            let mut copy = self.forwarded(&request, t, uri);
-            if from_phone && matches!(t, Transport::Overlay(_)) {
+        for target in targets {
+            let mut copy = self.forwarded(&request, target.transport, target.uri.clone());
+            if from_phone && matches!(target.transport, Transport::Overlay(_)) {
                 self.hide_contact(&mut copy.headers, peer);
             }
-            match self.client.send(now, addr, t, copy.clone()) {
+            if let (true, Party::Phone { source, .. }) = (has_sdp, &target.party) {
+                match self.media.to_phone(now, &call_id, *source, &copy.body) {
+                    Ok(body) => copy.body = body,
+                    Err(e) => {
+                        debug!(phone = %source, error = %e, "media not anchored; branch not tried");
+                        continue;
+                    }
+                }
+            }
+            match self
+                .client
+                .send(now, target.addr, target.transport, copy.clone())
+            {
                 Ok((client, transmit)) => {
                     self.by_client.insert(client, id);
                     forward.branches.push(Branch {
                         client,
+                        party: target.party,
                         request: copy,
                         final_code: None,
                     });
@@ -787,6 +1397,10 @@ impl Proxy {
             }
         }
         if forward.branches.is_empty() {
+            if let Some((call_id, caller_tag)) = &forward.dialog {
+                self.dialogs.end(now, call_id, caller_tag);
+                self.media.failed(call_id);
+            }
             actions.extend(self.reply(now, id, &request, 503, Some("too busy to forward")));
             return actions;
         }
@@ -820,6 +1434,8 @@ impl Proxy {
         let Pending {
             server,
             request,
+            origin,
+            unix_ms,
             upstream: (peer, transport),
         } = pending;
         let nodes: Vec<NodeId> = match found {
@@ -848,31 +1464,17 @@ impl Proxy {
                 Some("the user has no phone online"),
             );
         }
-        let targets = nodes
-            .into_iter()
-            .map(|n| (UNRESOLVED, Transport::Overlay(n), None))
-            .collect();
-        self.forward(now, server, (peer, transport), request, targets, true)
-    }
-
-    /// An ACK for a 2xx: routed like any request, without a transaction.
-    fn forward_ack(&mut self, unix_ms: u64, mut request: Request) -> Vec<Action> {
-        if !decrement_max_forwards(&mut request) {
-            return Vec::new();
-        }
-        let (addr, t) = match self.next_route(&mut request) {
-            Some(Some(node)) => (UNRESOLVED, Transport::Overlay(node)),
-            Some(None) => return Vec::new(),
-            None => match self.phone_at(&request.uri, unix_ms) {
-                Some((addr, t, contact)) => {
-                    request.uri = contact;
-                    (addr, t)
-                }
-                None => return Vec::new(),
-            },
-        };
-        let copy = self.forwarded(&request, t, None);
-        vec![send(addr, t, Message::Request(copy))]
+        let targets = nodes.into_iter().map(Target::node).collect();
+        self.forward(
+            now,
+            unix_ms,
+            server,
+            (peer, transport),
+            origin,
+            request,
+            targets,
+            true,
+        )
     }
 
     /// A CANCEL: answered at once, and passed on to the pending branches
@@ -916,13 +1518,90 @@ impl Proxy {
         actions
     }
 
-    /// A response arrived.
-    pub fn handle_response(&mut self, now: Instant, response: Response) -> Vec<Action> {
+    /// A response arrived from `peer` over `transport`. It is taken only
+    /// if it matches a client transaction this node started and comes
+    /// from where that transaction's request went: a forged answer
+    /// neither opens media nor drops anyone's leg.
+    pub fn handle_response(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        transport: Transport,
+        response: Response,
+    ) -> Vec<Action> {
+        let Some(client) = self.client.matching(&response) else {
+            return Vec::new();
+        };
+        let sent_to = self.client.peer_of(client);
+        let from_its_peer = sent_to.is_some_and(|(addr, t)| {
+            // A node's address is the driver's; its id is what counts.
+            Party::same_peer((addr, t), (peer, transport))
+        });
+        if !from_its_peer {
+            debug!(%peer, code = response.code, "response from another peer than the request went to: dropped");
+            return Vec::new();
+        }
         match self.client.receive(now, &response) {
             ClientReceived::Deliver(client) => self.on_branch_response(now, client, response),
             ClientReceived::Absorbed(resend) => resend.into_iter().map(Action::Send).collect(),
             ClientReceived::Stray => Vec::new(),
         }
+    }
+
+    /// A response's media: anchored for the branch's party when the
+    /// request was part of a call (and, for a dialog-creating INVITE, the
+    /// party joined its dialog), rewritten for a phone upstream; `Err`
+    /// if it cannot be (the response is dropped, never sent on with an
+    /// address in it). A body outside a call is removed.
+    fn anchor_response(
+        &mut self,
+        now: Instant,
+        party: &Party,
+        upstream: (SocketAddr, Transport),
+        anchored: bool,
+        response: &mut Response,
+    ) -> Result<(), String> {
+        let body = match sdp_body(&response.headers, &response.body) {
+            Ok(Some(body)) => body.to_vec(),
+            Ok(None) => return Ok(()),
+            Err(why) => return Err(why.to_owned()),
+        };
+        if !anchored {
+            response.body.clear();
+            response.headers.remove(&HeaderName::ContentType);
+            return Ok(());
+        }
+        let call_id = response
+            .headers
+            .get(&HeaderName::CallId)
+            .unwrap_or_default()
+            .to_owned();
+        let invite = response
+            .headers
+            .get(&HeaderName::CSeq)
+            .and_then(|c| super::CSeq::parse(c).ok())
+            .is_some_and(|c| c.method == Method::Invite);
+        let carrier = if invite && (200..300).contains(&response.code) {
+            Carrier::Accepted
+        } else {
+            Carrier::Other
+        };
+        let mut body = match self
+            .media
+            .described(now, &call_id, party.leg(), carrier, &body)
+        {
+            Ok(Some(rewritten)) => rewritten,
+            Ok(None) => body,
+            Err(e) => return Err(e.to_string()),
+        };
+        if let (addr, Transport::Udp | Transport::Tcp) = upstream {
+            body = self
+                .media
+                .to_phone(now, &call_id, addr, &body)
+                .map_err(|e| e.to_string())?;
+        }
+        response.body = body;
+        Ok(())
     }
 
     fn on_branch_response(
@@ -940,9 +1619,34 @@ impl Proxy {
         let Some(&server) = self.by_client.get(&client) else {
             return actions;
         };
-        let Some(upstream) = self.forwards.get(&server).map(|f| f.upstream) else {
+        let Some(forward) = self.forwards.get(&server) else {
             return actions;
         };
+        let upstream = forward.upstream;
+        let Some(party) = forward
+            .branches
+            .iter()
+            .find(|b| b.client == client)
+            .map(|b| b.party.clone())
+        else {
+            return actions;
+        };
+        // The callee's side of a new dialog: the party this branch went
+        // to, under the tag its answer names.
+        let mut anchored = forward.in_call;
+        if let (Some((call_id, caller_tag)), Some(tag), 101..=299) = (
+            forward.dialog.clone(),
+            response_to_tag(&response),
+            response.code,
+        ) {
+            let confirmed = (200..300).contains(&response.code);
+            anchored = self
+                .dialogs
+                .answered(now, &call_id, &caller_tag, &tag, &party, confirmed);
+        } else if forward.dialog.is_some() {
+            // No tag, no dialog: nothing to anchor media for.
+            anchored = false;
+        }
         // Our Via goes; the rest lead back to the requester. From the
         // overlay, the rest are the request's own, which did not leave
         // this node (`forwarded`).
@@ -962,12 +1666,16 @@ impl Proxy {
         {
             self.hide_contact(&mut response.headers, phone);
         }
-        let Some(forward) = self.forwards.get_mut(&server) else {
-            return actions;
-        };
         if response.code == 100 {
             return actions;
         }
+        if let Err(why) = self.anchor_response(now, &party, upstream, anchored, &mut response) {
+            debug!(from = %party, %why, "media not anchored; response dropped");
+            return actions;
+        }
+        let Some(forward) = self.forwards.get_mut(&server) else {
+            return actions;
+        };
         if response.code < 200 {
             if !forward.answered {
                 actions.extend(self.respond(now, server, response));
@@ -983,6 +1691,9 @@ impl Proxy {
             forward.linger_until = Some(now + CONTEXT_LINGER);
             self.lingering.push(Reverse((now + CONTEXT_LINGER, server)));
             let upstream = forward.upstream;
+            if first && forward.dialog.is_some() {
+                info!(caller = %forward.origin, callee = %party, code = response.code, "SIP call answered");
+            }
             // The other branches are cancelled (§16.7 step 10).
             let others: Vec<(Request, TxId)> = forward
                 .branches
@@ -1028,7 +1739,20 @@ impl Proxy {
             forward.answered = true;
             forward.linger_until = Some(now + CONTEXT_LINGER);
             self.lingering.push(Reverse((now + CONTEXT_LINGER, server)));
-            if let Some(best) = forward.best.clone() {
+            let dialog = forward.dialog.clone();
+            let origin = forward.origin.clone();
+            let callee = forward.request.uri.to_string();
+            if let Some(mut best) = forward.best.clone() {
+                if let Some((call_id, caller_tag)) = dialog {
+                    // The call failed: its dialog ends, its media closes.
+                    info!(caller = %origin, %callee, code = best.code, "SIP call failed");
+                    self.dialogs.end(now, &call_id, &caller_tag);
+                    self.media.failed(&call_id);
+                }
+                if !has_to_tag(&best) {
+                    let tag = self.branch();
+                    add_to_tag(&mut best, &tag);
+                }
                 actions.extend(self.respond(now, server, best));
             }
         }
@@ -1038,6 +1762,7 @@ impl Proxy {
     /// A branch with no answer, or whose node was unreachable: as if it
     /// had answered `code`.
     fn branch_gave_up(&mut self, now: Instant, client: TxId, code: u16, why: &str) -> Vec<Action> {
+        let tag = self.branch();
         let Some(&server) = self.by_client.get(&client) else {
             return Vec::new();
         };
@@ -1051,7 +1776,8 @@ impl Proxy {
             return Vec::new();
         }
         branch.final_code = Some(code);
-        let mut response = forward.request.reply(code, None);
+        // A final answer this node makes up has a To tag (§8.2.6.2).
+        let mut response = forward.request.reply(code, Some(&tag));
         response.headers.push(
             HeaderName::Warning,
             format!("399 {} \"{why}\"", self.domain),
@@ -1095,6 +1821,7 @@ impl Proxy {
             self.server.poll_timeout(),
             self.client.poll_timeout(),
             linger,
+            self.dialogs.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -1134,6 +1861,13 @@ impl Proxy {
                         self.by_client.remove(&b.client);
                     }
                 }
+            }
+        }
+        // Dialogs that lapsed (no 2xx, or no BYE for too long) and ended
+        // ones done lingering; the media of those still live closes.
+        for call_id in self.dialogs.handle_timeout(now) {
+            if !self.dialogs.live(&call_id) {
+                self.media.end(&call_id);
             }
         }
         // Bindings lapse on the wall clock: looked at once a second.

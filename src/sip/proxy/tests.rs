@@ -233,7 +233,8 @@ fn a_call_to_a_remote_aor_is_located_forwarded_and_answered_back() {
     // phone's address (its Via stays here, its Contact is a token).
     let vias = forwarded.headers.values(&HeaderName::Via).unwrap();
     assert_eq!(vias.len(), 1, "{vias:?}");
-    assert!(vias[0].starts_with("SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-p2p-"));
+    // Between nodes the Via names the overlay's transport, QUIC.
+    assert!(vias[0].starts_with("SIP/2.0/QUIC 127.0.0.1:5060;branch=z9hG4bK-p2p-"));
     let wire =
         String::from_utf8_lossy(&Message::Request(forwarded.clone()).to_bytes()).into_owned();
     assert!(!wire.contains("127.0.0.1:6001"), "{wire}");
@@ -248,7 +249,12 @@ fn a_call_to_a_remote_aor_is_located_forwarded_and_answered_back() {
     // 180 then 200 come back from node 2; each reaches the phone with
     // this node's Via gone.
     for code in [180, 200] {
-        let actions = p.handle_response(now, answer(&forwarded, code));
+        let actions = p.handle_response(
+            now,
+            UNRESOLVED,
+            Transport::Overlay(node(2)),
+            answer(&forwarded, code),
+        );
         let out = sent(&actions);
         assert_eq!(out.len(), 1, "{code}: {actions:?}");
         assert_eq!(out[0].peer, phone(6001));
@@ -454,6 +460,7 @@ fn a_call_from_the_overlay_forks_to_the_local_phones_and_the_best_answer_wins() 
     // One INVITE to each phone (no 100 over the reliable overlay).
     assert!(out.iter().all(|t| t.transport != from_node), "{actions:?}");
     let branches: Vec<Request> = out.iter().map(|t| request_of(t).clone()).collect();
+    let sent_to: Vec<SocketAddr> = out.iter().map(|t| t.peer).collect();
     let mut peers: Vec<SocketAddr> = out.iter().map(|t| t.peer).collect();
     peers.sort();
     assert_eq!(peers, vec![phone(7001), phone(7002)]);
@@ -462,12 +469,12 @@ fn a_call_from_the_overlay_forks_to_the_local_phones_and_the_best_answer_wins() 
         .all(|b| b.uri.to_string().starts_with("sip:bob@127.0.0.1:700")));
     // One phone is busy, the other declines: nothing goes up until both
     // answered, then the best (6xx over 4xx).
-    let first = p.handle_response(now, answer(&branches[0], 486));
+    let first = p.handle_response(now, sent_to[0], Transport::Udp, answer(&branches[0], 486));
     assert!(
         sent(&first).iter().all(|t| t.transport != from_node),
         "{first:?}"
     );
-    let second = p.handle_response(now, answer(&branches[1], 603));
+    let second = p.handle_response(now, sent_to[1], Transport::Udp, answer(&branches[1], 603));
     let up: Vec<&Transmit> = sent(&second)
         .into_iter()
         .filter(|t| t.transport == from_node)
@@ -609,6 +616,8 @@ fn the_callers_node_signs_and_the_callees_node_asserts_or_refuses() {
     // through, unverified.
     let mut bare = signed.clone();
     bare.headers.remove(&HeaderName::Identity);
+    // (Another call: the first one's dialog is held here.)
+    bare.headers.set(HeaderName::CallId, "an-unsigned-call");
     bare.headers.set(
         HeaderName::Via,
         "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-bare",
@@ -647,3 +656,5 @@ fn a_located_callee_is_not_looked_up_again_for_a_while() {
     let third = call(&mut p, now + LOCATION_CACHE_TTL, "k3");
     assert!(matches!(third.last(), Some(Action::Locate { .. })));
 }
+
+mod outside;

@@ -5,8 +5,11 @@
 //!
 //! The registrar decides everything about a REGISTER: whether its
 //! Request-URI names this registrar, whether the node serves its AOR,
-//! whether the source may try (a token bucket of REGISTERs and one of
-//! authentication failures per source address, [`crate::overlay::rate`]),
+//! whether the source may try (a token bucket of REGISTERs per source
+//! address; of authentication failures one per source address and auth
+//! user, so that a misconfigured phone locks out only its own account
+//! from its address, and a larger one per source address,
+//! [`crate::overlay::rate`]),
 //! whether the credentials are good, which bindings result and what the
 //! overlay must learn ([`DeviceChange`]). It reads no clock (the time is
 //! an argument, unix milliseconds) and draws no randomness (tags and
@@ -24,9 +27,10 @@ use super::transaction::Transport;
 use super::typed::NameAddr;
 use super::uri::{Host, SipUri};
 use crate::limits::{
-    SIP_ANNOUNCE_MIN_LIFE, SIP_AUTH_FAILURE_BURST, SIP_AUTH_FAILURE_REFILL, SIP_DEFAULT_EXPIRES,
-    SIP_MAX_ACCOUNTS, SIP_MAX_BINDINGS_PER_AOR, SIP_MAX_EXPIRES, SIP_MAX_RATE_LIMITED_SOURCES,
-    SIP_MIN_EXPIRES, SIP_REGISTER_BURST, SIP_REGISTER_REFILL,
+    SIP_ANNOUNCE_MIN_LIFE, SIP_AUTH_FAILURE_BURST, SIP_AUTH_FAILURE_BURST_PER_SOURCE,
+    SIP_AUTH_FAILURE_REFILL, SIP_DEFAULT_EXPIRES, SIP_MAX_ACCOUNTS, SIP_MAX_BINDINGS_PER_AOR,
+    SIP_MAX_EXPIRES, SIP_MAX_RATE_LIMITED_SOURCES, SIP_MIN_EXPIRES, SIP_REGISTER_BURST,
+    SIP_REGISTER_REFILL,
 };
 use crate::netaddr::IpPrefix;
 use crate::overlay::rate::{KeyedBuckets, RateLimit};
@@ -36,6 +40,12 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+use tracing::info;
+
+/// An auth user as a failure bucket's key: a keyed hash (fixed size and
+/// `Copy`; the names are the node's own accounts or what a stranger
+/// wrote).
+type AuthUserKey = [u8; 16];
 
 /// A user the node serves: the AOR and the digest secret of its phones.
 #[derive(Debug, Clone)]
@@ -153,7 +163,13 @@ pub struct Registrar {
     /// AOR, by the publication last asked for (forgotten if it failed).
     announced: HashMap<String, u64>,
     registers: KeyedBuckets<IpPrefix>,
-    failures: KeyedBuckets<IpPrefix>,
+    /// Failed authentications per (source, auth user): one phone with a
+    /// wrong password locks out its own account from its address, not
+    /// its neighbours behind the same NAT.
+    failures: KeyedBuckets<(IpPrefix, AuthUserKey)>,
+    /// Failed authentications per source, of every account together: a
+    /// source guessing many accounts' passwords is stopped too.
+    source_failures: KeyedBuckets<IpPrefix>,
     stats: RegistrarStats,
 }
 
@@ -199,6 +215,17 @@ fn ms(now_ms: u64) -> Duration {
 }
 
 impl Registrar {
+    /// The key of `auth_user`'s failure bucket.
+    fn auth_user_key(&self, auth_user: &str) -> AuthUserKey {
+        let mut h = Sha256::new();
+        h.update(self.tag_key);
+        h.update(b"auth-user ");
+        h.update(auth_user.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(h.finalize().get(..16).unwrap_or(&[0; 16]));
+        key
+    }
+
     /// A registrar for the overlay `domain` (the digest realm too), its
     /// nonces and tags keyed from `secret` (random, drawn at start).
     pub fn new(domain: &str, secret: [u8; 32]) -> Self {
@@ -212,6 +239,10 @@ impl Registrar {
             refill_every: SIP_AUTH_FAILURE_REFILL,
             max_refused_in_a_row: u32::MAX,
         };
+        let source_failure_limit = RateLimit {
+            burst: SIP_AUTH_FAILURE_BURST_PER_SOURCE,
+            ..failure_limit
+        };
         Self {
             domain: domain.to_ascii_lowercase(),
             local_ip: None,
@@ -223,6 +254,7 @@ impl Registrar {
             announced: HashMap::new(),
             registers: KeyedBuckets::new(register_limit, SIP_MAX_RATE_LIMITED_SOURCES),
             failures: KeyedBuckets::new(failure_limit, SIP_MAX_RATE_LIMITED_SOURCES),
+            source_failures: KeyedBuckets::new(source_failure_limit, SIP_MAX_RATE_LIMITED_SOURCES),
             stats: RegistrarStats::default(),
         }
     }
@@ -378,8 +410,13 @@ impl Registrar {
         by: Challenger,
     ) -> Response {
         self.stats.auth_failures += 1;
-        // The bucket may run dry here: the next attempt is refused.
-        let _ = self.failures.try_take(IpPrefix::host(source), ms(now_ms));
+        info!(%source, auth_user, method = %request.method, "SIP authentication failed");
+        // The buckets may run dry here: the next attempt is refused.
+        let key = (IpPrefix::host(source), self.auth_user_key(auth_user));
+        let _ = self.failures.try_take(key, ms(now_ms));
+        let _ = self
+            .source_failures
+            .try_take(IpPrefix::host(source), ms(now_ms));
         self.challenge(request, now_ms, auth_user, false, by)
     }
 
@@ -397,12 +434,15 @@ impl Registrar {
         by: Challenger,
     ) -> Result<(), Response> {
         self.auth.expire(now_ms);
-        if self
-            .failures
-            .check(&IpPrefix::host(source), ms(now_ms))
-            .is_err()
-        {
+        let key = (IpPrefix::host(source), self.auth_user_key(auth_user));
+        let locked = self.failures.check(&key, ms(now_ms)).is_err()
+            || self
+                .source_failures
+                .check(&IpPrefix::host(source), ms(now_ms))
+                .is_err();
+        if locked {
             self.stats.locked_out += 1;
+            info!(%source, auth_user, "SIP request refused: locked out after failed authentications");
             return Err(self.refusal(request, 403, "too many failed authentications; try later"));
         }
         let Some(header) = request.headers.get(&by.credentials_header()) else {
