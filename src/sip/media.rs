@@ -272,9 +272,39 @@ impl Party {
 #[derive(Debug)]
 struct Session {
     parties: Vec<Party>,
+    /// A drop was reported for this call already.
+    reported: bool,
     last_active: Instant,
     accepted: bool,
 }
+
+/// Why a media packet was dropped (the first drop of each call is
+/// reported, for the operator's log: a connected call with no sound
+/// should say why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Dropped {
+    /// No call holds the packet's port or tag (it ended, or never was).
+    #[error("no media session for it")]
+    NoSession,
+    /// From another host than the phone's SIP.
+    #[error("from another address than the phone's")]
+    WrongSource,
+    /// From a node that is not a party of the call.
+    #[error("from a node that is not a party of the call")]
+    NotAParty,
+    /// Before the party described its media, or for a stream it does
+    /// not have.
+    #[error("for a stream the party has not described")]
+    NoStream,
+    /// The other side has not described its media yet.
+    #[error("the other side has no media address yet")]
+    NoDestination,
+}
+
+/// Tags of calls whose dropped datagrams were reported with no session
+/// to note it in, at most (forgotten all at once when full).
+const MAX_REPORTED_UNKNOWN: usize = 1024;
 
 /// Counters of the media a node relayed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -295,6 +325,8 @@ pub struct MediaStats {
 #[derive(Debug, Default)]
 pub struct MediaTable {
     sessions: HashMap<Tag, Session>,
+    /// Tags of unknown calls whose drops were reported.
+    reported_unknown: std::collections::HashSet<Tag>,
     blocks: HashMap<u64, Tag>,
     stats: MediaStats,
 }
@@ -327,6 +359,7 @@ impl MediaTable {
         }
         let session = self.sessions.entry(tag).or_insert_with(|| Session {
             parties: Vec::new(),
+            reported: false,
             last_active: now,
             accepted: false,
         });
@@ -547,7 +580,9 @@ impl MediaTable {
     }
 
     /// Where a packet goes that arrived on block `block`'s socket for
-    /// `stream`/`component` from `from`.
+    /// `stream`/`component` from `from`. Returns why it was dropped the
+    /// first time a packet of its call is (later drops are only counted).
+    #[must_use]
     pub fn phone_packet(
         &mut self,
         now: Instant,
@@ -556,13 +591,32 @@ impl MediaTable {
         component: Component,
         from: SocketAddr,
         out: &mut Vec<Relay>,
-    ) {
+    ) -> Option<Dropped> {
         out.clear();
-        let relayed = self.route_phone_packet(now, block, stream, component, from, out);
-        if relayed {
-            self.stats.from_phones += 1;
-        } else {
-            self.stats.dropped += 1;
+        match self.route_phone_packet(now, block, stream, component, from, out) {
+            Ok(()) => {
+                self.stats.from_phones += 1;
+                None
+            }
+            Err(why) => {
+                self.stats.dropped += 1;
+                let tag = self.blocks.get(&block).copied();
+                self.first_drop(tag, why)
+            }
+        }
+    }
+
+    /// `why`, if it is the first drop reported for the call of `tag`.
+    fn first_drop(&mut self, tag: Option<Tag>, why: Dropped) -> Option<Dropped> {
+        match tag.and_then(|t| self.sessions.get_mut(&t)) {
+            Some(session) => (!std::mem::replace(&mut session.reported, true)).then_some(why),
+            None => {
+                let tag = tag?;
+                if self.reported_unknown.len() >= MAX_REPORTED_UNKNOWN {
+                    self.reported_unknown.clear();
+                }
+                self.reported_unknown.insert(tag).then_some(why)
+            }
         }
     }
 
@@ -574,23 +628,20 @@ impl MediaTable {
         component: Component,
         from: SocketAddr,
         out: &mut Vec<Relay>,
-    ) -> bool {
-        let Some(tag) = self.blocks.get(&block).copied() else {
-            return false;
-        };
-        let Some(session) = self.sessions.get_mut(&tag) else {
-            return false;
-        };
+    ) -> Result<(), Dropped> {
+        let tag = self.blocks.get(&block).copied().ok_or(Dropped::NoSession)?;
+        let session = self.sessions.get_mut(&tag).ok_or(Dropped::NoSession)?;
         let s = usize::from(stream);
-        let Some(party) = session
+        let party = session
             .parties
             .iter_mut()
             .find(|p| p.block.as_ref().is_some_and(|b| b.id == block))
-        else {
-            return false;
-        };
-        if !party.described || s >= party.streams.len() || !party.may_send_from(from.ip()) {
-            return false;
+            .ok_or(Dropped::NoSession)?;
+        if !party.may_send_from(from.ip()) {
+            return Err(Dropped::WrongSource);
+        }
+        if !party.described || s >= party.streams.len() {
+            return Err(Dropped::NoStream);
         }
         // A phone behind a NAT sends from another address than its SDP
         // names: answers go where its packets come from (symmetric RTP).
@@ -616,24 +667,31 @@ impl MediaTable {
         let side = party.side;
         session.last_active = now;
         Self::relay(session, tag, side, true, stream, component, out);
-        !out.is_empty()
+        if out.is_empty() {
+            return Err(Dropped::NoDestination);
+        }
+        Ok(())
     }
 
-    /// Where a datagram goes that `node` sent.
+    /// Where a datagram goes that `node` sent. Returns why it was
+    /// dropped the first time a datagram of its call is.
+    #[must_use]
     pub fn node_packet(
         &mut self,
         now: Instant,
         node: NodeId,
         header: DatagramHeader,
         out: &mut Vec<Relay>,
-    ) {
+    ) -> Option<Dropped> {
         out.clear();
-        let relayed = match self.sessions.get_mut(&header.tag) {
+        let routed = match self.sessions.get_mut(&header.tag) {
+            None => Err(Dropped::NoSession),
             Some(session) => match session
                 .parties
                 .iter()
                 .find(|p| p.leg == Leg::Node(node) && p.described)
             {
+                None => Err(Dropped::NotAParty),
                 Some(party) => {
                     let side = party.side;
                     session.last_active = now;
@@ -648,16 +706,23 @@ impl MediaTable {
                         header.component,
                         out,
                     );
-                    !out.is_empty()
+                    if out.is_empty() {
+                        Err(Dropped::NoDestination)
+                    } else {
+                        Ok(())
+                    }
                 }
-                None => false,
             },
-            None => false,
         };
-        if relayed {
-            self.stats.from_nodes += 1;
-        } else {
-            self.stats.dropped += 1;
+        match routed {
+            Ok(()) => {
+                self.stats.from_nodes += 1;
+                None
+            }
+            Err(why) => {
+                self.stats.dropped += 1;
+                self.first_drop(Some(header.tag), why)
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Tries at binding a free RTP/RTCP pair before giving up.
 const BIND_ATTEMPTS: usize = 64;
@@ -297,7 +297,11 @@ impl MediaRelay {
             return;
         };
         let mut out = Vec::with_capacity(2);
-        lock(&self.table).node_packet(Instant::now(), node, header, &mut out);
+        let dropped = lock(&self.table).node_packet(Instant::now(), node, header, &mut out);
+        if let Some(why) = dropped {
+            // Once per call: a call with no sound should say why.
+            warn!(node = %node.fmt_short(), call = %hex::encode(header.tag), reason = %why, "media from a node dropped");
+        }
         self.carry_out(&out, payload);
     }
 
@@ -375,7 +379,18 @@ async fn read_phone(
         let Some(relay) = relay.upgrade() else {
             return;
         };
-        lock(&relay.table).phone_packet(Instant::now(), block, stream, component, from, &mut out);
+        let dropped = lock(&relay.table).phone_packet(
+            Instant::now(),
+            block,
+            stream,
+            component,
+            from,
+            &mut out,
+        );
+        if let Some(why) = dropped {
+            // Once per call: a call with no sound should say why.
+            warn!(%from, block, reason = %why, "media from a phone dropped");
+        }
         relay.carry_out(&out, buf.get(..len).unwrap_or_default());
     }
 }

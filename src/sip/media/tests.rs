@@ -78,7 +78,7 @@ fn the_callers_node_relays_between_its_phone_and_the_callees_node() {
     );
     let mut out = Vec::new();
     // Before the callee's node answers, the phone's media goes nowhere.
-    table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.5:4000"), &mut out);
+    let _ = table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.5:4000"), &mut out);
     assert!(out.is_empty());
     table
         .from_node(
@@ -90,7 +90,7 @@ fn the_callers_node_relays_between_its_phone_and_the_callees_node() {
             &sdp("127.0.0.9", 20030),
         )
         .unwrap();
-    table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.5:4000"), &mut out);
+    let _ = table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.5:4000"), &mut out);
     assert_eq!(
         out,
         vec![Relay::Node {
@@ -98,7 +98,7 @@ fn the_callers_node_relays_between_its_phone_and_the_callees_node() {
             header: header(0, Component::Rtp)
         }]
     );
-    table.node_packet(now, node(2), header(0, Component::Rtcp), &mut out);
+    let _ = table.node_packet(now, node(2), header(0, Component::Rtcp), &mut out);
     // Symmetric RTP: RTCP goes where the phone's RTCP came from if it
     // sent any, else to the port after its RTP port.
     assert_eq!(
@@ -112,19 +112,19 @@ fn the_callers_node_relays_between_its_phone_and_the_callees_node() {
     );
     // A phone at its SDP's address is believed, whatever port it sends
     // from (SIPp streams from another port than it receives on).
-    table.phone_packet(now, 1, 0, Component::Rtcp, addr("127.0.0.5:7777"), &mut out);
-    table.node_packet(now, node(2), header(0, Component::Rtcp), &mut out);
+    let _ = table.phone_packet(now, 1, 0, Component::Rtcp, addr("127.0.0.5:7777"), &mut out);
+    let _ = table.node_packet(now, node(2), header(0, Component::Rtcp), &mut out);
     assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("127.0.0.5:4001")));
     // Not from the phone's address, not from a party, not a stream of
     // the call: dropped.
     let dropped = table.stats().dropped;
-    table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.66:4000"), &mut out);
+    let _ = table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.66:4000"), &mut out);
     assert!(out.is_empty());
-    table.node_packet(now, node(3), header(0, Component::Rtp), &mut out);
+    let _ = table.node_packet(now, node(3), header(0, Component::Rtp), &mut out);
     assert!(out.is_empty());
-    table.node_packet(now, node(2), header(1, Component::Rtp), &mut out);
+    let _ = table.node_packet(now, node(2), header(1, Component::Rtp), &mut out);
     assert!(out.is_empty());
-    table.phone_packet(now, 99, 0, Component::Rtp, addr("127.0.0.5:4000"), &mut out);
+    let _ = table.phone_packet(now, 99, 0, Component::Rtp, addr("127.0.0.5:4000"), &mut out);
     assert!(out.is_empty());
     assert_eq!(table.stats().dropped, dropped + 4);
     table.end(&mut ports, CALL);
@@ -163,9 +163,9 @@ fn a_phone_behind_a_nat_gets_its_media_where_it_sends_from() {
     // Before it sends, its media goes to the host its SIP came from at
     // the port its SDP names: never to the address its SDP names (a
     // private one here; a third host's, for an attacker).
-    table.node_packet(now, node(2), header(0, Component::Rtp), &mut out);
+    let _ = table.node_packet(now, node(2), header(0, Component::Rtp), &mut out);
     assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("198.51.100.7:4000")));
-    table.phone_packet(
+    let _ = table.phone_packet(
         now,
         1,
         0,
@@ -174,10 +174,10 @@ fn a_phone_behind_a_nat_gets_its_media_where_it_sends_from() {
         &mut out,
     );
     assert_eq!(out.len(), 1);
-    table.node_packet(now, node(2), header(0, Component::Rtp), &mut out);
+    let _ = table.node_packet(now, node(2), header(0, Component::Rtp), &mut out);
     assert!(matches!(out[..], [Relay::Phone { to, .. }] if to == addr("198.51.100.7:31000")));
     // Another address is refused.
-    table.phone_packet(
+    let _ = table.phone_packet(
         now,
         1,
         0,
@@ -230,7 +230,7 @@ fn the_callees_node_forks_and_keeps_the_phone_that_answered() {
         )
         .unwrap();
     let mut out = Vec::new();
-    table.node_packet(now, node(1), header(0, Component::Rtp), &mut out);
+    let _ = table.node_packet(now, node(1), header(0, Component::Rtp), &mut out);
     assert_eq!(out.len(), 1);
     table
         .from_phone(
@@ -243,7 +243,7 @@ fn the_callees_node_forks_and_keeps_the_phone_that_answered() {
         )
         .unwrap();
     assert_eq!(ports.open.len(), 1, "the losing fork's ports are closed");
-    table.node_packet(now, node(1), header(0, Component::Rtp), &mut out);
+    let _ = table.node_packet(now, node(1), header(0, Component::Rtp), &mut out);
     assert_eq!(
         out,
         vec![Relay::Phone {
@@ -257,7 +257,7 @@ fn the_callees_node_forks_and_keeps_the_phone_that_answered() {
     // ends it.
     table.failed(&mut ports, CALL);
     assert_eq!(table.stats().sessions, 1);
-    table.node_packet(now, node(1), header(0, Component::Rtp), &mut out);
+    let _ = table.node_packet(now, node(1), header(0, Component::Rtp), &mut out);
     assert_eq!(
         table.expire(
             now + MEDIA_IDLE_TIMEOUT - Duration::from_secs(1),
@@ -304,7 +304,7 @@ fn two_phones_of_one_node_reach_each_other_through_it() {
         .unwrap()
         .contains("m=audio 20010 "));
     let mut out = Vec::new();
-    table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.1:4000"), &mut out);
+    let _ = table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.1:4000"), &mut out);
     assert_eq!(
         out,
         vec![Relay::Phone {
@@ -314,7 +314,7 @@ fn two_phones_of_one_node_reach_each_other_through_it() {
             to: addr("127.0.0.1:5000")
         }]
     );
-    table.phone_packet(now, 2, 0, Component::Rtp, addr("127.0.0.1:5000"), &mut out);
+    let _ = table.phone_packet(now, 2, 0, Component::Rtp, addr("127.0.0.1:5000"), &mut out);
     assert!(matches!(out[..], [Relay::Phone { block: 1, to, .. }] if to == addr("127.0.0.1:4000")));
     // A call that never got its 2xx is closed by its failure.
     table.failed(&mut ports, "another call");
@@ -465,5 +465,82 @@ fn datagram_headers_round_trip_and_refuse_what_they_do_not_know() {
     assert_eq!(
         hex::encode(tag_of("a84b4c76e66710@pc33.atlanta.example.com")),
         "58c30c7c60ee9aba"
+    );
+}
+
+#[test]
+fn the_first_dropped_packet_of_a_call_says_why_once() {
+    let now = Instant::now();
+    let (mut table, mut ports) = (MediaTable::new(), FakePorts::default());
+    let phone = addr("127.0.0.5:5060");
+    table
+        .from_phone(
+            now,
+            &mut ports,
+            CALL,
+            phone,
+            Carrier::Other,
+            &sdp("127.0.0.5", 4000),
+        )
+        .unwrap();
+    let mut out = Vec::new();
+    // The other side has not answered: nowhere to send yet.
+    let first = table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.5:4000"), &mut out);
+    assert_eq!(first, Some(Dropped::NoDestination));
+    // The same call's later drops are counted, not reported again.
+    let again = table.phone_packet(now, 1, 0, Component::Rtp, addr("127.0.0.66:4000"), &mut out);
+    assert_eq!(again, None);
+    assert_eq!(table.stats().dropped, 2);
+    // Another call: a stranger node's datagram for an unknown call, and
+    // one from a node that is no party of this call.
+    let unknown = DatagramHeader {
+        tag: tag_of("no-such-call"),
+        stream: 0,
+        component: Component::Rtp,
+    };
+    assert_eq!(
+        table.node_packet(now, node(3), unknown, &mut out),
+        Some(Dropped::NoSession)
+    );
+    assert_eq!(table.node_packet(now, node(3), unknown, &mut out), None);
+    let mut fresh = MediaTable::new();
+    fresh
+        .from_phone(
+            now,
+            &mut ports,
+            CALL,
+            phone,
+            Carrier::Other,
+            &sdp("127.0.0.5", 4000),
+        )
+        .unwrap();
+    assert_eq!(
+        fresh.node_packet(now, node(3), header(0, Component::Rtp), &mut out),
+        Some(Dropped::NotAParty)
+    );
+    let mut wrong = MediaTable::new();
+    let block = {
+        wrong
+            .from_phone(
+                now,
+                &mut ports,
+                CALL,
+                phone,
+                Carrier::Other,
+                &sdp("127.0.0.5", 4000),
+            )
+            .unwrap();
+        ports.next
+    };
+    assert_eq!(
+        wrong.phone_packet(
+            now,
+            block,
+            0,
+            Component::Rtp,
+            addr("127.0.0.66:4000"),
+            &mut out
+        ),
+        Some(Dropped::WrongSource)
     );
 }

@@ -254,7 +254,7 @@ fn finding_3_media_goes_only_to_the_host_a_phone_signals_from() {
         stream: 0,
         component: crate::sip::media::Component::Rtp,
     };
-    anchor.table.node_packet(now, node(2), header, &mut out);
+    let _ = anchor.table.node_packet(now, node(2), header, &mut out);
     match out.as_slice() {
         [crate::sip::media::Relay::Phone { to, .. }] => {
             assert_eq!(*to, SocketAddr::new(phone_addr.ip(), 4000))
