@@ -285,7 +285,10 @@ fn registered(dir: &str) -> Vec<(String, Vec<String>)> {
         .map(|u| {
             let mut fields: Vec<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
             fields.sort_unstable();
-            assert_eq!(fields, ["aor", "auth_user", "registered_contacts"]);
+            assert_eq!(
+                fields,
+                ["aor", "auth_user", "bindings", "registered_contacts"]
+            );
             let contacts = u["registered_contacts"]
                 .as_array()
                 .unwrap()

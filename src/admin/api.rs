@@ -49,6 +49,17 @@ pub enum Request {
     /// The SIP listener: the phones bound to each AOR and the
     /// registrar's counters.
     SipUsers {},
+    /// Removes phones bound to an AOR at this node (`p2psip sip
+    /// unbind`): the one with `contact`, or every one; the node withdraws
+    /// the AOR from the overlay when no phone of it is left.
+    SipUnbind {
+        /// The AOR, e.g. `sip:alice@p2psip` (normalised by the node).
+        aor: String,
+        /// The Contact URI of the phone to remove, as `sip_users` lists
+        /// it; absent or `null`: every phone of the AOR.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<String>,
+    },
     /// Reads the configuration again and applies what can change while
     /// the node runs (as SIGHUP does).
     Reload {},
@@ -549,6 +560,39 @@ pub struct SipBinding {
     pub aor: String,
     /// The phones' Contact URIs, sorted.
     pub contacts: Vec<String>,
+    /// The same phones with where and how they registered, sorted by
+    /// contact (empty from a node older than this field).
+    #[serde(default)]
+    pub phones: Vec<SipPhone>,
+}
+
+/// One phone bound at this node: its binding as the registrar keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipPhone {
+    /// Its Contact URI.
+    pub contact: String,
+    /// Where its last REGISTER came from (address and port as the node
+    /// saw them).
+    pub source: String,
+    /// Over which transport: `udp` or `tcp`.
+    pub transport: String,
+    /// Seconds until the binding lapses unless the phone registers again
+    /// (rounded up).
+    pub expires_in: u64,
+}
+
+/// The answer to `sip_unbind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipUnbindResult {
+    /// The AOR, normalised.
+    pub aor: String,
+    /// How many phones were removed (at least 1).
+    pub removed: usize,
+    /// The phones removed, as they were bound.
+    pub bindings: Vec<SipPhone>,
+    /// Phones of the AOR still bound here; at 0 the node withdraws the
+    /// AOR's entry from the overlay.
+    pub remaining: usize,
 }
 
 /// `message` as JSON text. It goes through a [`serde_json::Value`], whose

@@ -3,8 +3,8 @@
 use super::api::{
     json_line, Answer, CircuitsResult, DirectoryRelay, GetResult, LookupEntry, LookupResult,
     MediaTestResult, OverlayMode, PeerEntry, PeerStanding, PublishResult, RelayedCircuit,
-    ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipUsersResult,
-    StatusResult, TraceHopEntry, TraceResult,
+    ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipPhone,
+    SipUnbindResult, SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
@@ -186,6 +186,7 @@ enum Outcome {
     Get(GetResult),
     Publish(PublishResult),
     SipUsers(SipUsersResult),
+    SipUnbind(SipUnbindResult),
     Reload(ReloadResult),
     Circuits(CircuitsResult),
     MediaTest(MediaTestResult),
@@ -244,6 +245,9 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
         Request::Status {} => Ok(Outcome::Status(status(node, ctx.mode, ctx.started)?)),
         Request::Reputation {} => Ok(Outcome::Reputation(reputation(node))),
         Request::SipUsers {} => Ok(Outcome::SipUsers(sip_users(ctx.sip.as_ref()))),
+        Request::SipUnbind { aor, contact } => {
+            sip_unbind(ctx.sip.as_ref(), &aor, contact.as_deref()).map(Outcome::SipUnbind)
+        }
         Request::Reload {} => match &ctx.reload {
             Some(reload) => reload().map(Outcome::Reload),
             None => Err("this node cannot reload its configuration".into()),
@@ -354,12 +358,18 @@ fn sip_users(sip: Option<&SipHandle>) -> SipUsersResult {
         };
     };
     let snapshot = sip.snapshot();
-    let mut bindings: Vec<SipBinding> = snapshot
-        .bindings
+    let now = crate::net::core::now_ms();
+    let mut bindings: Vec<SipBinding> = sip
+        .phones(now)
         .into_iter()
-        .map(|(aor, mut contacts)| {
-            contacts.sort();
-            SipBinding { aor, contacts }
+        .map(|(aor, bound)| {
+            let mut phones: Vec<SipPhone> = bound.iter().map(|b| sip_phone(b, now)).collect();
+            phones.sort_by(|a, b| a.contact.cmp(&b.contact));
+            SipBinding {
+                aor,
+                contacts: phones.iter().map(|p| p.contact.clone()).collect(),
+                phones,
+            }
         })
         .collect();
     bindings.sort_by(|a, b| a.aor.cmp(&b.aor));
@@ -372,6 +382,53 @@ fn sip_users(sip: Option<&SipHandle>) -> SipUsersResult {
         calls_authorized: snapshot.stats.calls_authorized,
         rate_limited: snapshot.stats.rate_limited,
     }
+}
+
+/// One phone's binding as the admin interface shows it at `now_ms`.
+fn sip_phone(b: &crate::sip::registrar::PhoneBinding, now_ms: u64) -> SipPhone {
+    use crate::sip::transaction::Transport;
+    SipPhone {
+        contact: b.uri.clone(),
+        source: b.source.to_string(),
+        transport: match b.transport {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Overlay(_) => "overlay",
+        }
+        .to_owned(),
+        expires_in: b.expires_ms.saturating_sub(now_ms).div_ceil(1000),
+    }
+}
+
+/// The answer to `sip_unbind` (the contract is docs/admin.md).
+fn sip_unbind(
+    sip: Option<&SipHandle>,
+    aor: &str,
+    contact: Option<&str>,
+) -> Result<SipUnbindResult, String> {
+    let sip =
+        sip.ok_or_else(|| "this node serves no phones (it runs without --sip-listen)".to_owned())?;
+    let normalised = crate::sip::SipUri::parse(aor)
+        .ok()
+        .and_then(|uri| crate::sip::registrar::aor_of(&uri))
+        .ok_or_else(|| format!("{aor:?}: not a SIP AOR (sip:USER@DOMAIN)"))?;
+    let now = crate::net::core::now_ms();
+    let unbound = sip
+        .unbind(&normalised, contact)
+        .map_err(|e| e.to_string())?;
+    let remaining = sip
+        .phones(now)
+        .iter()
+        .find(|(bound, _)| *bound == normalised)
+        .map_or(0, |(_, phones)| phones.len());
+    let mut bindings: Vec<SipPhone> = unbound.removed.iter().map(|b| sip_phone(b, now)).collect();
+    bindings.sort_by(|a, b| a.contact.cmp(&b.contact));
+    Ok(SipUnbindResult {
+        aor: normalised,
+        removed: bindings.len(),
+        bindings,
+        remaining,
+    })
 }
 
 /// The answer to `status` (the contract is docs/admin.md).

@@ -103,8 +103,13 @@ enum ConfigCommand {
 enum SipCommand {
     /// Serve a user's phones at a node: store the digest secret of their password (0600).
     AddUser(sip::AddUserArgs),
-    /// List the SIP accounts of a node and the phones registered (if it runs).
+    /// List the SIP accounts of a node and the phones registered (if it
+    /// runs): contact, source address, transport, seconds left.
     Users(sip::UsersArgs),
+    /// Remove a phone's binding (--contact) or every binding of an AOR
+    /// at the running node, which withdraws the AOR from the overlay when
+    /// no phone of it is left.
+    Unbind(sip::UnbindArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +226,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Reload(a) => admin::reload(a),
         Command::Sip(SipCommand::AddUser(a)) => sip::add_user(a),
         Command::Sip(SipCommand::Users(a)) => sip::users(a),
+        Command::Sip(SipCommand::Unbind(a)) => sip::unbind(a),
         Command::Turn(TurnCommand::AddUser(a)) => turn::add_user(a),
         Command::Config(ConfigCommand::Check(a)) => config::check(a),
         Command::Demo(a) => demo::demo(a),

@@ -1,11 +1,12 @@
 //! `p2psip sip add-user` and `p2psip sip users`: the SIP accounts a node
-//! serves (files in `NODE/sip-users/`, see [`crate::net::sip::accounts`]).
+//! serves (files in `NODE/sip-users/`, see [`crate::net::sip::accounts`]);
+//! `p2psip sip unbind`: removes phones bound at a running node.
 
 use super::files::{
     load_anchors, load_identity_of_kind, read_certificate, read_small_file, ENROLLED_CERT,
 };
 use super::{printable, AnchorArgs, CliError, CliResult, JsonFlag};
-use crate::admin::{self, AdminError, Request, SipUsersResult};
+use crate::admin::{self, AdminError, Request, SipPhone, SipUnbindResult, SipUsersResult};
 use crate::identity::{IdKind, VerifyPolicy};
 use crate::net::sip::accounts::{
     check_auth_user, list_accounts, parse_digest, write_account, AccountFile,
@@ -242,6 +243,8 @@ struct UserOutput {
     aor: String,
     auth_user: String,
     registered_contacts: Vec<String>,
+    /// The phones bound, with where and how they registered.
+    bindings: Vec<SipPhone>,
 }
 
 pub fn users(a: UsersArgs) -> CliResult {
@@ -257,14 +260,14 @@ pub fn users(a: UsersArgs) -> CliResult {
     };
     let users: Vec<UserOutput> = accounts
         .into_iter()
-        .map(|account| UserOutput {
-            registered_contacts: bound
-                .iter()
-                .find(|b| b.aor == account.aor)
-                .map(|b| b.contacts.clone())
-                .unwrap_or_default(),
-            aor: account.aor,
-            auth_user: account.auth_user,
+        .map(|account| {
+            let binding = bound.iter().find(|b| b.aor == account.aor);
+            UserOutput {
+                registered_contacts: binding.map(|b| b.contacts.clone()).unwrap_or_default(),
+                bindings: binding.map(|b| b.phones.clone()).unwrap_or_default(),
+                aor: account.aor,
+                auth_user: account.auth_user,
+            }
         })
         .collect();
     if a.json.json {
@@ -279,10 +282,75 @@ pub fn users(a: UsersArgs) -> CliResult {
             printable(&u.aor),
             u.registered_contacts.len()
         );
-        for c in &u.registered_contacts {
-            println!("    {}", printable(c));
+        if u.bindings.is_empty() {
+            // A node that does not report bindings: the contacts only.
+            for c in &u.registered_contacts {
+                println!("    {}", printable(c));
+            }
+        }
+        for b in &u.bindings {
+            println!("    {}", phone_line(b));
         }
     }
     println!("{} users", users.len());
+    Ok(())
+}
+
+/// One phone for people: contact, source, transport, time left.
+fn phone_line(b: &SipPhone) -> String {
+    format!(
+        "{}  from {} over {}, expires in {} s",
+        printable(&b.contact),
+        printable(&b.source),
+        printable(&b.transport),
+        b.expires_in
+    )
+}
+
+#[derive(Debug, Args)]
+pub struct UnbindArgs {
+    /// The address-of-record whose phones to remove, e.g.
+    /// sip:alice@p2psip (as `sip users` lists it).
+    #[arg(value_name = "AOR")]
+    aor: String,
+    /// The node's identity directory (the node must be running).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Remove only the phone with this Contact URI (as `sip users` lists
+    /// it) [default: every phone of the AOR].
+    #[arg(long, value_name = "URI")]
+    contact: Option<String>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+pub fn unbind(a: UnbindArgs) -> CliResult {
+    let request = Request::SipUnbind {
+        aor: a.aor,
+        contact: a.contact,
+    };
+    let result =
+        admin::request::<SipUnbindResult>(&a.dir, &request).map_err(|e| CliError(e.to_string()))?;
+    if a.json.json {
+        let text = admin::json_text(&result).map_err(|e| CliError(e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!("removed: {}", result.removed);
+    for b in &result.bindings {
+        println!("    {}", phone_line(b));
+    }
+    if result.remaining == 0 {
+        println!(
+            "{} has no phone left here; its entry is being withdrawn from the overlay",
+            printable(&result.aor)
+        );
+    } else {
+        println!(
+            "{} still has {} phone(s) here",
+            printable(&result.aor),
+            result.remaining
+        );
+    }
     Ok(())
 }

@@ -339,3 +339,94 @@ fn lines_are_byte_for_byte_those_of_earlier_versions() {
         r#"{"error":"busy","ok":false}"#
     );
 }
+
+#[test]
+fn sip_unbind_parses_with_or_without_a_contact_and_strictly() {
+    let ok = |s: &str| Request::parse(s.as_bytes()).unwrap();
+    let all = Request::SipUnbind {
+        aor: "sip:a@b".into(),
+        contact: None,
+    };
+    let one = Request::SipUnbind {
+        aor: "sip:a@b".into(),
+        contact: Some("sip:a@127.0.0.1:5070".into()),
+    };
+    assert_eq!(ok(r#"{"op":"sip_unbind","aor":"sip:a@b"}"#), all);
+    assert_eq!(
+        ok(r#"{"op":"sip_unbind","aor":"sip:a@b","contact":null}"#),
+        all
+    );
+    assert_eq!(
+        ok(r#"{"op":"sip_unbind","aor":"sip:a@b","contact":"sip:a@127.0.0.1:5070"}"#),
+        one
+    );
+    assert_eq!(
+        json_line(&all).unwrap(),
+        "{\"aor\":\"sip:a@b\",\"op\":\"sip_unbind\"}\n"
+    );
+    assert_eq!(
+        json_line(&one).unwrap(),
+        "{\"aor\":\"sip:a@b\",\"contact\":\"sip:a@127.0.0.1:5070\",\"op\":\"sip_unbind\"}\n"
+    );
+    for bad in [
+        r#"{"op":"sip_unbind"}"#,
+        r#"{"op":"sip_unbind","aor":7}"#,
+        r#"{"op":"sip_unbind","aor":"sip:a@b","contact":5}"#,
+        r#"{"op":"sip_unbind","aor":"sip:a@b","all":true}"#,
+        r#"{"op":"sip-unbind","aor":"sip:a@b"}"#,
+    ] {
+        assert!(Request::parse(bad.as_bytes()).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn sip_users_and_sip_unbind_keep_their_fields() {
+    let phone = SipPhone {
+        contact: "sip:a@127.0.0.1:5070".into(),
+        source: "127.0.0.1:5070".into(),
+        transport: "udp".into(),
+        expires_in: 598,
+    };
+    let phone_json = json!({
+        "contact": "sip:a@127.0.0.1:5070", "source": "127.0.0.1:5070",
+        "transport": "udp", "expires_in": 598,
+    });
+    pinned(
+        &SipUsersResult {
+            listen: Some("127.0.0.1:5060".into()),
+            bindings: vec![SipBinding {
+                aor: "sip:a@b".into(),
+                contacts: vec!["sip:a@127.0.0.1:5070".into()],
+                phones: vec![phone.clone()],
+            }],
+            registers_accepted: 1,
+            auth_failures: 2,
+            locked_out: 3,
+            calls_authorized: 4,
+            rate_limited: 5,
+        },
+        json!({
+            "listen": "127.0.0.1:5060",
+            "bindings": [{
+                "aor": "sip:a@b", "contacts": ["sip:a@127.0.0.1:5070"],
+                "phones": [phone_json.clone()],
+            }],
+            "registers_accepted": 1, "auth_failures": 2, "locked_out": 3,
+            "calls_authorized": 4, "rate_limited": 5,
+        }),
+    );
+    pinned(
+        &SipUnbindResult {
+            aor: "sip:a@b".into(),
+            removed: 1,
+            bindings: vec![phone],
+            remaining: 0,
+        },
+        json!({"aor": "sip:a@b", "removed": 1, "bindings": [phone_json], "remaining": 0}),
+    );
+    // A node older than `phones` is read: no phones, the contacts kept.
+    let older: SipBinding =
+        serde_json::from_value(json!({"aor": "sip:a@b", "contacts": ["sip:x@y"]})).unwrap();
+    assert!(older.phones.is_empty());
+    assert_eq!(older.contacts, ["sip:x@y"]);
+}

@@ -302,6 +302,46 @@ impl SipHandle {
             media_unsent,
         }
     }
+
+    /// The phones bound at `now_ms` (unix milliseconds), by AOR, with
+    /// where and how each registered; lapsed ones are left out.
+    pub fn phones(&self, now_ms: u64) -> Vec<(String, Vec<crate::sip::registrar::PhoneBinding>)> {
+        let layers = lock(&self.inner.layers);
+        layers
+            .proxy
+            .registrar()
+            .all_bindings()
+            .map(|(aor, phones)| {
+                let live = phones.iter().filter(|p| p.expires_ms > now_ms);
+                (aor.to_owned(), live.cloned().collect::<Vec<_>>())
+            })
+            .filter(|(_, phones)| !phones.is_empty())
+            .collect()
+    }
+
+    /// Removes phones bound to `aor` (normalised) on the operator's word
+    /// ([`crate::sip::registrar::Registrar::unbind`]): the one with
+    /// Contact `contact`, or every one. Logs each at info level and, when
+    /// the AOR has no phone left, withdraws it from the overlay as when
+    /// its last binding lapses.
+    pub fn unbind(
+        &self,
+        aor: &str,
+        contact: Option<&str>,
+    ) -> Result<crate::sip::registrar::Unbound, crate::sip::registrar::UnbindError> {
+        let unbound =
+            lock(&self.inner.layers)
+                .proxy
+                .registrar_mut()
+                .unbind(aor, contact, now_ms())?;
+        for phone in &unbound.removed {
+            info!(%aor, contact = %phone.uri, source = %phone.source, "SIP binding removed by the operator");
+        }
+        if unbound.change.is_some() {
+            self.inner.clone().spawn_publish(aor.to_owned(), None);
+        }
+        Ok(unbound)
+    }
 }
 
 impl Inner {

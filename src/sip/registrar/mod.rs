@@ -791,6 +791,96 @@ impl Registrar {
             .flat_map(|bound| bound.iter().map(|b| b.expires_ms))
             .min()
     }
+
+    /// Removes phones bound to `aor` (normalised, [`aor_of`]) on the
+    /// operator's word at `now_ms`: the one whose Contact URI is
+    /// `contact`, or every one when `contact` is `None`. Returns what was
+    /// removed and, when no phone of the AOR is left, the overlay change
+    /// that follows (the AOR unbound, as when its last phone lapses).
+    /// Bindings that have lapsed by `now_ms` are not there to remove;
+    /// with nothing to remove, nothing changes.
+    pub fn unbind(
+        &mut self,
+        aor: &str,
+        contact: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Unbound, UnbindError> {
+        let live = |b: &PhoneBinding| b.expires_ms > now_ms;
+        let Some(bound) = self
+            .bindings
+            .get_mut(aor)
+            .filter(|bound| bound.iter().any(live))
+        else {
+            return Err(UnbindError::NotBound {
+                aor: aor.to_owned(),
+            });
+        };
+        let chosen = |b: &PhoneBinding| live(b) && contact.is_none_or(|c| same_contact(&b.uri, c));
+        if !bound.iter().any(chosen) {
+            return Err(UnbindError::NoSuchContact {
+                aor: aor.to_owned(),
+                contact: contact.unwrap_or_default().to_owned(),
+            });
+        }
+        let (removed, kept): (Vec<PhoneBinding>, Vec<PhoneBinding>) =
+            std::mem::take(bound).into_iter().partition(chosen);
+        let left = kept.iter().any(live);
+        *bound = kept;
+        let change = if left {
+            None
+        } else {
+            // The last phone left: withdraw the entry, as `expire` does.
+            self.bindings.remove(aor);
+            self.announcing(aor, &DeviceChange::Unbind);
+            Some(DeviceChange::Unbind)
+        };
+        Ok(Unbound { removed, change })
+    }
+}
+
+/// What [`Registrar::unbind`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unbound {
+    /// The bindings removed.
+    pub removed: Vec<PhoneBinding>,
+    /// What the overlay must learn: `Some(DeviceChange::Unbind)` when the
+    /// AOR has no phone left here, `None` while others remain.
+    pub change: Option<DeviceChange>,
+}
+
+/// Why [`Registrar::unbind`] removed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnbindError {
+    /// No phone is bound to the AOR.
+    #[error("no phone is bound to {aor} at this node")]
+    NotBound {
+        /// The AOR.
+        aor: String,
+    },
+    /// Phones are bound to the AOR, but none with that Contact.
+    #[error("no phone of {aor} is bound with the contact {contact}")]
+    NoSuchContact {
+        /// The AOR.
+        aor: String,
+        /// The Contact URI asked for.
+        contact: String,
+    },
+}
+
+/// Whether `given` (as an operator types it: with or without `<>`)
+/// names the bound Contact URI `bound`: the same text, or the same URI
+/// once both are parsed.
+fn same_contact(bound: &str, given: &str) -> bool {
+    let given = given.trim();
+    let given = given
+        .strip_prefix('<')
+        .and_then(|g| g.strip_suffix('>'))
+        .unwrap_or(given);
+    bound == given
+        || matches!(
+            (SipUri::parse(bound), SipUri::parse(given)),
+            (Ok(a), Ok(b)) if a.to_string() == b.to_string()
+        )
 }
 
 /// The overlay's view of an AOR's phones here at `now_ms`: bound until

@@ -450,3 +450,104 @@ fn an_account_chooses_its_algorithms_and_their_order() {
     );
     assert_eq!(r.stats().auth_failures, 1);
 }
+
+#[test]
+fn the_operator_unbinds_one_phone_then_the_rest_and_the_overlay_hears_of_the_last() {
+    let mut r = registrar();
+    let s = |secs: u64| T0 + secs * 1000;
+    assert!(matches!(
+        bind(&mut r, T0, 5070, 1, 600),
+        Registered::Changed { .. }
+    ));
+    assert!(matches!(
+        bind(&mut r, T0, 5071, 3, 600),
+        Registered::Answer(_)
+    ));
+    assert_eq!(r.bindings(ALICE).len(), 2);
+
+    // One phone, named as `sip users` prints it (angle brackets allowed):
+    // it goes, the other stays, the overlay entry stays.
+    let one = r
+        .unbind(ALICE, Some("<sip:alice@127.0.0.1:5070>"), s(10))
+        .unwrap();
+    assert_eq!(one.change, None);
+    assert_eq!(one.removed.len(), 1);
+    assert_eq!(one.removed[0].uri, "sip:alice@127.0.0.1:5070");
+    assert_eq!(one.removed[0].source, phone(5070));
+    assert_eq!(one.removed[0].transport, Transport::Udp);
+    assert_eq!(one.removed[0].expires_ms, T0 + 600_000);
+    let left: Vec<&str> = r.bindings(ALICE).iter().map(|b| b.uri.as_str()).collect();
+    assert_eq!(left, ["sip:alice@127.0.0.1:5071"]);
+
+    // The same phone again: nothing changes, the error names both.
+    let again = r
+        .unbind(ALICE, Some("sip:alice@127.0.0.1:5070"), s(11))
+        .unwrap_err();
+    assert_eq!(
+        again,
+        UnbindError::NoSuchContact {
+            aor: ALICE.into(),
+            contact: "sip:alice@127.0.0.1:5070".into()
+        }
+    );
+    assert!(again.to_string().contains(ALICE));
+    assert!(again.to_string().contains("sip:alice@127.0.0.1:5070"));
+    assert_eq!(r.bindings(ALICE).len(), 1);
+
+    // Every phone: the last goes and the AOR is withdrawn, once.
+    let rest = r.unbind(ALICE, None, s(12)).unwrap();
+    assert_eq!(rest.change, Some(DeviceChange::Unbind));
+    assert_eq!(rest.removed.len(), 1);
+    assert_eq!(rest.removed[0].source, phone(5071));
+    assert!(r.bindings(ALICE).is_empty());
+    assert_eq!(r.all_bindings().count(), 0);
+    assert_eq!(r.next_expiry(), None);
+    assert!(r.expire(s(700)).is_empty(), "withdrawn once, not twice");
+    let none = r.unbind(ALICE, None, s(13)).unwrap_err();
+    assert_eq!(none, UnbindError::NotBound { aor: ALICE.into() });
+    assert!(none.to_string().contains(ALICE));
+
+    // The phone registers again: the overlay hears of it at once.
+    assert!(matches!(
+        bind(&mut r, s(20), 5070, 5, 600),
+        Registered::Changed { .. }
+    ));
+}
+
+#[test]
+fn unbinding_all_of_an_aor_takes_every_phone_and_touches_no_other_aor() {
+    let mut r = registrar();
+    bind(&mut r, T0, 5070, 1, 600);
+    bind(&mut r, T0, 5071, 3, 600);
+    let all = r.unbind(ALICE, None, T0 + 1).unwrap();
+    let mut removed: Vec<u16> = all.removed.iter().map(|b| b.source.port()).collect();
+    removed.sort_unstable();
+    assert_eq!(removed, [5070, 5071]);
+    assert_eq!(all.change, Some(DeviceChange::Unbind));
+    // bob has no phone; an AOR not served has none either.
+    assert_eq!(
+        r.unbind(BOB, None, T0 + 2),
+        Err(UnbindError::NotBound { aor: BOB.into() })
+    );
+    assert!(r.unbind("sip:carol@p2psip", None, T0 + 2).is_err());
+}
+
+#[test]
+fn a_lapsed_binding_is_not_unbound_and_still_lapses_into_a_withdrawal() {
+    let mut r = registrar();
+    bind(&mut r, T0, 5070, 1, 60);
+    let late = T0 + 61_000;
+    assert_eq!(
+        r.unbind(ALICE, None, late),
+        Err(UnbindError::NotBound { aor: ALICE.into() })
+    );
+    assert_eq!(
+        r.unbind(ALICE, Some("sip:alice@127.0.0.1:5070"), late),
+        Err(UnbindError::NotBound { aor: ALICE.into() })
+    );
+    // The refusal changed nothing: the timer still withdraws the AOR.
+    assert_eq!(
+        r.expire(late),
+        vec![(ALICE.to_owned(), DeviceChange::Unbind)]
+    );
+}
