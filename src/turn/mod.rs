@@ -23,6 +23,7 @@
 
 pub mod credentials;
 pub mod fuzzing;
+pub mod peers;
 pub mod server;
 pub mod stun;
 
