@@ -60,7 +60,7 @@ echo "$PASSWORD" >pw
 "$P2PSIP_BIN" turn add-user --dir node --username bench --password-file pw >/dev/null
 P2PSIP_PORT=$(free_port)
 "$P2PSIP_BIN" node run --dir node --listen 127.0.0.1:0 --difficulty 0 --relay \
-  --turn-listen "127.0.0.1:$P2PSIP_PORT" --log-level warn >node.out 2>node.err &
+  --turn-listen "127.0.0.1:$P2PSIP_PORT" --turn-allowed-peers 127.0.0.0/8 --log-level warn >node.out 2>node.err &
 P2PSIP_PID=$!
 PIDS+=($P2PSIP_PID)
 
@@ -134,7 +134,7 @@ restart_p2psip() {
   P2PSIP_PORT=$(free_port)
   : >node.out
   "$P2PSIP_BIN" node run --dir node --listen 127.0.0.1:0 --difficulty 0 --relay \
-    --turn-listen "127.0.0.1:$P2PSIP_PORT" --log-level warn >node.out 2>node.err &
+    --turn-listen "127.0.0.1:$P2PSIP_PORT" --turn-allowed-peers 127.0.0.0/8 --log-level warn >node.out 2>node.err &
   P2PSIP_PID=$!
   PIDS+=($P2PSIP_PID)
   for _ in $(seq 1 100); do

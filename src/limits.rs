@@ -737,3 +737,24 @@ pub const MEDIA_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The UDP ports a node's media sockets take, RTP on an even port and
 /// RTCP on the next.
 pub const MEDIA_PORTS: std::ops::RangeInclusive<u16> = 20_000..=29_999;
+
+// --- TURN at relay nodes (`turn::server`) ---------------------------------
+// (The protocol's lifetimes and the allocation quotas are in `turn`.)
+
+/// Error answers to unauthenticated TURN requests (401 challenges, and
+/// 400 or 420 to requests without credentials) one source address (IPv4,
+/// IPv6 /64) may draw at once; beyond, its requests are dropped
+/// unanswered. A 401 is about 3.4 times its request: this bounds what a
+/// spoofed source can reflect at its victim.
+pub const TURN_CHALLENGE_BURST: u32 = 32;
+
+/// One more unauthenticated error answer per this much time, per source
+/// address (10 a second sustained, about 1 KB/s of 401s: far more than
+/// the clients behind one address need, each of which draws one 401 when
+/// it starts and one when its nonce goes stale). The TURN server's clock
+/// ticks in seconds, so the bucket refills ten at a time.
+pub const TURN_CHALLENGE_REFILL: Duration = Duration::from_millis(100);
+
+/// Source addresses whose unauthenticated answers are counted, at most
+/// (the idle, then the least recently used, are forgotten).
+pub const TURN_MAX_CHALLENGED_SOURCES: usize = 4096;

@@ -464,7 +464,7 @@ fn the_log_has_no_colour_codes_off_a_terminal_and_is_json_on_request() {
 }
 
 /// The keys of a `node run --config` file (docs/operations.md).
-const CONFIG_KEYS: [&str; 24] = [
+const CONFIG_KEYS: [&str; 26] = [
     "dir",
     "listen",
     "difficulty",
@@ -483,6 +483,8 @@ const CONFIG_KEYS: [&str; 24] = [
     "sip_listen",
     "relay",
     "turn_listen",
+    "turn_allowed_peers",
+    "turn_denied_peers",
     "anonymous_calls",
     "circuit_hops",
     "metrics_listen",

@@ -74,8 +74,18 @@ struct Relay {
     turn: String,
 }
 
+/// The peer filter refuses loopback peers; the tests' peers are on
+/// loopback, so the relay is told to allow them (as an operator would
+/// allow a private network).
+const ALLOW_LOOPBACK: &[&str] = &["--turn-allowed-peers", "127.0.0.0/8"];
+
 impl Relay {
     fn start(with_user: bool) -> Self {
+        Self::start_with(with_user, ALLOW_LOOPBACK)
+    }
+
+    /// A relay with `extra` flags for `node run`.
+    fn start_with(with_user: bool, extra: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("node");
         let d = dir.to_str().unwrap();
@@ -94,7 +104,7 @@ impl Relay {
                 pw.to_str().unwrap(),
             ]);
         }
-        let mut node = NodeProcess::start(&[
+        let mut args = vec![
             "--dir",
             d,
             "--listen",
@@ -104,7 +114,9 @@ impl Relay {
             "--relay",
             "--turn-listen",
             "127.0.0.1:0",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let mut node = NodeProcess::start(&args);
         // "p2psip node <id> serving TURN on <addr>"
         let line = node.next_line();
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -240,7 +252,7 @@ fn uclient_allocates_and_relays_over_channels() {
     let relay = Relay::start(true);
     let peer = Peer::start();
     // ChannelBind, then ChannelData both ways; -c: no RTCP allocation
-    // (it would need RESERVATION-TOKEN, not served).
+    // (uclient_allocates_an_rtp_rtcp_pair_without_c has that).
     let (out, text) = uclient(
         &relay,
         &peer,
@@ -273,6 +285,75 @@ fn uclient_relays_with_send_and_data_indications() {
     assert!(!text.contains("error"), "{text}");
     assert_eq!(totals(&text), (10, 10), "{text}");
     assert!(text.contains("Total lost packets 0 "), "{text}");
+}
+
+/// uclient's default mode (no -c): an RTP/RTCP pair. Its first Allocate
+/// carries EVEN-PORT with the R bit and gets an even port and a
+/// RESERVATION-TOKEN; the next Allocate carries the token and gets the
+/// reserved port, the next one; then both relay to the echo peer
+/// (RTP to its port, RTCP to the port after).
+#[test]
+fn uclient_allocates_an_rtp_rtcp_pair_without_c() {
+    if !have_coturn() {
+        return;
+    }
+    let relay = Relay::start(true);
+    let peer = Peer::start();
+    // -v prints each relayed address and each token ("rtv").
+    let (out, text) = uclient(
+        &relay,
+        &peer,
+        "pass-alice",
+        1,
+        &["-v", "-n", "10", "-z", "5"],
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("error"), "{text}");
+    // One pair of 10 messages each way, every one echoed.
+    assert_eq!(totals(&text), (20, 20), "{text}");
+    assert!(text.contains("Total lost packets 0 "), "{text}");
+    let relayed: Vec<u16> = text
+        .lines()
+        .filter_map(|l| l.split("Received relay addr: ").nth(1))
+        .map(|a| a.trim().rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    let tokens: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.split("rtv=").nth(1))
+        .map(|t| t.trim().parse().unwrap())
+        .collect();
+    // The reserving Allocate: an even port and a token; the claiming
+    // one: the next port, no token.
+    assert!(relayed.len() >= 2 && tokens.len() >= 2, "{text}");
+    assert_eq!(relayed[0] % 2, 0, "{text}");
+    assert_ne!(tokens[0], 0, "{text}");
+    assert_eq!(relayed[1], relayed[0] + 1, "{text}");
+    assert_eq!(tokens[1], 0, "{text}");
+}
+
+/// Without --turn-allowed-peers, a relay on loopback does not reach a
+/// loopback peer: uclient's ChannelBind and CreatePermission get 403 and
+/// nothing is relayed.
+#[test]
+fn a_loopback_peer_is_refused_403_without_the_allowance() {
+    if !have_coturn() {
+        return;
+    }
+    let relay = Relay::start_with(true, &[]);
+    let peer = Peer::start();
+    let (out, text) = uclient(&relay, &peer, "pass-alice", 1, &["-c", "-n", "3"]);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("channel bind: error 403 (Forbidden"),
+        "{text}"
+    );
+    assert!(!text.contains("tot_send_msgs=3"), "{text}");
+    let (out, text) = uclient(&relay, &peer, "pass-alice", 1, &["-s", "-c", "-n", "3"]);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("create permission error 403 (Forbidden"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -465,6 +546,86 @@ fn config_keys_relay_and_turn_listen() {
     let settings = common::cli::json(&run_ok(&["config", "check", c, "--json"]));
     assert_eq!(settings["relay"], false);
     assert_eq!(settings["turn_listen"], serde_json::Value::Null);
+}
+
+#[test]
+fn turn_peer_ranges_flags_and_config_keys() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("node");
+    let d = dir.to_str().unwrap();
+    run_ok(&["identity", "new", "--dir", d, "--difficulty", "0"]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["node", "run", "--dir", d, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        run_err(&args)
+    };
+    // A bad range is a startup error naming the value.
+    let turn = ["--relay", "--turn-listen", "127.0.0.1:0"];
+    for (bad, says) in [
+        ("10.0.0/8", "not an IP address"),
+        ("10.1.2.3/8", "write 10.0.0.0/8"),
+        ("10.0.0.0/40", "longer than an IPv4 address"),
+    ] {
+        let mut args = turn.to_vec();
+        args.extend([
+            "--turn-allowed-peers",
+            "127.0.0.0/8",
+            "--turn-allowed-peers",
+            bad,
+        ]);
+        let err = run(&args);
+        assert!(err.contains(bad) && err.contains(says), "{err}");
+        let mut args = turn.to_vec();
+        let list = format!("203.0.113.0/24,{bad}");
+        args.extend(["--turn-denied-peers", &list]);
+        let err = run(&args);
+        assert!(err.contains(bad) && err.contains(says), "{err}");
+    }
+    // Without TURN, no peer ranges.
+    let err = run(&["--turn-allowed-peers", "127.0.0.0/8"]);
+    assert!(err.contains("--turn-listen"), "{err}");
+
+    let config = root.path().join("node.toml");
+    let c = config.to_str().unwrap();
+    let base = "dir = \"node\"\nlisten = \"127.0.0.1:4433\"\nrelay = true\n\
+                turn_listen = \"127.0.0.1:3478\"\n";
+    std::fs::write(
+        &config,
+        format!(
+            "{base}turn_allowed_peers = [\"127.0.0.0/8\", \"fd00::/8\"]\n\
+             turn_denied_peers = [\"203.0.113.0/24\"]\n"
+        ),
+    )
+    .unwrap();
+    let settings = common::cli::json(&run_ok(&["config", "check", c, "--json"]));
+    assert_eq!(
+        settings["turn_allowed_peers"],
+        serde_json::json!(["127.0.0.0/8", "fd00::/8"])
+    );
+    assert_eq!(
+        settings["turn_denied_peers"],
+        serde_json::json!(["203.0.113.0/24"])
+    );
+    std::fs::write(
+        &config,
+        format!("{base}turn_denied_peers = [\"203.0.113.0/24\", \"192.168.1.1/16\"]\n"),
+    )
+    .unwrap();
+    let err = run_err(&["config", "check", c]);
+    assert!(
+        err.contains("(turn_denied_peers)") && err.contains("\"192.168.1.1/16\""),
+        "{err}"
+    );
+    std::fs::write(
+        &config,
+        "dir = \"node\"\nlisten = \"127.0.0.1:4433\"\nturn_allowed_peers = [\"10.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let err = run_err(&["config", "check", c]);
+    assert!(
+        err.contains("(turn_allowed_peers)") && err.contains("turn_listen"),
+        "{err}"
+    );
 }
 
 /// MD5 by an independent implementation: `md5sum`.

@@ -16,6 +16,7 @@ use super::{parse_difficulty, CliError, CliResult, JsonFlag};
 use crate::limits::{MAX_IDLE_TIMEOUT, REPUTATION_BAN_BASE, REPUTATION_BAN_MAX};
 use crate::net::Limits;
 use crate::overlay::routing::Contact;
+use crate::turn::peers::{Cidr, PeerFilter};
 use clap::Args;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -43,6 +44,8 @@ struct NodeFile {
     sip_listen: Option<SocketAddr>,
     relay: Option<bool>,
     turn_listen: Option<SocketAddr>,
+    turn_allowed_peers: Option<Vec<String>>,
+    turn_denied_peers: Option<Vec<String>>,
     anonymous_calls: Option<bool>,
     circuit_hops: Option<u64>,
     metrics_listen: Option<SocketAddr>,
@@ -81,6 +84,10 @@ pub struct RunSettings {
     pub relay: bool,
     /// `--turn-listen` (only with `relay`).
     pub turn_listen: Option<SocketAddr>,
+    /// `--turn-allowed-peers` (only with `turn_listen`).
+    pub turn_allowed_peers: Vec<Cidr>,
+    /// `--turn-denied-peers` (only with `turn_listen`).
+    pub turn_denied_peers: Vec<Cidr>,
     /// `--anonymous-calls` (only with `sip_listen`).
     pub anonymous_calls: bool,
     /// `--circuit-hops`: relays per circuit, the rendezvous included.
@@ -253,6 +260,47 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
             )));
         }
     }
+    // The peer ranges: the flags' if any, else the file's; a bad one
+    // named with where it came from.
+    let ranges = |name: &str, flag: &[String], file: Option<Vec<String>>| {
+        let (texts, whence) = if flag.is_empty() {
+            (file.unwrap_or_default(), key(name))
+        } else {
+            (flag.to_vec(), format!("--{}", name.replace('_', "-")))
+        };
+        texts
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.parse::<Cidr>()
+                    .map_err(|e| CliError(format!("{whence}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let turn_allowed_peers = ranges(
+        "turn_allowed_peers",
+        &a.turn_allowed_peers,
+        file.turn_allowed_peers,
+    )?;
+    let turn_denied_peers = ranges(
+        "turn_denied_peers",
+        &a.turn_denied_peers,
+        file.turn_denied_peers,
+    )?;
+    for (name, list) in [
+        ("turn_allowed_peers", &turn_allowed_peers),
+        ("turn_denied_peers", &turn_denied_peers),
+    ] {
+        if !list.is_empty() && turn_listen.is_none() {
+            return Err(CliError(format!(
+                "{}: peer ranges are for the TURN relay: give --turn-listen too (or \
+                 `turn_listen` in the --config file)",
+                key(name)
+            )));
+        }
+    }
+    PeerFilter::new(turn_allowed_peers.clone(), turn_denied_peers.clone())
+        .map_err(|e| CliError(format!("TURN peer ranges: {e}")))?;
     let anonymous_calls = a.anonymous_calls || file.anonymous_calls.unwrap_or(false);
     if anonymous_calls && a.sip_listen.or(file.sip_listen).is_none() {
         return Err(CliError(format!(
@@ -287,6 +335,8 @@ pub fn resolve(a: &RunArgs) -> Result<RunSettings, CliError> {
         sip_listen: a.sip_listen.or(file.sip_listen),
         relay,
         turn_listen,
+        turn_allowed_peers,
+        turn_denied_peers,
         anonymous_calls,
         circuit_hops: usize::try_from(circuit_hops).unwrap_or(crate::limits::RELAY_DEFAULT_HOPS),
         metrics_listen: a.metrics_listen.or(file.metrics_listen),
@@ -362,6 +412,24 @@ impl RunSettings {
             (
                 "turn_listen",
                 self.turn_listen.and_then(|a| text(a.to_string())),
+            ),
+            (
+                "turn_allowed_peers",
+                list(
+                    self.turn_allowed_peers
+                        .iter()
+                        .map(|c| text(c.to_string()))
+                        .collect(),
+                ),
+            ),
+            (
+                "turn_denied_peers",
+                list(
+                    self.turn_denied_peers
+                        .iter()
+                        .map(|c| text(c.to_string()))
+                        .collect(),
+                ),
             ),
             (
                 "anonymous_calls",

@@ -20,6 +20,7 @@ use crate::overlay::config::OverlayParams;
 use crate::overlay::lan::LISTEN_BEFORE_STARTING_MS;
 use crate::overlay::routing::Contact;
 use crate::relay::keys::OnionKeys;
+use crate::turn::peers::PeerFilter;
 use clap::Args;
 use serde_json::json;
 use std::io::Write;
@@ -111,6 +112,18 @@ pub struct RunArgs {
     /// opened on it). Users: `p2psip turn add-user`. Without it, no TURN.
     #[arg(long, value_name = "ADDR")]
     pub(super) turn_listen: Option<SocketAddr>,
+    /// Peers the TURN relay may reach although its filter refuses them
+    /// (its own host's addresses, loopback, private, link-local,
+    /// multicast...), as IP ranges, e.g. 10.0.0.0/8,fd00::/8 (repeatable;
+    /// needs --turn-listen). Wins over --turn-denied-peers, as coturn's
+    /// allowed-peer-ip (docs/turn.md, "Which peers").
+    #[arg(long, value_name = "CIDR[,CIDR…]", value_delimiter = ',')]
+    pub(super) turn_allowed_peers: Vec<String>,
+    /// Peers the TURN relay must not reach besides those its filter
+    /// refuses, as IP ranges, e.g. 203.0.113.0/24 (repeatable; needs
+    /// --turn-listen), as coturn's denied-peer-ip.
+    #[arg(long, value_name = "CIDR[,CIDR…]", value_delimiter = ',')]
+    pub(super) turn_denied_peers: Vec<String>,
     /// Place and take calls through anonymizing circuits (needs
     /// --sip-listen): the node keeps a circuit to a rendezvous relay and
     /// publishes its handle, not its address, in its users'
@@ -523,7 +536,10 @@ pub fn run(args: RunArgs) -> CliResult {
         }
         let turn = match a.turn_listen {
             Some(listen) => {
-                let turn = TurnListener::bind(listen, &a.dir, &overlay_name)
+                let peers =
+                    PeerFilter::new(a.turn_allowed_peers.clone(), a.turn_denied_peers.clone())
+                        .map_err(|e| CliError(format!("TURN peer ranges: {e}")))?;
+                let turn = TurnListener::bind(listen, &a.dir, &overlay_name, peers)
                     .await
                     .map_err(|e| CliError(format!("--turn-listen {listen}: {e}")))?;
                 info!(turn = %turn.local_addr(), realm = %overlay_name, "TURN listening (UDP)");

@@ -6,9 +6,12 @@
 //! task reading it. Every datagram goes into the server under one lock,
 //! and what the server answers is done at once: datagrams sent without
 //! waiting (`try_send_to`: a full socket buffer drops the datagram, as
-//! UDP may), relayed sockets opened and closed. A one-second tick feeds
-//! the time (expiry) and reloads the users file when it changed. Nothing
-//! here decides policy.
+//! UDP may), relayed sockets opened and closed (an even port and the
+//! next one together, for EVEN-PORT's R bit). A one-second tick feeds
+//! the time (expiry) and reloads the users file when it changed; every
+//! [`LOCAL_ADDRESSES_REFRESH`] the host's interface addresses are read
+//! again and handed to the server, whose peer filter refuses them
+//! (`crate::turn::peers`). Nothing here decides policy.
 //!
 //! The users are in `NODE/turn-users.toml` (0600), written by `p2psip
 //! turn add-user`: the realm, and each username's long-term key
@@ -16,11 +19,12 @@
 //! means no users: every Allocate is refused 401.
 
 use crate::turn::credentials::{check_username, LongTermKey, NonceSecret, Users};
+use crate::turn::peers::PeerFilter;
 use crate::turn::server::{Action, RelayId, Server, ServerConfig, Via};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
@@ -35,6 +39,10 @@ const MAX_USERS_FILE_LEN: u64 = 512 * 1024;
 const MAX_DATAGRAM: usize = 65_536;
 /// How often the time is fed to the server and the users file checked.
 const TICK: Duration = Duration::from_secs(1);
+/// How often the host's interface addresses are read again for the peer
+/// filter (an address added since is reachable as a peer until then,
+/// unless a built-in range covers it).
+pub const LOCAL_ADDRESSES_REFRESH: Duration = Duration::from_secs(30);
 
 /// The users file (the contract of `NODE/turn-users.toml`).
 #[derive(Debug, Serialize, Deserialize)]
@@ -191,6 +199,8 @@ struct State {
     users_mtime: Option<SystemTime>,
     /// Datagrams a full socket buffer dropped.
     unsent: u64,
+    /// The host's addresses last handed to the server.
+    local_addresses: Vec<IpAddr>,
 }
 
 struct Relay {
@@ -208,11 +218,28 @@ fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The addresses of this host's interfaces (up or down), sorted.
+pub fn local_addresses() -> std::io::Result<Vec<IpAddr>> {
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()?
+        .iter()
+        .map(if_addrs::Interface::ip)
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    Ok(ips)
+}
+
 impl TurnListener {
     /// Binds `listen` (a specific IP: relayed sockets are opened on it
     /// and told to clients) for `realm`, serving the users of
-    /// `node_dir`.
-    pub async fn bind(listen: SocketAddr, node_dir: &Path, realm: &str) -> std::io::Result<Self> {
+    /// `node_dir`, reaching the peers `peers` allows (the host's own
+    /// addresses are added here and kept up to date).
+    pub async fn bind(
+        listen: SocketAddr,
+        node_dir: &Path,
+        realm: &str,
+        peers: PeerFilter,
+    ) -> std::io::Result<Self> {
         if listen.ip().is_unspecified() {
             return Err(std::io::Error::other(
                 "give a specific IP address: relayed addresses are opened on it and told to clients",
@@ -223,10 +250,25 @@ impl TurnListener {
         let local = socket.local_addr()?;
         let mut secret = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
-        let config = ServerConfig::new(realm, local, NonceSecret::new(secret));
+        let mut config = ServerConfig::new(realm, local, NonceSecret::new(secret));
         zeroize::Zeroize::zeroize(&mut secret);
+        config.peers = peers;
+        // Without the interface list the filter would let a client reach
+        // this host's public addresses: refuse to start instead.
+        let local_addresses = local_addresses().map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot list this host's addresses (the peer filter refuses them): {e}"
+            ))
+        })?;
         let mut server = Server::new(config);
+        server.set_local_addresses(local_addresses.iter().copied());
         info!(users = users.len(), %realm, "TURN users loaded");
+        info!(
+            allowed = %join(server.peer_filter().allowed()),
+            denied = %join(server.peer_filter().denied()),
+            host_addresses = local_addresses.len(),
+            "TURN peer filter"
+        );
         server.set_users(users);
         Ok(TurnListener {
             inner: Arc::new(Inner {
@@ -239,6 +281,7 @@ impl TurnListener {
                     now: now(),
                     users_mtime: mtime(&users_path(node_dir)),
                     unsent: 0,
+                    local_addresses,
                 }),
             }),
         })
@@ -255,10 +298,20 @@ impl TurnListener {
             let inner = Arc::downgrade(&self.inner);
             async move {
                 let mut tick = tokio::time::interval(TICK);
+                let mut interfaces = tokio::time::interval(LOCAL_ADDRESSES_REFRESH);
+                // The first tick is at once; the list was read at bind.
+                interfaces.tick().await;
                 loop {
-                    tick.tick().await;
-                    let Some(inner) = inner.upgrade() else { return };
-                    inner.tick();
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let Some(inner) = inner.upgrade() else { return };
+                            inner.tick();
+                        }
+                        _ = interfaces.tick() => {
+                            let Some(inner) = inner.upgrade() else { return };
+                            inner.refresh_local_addresses();
+                        }
+                    }
                 }
             }
         };
@@ -288,6 +341,18 @@ impl TurnListener {
     }
 }
 
+/// Ranges as `a, b`, or `none`.
+fn join(ranges: &[crate::turn::peers::Cidr]) -> String {
+    if ranges.is_empty() {
+        return "none".into();
+    }
+    ranges
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
@@ -308,6 +373,28 @@ impl Inner {
         state.now = t;
         f(&mut state.server, t);
         self.apply(&mut state);
+    }
+
+    /// Reads the host's addresses again and hands them to the server
+    /// when they changed (a failed read keeps the last list).
+    fn refresh_local_addresses(&self) {
+        match local_addresses() {
+            Ok(addrs) => {
+                let mut state = lock(&self.state);
+                if addrs != state.local_addresses {
+                    info!(
+                        before = state.local_addresses.len(),
+                        now = addrs.len(),
+                        "TURN: this host's addresses changed; the peer filter follows"
+                    );
+                    state.server.set_local_addresses(addrs.iter().copied());
+                    state.local_addresses = addrs;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "TURN: cannot list this host's addresses; keeping the last list")
+            }
+        }
     }
 
     fn tick(self: &Arc<Self>) {
@@ -336,6 +423,13 @@ impl Inner {
         self.with_server(|s, now| s.handle_timeout(now));
     }
 
+    /// Serves `socket` as relay `id`: a task reads it into the server.
+    fn add_relay(self: &Arc<Self>, state: &mut State, id: RelayId, socket: UdpSocket) {
+        let socket = Arc::new(socket);
+        let task = tokio::spawn(relay_task(Arc::downgrade(self), id, socket.clone()));
+        state.relays.insert(id, Relay { socket, task });
+    }
+
     /// Does the server's actions, in order (it may add more: an opened
     /// relay answers its Allocate).
     fn apply(self: &Arc<Self>, state: &mut State) {
@@ -352,33 +446,36 @@ impl Inner {
                         debug!(%to, ?sent, "TURN datagram not sent");
                     }
                 }
-                Action::OpenRelay { id, ip, even_port } => match open_relay(ip, even_port) {
-                    Ok(socket) => {
-                        let local = socket.local_addr();
-                        match local {
-                            Ok(addr) => {
-                                let socket = Arc::new(socket);
-                                let task = tokio::spawn(relay_task(
-                                    Arc::downgrade(self),
-                                    id,
-                                    socket.clone(),
-                                ));
-                                state.relays.insert(id, Relay { socket, task });
-                                debug!(relay = id, %addr, "TURN allocation opened");
-                                let t = state.now;
-                                state.server.relay_opened(t, id, addr);
+                Action::OpenRelay {
+                    id,
+                    ip,
+                    even_port,
+                    reserve,
+                } => {
+                    let opened = match reserve {
+                        None => open_relay(ip, even_port).map(|s| (s, None)),
+                        Some(_) => open_relay_pair(ip).map(|(s, next)| (s, Some(next))),
+                    };
+                    let opened = opened.and_then(|(socket, next)| {
+                        let addr = socket.local_addr()?;
+                        Ok((socket, addr, next))
+                    });
+                    match opened {
+                        Ok((socket, addr, next)) => {
+                            self.add_relay(state, id, socket);
+                            if let (Some(reserve), Some(next)) = (reserve, next) {
+                                self.add_relay(state, reserve, next);
                             }
-                            Err(e) => {
-                                warn!(error = %e, "TURN relay socket has no address");
-                                state.server.relay_failed(id);
-                            }
+                            debug!(relay = id, %addr, reserved = reserve.is_some(), "TURN allocation opened");
+                            let t = state.now;
+                            state.server.relay_opened(t, id, addr);
+                        }
+                        Err(e) => {
+                            warn!(error = %e, %ip, "cannot open a TURN relay socket");
+                            state.server.relay_failed(id);
                         }
                     }
-                    Err(e) => {
-                        warn!(error = %e, %ip, "cannot open a TURN relay socket");
-                        state.server.relay_failed(id);
-                    }
-                },
+                }
                 Action::CloseRelay { id } => {
                     debug!(relay = id, "TURN allocation closed");
                     state.relays.remove(&id);
@@ -389,8 +486,8 @@ impl Inner {
 }
 
 /// Attempts at an even port for EVEN-PORT (each a fresh ephemeral port:
-/// about one in two is even).
-const EVEN_PORT_ATTEMPTS: usize = 16;
+/// about one in two is even; for a pair, the next port must be free too).
+const EVEN_PORT_ATTEMPTS: usize = 32;
 
 /// A relayed socket on `ip` at a port the system picks (an even one
 /// when `even`).
@@ -404,6 +501,27 @@ fn open_relay(ip: std::net::IpAddr, even: bool) -> std::io::Result<UdpSocket> {
         return UdpSocket::from_std(socket);
     }
     Err(std::io::Error::other("no even port found"))
+}
+
+/// Two relayed sockets on `ip`: an even port the system picks and the
+/// next one (EVEN-PORT's R bit: the second is reserved).
+fn open_relay_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..EVEN_PORT_ATTEMPTS {
+        let first = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        let port = first.local_addr()?.port();
+        let Some(next) = port.checked_add(1).filter(|_| port % 2 == 0) else {
+            continue;
+        };
+        let Ok(second) = std::net::UdpSocket::bind(SocketAddr::new(ip, next)) else {
+            continue;
+        };
+        first.set_nonblocking(true)?;
+        second.set_nonblocking(true)?;
+        return Ok((UdpSocket::from_std(first)?, UdpSocket::from_std(second)?));
+    }
+    Err(std::io::Error::other(
+        "no free pair of an even port and the next found",
+    ))
 }
 
 /// Reads relay `id`'s socket until the relay is closed (its task aborted)

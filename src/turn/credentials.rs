@@ -168,6 +168,21 @@ impl NonceSecret {
         out
     }
 
+    /// The RESERVATION-TOKEN of reservation number `n` (RFC 8656
+    /// §14.9): 8 bytes of HMAC-SHA1 under this secret, so unguessable
+    /// without it, and distinct for distinct `n` (the server numbers
+    /// its reservations, never reusing a number in a process).
+    pub fn reservation_token(&self, n: u64) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        if let Ok(mut m) = <Hmac<Sha1> as Mac>::new_from_slice(&self.0) {
+            m.update(b"p2psip turn reservation");
+            m.update(&n.to_be_bytes());
+            let tag = m.finalize().into_bytes();
+            out.copy_from_slice(tag.get(..8).unwrap_or(&[0; 8]));
+        }
+        out
+    }
+
     /// A nonce for `client`, issued at `now` (seconds).
     pub fn nonce(&self, now: u64, client: SocketAddr) -> String {
         format!("{:016x}{}", now, hex::encode(self.mac(now, client)))
@@ -250,5 +265,18 @@ mod tests {
         let shifted = format!("{:016x}{}", 1001, &n[16..]);
         assert!(!s.is_fresh(&shifted, 1001, a));
         assert!(!s.is_fresh("zz", 1000, a));
+    }
+
+    #[test]
+    fn reservation_tokens_differ_by_number_and_secret() {
+        let s = NonceSecret::new([9; 32]);
+        let tokens: std::collections::BTreeSet<[u8; 8]> =
+            (0..1000).map(|n| s.reservation_token(n)).collect();
+        assert_eq!(tokens.len(), 1000);
+        assert_eq!(s.reservation_token(7), s.reservation_token(7));
+        assert_ne!(
+            s.reservation_token(7),
+            NonceSecret::new([8; 32]).reservation_token(7)
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! panics when an invariant breaks (that is its purpose).
 
 use super::credentials::{LongTermKey, NonceSecret, Users};
+use super::peers::{Cidr, PeerFilter};
 use super::server::{Action, Server, ServerConfig, Via};
 use super::stun::{attr, method, Class, Message, MessageBuilder};
 use std::net::SocketAddr;
@@ -94,7 +95,11 @@ pub fn fuzz_datagram(data: &[u8]) {
     let _ = users.insert(USER, key.clone());
     let secret = NonceSecret::new([3; 32]);
     let nonce = secret.nonce(NOW, client);
-    let mut s = Server::new(ServerConfig::new(REALM, listen, secret));
+    let mut config = ServerConfig::new(REALM, listen, secret);
+    // Loopback peers allowed, as the tests on loopback run the node.
+    let loopback: Vec<Cidr> = "127.0.0.0/8".parse().into_iter().collect();
+    config.peers = PeerFilter::new(loopback, vec![]).unwrap_or_default();
+    let mut s = Server::new(config);
     s.set_users(users);
     // An allocation, a permission and channel 0x4000 to the peer.
     let transport: &[u8] = &[17, 0, 0, 0];
@@ -165,4 +170,5 @@ pub fn fuzz_datagram(data: &[u8]) {
     s.handle_timeout(NOW + 4 * 3600);
     drain(&mut s);
     assert_eq!(s.allocation_count(), 0, "every allocation expires");
+    assert_eq!(s.reservation_count(), 0, "every reserved port expires");
 }

@@ -8,21 +8,25 @@
 //!   FINGERPRINT, MESSAGE-INTEGRITY (HMAC-SHA1) checked in constant time.
 //! - [`credentials`]: long-term keys (MD5(username:realm:password)), the
 //!   users served, stateless nonces.
-//! - [`server`]: the server's state machine: Binding, Allocate, Refresh,
+//! - [`server`]: the server's state machine: Binding, Allocate (with
+//!   EVEN-PORT, its R bit and RESERVATION-TOKEN), Refresh,
 //!   CreatePermission, ChannelBind, Send and Data indications,
-//!   ChannelData; quotas, expiry; it returns actions for the I/O.
+//!   ChannelData; quotas, expiry, the limit on answers to strangers; it
+//!   returns actions for the I/O.
+//! - [`peers`]: the peer filter: which addresses the relay reaches (not
+//!   its own host, loopback, private, link-local and the like, unless
+//!   the operator allows them).
 //! - [`fuzzing`]: the `stun_message` fuzz target's checks.
 //!
 //! Not served: TCP/TLS/DTLS transports to the server, relaying over TCP
-//! (RFC 6062), RESERVATION-TOKEN and DONT-FRAGMENT (answered 420),
-//! EVEN-PORT's reservation of the next port (the R bit: an even port is
-//! given, nothing reserved), dual allocations (ADDITIONAL-ADDRESS-FAMILY is
-//! ignored), MESSAGE-INTEGRITY-SHA256 and USERHASH (RFC 8489's newer
-//! options; clients fall back to MESSAGE-INTEGRITY), the third-party
-//! authorization of RFC 7635.
+//! (RFC 6062), DONT-FRAGMENT (answered 420), dual allocations
+//! (ADDITIONAL-ADDRESS-FAMILY is ignored), MESSAGE-INTEGRITY-SHA256 and
+//! USERHASH (RFC 8489's newer options; clients fall back to
+//! MESSAGE-INTEGRITY), the third-party authorization of RFC 7635.
 
 pub mod credentials;
 pub mod fuzzing;
+pub mod peers;
 pub mod server;
 pub mod stun;
 
@@ -37,7 +41,12 @@ pub const CHANNEL_LIFETIME: u64 = 600;
 /// After a channel binding expires, its number and peer stay reserved
 /// this long (RFC 8656 §12: "for 5 minutes").
 pub const CHANNEL_COOLDOWN: u64 = 300;
-/// Allocations a server holds at most by default (beyond: 508).
+/// How long a port reserved by EVEN-PORT's R bit waits for the Allocate
+/// with its RESERVATION-TOKEN, seconds (RFC 8656 §7.2: "at least 30
+/// seconds"); then its socket is closed.
+pub const RESERVATION_LIFETIME: u64 = 30;
+/// Allocations a server holds at most by default (beyond: 508); a
+/// reserved port counts as one.
 pub const DEFAULT_MAX_ALLOCATIONS: usize = 256;
 /// Allocations one username may hold at most by default (beyond: 486).
 pub const DEFAULT_MAX_ALLOCATIONS_PER_USER: usize = 8;

@@ -21,22 +21,34 @@
 //!
 //! Binding is answered to anyone. Every TURN request must carry the
 //! long-term credentials of a known user (401 with REALM and NONCE
-//! first, 438 for a stale nonce). A user holds at most
+//! first, 438 for a stale nonce); error answers to requests without
+//! credentials (401, and 400 or 420) are limited per source address
+//! ([`crate::limits::TURN_CHALLENGE_BURST`]): beyond, such requests are
+//! dropped unanswered, so a spoofed source reflects little at its
+//! victim. A user holds at most
 //! [`ServerConfig::max_allocations_per_user`] allocations (486), the
-//! server at most [`ServerConfig::max_allocations`] (508). Nothing is
-//! relayed to or from a peer without a permission for its IP address;
-//! no permission is given for an address the relay must not reach
-//! ([`Server::peer_allowed`]). Every table is bounded.
+//! server at most [`ServerConfig::max_allocations`] (508); a port
+//! reserved by EVEN-PORT's R bit counts as one until it is claimed with
+//! its RESERVATION-TOKEN or expires ([`RESERVATION_LIFETIME`]). Nothing
+//! is relayed to or from a peer without a permission for its IP address;
+//! no permission is given, and no datagram relayed, for an address the
+//! peer filter refuses ([`super::peers`], [`Server::peer_refusal`]).
+//! Every table is bounded.
 
 use super::credentials::{LongTermKey, NonceSecret, Users};
+use super::peers::{PeerFilter, Refusal};
 use super::stun::{attr, method, peek_header, Class, Message, MessageBuilder, StunError};
 use super::{
     CHANNEL_COOLDOWN, CHANNEL_LIFETIME, DEFAULT_LIFETIME, DEFAULT_MAX_ALLOCATIONS,
     DEFAULT_MAX_ALLOCATIONS_PER_USER, MAX_CHANNELS_PER_ALLOCATION, MAX_LIFETIME,
-    MAX_PERMISSIONS_PER_ALLOCATION, MAX_TEXT_ATTR_LEN, PERMISSION_LIFETIME,
+    MAX_PERMISSIONS_PER_ALLOCATION, MAX_TEXT_ATTR_LEN, PERMISSION_LIFETIME, RESERVATION_LIFETIME,
 };
-use std::collections::{BTreeMap, VecDeque};
+use crate::limits::{TURN_CHALLENGE_BURST, TURN_CHALLENGE_REFILL, TURN_MAX_CHALLENGED_SOURCES};
+use crate::netaddr::IpPrefix;
+use crate::overlay::rate::{KeyedBuckets, RateLimit};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// The id of a relayed socket, chosen by the server.
 pub type RelayId = u64;
@@ -53,6 +65,12 @@ pub const MIN_CHANNEL: u16 = 0x4000;
 pub const MAX_CHANNEL: u16 = 0x7FFF;
 /// The UDP protocol number, the only REQUESTED-TRANSPORT served.
 const UDP: u8 = 17;
+/// The bit that marks the id of a reserved port's socket: the id of the
+/// port an Allocate with EVEN-PORT's R bit reserves is that
+/// allocation's id with this bit set (so either id names the other).
+pub const RESERVED_RELAY_BIT: RelayId = 1 << 63;
+/// Length of a RESERVATION-TOKEN (RFC 8656 §14.9).
+pub const RESERVATION_TOKEN_LEN: usize = 8;
 
 /// Attributes the server understands in requests; a request with any
 /// other comprehension-required attribute gets 420.
@@ -69,6 +87,7 @@ const KNOWN: &[u16] = &[
     attr::REQUESTED_ADDRESS_FAMILY,
     attr::XOR_MAPPED_ADDRESS,
     attr::EVEN_PORT,
+    attr::RESERVATION_TOKEN,
 ];
 
 /// How the server is set up.
@@ -85,6 +104,9 @@ pub struct ServerConfig {
     pub max_allocations: usize,
     /// Allocations per username at most (beyond: 486).
     pub max_allocations_per_user: usize,
+    /// Which peers the relay reaches (the operator's ranges; the host's
+    /// own addresses are set with [`Server::set_local_addresses`]).
+    pub peers: PeerFilter,
 }
 
 impl ServerConfig {
@@ -96,6 +118,7 @@ impl ServerConfig {
             nonce_secret,
             max_allocations: DEFAULT_MAX_ALLOCATIONS,
             max_allocations_per_user: DEFAULT_MAX_ALLOCATIONS_PER_USER,
+            peers: PeerFilter::default(),
         }
     }
 }
@@ -122,17 +145,24 @@ pub enum Action {
         data: Vec<u8>,
     },
     /// Open a UDP socket on `ip` (any port; an even one when
-    /// `even_port`) as relay `id`; then call [`Server::relay_opened`] or
-    /// [`Server::relay_failed`].
+    /// `even_port`) as relay `id`, and with `reserve` also the next port
+    /// (odd) as relay `reserve`, both or neither; then call
+    /// [`Server::relay_opened`] with the first socket's address, or
+    /// [`Server::relay_failed`]. A reserved socket is read like any
+    /// relay (what arrives before it is claimed is dropped).
     OpenRelay {
         /// The new relay's id.
         id: RelayId,
         /// The IP to bind.
         ip: IpAddr,
-        /// The client asked for an even port (EVEN-PORT).
+        /// The port must be even (EVEN-PORT; always with `reserve`).
         even_port: bool,
+        /// The id of the next port's socket, reserved (EVEN-PORT's R
+        /// bit): `id | RESERVED_RELAY_BIT`.
+        reserve: Option<RelayId>,
     },
-    /// Close relay `id` (its allocation is gone).
+    /// Close relay `id` (its allocation or reservation is gone; an id the
+    /// driver does not hold needs nothing).
     CloseRelay {
         /// The relay's id.
         id: RelayId,
@@ -154,6 +184,16 @@ pub struct Stats {
     pub to_clients: u64,
     /// Datagrams dropped (no allocation, permission or channel; malformed).
     pub dropped: u64,
+    /// Requests dropped unanswered: their source drew too many error
+    /// answers without credentials (401, 400, 420).
+    pub challenges_dropped: u64,
+    /// Peers refused by the peer filter (403 to a request, or a datagram
+    /// dropped).
+    pub peers_refused: u64,
+    /// Ports reserved (EVEN-PORT with the R bit).
+    pub reservations: u64,
+    /// Reservations claimed by an Allocate with their RESERVATION-TOKEN.
+    pub reservations_claimed: u64,
 }
 
 #[derive(Debug)]
@@ -174,9 +214,24 @@ struct Channel {
 #[derive(Debug)]
 enum RelayState {
     /// Waiting for the driver's socket; the Allocate's details to answer.
-    Opening { fingerprint: bool, even_port: bool },
+    Opening {
+        fingerprint: bool,
+        even_port: bool,
+        reserve: Option<RelayId>,
+    },
     /// Serving at this address.
     Open { addr: SocketAddr },
+}
+
+/// A port reserved by EVEN-PORT's R bit: its socket is open, waiting for
+/// an Allocate with the token.
+#[derive(Debug)]
+struct Reservation {
+    relay: RelayId,
+    addr: SocketAddr,
+    /// Only this user may claim it.
+    username: String,
+    expires: u64,
 }
 
 #[derive(Debug)]
@@ -211,7 +266,19 @@ pub struct Server {
     // and a deterministic expiry order.
     allocations: BTreeMap<SocketAddr, Allocation>,
     by_relay: BTreeMap<RelayId, SocketAddr>,
+    /// The relayed addresses of open allocations (reachable as peers:
+    /// [`super::peers`], rule 4).
+    relayed: BTreeSet<SocketAddr>,
+    /// Reserved ports by RESERVATION-TOKEN; counted with the
+    /// allocations against both quotas.
+    reservations: BTreeMap<[u8; RESERVATION_TOKEN_LEN], Reservation>,
+    /// The number of the next reservation (its token's input).
+    next_reservation: u64,
     next_relay: RelayId,
+    /// Error answers without credentials, per source address.
+    challenges: KeyedBuckets<IpPrefix>,
+    /// The latest time given (seconds).
+    now: u64,
     actions: VecDeque<Action>,
     stats: Stats,
 }
@@ -225,15 +292,41 @@ struct Authenticated {
 impl Server {
     /// A server with no users.
     pub fn new(config: ServerConfig) -> Self {
+        let challenge_limit = RateLimit {
+            burst: TURN_CHALLENGE_BURST,
+            refill_every: TURN_CHALLENGE_REFILL,
+            max_refused_in_a_row: u32::MAX,
+        };
         Server {
             config,
             users: Users::new(),
             allocations: BTreeMap::new(),
             by_relay: BTreeMap::new(),
+            relayed: BTreeSet::new(),
+            reservations: BTreeMap::new(),
+            next_reservation: 0,
             next_relay: 1,
+            challenges: KeyedBuckets::new(challenge_limit, TURN_MAX_CHALLENGED_SOURCES),
+            now: 0,
             actions: VecDeque::new(),
             stats: Stats::default(),
         }
+    }
+
+    /// Replaces the addresses of the relay's own host (the interface
+    /// list the driver reads), which the peer filter refuses.
+    pub fn set_local_addresses(&mut self, addrs: impl IntoIterator<Item = IpAddr>) {
+        self.config.peers.set_local_addresses(addrs);
+    }
+
+    /// The peer filter in force.
+    pub fn peer_filter(&self) -> &PeerFilter {
+        &self.config.peers
+    }
+
+    /// How many ports are reserved (EVEN-PORT's R bit), not yet claimed.
+    pub fn reservation_count(&self) -> usize {
+        self.reservations.len()
     }
 
     /// Replaces the users (existing allocations keep their key until
@@ -263,35 +356,57 @@ impl Server {
         &self.config.realm
     }
 
-    /// Whether the relay may send to (and receive from) `peer`: not an
-    /// unspecified, multicast, broadcast or IPv4-mapped address, not port 0, not the
-    /// listening socket itself, and loopback only when the relay itself
-    /// listens on loopback (a relay on a public address must not become
-    /// a way into its own host's local services).
+    /// Why the relay must not send to (or receive from) `peer`, if it
+    /// must not: the peer filter's decision ([`super::peers`]), with the
+    /// relayed addresses of this server's open allocations reachable.
+    pub fn peer_refusal(&self, peer: SocketAddr) -> Option<Refusal> {
+        let own_relay = self.relayed.contains(&peer);
+        self.config
+            .peers
+            .check(peer, self.config.listen, own_relay)
+            .err()
+    }
+
+    /// Whether the relay may send to (and receive from) `peer`
+    /// ([`Server::peer_refusal`] finds nothing).
     pub fn peer_allowed(&self, peer: SocketAddr) -> bool {
-        let ip = peer.ip();
-        let listen = self.config.listen;
-        let forbidden = match ip {
-            IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
-            // IPv4-mapped addresses would dodge the IPv4 checks.
-            IpAddr::V6(v6) => {
-                v6.is_unspecified() || v6.is_multicast() || v6.to_ipv4_mapped().is_some()
-            }
-        };
-        let loopback_ok = !ip.is_loopback() || listen.ip().is_loopback();
-        !forbidden && peer.port() != 0 && peer != listen && loopback_ok
+        self.peer_refusal(peer).is_none()
     }
 
     fn transmit(&mut self, via: Via, to: SocketAddr, data: Vec<u8>) {
         self.actions.push_back(Action::Transmit { via, to, data });
     }
 
+    /// Whether `addr` is of the family served (an IPv4-mapped IPv6
+    /// address counts as IPv4).
     fn family_matches(&self, addr: SocketAddr) -> bool {
-        addr.is_ipv4() == self.config.listen.is_ipv4()
+        addr.ip().to_canonical().is_ipv4() == self.config.listen.is_ipv4()
+    }
+
+    /// Whether an error answer without credentials may go to `to` now:
+    /// takes a token of its source's bucket; `false` (and counted) when
+    /// the bucket is empty, and the request is dropped unanswered.
+    fn may_answer_unauthenticated(&mut self, to: SocketAddr) -> bool {
+        let now = Duration::from_secs(self.now);
+        if self
+            .challenges
+            .try_take(IpPrefix::host(to.ip()), now)
+            .is_ok()
+        {
+            true
+        } else {
+            self.stats.challenges_dropped += 1;
+            false
+        }
+    }
+
+    fn tick(&mut self, now: u64) {
+        self.now = self.now.max(now);
     }
 
     /// A datagram from `from` on the listening socket.
     pub fn handle_client(&mut self, now: u64, from: SocketAddr, data: &[u8]) {
+        self.tick(now);
         match data.first().map(|b| b >> 6) {
             Some(0b00) => self.handle_stun(now, from, data),
             Some(0b01) => self.handle_channel_data(now, from, data),
@@ -316,6 +431,12 @@ impl Server {
             Some((alloc.relay, channel.peer, payload.to_vec()))
         })();
         match forward {
+            // The filter again: the host's addresses may have changed
+            // since the channel was bound.
+            Some((_, peer, _)) if !self.peer_allowed(peer) => {
+                self.stats.peers_refused += 1;
+                self.stats.dropped += 1;
+            }
             Some((relay, peer, payload)) => {
                 self.stats.to_peers += 1;
                 self.transmit(Via::Relay(relay), peer, payload);
@@ -397,14 +518,22 @@ impl Server {
         key: Option<&LongTermKey>,
         fingerprint: bool,
     ) {
+        if key.is_none() && !self.may_answer_unauthenticated(to) {
+            return;
+        }
         let mut b = MessageBuilder::new(m, Class::Error, tid);
         b.add_error(code, reason);
         self.respond(to, b, key, fingerprint);
     }
 
     /// An authentication challenge (401, 438): REALM and a fresh NONCE.
+    /// A 401 counts against its source's limit of answers without
+    /// credentials (a 438 needs a good MESSAGE-INTEGRITY: not counted).
     fn challenge(&mut self, now: u64, to: SocketAddr, msg: &Message<'_>, code: u16, reason: &str) {
         self.stats.auth_refused += 1;
+        if code == 401 && !self.may_answer_unauthenticated(to) {
+            return;
+        }
         let nonce = self.config.nonce_secret.nonce(now, to);
         let mut b = MessageBuilder::new(msg.method, Class::Error, msg.transaction_id);
         b.add_error(code, reason)
@@ -430,6 +559,9 @@ impl Server {
         unknown: &[u16],
         key: Option<&LongTermKey>,
     ) {
+        if key.is_none() && !self.may_answer_unauthenticated(to) {
+            return;
+        }
         let list: Vec<u8> = unknown.iter().flat_map(|t| t.to_be_bytes()).collect();
         let names: Vec<String> = unknown.iter().map(|t| format!("{t:#06x}")).collect();
         let reason = format!("Unknown Attribute: {}", names.join(", "));
@@ -574,11 +706,11 @@ impl Server {
         if let Err((code, reason)) = self.requested_family(msg, 440) {
             return self.error(from, m, tid, code, reason, key, fp);
         }
-        // EVEN-PORT: an even port is given; the R bit (reserve the next
-        // port too) is not honoured: no RESERVATION-TOKEN is returned.
+        // EVEN-PORT (RFC 8656 §14.6): one byte, its top bit R asks that
+        // the next port be reserved too (RESERVATION-TOKEN in the reply).
         let even_port = match msg.get(attr::EVEN_PORT) {
-            None => false,
-            Some([_]) => true,
+            None => None,
+            Some([flags]) => Some(flags & 0x80 != 0),
             Some(_) => {
                 return self.error(
                     from,
@@ -591,6 +723,46 @@ impl Server {
                 )
             }
         };
+        let token = match msg.get(attr::RESERVATION_TOKEN) {
+            None => None,
+            Some(v) => match <[u8; RESERVATION_TOKEN_LEN]>::try_from(v) {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    return self.error(
+                        from,
+                        m,
+                        tid,
+                        400,
+                        "Bad Request: RESERVATION-TOKEN is not 8 bytes",
+                        key,
+                        fp,
+                    )
+                }
+            },
+        };
+        // RFC 8656 §7.2: a token names the port already; it comes alone.
+        if token.is_some() && even_port.is_some() {
+            return self.error(
+                from,
+                m,
+                tid,
+                400,
+                "Bad Request: RESERVATION-TOKEN with EVEN-PORT",
+                key,
+                fp,
+            );
+        }
+        if token.is_some() && msg.get(attr::REQUESTED_ADDRESS_FAMILY).is_some() {
+            return self.error(
+                from,
+                m,
+                tid,
+                400,
+                "Bad Request: RESERVATION-TOKEN with REQUESTED-ADDRESS-FAMILY",
+                key,
+                fp,
+            );
+        }
         let lifetime = match msg.u32_attr(attr::LIFETIME, "LIFETIME") {
             Ok(l) => granted_lifetime(l),
             Err(e) => {
@@ -598,21 +770,35 @@ impl Server {
                 return self.error(from, m, tid, 400, &reason, key, fp);
             }
         };
+        if let Some(token) = token {
+            return self.claim_reservation(now, from, msg, auth, token, lifetime);
+        }
+        let reserve = even_port == Some(true);
+        // A reservation is held like an allocation: it takes a slot of
+        // both quotas until it is claimed (then it is the allocation) or
+        // expires.
+        let slots = if reserve { 2 } else { 1 };
         let of_user = self
             .allocations
             .values()
             .filter(|a| a.username == auth.username)
-            .count();
-        if of_user >= self.config.max_allocations_per_user {
+            .count()
+            + self
+                .reservations
+                .values()
+                .filter(|r| r.username == auth.username)
+                .count();
+        if of_user + slots > self.config.max_allocations_per_user {
             self.stats.quota_refused += 1;
             return self.error(from, m, tid, 486, "Allocation Quota Reached", key, fp);
         }
-        if self.allocations.len() >= self.config.max_allocations {
+        if self.allocations.len() + self.reservations.len() + slots > self.config.max_allocations {
             self.stats.quota_refused += 1;
             return self.error(from, m, tid, 508, "Insufficient Capacity", key, fp);
         }
         let id = self.next_relay;
         self.next_relay += 1;
+        let reserve = reserve.then_some(id | RESERVED_RELAY_BIT);
         self.by_relay.insert(id, from);
         self.allocations.insert(
             from,
@@ -620,7 +806,8 @@ impl Server {
                 relay: id,
                 state: RelayState::Opening {
                     fingerprint: fp,
-                    even_port,
+                    even_port: even_port.is_some(),
+                    reserve,
                 },
                 username: auth.username,
                 key: auth.key,
@@ -634,33 +821,103 @@ impl Server {
         self.actions.push_back(Action::OpenRelay {
             id,
             ip: self.config.listen.ip(),
-            even_port,
+            even_port: even_port.is_some(),
+            reserve,
         });
     }
 
-    /// The driver opened relay `id` at `addr`: the Allocate is answered.
+    /// An Allocate with a RESERVATION-TOKEN: the reserved port's socket
+    /// becomes the allocation's, answered at once; 508 when the token is
+    /// unknown, expired or another user's (RFC 8656 §7.2).
+    fn claim_reservation(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        auth: Authenticated,
+        token: [u8; RESERVATION_TOKEN_LEN],
+        lifetime: u32,
+    ) {
+        let fp = msg.has_fingerprint();
+        let (m, tid) = (msg.method, msg.transaction_id);
+        let valid = self
+            .reservations
+            .get(&token)
+            .is_some_and(|r| r.expires > now && r.username == auth.username);
+        let reservation = if valid {
+            self.reservations.remove(&token)
+        } else {
+            None
+        };
+        let Some(r) = reservation else {
+            return self.error(
+                from,
+                m,
+                tid,
+                508,
+                "Insufficient Capacity: no such reservation",
+                Some(&auth.key),
+                fp,
+            );
+        };
+        self.stats.reservations_claimed += 1;
+        self.by_relay.insert(r.relay, from);
+        self.allocations.insert(
+            from,
+            Allocation {
+                relay: r.relay,
+                state: RelayState::Opening {
+                    fingerprint: fp,
+                    even_port: false,
+                    reserve: None,
+                },
+                username: auth.username,
+                key: auth.key,
+                expires: now.saturating_add(u64::from(lifetime)),
+                permissions: Vec::new(),
+                channels: Vec::new(),
+                allocate_tid: tid,
+                allocate_response: Vec::new(),
+            },
+        );
+        // The socket is open already: answered as if it had just opened.
+        self.relay_opened(now, r.relay, r.addr);
+    }
+
+    /// The driver opened relay `id` at `addr` (and, when the Allocate
+    /// reserved one, the next port as its `reserve` id): the Allocate is
+    /// answered.
     pub fn relay_opened(&mut self, now: u64, id: RelayId, addr: SocketAddr) {
+        self.tick(now);
         let Some(client) = self.by_relay.get(&id).copied() else {
-            // Its allocation is gone already.
-            self.actions.push_back(Action::CloseRelay { id });
+            // Its allocation is gone already (and any port it reserved).
+            self.close_relay_pair(id);
             return;
         };
         let Some(alloc) = self.allocations.get_mut(&client) else {
             self.by_relay.remove(&id);
-            self.actions.push_back(Action::CloseRelay { id });
+            self.close_relay_pair(id);
             return;
         };
         let RelayState::Opening {
             fingerprint,
             even_port,
+            reserve,
         } = alloc.state
         else {
             return;
         };
-        if even_port && addr.port() % 2 != 0 {
+        let reserved_addr = match reserve {
+            Some(_) => addr
+                .port()
+                .checked_add(1)
+                .map(|p| SocketAddr::new(addr.ip(), p)),
+            None => None,
+        };
+        if (even_port && addr.port() % 2 != 0) || (reserve.is_some() && reserved_addr.is_none()) {
             // Not what was asked: refused as if it could not be opened.
             self.relay_failed(id);
-            self.actions.push_back(Action::CloseRelay { id });
+            self.close_relay_pair(id);
             return;
         }
         alloc.state = RelayState::Open { addr };
@@ -670,6 +927,26 @@ impl Server {
             .add_u32(attr::LIFETIME, u32::try_from(lifetime).unwrap_or(u32::MAX))
             .add_xor_address(attr::XOR_MAPPED_ADDRESS, client);
         let key = alloc.key.clone();
+        let username = alloc.username.clone();
+        if let (Some(relay), Some(reserved)) = (reserve, reserved_addr) {
+            let token = self
+                .config
+                .nonce_secret
+                .reservation_token(self.next_reservation);
+            self.next_reservation += 1;
+            self.reservations.insert(
+                token,
+                Reservation {
+                    relay,
+                    addr: reserved,
+                    username,
+                    expires: now.saturating_add(RESERVATION_LIFETIME),
+                },
+            );
+            self.stats.reservations += 1;
+            b.add(attr::RESERVATION_TOKEN, &token);
+        }
+        self.relayed.insert(addr);
         self.stats.allocations += 1;
         if let Some(bytes) = self.respond(client, b, Some(&key), fingerprint) {
             if let Some(alloc) = self.allocations.get_mut(&client) {
@@ -678,7 +955,19 @@ impl Server {
         }
     }
 
-    /// The driver could not open relay `id`: the Allocate is refused 508.
+    /// Closes relay `id` and the port it would have reserved (the driver
+    /// ignores an id it does not hold).
+    fn close_relay_pair(&mut self, id: RelayId) {
+        self.actions.push_back(Action::CloseRelay { id });
+        if id & RESERVED_RELAY_BIT == 0 {
+            self.actions.push_back(Action::CloseRelay {
+                id: id | RESERVED_RELAY_BIT,
+            });
+        }
+    }
+
+    /// The driver could not open relay `id` (nor the port it was to
+    /// reserve): the Allocate is refused 508.
     pub fn relay_failed(&mut self, id: RelayId) {
         let Some(client) = self.by_relay.remove(&id) else {
             return;
@@ -782,8 +1071,10 @@ impl Server {
     }
 
     /// The peers of a CreatePermission or ChannelBind, checked: `Err`
-    /// with code and reason.
-    fn peers(&self, msg: &Message<'_>) -> Result<Vec<SocketAddr>, (u16, String)> {
+    /// with code and reason. The 403's reason does not say which rule
+    /// refused the peer: that would tell a client which addresses are
+    /// the relay host's own.
+    fn peers(&mut self, msg: &Message<'_>) -> Result<Vec<SocketAddr>, (u16, String)> {
         let mut peers = Vec::new();
         for v in msg.all(attr::XOR_PEER_ADDRESS) {
             let peer = super::stun::decode_xor_address(v, &msg.transaction_id)
@@ -792,6 +1083,7 @@ impl Server {
                 return Err((443, "Peer Address Family Mismatch".into()));
             }
             if !self.peer_allowed(peer) {
+                self.stats.peers_refused += 1;
                 return Err((403, "Forbidden: the relay does not reach that peer".into()));
             }
             peers.push(peer);
@@ -992,10 +1284,7 @@ impl Server {
             let alloc = self.allocations.get(&from)?;
             let peer = msg.xor_address(attr::XOR_PEER_ADDRESS).ok()??;
             let data = msg.get(attr::DATA)?;
-            if !self.family_matches(peer)
-                || !self.peer_allowed(peer)
-                || !alloc.permitted(peer.ip(), now)
-            {
+            if !self.family_matches(peer) || !alloc.permitted(peer.ip(), now) {
                 return None;
             }
             if !matches!(alloc.state, RelayState::Open { .. }) {
@@ -1004,6 +1293,13 @@ impl Server {
             Some((alloc.relay, peer, data.to_vec()))
         })();
         match forward {
+            // Checked per datagram: the permission is per IP, the filter
+            // per address (another allocation's port of this host may be
+            // reached, no other port of it).
+            Some((_, peer, _)) if !self.peer_allowed(peer) => {
+                self.stats.peers_refused += 1;
+                self.stats.dropped += 1;
+            }
             Some((relay, peer, data)) => {
                 self.stats.to_peers += 1;
                 self.transmit(Via::Relay(relay), peer, data);
@@ -1016,6 +1312,12 @@ impl Server {
     /// ChannelData when a channel is bound to `from`, else as a Data
     /// indication; dropped without a permission for `from`'s IP.
     pub fn handle_peer(&mut self, now: u64, relay: RelayId, from: SocketAddr, data: &[u8]) {
+        self.tick(now);
+        if !self.peer_allowed(from) {
+            self.stats.peers_refused += 1;
+            self.stats.dropped += 1;
+            return;
+        }
         let out = (|| {
             let client = *self.by_relay.get(&relay)?;
             let alloc = self.allocations.get(&client)?;
@@ -1052,13 +1354,32 @@ impl Server {
     fn remove_allocation(&mut self, client: SocketAddr) {
         if let Some(a) = self.allocations.remove(&client) {
             self.by_relay.remove(&a.relay);
-            self.actions.push_back(Action::CloseRelay { id: a.relay });
+            match a.state {
+                RelayState::Open { addr } => {
+                    self.relayed.remove(&addr);
+                    self.actions.push_back(Action::CloseRelay { id: a.relay });
+                }
+                // Its port may be being opened with a reserved one.
+                RelayState::Opening { .. } => self.close_relay_pair(a.relay),
+            }
         }
     }
 
     /// Ends what has expired at `now`: allocations (their relays
-    /// closed), permissions and channels.
+    /// closed), reserved ports, permissions and channels.
     pub fn handle_timeout(&mut self, now: u64) {
+        self.tick(now);
+        let expired: Vec<[u8; RESERVATION_TOKEN_LEN]> = self
+            .reservations
+            .iter()
+            .filter(|(_, r)| r.expires <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in expired {
+            if let Some(r) = self.reservations.remove(&token) {
+                self.actions.push_back(Action::CloseRelay { id: r.relay });
+            }
+        }
         let expired: Vec<SocketAddr> = self
             .allocations
             .iter()

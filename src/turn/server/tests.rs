@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::turn::credentials::{LongTermKey, NonceSecret, Users};
+use crate::turn::peers::{parse_cidr_list, PeerFilter, Refusal};
 use crate::turn::stun::{self, attr, method, Class, Message, MessageBuilder};
 
 const REALM: &str = "p2psip";
@@ -17,16 +18,24 @@ fn key(user: &str, password: &str) -> LongTermKey {
     LongTermKey::derive(user, REALM, password.as_bytes())
 }
 
-fn server_with(max_total: usize, max_per_user: usize) -> Server {
-    let mut config = ServerConfig::new(REALM, addr(LISTEN), NonceSecret::new([5; 32]));
+/// A server on `listen` whose operator allows `allowed` (ranges).
+fn server_on(listen: &str, allowed: &str, max_total: usize, max_per_user: usize) -> Server {
+    let mut config = ServerConfig::new(REALM, addr(listen), NonceSecret::new([5; 32]));
     config.max_allocations = max_total;
     config.max_allocations_per_user = max_per_user;
+    config.peers = PeerFilter::new(parse_cidr_list(allowed).unwrap(), vec![]).unwrap();
     let mut s = Server::new(config);
     let mut users = Users::new();
     users.insert("alice", key("alice", "secret")).unwrap();
     users.insert("bob", key("bob", "hunter2")).unwrap();
     s.set_users(users);
     s
+}
+
+/// A server on loopback whose operator allows loopback peers (as the
+/// tests on loopback run the node: `--turn-allowed-peers 127.0.0.0/8`).
+fn server_with(max_total: usize, max_per_user: usize) -> Server {
+    server_on(LISTEN, "127.0.0.0/8", max_total, max_per_user)
 }
 
 fn server() -> Server {
@@ -105,8 +114,20 @@ impl Client {
             let mut response = None;
             for a in actions {
                 match a {
-                    Action::OpenRelay { id, .. } => {
-                        s.relay_opened(now, id, addr(&format!("127.0.0.1:{}", 50000 + id)));
+                    Action::OpenRelay {
+                        id,
+                        even_port,
+                        reserve,
+                        ..
+                    } => {
+                        // The driver: an even port (and the next) when asked.
+                        let port = if even_port || reserve.is_some() {
+                            50000 + 2 * id
+                        } else {
+                            50000 + id
+                        };
+                        let port = u16::try_from(port).unwrap();
+                        s.relay_opened(now, id, SocketAddr::new(s.config.listen.ip(), port));
                         response = Some(reply(s, self.from));
                     }
                     Action::Transmit {
@@ -387,20 +408,41 @@ fn forbidden_peers_get_403() {
     let mut s = server();
     let mut c = Client::new("127.0.0.1:40007", "alice", "secret");
     c.allocate(&mut s, 0);
+    // Allowed 127.0.0.0/8 does not open these.
     for peer in [
         "0.0.0.0:9",
         "224.0.0.1:9",
         "255.255.255.255:9",
+        "10.0.0.1:9",
         LISTEN,
         "127.0.0.1:0",
     ] {
         assert_eq!(c.permit(&mut s, 0, addr(peer)), Some(403), "{peer}");
     }
+    assert_eq!(s.stats().peers_refused, 6);
+    // Another family, IPv4-mapped included (judged as IPv4).
     assert_eq!(c.permit(&mut s, 0, addr("[::1]:9")), Some(443));
-    // A relay on a public address does not reach loopback.
+    assert_eq!(
+        c.permit(&mut s, 0, addr("[::ffff:8.8.8.8]:9")),
+        Some(443),
+        "an IPv4-mapped peer of an IPv4 relay"
+    );
+    // A relay on a public address does not reach loopback or its host.
     let config = ServerConfig::new(REALM, addr("192.0.2.1:3478"), NonceSecret::new([1; 32]));
-    let public = Server::new(config);
-    assert!(!public.peer_allowed(addr("127.0.0.1:22")));
+    let mut public = Server::new(config);
+    public.set_local_addresses([ip("192.0.2.1"), ip("198.51.100.20")]);
+    assert_eq!(
+        public.peer_refusal(addr("127.0.0.1:22")),
+        Some(Refusal::Loopback)
+    );
+    assert_eq!(
+        public.peer_refusal(addr("192.0.2.1:22")),
+        Some(Refusal::OwnHost)
+    );
+    assert_eq!(
+        public.peer_refusal(addr("198.51.100.20:22")),
+        Some(Refusal::OwnHost)
+    );
     assert!(public.peer_allowed(addr("198.51.100.9:5000")));
     let v6 = Server::new(ServerConfig::new(
         REALM,
@@ -412,7 +454,129 @@ fn forbidden_peers_get_403() {
         "IPv4-mapped"
     );
     assert!(!v6.peer_allowed(addr("[::1]:22")));
+    assert!(!v6.peer_allowed(addr("[fe80::1]:22")));
+    assert!(!v6.peer_allowed(addr("[fd00::1]:22")));
     assert!(v6.peer_allowed(addr("[2001:db8::2]:5000")));
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Without the operator's allowance, a relay on loopback refuses
+/// loopback peers: CreatePermission and ChannelBind get 403, and nothing
+/// is relayed there.
+#[test]
+fn loopback_peers_are_refused_403_unless_allowed() {
+    let mut s = server_on(LISTEN, "", 16, 8);
+    let mut c = Client::new("127.0.0.1:40020", "alice", "secret");
+    c.allocate(&mut s, 0);
+    assert_eq!(c.permit(&mut s, 0, addr(PEER)), Some(403));
+    assert_eq!(c.bind(&mut s, 0, 0x4000, addr(PEER)), Some(403));
+    let ind = send_indication(&mut c, addr(PEER), b"x");
+    s.handle_client(0, c.from, &ind);
+    assert!(drain(&mut s).is_empty());
+    assert_eq!(s.stats().to_peers, 0);
+    assert_eq!(s.stats().peers_refused, 2);
+    // The 403's reason does not say which rule refused it.
+    let data = c.call(
+        &mut s,
+        0,
+        method::CREATE_PERMISSION,
+        &[(
+            attr::XOR_PEER_ADDRESS,
+            stun::encode_xor_address(addr(PEER), &[0; 12]),
+        )],
+    );
+    let msg = Message::decode(&data).unwrap();
+    let reason = String::from_utf8_lossy(msg.get(attr::ERROR_CODE).unwrap()).to_string();
+    assert!(reason.contains("Forbidden"), "{reason}");
+    assert!(!reason.contains("loopback"), "{reason}");
+    // Public peers are reached.
+    assert_eq!(c.permit(&mut s, 0, addr("198.51.100.9:9")), None);
+}
+
+/// The host's addresses as the driver last gave them decide, for new
+/// permissions and for every datagram on existing ones.
+#[test]
+fn the_hosts_addresses_are_refused_as_the_driver_updates_them() {
+    let mut s = server_on("192.0.2.1:3478", "", 16, 8);
+    let mut c = Client::new("203.0.113.7:40021", "alice", "secret");
+    let relayed = c.allocate(&mut s, 0);
+    assert_eq!(relayed.ip(), ip("192.0.2.1"));
+    let peer = addr("198.51.100.20:5000");
+    assert_eq!(c.permit(&mut s, 0, peer), None);
+    assert_eq!(c.bind(&mut s, 0, 0x4000, peer), None);
+    // The address turns out to be the host's own (a new interface).
+    s.set_local_addresses([ip("198.51.100.20")]);
+    assert_eq!(c.permit(&mut s, 0, peer), Some(403));
+    let ind = send_indication(&mut c, peer, b"x");
+    s.handle_client(0, c.from, &ind);
+    assert!(drain(&mut s).is_empty(), "Send indication dropped");
+    s.handle_client(0, c.from, &[0x40, 0x00, 0x00, 0x01, b'y']);
+    assert!(drain(&mut s).is_empty(), "ChannelData dropped");
+    s.handle_peer(0, 1, peer, b"z");
+    assert!(drain(&mut s).is_empty(), "nothing from it either");
+    assert_eq!(s.stats().to_peers, 0);
+    // It goes away again: relayed once more.
+    s.set_local_addresses([]);
+    s.handle_client(0, c.from, &[0x40, 0x00, 0x00, 0x01, b'y']);
+    assert_eq!(
+        drain(&mut s),
+        vec![Action::Transmit {
+            via: Via::Relay(1),
+            to: peer,
+            data: b"y".to_vec()
+        }]
+    );
+}
+
+/// Two clients of one relay reach each other's relayed address (ICE's
+/// relay-to-relay pair), but no other port of the relay's host.
+#[test]
+fn another_allocations_relayed_address_is_reachable_no_other_port() {
+    let mut s = server_on("192.0.2.1:3478", "", 16, 8);
+    let mut a = Client::new("203.0.113.7:40022", "alice", "secret");
+    let mut b = Client::new("198.51.100.8:40023", "bob", "hunter2");
+    let relayed_a = a.allocate(&mut s, 0);
+    let relayed_b = b.allocate(&mut s, 0);
+    assert_eq!(a.permit(&mut s, 0, relayed_b), None);
+    assert_eq!(b.permit(&mut s, 0, relayed_a), None);
+    assert_eq!(a.permit(&mut s, 0, addr("192.0.2.1:5060")), Some(403));
+    // a → b's relayed address: leaves a's relay...
+    let ind = send_indication(&mut a, relayed_b, b"hi");
+    s.handle_client(0, a.from, &ind);
+    assert_eq!(
+        drain(&mut s),
+        vec![Action::Transmit {
+            via: Via::Relay(1),
+            to: relayed_b,
+            data: b"hi".to_vec()
+        }]
+    );
+    // ...but not to another port of the host, though a's permission for
+    // the host's IP exists.
+    let ind = send_indication(&mut a, addr("192.0.2.1:5060"), b"no");
+    s.handle_client(0, a.from, &ind);
+    assert!(drain(&mut s).is_empty());
+    // Arriving at b's relay from a's relayed address: to b.
+    s.handle_peer(0, 2, relayed_a, b"hi");
+    match drain(&mut s).as_slice() {
+        [Action::Transmit {
+            via: Via::Listener,
+            to,
+            ..
+        }] => assert_eq!(*to, b.from),
+        other => panic!("{other:?}"),
+    }
+    // Once b's allocation is gone, its port is the host's again.
+    let req = b.request(
+        method::REFRESH,
+        &[(attr::LIFETIME, 0u32.to_be_bytes().to_vec())],
+    );
+    s.handle_client(0, b.from, &req);
+    assert!(drain(&mut s).contains(&Action::CloseRelay { id: 2 }));
+    assert_eq!(s.peer_refusal(relayed_b), Some(Refusal::OwnHost));
 }
 
 #[test]
@@ -638,4 +802,346 @@ fn even_port_is_asked_of_the_driver_and_checked() {
         .unwrap();
     assert_eq!(code_of(&refusal), Some(508));
     assert_eq!(s.allocation_count(), 0);
+}
+
+/// The RESERVATION-TOKEN of a success response.
+fn token_of(data: &[u8]) -> Vec<u8> {
+    Message::decode(data)
+        .unwrap()
+        .get(attr::RESERVATION_TOKEN)
+        .expect("a RESERVATION-TOKEN")
+        .to_vec()
+}
+
+fn relayed_of(data: &[u8]) -> SocketAddr {
+    let m = Message::decode(data).unwrap();
+    assert_eq!(m.class, Class::Success, "error {:?}", m.error_code());
+    m.xor_address(attr::XOR_RELAYED_ADDRESS).unwrap().unwrap()
+}
+
+/// RFC 8656 §7.2: EVEN-PORT with R=1 gives an even port, reserves the
+/// next, and returns a token; an Allocate with the token gets that port
+/// (its socket already open), once.
+#[test]
+fn even_port_with_r_reserves_the_next_port_and_the_token_claims_it() {
+    let mut s = server();
+    let mut rtp = Client::new("127.0.0.1:40030", "alice", "secret");
+    let data = rtp.call(
+        &mut s,
+        0,
+        method::ALLOCATE,
+        &[transport(17), (attr::EVEN_PORT, vec![0x80])],
+    );
+    let relayed = relayed_of(&data);
+    assert_eq!(relayed.port() % 2, 0, "{relayed}");
+    let token = token_of(&data);
+    assert_eq!(token.len(), RESERVATION_TOKEN_LEN);
+    Message::decode(&data)
+        .unwrap()
+        .verify_integrity(rtp.key.as_bytes())
+        .unwrap();
+    assert_eq!((s.allocation_count(), s.reservation_count()), (1, 1));
+    assert_eq!(s.stats().reservations, 1);
+    // Without R: an even port, no token.
+    let mut plain = Client::new("127.0.0.1:40031", "alice", "secret");
+    let data = plain.call(
+        &mut s,
+        0,
+        method::ALLOCATE,
+        &[transport(17), (attr::EVEN_PORT, vec![0x00])],
+    );
+    assert_eq!(relayed_of(&data).port() % 2, 0);
+    assert!(Message::decode(&data)
+        .unwrap()
+        .get(attr::RESERVATION_TOKEN)
+        .is_none());
+    // The token, from another client address of the same user: the next
+    // port, answered at once (no socket to open).
+    let mut rtcp = Client::new("127.0.0.1:40032", "alice", "secret");
+    let data = rtcp.call(
+        &mut s,
+        1,
+        method::ALLOCATE,
+        &[transport(17), (attr::RESERVATION_TOKEN, token.clone())],
+    );
+    let claimed = relayed_of(&data);
+    assert_eq!(claimed, SocketAddr::new(relayed.ip(), relayed.port() + 1));
+    assert!(Message::decode(&data)
+        .unwrap()
+        .get(attr::RESERVATION_TOKEN)
+        .is_none());
+    assert_eq!((s.allocation_count(), s.reservation_count()), (3, 0));
+    assert_eq!(s.stats().reservations_claimed, 1);
+    // It relays through the reserved socket's id.
+    let reserved_id = 1 | RESERVED_RELAY_BIT;
+    assert_eq!(rtcp.permit(&mut s, 1, addr(PEER)), None);
+    s.handle_peer(1, reserved_id, addr(PEER), b"rtcp");
+    match drain(&mut s).as_slice() {
+        [Action::Transmit {
+            via: Via::Listener,
+            to,
+            ..
+        }] => assert_eq!(*to, rtcp.from),
+        other => panic!("{other:?}"),
+    }
+    let ind = send_indication(&mut rtcp, addr(PEER), b"out");
+    s.handle_client(1, rtcp.from, &ind);
+    assert_eq!(
+        drain(&mut s),
+        vec![Action::Transmit {
+            via: Via::Relay(reserved_id),
+            to: addr(PEER),
+            data: b"out".to_vec()
+        }]
+    );
+    // A token is good once.
+    let mut again = Client::new("127.0.0.1:40033", "alice", "secret");
+    let data = again.call(
+        &mut s,
+        1,
+        method::ALLOCATE,
+        &[transport(17), (attr::RESERVATION_TOKEN, token)],
+    );
+    assert_eq!(code_of(&data), Some(508));
+    // Deleting the claimed allocation closes the reserved socket.
+    let req = rtcp.request(
+        method::REFRESH,
+        &[(attr::LIFETIME, 0u32.to_be_bytes().to_vec())],
+    );
+    s.handle_client(1, rtcp.from, &req);
+    assert!(drain(&mut s).contains(&Action::CloseRelay { id: reserved_id }));
+}
+
+#[test]
+fn reservation_rules_400_508_expiry_other_users_and_quota() {
+    let mut s = server_with(16, 3);
+    let mut c = Client::new("127.0.0.1:40040", "alice", "secret");
+    let mut ask = |s: &mut Server, extra: Vec<(u16, Vec<u8>)>| {
+        let mut attrs = vec![transport(17)];
+        attrs.extend(extra);
+        c.call(s, 0, method::ALLOCATE, &attrs)
+    };
+    let token = (attr::RESERVATION_TOKEN, vec![7u8; 8]);
+    // RFC 8656 §7.2: with EVEN-PORT or REQUESTED-ADDRESS-FAMILY, 400.
+    let both = ask(&mut s, vec![token.clone(), (attr::EVEN_PORT, vec![0x80])]);
+    assert_eq!(code_of(&both), Some(400));
+    let family = ask(
+        &mut s,
+        vec![
+            token.clone(),
+            (attr::REQUESTED_ADDRESS_FAMILY, vec![1, 0, 0, 0]),
+        ],
+    );
+    assert_eq!(code_of(&family), Some(400));
+    let short = ask(&mut s, vec![(attr::RESERVATION_TOKEN, vec![7u8; 7])]);
+    assert_eq!(code_of(&short), Some(400));
+    let bad_even = ask(&mut s, vec![(attr::EVEN_PORT, vec![0x80, 0, 0, 0])]);
+    assert_eq!(code_of(&bad_even), Some(400));
+    // An unknown token: 508.
+    assert_eq!(code_of(&ask(&mut s, vec![token])), Some(508));
+    assert_eq!(s.allocation_count(), 0);
+
+    // A reservation takes a quota slot: 3 per user, R=1 takes two.
+    let mut r1 = Client::new("127.0.0.1:40041", "alice", "secret");
+    let data = r1.call(
+        &mut s,
+        0,
+        method::ALLOCATE,
+        &[transport(17), (attr::EVEN_PORT, vec![0x80])],
+    );
+    let token = token_of(&data);
+    let mut r2 = Client::new("127.0.0.1:40042", "alice", "secret");
+    let data = r2.call(
+        &mut s,
+        0,
+        method::ALLOCATE,
+        &[transport(17), (attr::EVEN_PORT, vec![0x80])],
+    );
+    assert_eq!(code_of(&data), Some(486), "2 held, 2 more asked, 3 allowed");
+    let mut plain = Client::new("127.0.0.1:40043", "alice", "secret");
+    let _ = plain.allocate(&mut s, 0);
+    let mut more = Client::new("127.0.0.1:40044", "alice", "secret");
+    let data = more.call(&mut s, 0, method::ALLOCATE, &[transport(17)]);
+    assert_eq!(code_of(&data), Some(486), "the reservation counts");
+
+    // Another user cannot claim it.
+    let mut bob = Client::new("127.0.0.1:40045", "bob", "hunter2");
+    let data = bob.call(
+        &mut s,
+        0,
+        method::ALLOCATE,
+        &[transport(17), (attr::RESERVATION_TOKEN, token.clone())],
+    );
+    assert_eq!(code_of(&data), Some(508));
+    assert_eq!(s.reservation_count(), 1, "still reserved for alice");
+
+    // 30 s later it is gone, its socket closed; its slot is free again.
+    s.handle_timeout(RESERVATION_LIFETIME - 1);
+    assert!(drain(&mut s).is_empty());
+    s.handle_timeout(RESERVATION_LIFETIME);
+    assert_eq!(
+        drain(&mut s),
+        vec![Action::CloseRelay {
+            id: 1 | RESERVED_RELAY_BIT
+        }]
+    );
+    assert_eq!(s.reservation_count(), 0);
+    let mut late = Client::new("127.0.0.1:40046", "alice", "secret");
+    let data = late.call(
+        &mut s,
+        RESERVATION_LIFETIME,
+        method::ALLOCATE,
+        &[transport(17), (attr::RESERVATION_TOKEN, token)],
+    );
+    assert_eq!(code_of(&data), Some(508));
+    let data = more.call(
+        &mut s,
+        RESERVATION_LIFETIME,
+        method::ALLOCATE,
+        &[transport(17)],
+    );
+    assert_eq!(Message::decode(&data).unwrap().class, Class::Success);
+}
+
+#[test]
+fn a_pair_the_driver_gets_wrong_is_refused_and_both_sockets_closed() {
+    let mut s = server();
+    let mut c = Client::new("127.0.0.1:40050", "alice", "secret");
+    let req = c.request(method::ALLOCATE, &[transport(17)]);
+    s.handle_client(0, c.from, &req);
+    let challenge = reply(&mut s, c.from);
+    c.nonce = Some(
+        Message::decode(&challenge)
+            .unwrap()
+            .text(attr::NONCE, "NONCE", 100)
+            .unwrap()
+            .unwrap()
+            .to_owned(),
+    );
+    let req = c.request(
+        method::ALLOCATE,
+        &[transport(17), (attr::EVEN_PORT, vec![0x80])],
+    );
+    s.handle_client(0, c.from, &req);
+    let id = match drain(&mut s).as_slice() {
+        [Action::OpenRelay {
+            id,
+            even_port: true,
+            reserve: Some(r),
+            ..
+        }] => {
+            assert_eq!(*r, *id | RESERVED_RELAY_BIT);
+            *id
+        }
+        other => panic!("{other:?}"),
+    };
+    s.relay_opened(0, id, addr("127.0.0.1:50001"));
+    let actions = drain(&mut s);
+    assert!(actions.contains(&Action::CloseRelay { id }), "{actions:?}");
+    assert!(
+        actions.contains(&Action::CloseRelay {
+            id: id | RESERVED_RELAY_BIT
+        }),
+        "{actions:?}"
+    );
+    assert_eq!((s.allocation_count(), s.reservation_count()), (0, 0));
+}
+
+/// A unauthenticated request drawing an error answer (401, 400, 420).
+fn stranger_allocate(tid: u8) -> Vec<u8> {
+    let mut b = MessageBuilder::new(method::ALLOCATE, Class::Request, [tid; 12]);
+    b.add(attr::REQUESTED_TRANSPORT, &[17, 0, 0, 0]);
+    b.finish().unwrap()
+}
+
+/// The 401s (and other answers without credentials) one source address
+/// draws are limited: beyond the burst its requests are dropped, counted,
+/// until the bucket refills; other sources and authenticated requests
+/// are not affected.
+#[test]
+fn unauthenticated_answers_are_limited_per_source_address() {
+    use crate::limits::{TURN_CHALLENGE_BURST, TURN_CHALLENGE_REFILL, TURN_MAX_CHALLENGED_SOURCES};
+    let mut s = server();
+    // A real client from the address takes its nonce first.
+    let mut c = Client::new("198.51.100.1:1000", "alice", "secret");
+    let req = c.request(method::ALLOCATE, &[transport(17)]);
+    s.handle_client(0, c.from, &req);
+    let challenge = reply(&mut s, c.from);
+    assert_eq!(code_of(&challenge), Some(401));
+    c.nonce = Some(
+        Message::decode(&challenge)
+            .unwrap()
+            .text(attr::NONCE, "NONCE", 100)
+            .unwrap()
+            .unwrap()
+            .to_owned(),
+    );
+    // A flood from the same IP (any port) uses up the rest.
+    let spoofed = addr("198.51.100.1:2000");
+    let mut answered = 0usize;
+    let mut bytes_in = 0usize;
+    let mut bytes_out = 0usize;
+    for i in 0..100u32 {
+        let req = stranger_allocate(i as u8);
+        bytes_in += req.len();
+        s.handle_client(0, SocketAddr::new(spoofed.ip(), 2000 + i as u16), &req);
+        for a in drain(&mut s) {
+            if let Action::Transmit { data, .. } = a {
+                assert_eq!(code_of(&data), Some(401));
+                answered += 1;
+                bytes_out += data.len();
+            }
+        }
+    }
+    assert_eq!(answered, TURN_CHALLENGE_BURST as usize - 1);
+    assert_eq!(s.stats().challenges_dropped, 100 - answered as u64);
+    // Each 401 is over 3 times its request; over the flood, the
+    // answers are about as many bytes as the requests.
+    assert!(
+        bytes_out <= bytes_in * 11 / 10,
+        "a flood of 100 drew {bytes_out} B for {bytes_in} B"
+    );
+    // Malformed requests (400) and unknown attributes in a Binding (420)
+    // count too; a plain Binding is still answered.
+    let mut b = MessageBuilder::new(method::ALLOCATE, Class::Request, [9; 12]);
+    b.add(attr::SOFTWARE, b"x");
+    let mut bad = b.finish().unwrap();
+    bad[22..24].copy_from_slice(&[0, 200]);
+    s.handle_client(0, spoofed, &bad);
+    let mut b = MessageBuilder::new(method::BINDING, Class::Request, [10; 12]);
+    b.add(0x0031, b"x");
+    s.handle_client(0, spoofed, &b.finish().unwrap());
+    assert!(drain(&mut s).is_empty());
+    let binding = MessageBuilder::new(method::BINDING, Class::Request, [11; 12])
+        .finish()
+        .unwrap();
+    s.handle_client(0, spoofed, &binding);
+    assert_eq!(drain(&mut s).len(), 1, "Binding answered");
+    // The real client's signed request is served.
+    let req = c.request(method::ALLOCATE, &[transport(17)]);
+    s.handle_client(0, c.from, &req);
+    assert!(matches!(
+        drain(&mut s).as_slice(),
+        [Action::OpenRelay { .. }]
+    ));
+    // Another address is not limited by this one.
+    let other = addr("198.51.100.2:2000");
+    s.handle_client(0, other, &stranger_allocate(1));
+    assert_eq!(code_of(&reply(&mut s, other)), Some(401));
+    // One second later: a second's worth of answers more.
+    let per_second =
+        (Duration::from_secs(1).as_millis() / TURN_CHALLENGE_REFILL.as_millis()) as usize;
+    let mut answered = 0;
+    for i in 0..50u8 {
+        s.handle_client(1, spoofed, &stranger_allocate(i));
+        answered += drain(&mut s).len();
+    }
+    assert_eq!(answered, per_second);
+    // The table of sources is bounded.
+    for i in 0..(TURN_MAX_CHALLENGED_SOURCES + 100) as u32 {
+        let from = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::from(0xC633_6400 + i)), 9);
+        s.handle_client(2, from, &stranger_allocate(1));
+    }
+    drain(&mut s);
+    assert!(s.challenges.len() <= TURN_MAX_CHALLENGED_SOURCES);
 }
