@@ -191,6 +191,19 @@ fn sip_inputs() {
 }
 
 #[test]
+fn sip_dialog_inputs() {
+    let inputs = inputs("sip_dialog");
+    assert!(inputs.len() >= 10, "seed corpus is committed");
+    let mut sent = 0;
+    for (name, data) in inputs {
+        // The fuzz target's own checks panic; the input's name goes first.
+        eprintln!("{name}");
+        sent += p2psip::sip::fuzzing::sip_dialog(&data);
+    }
+    assert!(sent > 0, "the seeds make the node answer or forward");
+}
+
+#[test]
 fn sip_proxy_inputs() {
     let inputs = inputs("sip_proxy");
     assert!(inputs.len() >= 10, "seed corpus is committed");

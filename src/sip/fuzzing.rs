@@ -1,4 +1,4 @@
-//! The checks of the `sdp_media` and `sip_proxy` fuzz targets, shared
+//! The checks of the `sdp_media`, `sip_proxy` and `sip_dialog` fuzz targets, shared
 //! with the test that replays their corpora (tests/fuzz_corpus.rs): one
 //! definition of what must hold.
 
@@ -121,6 +121,275 @@ pub fn sip_proxy(data: &[u8]) -> usize {
             );
             sent += 1;
         }
+    }
+    sent
+}
+
+/// Runs one input through the dialog layer the way the `sip_dialog` fuzz
+/// target does. A node serves alice (phone at 127.0.0.1:6001) and bob
+/// (127.0.0.1:7001), both registered, and carries a call from alice to
+/// bob, answered, its media anchored on virtual ports. The input is
+/// then a series of messages separated by a NUL byte, each led by a
+/// byte that picks its sender: alice's phone, bob's phone, a stranger's
+/// address (UDP or TCP), the caller's node or another node.
+///
+/// Panics if a rule of the dialog layer fails: nothing a stranger's
+/// address sends reaches a phone, opens a media port or draws back more
+/// than one answer, and that one goes back to the stranger; whatever
+/// the node sends parses again, and goes only to a phone of this node,
+/// to a node of the overlay, or back to the sender. Returns how many
+/// messages were sent.
+pub fn sip_dialog(data: &[u8]) -> usize {
+    use super::digest::{response, Algorithm, DigestSecret};
+    use super::media::{MediaTable, TableAnchor, VirtualPorts};
+    use super::proxy::{Action, Proxy};
+    use super::registrar::{Account, DEFAULT_ALGORITHMS};
+    use super::transaction::{Transmit, Transport};
+    use super::{HeaderName, Message, Request};
+    use crate::identity::SecretKey;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    const DOMAIN: &str = "lab.example";
+    const T0_MS: u64 = 1_750_000_000_000;
+    let me = SecretKey::from_seed(&[1; 32]).public().node_id();
+    let node2 = SecretKey::from_seed(&[2; 32]).public().node_id();
+    let node3 = SecretKey::from_seed(&[3; 32]).public().node_id();
+    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let (alice, bob) = (at(6001), at(7001));
+    let stranger = SocketAddr::from(([127, 0, 0, 66], 5060));
+
+    // The anchor is shared so that open ports can be counted.
+    struct Shared(Arc<Mutex<TableAnchor<VirtualPorts>>>);
+    impl super::media::Anchor for Shared {
+        fn described(
+            &mut self,
+            now: Instant,
+            call_id: &str,
+            leg: super::media::Leg,
+            carrier: super::media::Carrier,
+            body: &[u8],
+        ) -> Result<Option<Vec<u8>>, super::media::MediaError> {
+            lock(&self.0).described(now, call_id, leg, carrier, body)
+        }
+        fn to_phone(
+            &mut self,
+            now: Instant,
+            call_id: &str,
+            phone: SocketAddr,
+            body: &[u8],
+        ) -> Result<Vec<u8>, super::media::MediaError> {
+            lock(&self.0).to_phone(now, call_id, phone, body)
+        }
+        fn end(&mut self, call_id: &str) {
+            lock(&self.0).end(call_id)
+        }
+        fn failed(&mut self, call_id: &str) {
+            lock(&self.0).failed(call_id)
+        }
+    }
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    let anchor = Arc::new(Mutex::new(TableAnchor {
+        table: MediaTable::new(),
+        ports: VirtualPorts::new(at(5060).ip()),
+    }));
+    let mut proxy = Proxy::new(me, DOMAIN, at(5060), [7; 32]);
+    proxy.set_media(Box::new(Shared(anchor.clone())));
+    proxy.registrar_mut().set_accounts(
+        ["alice", "bob"]
+            .into_iter()
+            .map(|u| Account {
+                aor: format!("sip:{u}@{DOMAIN}"),
+                secret: DigestSecret::from_password(u, DOMAIN, b"pw"),
+                algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            })
+            .collect(),
+    );
+    let now = Instant::now();
+    let parse = |text: String| match Message::parse(text.replace('\n', "\r\n").as_bytes()) {
+        Ok(Message::Request(r)) => Some(r),
+        _ => None,
+    };
+    let sends = |actions: Vec<Action>| -> Vec<Transmit> {
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send(t) => Some(t),
+                Action::Publish {
+                    reply: Some(_id), ..
+                } => None,
+                _ => None,
+            })
+            .collect()
+    };
+    // Answers a challenge in `answer` to `request` with user's password.
+    let credentials = |answer: &Transmit, user: &str, request: &Request| -> Option<String> {
+        let Message::Response(r) = answer.message.as_ref() else {
+            return None;
+        };
+        let header = r
+            .headers
+            .get(&HeaderName::WwwAuthenticate)
+            .or_else(|| r.headers.get(&HeaderName::ProxyAuthenticate))?;
+        let start = header.find("nonce=\"")? + 7;
+        let nonce = header.get(start..)?.split('"').next()?;
+        let secret = DigestSecret::from_password(user, DOMAIN, b"pw");
+        let uri = request.uri.to_string();
+        let answer = response(
+            Algorithm::Sha256,
+            secret.ha1(Algorithm::Sha256),
+            nonce,
+            "00000001",
+            "c",
+            request.method.as_str(),
+            &uri,
+        );
+        Some(format!(
+            "Digest username=\"{user}\", realm=\"{DOMAIN}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{answer}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c\""
+        ))
+    };
+    // Registers both phones.
+    for (user, phone) in [("alice", alice), ("bob", bob)] {
+        let register = |cseq: u32| {
+            parse(format!(
+                "REGISTER sip:{DOMAIN} SIP/2.0\nVia: SIP/2.0/UDP {phone};branch=z9hG4bK-r{cseq}\n\
+                 From: <sip:{user}@{DOMAIN}>;tag=r\nTo: <sip:{user}@{DOMAIN}>\nCall-ID: reg-{user}\n\
+                 CSeq: {cseq} REGISTER\nContact: <sip:{user}@{phone}>\nContent-Length: 0\n\n"
+            ))
+        };
+        let Some(first) = register(1) else { return 0 };
+        let out = sends(proxy.handle_request(now, T0_MS, phone, Transport::Udp, first.clone()));
+        let Some(mut second) = register(2) else {
+            return 0;
+        };
+        let Some(creds) = out.first().and_then(|a| credentials(a, user, &second)) else {
+            return 0;
+        };
+        second.headers.push(HeaderName::Authorization, creds);
+        for action in proxy.handle_request(now, T0_MS, phone, Transport::Udp, second) {
+            if let Action::Publish {
+                reply: Some(id), ..
+            } = action
+            {
+                let _ = proxy.published(now, id, true);
+            }
+        }
+    }
+    // alice calls bob, with an offer; bob answers 200 with his.
+    let sdp = |port: u16| {
+        format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n")
+    };
+    let invite = |cseq: u32| {
+        parse(format!(
+            "INVITE sip:bob@{DOMAIN} SIP/2.0\nVia: SIP/2.0/UDP {alice};branch=z9hG4bK-i{cseq}\n\
+             From: <sip:alice@{DOMAIN}>;tag=caller\nTo: <sip:bob@{DOMAIN}>\nCall-ID: call-1\n\
+             CSeq: {cseq} INVITE\nContact: <sip:alice@{alice}>\nContent-Type: application/sdp\n\
+             Max-Forwards: 70\nContent-Length: 0\n\n"
+        ))
+        .map(|mut r| {
+            r.body = sdp(40000).into_bytes();
+            r
+        })
+    };
+    let Some(first) = invite(1) else { return 0 };
+    let out = sends(proxy.handle_request(now, T0_MS, alice, Transport::Udp, first));
+    let Some(mut second) = invite(2) else {
+        return 0;
+    };
+    let Some(creds) = out.iter().find_map(|a| credentials(a, "alice", &second)) else {
+        return 0;
+    };
+    second.headers.push(HeaderName::ProxyAuthorization, creds);
+    let out = sends(proxy.handle_request(now, T0_MS, alice, Transport::Udp, second));
+    if let Some(Message::Request(to_bob)) = out
+        .iter()
+        .find(|t| t.peer == bob)
+        .map(|t| t.message.as_ref())
+    {
+        let mut ok = to_bob.reply(200, Some("callee"));
+        ok.headers.set(HeaderName::ContentType, "application/sdp");
+        ok.body = sdp(50000).into_bytes();
+        let _ = proxy.handle_response(now, bob, Transport::Udp, ok);
+    }
+
+    // The setup itself must hold, or the fuzzing tests nothing.
+    assert_eq!(
+        proxy.dialogs().state("call-1", "caller"),
+        Some(super::dialog::DialogState::Confirmed),
+        "the harness's call is up"
+    );
+    assert_eq!(
+        lock(&anchor).ports.open_blocks(),
+        2,
+        "one port block per phone"
+    );
+
+    // The input: messages, each led by its sender.
+    let mut sent = 0;
+    let mut clock = now;
+    for chunk in data.split(|b| *b == 0) {
+        let Some((&who, bytes)) = chunk.split_first() else {
+            continue;
+        };
+        let Ok(message) = Message::parse(bytes) else {
+            continue;
+        };
+        clock += Duration::from_millis(u64::from(who >> 4) * 100);
+        let (peer, transport) = match who % 6 {
+            0 => (alice, Transport::Udp),
+            1 => (bob, Transport::Udp),
+            2 => (stranger, Transport::Udp),
+            3 => (stranger, Transport::Tcp),
+            4 => (super::proxy::UNRESOLVED, Transport::Overlay(node2)),
+            _ => (super::proxy::UNRESOLVED, Transport::Overlay(node3)),
+        };
+        let from_stranger = peer == stranger;
+        let blocks_before = lock(&anchor).ports.open_blocks();
+        let size = bytes.len();
+        let actions = match message {
+            Message::Request(r) => proxy.handle_request(clock, T0_MS, peer, transport, r),
+            Message::Response(r) => proxy.handle_response(clock, peer, transport, r),
+        };
+        let out = sends(actions);
+        for t in &out {
+            let bytes = t.message.to_bytes();
+            assert!(
+                Message::parse(&bytes).is_ok(),
+                "the node sent what does not parse"
+            );
+            let to_phone = matches!(t.transport, Transport::Udp | Transport::Tcp);
+            assert!(
+                !to_phone || t.peer == alice || t.peer == bob || t.peer == peer,
+                "sent to a third address: {}",
+                t.peer
+            );
+            sent += 1;
+        }
+        if from_stranger {
+            assert!(out.len() <= 1, "a stranger drew {} messages", out.len());
+            let back: usize = out.iter().map(|t| t.message.to_bytes().len()).sum();
+            for t in &out {
+                assert_eq!(t.peer, stranger, "a stranger's packet reached {}", t.peer);
+            }
+            // The answer copies the request's Via, From, To, Call-ID and
+            // CSeq and adds at most a status line, a tag, a Warning and
+            // two digest challenges.
+            assert!(back <= size + 700, "{size} bytes drew {back} back");
+            assert_eq!(
+                lock(&anchor).ports.open_blocks(),
+                blocks_before,
+                "a stranger opened or closed media ports"
+            );
+        }
+    }
+    // Every timer runs out: nothing panics, and what is sent parses.
+    for t in sends(proxy.handle_timeout(clock + Duration::from_secs(300), T0_MS + 300_000)) {
+        assert!(Message::parse(&t.message.to_bytes()).is_ok());
+        sent += 1;
     }
     sent
 }

@@ -340,6 +340,7 @@ fn finding_5_a_strangers_invite_draws_one_small_stateless_answer() {
         answered += t.message.to_bytes().len();
     }
     assert_eq!(sent(&actions).len(), 1, "one answer, never retransmitted");
+    println!("{size} bytes drew {answered} bytes back");
     assert!(
         answered <= 3 * size,
         "{answered} bytes drawn by {size} bytes"
