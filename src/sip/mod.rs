@@ -24,6 +24,7 @@ pub mod message;
 pub mod proxy;
 pub mod registrar;
 pub mod sdp;
+pub mod stream;
 pub mod topology;
 pub mod transaction;
 pub mod typed;
