@@ -668,6 +668,17 @@ pub const SIP_MAX_TCP_CONNECTIONS: usize = 1024;
 /// far more often).
 pub const SIP_TCP_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
 
+/// TCP connections one IP address may hold with a SIP listener at once,
+/// inbound and outbound together; the next from (or to) it is closed at
+/// once. Phones behind one NAT share it: each phone keeps one.
+pub const SIP_MAX_TCP_CONNECTIONS_PER_IP: usize = 16;
+
+/// A new TCP connection (accepted, or opened to a phone) must bring a
+/// first complete SIP message within this long, or it is closed;
+/// keep-alives do not count. After the first message,
+/// [`SIP_TCP_IDLE_TIMEOUT`] applies.
+pub const SIP_TCP_FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Nodes a call is forked to at once, at most (a registration may list
 /// more devices; the first are tried).
 pub const SIP_MAX_FORK_NODES: usize = 4;

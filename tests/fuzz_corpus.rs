@@ -204,6 +204,23 @@ fn sip_dialog_inputs() {
 }
 
 #[test]
+fn sip_stream_inputs() {
+    let inputs = inputs("sip_stream");
+    assert!(inputs.len() >= 20, "seed corpus is committed");
+    let (mut frames, mut refused) = (0, 0);
+    for (name, data) in inputs {
+        // The fuzz target's own checks (they panic, naming nothing, so
+        // the input's name goes first).
+        eprintln!("{name}");
+        let (n, failed) = p2psip::sip::fuzzing::sip_stream(&data);
+        frames += n;
+        refused += usize::from(failed);
+    }
+    assert!(frames >= 30, "the valid seeds give frames ({frames})");
+    assert!(refused >= 10, "the malformed seeds are refused ({refused})");
+}
+
+#[test]
 fn sip_proxy_inputs() {
     let inputs = inputs("sip_proxy");
     assert!(inputs.len() >= 10, "seed corpus is committed");

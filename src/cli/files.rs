@@ -18,7 +18,7 @@ use crate::limits::MAX_PEM_FILE_LEN;
 use std::io::{IsTerminal, Read};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Secret key of an identity directory.
 pub const IDENTITY_KEY: &str = "identity.key";
@@ -152,33 +152,23 @@ pub fn load_anchors(paths: &[PathBuf]) -> Result<TrustAnchors, CliError> {
     Ok(anchors)
 }
 
-/// Generates a `kind` key meeting `difficulty` on every core, showing
-/// progress on stderr when it is a terminal and the search takes a while.
+/// Generates a `kind` key meeting `difficulty` on every core. On a
+/// terminal (stderr) it shows its progress on one line, updated every
+/// half second and cleared at the end
+/// ([`super::identity::progress_line`]); elsewhere it prints nothing.
 pub fn generate_key(kind: IdKind, difficulty: u8) -> SecretKey {
-    let start = Instant::now();
     let show = std::io::stderr().is_terminal();
-    let mut shown = false;
+    let mut width = 0;
     let key = generate(kind, difficulty, 0, Duration::from_millis(500), &mut |p| {
-        if !show || start.elapsed() < Duration::from_secs(1) {
+        if !show {
             return;
         }
-        shown = true;
-        let rate = p.attempts as f64 / start.elapsed().as_secs_f64().max(0.001);
-        eprint!(
-            "\rsearching for a {kind} id with {difficulty} leading zero bits: {} keys tried \
-             ({:.0}% of the expected {}), {:.0} keys/s   ",
-            p.attempts,
-            100.0 * p.attempts as f64 / p.expected as f64,
-            p.expected,
-            rate
-        );
+        let line = super::identity::progress_line(&p);
+        width = width.max(line.len());
+        eprint!("\r{line:width$}");
     });
-    if shown {
-        eprintln!(
-            "\rfound after {:.1} s{:60}",
-            start.elapsed().as_secs_f64(),
-            ""
-        );
+    if width > 0 {
+        eprint!("\r{:width$}\r", "");
     }
     key
 }

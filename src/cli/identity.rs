@@ -6,7 +6,9 @@ use super::files::{
 };
 use super::{parse_difficulty, AnchorArgs, CliError, CliResult, JsonFlag};
 use crate::binding::Binding;
-use crate::identity::{build_self_signed, write_secret_key, IdKind, VerifyPolicy};
+use crate::identity::{
+    build_self_signed, write_secret_key, GenerateProgress, IdKind, VerifyPolicy,
+};
 use crate::limits::{DEFAULT_ID_DIFFICULTY, MAX_BINDING_DAYS};
 use clap::Args;
 use serde_json::json;
@@ -69,6 +71,38 @@ pub fn new(a: NewArgs) -> CliResult {
         println!("{id}");
     }
     Ok(())
+}
+
+/// The one line `identity new` (and every command that makes a node
+/// key) shows on a terminal while it searches for an id: candidates
+/// tried, the rate, the time spent and the expected time left, which is
+/// an expectation (every candidate has the same chance, whatever was
+/// tried before, so it does not count down). At most 80 columns for
+/// difficulties up to 32.
+pub(crate) fn progress_line(p: &GenerateProgress) -> String {
+    let left = match p.expected_remaining() {
+        Some(left) => format!("~{}", short_duration(left)),
+        None => "unknown".to_owned(),
+    };
+    format!(
+        "{} tried, {:.0}/s, {}; expected time left {left} (1 in 2^{} per try)",
+        p.attempts,
+        p.rate(),
+        short_duration(p.elapsed),
+        p.difficulty,
+    )
+}
+
+/// A duration in whole seconds, minutes or hours, whichever reads best.
+fn short_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs_f64().round();
+    if secs < 100.0 {
+        format!("{secs} s")
+    } else if secs < 6000.0 {
+        format!("{} min", (secs / 60.0).round())
+    } else {
+        format!("{} h", (secs / 3600.0).round())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -244,4 +278,42 @@ pub fn verify_binding(a: VerifyBindingArgs) -> CliResult {
         (Err(_), false) => {}
     }
     outcome.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_progress_line_says_what_was_tried_and_what_is_expected() {
+        let p = GenerateProgress {
+            attempts: 2_500_000,
+            expected: 1 << 20,
+            difficulty: 20,
+            elapsed: Duration::from_millis(25_400),
+        };
+        assert_eq!(
+            progress_line(&p),
+            "2500000 tried, 98425/s, 25 s; expected time left ~11 s (1 in 2^20 per try)"
+        );
+        let early = GenerateProgress {
+            attempts: 0,
+            elapsed: Duration::ZERO,
+            ..p
+        };
+        assert!(progress_line(&early).contains("expected time left unknown"));
+        // Fits a terminal line at the largest counts a search reaches.
+        let long = GenerateProgress {
+            attempts: 9_999_999_999,
+            expected: 1 << 32,
+            difficulty: 32,
+            elapsed: Duration::from_secs(99_999),
+        };
+        assert_eq!(
+            progress_line(&long),
+            "9999999999 tried, 100001/s, 28 h; expected time left ~12 h (1 in 2^32 per try)"
+        );
+        assert!(progress_line(&long).len() <= 80);
+    }
 }

@@ -1,4 +1,4 @@
-//! The checks of the `sdp_media`, `sip_proxy` and `sip_dialog` fuzz targets, shared
+//! The checks of the `sdp_media`, `sip_proxy`, `sip_dialog` and `sip_stream` fuzz targets, shared
 //! with the test that replays their corpora (tests/fuzz_corpus.rs): one
 //! definition of what must hold.
 
@@ -392,4 +392,90 @@ pub fn sip_dialog(data: &[u8]) -> usize {
         sent += 1;
     }
     sent
+}
+
+/// Reads `data` as a TCP stream the way the `sip_stream` fuzz target
+/// does: the first two bytes choose how the rest is cut into reads (the
+/// largest read, 1 to 256 bytes, and the seed of the cuts); the rest is
+/// the stream. Panics unless a [`StreamReader`](super::stream::StreamReader)
+/// fed those reads gives the frames [`Message::parse_stream`](super::Message::parse_stream)
+/// gives on the whole buffer, fails when it fails (with the same error,
+/// unless one of the two is the size limit, which the reader applies
+/// before it looks for the end of a header section), holds what it has
+/// left over, and scanned each byte at most once. Returns `(frames, refused)`.
+pub fn sip_stream(data: &[u8]) -> (usize, bool) {
+    use super::error::SipError;
+    use super::message::{Frame, Message};
+    use super::stream::StreamReader;
+    use crate::limits::SIP_MAX_MESSAGE_LEN;
+
+    let (max_read, mut seed, stream) = match data {
+        [a, b, rest @ ..] => (1usize << (a % 9), u32::from(*b) | 0x100, rest),
+        _ => return (0, false),
+    };
+    // One message's worth: the reader never holds more than a message and
+    // a read (the listener reads 16 KiB at a time).
+    let stream = stream
+        .get(..stream.len().min(SIP_MAX_MESSAGE_LEN))
+        .unwrap_or_default();
+
+    // The whole buffer, frame after frame.
+    let mut whole = Vec::new();
+    let mut rest = stream;
+    let whole_error = loop {
+        match Message::parse_stream(rest) {
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+            Ok(Some(frame)) => {
+                let used = match &frame {
+                    Frame::Ping => 4,
+                    Frame::Blank => 2,
+                    Frame::Message(_, used) => *used,
+                };
+                assert!(used > 0 && used <= rest.len(), "a frame of {used} bytes");
+                rest = rest.get(used..).unwrap_or_default();
+                whole.push(frame);
+            }
+        }
+    };
+
+    // The same bytes in reads of random sizes.
+    let mut reader = StreamReader::new();
+    let mut frames = Vec::new();
+    let mut left = stream;
+    let mut reader_error = None;
+    'reads: while !left.is_empty() {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let size = 1 + (seed >> 8) as usize % max_read;
+        let (read, after) = left.split_at(size.min(left.len()));
+        left = after;
+        if let Err(e) = reader.feed(read) {
+            reader_error = Some(e);
+            break;
+        }
+        loop {
+            match reader.next_frame() {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    reader_error = Some(e);
+                    break 'reads;
+                }
+            }
+        }
+    }
+    assert!(
+        reader.scanned_total() <= stream.len() as u64,
+        "scanned {} of {} bytes",
+        reader.scanned_total(),
+        stream.len()
+    );
+    assert_eq!(frames, whole, "frames differ");
+    let too_large = |e: &Option<SipError>| matches!(e, Some(SipError::MessageTooLarge { .. }));
+    match (&reader_error, &whole_error) {
+        (None, None) => assert_eq!(reader.buffered(), rest.len(), "left over"),
+        (Some(_), Some(_)) if too_large(&reader_error) || too_large(&whole_error) => {}
+        (a, b) => assert_eq!(a, b, "errors differ"),
+    }
+    (frames.len(), reader_error.is_some())
 }

@@ -426,7 +426,42 @@ fn skip_line_ends(bytes: &[u8]) -> usize {
     i
 }
 
+/// A complete header section, parsed once, waiting for its body: what
+/// [`super::stream::StreamReader`] keeps between the empty line and the
+/// last body byte.
+#[derive(Debug)]
+pub(super) struct Head {
+    start: StartLine,
+    headers: Headers,
+    content_length: Option<usize>,
+}
+
+impl Head {
+    /// Parses a header section (without its final empty line), as
+    /// [`Message::parse_stream`] does.
+    pub(super) fn parse(head: &[u8]) -> Result<Self, SipError> {
+        let (start, headers, content_length) = parse_head(head)?;
+        Ok(Self {
+            start,
+            headers,
+            content_length,
+        })
+    }
+
+    /// The Content-Length the header section announced, if any (at most
+    /// [`SIP_MAX_MESSAGE_LEN`]: the parser refused more).
+    pub(super) fn content_length(&self) -> Option<usize> {
+        self.content_length
+    }
+
+    /// The message, with its body.
+    pub(super) fn into_message(self, body: Vec<u8>) -> Message {
+        self.start.into_message(self.headers, body)
+    }
+}
+
 /// A parsed start line, waiting for its headers and body.
+#[derive(Debug)]
 enum StartLine {
     Request(Method, SipUri),
     Response(u16, String),

@@ -3,7 +3,7 @@
 //!
 //! Phones speak plain SIP (RFC 3261) to their own node. Every byte they
 //! send is read by [`Message::parse`] (a datagram) or
-//! [`Message::parse_stream`] (a TCP stream), which are strict and bounded
+//! [`stream::StreamReader`] (a TCP stream, read incrementally), which are strict and bounded
 //! (see [`message`] for the rules and [`crate::limits`] for the bounds)
 //! and refuse with a [`SipError`] that names what was wrong and carries
 //! the status code to answer with. No other code parses SIP bytes.
@@ -25,6 +25,7 @@ pub mod message;
 pub mod proxy;
 pub mod registrar;
 pub mod sdp;
+pub mod stream;
 pub mod topology;
 pub mod transaction;
 pub mod typed;

@@ -4,11 +4,15 @@
 //! registrar) and will place calls there.
 //!
 //! The shell reads sockets and the clock and hands bytes and instants
-//! to the transaction layer and the registrar, which decide; it sends
+//! to the SIP core ([`Proxy`]: admission, dialogs, transactions, the
+//! registrar, and when media is anchored), which decides; it sends
 //! what they return, and performs the overlay work they ask for
 //! (publishing an AOR's registration, signed with the user's key)
 //! without holding their lock across it. Everything it keeps is bounded:
-//! TCP connections ([`SIP_MAX_TCP_CONNECTIONS`], idle ones closed after
+//! TCP connections ([`SIP_MAX_TCP_CONNECTIONS`], at most
+//! [`crate::limits::SIP_MAX_TCP_CONNECTIONS_PER_IP`] per address, closed
+//! without a first message after
+//! [`crate::limits::SIP_TCP_FIRST_MESSAGE_TIMEOUT`] and idle ones after
 //! [`SIP_TCP_IDLE_TIMEOUT`]), each connection's read buffer (one message)
 //! and send queue, and the transactions and bindings the layers bound.
 //!
@@ -20,9 +24,11 @@
 
 pub mod accounts;
 pub mod media;
+mod tcp;
 
 use self::accounts::{list_accounts, serve, AccountsWatch};
 use self::media::{DialerLinks, MediaRelay, RelayAnchor};
+use self::tcp::{Refusal, TcpPeers};
 use super::anonymous::{AnonymousCalls, Inbound};
 use super::core::now_ms;
 use super::dialer::Dialer;
@@ -40,6 +46,7 @@ use crate::sip::identity::Signer;
 use crate::sip::media::MediaStats;
 use crate::sip::proxy::{Action, Located, Proxy};
 use crate::sip::registrar::RegistrarStats;
+use crate::sip::stream::StreamReader;
 use crate::sip::transaction::{Transmit, Transport};
 use crate::sip::{error_reply, Frame, HeaderName, Message, Method};
 use crate::wire::Message as WireMessage;
@@ -105,8 +112,9 @@ struct Inner {
     udp: UdpSocket,
     local: SocketAddr,
     layers: Mutex<Layers>,
-    /// Senders of the open TCP connections, by peer address.
-    tcp_peers: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    /// Senders of the open TCP connections, by peer address, bounded in
+    /// all and per IP address.
+    tcp_peers: Mutex<TcpPeers<mpsc::Sender<Vec<u8>>>>,
     /// Senders to nodes of the overlay, in order per node.
     node_senders: Mutex<HashMap<NodeId, mpsc::Sender<Transmit>>>,
     /// Where nodes that sent SIP were (their authenticated connections).
@@ -200,7 +208,10 @@ impl SipListener {
                 udp,
                 local,
                 layers: Mutex::new(layers),
-                tcp_peers: Mutex::new(HashMap::new()),
+                tcp_peers: Mutex::new(TcpPeers::new(
+                    SIP_MAX_TCP_CONNECTIONS,
+                    crate::limits::SIP_MAX_TCP_CONNECTIONS_PER_IP,
+                )),
                 node_senders: Mutex::new(HashMap::new()),
                 node_addrs: Mutex::new(HashMap::new()),
                 publishing: Mutex::new(HashMap::new()),
@@ -588,28 +599,44 @@ impl Inner {
                 }
             };
             let (tx, rx) = mpsc::channel(TCP_SEND_QUEUE);
-            {
+            let taken = {
                 let mut peers = lock(&self.tcp_peers);
-                if peers.len() >= SIP_MAX_TCP_CONNECTIONS {
-                    debug!(%peer, "SIP TCP connection refused: too many");
-                    continue;
+                let taken = peers.insert(peer, tx);
+                if let Err(why) = taken {
+                    let (full, per_address) = peers.refused();
+                    debug!(
+                        %peer,
+                        ?why,
+                        refused_full = full,
+                        refused_per_address = per_address,
+                        "SIP TCP connection refused"
+                    );
                 }
-                peers.insert(peer, tx);
-            }
+                taken
+            };
+            // A refused connection is closed at once (dropped here).
+            let Ok(id) = taken else {
+                continue;
+            };
             let inner = self.clone();
             tokio::spawn(async move {
-                inner.clone().serve_tcp(stream, peer, rx).await;
-                lock(&inner.tcp_peers).remove(&peer);
+                inner.clone().serve_tcp(stream, peer, id, rx).await;
+                lock(&inner.tcp_peers).remove(&peer, id);
             });
         }
     }
 
-    /// Reads messages from one TCP connection and writes what is queued
-    /// for it, until either side closes, it idles, or it sends garbage.
+    /// Reads messages from one TCP connection (connection `id` with
+    /// `peer`) and writes what is queued for it, until either side
+    /// closes, it sends garbage, it brings no complete message within
+    /// [`crate::limits::SIP_TCP_FIRST_MESSAGE_TIMEOUT`] of opening, or
+    /// it idles for [`SIP_TCP_IDLE_TIMEOUT`] after one. The stream is
+    /// read incrementally: each byte is parsed once.
     async fn serve_tcp(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
+        id: u64,
         mut outgoing: mpsc::Receiver<Vec<u8>>,
     ) {
         let (mut reader, mut writer) = stream.into_split();
@@ -620,53 +647,82 @@ impl Inner {
                 }
             }
         });
-        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let first_message_by =
+            tokio::time::Instant::now() + crate::limits::SIP_TCP_FIRST_MESSAGE_TIMEOUT;
+        let mut got_message = false;
+        let mut parser = StreamReader::new();
         let mut chunk = vec![0u8; 16 * 1024];
         'read: loop {
-            let read = tokio::time::timeout(SIP_TCP_IDLE_TIMEOUT, reader.read(&mut chunk)).await;
+            let deadline = match got_message {
+                false => first_message_by,
+                true => tokio::time::Instant::now() + SIP_TCP_IDLE_TIMEOUT,
+            };
+            let read = tokio::time::timeout_at(deadline, reader.read(&mut chunk)).await;
             let n = match read {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Err(_) => {
+                    debug!(%peer, first_message = !got_message, "SIP TCP connection timed out; closing");
+                    break;
+                }
                 Ok(Ok(n)) => n,
             };
-            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            let mut next = parser
+                .feed(chunk.get(..n).unwrap_or_default())
+                .and_then(|()| parser.next_frame());
             loop {
-                match Message::parse_stream(&buf) {
+                match next {
                     Ok(None) => break,
-                    Ok(Some(Frame::Ping)) => {
-                        buf.drain(..4);
-                        self.queue_tcp(peer, b"\r\n".to_vec());
-                    }
-                    Ok(Some(Frame::Blank)) => {
-                        buf.drain(..2);
-                    }
-                    Ok(Some(Frame::Message(message, used))) => {
-                        buf.drain(..used.min(buf.len()));
+                    Ok(Some(Frame::Ping)) => self.queue_tcp(peer, b"\r\n".to_vec()),
+                    Ok(Some(Frame::Blank)) => {}
+                    Ok(Some(Frame::Message(message, _))) => {
+                        got_message = true;
                         self.on_message(*message, peer, Transport::Tcp);
                     }
                     Err(e) => {
                         debug!(%peer, error = %e, "malformed SIP on TCP; closing");
-                        if let Some(reply) = error_reply(&buf, &e) {
+                        if let Some(reply) = error_reply(parser.pending(), &e) {
                             self.queue_tcp(peer, Message::Response(reply).to_bytes());
                         }
                         break 'read;
                     }
                 }
+                next = parser.next_frame();
             }
         }
         // Let the last answer go out, then close.
-        lock(&self.tcp_peers).remove(&peer);
+        lock(&self.tcp_peers).remove(&peer, id);
         let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
     }
 
     /// Queues bytes for the TCP connection with `peer`; without one,
-    /// connects to it (a phone listening on its contact address).
+    /// connects to it (a phone listening on its contact address), unless
+    /// the listener or `peer`'s address holds as many connections as it
+    /// may.
     fn queue_tcp(self: &Arc<Self>, peer: SocketAddr, bytes: Vec<u8>) {
-        let sender = lock(&self.tcp_peers).get(&peer).cloned();
-        match sender {
-            Some(sender) => {
+        let open = {
+            let mut peers = lock(&self.tcp_peers);
+            match peers.get(&peer) {
+                Some(sender) => Some(Ok(sender)),
+                None => peers
+                    .admits(&peer)
+                    .err()
+                    .map(|why| Err((why, peers.refused()))),
+            }
+        };
+        match open {
+            Some(Ok(sender)) => {
                 if sender.try_send(bytes).is_err() {
                     debug!(%peer, "SIP TCP send queue full; dropping the connection's message");
                 }
+            }
+            Some(Err((why, (full, per_address)))) => {
+                debug!(
+                    %peer,
+                    ?why,
+                    refused_full = full,
+                    refused_per_address = per_address,
+                    "SIP TCP connection to the phone refused; message dropped"
+                );
             }
             None => {
                 let inner = self.clone();
@@ -681,16 +737,30 @@ impl Inner {
                         }
                     };
                     let (tx, rx) = mpsc::channel(TCP_SEND_QUEUE);
-                    let _ = tx.try_send(bytes);
-                    {
+                    let taken = {
                         let mut peers = lock(&inner.tcp_peers);
-                        if peers.len() >= SIP_MAX_TCP_CONNECTIONS || peers.contains_key(&peer) {
-                            return;
+                        match peers.insert(peer, tx.clone()) {
+                            Ok(id) => Ok(id),
+                            // Another task connected meanwhile: use its
+                            // connection, close this one.
+                            Err(Refusal::Exists) => Err(peers.get(&peer)),
+                            Err(why) => {
+                                debug!(%peer, ?why, "SIP TCP connection to the phone refused");
+                                Err(None)
+                            }
                         }
-                        peers.insert(peer, tx);
+                    };
+                    match taken {
+                        Ok(id) => {
+                            let _ = tx.try_send(bytes);
+                            inner.clone().serve_tcp(stream, peer, id, rx).await;
+                            lock(&inner.tcp_peers).remove(&peer, id);
+                        }
+                        Err(Some(existing)) => {
+                            let _ = existing.try_send(bytes);
+                        }
+                        Err(None) => {}
                     }
-                    inner.clone().serve_tcp(stream, peer, rx).await;
-                    lock(&inner.tcp_peers).remove(&peer);
                 });
             }
         }
