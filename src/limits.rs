@@ -698,17 +698,27 @@ pub const SIP_OVERLAY_MESSAGES_PER_SEC: u32 = 5000;
 /// SIP messages one peer may send at once.
 pub const SIP_OVERLAY_BURST: u32 = 10_000;
 
-/// Dialogs (calls being set up or up) a node holds at once, at most;
-/// a new call beyond is refused 503 statelessly.
-pub const SIP_MAX_DIALOGS: usize = 16_384;
+/// Dialogs a node holds at once, at most: calls being set up or up, and
+/// ended ones lingering [`SIP_DIALOG_LINGER`] (32 s) for
+/// retransmissions, so about 2,000 calls a second sustained; a new call
+/// beyond is refused 503. A dialog keeps its Call-ID, tags and parties,
+/// a few hundred bytes: some 20 MB when full.
+pub const SIP_MAX_DIALOGS: usize = 65_536;
 
 /// Dialogs one account (an AOR served here) may hold at once, as caller
-/// or callee, at most; one more is refused 486 (busy).
-pub const SIP_MAX_DIALOGS_PER_ACCOUNT: usize = 32;
+/// or callee, at most; one more is refused 486 (busy). Ended calls do
+/// not count. A phone makes a few calls at once; this leaves room for a
+/// shared account (an office's line, a benchmark's caller: 500 calls a
+/// second of 100 ms hold about 60) while one account can take at most a
+/// sixteenth of the node's media sessions ([`MEDIA_MAX_SESSIONS`]).
+pub const SIP_MAX_DIALOGS_PER_ACCOUNT: usize = 256;
 
 /// Dialogs one source may open at once, at most: a phone's IP address
-/// (IPv4, IPv6 /64) or a node of the overlay. One more is refused 503.
-pub const SIP_MAX_DIALOGS_PER_SOURCE: usize = 256;
+/// (IPv4, IPv6 /64) or a node of the overlay (which carries every call
+/// its phones make to this node). One more is refused 503. Ended calls
+/// do not count; one source takes at most a quarter of the node's media
+/// sessions.
+pub const SIP_MAX_DIALOGS_PER_SOURCE: usize = 1024;
 
 /// A dialog that no 2xx confirmed within this long is dropped (an
 /// INVITE's Timer C is 3 minutes; a call rings for no longer).

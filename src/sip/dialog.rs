@@ -27,7 +27,8 @@ use crate::limits::{
     SIP_MAX_DIALOGS_PER_ACCOUNT, SIP_MAX_DIALOGS_PER_SOURCE,
 };
 use crate::netaddr::IpPrefix;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 use thiserror::Error;
@@ -221,7 +222,7 @@ impl DialogError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
     call_id: String,
     caller_tag: String,
@@ -269,6 +270,10 @@ pub struct Dialogs {
     by_call: HashMap<String, Vec<String>>,
     per_account: HashMap<String, usize>,
     per_source: HashMap<SourceKey, usize>,
+    /// Deadlines, earliest first. An entry whose dialog is gone or has
+    /// another deadline now is stale and skipped when it comes up; the
+    /// heap is rebuilt when stale entries outnumber the dialogs.
+    deadlines: BinaryHeap<Reverse<(Instant, Key)>>,
 }
 
 impl Dialogs {
@@ -287,7 +292,7 @@ impl Dialogs {
         self.dialogs.is_empty()
     }
 
-    /// Dialogs an account holds now.
+    /// Dialogs an account holds now (ended ones do not count).
     pub fn of_account(&self, aor: &str) -> usize {
         self.per_account.get(aor).copied().unwrap_or(0)
     }
@@ -341,6 +346,7 @@ impl Dialogs {
             .entry(key.call_id.clone())
             .or_default()
             .push(key.caller_tag.clone());
+        self.schedule(dialog.deadline, &key);
         self.dialogs.insert(key, dialog);
         Ok(())
     }
@@ -382,6 +388,8 @@ impl Dialogs {
         if confirmed && dialog.state == DialogState::Early {
             dialog.state = DialogState::Confirmed;
             dialog.deadline = now + SIP_DIALOG_MAX_AGE;
+            let deadline = dialog.deadline;
+            self.schedule(deadline, &key);
         }
         true
     }
@@ -494,39 +502,29 @@ impl Dialogs {
         }
         dialog.state = DialogState::Ended;
         dialog.deadline = now + SIP_DIALOG_LINGER;
+        let deadline = dialog.deadline;
+        // An ended call no longer counts against its account and source
+        // (it lingers only to match retransmissions).
+        let (accounts, sources) = dialog.counted();
+        self.release(accounts, sources);
+        self.schedule(deadline, &key);
         true
     }
 
-    /// When [`Dialogs::handle_timeout`] has work next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        // A scan: the table is bounded, and the proxy calls this at most
-        // once per timer wake-up.
-        self.dialogs.values().map(|d| d.deadline).min()
-    }
-
-    /// Drops the dialogs whose deadline passed; returns the Call-IDs of
-    /// those that were still live (their media must close).
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<String> {
-        let due: Vec<Key> = self
-            .dialogs
-            .iter()
-            .filter(|(_, d)| d.deadline <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let mut lapsed = Vec::new();
-        for key in due {
-            if let Some(dialog) = self.remove(&key) {
-                if dialog.state != DialogState::Ended {
-                    lapsed.push(key.call_id);
-                }
-            }
+    /// Notes `key`'s new deadline.
+    fn schedule(&mut self, at: Instant, key: &Key) {
+        if self.deadlines.len() >= 4 * self.dialogs.len() + 1024 {
+            // Mostly stale: rebuilt from the dialogs' own deadlines.
+            self.deadlines = self
+                .dialogs
+                .iter()
+                .map(|(k, d)| Reverse((d.deadline, k.clone())))
+                .collect();
         }
-        lapsed
+        self.deadlines.push(Reverse((at, key.clone())));
     }
 
-    fn remove(&mut self, key: &Key) -> Option<Dialog> {
-        let dialog = self.dialogs.remove(key)?;
-        let (accounts, sources) = dialog.counted();
+    fn release(&mut self, accounts: Vec<String>, sources: Vec<SourceKey>) {
         for account in accounts {
             if let Some(n) = self.per_account.get_mut(&account) {
                 *n = n.saturating_sub(1);
@@ -542,6 +540,46 @@ impl Dialogs {
                     self.per_source.remove(&source);
                 }
             }
+        }
+    }
+
+    /// When [`Dialogs::handle_timeout`] has work next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        // May be a stale entry's, earlier than any real one: the wake-up
+        // it causes finds nothing due and drops it.
+        self.deadlines.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Drops the dialogs whose deadline passed; returns the Call-IDs of
+    /// those that were still live (their media must close).
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<String> {
+        let mut lapsed = Vec::new();
+        while let Some(Reverse((at, _))) = self.deadlines.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.deadlines.pop() else {
+                break;
+            };
+            let due = self.dialogs.get(&key).is_some_and(|d| d.deadline == at);
+            if !due {
+                continue; // stale
+            }
+            if let Some(dialog) = self.remove(&key) {
+                if dialog.state != DialogState::Ended {
+                    lapsed.push(key.call_id);
+                }
+            }
+        }
+        lapsed
+    }
+
+    fn remove(&mut self, key: &Key) -> Option<Dialog> {
+        let dialog = self.dialogs.remove(key)?;
+        if dialog.state != DialogState::Ended {
+            // An ended one was released when it ended.
+            let (accounts, sources) = dialog.counted();
+            self.release(accounts, sources);
         }
         if let Some(tags) = self.by_call.get_mut(&key.call_id) {
             tags.retain(|t| *t != key.caller_tag);

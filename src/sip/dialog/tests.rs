@@ -116,6 +116,8 @@ fn an_ended_dialog_lingers_then_goes_and_its_budget_comes_back() {
     assert!(d.end(now, "c1", "a1"));
     assert!(!d.end(now, "c1", "a1"), "ends once");
     assert!(!d.live("c1"));
+    // Its account's budget comes back at once, not after the linger.
+    assert_eq!(d.of_account("sip:alice@lab.example"), 0);
     // Retransmissions still match while it lingers.
     assert!(d
         .authorize("c1", "a1", "t2", addr(1, 5070), Transport::Udp)
