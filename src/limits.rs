@@ -720,9 +720,10 @@ pub const SIP_MAX_DIALOGS_PER_ACCOUNT: usize = 256;
 /// sessions.
 pub const SIP_MAX_DIALOGS_PER_SOURCE: usize = 1024;
 
-/// A dialog that no 2xx confirmed within this long is dropped (an
-/// INVITE's Timer C is 3 minutes; a call rings for no longer).
-pub const SIP_DIALOG_EARLY_TIMEOUT: Duration = Duration::from_secs(200);
+/// A dialog that no 2xx confirmed within this long is dropped: longer
+/// than the caller's node can wait for its answer (Timer B, 32 s, to a
+/// first provisional answer, then Timer C, 181 s).
+pub const SIP_DIALOG_EARLY_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// A confirmed dialog is dropped after this long even with no BYE (a
 /// phone that vanished mid-call frees its account's dialog budget).

@@ -59,28 +59,36 @@ pub enum Party {
 impl Party {
     /// Whether a message from `peer` over `transport` comes from this
     /// party.
+    ///
+    /// A phone is known by the host its SIP comes from, over UDP or TCP
+    /// alike: RFC 3261 §18.1.1 moves a large request to TCP, a NAT may
+    /// give a phone another port mid-call, and a phone may re-register
+    /// from another port, and none of these may leave a call that cannot
+    /// be hung up. (Another host behind the same NAT address who learned
+    /// a dialog's Call-ID and both tags could send in it: see SECURITY.md.)
     pub fn sent(&self, peer: SocketAddr, transport: Transport) -> bool {
         match (self, transport) {
             (Party::Node(node), Transport::Overlay(from)) => *node == from,
-            (
-                Party::Phone {
-                    source,
-                    transport: Transport::Udp,
-                    ..
-                },
-                Transport::Udp,
-            ) => {
+            (Party::Phone { source, .. }, Transport::Udp | Transport::Tcp) => {
                 source.ip().to_canonical() == peer.ip().to_canonical()
-                    && source.port() == peer.port()
             }
+            _ => false,
+        }
+    }
+
+    /// Whether two parties are the same: the same node, or phones of the
+    /// same account on the same host.
+    pub fn same(&self, other: &Party) -> bool {
+        match (self, other) {
+            (Party::Node(a), Party::Node(b)) => a == b,
             (
                 Party::Phone {
-                    source,
-                    transport: Transport::Tcp,
-                    ..
+                    aor: a, source: x, ..
                 },
-                Transport::Tcp,
-            ) => source.ip().to_canonical() == peer.ip().to_canonical(),
+                Party::Phone {
+                    aor: b, source: y, ..
+                },
+            ) => a == b && x.ip().to_canonical() == y.ip().to_canonical(),
             _ => false,
         }
     }
@@ -242,23 +250,20 @@ struct Dialog {
 }
 
 impl Dialog {
-    fn parties(&self) -> impl Iterator<Item = &Party> {
-        std::iter::once(&self.caller).chain(self.callees.iter().map(|(_, p)| p))
-    }
-
     /// The accounts and sources this dialog is counted under (each once).
+    ///
+    /// Only the caller's: counting a callee's account too would let
+    /// anyone who may ring it (any node of the overlay) make it busy for
+    /// its own calls. Calls to an account are bounded by their sources'
+    /// budgets and the node's.
     fn counted(&self) -> (Vec<String>, Vec<SourceKey>) {
-        let mut accounts: Vec<String> = Vec::new();
-        let mut sources = vec![self.caller.source_key()];
-        for party in self.parties().chain(self.invited.iter()) {
-            if let Some(a) = party.account() {
-                if !accounts.iter().any(|x| x == a) {
-                    accounts.push(a.to_owned());
-                }
-            }
-        }
-        sources.dedup();
-        (accounts, sources)
+        let accounts = self
+            .caller
+            .account()
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        (accounts, vec![self.caller.source_key()])
     }
 }
 
@@ -312,7 +317,33 @@ impl Dialogs {
             call_id: call_id.to_owned(),
             caller_tag: caller_tag.to_owned(),
         };
+        // The same caller trying again with the same Call-ID and tag
+        // after its INVITE failed (RFC 3261 §8.1.3.4, RFC 4028's 422):
+        // the ended dialog gives way.
+        let retry = self
+            .dialogs
+            .get(&key)
+            .is_some_and(|d| d.state == DialogState::Ended && d.caller.same(&caller));
+        if retry {
+            self.remove(&key);
+        }
         if self.dialogs.contains_key(&key) {
+            return Err(DialogError::Exists);
+        }
+        // A call's media is found by its Call-ID: a second dialog with a
+        // Call-ID that another caller's dialog holds would join that
+        // call's media. Call-IDs are unique per caller (RFC 3261 §8.1.1.4).
+        let taken = self.by_call.get(call_id).is_some_and(|tags| {
+            tags.iter().any(|tag| {
+                self.dialogs
+                    .get(&Key {
+                        call_id: call_id.to_owned(),
+                        caller_tag: tag.clone(),
+                    })
+                    .is_some_and(|d| !d.caller.same(&caller))
+            })
+        });
+        if taken {
             return Err(DialogError::Exists);
         }
         if self.dialogs.len() >= SIP_MAX_DIALOGS {
@@ -541,6 +572,17 @@ impl Dialogs {
                 }
             }
         }
+    }
+
+    /// Drops dialog (`call_id`, `caller_tag`) at once: its INVITE never
+    /// left this node (refused here), so nothing can come back for it to
+    /// match, and it must not occupy the table while it lingers.
+    pub fn discard(&mut self, call_id: &str, caller_tag: &str) {
+        let key = Key {
+            call_id: call_id.to_owned(),
+            caller_tag: caller_tag.to_owned(),
+        };
+        self.remove(&key);
     }
 
     /// When [`Dialogs::handle_timeout`] has work next.

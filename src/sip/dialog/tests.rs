@@ -57,11 +57,18 @@ fn each_side_may_send_only_from_the_party_that_holds_it() {
         .unwrap();
     assert_eq!(ok.side, Side::Callee);
     assert_eq!(ok.to, vec![phone("alice", 1, 5070)]);
-    // Strangers: another address, another port over UDP, another node,
-    // a TCP connection from elsewhere, the right tags in the wrong order.
+    // The caller's phone from another port, or over TCP, is still it
+    // (a NAT's new mapping, RFC 3261 §18.1.1's switch to TCP).
+    for (peer, transport) in [
+        (addr(1, 5071), Transport::Udp),
+        (addr(1, 6000), Transport::Tcp),
+    ] {
+        assert!(d.authorize("c1", "a1", "t2", peer, transport).is_ok());
+    }
+    // Strangers: another address over UDP or TCP, another node, the
+    // right tags in the wrong order.
     for (peer, transport) in [
         (addr(9, 5070), Transport::Udp),
-        (addr(1, 5071), Transport::Udp),
         (addr(1, 5070), Transport::Overlay(node(3))),
         (addr(9, 5070), Transport::Tcp),
     ] {
@@ -165,7 +172,8 @@ fn dialogs_are_bounded_per_account_and_per_source() {
         Err(DialogError::AccountBusy("sip:alice@lab.example".into()))
     );
     assert_eq!(refused.unwrap_err().code(), 486);
-    // A call *to* alice counts against her account too.
+    // Calls *to* alice do not count against her account: whoever may
+    // ring her (any node) could otherwise make her busy for her own calls.
     let to_alice = d.open(
         now,
         "in",
@@ -173,7 +181,7 @@ fn dialogs_are_bounded_per_account_and_per_source() {
         Party::Node(node(2)),
         vec![phone("alice", 1, 5070)],
     );
-    assert!(matches!(to_alice, Err(DialogError::AccountBusy(_))));
+    assert!(to_alice.is_ok());
     // Bob behind the same address is not alice.
     d.open(now, "bob", "b", phone("bob", 1, 5080), vec![])
         .unwrap();
@@ -190,4 +198,50 @@ fn dialogs_are_bounded_per_account_and_per_source() {
         d.open(now, "n0", "n", Party::Node(node(4)), vec![]),
         Err(DialogError::Exists)
     );
+}
+
+#[test]
+fn a_call_id_held_by_one_caller_is_not_opened_by_another() {
+    let now = Instant::now();
+    let mut d = Dialogs::new();
+    call(&mut d, now, "c1");
+    // Another node, or another account, with the same Call-ID and its own
+    // tag would join that call's media (found by Call-ID): refused.
+    assert_eq!(
+        d.open(
+            now,
+            "c1",
+            "evil",
+            Party::Node(node(3)),
+            vec![phone("alice", 1, 5070)]
+        ),
+        Err(DialogError::Exists)
+    );
+    assert_eq!(
+        d.open(now, "c1", "evil", phone("bob", 1, 5080), vec![]),
+        Err(DialogError::Exists)
+    );
+}
+
+#[test]
+fn the_same_caller_may_retry_with_the_same_call_id_and_tag_after_a_failure() {
+    let now = Instant::now();
+    let mut d = Dialogs::new();
+    let alice = phone("alice", 1, 5070);
+    d.open(now, "c1", "a1", alice.clone(), vec![Party::Node(node(2))])
+        .unwrap();
+    // Still going: the same identifiers are the same dialog.
+    assert_eq!(
+        d.open(now, "c1", "a1", alice.clone(), vec![Party::Node(node(2))]),
+        Err(DialogError::Exists)
+    );
+    // Its INVITE failed (a 422, a 407 from downstream): the retry opens.
+    d.end(now, "c1", "a1");
+    d.open(now, "c1", "a1", alice, vec![Party::Node(node(2))])
+        .unwrap();
+    assert_eq!(d.state("c1", "a1"), Some(DialogState::Early));
+    // A discarded dialog leaves nothing behind.
+    d.discard("c1", "a1");
+    assert!(d.is_empty());
+    assert_eq!(d.of_account("sip:alice@lab.example"), 0);
 }

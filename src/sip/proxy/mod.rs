@@ -254,13 +254,18 @@ fn better(a: &Response, b: &Response) -> bool {
 }
 
 /// Where to reach a bound phone: over UDP, the address its REGISTER came
-/// from (it crosses NATs, RFC 3581 style); over TCP, the address its
-/// contact names when that is an IP address (the phone listens there,
-/// and the driver connects if the REGISTER's connection is gone), else
-/// the REGISTER's connection.
+/// from (it crosses NATs, RFC 3581 style); over TCP, the port its contact
+/// names on the host its REGISTER came from, when the contact is an IP
+/// address (the phone listens there, and the driver connects if the
+/// REGISTER's connection is gone), else the REGISTER's connection.
 fn phone_address(binding: &PhoneBinding, contact: &SipUri) -> SocketAddr {
     match (binding.transport, &contact.host) {
-        (Transport::Tcp, Host::Ip(ip)) => SocketAddr::new(*ip, contact.port.unwrap_or(5060)),
+        // The port its contact names, on the host its REGISTER came
+        // from: never a third host a Contact names (the node would dial
+        // it and send it SIP and media).
+        (Transport::Tcp, Host::Ip(_)) => {
+            SocketAddr::new(binding.source.ip(), contact.port.unwrap_or(5060))
+        }
         _ => binding.source,
     }
 }
@@ -832,11 +837,7 @@ impl Proxy {
                 },
             },
         };
-        if dialog
-            .to
-            .iter()
-            .any(|p| Party::same_peer(p.peer(), (target.addr, target.transport)))
-        {
+        if dialog.to.iter().any(|p| p.same(&target.party)) {
             Ok(target)
         } else {
             Err("not a party of this dialog")
@@ -1325,8 +1326,10 @@ impl Proxy {
             Some(Err(why)) => {
                 debug!(%peer, %why, "media not anchored");
                 if let Some((call_id, caller_tag)) = &dialog {
-                    self.dialogs.end(now, call_id, caller_tag);
-                    self.media.failed(call_id);
+                    self.dialogs.discard(call_id, caller_tag);
+                    if !self.dialogs.live(call_id) {
+                        self.media.failed(call_id);
+                    }
                 }
                 actions.extend(self.reply(
                     now,
@@ -1398,8 +1401,10 @@ impl Proxy {
         }
         if forward.branches.is_empty() {
             if let Some((call_id, caller_tag)) = &forward.dialog {
-                self.dialogs.end(now, call_id, caller_tag);
-                self.media.failed(call_id);
+                self.dialogs.discard(call_id, caller_tag);
+                if !self.dialogs.live(call_id) {
+                    self.media.failed(call_id);
+                }
             }
             actions.extend(self.reply(now, id, &request, 503, Some("too busy to forward")));
             return actions;
@@ -1747,7 +1752,9 @@ impl Proxy {
                     // The call failed: its dialog ends, its media closes.
                     info!(caller = %origin, %callee, code = best.code, "SIP call failed");
                     self.dialogs.end(now, &call_id, &caller_tag);
-                    self.media.failed(&call_id);
+                    if !self.dialogs.live(&call_id) {
+                        self.media.failed(&call_id);
+                    }
                 }
                 if !has_to_tag(&best) {
                     let tag = self.branch();

@@ -470,3 +470,131 @@ fn finding_9_final_answers_the_proxy_makes_carry_a_to_tag() {
     };
     assert_eq!(stray(&mut p), stray(&mut p));
 }
+
+// What the review of the dialog layer found (each failed before its fix).
+
+#[test]
+fn review_a_node_that_knows_a_call_id_cannot_join_that_calls_media() {
+    let now = Instant::now();
+    let (mut p, media) = node_with_phones(now);
+    alice_calls_bob(&mut p, now, "victim");
+    let mut evil = with_sdp(
+        invite("mallory", "alice", 9, "evil"),
+        sdp("10.9.9.9", 30000),
+    );
+    evil.headers.set(HeaderName::CallId, "call-victim");
+    evil.headers
+        .set(HeaderName::From, format!("<{}>;tag=evil", aor("mallory")));
+    let actions = p.handle_request(now, T0_MS, UNRESOLVED, Transport::Overlay(node(3)), evil);
+    assert!(
+        sent(&actions).iter().all(|t| t.peer != phone(6001)),
+        "{actions:?}"
+    );
+    let mut out = Vec::new();
+    let header = crate::sip::media::DatagramHeader {
+        tag: crate::sip::media::tag_of("call-victim"),
+        stream: 0,
+        component: crate::sip::media::Component::Rtp,
+    };
+    let _ = media
+        .0
+        .lock()
+        .unwrap()
+        .table
+        .node_packet(now, node(3), header, &mut out);
+    assert!(out.is_empty(), "node 3's datagram went to {out:?}");
+    assert_eq!(media.open_blocks(), 2, "the call's ports are untouched");
+}
+
+#[test]
+fn review_an_overlay_node_cannot_make_a_phone_account_busy() {
+    let now = Instant::now();
+    let (mut p, _media) = node_with_phones(now);
+    for i in 0..crate::limits::SIP_MAX_DIALOGS_PER_ACCOUNT {
+        let ring = invite("mallory", "bob", 9, &format!("ring{i}"));
+        let _ = p.handle_request(now, T0_MS, UNRESOLVED, Transport::Overlay(node(3)), ring);
+    }
+    let (_, actions) = call_from_phone(&mut p, now, "bob", "alice", 7001, "out");
+    assert!(
+        sent(&actions).iter().any(|t| t.peer == phone(6001)),
+        "bob's own call reached alice"
+    );
+}
+
+#[test]
+fn review_a_phone_whose_invite_went_over_tcp_hangs_up_over_udp() {
+    let now = Instant::now();
+    let (mut p, _media) = node_with_phones(now);
+    let req = invite("alice", "bob", 6001, "tcpcall");
+    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Tcp, req.clone());
+    let challenge = response_of(sent(&actions)[0]).clone();
+    let mut again = req;
+    again.headers.set(
+        HeaderName::Via,
+        "SIP/2.0/TCP 127.0.0.1:6001;branch=z9hG4bKtcpcall-2",
+    );
+    again.headers.set(HeaderName::CSeq, "2 INVITE");
+    let creds = answer_challenge(&challenge, "alice", b"pw", "INVITE", &again.uri.to_string());
+    again.headers.push(HeaderName::ProxyAuthorization, creds);
+    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Tcp, again);
+    let to_bob = sent(&actions)
+        .into_iter()
+        .find(|t| t.peer == phone(7001))
+        .map(|t| request_of(t).clone())
+        .expect("reached bob");
+    let _ = p.handle_response(now, phone(7001), Transport::Udp, answer(&to_bob, 200));
+    let bye = parse_request(&format!(
+        "BYE sip:bob@127.0.0.1:7001 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKbye1\n\
+         From: <{a}>;tag=caller\nTo: <{b}>;tag=callee\nCall-ID: call-tcpcall\nCSeq: 3 BYE\n\
+         Max-Forwards: 70\nContent-Length: 0\n\n",
+        a = aor("alice"),
+        b = aor("bob")
+    ));
+    let actions = p.handle_request(now, T0_MS, phone(6001), Transport::Udp, bye);
+    assert!(
+        sent(&actions).iter().any(|t| t.peer == phone(7001)),
+        "alice's BYE over UDP reached bob"
+    );
+}
+
+#[test]
+fn review_a_retry_with_the_same_call_id_and_from_tag_goes_through() {
+    let now = Instant::now();
+    let (mut p, _media) = node_with_phones(now);
+    let (_, actions) = call_from_phone(&mut p, now, "alice", "bob", 6001, "retry");
+    let to_bob = sent(&actions)
+        .into_iter()
+        .find(|t| t.peer == phone(7001))
+        .map(|t| request_of(t).clone())
+        .expect("reached bob");
+    let _ = p.handle_response(now, phone(7001), Transport::Udp, answer(&to_bob, 422));
+    let mut again = invite("alice", "bob", 6001, "retry");
+    again.headers.set(
+        HeaderName::Via,
+        "SIP/2.0/UDP 127.0.0.1:6001;branch=z9hG4bKretry-second",
+    );
+    again.headers.set(HeaderName::CSeq, "3 INVITE");
+    let (_, actions) = authorized(&mut p, now, 6001, again, "alice", b"pw");
+    assert!(
+        sent(&actions).iter().any(|t| t.peer == phone(7001)),
+        "the retry reached bob"
+    );
+}
+
+#[test]
+fn review_a_call_refused_at_this_node_leaves_no_dialog_behind() {
+    let now = Instant::now();
+    let (mut p, _media) = node_with_phones(now);
+    let before = p.dialogs().len();
+    for i in 0..100 {
+        let mut inv = invite("mallory", "bob", 9, &format!("fill{i}"));
+        inv.headers
+            .set(HeaderName::ContentType, "multipart/mixed;boundary=x");
+        inv.body = b"--x--\r\n".to_vec();
+        let actions = p.handle_request(now, T0_MS, UNRESOLVED, Transport::Overlay(node(3)), inv);
+        assert!(sent(&actions)
+            .iter()
+            .any(|t| matches!(t.message.as_ref(), Message::Response(r) if r.code == 488)));
+    }
+    assert_eq!(p.dialogs().len(), before, "refused calls do not linger");
+}
