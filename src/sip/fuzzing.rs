@@ -161,34 +161,6 @@ pub fn sip_dialog(data: &[u8]) -> usize {
     let stranger = SocketAddr::from(([127, 0, 0, 66], 5060));
 
     // The anchor is shared so that open ports can be counted.
-    struct Shared(Arc<Mutex<TableAnchor<VirtualPorts>>>);
-    impl super::media::Anchor for Shared {
-        fn described(
-            &mut self,
-            now: Instant,
-            call_id: &str,
-            leg: super::media::Leg,
-            carrier: super::media::Carrier,
-            body: &[u8],
-        ) -> Result<Option<Vec<u8>>, super::media::MediaError> {
-            lock(&self.0).described(now, call_id, leg, carrier, body)
-        }
-        fn to_phone(
-            &mut self,
-            now: Instant,
-            call_id: &str,
-            phone: SocketAddr,
-            body: &[u8],
-        ) -> Result<Vec<u8>, super::media::MediaError> {
-            lock(&self.0).to_phone(now, call_id, phone, body)
-        }
-        fn end(&mut self, call_id: &str) {
-            lock(&self.0).end(call_id)
-        }
-        fn failed(&mut self, call_id: &str) {
-            lock(&self.0).failed(call_id)
-        }
-    }
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -197,7 +169,7 @@ pub fn sip_dialog(data: &[u8]) -> usize {
         ports: VirtualPorts::new(at(5060).ip()),
     }));
     let mut proxy = Proxy::new(me, DOMAIN, at(5060), [7; 32]);
-    proxy.set_media(Box::new(Shared(anchor.clone())));
+    proxy.set_media(Box::new(anchor.clone()));
     proxy.registrar_mut().set_accounts(
         ["alice", "bob"]
             .into_iter()

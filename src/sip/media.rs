@@ -856,6 +856,45 @@ impl<P: PortSource> Anchor for TableAnchor<P> {
     }
 }
 
+/// An anchor shared behind a lock (a test or the simulator keeps a
+/// handle to look at its ports while the proxy owns the other).
+impl<A: Anchor> Anchor for std::sync::Arc<std::sync::Mutex<A>> {
+    fn described(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        leg: Leg,
+        carrier: Carrier,
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, MediaError> {
+        lock(self).described(now, call_id, leg, carrier, body)
+    }
+
+    fn to_phone(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        phone: SocketAddr,
+        body: &[u8],
+    ) -> Result<Vec<u8>, MediaError> {
+        lock(self).to_phone(now, call_id, phone, body)
+    }
+
+    fn end(&mut self, call_id: &str) {
+        lock(self).end(call_id)
+    }
+
+    fn failed(&mut self, call_id: &str) {
+        lock(self).failed(call_id)
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves consistent data:
+    // every change is one call into the anchor.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Ports counted out of [`crate::limits::MEDIA_PORTS`] at one address,
 /// none really opened: the [`PortSource`] of tests and of the simulator.
 #[derive(Debug)]

@@ -1079,30 +1079,12 @@ fn track_call(calls: &AnonymousCalls, peer: &NodeId, message: &Message) {
     }
 }
 
-/// A message's SDP body, if it has one; an error for a body that may
-/// hold addresses the node cannot rewrite (multipart).
+/// A message's SDP body, if it has one (the core's rule,
+/// [`crate::sip::proxy::sdp_body`]).
 fn sdp_body(message: &Message) -> Result<Option<&[u8]>, &'static str> {
-    let (headers, body) = match message {
-        Message::Request(r) => (&r.headers, &r.body),
-        Message::Response(r) => (&r.headers, &r.body),
-    };
-    if body.is_empty() {
-        return Ok(None);
-    }
-    let kind = headers
-        .get(&HeaderName::ContentType)
-        .map(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_else(|| "application/sdp".to_owned());
-    match kind.as_str() {
-        "application/sdp" => Ok(Some(body)),
-        k if k.starts_with("multipart/") => Err("multipart bodies are not anchored"),
-        _ => Ok(None),
+    match message {
+        Message::Request(r) => crate::sip::proxy::sdp_body(&r.headers, &r.body),
+        Message::Response(r) => crate::sip::proxy::sdp_body(&r.headers, &r.body),
     }
 }
 

@@ -394,7 +394,7 @@ fn add_to_tag(response: &mut Response, tag: &str) {
 
 /// A message's SDP body, if it has one; an error for a body that may
 /// hold addresses the node cannot rewrite (multipart).
-fn sdp_body<'a>(headers: &Headers, body: &'a [u8]) -> Result<Option<&'a [u8]>, &'static str> {
+pub fn sdp_body<'a>(headers: &Headers, body: &'a [u8]) -> Result<Option<&'a [u8]>, &'static str> {
     if body.is_empty() {
         return Ok(None);
     }

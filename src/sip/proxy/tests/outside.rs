@@ -5,43 +5,12 @@
 
 use super::*;
 use crate::sip::dialog::DialogState;
-use crate::sip::media::{Anchor, Carrier, Leg, MediaError, TableAnchor, VirtualPorts};
+use crate::sip::media::{Anchor, Carrier, Leg, TableAnchor, VirtualPorts};
 use std::sync::Mutex;
 
 /// The proxy's anchor, shared with the test so that it can count ports.
 #[derive(Clone)]
 struct Shared(Arc<Mutex<TableAnchor<VirtualPorts>>>);
-
-impl Anchor for Shared {
-    fn described(
-        &mut self,
-        now: Instant,
-        call_id: &str,
-        leg: Leg,
-        carrier: Carrier,
-        body: &[u8],
-    ) -> Result<Option<Vec<u8>>, MediaError> {
-        self.0
-            .lock()
-            .unwrap()
-            .described(now, call_id, leg, carrier, body)
-    }
-    fn to_phone(
-        &mut self,
-        now: Instant,
-        call_id: &str,
-        phone: SocketAddr,
-        body: &[u8],
-    ) -> Result<Vec<u8>, MediaError> {
-        self.0.lock().unwrap().to_phone(now, call_id, phone, body)
-    }
-    fn end(&mut self, call_id: &str) {
-        self.0.lock().unwrap().end(call_id)
-    }
-    fn failed(&mut self, call_id: &str) {
-        self.0.lock().unwrap().failed(call_id)
-    }
-}
 
 impl Shared {
     fn open_blocks(&self) -> usize {
@@ -57,7 +26,7 @@ fn node_with_phones(now: Instant) -> (Proxy, Shared) {
         table: crate::sip::media::MediaTable::new(),
         ports: VirtualPorts::new("127.0.0.1".parse().unwrap()),
     })));
-    p.set_media(Box::new(media.clone()));
+    p.set_media(Box::new(media.0.clone()));
     register(&mut p, now, "alice", 6001);
     register(&mut p, now, "bob", 7001);
     (p, media)
