@@ -1378,8 +1378,12 @@ fn baresip_registers_and_calls_through_two_nodes_with_audio() {
             .is_some_and(|p| (20_000..=29_999).contains(p)),
         "{bob_messages}"
     );
+    // (bob's log holds his own answer too, whose port is his socket's,
+    // an ephemeral port that may fall in baresip's range.)
     assert!(
-        !offered.iter().any(|p| (40_000..=40_999).contains(p)),
+        !offered
+            .iter()
+            .any(|p| *p != bob_port && (40_000..=40_999).contains(p)),
         "{offered:?}"
     );
     phone.command(&[("quit", "")]);
