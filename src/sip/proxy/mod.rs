@@ -349,32 +349,29 @@ enum Admitted {
     InDialog(InDialog),
 }
 
-/// The tag of a request's To, if it has one. A To that does not parse
-/// has none: such a request is treated as new (and authenticated so).
+/// The tag of the From or To header `name` (`label`), if it has one. A
+/// header that does not parse has none: a request whose To does not
+/// parse is treated as new (and authenticated so).
+fn tag_in(headers: &Headers, name: HeaderName, label: &'static str) -> Option<String> {
+    headers
+        .get(&name)
+        .and_then(|value| NameAddr::parse(label, value).ok())
+        .and_then(|addr| addr.tag().map(str::to_owned))
+}
+
+/// The tag of a request's To, if it has one.
 fn to_tag(request: &Request) -> Option<String> {
-    request
-        .headers
-        .get(&HeaderName::To)
-        .and_then(|to| NameAddr::parse("To", to).ok())
-        .and_then(|to| to.tag().map(str::to_owned))
+    tag_in(&request.headers, HeaderName::To, "To")
 }
 
 /// The tag of a request's From.
 fn from_tag(request: &Request) -> Option<String> {
-    request
-        .headers
-        .get(&HeaderName::From)
-        .and_then(|from| NameAddr::parse("From", from).ok())
-        .and_then(|from| from.tag().map(str::to_owned))
+    tag_in(&request.headers, HeaderName::From, "From")
 }
 
 /// The tag of a response's To, if it has one.
 fn response_to_tag(response: &Response) -> Option<String> {
-    response
-        .headers
-        .get(&HeaderName::To)
-        .and_then(|to| NameAddr::parse("To", to).ok())
-        .and_then(|to| to.tag().map(str::to_owned))
+    tag_in(&response.headers, HeaderName::To, "To")
 }
 
 fn has_to_tag(response: &Response) -> bool {
