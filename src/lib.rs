@@ -74,6 +74,7 @@ pub mod reputation;
 pub mod sim;
 pub mod sip;
 pub mod turn;
+pub mod userdata;
 pub mod wire;
 
 #[cfg(feature = "node")]

@@ -131,6 +131,25 @@ pub const MAX_CONTACT_LEN: usize = 256;
 /// bytes. Names are at least one byte long.
 pub const MAX_OWNER_VALUE_NAME_LEN: usize = 128;
 
+/// Longest display name a user claims in its profile, in bytes.
+pub const MAX_DISPLAY_NAME_LEN: usize = 64;
+
+/// Most contacts in a user's address book (and the book must fit one
+/// private record: about 150 contacts with self-certifying AORs).
+pub const MAX_CONTACTS: usize = 256;
+
+/// Longest contact name, in bytes.
+pub const MAX_CONTACT_NAME_LEN: usize = 64;
+
+/// Longest value of one setting, in bytes.
+pub const MAX_SETTING_VALUE_LEN: usize = 4096;
+
+/// Most AORs and names in the `blocked` setting.
+pub const MAX_BLOCKED: usize = 32;
+
+/// Largest vCard file `contacts import` reads, in bytes.
+pub const MAX_VCARD_FILE_LEN: usize = 1024 * 1024;
+
 // ---------------------------------------------------------------------------
 // Relay descriptors (`overlay::record`, kind 3; docs/protocol.md §7.8):
 // part of the protocol, like the other record bounds. Then the defaults of

@@ -87,20 +87,32 @@ fn binding_inputs() {
 
 #[test]
 fn record_inputs() {
-    use p2psip::overlay::record::{OwnerValue, Record, RecordPolicy, Registration};
+    use p2psip::overlay::record::{
+        private, OwnerValue, Profile, Record, RecordKind, RecordPolicy, Registration,
+    };
     let inputs = inputs("record_decode");
     assert!(inputs.len() >= 5, "seed corpus is committed");
     // The fuzz target's fixed policy and time.
     let policy = RecordPolicy::self_certifying("p2psip");
     let now = 1_750_000_000;
     let (mut verified, mut values) = (0, 0);
+    let mut kinds = Vec::new();
     for (name, data) in inputs {
         if let Ok(r) = Record::decode(&data) {
             assert_eq!(r.encode(), data, "{name}");
             if let Ok(v) = r.verify(&policy, now) {
                 assert_eq!(v.encoded(), &data[..], "{name}");
                 verified += 1;
+                kinds.push(v.kind());
             }
+        }
+        if let Ok(profile) = Profile::decode(&data) {
+            assert_eq!(profile.encode(), data, "{name}");
+            values += 1;
+        }
+        if let Ok(sealed) = private::sealed_box(&data) {
+            assert!(sealed.len() < data.len(), "{name}");
+            values += 1;
         }
         if let Ok(reg) = Registration::decode(&data) {
             assert_eq!(reg.encode(), data, "{name}");
@@ -111,8 +123,11 @@ fn record_inputs() {
             values += 1;
         }
     }
-    assert!(verified >= 4, "only {verified} seeds verified");
-    assert!(values >= 2, "the bare value seeds decode");
+    assert!(verified >= 6, "only {verified} seeds verified");
+    assert!(values >= 4, "the bare value seeds decode");
+    for kind in [RecordKind::Profile, RecordKind::Private] {
+        assert!(kinds.contains(&kind), "a {kind:?} seed verifies");
+    }
 }
 
 #[test]
@@ -610,4 +625,26 @@ fn write_relay_session_regressions() {
     }
     assert_eq!(sip.len(), SIP_MAX_FRAGMENTS * FRAME_LEN);
     std::fs::write(dir.join("sip_full_fragments_over_max_len"), &sip).unwrap();
+}
+
+#[test]
+fn userdata_inputs() {
+    let inputs = inputs("userdata_decode");
+    assert!(inputs.len() >= 7, "seed corpus is committed");
+    let (mut books, mut settings, mut cards) = (0, 0, 0);
+    for (name, data) in inputs {
+        eprintln!("{name}");
+        let found = p2psip::userdata::fuzzing::userdata_decode(&data);
+        books += usize::from(found.book);
+        settings += usize::from(found.settings);
+        cards += found.cards;
+    }
+    // The seeds hold two books (one empty), one settings and vCards
+    // with four contacts among them.
+    assert!(books >= 2, "{books} books decoded");
+    assert!(
+        settings >= 2,
+        "{settings} settings decoded (an empty book is empty settings too)"
+    );
+    assert!(cards >= 4, "{cards} contacts imported");
 }

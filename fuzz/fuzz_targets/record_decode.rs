@@ -3,7 +3,7 @@
 //! that verifies keeps exactly the bytes received.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use p2psip::overlay::record::{OwnerValue, Record, RecordPolicy, Registration};
+use p2psip::overlay::record::{private, OwnerValue, Profile, Record, RecordPolicy, Registration};
 
 /// The time at which the seed corpus's valid records verify.
 const NOW: u64 = 1_750_000_000;
@@ -23,5 +23,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(value) = OwnerValue::decode(data) {
         assert_eq!(value.encode(), data);
+    }
+    if let Ok(profile) = Profile::decode(data) {
+        assert_eq!(profile.encode(), data);
+    }
+    if let Ok(sealed) = private::sealed_box(data) {
+        assert!(sealed.len() < data.len());
     }
 });

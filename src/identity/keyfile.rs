@@ -31,8 +31,9 @@ pub enum KeyFileError {
     /// The file is larger than any key file.
     #[error("{0}: too large to be a key file")]
     TooLarge(PathBuf),
-    /// The file is not a PKCS#8 PEM Ed25519 private key.
-    #[error("{path}: not an Ed25519 PKCS#8 PEM private key ({reason})")]
+    /// The file is not a PKCS#8 PEM private key of the expected kind
+    /// (Ed25519 for an identity, X25519 for an encryption key).
+    #[error("{path}: not a PKCS#8 PEM private key of the expected kind ({reason})")]
     Malformed {
         /// The key file.
         path: PathBuf,

@@ -19,6 +19,7 @@
 mod cert;
 mod keyfile;
 mod keygen;
+pub mod sealing;
 
 pub use cert::{
     build_ca_certificate, build_self_signed, certificate_public_key, issue_certificate,

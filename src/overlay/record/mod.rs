@@ -19,6 +19,8 @@
 //! | 1    | `SipRegistration` | `aor_key(aor)`                               | [`Registration`] |
 //! | 2    | `OwnerValue`      | `SHA-256("p2psip-value-v1" ‖ UserId ‖ name)` | [`OwnerValue`]   |
 //! | 3    | `RelayDescriptor` | one of the relay's two [`relay_directory_key`]s | [`RelayDescriptor`] |
+//! | 4    | `Profile`         | `SHA-256("p2psip-profile-v1" ‖ UserId)`      | [`Profile`]      |
+//! | 5    | `Private`         | `SHA-256("p2psip-private-v1" ‖ slot key)`    | a sealed box ([`private`]) |
 //!
 //! [`Record::decode`] is strict (the profile of [`crate::wire::cbor`]);
 //! only [`Record::verify`] builds a [`VerifiedRecord`], which is what the
@@ -33,6 +35,8 @@
 mod error;
 mod owner_value;
 mod policy;
+pub mod private;
+mod profile;
 mod registration;
 mod relay_descriptor;
 mod verified;
@@ -43,6 +47,8 @@ mod tests;
 pub use error::{NotOwnerReason, RecordError, RegistrationError};
 pub use owner_value::{owner_value_key, OwnerValue, OWNER_VALUE_KEY_DOMAIN};
 pub use policy::RecordPolicy;
+pub use private::{PrivateSlot, PRIVATE_DOMAIN};
+pub use profile::{check_display_name, profile_key, Profile, PROFILE_KEY_DOMAIN};
 pub use registration::{
     next_registration, self_certifying_aor, DeviceChange, Registration, RegistrationEntry,
     UpdateError,
@@ -82,6 +88,14 @@ pub enum RecordKind {
     /// capacity), written by the relay node itself under its own relay
     /// directory keys.
     RelayDescriptor,
+    /// 4: a user's profile: its encryption key and the display name it
+    /// claims, under a key derived from its id. Only the user writes it.
+    Profile,
+    /// 5: a user's private data (address book, settings), sealed to the
+    /// user and signed by a slot key derived from the user's key, under a
+    /// key derived from the slot key: a storing node cannot tell whose it
+    /// is or read it.
+    Private,
 }
 
 impl RecordKind {
@@ -91,6 +105,8 @@ impl RecordKind {
             RecordKind::SipRegistration => 1,
             RecordKind::OwnerValue => 2,
             RecordKind::RelayDescriptor => 3,
+            RecordKind::Profile => 4,
+            RecordKind::Private => 5,
         }
     }
 
@@ -100,6 +116,8 @@ impl RecordKind {
             1 => Some(RecordKind::SipRegistration),
             2 => Some(RecordKind::OwnerValue),
             3 => Some(RecordKind::RelayDescriptor),
+            4 => Some(RecordKind::Profile),
+            5 => Some(RecordKind::Private),
             _ => None,
         }
     }
@@ -285,6 +303,8 @@ impl Record {
             RecordKind::OwnerValue => owner_value::check(self, &owner.user_id()),
             RecordKind::SipRegistration => registration::check(self, &owner, policy, now),
             RecordKind::RelayDescriptor => relay_descriptor::check(self, &owner, policy, now),
+            RecordKind::Profile => profile::check(self, &owner.user_id()),
+            RecordKind::Private => private::check(self, &owner),
         }
     }
 }

@@ -7,8 +7,8 @@ use crate::identity::{
     SecretKey, TrustAnchor, TrustAnchors, VerifyPolicy,
 };
 use crate::limits::{
-    MAX_AOR_LEN, MAX_CONTACTS_PER_ENTRY, MAX_CONTACT_LEN, MAX_OWNER_VALUE_NAME_LEN,
-    MAX_RECORD_LIFETIME, MAX_RECORD_VALUE_LEN, MAX_REGISTRATION_ENTRIES,
+    MAX_AOR_LEN, MAX_CONTACTS_PER_ENTRY, MAX_CONTACT_LEN, MAX_DISPLAY_NAME_LEN,
+    MAX_OWNER_VALUE_NAME_LEN, MAX_RECORD_LIFETIME, MAX_RECORD_VALUE_LEN, MAX_REGISTRATION_ENTRIES,
 };
 use crate::wire::cbor::encoder;
 use crate::wire::WireError;
@@ -965,11 +965,13 @@ fn kinds_have_their_numbers() {
     assert_eq!(RecordKind::SipRegistration.to_u64(), 1);
     assert_eq!(RecordKind::OwnerValue.to_u64(), 2);
     assert_eq!(RecordKind::RelayDescriptor.to_u64(), 3);
-    for n in [1, 2, 3] {
+    assert_eq!(RecordKind::Profile.to_u64(), 4);
+    assert_eq!(RecordKind::Private.to_u64(), 5);
+    for n in [1, 2, 3, 4, 5] {
         assert_eq!(RecordKind::from_u64(n).map(RecordKind::to_u64), Some(n));
     }
     assert_eq!(RecordKind::from_u64(0), None);
-    assert_eq!(RecordKind::from_u64(4), None);
+    assert_eq!(RecordKind::from_u64(6), None);
 }
 
 mod next {
@@ -1088,4 +1090,174 @@ mod next {
             UpdateError::OtherOwner(other.public().user_id().to_string())
         );
     }
+}
+
+// Kinds 4 and 5: profiles and private records.
+
+use crate::identity::sealing::{EncryptionSecretKey, SealError};
+use crate::overlay::store::{RecordStore, StoreError};
+
+#[test]
+fn a_profile_verifies_under_its_owners_key_only() {
+    let alice = key(1);
+    let enc = EncryptionSecretKey::from_bytes([9; 32]);
+    let profile = Profile::new(enc.public(), "Alice A.").unwrap();
+    let record = profile.sign(&alice, 1, NOW + HOUR);
+    assert_eq!(record.key, profile_key(&alice.public().user_id()));
+    let verified = record.verify(&open(), NOW).unwrap();
+    assert_eq!(verified.profile().unwrap(), profile);
+    assert_eq!(Record::decode(&record.encode()).unwrap(), record);
+    // Mallory cannot publish a profile under alice's key.
+    let forged = Record::sign(
+        &key(2),
+        RecordKind::Profile,
+        record.key,
+        2,
+        NOW + HOUR,
+        profile.encode(),
+    );
+    assert_eq!(forged.verify(&open(), NOW), Err(RecordError::WrongKey));
+}
+
+#[test]
+fn a_profile_display_name_is_bounded_and_quotable() {
+    let enc = EncryptionSecretKey::from_bytes([9; 32]).public();
+    assert!(Profile::new(enc, "").is_ok());
+    assert!(Profile::new(enc, &"x".repeat(MAX_DISPLAY_NAME_LEN)).is_ok());
+    for bad in [
+        "x".repeat(MAX_DISPLAY_NAME_LEN + 1),
+        "a\r\nVia: evil".to_owned(),
+        "say \"hi\"".to_owned(),
+        "back\\slash".to_owned(),
+    ] {
+        assert!(Profile::new(enc, &bad).is_err(), "{bad:?}");
+    }
+    // The same refusal when it arrives encoded.
+    let mut e = encoder();
+    e.array(2)
+        .unwrap()
+        .bytes(enc.as_bytes())
+        .unwrap()
+        .str("a\nb")
+        .unwrap();
+    assert_eq!(
+        Profile::decode(&e.into_writer()),
+        Err(WireError::FieldOutOfRange("profile.display_name"))
+    );
+}
+
+#[test]
+fn private_slots_are_unlinkable_to_their_user_and_to_each_other() {
+    let alice = key(1);
+    let contacts = PrivateSlot::new(&alice, "contacts").unwrap();
+    let settings = PrivateSlot::new(&alice, "settings").unwrap();
+    let bobs = PrivateSlot::new(&key(2), "contacts").unwrap();
+    let keys = [contacts.key(), settings.key(), bobs.key()];
+    assert_ne!(keys[0], keys[1]);
+    assert_ne!(keys[0], keys[2]);
+    assert_ne!(contacts.owner(), alice.public());
+    assert_ne!(contacts.owner(), settings.owner());
+    // Deterministic: the user finds its slot again from its key alone.
+    assert_eq!(
+        PrivateSlot::new(&alice, "contacts").unwrap().key(),
+        contacts.key()
+    );
+    assert!(PrivateSlot::new(&alice, "").is_err());
+    assert!(PrivateSlot::new(&alice, &"s".repeat(33)).is_err());
+}
+
+#[test]
+fn a_private_record_opens_for_its_owner_in_its_slot_only() {
+    let alice = key(1);
+    let enc = EncryptionSecretKey::from_bytes([9; 32]);
+    let slot = PrivateSlot::new(&alice, "contacts").unwrap();
+    let record = slot
+        .seal(&enc.public(), b"MARKER bob=sip:...", 7, NOW + HOUR)
+        .unwrap();
+    let verified = record.verify(&open(), NOW).unwrap();
+    // The storing node sees no plaintext and not alice's key.
+    let encoded = verified.encoded();
+    assert!(!encoded.windows(6).any(|w| w == b"MARKER"));
+    assert!(!encoded
+        .windows(32)
+        .any(|w| w == alice.public().as_bytes().as_slice()));
+    assert_eq!(
+        slot.open(&enc, verified.key(), verified.value()).unwrap(),
+        b"MARKER bob=sip:..."
+    );
+    // Another key, another slot: it does not open.
+    let other = EncryptionSecretKey::from_bytes([8; 32]);
+    assert_eq!(
+        slot.open(&other, verified.key(), verified.value()),
+        Err(SealError::DoesNotOpen)
+    );
+    let settings = PrivateSlot::new(&alice, "settings").unwrap();
+    assert_eq!(
+        settings.open(&enc, verified.key(), verified.value()),
+        Err(SealError::DoesNotOpen)
+    );
+}
+
+#[test]
+fn nobody_but_the_slot_key_writes_a_private_record() {
+    let alice = key(1);
+    let enc = EncryptionSecretKey::from_bytes([9; 32]);
+    let slot = PrivateSlot::new(&alice, "contacts").unwrap();
+    let genuine = slot.seal(&enc.public(), b"book", 7, NOW + HOUR).unwrap();
+    let mut store = RecordStore::new(Default::default());
+    store
+        .put(genuine.verify(&open(), NOW).unwrap(), NOW)
+        .unwrap();
+    // Mallory signs a record for alice's key with her own key: the rule
+    // refuses it before any store sees it.
+    let forged = Record::sign(
+        &key(3),
+        RecordKind::Private,
+        slot.key(),
+        8,
+        NOW + HOUR,
+        genuine.value.clone(),
+    );
+    assert_eq!(forged.verify(&open(), NOW), Err(RecordError::WrongKey));
+    // Alice's slot record replayed with an older sequence number: refused.
+    let old = slot.seal(&enc.public(), b"old", 6, NOW + HOUR).unwrap();
+    assert!(matches!(
+        store.put(old.verify(&open(), NOW).unwrap(), NOW),
+        Err(StoreError::Rollback { .. })
+    ));
+    // A value that is not one sealed box is refused.
+    let mut e = encoder();
+    e.bytes(&[0u8; 10]).unwrap();
+    let short = Record::sign(
+        &slot_key_of(&alice, "contacts"),
+        RecordKind::Private,
+        slot.key(),
+        9,
+        NOW + HOUR,
+        e.into_writer(),
+    );
+    assert!(matches!(
+        short.verify(&open(), NOW),
+        Err(RecordError::MalformedValue(_))
+    ));
+}
+
+fn slot_key_of(user: &SecretKey, name: &str) -> SecretKey {
+    private::slot_key(user, name)
+}
+
+#[test]
+fn a_private_record_holds_at_most_what_a_record_value_holds() {
+    let alice = key(1);
+    let enc = EncryptionSecretKey::from_bytes([9; 32]);
+    let slot = PrivateSlot::new(&alice, "contacts").unwrap();
+    let full = vec![b'x'; private::MAX_PRIVATE_PLAINTEXT];
+    let record = slot.seal(&enc.public(), &full, 1, NOW + HOUR).unwrap();
+    assert!(record.value.len() <= MAX_RECORD_VALUE_LEN);
+    assert!(record.verify(&open(), NOW).is_ok());
+    let over = vec![b'x'; private::MAX_PRIVATE_PLAINTEXT + 1];
+    assert!(matches!(
+        slot.seal(&enc.public(), &over, 1, NOW + HOUR),
+        Err(RecordError::ValueTooLarge { .. })
+    ));
 }

@@ -10,7 +10,7 @@
 //! asks for it (an admin lookup, a SIP lookup), and cannot fail: the
 //! encoding is the one [`Record::verify`] checked.
 
-use super::{OwnerValue, Record, RecordError, RecordKind, Registration, RelayDescriptor};
+use super::{OwnerValue, Profile, Record, RecordError, RecordKind, Registration, RelayDescriptor};
 use crate::identity::{UserId, USER_ID_DOMAIN};
 use crate::limits::MAX_RECORD_VALUE_LEN;
 use crate::overlay::key::Key;
@@ -41,6 +41,10 @@ pub enum RecordContent {
     OwnerValue(OwnerValue),
     /// A relay descriptor.
     RelayDescriptor(RelayDescriptor),
+    /// A user's profile.
+    Profile(Profile),
+    /// A private record's sealed box (only its owner opens it).
+    Private(Vec<u8>),
 }
 
 /// A record whose signature and rules were checked by [`Record::verify`],
@@ -164,6 +168,10 @@ impl VerifiedRecord {
             RecordKind::RelayDescriptor => {
                 self.relay_descriptor().map(RecordContent::RelayDescriptor)
             }
+            RecordKind::Profile => self.profile().map(RecordContent::Profile),
+            RecordKind::Private => super::private::sealed_box(self.value())
+                .ok()
+                .map(|b| RecordContent::Private(b.to_vec())),
         }
     }
 
@@ -172,7 +180,7 @@ impl VerifiedRecord {
     pub fn registration(&self) -> Option<Registration> {
         match self.kind {
             RecordKind::SipRegistration => Registration::decode(self.value()).ok(),
-            RecordKind::OwnerValue | RecordKind::RelayDescriptor => None,
+            _ => None,
         }
     }
 
@@ -181,7 +189,7 @@ impl VerifiedRecord {
     pub fn owner_value(&self) -> Option<OwnerValue> {
         match self.kind {
             RecordKind::OwnerValue => OwnerValue::decode(self.value()).ok(),
-            RecordKind::SipRegistration | RecordKind::RelayDescriptor => None,
+            _ => None,
         }
     }
 
@@ -190,7 +198,15 @@ impl VerifiedRecord {
     pub fn relay_descriptor(&self) -> Option<RelayDescriptor> {
         match self.kind {
             RecordKind::RelayDescriptor => RelayDescriptor::decode(self.value()).ok(),
-            RecordKind::SipRegistration | RecordKind::OwnerValue => None,
+            _ => None,
+        }
+    }
+
+    /// The profile, for a `Profile` record, decoded from the encoding.
+    pub fn profile(&self) -> Option<Profile> {
+        match self.kind {
+            RecordKind::Profile => Profile::decode(self.value()).ok(),
+            _ => None,
         }
     }
 
@@ -231,6 +247,12 @@ mod tests {
             RecordKind::RelayDescriptor => RelayDescriptor::decode(&record.value)
                 .ok()
                 .map(RecordContent::RelayDescriptor),
+            RecordKind::Profile => Profile::decode(&record.value)
+                .ok()
+                .map(RecordContent::Profile),
+            RecordKind::Private => super::super::private::sealed_box(&record.value)
+                .ok()
+                .map(|b| RecordContent::Private(b.to_vec())),
         };
         (record.clone(), content)
     }
@@ -292,8 +314,7 @@ mod tests {
                     assert_eq!(v.owner_value(), Some(o));
                     assert_eq!(v.registration(), None);
                 }
-                Some(RecordContent::RelayDescriptor(_)) => unreachable!(),
-                None => unreachable!(),
+                _ => unreachable!(),
             }
         }
     }

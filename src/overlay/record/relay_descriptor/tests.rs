@@ -550,7 +550,7 @@ fn withdrawal_replaces_the_descriptor_and_the_old_one_cannot_return() {
 fn kind_three_is_the_relay_descriptor() {
     assert_eq!(RecordKind::RelayDescriptor.to_u64(), 3);
     assert_eq!(RecordKind::from_u64(3), Some(RecordKind::RelayDescriptor));
-    assert_eq!(RecordKind::from_u64(4), None);
+    assert_eq!(RecordKind::from_u64(4), Some(RecordKind::Profile));
 }
 
 #[test]
