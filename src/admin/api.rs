@@ -40,6 +40,14 @@ pub enum Request {
         /// The value's name.
         name: String,
     },
+    /// The newest record of a kind under a key that verifies, found in
+    /// the overlay (the user's own data: `p2psip contacts`, `settings`).
+    GetRecord {
+        /// The overlay key, 64 hex digits.
+        key: String,
+        /// The record kind's number (docs/protocol.md, "Records").
+        kind: u64,
+    },
     /// Publish a record signed by its owner (hex of its encoding) on the
     /// nodes responsible for its key.
     Publish {
@@ -489,6 +497,26 @@ pub struct GetResult {
     /// The value's bytes.
     #[serde(with = "hex_bytes")]
     pub value_hex: Vec<u8>,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// The record's expiry, unix seconds.
+    pub expires: u64,
+    /// The record's encoding.
+    #[serde(with = "hex_bytes")]
+    pub record: Vec<u8>,
+}
+
+/// The answer to `get_record`: the newest record that verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetRecordResult {
+    /// The overlay key.
+    #[serde(with = "hex_bytes")]
+    pub key: Vec<u8>,
+    /// The kind's number.
+    pub kind: u64,
+    /// The owner's public key (the key that signed it).
+    #[serde(with = "hex_bytes")]
+    pub owner: Vec<u8>,
     /// The record's sequence number.
     pub seq: u64,
     /// The record's expiry, unix seconds.

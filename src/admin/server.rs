@@ -1,10 +1,10 @@
 //! The node side of the admin socket.
 
 use super::api::{
-    json_line, Answer, CircuitsResult, DirectoryRelay, GetResult, LookupEntry, LookupResult,
-    MediaTestResult, OverlayMode, PeerEntry, PeerStanding, PublishResult, RelayedCircuit,
-    ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipPhone,
-    SipUnbindResult, SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
+    json_line, Answer, CircuitsResult, DirectoryRelay, GetRecordResult, GetResult, LookupEntry,
+    LookupResult, MediaTestResult, OverlayMode, PeerEntry, PeerStanding, PublishResult,
+    RelayedCircuit, ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding,
+    SipPhone, SipUnbindResult, SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
@@ -184,6 +184,7 @@ enum Outcome {
     Lookup(LookupResult),
     Trace(TraceResult),
     Get(GetResult),
+    GetRecord(GetRecordResult),
     Publish(PublishResult),
     SipUsers(SipUsersResult),
     SipUnbind(SipUnbindResult),
@@ -317,6 +318,28 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
                 value: String::from_utf8_lossy(value.data()).into_owned(),
                 value_hex: value.data().to_vec(),
                 name,
+                seq: record.seq(),
+                expires: record.expires(),
+                record: record.encoded().to_vec(),
+            }))
+        }
+        Request::GetRecord { key, kind } => {
+            let bytes: [u8; 32] = hex::decode(key.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("key {key:?}: not 64 hex digits"))?;
+            let kind_of = RecordKind::from_u64(kind)
+                .ok_or_else(|| format!("kind {kind}: no such record kind"))?;
+            let record = overlay
+                .newest(node.dialer(), Key(bytes), kind_of)
+                .await
+                .ok_or_else(|| {
+                    format!("no record of kind {kind} under {key} was found in the overlay")
+                })?;
+            Ok(Outcome::GetRecord(GetRecordResult {
+                key: bytes.to_vec(),
+                kind,
+                owner: record.owner().to_vec(),
                 seq: record.seq(),
                 expires: record.expires(),
                 record: record.encoded().to_vec(),

@@ -6,6 +6,7 @@ use super::files::{
 };
 use super::{parse_difficulty, AnchorArgs, CliError, CliResult, JsonFlag};
 use crate::binding::Binding;
+use crate::identity::sealing::{write_encryption_key, EncryptionSecretKey};
 use crate::identity::{
     build_self_signed, write_secret_key, GenerateProgress, IdKind, VerifyPolicy,
 };
@@ -57,18 +58,63 @@ pub fn new(a: NewArgs) -> CliResult {
     let (_, pem) = build_self_signed(&key, kind, now - 3600, now + IDENTITY_CERT_DAYS * 86_400)?;
     write_secret_key(&key_path, &key)?;
     write_public_file(&cert_path, pem.as_bytes(), false)?;
+    let encryption = match kind {
+        IdKind::User => Some(make_encryption_key(&a.dir)?),
+        IdKind::Node => None,
+    };
     let id = hex::encode(kind.derive(&key.public()));
     if a.json.json {
-        print_json(&json!({
+        let mut out = json!({
             "id": id,
             "kind": kind.as_str(),
             "public_key": hex::encode(key.public().as_bytes()),
             "difficulty": kind.puzzle_bits(&key.public()),
             "key_file": key_path.display().to_string(),
             "certificate": cert_path.display().to_string(),
-        }));
+        });
+        if let (Some((path, public)), Some(map)) = (&encryption, out.as_object_mut()) {
+            map.insert(
+                "encryption_key_file".into(),
+                json!(path.display().to_string()),
+            );
+            map.insert("encryption_public_key".into(), json!(public));
+        }
+        print_json(&out);
     } else {
         println!("{id}");
+    }
+    Ok(())
+}
+
+/// Writes a fresh encryption key to `dir/encryption.key` (0600); returns
+/// its path and its public key in hex.
+fn make_encryption_key(dir: &std::path::Path) -> Result<(PathBuf, String), CliError> {
+    let path = dir.join(super::userdata::ENCRYPTION_KEY);
+    let key = EncryptionSecretKey::generate();
+    write_encryption_key(&path, &key)?;
+    Ok((path, hex::encode(key.public().as_bytes())))
+}
+
+#[derive(Debug, Args)]
+pub struct AddEncryptionKeyArgs {
+    /// The user's identity directory.
+    #[arg(long, value_name = "DIR")]
+    user_dir: PathBuf,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+pub fn add_encryption_key(a: AddEncryptionKeyArgs) -> CliResult {
+    // Only a user identity has one.
+    load_identity_of_kind(&a.user_dir, IdKind::User)?;
+    let (path, public) = make_encryption_key(&a.user_dir)?;
+    if a.json.json {
+        print_json(&json!({
+            "encryption_key_file": path.display().to_string(),
+            "encryption_public_key": public,
+        }));
+    } else {
+        println!("{public}");
     }
     Ok(())
 }

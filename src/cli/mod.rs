@@ -12,6 +12,7 @@ mod reload;
 mod sim;
 mod sip;
 mod turn;
+mod userdata;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -85,6 +86,14 @@ enum Command {
     /// Manage the TURN users a relay node serves (`node run --relay --turn-listen`).
     #[command(subcommand)]
     Turn(TurnCommand),
+    /// Keep the user's address book in the overlay, sealed to the user:
+    /// the names its phones dial.
+    #[command(subcommand)]
+    Contacts(userdata::ContactsCommand),
+    /// Keep the user's settings in the overlay, sealed to the user: the
+    /// node that serves its phones applies them.
+    #[command(subcommand)]
+    Settings(userdata::SettingsCommand),
     /// Check a `node run --config` file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -120,8 +129,12 @@ enum TurnCommand {
 
 #[derive(Debug, Subcommand)]
 enum IdentityCommand {
-    /// Create an identity: DIR/identity.key (0600) and DIR/identity.pem.
+    /// Create an identity: DIR/identity.key (0600) and DIR/identity.pem;
+    /// for a user also DIR/encryption.key (0600).
     New(identity::NewArgs),
+    /// Give an existing user identity its X25519 encryption key
+    /// (DIR/encryption.key, 0600), which its private data is sealed to.
+    AddEncryptionKey(identity::AddEncryptionKeyArgs),
     /// Show the identity in DIR.
     Show(identity::ShowArgs),
     /// Verify a certificate against the identity rules; print its id.
@@ -201,6 +214,7 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Identity(c) => match c {
             IdentityCommand::New(a) => identity::new(a),
+            IdentityCommand::AddEncryptionKey(a) => identity::add_encryption_key(a),
             IdentityCommand::Show(a) => identity::show(a),
             IdentityCommand::Verify(a) => identity::verify(a),
             IdentityCommand::Bind(a) => identity::bind(a),
@@ -217,6 +231,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Lookup(a) => admin::lookup(a),
         Command::Trace(a) => admin::trace(a),
         Command::Put(a) => admin::put(a),
+        Command::Contacts(c) => userdata::contacts(c),
+        Command::Settings(c) => userdata::settings(c),
         Command::Get(a) => admin::get(a),
         Command::Status(a) => admin::status(a),
         Command::Routes(a) => admin::routes(a),

@@ -25,6 +25,9 @@ mod tests;
 pub use contacts::{check_contact_name, AddressBook, Contact, ContactError};
 pub use settings::{Settings, SettingsError, SETTING_KEYS};
 
+use crate::identity::sealing::{EncryptionPublicKey, EncryptionSecretKey};
+use crate::limits::MAX_RECORD_LIFETIME;
+use crate::overlay::record::{PrivateSlot, Record, RecordKind};
 use crate::wire::cbor::{encoder, require_canonical, Reader};
 use crate::wire::WireError;
 
@@ -92,4 +95,67 @@ fn decode_pairs(
         &encode_pairs(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str()))),
     )?;
     Ok(pairs)
+}
+
+/// Why a user's private record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SlotError {
+    /// The record is not the slot's: another key, kind or signer.
+    #[error("the record found is not this user's {0} record")]
+    NotTheSlots(&'static str),
+    /// The record does not open with the user's encryption key.
+    #[error(
+        "the {0} record in the overlay does not open with this encryption key \
+         (was USER_DIR/encryption.key replaced?); it is left as it is"
+    )]
+    DoesNotOpen(&'static str),
+    /// It opened, but the plaintext is not the slot's schema.
+    #[error("the {0} record opened but holds no valid {0}: {1}")]
+    Malformed(&'static str, WireError),
+}
+
+/// The plaintext of `record`, which must be the record of `slot` (named
+/// `name`), opened with `with`. The record's signature is checked here
+/// (the private kind's rule needs no overlay policy).
+pub fn open_slot(
+    slot: &PrivateSlot,
+    name: &'static str,
+    with: &EncryptionSecretKey,
+    record: &Record,
+    now: u64,
+) -> Result<Vec<u8>, SlotError> {
+    let policy = crate::overlay::record::RecordPolicy::self_certifying("");
+    let ours = record.kind == RecordKind::Private
+        && record.key == slot.key()
+        && &record.owner == slot.owner().as_bytes()
+        && record.verify(&policy, now).is_ok();
+    if !ours {
+        return Err(SlotError::NotTheSlots(name));
+    }
+    slot.open(with, &record.key, &record.value)
+        .map_err(|_| SlotError::DoesNotOpen(name))
+}
+
+/// The record that replaces a slot's record of sequence number
+/// `previous` (none: the first): `plaintext` sealed to `to`, its sequence
+/// number above the previous one and growing with the clock (a writer
+/// that could not see the previous record still supersedes it), its
+/// expiry the longest a record may have (never earlier than a previous
+/// one's, as the store's tombstones require).
+pub fn seal_slot(
+    slot: &PrivateSlot,
+    to: &EncryptionPublicKey,
+    plaintext: &[u8],
+    previous: Option<u64>,
+    now_secs: u64,
+    now_micros: u64,
+) -> Result<Record, crate::overlay::record::RecordError> {
+    let seq = previous.map_or(now_micros, |p| p.saturating_add(1).max(now_micros));
+    slot.seal(
+        to,
+        plaintext,
+        seq,
+        now_secs.saturating_add(MAX_RECORD_LIFETIME.as_secs()),
+    )
 }
