@@ -20,8 +20,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The name of a user's encryption key file in its identity directory.
-pub const ENCRYPTION_KEY: &str = "encryption.key";
+pub use crate::net::sip::accounts::ENCRYPTION_KEY;
 
 /// Where the user and the node are.
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@
 //! (the trust choice SECURITY.md describes).
 
 use crate::identity::load_secret_key;
+use crate::identity::sealing::{load_encryption_key, EncryptionSecretKey};
 use crate::identity::{pem_certificates, SecretKey};
 use crate::limits::{MAX_PEM_FILE_LEN, SIP_MAX_ACCOUNTS};
 use crate::sip::digest::{Algorithm, DigestSecret};
@@ -23,6 +24,9 @@ pub const SIP_USERS_DIR: &str = "sip-users";
 
 /// The name of a user's key file in its identity directory.
 const IDENTITY_KEY: &str = "identity.key";
+
+/// The name of a user's encryption key file in its identity directory.
+pub const ENCRYPTION_KEY: &str = "encryption.key";
 
 /// Longest auth user name, in bytes.
 pub const MAX_AUTH_USER_LEN: usize = 64;
@@ -92,6 +96,9 @@ pub struct ServedUser {
     pub key: SecretKey,
     /// The user's certificate (DER), in an enrolled overlay.
     pub user_cert: Option<Vec<u8>>,
+    /// The user's encryption key (`USER_DIR/encryption.key`), which opens
+    /// its address book and settings; `None` when the user has none.
+    pub encryption: Option<EncryptionSecretKey>,
 }
 
 /// Whether `name` may be an auth user (it names a file): 1 to
@@ -283,6 +290,17 @@ pub fn serve(account: AccountFile, realm: &str) -> Result<ServedUser, String> {
         account.ha1_sha256.unwrap_or_default().to_ascii_lowercase(),
         account.ha1_md5.unwrap_or_default().to_ascii_lowercase(),
     );
+    // A user made before encryption keys has none: served without its
+    // address book and settings. One that is there must be sound.
+    let encryption_path = account.user_dir.join(ENCRYPTION_KEY);
+    let encryption = if encryption_path.exists() {
+        Some(
+            load_encryption_key(&encryption_path)
+                .map_err(|e| format!("{who}: the user's encryption key: {e}"))?,
+        )
+    } else {
+        None
+    };
     Ok(ServedUser {
         account: Account {
             algorithms: parse_digest(&account.digest).map_err(|e| format!("{who}: {e}"))?,
@@ -291,6 +309,7 @@ pub fn serve(account: AccountFile, realm: &str) -> Result<ServedUser, String> {
         },
         key,
         user_cert,
+        encryption,
     })
 }
 

@@ -33,22 +33,25 @@ use super::anonymous::{AnonymousCalls, Inbound};
 use super::core::now_ms;
 use super::dialer::Dialer;
 use super::overlay::{OverlayService, SipDelivery};
+use crate::identity::sealing::EncryptionSecretKey;
 use crate::identity::{aor_key, NodeId};
 use crate::limits::{
     SIP_MAX_MESSAGE_LEN, SIP_MAX_TCP_CONNECTIONS, SIP_OVERLAY_INBOX, SIP_OVERLAY_PEERS,
     SIP_TCP_IDLE_TIMEOUT,
 };
 use crate::overlay::key::Key;
+use crate::overlay::record::PrivateSlot;
 use crate::overlay::record::{next_registration, DeviceChange, Record, RecordKind};
 use crate::overlay::routing::Contact;
 use crate::relay::handle::RendezvousHandle;
 use crate::sip::identity::Signer;
 use crate::sip::media::MediaStats;
-use crate::sip::proxy::{Action, Located, Proxy};
+use crate::sip::proxy::{Action, Located, Proxy, UserData};
 use crate::sip::registrar::RegistrarStats;
 use crate::sip::stream::StreamReader;
 use crate::sip::transaction::{Transmit, Transport};
 use crate::sip::{error_reply, Frame, HeaderName, Message, Method};
+use crate::userdata::{open_slot, AddressBook, Settings, CONTACTS_SLOT, SETTINGS_SLOT};
 use crate::wire::Message as WireMessage;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -80,9 +83,12 @@ const NODE_SEND_QUEUE: usize = 256;
 /// A node's sender task ends after this long without a message.
 const NODE_SENDER_IDLE: Duration = Duration::from_secs(60);
 
-/// A user's signing material, loaded from its account.
+/// A user's keys, loaded from its account: the identity key signs its
+/// registrations and calls (and derives its private slots), the
+/// encryption key opens its address book and settings.
 struct UserKeys {
     signer: Arc<Signer>,
+    encryption: Option<EncryptionSecretKey>,
 }
 
 /// The sans-IO core and what the shell keeps beside it, behind one lock
@@ -387,6 +393,7 @@ impl Inner {
                                     key: served.key,
                                     cert: served.user_cert,
                                 }),
+                                encryption: served.encryption,
                             }),
                         );
                         accounts.push(served.account);
@@ -407,6 +414,13 @@ impl Inner {
                 .map(|(aor, keys)| (aor.clone(), keys.signer.clone()))
                 .collect();
             layers.proxy.set_signers(signers);
+            layers.proxy.set_user_data_accounts(
+                users
+                    .iter()
+                    .filter(|(_, keys)| keys.encryption.is_some())
+                    .map(|(aor, _)| aor.clone())
+                    .collect(),
+            );
             layers.users = users;
             changes
         };
@@ -421,6 +435,7 @@ impl Inner {
             match action {
                 Action::Send(t) => self.send(t),
                 Action::Locate { lookup, aor } => self.clone().spawn_locate(lookup, aor),
+                Action::ReadUserData { account } => self.clone().spawn_read_user_data(account),
                 Action::Publish { aor, reply } => self.clone().spawn_publish(aor, reply),
             }
         }
@@ -918,6 +933,66 @@ impl Inner {
             self.wake.notify_one();
             self.perform(actions);
         });
+    }
+
+    /// Reads `account`'s address book and settings from the overlay and
+    /// opens them with the user's keys; hands the core what it found
+    /// (empty where there is nothing, or nothing that opens).
+    fn spawn_read_user_data(self: Arc<Self>, account: String) {
+        tokio::spawn(async move {
+            let keys = lock(&self.layers).users.get(&account).cloned();
+            let mut data = UserData::default();
+            if let Some((user, enc)) = keys
+                .as_ref()
+                .and_then(|k| Some((&k.signer.key, k.encryption.as_ref()?)))
+            {
+                let (book, settings) = tokio::join!(
+                    self.read_slot(user, enc, CONTACTS_SLOT),
+                    self.read_slot(user, enc, SETTINGS_SLOT)
+                );
+                if let Some(book) = book {
+                    match AddressBook::decode(&book) {
+                        Ok(book) => data.book = book,
+                        Err(e) => warn!(%account, error = %e, "address book unreadable"),
+                    }
+                }
+                if let Some(settings) = settings {
+                    match Settings::decode(&settings) {
+                        Ok(settings) => data.settings = settings,
+                        Err(e) => warn!(%account, error = %e, "settings unreadable"),
+                    }
+                }
+            }
+            debug!(%account, contacts = data.book.len(), "user data read");
+            let actions = lock(&self.layers)
+                .proxy
+                .user_data(Instant::now(), &account, data);
+            self.wake.notify_one();
+            self.perform(actions);
+        });
+    }
+
+    /// The plaintext of the private slot `name` of `user`, if the
+    /// overlay holds a record of it that opens.
+    async fn read_slot(
+        &self,
+        user: &crate::identity::SecretKey,
+        enc: &EncryptionSecretKey,
+        name: &'static str,
+    ) -> Option<Vec<u8>> {
+        let slot = PrivateSlot::new(user, name).ok()?;
+        let found = self
+            .overlay
+            .newest(&self.dialer, slot.key(), RecordKind::Private)
+            .await?;
+        let record = found.record().ok()?;
+        match open_slot(&slot, name, enc, &record, now_ms() / 1000) {
+            Ok(plaintext) => Some(plaintext),
+            Err(e) => {
+                warn!(slot = name, error = %e, "a user's private record did not open");
+                None
+            }
+        }
     }
 
     /// The sessions to the entries that publish a rendezvous handle

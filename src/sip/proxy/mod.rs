@@ -46,6 +46,10 @@ use tracing::{debug, info};
 
 #[cfg(test)]
 mod tests;
+mod userdata;
+
+use userdata::{decide_for_callee, CalleeDecision, Parked, UserDataCache};
+pub use userdata::{UserData, SIP_MAX_PARKED, USER_DATA_TTL, USER_DATA_WAIT};
 
 /// The URI parameter by which a Record-Route (and so a Route) names the
 /// node it leads to: 64 hex digits of its node id.
@@ -82,6 +86,14 @@ pub enum Action {
         lookup: u64,
         /// The AOR (normalised).
         aor: String,
+    },
+    /// Read the address book and settings of `account` (an AOR served
+    /// here) from the overlay, open them with the user's key, and report
+    /// with [`Proxy::user_data`] (empty data when there is none or it
+    /// cannot be read).
+    ReadUserData {
+        /// The account's AOR.
+        account: String,
     },
     /// Publish what the overlay should hold for `aor` (the registrar's
     /// [`Registrar::presence`]) and report with [`Proxy::published`] when
@@ -152,6 +164,8 @@ struct Pending {
     unix_ms: u64,
     /// Where it came from.
     upstream: (SocketAddr, Transport),
+    /// The name the caller dialled, when its book did not hold it.
+    dialled: Option<String>,
 }
 
 /// The node's SIP core (see the module docs).
@@ -188,6 +202,12 @@ pub struct Proxy {
     dialogs: Dialogs,
     /// Media anchoring, carried out where the core says.
     media: Box<dyn Anchor + Send>,
+    /// The address books and settings of the users served here, and the
+    /// requests waiting for them.
+    user_data: UserDataCache,
+    /// The accounts whose data the driver can read (those with an
+    /// encryption key); calls of others never wait for data.
+    data_accounts: std::collections::HashSet<String>,
 }
 
 /// The anchor of a proxy given none: it anchors nothing, so it refuses
@@ -444,6 +464,8 @@ impl Proxy {
             locations: HashMap::new(),
             dialogs: Dialogs::new(),
             media: Box::new(NoAnchor),
+            user_data: UserDataCache::default(),
+            data_accounts: std::collections::HashSet::new(),
         }
     }
 
@@ -895,6 +917,30 @@ impl Proxy {
         mut request: Request,
     ) -> Vec<Action> {
         let from_phone = !matches!(transport, Transport::Overlay(_));
+        let needs = self.user_data_needed(&origin, &request);
+        let missing = self.user_data.missing(now, &needs);
+        if !missing.is_empty() && self.user_data.parked.len() < SIP_MAX_PARKED {
+            let mut actions = Vec::new();
+            if request.method == Method::Invite && from_phone {
+                actions.extend(self.respond(now, id, request.reply(100, None)));
+            }
+            for account in missing {
+                if self.user_data.start_reading(&account) {
+                    actions.push(Action::ReadUserData { account });
+                }
+            }
+            self.user_data.parked.push(Parked {
+                id,
+                peer,
+                transport,
+                origin,
+                request,
+                unix_ms,
+                since: now,
+                needs,
+            });
+            return actions;
+        }
         if !decrement_max_forwards(&mut request) {
             return self.reply(now, id, &request, 483, None);
         }
@@ -926,12 +972,38 @@ impl Proxy {
                 None => self.reply(now, id, &request, 403, Some("no route through this node")),
             };
         }
+        // A name the caller's phone dialled: the caller's address book
+        // says which AOR it is.
+        let mut dialled_name = None;
+        let caller_data = origin
+            .account()
+            .filter(|a| from_phone && self.data_accounts.contains(*a));
+        if let Some(account) = caller_data {
+            if let Some(name) = self.dialled_name(&request.uri) {
+                let book = self.user_data.get(now, account);
+                match book.as_ref().and_then(|d| d.book.resolve(&name)) {
+                    Some(aor) => match SipUri::parse(aor) {
+                        Ok(uri) => {
+                            debug!(%name, %aor, "dialled by name");
+                            request.uri = uri;
+                        }
+                        Err(_) => return self.reply(now, id, &request, 404, None),
+                    },
+                    // In a self-certifying overlay a name is no AOR.
+                    None if self.records.enrolled.is_none() => {
+                        let why = format!("no contact named {name}");
+                        return self.reply(now, id, &request, 404, Some(&why));
+                    }
+                    None => dialled_name = Some(name),
+                }
+            }
+        }
         let uri = request.uri.clone();
         // An AOR of the overlay: the location service.
         if uri.user.is_some()
             && matches!(&uri.host, Host::Domain(d) if d.eq_ignore_ascii_case(&self.domain))
         {
-            let Some(aor) = aor_of(&uri) else {
+            let Some(mut aor) = aor_of(&uri) else {
                 return self.reply(now, id, &request, 404, None);
             };
             if !from_phone && request.method == Method::Invite {
@@ -943,7 +1015,37 @@ impl Proxy {
                     }
                 }
             }
-            let local = self.local_targets(&aor, unix_ms);
+            let mut local = self.local_targets(&aor, unix_ms);
+            // A new call to a user served here: the user's settings.
+            let mut forwarded = false;
+            if request.method == Method::Invite {
+                if let Some(data) = self.user_data.get(now, &aor) {
+                    match decide_for_callee(&data, caller.as_deref()) {
+                        CalleeDecision::Ring => {}
+                        CalleeDecision::Refuse(code, why) => {
+                            info!(callee = %aor, code, why, "SIP call refused by the callee's settings");
+                            return self.reply(now, id, &request, code, Some(why));
+                        }
+                        CalleeDecision::Forward(to) => match SipUri::parse(&to) {
+                            Ok(uri) if aor_of(&uri).is_some_and(|a| a != aor) => {
+                                info!(callee = %aor, to = %to, "SIP call forwarded by the callee's settings");
+                                request.uri = uri;
+                                aor = aor_of(&request.uri).unwrap_or_default();
+                                local = self.local_targets(&aor, unix_ms);
+                                forwarded = true;
+                                // This node re-anchors the media, so the
+                                // caller's signature over the body no
+                                // longer holds: the call goes on unsigned.
+                                request.headers.remove(&HeaderName::Identity);
+                            }
+                            _ => {}
+                        },
+                    }
+                    if let Some(name) = caller.as_deref().and_then(|c| data.book.name_of(c)) {
+                        set_from_display(&mut request, name);
+                    }
+                }
+            }
             if let (Some(caller), false) = (&caller, local.is_empty()) {
                 // To this node's phones: who calls, as verified. (Across
                 // the overlay the call is signed with the caller's key
@@ -964,7 +1066,7 @@ impl Proxy {
                     false,
                 );
             }
-            if !from_phone {
+            if !from_phone && !forwarded {
                 // The overlay sent a call for a phone no longer here.
                 return self.reply(
                     now,
@@ -988,6 +1090,7 @@ impl Proxy {
                     origin,
                     unix_ms,
                     upstream: (peer, transport),
+                    dialled: dialled_name,
                 },
             );
             // A callee located a moment ago is not looked up again.
@@ -1132,6 +1235,80 @@ impl Proxy {
         self.registrar
             .authorize(unix_ms, peer.ip(), request, &from)
             .map(|()| from)
+    }
+
+    /// The accounts whose data routing `request` from `origin` needs: the
+    /// caller's book when its phone dialled a name, the callee's
+    /// settings when the callee is a user served here.
+    fn user_data_needed(&self, origin: &Party, request: &Request) -> Vec<String> {
+        let mut needs = Vec::new();
+        if request.method != Method::Invite || in_dialog(request) {
+            return needs;
+        }
+        if let Some(account) = origin.account() {
+            if self.data_accounts.contains(account) && self.dialled_name(&request.uri).is_some() {
+                needs.push(account.to_owned());
+            }
+        }
+        let ours =
+            matches!(&request.uri.host, Host::Domain(d) if d.eq_ignore_ascii_case(&self.domain));
+        if let Some(callee) = aor_of(&request.uri).filter(|_| ours) {
+            if self.data_accounts.contains(&callee) && !needs.contains(&callee) {
+                needs.push(callee);
+            }
+        }
+        needs
+    }
+
+    /// The contact name `uri` dials, if it dials one: a user part that
+    /// is a valid name, in this overlay's domain, that is not a
+    /// self-certifying AOR (64 hex digits) nor an AOR served here.
+    fn dialled_name(&self, uri: &SipUri) -> Option<String> {
+        let user = uri.user.as_deref()?;
+        let ours = matches!(&uri.host, Host::Domain(d) if d.eq_ignore_ascii_case(&self.domain));
+        let self_certifying = user.len() == 64 && user.bytes().all(|b| b.is_ascii_hexdigit());
+        let served = aor_of(uri).is_some_and(|aor| self.registrar.serves(&aor));
+        (ours
+            && !self_certifying
+            && !served
+            && !user.starts_with(HIDDEN_CONTACT_PREFIX)
+            && crate::userdata::check_contact_name(user).is_ok())
+        .then(|| user.to_owned())
+    }
+
+    /// The accounts (AORs) whose address book and settings the driver
+    /// can read: calls by them and to them consult their data.
+    pub fn set_user_data_accounts(&mut self, accounts: std::collections::HashSet<String>) {
+        self.data_accounts = accounts;
+    }
+
+    /// The driver read `account`'s data: requests that waited for it go
+    /// on.
+    pub fn user_data(&mut self, now: Instant, account: &str, data: UserData) -> Vec<Action> {
+        self.user_data.insert(now, account, data);
+        self.resume_parked(now)
+    }
+
+    /// Forgets what was read of `account` (the user changed it through
+    /// this node): the next call reads it again.
+    pub fn forget_user_data(&mut self, account: &str) {
+        self.user_data.forget(account);
+    }
+
+    fn resume_parked(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for p in self.user_data.ready(now) {
+            actions.extend(self.route(
+                now,
+                p.unix_ms,
+                p.id,
+                p.peer,
+                p.transport,
+                p.origin,
+                p.request,
+            ));
+        }
+        actions
     }
 
     /// The phones bound here to `aor`: where to send, with their contact
@@ -1439,9 +1616,13 @@ impl Proxy {
             origin,
             unix_ms,
             upstream: (peer, transport),
+            dialled,
         } = pending;
         let nodes: Vec<NodeId> = match found {
-            Located::NotFound => return self.reply(now, server, &request, 404, None),
+            Located::NotFound => {
+                let why = dialled.map(|name| format!("no contact named {name}"));
+                return self.reply(now, server, &request, 404, why.as_deref());
+            }
             Located::NoLiveEntry => {
                 return self.reply(
                     now,
@@ -1826,6 +2007,7 @@ impl Proxy {
             self.client.poll_timeout(),
             linger,
             self.dialogs.poll_timeout(),
+            self.user_data.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -1881,6 +2063,8 @@ impl Proxy {
                 actions.push(Action::Publish { aor, reply: None });
             }
         }
+        // Requests that waited long enough for user data go on without.
+        actions.extend(self.resume_parked(now));
         // Bounded like the transactions they belong to.
         if self.lookups.len() > SIP_MAX_TRANSACTIONS {
             self.lookups.clear();
@@ -1888,6 +2072,21 @@ impl Proxy {
         }
         actions
     }
+}
+
+/// Shows `name` as the From display name (the callee's own name for the
+/// caller); the From URI and tag stay as they are.
+fn set_from_display(request: &mut Request, name: &str) {
+    let Some(mut from) = request
+        .headers
+        .get(&HeaderName::From)
+        .and_then(|f| NameAddr::parse("From", f).ok())
+    else {
+        return;
+    };
+    // Contact names are letters, digits and ".-_": quoted as they are.
+    from.display = Some(format!("\"{name}\""));
+    request.headers.set(HeaderName::From, from.to_string());
 }
 
 /// The CANCEL of a forwarded request (§9.1): its Request-URI, top Via,

@@ -294,6 +294,11 @@ impl Registrar {
         self.accounts.values()
     }
 
+    /// Whether `aor` (normalised) is an account of this node.
+    pub fn serves(&self, aor: &str) -> bool {
+        self.accounts.values().any(|a| a.aor == aor)
+    }
+
     /// The phones bound to `aor` (normalised).
     pub fn bindings(&self, aor: &str) -> &[PhoneBinding] {
         self.bindings.get(aor).map_or(&[], Vec::as_slice)
