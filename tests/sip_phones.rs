@@ -1356,7 +1356,18 @@ fn baresip_registers_and_calls_through_two_nodes_with_audio() {
             .any(|(user, contacts)| user == "alice" && !contacts.is_empty())),
         "baresip did not register at its node"
     );
-    phone.command(&[("dial", &aor(&bob))]);
+    // alice dials bob by the name her address book gives him.
+    run_ok(&[
+        "contacts",
+        "add",
+        "bob",
+        &aor(&bob),
+        "--user-dir",
+        &alice_dir,
+        "--dir",
+        &a_dir,
+    ]);
+    phone.command(&[("dial", &format!("sip:bob@{OVERLAY}"))]);
     let (ok, log, bob_messages) = callee.join().unwrap();
     assert!(ok, "bob's phone did not get baresip's call:\n{log}");
     let (packets, sources, first) = at_bob.join().unwrap();
@@ -1728,4 +1739,103 @@ fn an_anonymous_call_goes_on_when_a_relay_of_its_circuit_is_killed() {
     assert!(gap < Duration::from_secs(15), "a gap of {gap:?}");
     assert!(to_alice >= 100, "{to_alice} packets came back to alice");
     assert_eq!(first.get(12..12 + 160), Some(&call.samples[..160]));
+}
+
+/// A SIPp phone calls by the names its user's address book holds: the
+/// book and the callee's settings live sealed in the overlay, and each
+/// node reads what it needs. bob, whose phone is at node B, set
+/// `forward_always` to carol through node A; alice at A dials "bobby",
+/// her book's name for bob; B forwards the call to carol, at C, whose
+/// phone answers. A name alice's book lacks is a 404 that says so.
+#[test]
+fn sipp_calls_by_contact_name_and_the_callees_forwarding_applies_across_nodes() {
+    let lab = Lab::new();
+    let (a_dir, b_dir, c_dir) = (lab.node_dir("a"), lab.node_dir("b"), lab.node_dir("c"));
+    let alice = lab.user(&a_dir, "alice", "alice-secret");
+    // Carol is at a third node: a call forwarded back through a node it
+    // left (a spiral) is refused there (SECURITY.md, known limits).
+    let carol = lab.user(&c_dir, "carol", "carol-secret");
+    let bob = lab.user(&b_dir, "bob", "bob-secret");
+    let a = lab.start(&a_dir, None);
+    let b = lab.start(&b_dir, Some(&a));
+    let c = lab.start(&c_dir, Some(&a));
+    let t = TwoNodes {
+        lab,
+        a,
+        b,
+        b_dir,
+        alice,
+        bob,
+    };
+    let (alice_dir, bob_dir) = (p(t.lab.root.path(), "alice"), p(t.lab.root.path(), "bob"));
+    run_ok(&[
+        "contacts",
+        "add",
+        "bobby",
+        &aor(&t.bob),
+        "--user-dir",
+        &alice_dir,
+        "--dir",
+        &a_dir,
+    ]);
+    run_ok(&[
+        "settings",
+        "set",
+        "forward_always",
+        &aor(&carol),
+        "--user-dir",
+        &bob_dir,
+        "--dir",
+        &a_dir,
+    ]);
+    // Carol answers at node C; bob's phone is registered at B but must
+    // not ring.
+    let carol_phone = Phone::at("127.0.0.1");
+    assert!(register(&c, "u1", carol_phone, &carol, "carol-secret", "600").0);
+    let bob_phone = Phone::at("127.0.0.1");
+    assert!(register(&t.b, "u1", bob_phone, &t.bob, "bob-secret", "600").0);
+    let callee = std::thread::spawn(move || {
+        sipp_with(
+            &scenario("answer"),
+            None,
+            "u1",
+            carol_phone,
+            ("-", "-"),
+            &[],
+            1,
+            30,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let alice_phone = Phone::at("127.0.0.1");
+    assert!(register(&t.a, "u1", alice_phone, &t.alice, "alice-secret", "600").0);
+    let (ok, log) = sipp_with(
+        &scenario("call"),
+        t.a.sip.as_deref(),
+        "u1",
+        alice_phone,
+        ("alice", "alice-secret"),
+        &[
+            ("domain", OVERLAY),
+            ("aor_user", &t.alice.1),
+            ("callee", "bobby"),
+        ],
+        1,
+        30,
+    );
+    assert!(ok, "alice's call to \"bobby\" did not complete:\n{log}");
+    let (ok, log) = callee.join().unwrap();
+    assert!(ok, "carol's phone did not get the forwarded call:\n{log}");
+    // A name not in the book.
+    let (ok, log) = call_refused(
+        &t.a,
+        alice_phone,
+        &t.alice,
+        "alice-secret",
+        &t.alice.1,
+        "zed",
+        404,
+        20,
+    );
+    assert!(ok, "a call to an unknown name was not refused 404:\n{log}");
 }
