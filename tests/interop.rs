@@ -145,3 +145,55 @@ fn python_client_refuses_an_unexpected_node_id() {
     assert!(err.contains("not the expected"), "{err}");
     assert!(err.contains(&node.id), "names the id it saw: {err}");
 }
+
+/// Another implementation (Python's `cryptography`) reads a user's key
+/// files as `identity new --user` writes them (Ed25519 and X25519 PKCS#8)
+/// and derives the user's private slots and profile key as
+/// docs/protocol.md §7.9 says: the same keys as p2psip's.
+#[test]
+fn python_derives_the_same_private_slots_and_reads_the_encryption_key() {
+    use p2psip::overlay::record::{profile_key, PrivateSlot};
+    require_python_packages();
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("alice");
+    let user = user.to_str().unwrap();
+    let made = json(&run_ok(&[
+        "identity",
+        "new",
+        "--user",
+        "--dir",
+        user,
+        "--difficulty",
+        "0",
+        "--json",
+    ]));
+    let key = p2psip::identity::load_secret_key(&dir.path().join("alice/identity.key")).unwrap();
+    for slot in ["contacts", "settings"] {
+        let out = python()
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/private_slot.py"))
+            .args([user, slot])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "private_slot.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let theirs = json(&String::from_utf8_lossy(&out.stdout));
+        let ours = PrivateSlot::new(&key, slot).unwrap();
+        assert_eq!(theirs["user_id"], made["id"]);
+        assert_eq!(
+            theirs["slot_public_key"],
+            hex::encode(ours.owner().as_bytes())
+        );
+        assert_eq!(theirs["record_key"], hex::encode(ours.key().0));
+        assert_eq!(
+            theirs["profile_key"],
+            hex::encode(profile_key(&key.public().user_id()).0)
+        );
+        assert_eq!(
+            theirs["encryption_public_key"],
+            made["encryption_public_key"]
+        );
+    }
+}

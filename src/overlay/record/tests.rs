@@ -1261,3 +1261,23 @@ fn a_private_record_holds_at_most_what_a_record_value_holds() {
         Err(RecordError::ValueTooLarge { .. })
     ));
 }
+
+/// The slot derivation of docs/protocol.md §7.9, pinned: test key 1 (RFC
+/// 8032 test 1's seed) and its "contacts" slot.
+#[test]
+fn the_slot_of_the_protocol_example() {
+    let user = rfc8032_key1();
+    let slot = PrivateSlot::new(&user, "contacts").unwrap();
+    assert_eq!(
+        hex::encode(slot.owner().as_bytes()),
+        "93e9f7cc4650190aee69f40f29c4ff46670b1e7e56450196738db9891622ff04"
+    );
+    assert_eq!(
+        hex::encode(slot.key().0),
+        "edd821df541a7e71d7b125b7e64d3750b79bfd8f7b83b40c32a06a3c702fde1e"
+    );
+    assert_eq!(
+        hex::encode(profile_key(&user.public().user_id()).0),
+        "c07db53563cecfc3181045a6b8abc4522cd14e2db40c876e0bef0be6bc80636d"
+    );
+}
