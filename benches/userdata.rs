@@ -20,6 +20,8 @@ use p2psip::overlay::record::PrivateSlot;
 use p2psip::userdata::{open_slot, seal_slot, AddressBook, CONTACTS_SLOT};
 use std::time::Instant;
 
+// Shared by every benchmark; this one reads no memory or CPU figures.
+#[allow(dead_code)]
 mod common;
 use common::{progress, quick, Table};
 
