@@ -355,6 +355,9 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
             if acks == 0 {
                 return Err("no node of the overlay stored the record".into());
             }
+            if let Some(sip) = &ctx.sip {
+                sip.record_published(verified.key());
+            }
             Ok(Outcome::Publish(PublishResult {
                 key: verified.key().0.to_vec(),
                 kind: verified.kind().to_u64(),

@@ -36,8 +36,8 @@ use super::overlay::{OverlayService, SipDelivery};
 use crate::identity::sealing::EncryptionSecretKey;
 use crate::identity::{aor_key, NodeId};
 use crate::limits::{
-    SIP_MAX_MESSAGE_LEN, SIP_MAX_TCP_CONNECTIONS, SIP_OVERLAY_INBOX, SIP_OVERLAY_PEERS,
-    SIP_TCP_IDLE_TIMEOUT,
+    MAX_RECORD_LIFETIME, SIP_MAX_MESSAGE_LEN, SIP_MAX_TCP_CONNECTIONS, SIP_OVERLAY_INBOX,
+    SIP_OVERLAY_PEERS, SIP_TCP_IDLE_TIMEOUT,
 };
 use crate::overlay::key::Key;
 use crate::overlay::record::PrivateSlot;
@@ -89,6 +89,8 @@ const NODE_SENDER_IDLE: Duration = Duration::from_secs(60);
 struct UserKeys {
     signer: Arc<Signer>,
     encryption: Option<EncryptionSecretKey>,
+    /// The keys of its address book's and settings' records.
+    slots: [Key; 2],
 }
 
 /// The sans-IO core and what the shell keeps beside it, behind one lock
@@ -320,6 +322,22 @@ impl SipHandle {
         }
     }
 
+    /// A record under `key` was published through this node: if it is
+    /// the address book or settings of a user served here, what was read
+    /// of them is forgotten, so the user's next call reads them again.
+    pub fn record_published(&self, key: &Key) {
+        let mut layers = lock(&self.inner.layers);
+        let accounts: Vec<String> = layers
+            .users
+            .iter()
+            .filter(|(_, keys)| keys.slots.contains(key))
+            .map(|(aor, _)| aor.clone())
+            .collect();
+        for account in accounts {
+            layers.proxy.forget_user_data(&account);
+        }
+    }
+
     /// The phones bound at `now_ms` (unix milliseconds), by AOR, with
     /// where and how each registered; lapsed ones are left out.
     pub fn phones(&self, now_ms: u64) -> Vec<(String, Vec<crate::sip::registrar::PhoneBinding>)> {
@@ -386,6 +404,10 @@ impl Inner {
             for file in files {
                 match serve(file, &self.domain) {
                     Ok(served) => {
+                        let slots = [CONTACTS_SLOT, SETTINGS_SLOT].map(|name| {
+                            PrivateSlot::new(&served.key, name)
+                                .map_or(Key([0; 32]), |slot| slot.key())
+                        });
                         users.insert(
                             served.account.aor.clone(),
                             Arc::new(UserKeys {
@@ -394,6 +416,7 @@ impl Inner {
                                     cert: served.user_cert,
                                 }),
                                 encryption: served.encryption,
+                                slots,
                             }),
                         );
                         accounts.push(served.account);
@@ -986,8 +1009,22 @@ impl Inner {
             .newest(&self.dialer, slot.key(), RecordKind::Private)
             .await?;
         let record = found.record().ok()?;
-        match open_slot(&slot, name, enc, &record, now_ms() / 1000) {
-            Ok(plaintext) => Some(plaintext),
+        let now = now_ms() / 1000;
+        match open_slot(&slot, name, enc, &record, now) {
+            Ok(plaintext) => {
+                // Records live 30 days: one read when less than half is
+                // left signs it again for another 30, unchanged.
+                if record.expires.saturating_sub(now) < MAX_RECORD_LIFETIME.as_secs() / 2 {
+                    let renewed = slot.renew(
+                        &record,
+                        record.seq.saturating_add(1).max(crate::unix_now_micros()),
+                        now.saturating_add(MAX_RECORD_LIFETIME.as_secs()),
+                    );
+                    let acks = self.overlay.publish(&self.dialer, &renewed).await;
+                    info!(slot = name, acks, "a user's private record renewed");
+                }
+                Some(plaintext)
+            }
             Err(e) => {
                 warn!(slot = name, error = %e, "a user's private record did not open");
                 None

@@ -121,6 +121,20 @@ impl PrivateSlot {
         ))
     }
 
+    /// The slot's record `previous` signed again with a later expiry and
+    /// a higher sequence number, its sealed value unchanged: how a node
+    /// serving the user keeps the record alive without opening it.
+    pub fn renew(&self, previous: &Record, seq: u64, expires: u64) -> Record {
+        Record::sign(
+            &self.slot,
+            RecordKind::Private,
+            self.key,
+            seq,
+            expires,
+            previous.value.clone(),
+        )
+    }
+
     /// Opens the value of the slot's record with the user's encryption
     /// key. A record of another slot, or one sealed to someone else, does
     /// not open.

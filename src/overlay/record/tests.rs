@@ -1281,3 +1281,21 @@ fn the_slot_of_the_protocol_example() {
         "c07db53563cecfc3181045a6b8abc4522cd14e2db40c876e0bef0be6bc80636d"
     );
 }
+
+#[test]
+fn a_renewed_private_record_keeps_its_box_and_supersedes_the_old() {
+    let alice = key(1);
+    let enc = EncryptionSecretKey::from_bytes([9; 32]);
+    let slot = PrivateSlot::new(&alice, "settings").unwrap();
+    let old = slot.seal(&enc.public(), b"dnd=on", 1, NOW + HOUR).unwrap();
+    let renewed = slot.renew(&old, 2, NOW + 20 * 24 * HOUR);
+    let verified = renewed.verify(&open(), NOW).unwrap();
+    assert_eq!(renewed.value, old.value);
+    assert_eq!(
+        slot.open(&enc, verified.key(), verified.value()).unwrap(),
+        b"dnd=on"
+    );
+    let mut store = RecordStore::new(Default::default());
+    store.put(old.verify(&open(), NOW).unwrap(), NOW).unwrap();
+    assert!(store.put(verified, NOW).is_ok());
+}
