@@ -83,6 +83,8 @@ pub fn sip_proxy(data: &[u8]) -> usize {
         secret: DigestSecret::from_password("alice", "lab.example", b"pw"),
         algorithms: DEFAULT_ALGORITHMS.to_vec(),
     }]);
+    // alice keeps an address book and settings: calls for her read them.
+    proxy.set_user_data_accounts(["sip:alice@lab.example".to_owned()].into_iter().collect());
     let peer = SocketAddr::from(([127, 0, 0, 1], 6001));
     let transport = match selector % 3 {
         0 => Transport::Udp,
@@ -95,7 +97,18 @@ pub fn sip_proxy(data: &[u8]) -> usize {
         Message::Request(r) => proxy.handle_request(now, unix_ms, peer, transport, r),
         Message::Response(r) => proxy.handle_response(now, peer, transport, r),
     };
-    // Answer every lookup, then let every timer run out.
+    // Hand over alice's data (as the selector picks), then answer every
+    // lookup, then let every timer run out.
+    let reads: Vec<String> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ReadUserData { account } => Some(account.clone()),
+            _ => None,
+        })
+        .collect();
+    for account in reads {
+        actions.extend(proxy.user_data(now, &account, user_data_variant(selector / 9)));
+    }
     let lookups: Vec<u64> = actions
         .iter()
         .filter_map(|a| match a {
@@ -123,6 +136,26 @@ pub fn sip_proxy(data: &[u8]) -> usize {
         }
     }
     sent
+}
+
+/// The user data the `sip_proxy` harness hands over for `variant`: none,
+/// a book, do-not-disturb, a blocked caller, a forward by name.
+fn user_data_variant(variant: u8) -> super::proxy::UserData {
+    let mut data = super::proxy::UserData::default();
+    let bob = "sip:bob@lab.example";
+    let _ = data.book.add("bobby", bob);
+    let _ = data.book.add("carol", "sip:carol@example.org");
+    let setting = match variant % 5 {
+        0 => None,
+        1 => Some(("do_not_disturb", "on")),
+        2 => Some(("blocked", "bobby")),
+        3 => Some(("forward_always", "bobby")),
+        _ => Some(("forward_always", "sip:alice@lab.example")),
+    };
+    if let Some((key, value)) = setting {
+        let _ = data.settings.set(key, value);
+    }
+    data
 }
 
 /// Runs one input through the dialog layer the way the `sip_dialog` fuzz
