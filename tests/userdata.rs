@@ -62,8 +62,9 @@ fn book_record(user: &str, dir: &str) -> Record {
 }
 
 struct Overlay {
-    _nodes: Vec<NodeProcess>,
+    nodes: Vec<NodeProcess>,
     dirs: Vec<String>,
+    overlay: String,
 }
 
 /// Three nodes on loopback, every record on all three.
@@ -101,8 +102,9 @@ fn overlay(root: &Path) -> Overlay {
         assert!(ready, "{dir} knows the other two");
     }
     Overlay {
-        _nodes: nodes,
+        nodes,
         dirs,
+        overlay,
     }
 }
 
@@ -304,6 +306,16 @@ fn a_user_keeps_an_address_book_and_settings_no_storing_node_can_read() {
     run_ok(&[
         "settings",
         "set",
+        "blocked",
+        "sip:blockmarker@example.org",
+        "--user-dir",
+        &alice,
+        "--dir",
+        a,
+    ]);
+    run_ok(&[
+        "settings",
+        "set",
         "display_name",
         "Settingsmarker",
         "--user-dir",
@@ -323,6 +335,7 @@ fn a_user_keeps_an_address_book_and_settings_no_storing_node_can_read() {
     assert_eq!(
         got,
         serde_json::json!({
+            "blocked": "sip:blockmarker@example.org",
             "display_name": "Settingsmarker",
             "do_not_disturb": "on",
             "forward_no_answer": "carol",
@@ -401,6 +414,10 @@ fn a_user_keeps_an_address_book_and_settings_no_storing_node_can_read() {
                 .any(|w| w == b"dave@exampl" || w == b"carol@examp"),
             "{name} holds a contact's AOR in clear"
         );
+        assert!(
+            !bytes.windows(11).any(|w| w == b"blockmarker"),
+            "{name} holds a setting in clear"
+        );
     }
 
     // Nobody but alice writes her book: mallory signs a record for its
@@ -455,6 +472,52 @@ fn a_user_keeps_an_address_book_and_settings_no_storing_node_can_read() {
         "--json",
     ]));
     assert_eq!(list["contacts"].as_array().unwrap().len(), 2, "{list}");
+
+    // Mallory can fetch the box, but it does not open with her key.
+    let mallory_enc = p2psip::identity::sealing::EncryptionSecretKey::generate();
+    let alice_key = load_secret_key(&Path::new(&alice).join("identity.key")).unwrap();
+    let slot = PrivateSlot::new(&alice_key, "contacts").unwrap();
+    assert!(slot
+        .open(&mallory_enc, &genuine.key, &genuine.value)
+        .is_err());
+
+    // kill -9 of a holder: the others still serve the book; restarted
+    // from its data directory, it serves it again.
+    let mut net = net;
+    net.nodes[0].child.kill().unwrap();
+    net.nodes[0].child.wait().unwrap();
+    let list = json(&run_ok(&[
+        "contacts",
+        "list",
+        "--user-dir",
+        &alice,
+        "--dir",
+        &net.dirs[2],
+        "--json",
+    ]));
+    assert_eq!(list["contacts"].as_array().unwrap().len(), 2, "{list}");
+    let boot = format!("{}@{}", net.nodes[1].id, net.nodes[1].addr);
+    let restarted = NodeProcess::start(&[
+        "--dir",
+        &net.dirs[0],
+        "--listen",
+        "127.44.0.1:0",
+        "--overlay",
+        &net.overlay,
+        "--bootstrap",
+        &boot,
+    ]);
+    let list = json(&run_ok(&[
+        "contacts",
+        "list",
+        "--user-dir",
+        &alice,
+        "--dir",
+        &net.dirs[0],
+        "--json",
+    ]));
+    assert_eq!(list["contacts"].as_array().unwrap().len(), 2, "{list}");
+    drop(restarted);
 }
 
 #[test]
