@@ -1667,6 +1667,12 @@ impl Proxy {
             return self.reply(now, id, &cancel, 481, None);
         };
         let mut actions = self.reply(now, id, &cancel, 200, None);
+        // Still waiting for user data: it goes no further.
+        if let Some(at) = self.user_data.parked.iter().position(|p| p.id == invite) {
+            let parked = self.user_data.parked.swap_remove(at);
+            actions.extend(self.reply(now, invite, &parked.request, 487, None));
+            return actions;
+        }
         let Some(forward) = self.forwards.get(&invite) else {
             // Still being located: answer the INVITE 487 now.
             if let Some(lookup) = self

@@ -187,3 +187,30 @@ fn users_without_an_encryption_key_never_wait() {
     assert!(reads(&actions).is_empty());
     assert_eq!(locates(&actions), [aor("bobby")]);
 }
+
+#[test]
+fn a_call_cancelled_while_it_waits_for_data_rings_nobody() {
+    let now = Instant::now();
+    let mut p = proxy();
+    with_data(&mut p);
+    let (invite, actions) = {
+        register(&mut p, now, "alice", 6001);
+        register(&mut p, now, "bob", 7001);
+        call_from_phone(&mut p, now, "bob", "alice", 7001, "c1")
+    };
+    assert_eq!(reads(&actions), [aor("alice")]);
+    let mut cancel = invite.clone();
+    cancel.method = Method::Cancel;
+    let cseq = cancel.headers.get(&HeaderName::CSeq).unwrap().to_owned();
+    let number = cseq.split_once(' ').unwrap().0.to_owned();
+    cancel
+        .headers
+        .set(HeaderName::CSeq, format!("{number} CANCEL"));
+    cancel.headers.remove(&HeaderName::ProxyAuthorization);
+    let actions = p.handle_request(now, T0_MS, phone(7001), Transport::Udp, cancel);
+    let codes: Vec<u16> = sent(&actions).iter().map(|t| response_of(t).code).collect();
+    assert_eq!(codes, [200, 487], "{actions:?}");
+    // The data arrives: nothing rings.
+    let actions = p.user_data(now, &aor("alice"), data(&[], &[]));
+    assert!(sent(&actions).is_empty(), "{actions:?}");
+}
