@@ -518,6 +518,43 @@ fn a_user_keeps_an_address_book_and_settings_no_storing_node_can_read() {
     ]));
     assert_eq!(list["contacts"].as_array().unwrap().len(), 2, "{list}");
     drop(restarted);
+
+    // A node that cannot find the book (here: a lone node of its own
+    // overlay) does not make the next write start from an empty one.
+    let lone = p(root.path(), "lone");
+    run_ok(&["identity", "new", "--dir", &lone, "--difficulty", "4"]);
+    let _lone_node = NodeProcess::start(&[
+        "--dir",
+        &lone,
+        "--listen",
+        "127.44.9.1:0",
+        "--overlay",
+        &net.overlay,
+    ]);
+    let err = run_err(&[
+        "contacts",
+        "add",
+        "eve",
+        "sip:eve@example.org",
+        "--user-dir",
+        &alice,
+        "--dir",
+        &lone,
+    ]);
+    assert!(
+        err.contains("the overlay returned no address book") && err.contains("nothing changed"),
+        "{err}"
+    );
+    let list = json(&run_ok(&[
+        "contacts",
+        "list",
+        "--user-dir",
+        &alice,
+        "--dir",
+        &net.dirs[1],
+        "--json",
+    ]));
+    assert_eq!(list["contacts"].as_array().unwrap().len(), 2, "{list}");
 }
 
 #[test]

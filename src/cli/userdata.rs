@@ -145,10 +145,11 @@ pub struct SettingsGetArgs {
     json: JsonFlag,
 }
 
-/// The user's keys.
+/// The user's keys, and its directory.
 struct UserKeys {
     identity: SecretKey,
     encryption: EncryptionSecretKey,
+    dir: PathBuf,
 }
 
 fn load_user(user_dir: &Path) -> Result<UserKeys, CliError> {
@@ -165,30 +166,72 @@ fn load_user(user_dir: &Path) -> Result<UserKeys, CliError> {
     Ok(UserKeys {
         identity,
         encryption,
+        dir: user_dir.to_path_buf(),
     })
+}
+
+/// The file in the user's directory that remembers the sequence number
+/// of the slot's record last written from there.
+fn written_seq_file(keys: &UserKeys, slot_id: &str) -> PathBuf {
+    keys.dir.join(format!("{slot_id}.seq"))
+}
+
+/// The sequence number last written from this user directory, if any.
+fn written_seq(keys: &UserKeys, slot_id: &str) -> Option<u64> {
+    std::fs::read_to_string(written_seq_file(keys, slot_id))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
 }
 
 /// The plaintext of a slot and its record's sequence number; `None` when
 /// the overlay holds no record of the slot yet.
+///
+/// A lookup that fails, or that only meets holders of an old copy, must
+/// not pass for "no book yet": the next write would replace the book
+/// with an empty or old one everywhere. So the sequence number written
+/// last from this user directory is kept (`USER_DIR/<slot>.seq`), and a
+/// read that finds nothing, or something older, is refused.
 fn read_slot(
     dir: &Path,
     keys: &UserKeys,
     slot: &PrivateSlot,
+    slot_id: &str,
     name: &'static str,
 ) -> Result<Option<(Vec<u8>, u64)>, CliError> {
     let request = Request::GetRecord {
         key: hex::encode(slot.key().0),
         kind: RecordKind::Private.to_u64(),
     };
+    let written = written_seq(keys, slot_id);
+    let retry = |what: String| {
+        CliError(format!(
+            "{what}, but one with seq {} was written from {}: nothing changed (a lookup may have \
+             failed; try again, or remove {} to start anew)",
+            written.unwrap_or_default(),
+            keys.dir.display(),
+            written_seq_file(keys, slot_id).display()
+        ))
+    };
     let found: GetRecordResult = match admin::request(dir, &request) {
         Ok(found) => found,
-        Err(AdminError::Refused(e)) if e.starts_with("no record") => return Ok(None),
+        Err(AdminError::Refused(e)) if e.starts_with("no record") => {
+            if written.is_some() {
+                return Err(retry(format!("the overlay returned no {name}")));
+            }
+            return Ok(None);
+        }
         Err(e) => return Err(CliError(e.to_string())),
     };
     let record = Record::decode(&found.record)
         .map_err(|e| CliError(format!("the node answered with a bad record: {e}")))?;
     let plaintext = open_slot(slot, name, &keys.encryption, &record, now())
         .map_err(|e| CliError(e.to_string()))?;
+    if written.is_some_and(|w| record.seq < w) {
+        return Err(retry(format!(
+            "the overlay returned an older {name} (seq {})",
+            record.seq
+        )));
+    }
     Ok(Some((plaintext, record.seq)))
 }
 
@@ -196,6 +239,7 @@ fn write_slot(
     dir: &Path,
     keys: &UserKeys,
     slot: &PrivateSlot,
+    slot_id: &str,
     plaintext: &[u8],
     previous: Option<u64>,
 ) -> Result<PublishResult, CliError> {
@@ -208,7 +252,11 @@ fn write_slot(
         crate::unix_now_micros(),
     )
     .map_err(|e| CliError(e.to_string()))?;
-    publish(dir, &record)
+    let published = publish(dir, &record)?;
+    let file = written_seq_file(keys, slot_id);
+    crate::fsutil::write_atomically(&file, record.seq.to_string().as_bytes(), 0o600, true)
+        .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
+    Ok(published)
 }
 
 fn publish(dir: &Path, record: &Record) -> Result<PublishResult, CliError> {
@@ -230,7 +278,7 @@ fn load_book(at: &Where) -> Result<(UserKeys, PrivateSlot, AddressBook, Option<u
     let keys = load_user(&at.user_dir)?;
     let slot =
         PrivateSlot::new(&keys.identity, CONTACTS_SLOT).map_err(|e| CliError(e.to_string()))?;
-    let (book, seq) = match read_slot(&at.dir, &keys, &slot, "address book")? {
+    let (book, seq) = match read_slot(&at.dir, &keys, &slot, CONTACTS_SLOT, "address book")? {
         Some((plaintext, seq)) => (
             AddressBook::decode(&plaintext).map_err(|e| {
                 CliError(format!(
@@ -281,7 +329,7 @@ pub fn contacts(command: ContactsCommand) -> CliResult {
             let (keys, slot, mut book, seq) = load_book(&a.at)?;
             book.add(&a.name, &a.aor)
                 .map_err(|e| CliError(e.to_string()))?;
-            write_slot(&a.at.dir, &keys, &slot, &book.encode(), seq)?;
+            write_slot(&a.at.dir, &keys, &slot, CONTACTS_SLOT, &book.encode(), seq)?;
             let aor = book.resolve(&a.name).unwrap_or_default();
             if a.json.json {
                 print_json(&ContactOut { name: &a.name, aor })
@@ -303,7 +351,7 @@ pub fn contacts(command: ContactsCommand) -> CliResult {
         ContactsCommand::Remove(a) => {
             let (keys, slot, mut book, seq) = load_book(&a.at)?;
             let removed = book.remove(&a.name).map_err(|e| CliError(e.to_string()))?;
-            write_slot(&a.at.dir, &keys, &slot, &book.encode(), seq)?;
+            write_slot(&a.at.dir, &keys, &slot, CONTACTS_SLOT, &book.encode(), seq)?;
             if a.json.json {
                 print_json(&ContactOut {
                     name: &removed.name,
@@ -341,7 +389,7 @@ pub fn contacts(command: ContactsCommand) -> CliResult {
                     problems.join("\n  ")
                 )));
             }
-            write_slot(&a.at.dir, &keys, &slot, &book.encode(), seq)?;
+            write_slot(&a.at.dir, &keys, &slot, CONTACTS_SLOT, &book.encode(), seq)?;
             if a.json.json {
                 print_json(&serde_json::json!({
                     "imported": added,
@@ -372,7 +420,7 @@ fn load_settings(at: &Where) -> Result<(UserKeys, PrivateSlot, Settings, Option<
     let keys = load_user(&at.user_dir)?;
     let slot =
         PrivateSlot::new(&keys.identity, SETTINGS_SLOT).map_err(|e| CliError(e.to_string()))?;
-    let (settings, seq) = match read_slot(&at.dir, &keys, &slot, "settings")? {
+    let (settings, seq) = match read_slot(&at.dir, &keys, &slot, SETTINGS_SLOT, "settings")? {
         Some((plaintext, seq)) => (
             Settings::decode(&plaintext).map_err(|e| {
                 CliError(format!(
@@ -393,7 +441,14 @@ pub fn settings(command: SettingsCommand) -> CliResult {
             settings
                 .set(&a.key, &a.value)
                 .map_err(|e| CliError(e.to_string()))?;
-            write_slot(&a.at.dir, &keys, &slot, &settings.encode(), seq)?;
+            write_slot(
+                &a.at.dir,
+                &keys,
+                &slot,
+                SETTINGS_SLOT,
+                &settings.encode(),
+                seq,
+            )?;
             if a.key == "display_name" {
                 // The name others see goes in the public profile too.
                 publish_profile(&a.at.dir, &keys, settings.display_name().unwrap_or(""))?;

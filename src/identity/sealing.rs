@@ -135,9 +135,14 @@ impl EncryptionSecretKey {
 
     /// The key as RFC 8410 PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn to_pem(&self) -> Zeroizing<String> {
-        let mut der = Zeroizing::new(PKCS8_X25519_PREFIX.to_vec());
+        let mut der = Vec::with_capacity(PKCS8_X25519_PREFIX.len() + 32);
+        der.extend_from_slice(&PKCS8_X25519_PREFIX);
         der.extend_from_slice(&self.0[..]);
-        Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())))
+        let block = pem::Pem::new("PRIVATE KEY", der);
+        let text = Zeroizing::new(pem::encode(&block));
+        // The block's copy of the DER is wiped, not just freed.
+        drop(Zeroizing::new(block.into_contents()));
+        text
     }
 
     /// The key from RFC 8410 PKCS#8 PEM; the only form accepted is the
@@ -219,6 +224,10 @@ pub fn load_encryption_key(path: &Path) -> Result<EncryptionSecretKey, KeyFileEr
     }
     let mut f = std::fs::File::open(path).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
+    // Again on what was opened: the path may have changed in between.
+    if !meta.is_file() {
+        return Err(KeyFileError::NotAFile(path.to_path_buf()));
+    }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::TooPermissive {
@@ -265,7 +274,8 @@ mod tests {
         let info = unhex("4f6465206f6e2061204772656369616e2055726e");
         let opened = key.open(&info, b"Count-0", &sealed).unwrap();
         assert_eq!(opened, b"Beauty is truth, truth beauty");
-        // Bound to its aad and info.
+        // Bound to its aad and info (checked here, where nothing else
+        // could refuse it first).
         assert_eq!(
             key.open(&info, b"Count-1", &sealed),
             Err(SealError::DoesNotOpen)

@@ -1013,11 +1013,14 @@ impl Inner {
         match open_slot(&slot, name, enc, &record, now) {
             Ok(plaintext) => {
                 // Records live 30 days: one read when less than half is
-                // left signs it again for another 30, unchanged.
+                // left signs it again for another 30, unchanged. Its seq
+                // goes up by one only: any version the user wrote since
+                // (at least the clock in microseconds) still wins, and a
+                // stale copy served to this node cannot be made to.
                 if record.expires.saturating_sub(now) < MAX_RECORD_LIFETIME.as_secs() / 2 {
                     let renewed = slot.renew(
                         &record,
-                        record.seq.saturating_add(1).max(crate::unix_now_micros()),
+                        record.seq.saturating_add(1),
                         now.saturating_add(MAX_RECORD_LIFETIME.as_secs()),
                     );
                     let acks = self.overlay.publish(&self.dialer, &renewed).await;

@@ -1299,3 +1299,29 @@ fn a_renewed_private_record_keeps_its_box_and_supersedes_the_old() {
     store.put(old.verify(&open(), NOW).unwrap(), NOW).unwrap();
     assert!(store.put(verified, NOW).is_ok());
 }
+
+#[test]
+fn a_private_box_is_bound_to_its_record_key() {
+    // Below the slot check: HPKE itself refuses the box under another
+    // record key (its aad).
+    let alice = key(1);
+    let enc = EncryptionSecretKey::from_bytes([9; 32]);
+    let contacts = PrivateSlot::new(&alice, "contacts").unwrap();
+    let settings = PrivateSlot::new(&alice, "settings").unwrap();
+    let record = contacts
+        .seal(&enc.public(), b"book", 1, NOW + HOUR)
+        .unwrap();
+    let sealed = private::sealed_box(&record.value).unwrap();
+    assert_eq!(
+        enc.open(PRIVATE_DOMAIN, &contacts.key().0, sealed).unwrap(),
+        b"book"
+    );
+    assert_eq!(
+        enc.open(PRIVATE_DOMAIN, &settings.key().0, sealed),
+        Err(SealError::DoesNotOpen)
+    );
+    assert_eq!(
+        enc.open(b"p2psip-other-v1", &contacts.key().0, sealed),
+        Err(SealError::DoesNotOpen)
+    );
+}

@@ -208,6 +208,9 @@ pub struct Proxy {
     /// The accounts whose data the driver can read (those with an
     /// encryption key); calls of others never wait for data.
     data_accounts: std::collections::HashSet<String>,
+    /// Set while a request that gave up waiting for user data is routed:
+    /// it goes on with the data last known.
+    gave_up_waiting: bool,
 }
 
 /// The anchor of a proxy given none: it anchors nothing, so it refuses
@@ -466,6 +469,7 @@ impl Proxy {
             media: Box::new(NoAnchor),
             user_data: UserDataCache::default(),
             data_accounts: std::collections::HashSet::new(),
+            gave_up_waiting: false,
         }
     }
 
@@ -917,9 +921,17 @@ impl Proxy {
         mut request: Request,
     ) -> Vec<Action> {
         let from_phone = !matches!(transport, Transport::Overlay(_));
-        let needs = self.user_data_needed(&origin, &request);
-        let missing = self.user_data.missing(now, &needs);
-        if !missing.is_empty() && self.user_data.parked.len() < SIP_MAX_PARKED {
+        let needs = self.user_data_needed(now, &origin, &request);
+        let missing = if self.gave_up_waiting {
+            Vec::new()
+        } else {
+            self.user_data.missing(now, &needs)
+        };
+        if !missing.is_empty() && self.user_data.parked.len() >= SIP_MAX_PARKED {
+            // Going on without would skip the callee's blocked list.
+            return self.reply(now, id, &request, 503, Some("too busy"));
+        }
+        if !missing.is_empty() {
             let mut actions = Vec::new();
             if request.method == Method::Invite && from_phone {
                 actions.extend(self.respond(now, id, request.reply(100, None)));
@@ -980,7 +992,7 @@ impl Proxy {
             .filter(|a| from_phone && self.data_accounts.contains(*a));
         if let Some(account) = caller_data {
             if let Some(name) = self.dialled_name(&request.uri) {
-                let book = self.user_data.get(now, account);
+                let book = self.known_user_data(now, account);
                 match book.as_ref().and_then(|d| d.book.resolve(&name)) {
                     Some(aor) => match SipUri::parse(aor) {
                         Ok(uri) => {
@@ -1019,7 +1031,7 @@ impl Proxy {
             // A new call to a user served here: the user's settings.
             let mut forwarded = false;
             if request.method == Method::Invite {
-                if let Some(data) = self.user_data.get(now, &aor) {
+                if let Some(data) = self.known_user_data(now, &aor) {
                     match decide_for_callee(&data, caller.as_deref()) {
                         CalleeDecision::Ring => {}
                         CalleeDecision::Refuse(code, why) => {
@@ -1027,7 +1039,9 @@ impl Proxy {
                             return self.reply(now, id, &request, code, Some(why));
                         }
                         CalleeDecision::Forward(to) => match SipUri::parse(&to) {
-                            Ok(uri) if aor_of(&uri).is_some_and(|a| a != aor) => {
+                            Ok(uri)
+                                if aor_of(&uri).is_some_and(|a| !a.eq_ignore_ascii_case(&aor)) =>
+                            {
                                 info!(callee = %aor, to = %to, "SIP call forwarded by the callee's settings");
                                 request.uri = uri;
                                 aor = aor_of(&request.uri).unwrap_or_default();
@@ -1041,8 +1055,12 @@ impl Proxy {
                             _ => {}
                         },
                     }
-                    if let Some(name) = caller.as_deref().and_then(|c| data.book.name_of(c)) {
-                        set_from_display(&mut request, name);
+                    // The callee's own name for the caller, for the
+                    // callee's phones only (never sent on).
+                    if !forwarded {
+                        if let Some(name) = caller.as_deref().and_then(|c| data.book.name_of(c)) {
+                            set_from_display(&mut request, name);
+                        }
                     }
                 }
             }
@@ -1240,24 +1258,46 @@ impl Proxy {
     /// The accounts whose data routing `request` from `origin` needs: the
     /// caller's book when its phone dialled a name, the callee's
     /// settings when the callee is a user served here.
-    fn user_data_needed(&self, origin: &Party, request: &Request) -> Vec<String> {
+    fn user_data_needed(&self, now: Instant, origin: &Party, request: &Request) -> Vec<String> {
         let mut needs = Vec::new();
         if request.method != Method::Invite || in_dialog(request) {
             return needs;
         }
+        let mut callee_uri = request.uri.clone();
         if let Some(account) = origin.account() {
-            if self.data_accounts.contains(account) && self.dialled_name(&request.uri).is_some() {
+            if let Some(name) = self
+                .dialled_name(&request.uri)
+                .filter(|_| self.data_accounts.contains(account))
+            {
                 needs.push(account.to_owned());
+                // Once the book is at hand, the callee is the AOR it
+                // names: its settings are needed too.
+                let named = self
+                    .known_user_data(now, account)
+                    .and_then(|d| d.book.resolve(&name).and_then(|a| SipUri::parse(a).ok()));
+                if let Some(uri) = named {
+                    callee_uri = uri;
+                }
             }
         }
         let ours =
-            matches!(&request.uri.host, Host::Domain(d) if d.eq_ignore_ascii_case(&self.domain));
-        if let Some(callee) = aor_of(&request.uri).filter(|_| ours) {
+            matches!(&callee_uri.host, Host::Domain(d) if d.eq_ignore_ascii_case(&self.domain));
+        if let Some(callee) = aor_of(&callee_uri).filter(|_| ours) {
             if self.data_accounts.contains(&callee) && !needs.contains(&callee) {
                 needs.push(callee);
             }
         }
         needs
+    }
+
+    /// The data of `account`: fresh, or when a request gave up waiting
+    /// for it, the last known.
+    fn known_user_data(&self, now: Instant, account: &str) -> Option<Arc<UserData>> {
+        self.user_data.get(now, account).or_else(|| {
+            self.gave_up_waiting
+                .then(|| self.user_data.last_known(account))
+                .flatten()
+        })
     }
 
     /// The contact name `uri` dials, if it dials one: a user part that
@@ -1297,7 +1337,8 @@ impl Proxy {
 
     fn resume_parked(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        for p in self.user_data.ready(now) {
+        for (p, gave_up) in self.user_data.ready(now) {
+            self.gave_up_waiting = gave_up;
             actions.extend(self.route(
                 now,
                 p.unix_ms,
@@ -1307,6 +1348,7 @@ impl Proxy {
                 p.origin,
                 p.request,
             ));
+            self.gave_up_waiting = false;
         }
         actions
     }

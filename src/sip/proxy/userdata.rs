@@ -72,6 +72,13 @@ impl UserDataCache {
             .map(|(_, data)| data.clone())
     }
 
+    /// The data of `account` last read, however long ago: what a request
+    /// whose read did not come back in time goes on with (the last known
+    /// settings rather than none).
+    pub fn last_known(&self, account: &str) -> Option<Arc<UserData>> {
+        self.entries.get(account).map(|(_, data)| data.clone())
+    }
+
     /// Keeps what the driver read. Only accounts served here are read, so
     /// the cache holds at most one entry per account.
     pub fn insert(&mut self, now: Instant, account: &str, data: UserData) {
@@ -106,21 +113,23 @@ impl UserDataCache {
         self.entries.remove(account);
     }
 
-    /// The parked requests that can go on at `now`: their data is at
-    /// hand, or they waited [`USER_DATA_WAIT`] (then their missing data
-    /// counts as empty, and is kept as such for a while).
-    pub fn ready(&mut self, now: Instant) -> Vec<Parked> {
+    /// The parked requests that can go on at `now`, each with whether it
+    /// gave up waiting: their data is at hand, or they waited
+    /// [`USER_DATA_WAIT`] (then they go on with the data last known, or
+    /// none; nothing is cached for them, so the next request reads
+    /// again).
+    pub fn ready(&mut self, now: Instant) -> Vec<(Parked, bool)> {
         let mut ready = Vec::new();
         let mut waiting = Vec::new();
         for p in std::mem::take(&mut self.parked) {
             let timed_out = now.saturating_duration_since(p.since) >= USER_DATA_WAIT;
-            if timed_out {
-                for account in self.missing(now, &p.needs) {
-                    self.insert(now, &account, UserData::default());
-                }
-            }
             if self.missing(now, &p.needs).is_empty() {
-                ready.push(p);
+                ready.push((p, false));
+            } else if timed_out {
+                for account in &p.needs {
+                    self.reading.remove(account);
+                }
+                ready.push((p, true));
             } else {
                 waiting.push(p);
             }
@@ -248,7 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_is_fresh_for_its_ttl_and_parked_requests_give_up_waiting() {
+    fn the_cache_is_fresh_for_its_ttl_and_keeps_the_last_known_data() {
         let t0 = Instant::now();
         let mut cache = UserDataCache::default();
         assert!(cache.start_reading("a"));
@@ -259,7 +268,10 @@ mod tests {
             .is_some());
         assert!(cache.get(t0 + USER_DATA_TTL, "a").is_none());
         assert_eq!(cache.missing(t0, &["a".into(), "b".into()]), ["b"]);
+        // Stale data stays the last known.
+        assert!(cache.last_known("a").is_some());
         cache.forget("a");
         assert!(cache.get(t0, "a").is_none());
+        assert!(cache.last_known("a").is_none());
     }
 }

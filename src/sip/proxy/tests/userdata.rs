@@ -214,3 +214,74 @@ fn a_call_cancelled_while_it_waits_for_data_rings_nobody() {
     let actions = p.user_data(now, &aor("alice"), data(&[], &[]));
     assert!(sent(&actions).is_empty(), "{actions:?}");
 }
+
+#[test]
+fn a_name_for_a_user_served_here_meets_that_users_settings() {
+    let now = Instant::now();
+    let mut p = proxy();
+    with_data(&mut p);
+    register(&mut p, now, "alice", 6001);
+    register(&mut p, now, "bob", 7001);
+    let (_, actions) = call_from_phone(&mut p, now, "alice", "bee", 6001, "l1");
+    assert_eq!(reads(&actions), [aor("alice")]);
+    // alice's book names bob, served here: bob's settings are read next.
+    let actions = p.user_data(now, &aor("alice"), data(&[("bee", &aor("bob"))], &[]));
+    assert_eq!(reads(&actions), [aor("bob")], "{actions:?}");
+    let actions = p.user_data(now, &aor("bob"), data(&[], &[("do_not_disturb", "on")]));
+    let rung = sent(&actions).iter().any(|t| t.peer == phone(7001));
+    assert!(!rung, "{actions:?}");
+    assert_eq!(response_of(sent(&actions)[0]).code, 486);
+}
+
+#[test]
+fn when_too_many_calls_wait_for_data_the_next_is_refused_not_let_through() {
+    let now = Instant::now();
+    let mut p = proxy();
+    with_data(&mut p);
+    register(&mut p, now, "alice", 6001);
+    let from_node = Transport::Overlay(node(2));
+    let mut refused = None;
+    for i in 0..=SIP_MAX_PARKED {
+        let mut call = invite("mallory", "alice", 5062, &format!("flood{i}"));
+        call.headers.push_front(
+            HeaderName::Via,
+            format!("SIP/2.0/QUIC 127.0.0.2:5060;branch=z9hG4bK-p2p-f{i}"),
+        );
+        let actions = p.handle_request(now, T0_MS, phone(5062), from_node, call);
+        assert!(
+            !sent(&actions).iter().any(|t| t.peer == phone(6001)),
+            "alice's phone rang before her settings were read"
+        );
+        if let Some(t) = sent(&actions).first() {
+            refused = Some((i, response_of(t).code));
+        }
+    }
+    assert_eq!(refused, Some((SIP_MAX_PARKED, 503)));
+}
+
+#[test]
+fn a_call_that_gave_up_waiting_goes_on_with_the_last_known_settings() {
+    let now = Instant::now();
+    let mut p = proxy();
+    with_data(&mut p);
+    register(&mut p, now, "alice", 6001);
+    register(&mut p, now, "bob", 7001);
+    // alice's settings were read once (do-not-disturb)...
+    let (_, actions) = call_from_phone(&mut p, now, "bob", "alice", 7001, "g1");
+    assert_eq!(reads(&actions), [aor("alice")]);
+    let actions = p.user_data(now, &aor("alice"), data(&[], &[("do_not_disturb", "on")]));
+    assert_eq!(response_of(sent(&actions)[0]).code, 486);
+    // ...and long after, a read never comes back: the call still meets
+    // them rather than none.
+    let later = now + USER_DATA_TTL * 4;
+    let (_, actions) = call_from_phone(&mut p, later, "bob", "alice", 7001, "g2");
+    assert_eq!(reads(&actions), [aor("alice")]);
+    let actions = p.handle_timeout(later + USER_DATA_WAIT, T0_MS + 200_000);
+    let codes: Vec<u16> = sent(&actions)
+        .iter()
+        .filter(|t| matches!(t.message.as_ref(), Message::Response(_)))
+        .map(|t| response_of(t).code)
+        .collect();
+    assert!(codes.contains(&486), "{actions:?}");
+    assert!(!sent(&actions).iter().any(|t| t.peer == phone(6001)));
+}
