@@ -1768,6 +1768,36 @@ fn sipp_calls_by_contact_name_and_the_callees_forwarding_applies_across_nodes() 
         bob,
     };
     let (alice_dir, bob_dir) = (p(t.lab.root.path(), "alice"), p(t.lab.root.path(), "bob"));
+    // The node serving alice published her profile: her encryption key,
+    // which anyone can find (here through node B).
+    let alice_enc = p2psip::identity::sealing::load_encryption_key(
+        &Path::new(&alice_dir).join("encryption.key"),
+    )
+    .unwrap()
+    .public();
+    let alice_key =
+        p2psip::identity::load_secret_key(&Path::new(&alice_dir).join("identity.key")).unwrap();
+    let profile_at =
+        hex::encode(p2psip::overlay::record::profile_key(&alice_key.public().user_id()).0);
+    let profile = || {
+        let found: Result<p2psip::admin::GetRecordResult, _> = p2psip::admin::request(
+            Path::new(&t.b_dir),
+            &p2psip::admin::Request::GetRecord {
+                key: profile_at.clone(),
+                kind: 4,
+            },
+        );
+        found.ok().and_then(|f| {
+            p2psip::overlay::record::Record::decode(&f.record)
+                .ok()
+                .and_then(|r| p2psip::overlay::record::Profile::decode(&r.value).ok())
+        })
+    };
+    assert!(
+        eventually(50, || profile()
+            .is_some_and(|p| *p.encryption_key() == alice_enc)),
+        "alice's profile was not published"
+    );
     run_ok(&[
         "contacts",
         "add",

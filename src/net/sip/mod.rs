@@ -40,8 +40,8 @@ use crate::limits::{
     SIP_OVERLAY_PEERS, SIP_TCP_IDLE_TIMEOUT,
 };
 use crate::overlay::key::Key;
-use crate::overlay::record::PrivateSlot;
 use crate::overlay::record::{next_registration, DeviceChange, Record, RecordKind};
+use crate::overlay::record::{profile_key, PrivateSlot, Profile};
 use crate::overlay::routing::Contact;
 use crate::relay::handle::RendezvousHandle;
 use crate::sip::identity::Signer;
@@ -444,12 +444,68 @@ impl Inner {
                     .map(|(aor, _)| aor.clone())
                     .collect(),
             );
+            let with_keys: Vec<String> = users
+                .iter()
+                .filter(|(aor, keys)| {
+                    keys.encryption.is_some()
+                        && layers
+                            .users
+                            .get(*aor)
+                            .is_none_or(|old| old.encryption.is_none())
+                })
+                .map(|(aor, _)| aor.clone())
+                .collect();
             layers.users = users;
-            changes
+            (changes, with_keys)
         };
+        let (changes, new_profiles) = changes;
         for (aor, _) in changes {
             self.clone().spawn_publish(aor, None);
         }
+        for aor in new_profiles {
+            self.clone().spawn_publish_profile(aor);
+        }
+    }
+
+    /// Makes sure the overlay holds `aor`'s profile with its encryption
+    /// key (what others seal to it), for a user newly served here: a
+    /// missing one, one with another key, or one past half its life is
+    /// published again, keeping the display name the user set.
+    fn spawn_publish_profile(self: Arc<Self>, aor: String) {
+        tokio::spawn(async move {
+            let Some(keys) = lock(&self.layers).users.get(&aor).cloned() else {
+                return;
+            };
+            let Some(enc) = keys.encryption.as_ref() else {
+                return;
+            };
+            let user = &keys.signer.key;
+            let key = profile_key(&user.public().user_id());
+            let found = self
+                .overlay
+                .newest(&self.dialer, key, RecordKind::Profile)
+                .await
+                .filter(|r| r.owner() == user.public().as_bytes());
+            let now = now_ms() / 1000;
+            let current = found.as_ref().and_then(|r| r.profile());
+            let fresh = found.as_ref().is_some_and(|r| {
+                r.expires().saturating_sub(now) >= MAX_RECORD_LIFETIME.as_secs() / 2
+            });
+            if fresh && current.as_ref().map(|p| *p.encryption_key()) == Some(enc.public()) {
+                return;
+            }
+            let display = current.as_ref().map_or("", |p| p.display_name());
+            let Ok(profile) = Profile::new(enc.public(), display) else {
+                return;
+            };
+            let seq = found
+                .as_ref()
+                .map_or(0, |r| r.seq().saturating_add(1))
+                .max(crate::unix_now_micros());
+            let record = profile.sign(user, seq, now.saturating_add(MAX_RECORD_LIFETIME.as_secs()));
+            let acks = self.overlay.publish(&self.dialer, &record).await;
+            info!(%aor, acks, "the user's profile published");
+        });
     }
 
     /// Carries out what the core asked for.
