@@ -274,22 +274,32 @@ fn now() -> u64 {
 }
 
 /// The address book, its slot and its record's sequence number.
-fn load_book(at: &Where) -> Result<(UserKeys, PrivateSlot, AddressBook, Option<u64>), CliError> {
+/// A slot's data as it is in the overlay (or `T::default()` when there
+/// is none yet), with the user's keys, the slot and its record's `seq`.
+fn load_slot<T: Default>(
+    at: &Where,
+    slot_id: &'static str,
+    name: &'static str,
+    decode: fn(&[u8]) -> Result<T, crate::wire::WireError>,
+) -> Result<(UserKeys, PrivateSlot, T, Option<u64>), CliError> {
     let keys = load_user(&at.user_dir)?;
-    let slot =
-        PrivateSlot::new(&keys.identity, CONTACTS_SLOT).map_err(|e| CliError(e.to_string()))?;
-    let (book, seq) = match read_slot(&at.dir, &keys, &slot, CONTACTS_SLOT, "address book")? {
+    let slot = PrivateSlot::new(&keys.identity, slot_id).map_err(|e| CliError(e.to_string()))?;
+    let (data, seq) = match read_slot(&at.dir, &keys, &slot, slot_id, name)? {
         Some((plaintext, seq)) => (
-            AddressBook::decode(&plaintext).map_err(|e| {
+            decode(&plaintext).map_err(|e| {
                 CliError(format!(
-                    "the address book in the overlay is unreadable ({e}); it is left as it is"
+                    "the {name} in the overlay cannot be read ({e}); it is left as it is"
                 ))
             })?,
             Some(seq),
         ),
-        None => (AddressBook::new(), None),
+        None => (T::default(), None),
     };
-    Ok((keys, slot, book, seq))
+    Ok((keys, slot, data, seq))
+}
+
+fn load_book(at: &Where) -> Result<(UserKeys, PrivateSlot, AddressBook, Option<u64>), CliError> {
+    load_slot(at, CONTACTS_SLOT, "address book", AddressBook::decode)
 }
 
 #[derive(Serialize)]
@@ -417,21 +427,7 @@ pub fn contacts(command: ContactsCommand) -> CliResult {
 }
 
 fn load_settings(at: &Where) -> Result<(UserKeys, PrivateSlot, Settings, Option<u64>), CliError> {
-    let keys = load_user(&at.user_dir)?;
-    let slot =
-        PrivateSlot::new(&keys.identity, SETTINGS_SLOT).map_err(|e| CliError(e.to_string()))?;
-    let (settings, seq) = match read_slot(&at.dir, &keys, &slot, SETTINGS_SLOT, "settings")? {
-        Some((plaintext, seq)) => (
-            Settings::decode(&plaintext).map_err(|e| {
-                CliError(format!(
-                    "the settings in the overlay are unreadable ({e}); they are left as they are"
-                ))
-            })?,
-            Some(seq),
-        ),
-        None => (Settings::new(), None),
-    };
-    Ok((keys, slot, settings, seq))
+    load_slot(at, SETTINGS_SLOT, "settings", Settings::decode)
 }
 
 pub fn settings(command: SettingsCommand) -> CliResult {

@@ -84,16 +84,17 @@ pub fn write_secret_key(path: &Path, key: &SecretKey) -> Result<(), KeyFileError
     })
 }
 
-/// Loads a PKCS#8 PEM Ed25519 key from `path`, refusing a file that group
-/// or others can access.
-pub fn load_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
-    use ed25519_dalek::pkcs8::DecodePrivateKey;
+/// The text of the secret key file `path`, refusing a file that is not
+/// a regular file, that group or others can access, or that is larger
+/// than any key file. Shared by every kind of key file.
+pub(crate) fn read_key_file(path: &Path) -> Result<zeroize::Zeroizing<String>, KeyFileError> {
     // Checked before opening too: opening a FIFO would block.
     if !std::fs::metadata(path).map_err(io_err(path))?.is_file() {
         return Err(KeyFileError::NotAFile(path.to_path_buf()));
     }
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let meta = f.metadata().map_err(io_err(path))?;
+    // Again on what was opened: the path may have changed in between.
     if !meta.is_file() {
         return Err(KeyFileError::NotAFile(path.to_path_buf()));
     }
@@ -116,6 +117,14 @@ pub fn load_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+    Ok(text)
+}
+
+/// Loads a PKCS#8 PEM Ed25519 key from `path`, refusing a file that group
+/// or others can access.
+pub fn load_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let text = read_key_file(path)?;
     let key = ed25519_dalek::SigningKey::from_pkcs8_pem(text.trim()).map_err(|e| {
         KeyFileError::Malformed {
             path: path.to_path_buf(),

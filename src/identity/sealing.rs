@@ -13,15 +13,12 @@
 //! the box must stay bound to as `aad` (a record's key, say), so that a
 //! box cut from one place and pasted in another does not open.
 
-use super::keyfile::KeyFileError;
-use crate::limits::MAX_PEM_FILE_LEN;
+use super::keyfile::{read_key_file, KeyFileError};
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 use std::fmt;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -213,36 +210,10 @@ pub fn write_encryption_key(path: &Path, key: &EncryptionSecretKey) -> Result<()
 }
 
 /// Loads an encryption key, refusing a file that group or others can
-/// access, that is not a regular file, or that is too large.
+/// access, that is not a regular file, or that is too large (the checks
+/// of every key file, [`super::keyfile`]).
 pub fn load_encryption_key(path: &Path) -> Result<EncryptionSecretKey, KeyFileError> {
-    let io = |source| KeyFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if !std::fs::metadata(path).map_err(io)?.is_file() {
-        return Err(KeyFileError::NotAFile(path.to_path_buf()));
-    }
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let meta = f.metadata().map_err(io)?;
-    // Again on what was opened: the path may have changed in between.
-    if !meta.is_file() {
-        return Err(KeyFileError::NotAFile(path.to_path_buf()));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(KeyFileError::TooPermissive {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    if meta.len() > MAX_PEM_FILE_LEN {
-        return Err(KeyFileError::TooLarge(path.to_path_buf()));
-    }
-    let mut text = Zeroizing::new(String::with_capacity(meta.len() as usize + 1));
-    Read::by_ref(&mut f)
-        .take(MAX_PEM_FILE_LEN)
-        .read_to_string(&mut text)
-        .map_err(io)?;
+    let text = read_key_file(path)?;
     EncryptionSecretKey::from_pem(&text).map_err(|reason| KeyFileError::Malformed {
         path: path.to_path_buf(),
         reason,
@@ -252,6 +223,7 @@ pub fn load_encryption_key(path: &Path) -> Result<EncryptionSecretKey, KeyFileEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn unhex(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
