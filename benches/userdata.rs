@@ -8,6 +8,10 @@
 //!    slot key, encode, seal, sign) and a whole read as the node serving
 //!    the user does it (verify the record, open, decode), for a book of
 //!    150 self-certifying contacts (about as many as fit).
+//! 3. A 60 s voice message (480,000 bytes of G.711) made ready to store
+//!    as the recording node does it (seal envelope and audio, cut into
+//!    30 chunks each signed by a fresh key) and opened as
+//!    `voicemail fetch` does it (verify 30 chunks, open).
 //!
 //! Nothing asserts a time. Run: `cargo bench --bench userdata` (release
 //! build; figures in `docs/benchmarks.md`). `P2PSIP_BENCH_QUICK=1` runs
@@ -17,6 +21,8 @@ use p2psip::identity::sealing::{seal, EncryptionSecretKey};
 use p2psip::identity::SecretKey;
 use p2psip::overlay::record::private::MAX_PRIVATE_PLAINTEXT;
 use p2psip::overlay::record::PrivateSlot;
+use p2psip::overlay::record::RecordPolicy;
+use p2psip::userdata::voicemail::{compose, open_audio, Envelope, PCMU};
 use p2psip::userdata::{open_slot, seal_slot, AddressBook, CONTACTS_SLOT};
 use std::time::Instant;
 
@@ -93,6 +99,39 @@ fn main() {
     table.row(
         "address book of 150 contacts: reads/s (verify, open, decode)",
         format!("{reads:.0}"),
+    );
+
+    progress("a 60 s voice message");
+    let audio: Vec<u8> = (0..480_000u32).map(|i| (i % 251) as u8).collect();
+    let envelope = Envelope {
+        from: format!("sip:{}@p2psip", hex::encode([7; 32])),
+        verified: true,
+        time: NOW,
+        duration_ms: 60_000,
+        codec: PCMU,
+    };
+    let m = if quick() { 2 } else { 50 };
+    let composes = rate(m, || {
+        std::hint::black_box(compose(&public, &envelope, &audio).expect("composes"));
+    });
+    let message = compose(&public, &envelope, &audio).expect("composes");
+    let found: Vec<_> = message.chunks.iter().cloned().map(Some).collect();
+    let policy = RecordPolicy::self_certifying("p2psip");
+    let opens = rate(m, || {
+        std::hint::black_box(
+            open_audio(&key, &message.item, &found, &policy, NOW + 1).expect("opens"),
+        );
+    });
+    table.row(
+        format!(
+            "60 s voice message: made ready to store/s (seal, {} chunks signed)",
+            message.chunks.len()
+        ),
+        format!("{composes:.1}"),
+    );
+    table.row(
+        "60 s voice message: opened/s (verify the chunks, open)",
+        format!("{opens:.1}"),
     );
     table.print();
 }

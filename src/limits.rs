@@ -150,6 +150,51 @@ pub const MAX_BLOCKED: usize = 32;
 /// Largest vCard file `contacts import` reads, in bytes.
 pub const MAX_VCARD_FILE_LEN: usize = 1024 * 1024;
 
+// Voice mail (`overlay::record::mailbox`, kinds 6 and 7; docs/protocol.md
+// §7.10): part of the protocol, every holder refuses the same records.
+
+/// Most messages a user's mailbox holds (across every depositor, those the
+/// owner deleted and those expired not counted).
+pub const MAX_MAILBOX_ITEMS: usize = 50;
+
+/// Most bytes of sealed audio a user's mailbox holds (the sum of its
+/// items' declared lengths).
+pub const MAX_MAILBOX_BYTES: u64 = 20 * 1024 * 1024;
+
+/// Most messages one depositor (one signing node) leaves in one mailbox
+/// within an hour (by the items' times).
+pub const MAX_MAILBOX_ITEMS_PER_SENDER_HOUR: usize = 5;
+
+/// Most depositors with live messages in one mailbox: with the owner's
+/// state record they are what one answer carries
+/// ([`MAX_RECORDS_PER_ANSWER`]), so a listing always sees them all.
+pub const MAX_MAILBOX_DEPOSITORS: usize = MAX_RECORDS_PER_ANSWER - 1;
+
+/// How long a message lives after its time: the records carrying it are
+/// never renewed.
+pub const MAILBOX_ITEM_LIFETIME: Duration = MAX_RECORD_LIFETIME;
+
+/// How far in the future an item's time may lie (clock skew), seconds.
+pub const MAILBOX_CLOCK_SKEW_SECS: u64 = 300;
+
+/// Most chunks of one message.
+pub const MAX_MAILBOX_CHUNKS: usize = 64;
+
+/// Largest data of one chunk, in bytes: what fits a record value with
+/// the chunk's index and byte-string heads.
+pub const MAX_MAILBOX_CHUNK_DATA: usize = MAX_RECORD_VALUE_LEN - 16;
+
+/// Largest sealed envelope of a message (who called, when, how long, the
+/// codec), in bytes.
+pub const MAX_MAILBOX_ENVELOPE_LEN: usize = 512;
+
+/// Most message ids in each list (deleted, heard) of the owner's
+/// mailbox state.
+pub const MAX_MAILBOX_STATE_IDS: usize = 128;
+
+/// Longest audio a node records for one message.
+pub const MAX_VOICEMAIL_DURATION: Duration = Duration::from_secs(60);
+
 // ---------------------------------------------------------------------------
 // Relay descriptors (`overlay::record`, kind 3; docs/protocol.md §7.8):
 // part of the protocol, like the other record bounds. Then the defaults of
@@ -767,9 +812,9 @@ pub const MEDIA_MAX_STREAMS: usize = 4;
 /// call is refused (488) rather than passed on unanchored.
 pub const MEDIA_MAX_SESSIONS: usize = 4096;
 
-/// Parties to one call's media at a node, at most: the caller and the
-/// forks of the callee (phones or nodes).
-pub const MEDIA_MAX_PARTIES: usize = 1 + SIP_MAX_BINDINGS_PER_AOR;
+/// Parties to one call's media at a node, at most: the caller, the
+/// forks of the callee (phones or nodes) and the node's voice mail.
+pub const MEDIA_MAX_PARTIES: usize = 2 + SIP_MAX_BINDINGS_PER_AOR;
 
 /// A call's media ports are released after this long without a packet
 /// in either direction (RTP or RTCP), or a BYE, whichever comes first.

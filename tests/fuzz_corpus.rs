@@ -648,3 +648,16 @@ fn userdata_inputs() {
     );
     assert!(cards >= 4, "{cards} contacts imported");
 }
+
+#[test]
+fn voicemail_ua_inputs() {
+    let inputs = inputs("voicemail_ua");
+    assert!(inputs.len() >= 3, "seed corpus is committed");
+    let mut outputs = 0;
+    for (name, data) in inputs {
+        // The harness's own checks panic; the input's name goes first.
+        eprintln!("{name}");
+        outputs += p2psip::sip::fuzzing::voicemail_ua(&data);
+    }
+    assert!(outputs > 0, "the seeds make the voicemail agent answer");
+}

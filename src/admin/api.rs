@@ -48,6 +48,14 @@ pub enum Request {
         /// The record kind's number (docs/protocol.md, "Records").
         kind: u64,
     },
+    /// Every owner's newest record of a kind under a key that verifies,
+    /// found in the overlay (a mailbox: `p2psip voicemail`).
+    GetRecords {
+        /// The overlay key, 64 hex digits.
+        key: String,
+        /// The record kind's number (docs/protocol.md, "Records").
+        kind: u64,
+    },
     /// Publish a record signed by its owner (hex of its encoding) on the
     /// nodes responsible for its key.
     Publish {
@@ -524,6 +532,19 @@ pub struct GetRecordResult {
     /// The record's encoding.
     #[serde(with = "hex_bytes")]
     pub record: Vec<u8>,
+}
+
+/// The answer to `get_records`: every owner's newest record that
+/// verifies, in owner order (none is an empty list, not an error).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetRecordsResult {
+    /// The overlay key.
+    #[serde(with = "hex_bytes")]
+    pub key: Vec<u8>,
+    /// The kind's number.
+    pub kind: u64,
+    /// The records, one per owner.
+    pub records: Vec<GetRecordResult>,
 }
 
 /// The answer to `publish`: where the record went.

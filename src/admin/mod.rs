@@ -44,11 +44,11 @@ mod server;
 
 pub(crate) use api::json_text;
 pub use api::{
-    Answer, CircuitsResult, DirectoryRelay, GetRecordResult, GetResult, LookupEntry, LookupResult,
-    MediaTestResult, OverlayMode, PeerEntry, PeerStanding, PublishResult, RelayedCircuit,
-    ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding, SipPhone,
-    SipUnbindResult, SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
-    MEDIA_TEST_DEFAULT_SECONDS, MEDIA_TEST_MAX_SECONDS,
+    Answer, CircuitsResult, DirectoryRelay, GetRecordResult, GetRecordsResult, GetResult,
+    LookupEntry, LookupResult, MediaTestResult, OverlayMode, PeerEntry, PeerStanding,
+    PublishResult, RelayedCircuit, ReloadResult, ReputationResult, Request, Route, RoutesResult,
+    SipBinding, SipPhone, SipUnbindResult, SipUsersResult, StatusResult, TraceHopEntry,
+    TraceResult, MEDIA_TEST_DEFAULT_SECONDS, MEDIA_TEST_MAX_SECONDS,
 };
 pub use client::{request, AdminError};
 pub use metrics::{MetricsServer, HEAD_TIMEOUT, MAX_METRICS_CONNECTIONS};

@@ -1,10 +1,11 @@
 //! The node side of the admin socket.
 
 use super::api::{
-    json_line, Answer, CircuitsResult, DirectoryRelay, GetRecordResult, GetResult, LookupEntry,
-    LookupResult, MediaTestResult, OverlayMode, PeerEntry, PeerStanding, PublishResult,
-    RelayedCircuit, ReloadResult, ReputationResult, Request, Route, RoutesResult, SipBinding,
-    SipPhone, SipUnbindResult, SipUsersResult, StatusResult, TraceHopEntry, TraceResult,
+    json_line, Answer, CircuitsResult, DirectoryRelay, GetRecordResult, GetRecordsResult,
+    GetResult, LookupEntry, LookupResult, MediaTestResult, OverlayMode, PeerEntry, PeerStanding,
+    PublishResult, RelayedCircuit, ReloadResult, ReputationResult, Request, Route, RoutesResult,
+    SipBinding, SipPhone, SipUnbindResult, SipUsersResult, StatusResult, TraceHopEntry,
+    TraceResult,
 };
 use super::{MAX_ADMIN_CONNECTIONS, MAX_REQUEST_LEN, REQUEST_READ_TIMEOUT, SOCKET_FILE};
 use crate::identity::UserId;
@@ -185,6 +186,7 @@ enum Outcome {
     Trace(TraceResult),
     Get(GetResult),
     GetRecord(GetRecordResult),
+    GetRecords(GetRecordsResult),
     Publish(PublishResult),
     SipUsers(SipUsersResult),
     SipUnbind(SipUnbindResult),
@@ -324,25 +326,27 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
             }))
         }
         Request::GetRecord { key, kind } => {
-            let bytes: [u8; 32] = hex::decode(key.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("key {key:?}: not 64 hex digits"))?;
-            let kind_of = RecordKind::from_u64(kind)
-                .ok_or_else(|| format!("kind {kind}: no such record kind"))?;
+            let (at, kind_of) = key_and_kind(&key, kind)?;
             let record = overlay
-                .newest(node.dialer(), Key(bytes), kind_of)
+                .newest(node.dialer(), at, kind_of)
                 .await
                 .ok_or_else(|| {
                     format!("no record of kind {kind} under {key} was found in the overlay")
                 })?;
-            Ok(Outcome::GetRecord(GetRecordResult {
-                key: bytes.to_vec(),
+            Ok(Outcome::GetRecord(record_result(&record)))
+        }
+        Request::GetRecords { key, kind } => {
+            let (at, kind_of) = key_and_kind(&key, kind)?;
+            let records = overlay
+                .newest_per_owner(node.dialer(), at, kind_of)
+                .await
+                .iter()
+                .map(record_result)
+                .collect();
+            Ok(Outcome::GetRecords(GetRecordsResult {
+                key: at.0.to_vec(),
                 kind,
-                owner: record.owner().to_vec(),
-                seq: record.seq(),
-                expires: record.expires(),
-                record: record.encoded().to_vec(),
+                records,
             }))
         }
         Request::Publish { record } => {
@@ -367,6 +371,29 @@ async fn handle(ctx: &Ctx, request: Request) -> Result<Outcome, String> {
                 replication: overlay.params().replication,
             }))
         }
+    }
+}
+
+/// The key (64 hex digits) and kind (its number) a request names.
+fn key_and_kind(key: &str, kind: u64) -> Result<(Key, RecordKind), String> {
+    let bytes: [u8; 32] = hex::decode(key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("key {key:?}: not 64 hex digits"))?;
+    let kind_of =
+        RecordKind::from_u64(kind).ok_or_else(|| format!("kind {kind}: no such record kind"))?;
+    Ok((Key(bytes), kind_of))
+}
+
+/// A record as `get_record` and `get_records` answer it.
+fn record_result(record: &crate::overlay::record::VerifiedRecord) -> GetRecordResult {
+    GetRecordResult {
+        key: record.key().0.to_vec(),
+        kind: record.kind().to_u64(),
+        owner: record.owner().to_vec(),
+        seq: record.seq(),
+        expires: record.expires(),
+        record: record.encoded().to_vec(),
     }
 }
 

@@ -13,6 +13,7 @@ mod sim;
 mod sip;
 mod turn;
 mod userdata;
+mod voicemail;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -94,6 +95,10 @@ enum Command {
     /// node that serves its phones applies them.
     #[command(subcommand)]
     Settings(userdata::SettingsCommand),
+    /// List, fetch and delete the user's voice mail, kept in the overlay
+    /// sealed to the user.
+    #[command(subcommand)]
+    Voicemail(voicemail::VoicemailCommand),
     /// Check a `node run --config` file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -233,6 +238,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Put(a) => admin::put(a),
         Command::Contacts(c) => userdata::contacts(c),
         Command::Settings(c) => userdata::settings(c),
+        Command::Voicemail(c) => voicemail::voicemail(c),
         Command::Get(a) => admin::get(a),
         Command::Status(a) => admin::status(a),
         Command::Routes(a) => admin::routes(a),

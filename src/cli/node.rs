@@ -522,6 +522,12 @@ pub fn run(args: RunArgs) -> CliResult {
                         );
                     }
                 }
+                let depositor =
+                    SecretKey::from_seed(&zeroize::Zeroizing::new(id.key.dalek().to_bytes()));
+                match sip.enable_voicemail(depositor).await {
+                    Ok(at) => info!(agent = %at, "voice mail answering"),
+                    Err(e) => warn!(error = %e, "voice mail not available"),
+                }
                 info!(sip = %sip.local_addr(), "SIP listening (UDP and TCP)");
                 println!("p2psip node {node_id} serving SIP on {}", sip.local_addr());
                 let _ = std::io::stdout().flush();

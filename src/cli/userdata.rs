@@ -24,13 +24,13 @@ pub use crate::net::sip::accounts::ENCRYPTION_KEY;
 
 /// Where the user and the node are.
 #[derive(Debug, Args)]
-pub struct Where {
+pub(super) struct Where {
     /// The user's identity directory (identity.key and encryption.key).
     #[arg(long, value_name = "DIR")]
-    user_dir: PathBuf,
+    pub(super) user_dir: PathBuf,
     /// The directory of the running node the records go through.
     #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,13 +146,13 @@ pub struct SettingsGetArgs {
 }
 
 /// The user's keys, and its directory.
-struct UserKeys {
-    identity: SecretKey,
-    encryption: EncryptionSecretKey,
+pub(super) struct UserKeys {
+    pub(super) identity: SecretKey,
+    pub(super) encryption: EncryptionSecretKey,
     dir: PathBuf,
 }
 
-fn load_user(user_dir: &Path) -> Result<UserKeys, CliError> {
+pub(super) fn load_user(user_dir: &Path) -> Result<UserKeys, CliError> {
     let identity = load_identity_of_kind(user_dir, IdKind::User)?.key;
     let path = user_dir.join(ENCRYPTION_KEY);
     if !path.exists() {
@@ -259,7 +259,7 @@ fn write_slot(
     Ok(published)
 }
 
-fn publish(dir: &Path, record: &Record) -> Result<PublishResult, CliError> {
+pub(super) fn publish(dir: &Path, record: &Record) -> Result<PublishResult, CliError> {
     admin::request(
         dir,
         &Request::Publish {
@@ -269,7 +269,7 @@ fn publish(dir: &Path, record: &Record) -> Result<PublishResult, CliError> {
     .map_err(|e| CliError(format!("could not store the record: {e}")))
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     u64::try_from(crate::unix_now()).unwrap_or(0)
 }
 
@@ -326,7 +326,7 @@ fn contacts_out(book: &AddressBook) -> ContactsOut<'_> {
     }
 }
 
-fn print_json(value: &impl Serialize) -> CliResult {
+pub(super) fn print_json(value: &impl Serialize) -> CliResult {
     let text = admin::json_text(value)
         .map_err(|e| CliError(format!("cannot print the answer as JSON: {e}")))?;
     println!("{text}");

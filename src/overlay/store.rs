@@ -48,7 +48,7 @@
 //! measures it; figures in `docs/benchmarks.md`).
 
 use super::key::Key;
-use super::record::{RecordKind, VerifiedRecord};
+use super::record::{mailbox, MailboxRefusal, RecordKind, VerifiedRecord};
 use crate::limits::{
     DEFAULT_STORE_MAX_BYTES, DEFAULT_STORE_MAX_SLOTS_PER_OWNER, MAX_RECORDS_PER_ANSWER,
     STORE_SLOT_OVERHEAD,
@@ -132,6 +132,10 @@ pub enum StoreError {
         /// The bound.
         max_bytes: usize,
     },
+    /// A mailbox deposit beyond the mailbox's bounds
+    /// ([`mailbox::admit_deposit`]).
+    #[error("mailbox deposit refused: {0}")]
+    Mailbox(#[from] MailboxRefusal),
 }
 
 /// Whether a store within `limits` admits a new slot: its owner holds
@@ -217,6 +221,14 @@ impl RecordStore {
         }
         let slot_key: SlotKey = (*record.key(), record.kind(), *record.owner());
         self.settle(&slot_key, now);
+        if record.kind() == RecordKind::Mailbox {
+            let others: Vec<&VerifiedRecord> = self
+                .get(record.key(), RecordKind::Mailbox, now)
+                .into_iter()
+                .filter(|r| r.owner() != record.owner())
+                .collect();
+            mailbox::admit_deposit(&others, &record, now)?;
+        }
         let size = record.encoded().len();
         let max_bytes = self.limits.max_bytes;
         let Some(slot) = self.slots.get_mut(&slot_key) else {
@@ -394,6 +406,11 @@ impl RecordStore {
         rng: &mut impl rand::Rng,
     ) -> Vec<&VerifiedRecord> {
         let mut live = self.get(key, kind, now);
+        if kind == RecordKind::Mailbox {
+            // A mailbox's answer is decided by its rule, never by chance:
+            // the owner's state and every depositor with live messages.
+            return mailbox::answer_selection(live, MAX_RECORDS_PER_ANSWER, now);
+        }
         if live.len() > MAX_RECORDS_PER_ANSWER {
             let (sample, _) = live.partial_shuffle(rng, MAX_RECORDS_PER_ANSWER);
             return sample.to_vec();

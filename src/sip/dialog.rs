@@ -23,8 +23,8 @@
 use super::transaction::Transport;
 use crate::identity::NodeId;
 use crate::limits::{
-    SIP_DIALOG_EARLY_TIMEOUT, SIP_DIALOG_LINGER, SIP_DIALOG_MAX_AGE, SIP_MAX_DIALOGS,
-    SIP_MAX_DIALOGS_PER_ACCOUNT, SIP_MAX_DIALOGS_PER_SOURCE,
+    SIP_DIALOG_EARLY_TIMEOUT, SIP_DIALOG_LINGER, SIP_DIALOG_MAX_AGE, SIP_MAX_BINDINGS_PER_AOR,
+    SIP_MAX_DIALOGS, SIP_MAX_DIALOGS_PER_ACCOUNT, SIP_MAX_DIALOGS_PER_SOURCE,
 };
 use crate::netaddr::IpPrefix;
 use std::cmp::Reverse;
@@ -380,6 +380,27 @@ impl Dialogs {
         self.schedule(dialog.deadline, &key);
         self.dialogs.insert(key, dialog);
         Ok(())
+    }
+
+    /// Adds `party` to the parties the INVITE of the early dialog
+    /// (`call_id`, `caller_tag`) went to: a branch the proxy adds after
+    /// the call started (voice mail). At most one party more than the
+    /// dialog was opened with. Returns whether it was added.
+    pub fn invite(&mut self, call_id: &str, caller_tag: &str, party: Party) -> bool {
+        let key = Key {
+            call_id: call_id.to_owned(),
+            caller_tag: caller_tag.to_owned(),
+        };
+        let Some(dialog) = self.dialogs.get_mut(&key) else {
+            return false;
+        };
+        if dialog.state != DialogState::Early || dialog.invited.len() > SIP_MAX_BINDINGS_PER_AOR {
+            return false;
+        }
+        if !dialog.invited.contains(&party) {
+            dialog.invited.push(party);
+        }
+        true
     }
 
     /// Adds the callee `party` that answered the INVITE of dialog

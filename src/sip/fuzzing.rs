@@ -1,4 +1,4 @@
-//! The checks of the `sdp_media`, `sip_proxy`, `sip_dialog` and `sip_stream` fuzz targets, shared
+//! The checks of the `sdp_media`, `sip_proxy`, `sip_dialog`, `sip_stream` and `voicemail_ua` fuzz targets, shared
 //! with the test that replays their corpora (tests/fuzz_corpus.rs): one
 //! definition of what must hold.
 
@@ -483,4 +483,197 @@ pub fn sip_stream(data: &[u8]) -> (usize, bool) {
         (a, b) => assert_eq!(a, b, "errors differ"),
     }
     (frames.len(), reader_error.is_some())
+}
+
+/// What the `voicemail_ua` harness learned from the UA's outputs.
+struct VoicemailSeen {
+    /// Outputs so far.
+    made: usize,
+    /// The To tag of the last 200 to an INVITE.
+    tag: Option<String>,
+    /// The branch of the last request the UA sent.
+    branch: Option<String>,
+}
+
+impl VoicemailSeen {
+    /// Checks what the UA made; `parsed`: whether the SIP it sends must
+    /// parse (it answers a message that parsed, or a timer sent it).
+    fn check(&mut self, out: Vec<super::voicemail::VoicemailOutput>, parsed: bool) {
+        use super::voicemail::rtp::parse_rtp;
+        use super::voicemail::VoicemailOutput;
+        use super::{HeaderName, Message, NameAddr, Via};
+
+        for o in out {
+            self.made += 1;
+            match o {
+                VoicemailOutput::Sip { to, bytes } => {
+                    assert_eq!(to, VOICEMAIL_PROXY, "SIP to {to}");
+                    assert!(bytes.len() <= crate::limits::SIP_MAX_MESSAGE_LEN);
+                    match Message::parse(&bytes) {
+                        Ok(Message::Response(r)) => {
+                            let tag = r
+                                .headers
+                                .get(&HeaderName::To)
+                                .and_then(|to| NameAddr::parse("To", to).ok())
+                                .and_then(|to| to.tag().map(str::to_owned));
+                            if r.code == 200 && !r.body.is_empty() {
+                                self.tag = tag;
+                            }
+                        }
+                        Ok(Message::Request(r)) => {
+                            self.branch = r
+                                .headers
+                                .get(&HeaderName::Via)
+                                .and_then(|via| Via::parse(via).ok())
+                                .and_then(|via| via.branch().map(str::to_owned));
+                        }
+                        Err(e) => assert!(!parsed, "the UA sent what does not parse: {e}"),
+                    }
+                }
+                VoicemailOutput::Rtp { bytes, .. } => {
+                    let (header, payload) = parse_rtp(&bytes).expect("the UA's RTP parses");
+                    assert!(matches!(header.payload_type, 0 | 8));
+                    assert!(!payload.is_empty() && payload.len() <= 160);
+                }
+                VoicemailOutput::Recorded(r) => {
+                    assert!(!r.audio.is_empty() && r.audio.len() <= VOICEMAIL_MAX_AUDIO);
+                    assert_eq!(r.duration.as_micros(), r.audio.len() as u128 * 125);
+                }
+            }
+        }
+    }
+}
+
+/// The proxy of the `voicemail_ua` harness.
+const VOICEMAIL_PROXY: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5060);
+
+/// The most audio the `voicemail_ua` harness's UA records (2 s).
+const VOICEMAIL_MAX_AUDIO: usize = 2 * 8000;
+
+/// Runs one input against a voicemail UA with a call up, the way the
+/// `voicemail_ua` fuzz target does. After a valid INVITE (answered 200),
+/// the input is a list of chunks, each `[selector, length (2 bytes, big
+/// endian), bytes]` (a short last chunk takes what is left). The
+/// selector's high nibble advances the clock by that many 50 ms (timers
+/// run); its low bits say what the bytes are: 0 SIP from the proxy, 1 RTP
+/// from the call's media address, 2 RTP from another address, 3 SIP from
+/// a stranger. With bit 2 set, SIP has `$T` replaced by the To tag of the
+/// UA's last 200 to an INVITE and `$B` by the branch of its last request
+/// (so that in-dialog requests and answers to its BYE can be written),
+/// and RTP bytes become the payload of a well-formed PCMU packet.
+///
+/// Panics if the UA sends SIP anywhere but to the proxy, answers a
+/// stranger, sends what does not parse (SIP from a timer or in answer to
+/// a message that parsed; RTP always), records more than its limit,
+/// holds more calls than its limit, or has anything left once every
+/// timer has run out. Returns how many outputs it made.
+pub fn voicemail_ua(data: &[u8]) -> usize {
+    use super::voicemail::rtp::{write_rtp, RtpHeader};
+    use super::voicemail::{VoicemailConfig, VoicemailUa};
+    use super::Message;
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    let at = |ip: [u8; 4], port: u16| SocketAddr::from((ip, port));
+    let proxy = VOICEMAIL_PROXY;
+    let media = at([127, 0, 0, 1], 40000);
+    let stranger = at([127, 0, 0, 66], 40000);
+    let config = VoicemailConfig {
+        sip: at([127, 0, 0, 1], 5070),
+        rtp: at([127, 0, 0, 1], 30000),
+        proxy,
+        domain: "lab.example".to_owned(),
+        max_calls: 4,
+        max_duration: Duration::from_micros(VOICEMAIL_MAX_AUDIO as u64 * 125),
+        greeting: Duration::from_millis(100),
+        silence_timeout: Duration::from_secs(3),
+    };
+    let max_calls = config.max_calls;
+    let mut ua = VoicemailUa::new(config, [3; 32]);
+    let mut now = Instant::now();
+    let mut seen = VoicemailSeen {
+        made: 0,
+        tag: None,
+        branch: None,
+    };
+
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0 8 101\r\n";
+    let invite = format!(
+        "INVITE sip:bob@lab.example SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-proxy-1\r\n\
+         Record-Route: <sip:127.0.0.1:5060;lr>\r\n\
+         From: <sip:alice@lab.example>;tag=caller\r\nTo: <sip:bob@lab.example>\r\n\
+         Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:6001>\r\n\
+         P-Asserted-Identity: <sip:alice@lab.example>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    seen.check(ua.handle_sip(now, 0, proxy, invite.as_bytes()), true);
+    // The setup itself must hold, or the fuzzing tests nothing.
+    assert!(seen.tag.is_some(), "the harness's call is answered");
+
+    let mut rest = data;
+    let mut seq = 0u16;
+    while let Some((&selector, after)) = rest.split_first() {
+        let (len, after) = match after {
+            [hi, lo, tail @ ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), tail),
+            _ => (after.len(), &[][..]),
+        };
+        let (chunk, after) = after.split_at(len.min(after.len()));
+        rest = after;
+        now += Duration::from_millis(50 * u64::from(selector >> 4));
+        while let Some(due) = ua.poll_timeout().filter(|due| *due <= now) {
+            seen.check(ua.handle_timeout(due), true);
+        }
+        let templated = selector & 4 != 0;
+        let sip = if templated {
+            String::from_utf8_lossy(chunk)
+                .replace("$T", seen.tag.as_deref().unwrap_or_default())
+                .replace("$B", seen.branch.as_deref().unwrap_or_default())
+                .into_bytes()
+        } else {
+            chunk.to_vec()
+        };
+        let rtp = if templated {
+            seq = seq.wrapping_add(1);
+            let header = RtpHeader {
+                marker: false,
+                payload_type: 0,
+                sequence: seq,
+                timestamp: u32::from(seq).wrapping_mul(160),
+                ssrc: 7,
+            };
+            write_rtp(&header, chunk)
+        } else {
+            chunk.to_vec()
+        };
+        match selector & 3 {
+            0 => {
+                let parsed = Message::parse(&sip).is_ok();
+                seen.check(ua.handle_sip(now, 0, proxy, &sip), parsed);
+            }
+            1 => seen.check(ua.handle_rtp(now, media, &rtp), true),
+            2 => seen.check(ua.handle_rtp(now, stranger, &rtp), true),
+            _ => {
+                let out = ua.handle_sip(now, 0, stranger, &sip);
+                assert!(out.is_empty(), "a stranger drew an answer");
+            }
+        }
+        assert!(ua.calls() <= max_calls, "{} calls", ua.calls());
+    }
+    // Every timer runs out, and nothing is left.
+    let mut steps = 0;
+    while let Some(due) = ua.poll_timeout() {
+        steps += 1;
+        assert!(steps < 100_000, "the timers never settle");
+        assert!(
+            due <= now + Duration::from_secs(200),
+            "a timer too far away"
+        );
+        seen.check(ua.handle_timeout(due.max(now)), true);
+    }
+    assert_eq!(ua.calls(), 0, "calls outlive their timers");
+    seen.made
 }

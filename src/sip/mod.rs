@@ -18,6 +18,7 @@ pub mod digest;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod g711;
 pub mod header;
 pub mod identity;
 pub mod media;
@@ -30,6 +31,7 @@ pub mod topology;
 pub mod transaction;
 pub mod typed;
 pub mod uri;
+pub mod voicemail;
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ mod contacts;
 pub mod fuzzing;
 mod settings;
 pub mod vcard;
+pub mod voicemail;
 
 #[cfg(test)]
 mod tests;

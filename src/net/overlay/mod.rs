@@ -879,6 +879,39 @@ impl OverlayService {
             .max_by_key(VerifiedRecord::seq)
     }
 
+    /// Every owner's newest valid record of `kind` under `key` that this
+    /// node holds or a lookup finds, in owner order (a key many owners
+    /// share: a mailbox).
+    pub async fn newest_per_owner(
+        &self,
+        dialer: &Dialer,
+        key: Key,
+        kind: RecordKind,
+    ) -> Vec<VerifiedRecord> {
+        let mut candidates = self.local_records(&key, kind);
+        candidates.extend(self.lookup(dialer, key, Some(kind)).await.records);
+        let now = now_secs();
+        let mut newest: std::collections::BTreeMap<[u8; 32], VerifiedRecord> =
+            std::collections::BTreeMap::new();
+        for record in candidates.iter().filter_map(|bytes| {
+            Record::decode(bytes)
+                .and_then(|r| r.verify(&self.records, now))
+                .ok()
+        }) {
+            if *record.key() != key || record.kind() != kind {
+                continue;
+            }
+            let owner = *record.owner();
+            if newest
+                .get(&owner)
+                .is_none_or(|held| held.seq() < record.seq())
+            {
+                newest.insert(owner, record);
+            }
+        }
+        newest.into_values().collect()
+    }
+
     /// Sends the newest record a read found to the holders it met with an
     /// older one; returns how many acknowledged it.
     async fn read_repair(&self, dialer: &Dialer, found: &Found) -> usize {

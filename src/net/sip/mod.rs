@@ -25,6 +25,7 @@
 pub mod accounts;
 pub mod media;
 mod tcp;
+mod voicemail;
 
 use self::accounts::{list_accounts, serve, AccountsWatch};
 use self::media::{DialerLinks, MediaRelay, RelayAnchor};
@@ -136,6 +137,8 @@ struct Inner {
     media: Arc<MediaRelay>,
     /// Calls through anonymizing circuits (`--anonymous-calls`).
     anonymous: std::sync::OnceLock<Arc<AnonymousCalls>>,
+    /// The node's voice mail.
+    voicemail: std::sync::OnceLock<Arc<voicemail::Agent>>,
 }
 
 /// What the listener reports to the admin socket.
@@ -226,6 +229,7 @@ impl SipListener {
                 wake: Notify::new(),
                 media: MediaRelay::new(local.ip(), links),
                 anonymous: std::sync::OnceLock::new(),
+                voicemail: std::sync::OnceLock::new(),
             }
         });
         if !inner.media.attach(&inner.overlay) {
@@ -261,6 +265,24 @@ impl SipListener {
         self.anonymous = Some(inbound);
     }
 
+    /// Answers the calls of the users served here that go to voice mail
+    /// (their `voicemail` setting, on unless they turned it off), and
+    /// stores the messages in their mailboxes, deposits signed with
+    /// `depositor` (the node's key). Returns where the voicemail agent
+    /// listens (loopback, or the listener's address).
+    pub async fn enable_voicemail(
+        &mut self,
+        depositor: crate::identity::SecretKey,
+    ) -> std::io::Result<SocketAddr> {
+        let agent = voicemail::Agent::bind(self.inner.local, &self.inner.domain, depositor).await?;
+        let at = agent.sip_addr()?;
+        if self.inner.voicemail.set(Arc::new(agent)).is_err() {
+            return Err(std::io::Error::other("voice mail is enabled already"));
+        }
+        lock(&self.inner.layers).proxy.set_voicemail(Some(at));
+        Ok(at)
+    }
+
     /// The address UDP and TCP listen on.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local
@@ -287,7 +309,13 @@ impl SipListener {
                 );
             }
         };
-        tokio::join!(udp, tcp, timers, overlay, anonymous);
+        let voicemail = async {
+            match self.inner.voicemail.get() {
+                Some(agent) => self.inner.clone().voicemail_loop(agent.clone()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::join!(udp, tcp, timers, overlay, anonymous, voicemail);
     }
 }
 

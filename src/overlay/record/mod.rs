@@ -21,6 +21,8 @@
 //! | 3    | `RelayDescriptor` | one of the relay's two [`relay_directory_key`]s | [`RelayDescriptor`] |
 //! | 4    | `Profile`         | `SHA-256("p2psip-profile-v1" ‖ UserId)`      | [`Profile`]      |
 //! | 5    | `Private`         | `SHA-256("p2psip-private-v1" ‖ slot key)`    | a sealed box ([`private`]) |
+//! | 6    | `Mailbox`         | `SHA-256("p2psip-mailbox-v1" ‖ UserId)`      | [`MailboxValue`] |
+//! | 7    | `MailboxChunk`    | `SHA-256("p2psip-mailbox-chunk-v1" ‖ owner ‖ index)` | [`MailboxChunk`] |
 //!
 //! [`Record::decode`] is strict (the profile of [`crate::wire::cbor`]);
 //! only [`Record::verify`] builds a [`VerifiedRecord`], which is what the
@@ -33,6 +35,7 @@
 //! encoding and fixed fields, the value parsed only when asked for).
 
 mod error;
+pub mod mailbox;
 mod owner_value;
 mod policy;
 pub mod private;
@@ -45,6 +48,9 @@ mod verified;
 mod tests;
 
 pub use error::{NotOwnerReason, RecordError, RegistrationError};
+pub use mailbox::{
+    chunk_key, mailbox_key, MailboxChunk, MailboxItem, MailboxRefusal, MailboxValue,
+};
 pub use owner_value::{owner_value_key, OwnerValue, OWNER_VALUE_KEY_DOMAIN};
 pub use policy::RecordPolicy;
 pub use private::{PrivateSlot, PRIVATE_DOMAIN};
@@ -96,6 +102,14 @@ pub enum RecordKind {
     /// key derived from the slot key: a storing node cannot tell whose it
     /// is or read it.
     Private,
+    /// 6: a user's mailbox: a depositor's messages for the user (sealed
+    /// to the user), or the user's own state of it (deleted, heard),
+    /// under a key derived from the user's id. Many depositors share the
+    /// key, each in its own slot.
+    Mailbox,
+    /// 7: a chunk of a message's sealed audio, signed by the message's
+    /// own key, under a key derived from that key and the chunk's index.
+    MailboxChunk,
 }
 
 impl RecordKind {
@@ -107,6 +121,8 @@ impl RecordKind {
             RecordKind::RelayDescriptor => 3,
             RecordKind::Profile => 4,
             RecordKind::Private => 5,
+            RecordKind::Mailbox => 6,
+            RecordKind::MailboxChunk => 7,
         }
     }
 
@@ -118,6 +134,8 @@ impl RecordKind {
             3 => Some(RecordKind::RelayDescriptor),
             4 => Some(RecordKind::Profile),
             5 => Some(RecordKind::Private),
+            6 => Some(RecordKind::Mailbox),
+            7 => Some(RecordKind::MailboxChunk),
             _ => None,
         }
     }
@@ -305,6 +323,8 @@ impl Record {
             RecordKind::RelayDescriptor => relay_descriptor::check(self, &owner, policy, now),
             RecordKind::Profile => profile::check(self, &owner.user_id()),
             RecordKind::Private => private::check(self, &owner),
+            RecordKind::Mailbox => mailbox::check(self, &owner),
+            RecordKind::MailboxChunk => mailbox::check_chunk(self, &owner),
         }
     }
 }

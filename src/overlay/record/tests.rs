@@ -967,11 +967,13 @@ fn kinds_have_their_numbers() {
     assert_eq!(RecordKind::RelayDescriptor.to_u64(), 3);
     assert_eq!(RecordKind::Profile.to_u64(), 4);
     assert_eq!(RecordKind::Private.to_u64(), 5);
-    for n in [1, 2, 3, 4, 5] {
+    assert_eq!(RecordKind::Mailbox.to_u64(), 6);
+    assert_eq!(RecordKind::MailboxChunk.to_u64(), 7);
+    for n in 1..=7 {
         assert_eq!(RecordKind::from_u64(n).map(RecordKind::to_u64), Some(n));
     }
     assert_eq!(RecordKind::from_u64(0), None);
-    assert_eq!(RecordKind::from_u64(6), None);
+    assert_eq!(RecordKind::from_u64(8), None);
 }
 
 mod next {

@@ -10,7 +10,10 @@
 //! asks for it (an admin lookup, a SIP lookup), and cannot fail: the
 //! encoding is the one [`Record::verify`] checked.
 
-use super::{OwnerValue, Profile, Record, RecordError, RecordKind, Registration, RelayDescriptor};
+use super::{
+    MailboxChunk, MailboxValue, OwnerValue, Profile, Record, RecordError, RecordKind, Registration,
+    RelayDescriptor,
+};
 use crate::identity::{UserId, USER_ID_DOMAIN};
 use crate::limits::MAX_RECORD_VALUE_LEN;
 use crate::overlay::key::Key;
@@ -45,6 +48,10 @@ pub enum RecordContent {
     Profile(Profile),
     /// A private record's sealed box (only its owner opens it).
     Private(Vec<u8>),
+    /// A mailbox's deposit or its owner's state.
+    Mailbox(MailboxValue),
+    /// A chunk of a message.
+    MailboxChunk(MailboxChunk),
 }
 
 /// A record whose signature and rules were checked by [`Record::verify`],
@@ -172,6 +179,12 @@ impl VerifiedRecord {
             RecordKind::Private => super::private::sealed_box(self.value())
                 .ok()
                 .map(|b| RecordContent::Private(b.to_vec())),
+            RecordKind::Mailbox => MailboxValue::decode(self.value())
+                .ok()
+                .map(RecordContent::Mailbox),
+            RecordKind::MailboxChunk => MailboxChunk::decode(self.value())
+                .ok()
+                .map(RecordContent::MailboxChunk),
         }
     }
 
@@ -253,6 +266,12 @@ mod tests {
             RecordKind::Private => super::super::private::sealed_box(&record.value)
                 .ok()
                 .map(|b| RecordContent::Private(b.to_vec())),
+            RecordKind::Mailbox => MailboxValue::decode(&record.value)
+                .ok()
+                .map(RecordContent::Mailbox),
+            RecordKind::MailboxChunk => MailboxChunk::decode(&record.value)
+                .ok()
+                .map(RecordContent::MailboxChunk),
         };
         (record.clone(), content)
     }

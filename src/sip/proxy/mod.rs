@@ -151,6 +151,22 @@ struct Forward {
     in_call: bool,
     /// When the context may go (after it answered).
     linger_until: Option<Instant>,
+    /// The callee's voice mail, when the callee has it on.
+    voicemail: Option<VoicemailPlan>,
+}
+
+/// A call that goes to the callee's voice mail when no phone answers in
+/// time, or none is reachable.
+#[derive(Debug, Clone)]
+struct VoicemailPlan {
+    /// The callee (an account served here).
+    account: String,
+    /// The caller as verified, if it was.
+    caller: Option<String>,
+    /// How long the phones ring first.
+    after: Duration,
+    /// The call went to voice mail already.
+    started: bool,
 }
 
 /// An INVITE (or other request) waiting for its AOR's lookup.
@@ -166,6 +182,8 @@ struct Pending {
     upstream: (SocketAddr, Transport),
     /// The name the caller dialled, when its book did not hold it.
     dialled: Option<String>,
+    /// The callee's voice mail, when the callee has it on.
+    voicemail: Option<VoicemailPlan>,
 }
 
 /// The node's SIP core (see the module docs).
@@ -211,6 +229,12 @@ pub struct Proxy {
     /// Set while a request that gave up waiting for user data is routed:
     /// it goes on with the data last known.
     gave_up_waiting: bool,
+    /// Where this node's voice mail answers (its SIP address), if it has
+    /// voice mail.
+    voicemail: Option<SocketAddr>,
+    /// When calls with voice mail stop ringing the phones, earliest first
+    /// (entries of contexts gone or answered are skipped).
+    ring_deadlines: BinaryHeap<Reverse<(Instant, TxId)>>,
 }
 
 /// The anchor of a proxy given none: it anchors nothing, so it refuses
@@ -470,6 +494,8 @@ impl Proxy {
             user_data: UserDataCache::default(),
             data_accounts: std::collections::HashSet::new(),
             gave_up_waiting: false,
+            voicemail: None,
+            ring_deadlines: BinaryHeap::new(),
         }
     }
 
@@ -477,6 +503,15 @@ impl Proxy {
     /// 488: the node never passes a phone's address on).
     pub fn set_media(&mut self, media: Box<dyn Anchor + Send>) {
         self.media = media;
+    }
+
+    /// Gives this node voice mail answering at `at` (the SIP address of
+    /// its voicemail agent, `crate::sip::voicemail`), or none: calls to
+    /// the users served here who have `voicemail` on go there when no
+    /// phone answers within their `voicemail_after`, or none is
+    /// reachable (408, 480).
+    pub fn set_voicemail(&mut self, at: Option<SocketAddr>) {
+        self.voicemail = at;
     }
 
     /// The dialogs held.
@@ -1030,6 +1065,7 @@ impl Proxy {
             let mut local = self.local_targets(&aor, unix_ms);
             // A new call to a user served here: the user's settings.
             let mut forwarded = false;
+            let mut voicemail = None;
             if request.method == Method::Invite {
                 if let Some(data) = self.known_user_data(now, &aor) {
                     match decide_for_callee(&data, caller.as_deref()) {
@@ -1055,6 +1091,18 @@ impl Proxy {
                             _ => {}
                         },
                     }
+                    if !forwarded
+                        && self.voicemail.is_some()
+                        && data.settings.voicemail()
+                        && !in_dialog(&request)
+                    {
+                        voicemail = Some(VoicemailPlan {
+                            account: aor.clone(),
+                            caller: caller.clone(),
+                            after: Duration::from_secs(data.settings.voicemail_after().into()),
+                            started: false,
+                        });
+                    }
                     // The callee's own name for the caller, for the
                     // callee's phones only (never sent on).
                     if !forwarded {
@@ -1073,7 +1121,7 @@ impl Proxy {
                     .push(HeaderName::PAssertedIdentity, format!("<{caller}>"));
             }
             if !local.is_empty() {
-                return self.forward(
+                let actions = self.forward(
                     now,
                     unix_ms,
                     id,
@@ -1083,6 +1131,8 @@ impl Proxy {
                     local,
                     false,
                 );
+                self.plan_voicemail(now, id, voicemail);
+                return actions;
             }
             if !from_phone && !forwarded {
                 // The overlay sent a call for a phone no longer here.
@@ -1109,6 +1159,7 @@ impl Proxy {
                     unix_ms,
                     upstream: (peer, transport),
                     dialled: dialled_name,
+                    voicemail,
                 },
             );
             // A callee located a moment ago is not looked up again.
@@ -1579,6 +1630,7 @@ impl Proxy {
             best: None,
             answered: false,
             linger_until: None,
+            voicemail: None,
             dialog,
             origin,
             in_call,
@@ -1659,7 +1711,39 @@ impl Proxy {
             unix_ms,
             upstream: (peer, transport),
             dialled,
+            voicemail,
         } = pending;
+        let unreachable = match &found {
+            Located::Nodes(nodes) => nodes.iter().all(|n| *n == self.me),
+            Located::NoLiveEntry | Located::NotFound => true,
+        };
+        if let (true, Some(plan)) = (unreachable, voicemail.clone()) {
+            // No phone of the callee is online: straight to voice mail.
+            if let Some(target) = self.voicemail_target(&plan) {
+                let mut request = request;
+                set_asserted_caller(&mut request, plan.caller.as_deref());
+                info!(callee = %plan.account, "SIP call to voice mail: no phone online");
+                let actions = self.forward(
+                    now,
+                    unix_ms,
+                    server,
+                    (peer, transport),
+                    origin,
+                    request,
+                    vec![target],
+                    true,
+                );
+                self.plan_voicemail(
+                    now,
+                    server,
+                    Some(VoicemailPlan {
+                        started: true,
+                        ..plan
+                    }),
+                );
+                return actions;
+            }
+        }
         let nodes: Vec<NodeId> = match found {
             Located::NotFound => {
                 let why = dialled.map(|name| format!("no contact named {name}"));
@@ -1690,7 +1774,7 @@ impl Proxy {
             );
         }
         let targets = nodes.into_iter().map(Target::node).collect();
-        self.forward(
+        let actions = self.forward(
             now,
             unix_ms,
             server,
@@ -1699,7 +1783,108 @@ impl Proxy {
             request,
             targets,
             true,
-        )
+        );
+        self.plan_voicemail(now, server, voicemail);
+        actions
+    }
+
+    /// Gives the forwarding context of `server` its voice-mail plan and,
+    /// unless it went to voice mail already, a deadline for its phones.
+    fn plan_voicemail(&mut self, now: Instant, server: TxId, plan: Option<VoicemailPlan>) {
+        let Some(plan) = plan else {
+            return;
+        };
+        if !self
+            .forwards
+            .get(&server)
+            .is_some_and(|f| !f.answered && f.dialog.is_some())
+        {
+            return;
+        }
+        if !plan.started {
+            if self.ring_deadlines.len() >= 2 * SIP_MAX_TRANSACTIONS {
+                let forwards = &self.forwards;
+                self.ring_deadlines
+                    .retain(|Reverse((_, id))| forwards.contains_key(id));
+            }
+            self.ring_deadlines
+                .push(Reverse((now + plan.after, server)));
+        }
+        if let Some(forward) = self.forwards.get_mut(&server) {
+            forward.voicemail = Some(plan);
+        }
+    }
+
+    /// The branch to this node's voice mail for `plan`'s callee: to the
+    /// voicemail agent as to one of the node's phones, its Request-URI
+    /// naming the callee's user.
+    fn voicemail_target(&self, plan: &VoicemailPlan) -> Option<Target> {
+        let at = self.voicemail?;
+        let user = SipUri::parse(&plan.account).ok()?.user?;
+        let uri = SipUri::parse(&format!("sip:{user}@{at}")).ok()?;
+        Some(Target::phone(&plan.account, at, Transport::Udp, uri))
+    }
+
+    /// Sends the call of `server` to the callee's voice mail: the phones
+    /// still ringing are cancelled, and a branch goes to the voicemail
+    /// agent (its media anchored like a phone's). Nothing happens if the
+    /// call was answered or went there already.
+    fn divert_to_voicemail(&mut self, now: Instant, server: TxId) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let Some(forward) = self.forwards.get_mut(&server) else {
+            return actions;
+        };
+        let (Some(plan), Some((call_id, caller_tag)), false) = (
+            forward.voicemail.as_mut(),
+            forward.dialog.clone(),
+            forward.answered,
+        ) else {
+            return actions;
+        };
+        if plan.started {
+            return actions;
+        }
+        plan.started = true;
+        let plan = plan.clone();
+        let mut request = forward.request.clone();
+        actions.extend(self.cancel_pending(now, server));
+        let Some(target) = self.voicemail_target(&plan) else {
+            return actions;
+        };
+        if !self
+            .dialogs
+            .invite(&call_id, &caller_tag, target.party.clone())
+        {
+            return actions;
+        }
+        set_asserted_caller(&mut request, plan.caller.as_deref());
+        let mut copy = self.forwarded(&request, target.transport, target.uri.clone());
+        if matches!(sdp_body(&copy.headers, &copy.body), Ok(Some(_))) {
+            match self.media.to_phone(now, &call_id, target.addr, &copy.body) {
+                Ok(body) => copy.body = body,
+                Err(e) => {
+                    debug!(error = %e, "media not anchored for voice mail");
+                    return actions;
+                }
+            }
+        }
+        if let Ok((client, transmit)) =
+            self.client
+                .send(now, target.addr, target.transport, copy.clone())
+        {
+            info!(callee = %plan.account, "SIP call to voice mail");
+            self.by_client.insert(client, server);
+            if let Some(forward) = self.forwards.get_mut(&server) {
+                forward.branches.push(Branch {
+                    client,
+                    party: target.party,
+                    request: copy,
+                    final_code: None,
+                });
+            }
+            actions.push(Action::Send(transmit));
+        }
+        actions
     }
 
     /// A CANCEL: answered at once, and passed on to the pending branches
@@ -1715,7 +1900,7 @@ impl Proxy {
             actions.extend(self.reply(now, invite, &parked.request, 487, None));
             return actions;
         }
-        let Some(forward) = self.forwards.get(&invite) else {
+        if !self.forwards.contains_key(&invite) {
             // Still being located: answer the INVITE 487 now.
             if let Some(lookup) = self
                 .lookups
@@ -1728,22 +1913,29 @@ impl Proxy {
                 }
             }
             return actions;
+        }
+        actions.extend(self.cancel_pending(now, invite));
+        actions
+    }
+
+    /// Sends a CANCEL to each branch of the request `server` forwarded
+    /// that has no final answer yet.
+    fn cancel_pending(&mut self, now: Instant, server: TxId) -> Vec<Action> {
+        let Some(forward) = self.forwards.get(&server) else {
+            return Vec::new();
         };
-        let pending: Vec<Request> = forward
+        let pending: Vec<(Request, TxId)> = forward
             .branches
             .iter()
             .filter(|b| b.final_code.is_none())
-            .map(|b| cancel_for(&b.request))
+            .map(|b| (cancel_for(&b.request), b.client))
             .collect();
-        let targets: Vec<(SocketAddr, Transport)> = forward
-            .branches
-            .iter()
-            .filter(|b| b.final_code.is_none())
-            .filter_map(|b| self.client.peer_of(b.client))
-            .collect();
-        for (request, (addr, t)) in pending.into_iter().zip(targets) {
-            if let Ok((_, transmit)) = self.client.send(now, addr, t, request) {
-                actions.push(Action::Send(transmit));
+        let mut actions = Vec::new();
+        for (cancel, branch) in pending {
+            if let Some((addr, t)) = self.client.peer_of(branch) {
+                if let Ok((_, transmit)) = self.client.send(now, addr, t, cancel) {
+                    actions.push(Action::Send(transmit));
+                }
             }
         }
         actions
@@ -1925,26 +2117,14 @@ impl Proxy {
             if first && forward.dialog.is_some() {
                 info!(caller = %forward.origin, callee = %party, code = response.code, "SIP call answered");
             }
-            // The other branches are cancelled (§16.7 step 10).
-            let others: Vec<(Request, TxId)> = forward
-                .branches
-                .iter()
-                .filter(|b| b.final_code.is_none())
-                .map(|b| (cancel_for(&b.request), b.client))
-                .collect();
             if first {
                 actions.extend(self.respond(now, server, response));
             } else {
                 // Every 2xx goes upstream, even after the first.
                 actions.push(send(upstream.0, upstream.1, Message::Response(response)));
             }
-            for (cancel, branch) in others {
-                if let Some((addr, t)) = self.client.peer_of(branch) {
-                    if let Ok((_, transmit)) = self.client.send(now, addr, t, cancel) {
-                        actions.push(Action::Send(transmit));
-                    }
-                }
-            }
+            // The other branches are cancelled (§16.7 step 10).
+            actions.extend(self.cancel_pending(now, server));
             return actions;
         }
         self.branch_failed(now, server, response, actions)
@@ -1965,7 +2145,23 @@ impl Proxy {
         if forward.best.as_ref().is_none_or(|b| better(&response, b)) {
             forward.best = Some(response);
         }
-        let done = forward.branches.iter().all(|b| b.final_code.is_some());
+        let mut done = forward.branches.iter().all(|b| b.final_code.is_some());
+        // No phone reachable: the callee's voice mail, if it has it.
+        let unreachable = forward
+            .best
+            .as_ref()
+            .is_some_and(|b| matches!(b.code, 408 | 480));
+        let voicemail = forward.voicemail.as_ref().is_some_and(|p| !p.started);
+        if done && !forward.answered && unreachable && voicemail {
+            actions.extend(self.divert_to_voicemail(now, server));
+            done = self
+                .forwards
+                .get(&server)
+                .is_none_or(|f| f.branches.iter().all(|b| b.final_code.is_some()));
+        }
+        let Some(forward) = self.forwards.get_mut(&server) else {
+            return actions;
+        };
         if done && !forward.answered {
             forward.answered = true;
             forward.linger_until = Some(now + CONTEXT_LINGER);
@@ -2056,6 +2252,7 @@ impl Proxy {
             linger,
             self.dialogs.poll_timeout(),
             self.user_data.next_deadline(),
+            self.ring_deadlines.peek().map(|Reverse((at, _))| *at),
         ]
         .into_iter()
         .flatten()
@@ -2111,6 +2308,14 @@ impl Proxy {
                 actions.push(Action::Publish { aor, reply: None });
             }
         }
+        // Calls whose phones rang long enough: to voice mail.
+        while let Some(Reverse((at, id))) = self.ring_deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.ring_deadlines.pop();
+            actions.extend(self.divert_to_voicemail(now, id));
+        }
         // Requests that waited long enough for user data go on without.
         actions.extend(self.resume_parked(now));
         // Bounded like the transactions they belong to.
@@ -2119,6 +2324,17 @@ impl Proxy {
             self.locating.clear();
         }
         actions
+    }
+}
+
+/// Sets the P-Asserted-Identity of a request for this node's phones (or
+/// its voice mail) to `caller`, as verified; removes it when none is.
+fn set_asserted_caller(request: &mut Request, caller: Option<&str>) {
+    request.headers.remove(&HeaderName::PAssertedIdentity);
+    if let Some(caller) = caller {
+        request
+            .headers
+            .push(HeaderName::PAssertedIdentity, format!("<{caller}>"));
     }
 }
 

@@ -659,3 +659,4 @@ fn a_located_callee_is_not_looked_up_again_for_a_while() {
 
 mod outside;
 mod userdata;
+mod voicemail;

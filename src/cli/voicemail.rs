@@ -1,0 +1,271 @@
+//! `p2psip voicemail ...`: the user's voice mail, kept in the overlay
+//! sealed to the user (see [`crate::userdata::voicemail`]).
+//!
+//! Everything is opened here, in the user's process: the running node in
+//! `--dir` only carries records (admin `get_records`, `get_record`,
+//! `publish`) and sees ciphertext.
+
+use super::userdata::{load_user, now, print_json, publish, UserKeys, Where};
+use super::{printable, CliError, CliResult, JsonFlag};
+use crate::admin::{self, AdminError, GetRecordResult, GetRecordsResult, Request};
+use crate::overlay::record::{chunk_key, mailbox_key, MailboxItem, Record, RecordKind};
+use crate::overlay::record::{RecordPolicy, VerifiedRecord};
+use crate::userdata::voicemail::{
+    open_audio, open_envelope, short_id, write_wav, Envelope, Mailbox, PCMA,
+};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum VoicemailCommand {
+    /// List the messages in the mailbox, newest first.
+    List(VoicemailListArgs),
+    /// Write a message as a WAV file (8 kHz mono 16-bit PCM) and mark it
+    /// heard.
+    Fetch(VoicemailFetchArgs),
+    /// Delete a message.
+    Delete(VoicemailDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VoicemailListArgs {
+    #[command(flatten)]
+    at: Where,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct VoicemailFetchArgs {
+    /// The message's id as `voicemail list` prints it (or a longer prefix
+    /// of its full id; at least 8 hex digits).
+    #[arg(value_name = "ID")]
+    id: String,
+    /// The WAV file to write (replaced if it exists; mode 0600).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    at: Where,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct VoicemailDeleteArgs {
+    /// The message's id as `voicemail list` prints it.
+    #[arg(value_name = "ID")]
+    id: String,
+    #[command(flatten)]
+    at: Where,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// One message as `voicemail list --json` prints it (docs/sip.md).
+#[derive(Debug, Serialize)]
+struct MessageOut {
+    id: String,
+    from: String,
+    verified: bool,
+    time: u64,
+    duration_s: f64,
+    codec: &'static str,
+    heard: bool,
+}
+
+fn codec_name(codec: u8) -> &'static str {
+    if codec == PCMA {
+        "PCMA"
+    } else {
+        "PCMU"
+    }
+}
+
+/// Verifies records the node answered with; a bad one is an error (the
+/// node is the user's own).
+fn verified(found: Vec<GetRecordResult>, now: u64) -> Result<Vec<VerifiedRecord>, CliError> {
+    // Mailbox records' rules do not depend on the overlay's name.
+    let policy = RecordPolicy::self_certifying("");
+    found
+        .into_iter()
+        .map(|f| {
+            Record::decode(&f.record)
+                .and_then(|r| r.verify(&policy, now))
+                .map_err(|e| CliError(format!("the node answered with a bad record: {e}")))
+        })
+        .collect()
+}
+
+fn read_mailbox(keys: &UserKeys, at: &Where) -> Result<Mailbox, CliError> {
+    let me = keys.identity.public().user_id();
+    let found: GetRecordsResult = admin::request(
+        &at.dir,
+        &Request::GetRecords {
+            key: hex::encode(mailbox_key(&me).0),
+            kind: RecordKind::Mailbox.to_u64(),
+        },
+    )
+    .map_err(|e| CliError(e.to_string()))?;
+    let now = now();
+    Ok(Mailbox::read(&me, &verified(found.records, now)?, now))
+}
+
+fn message_out(mailbox: &Mailbox, item: &MailboxItem, envelope: &Envelope) -> MessageOut {
+    MessageOut {
+        id: short_id(&item.id),
+        from: envelope.from.clone(),
+        verified: envelope.verified,
+        time: envelope.time,
+        duration_s: (envelope.duration_ms as f64 / 100.0).round() / 10.0,
+        codec: codec_name(envelope.codec),
+        heard: mailbox.heard.contains(&item.id),
+    }
+}
+
+fn open(keys: &UserKeys, item: &MailboxItem) -> Result<Envelope, CliError> {
+    open_envelope(&keys.encryption, item).map_err(|e| {
+        CliError(format!(
+            "message {} cannot be opened with this user's key: {e}",
+            short_id(&item.id)
+        ))
+    })
+}
+
+/// Publishes the owner's state after `deleted` or `heard`.
+fn write_state(
+    keys: &UserKeys,
+    at: &Where,
+    mailbox: &Mailbox,
+    deleted: Option<[u8; 32]>,
+    heard: Option<[u8; 32]>,
+) -> CliResult {
+    let record = mailbox
+        .next_state(
+            &keys.identity,
+            deleted,
+            heard,
+            now(),
+            crate::unix_now_micros(),
+        )
+        .map_err(|e| CliError(e.to_string()))?;
+    publish(&at.dir, &record).map(|_| ())
+}
+
+pub fn voicemail(command: VoicemailCommand) -> CliResult {
+    match command {
+        VoicemailCommand::List(a) => {
+            let keys = load_user(&a.at.user_dir)?;
+            let mailbox = read_mailbox(&keys, &a.at)?;
+            let mut out = Vec::new();
+            let mut unreadable = 0;
+            for (_, item) in &mailbox.items {
+                match open(&keys, item) {
+                    Ok(envelope) => out.push(message_out(&mailbox, item, &envelope)),
+                    Err(e) => {
+                        unreadable += 1;
+                        eprintln!("{}", e.0);
+                    }
+                }
+            }
+            if a.json.json {
+                return print_json(&serde_json::json!({
+                    "messages": out,
+                    "unreadable": unreadable,
+                }));
+            }
+            if out.is_empty() {
+                println!("no messages");
+            }
+            for m in &out {
+                println!(
+                    "{}  {}  {:>5.1} s  {}{}{}",
+                    m.id,
+                    time_text(m.time),
+                    m.duration_s,
+                    printable(&m.from),
+                    if m.verified { "" } else { " (unverified)" },
+                    if m.heard { "" } else { "  [new]" },
+                );
+            }
+            if unreadable > 0 {
+                println!("{unreadable} messages could not be opened with this user's key");
+            }
+            Ok(())
+        }
+        VoicemailCommand::Fetch(a) => {
+            let keys = load_user(&a.at.user_dir)?;
+            let mailbox = read_mailbox(&keys, &a.at)?;
+            let item = mailbox.find(&a.id).map_err(CliError)?;
+            let envelope = open(&keys, item)?;
+            let mut chunks = Vec::with_capacity(usize::from(item.chunks));
+            for index in 0..item.chunks {
+                let request = Request::GetRecord {
+                    key: hex::encode(chunk_key(&item.id, index).0),
+                    kind: RecordKind::MailboxChunk.to_u64(),
+                };
+                let chunk = match admin::request::<GetRecordResult>(&a.at.dir, &request) {
+                    Ok(found) => Record::decode(&found.record).ok(),
+                    Err(AdminError::Refused(e)) if e.starts_with("no record") => None,
+                    Err(e) => return Err(CliError(e.to_string())),
+                };
+                chunks.push(chunk);
+            }
+            let policy = RecordPolicy::self_certifying("");
+            let audio = open_audio(&keys.encryption, item, &chunks, &policy, now())
+                .map_err(|e| CliError(format!("message {}: {e}", short_id(&item.id))))?;
+            let samples = if envelope.codec == PCMA {
+                crate::sip::g711::decode_alaw(&audio)
+            } else {
+                crate::sip::g711::decode_ulaw(&audio)
+            };
+            let mut wav = Vec::with_capacity(44 + samples.len() * 2);
+            write_wav(&mut wav, &samples)
+                .map_err(|e| CliError(format!("cannot write the WAV: {e}")))?;
+            crate::fsutil::write_atomically(&a.out, &wav, 0o600, true)
+                .map_err(|e| CliError(format!("{}: {e}", a.out.display())))?;
+            let out = message_out(&mailbox, item, &envelope);
+            if !out.heard {
+                write_state(&keys, &a.at, &mailbox, None, Some(item.id))?;
+            }
+            if a.json.json {
+                return print_json(&serde_json::json!({
+                    "message": out,
+                    "file": a.out.display().to_string(),
+                    "samples": samples.len(),
+                }));
+            }
+            println!(
+                "wrote {} ({:.1} s from {})",
+                a.out.display(),
+                samples.len() as f64 / 8000.0,
+                printable(&out.from)
+            );
+            Ok(())
+        }
+        VoicemailCommand::Delete(a) => {
+            let keys = load_user(&a.at.user_dir)?;
+            let mailbox = read_mailbox(&keys, &a.at)?;
+            let item = mailbox.find(&a.id).map_err(CliError)?;
+            let id = item.id;
+            write_state(&keys, &a.at, &mailbox, Some(id), None)?;
+            if a.json.json {
+                return print_json(&serde_json::json!({ "deleted": short_id(&id) }));
+            }
+            println!("deleted {}", short_id(&id));
+            Ok(())
+        }
+    }
+}
+
+/// `time` (unix seconds) as RFC 3339 UTC.
+fn time_text(time: u64) -> String {
+    let time = i64::try_from(time).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(time)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| time.to_string())
+}

@@ -1,0 +1,286 @@
+//! The node's voice mail: the I/O shell of the voicemail agent
+//! ([`crate::sip::voicemail`]) and the deposit of what it records.
+//!
+//! The agent is a user agent of the node's own, on two UDP sockets on
+//! loopback (whatever address the listener has: a packet for loopback
+//! from outside the host is dropped by the kernel, so a forged source
+//! address reaches nothing). The proxy sends it the calls that go to
+//! voice mail as it
+//! would to a phone of the node (media anchored, dialog routed), so it
+//! reaches nothing the node's phones cannot, and nothing reaches it but
+//! the node's proxy (it drops SIP from any other address, media from any
+//! other than the call's).
+//!
+//! A recording is sealed to the callee (whose keys the node holds: it
+//! serves the callee) and stored in the callee's mailbox: its chunks
+//! first, then this node's deposit listing it
+//! ([`crate::userdata::voicemail`]). Deposits go one at a time, so that
+//! two messages recorded together do not overwrite each other's entry.
+
+use super::Inner;
+use crate::identity::SecretKey;
+use crate::limits::{MAX_VOICEMAIL_DURATION, SIP_MAX_MESSAGE_LEN};
+use crate::overlay::record::{mailbox_key, MailboxItem, Record, RecordKind};
+use crate::sip::voicemail::{Recording, VoicemailConfig, VoicemailOutput, VoicemailUa};
+use crate::userdata::voicemail::{compose, next_deposit, Envelope, Mailbox};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+/// Most recordings waiting to be stored; beyond, a new one is dropped
+/// (and logged): the overlay is not keeping up.
+const MAX_PENDING_DEPOSITS: usize = 32;
+
+/// The messages this node deposited lately, per recipient (their ids
+/// and entries), kept so that a lookup that misses this node's deposit
+/// cannot make it drop them; bounded.
+const MAX_REMEMBERED_RECIPIENTS: usize = 1024;
+
+/// The running agent.
+pub(super) struct Agent {
+    ua: Mutex<VoicemailUa>,
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    wake: Notify,
+    /// Signs this node's deposits: the node's own key.
+    depositor: SecretKey,
+    /// One deposit at a time.
+    depositing: tokio::sync::Mutex<HashMap<[u8; 32], Vec<MailboxItem>>>,
+    pending: std::sync::atomic::AtomicUsize,
+}
+
+impl Agent {
+    /// Binds the agent's sockets, on loopback whatever the listener's
+    /// address: the kernel drops packets for loopback that come from
+    /// outside, so nobody on the network can reach the agent, not even
+    /// with the listener's address forged as the source.
+    pub(super) async fn bind(
+        listener: SocketAddr,
+        domain: &str,
+        depositor: SecretKey,
+    ) -> std::io::Result<Self> {
+        let loopback = match listener.ip() {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        };
+        // Where the listener's messages come from: its own address, or
+        // loopback when it listens on any address.
+        let proxy = if listener.ip().is_unspecified() {
+            SocketAddr::new(loopback, listener.port())
+        } else {
+            listener
+        };
+        let sip = UdpSocket::bind(SocketAddr::new(loopback, 0)).await?;
+        let rtp = UdpSocket::bind(SocketAddr::new(loopback, 0)).await?;
+        let config = VoicemailConfig {
+            sip: sip.local_addr()?,
+            rtp: rtp.local_addr()?,
+            proxy,
+            domain: domain.to_owned(),
+            max_duration: MAX_VOICEMAIL_DURATION,
+            ..VoicemailConfig::default()
+        };
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        Ok(Self {
+            ua: Mutex::new(VoicemailUa::new(config, seed)),
+            sip,
+            rtp,
+            wake: Notify::new(),
+            depositor,
+            depositing: tokio::sync::Mutex::new(HashMap::new()),
+            pending: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Where the proxy sends calls for voice mail.
+    pub(super) fn sip_addr(&self) -> std::io::Result<SocketAddr> {
+        self.sip.local_addr()
+    }
+
+    fn ua(&self) -> std::sync::MutexGuard<'_, VoicemailUa> {
+        self.ua.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    /// Runs the agent: its sockets and timers, until dropped.
+    pub(super) async fn voicemail_loop(self: Arc<Self>, agent: Arc<Agent>) {
+        let mut sip_buf = vec![0u8; SIP_MAX_MESSAGE_LEN + 1];
+        let mut rtp_buf = vec![0u8; 2048];
+        loop {
+            let wait = agent
+                .ua()
+                .poll_timeout()
+                .map_or(Duration::from_secs(1), |t| {
+                    t.saturating_duration_since(Instant::now())
+                })
+                .min(Duration::from_secs(1));
+            let outputs = tokio::select! {
+                got = agent.sip.recv_from(&mut sip_buf) => match got {
+                    Ok((len, from)) => {
+                        let datagram = sip_buf.get(..len).unwrap_or_default();
+                        agent.ua().handle_sip(Instant::now(), super::now_ms(), from, datagram)
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "voicemail SIP receive error");
+                        Vec::new()
+                    }
+                },
+                got = agent.rtp.recv_from(&mut rtp_buf) => match got {
+                    Ok((len, from)) => {
+                        let packet = rtp_buf.get(..len).unwrap_or_default();
+                        agent.ua().handle_rtp(Instant::now(), from, packet)
+                    }
+                    Err(e) => {
+                        debug!(error = %e, "voicemail RTP receive error");
+                        Vec::new()
+                    }
+                },
+                _ = tokio::time::sleep(wait) => agent.ua().handle_timeout(Instant::now()),
+                _ = agent.wake.notified() => Vec::new(),
+            };
+            for output in outputs {
+                match output {
+                    VoicemailOutput::Sip { to, bytes } => {
+                        let _ = agent.sip.send_to(&bytes, to).await;
+                    }
+                    VoicemailOutput::Rtp { to, bytes } => {
+                        let _ = agent.rtp.send_to(&bytes, to).await;
+                    }
+                    VoicemailOutput::Recorded(recording) => {
+                        self.clone().spawn_deposit(agent.clone(), recording);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores a recording in its callee's mailbox, in the background.
+    fn spawn_deposit(self: Arc<Self>, agent: Arc<Agent>, recording: Recording) {
+        use std::sync::atomic::Ordering;
+        if agent.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_DEPOSITS {
+            agent.pending.fetch_sub(1, Ordering::SeqCst);
+            warn!(callee = %recording.account, "voice message dropped: too many waiting to be stored");
+            return;
+        }
+        tokio::spawn(async move {
+            let account = recording.account.clone();
+            let seconds = recording.duration.as_secs_f64();
+            let started = Instant::now();
+            match self.deposit(&agent, recording).await {
+                Ok(chunks) => info!(
+                    callee = %account,
+                    seconds,
+                    chunks,
+                    stored_in_ms = started.elapsed().as_millis() as u64,
+                    "voice message stored"
+                ),
+                Err(e) => warn!(callee = %account, error = %e, "voice message not stored"),
+            }
+            agent.pending.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    /// Seals `recording` to its callee, stores its chunks, then this
+    /// node's deposit listing it. Returns the number of chunks.
+    async fn deposit(&self, agent: &Agent, recording: Recording) -> Result<usize, String> {
+        let keys = super::lock(&self.layers)
+            .users
+            .get(&recording.account)
+            .cloned()
+            .ok_or("the callee is no longer served here")?;
+        let to = keys
+            .encryption
+            .as_ref()
+            .ok_or("the callee has no encryption key")?
+            .public();
+        let recipient = keys.signer.key.public().user_id();
+        let envelope = Envelope {
+            verified: recording.caller.is_some(),
+            from: recording
+                .caller
+                .clone()
+                .unwrap_or_else(|| recording.claimed_from.clone()),
+            time: recording.started_unix_ms / 1000,
+            duration_ms: u64::try_from(recording.duration.as_millis()).unwrap_or(u64::MAX),
+            codec: recording.codec.payload_type(),
+        };
+        let composed = compose(&to, &envelope, &recording.audio).map_err(|e| e.to_string())?;
+        drop(recording);
+        let chunks = composed.chunks.len();
+        self.publish_all(&composed.chunks).await?;
+        let mut remembered = agent.depositing.lock().await;
+        let records = self
+            .overlay
+            .newest_per_owner(&self.dialer, mailbox_key(&recipient), RecordKind::Mailbox)
+            .await;
+        let now = super::now_ms() / 1000;
+        let mut mailbox = Mailbox::read(&recipient, &records, now);
+        let me = *agent.depositor.public().as_bytes();
+        let previous_seq = records
+            .iter()
+            .filter(|r| r.owner() == &me)
+            .map(|r| r.seq())
+            .max();
+        // What this node deposited before, if the lookup missed it.
+        let mine = remembered.entry(*recipient.as_bytes()).or_default();
+        for item in mine.iter() {
+            let known = mailbox.items.iter().any(|(_, i)| i.id == item.id);
+            if !known && item.is_live(now) && !mailbox.deleted.contains(&item.id) {
+                mailbox.items.push((me, item.clone()));
+            }
+        }
+        let record = next_deposit(
+            &agent.depositor,
+            &recipient,
+            &mailbox,
+            previous_seq,
+            composed.item,
+            now,
+            crate::unix_now_micros(),
+        )
+        .map_err(|e| e.to_string())?;
+        let acks = self.overlay.publish(&self.dialer, &record).await;
+        if acks == 0 {
+            return Err("no node of the overlay stored the mailbox entry".into());
+        }
+        if let Ok(crate::overlay::record::MailboxValue::Deposit { items, .. }) =
+            crate::overlay::record::MailboxValue::decode(&record.value)
+        {
+            *mine = items;
+        }
+        if remembered.len() > MAX_REMEMBERED_RECIPIENTS {
+            remembered.clear();
+        }
+        Ok(chunks)
+    }
+
+    /// Publishes `records` at once; fails if any was stored nowhere.
+    async fn publish_all(&self, records: &[Record]) -> Result<(), String> {
+        let mut set = tokio::task::JoinSet::new();
+        for record in records {
+            let record = record.clone();
+            let overlay = self.overlay.clone();
+            let dialer = self.dialer.clone();
+            set.spawn(async move { overlay.publish(&dialer, &record).await });
+        }
+        let mut stored_nowhere = 0;
+        while let Some(acks) = set.join_next().await {
+            if acks.map_or(true, |a| a == 0) {
+                stored_nowhere += 1;
+            }
+        }
+        if stored_nowhere > 0 {
+            return Err(format!(
+                "{stored_nowhere} of {} chunks were stored nowhere",
+                records.len()
+            ));
+        }
+        Ok(())
+    }
+}
