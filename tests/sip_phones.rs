@@ -1266,6 +1266,20 @@ struct Baresip {
 
 impl Baresip {
     fn start(node_sip: &str, aor: &str, user: &str, password: &str, wav: &Path) -> Self {
+        Self::start_with(node_sip, aor, user, password, wav, "")
+    }
+
+    /// [`Baresip::start`] with `extra` account parameters: with
+    /// `;mwi=yes` it loads the `mwi` module too and subscribes to its
+    /// account's voice mail.
+    fn start_with(
+        node_sip: &str,
+        aor: &str,
+        user: &str,
+        password: &str,
+        wav: &Path,
+        extra: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (sip, ctrl) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
         std::fs::write(
@@ -1282,8 +1296,14 @@ impl Baresip {
                  module ctrl_tcp.so\n\
                  ctrl_tcp_listen 127.0.0.1:{ctrl}\n\
                  module_tmp account.so\n\
-                 module_app menu.so\n",
-                wav = wav.display()
+                 module_app menu.so\n\
+                 {modules}",
+                wav = wav.display(),
+                modules = if extra.contains("mwi") {
+                    "module_app mwi.so\n"
+                } else {
+                    ""
+                },
             ),
         )
         .unwrap();
@@ -1291,7 +1311,7 @@ impl Baresip {
             dir.path().join("accounts"),
             format!(
                 "<{aor}>;auth_user={user};auth_pass={password};\
-                 outbound=\"sip:{node_sip}\";regint=600;audio_codecs=pcmu\n"
+                 outbound=\"sip:{node_sip}\";regint=600;audio_codecs=pcmu{extra}\n"
             ),
         )
         .unwrap();
@@ -1329,6 +1349,41 @@ impl Baresip {
             conn.write_all(format!("{}:{json},", json.len()).as_bytes())
                 .unwrap();
         }
+    }
+}
+
+impl Baresip {
+    /// Reads the events baresip reports on its ctrl_tcp port for at most
+    /// `secs` seconds, or until `until` is in them; returns them as text.
+    fn events(&self, secs: u64, until: &'static str) -> std::thread::JoinHandle<String> {
+        let ctrl = self.ctrl;
+        std::thread::spawn(move || {
+            let mut conn = None;
+            for _ in 0..50 {
+                match TcpStream::connect(("127.0.0.1", ctrl)) {
+                    Ok(c) => {
+                        conn = Some(c);
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+            let mut conn = conn.expect("baresip's ctrl_tcp port opens");
+            conn.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            let mut text = String::new();
+            let mut buf = [0u8; 4096];
+            while Instant::now() < deadline && !text.contains(until) {
+                if let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+            text
+        })
     }
 }
 
@@ -1887,51 +1942,6 @@ fn sipp_calls_by_contact_name_and_the_callees_forwarding_applies_across_nodes() 
     assert!(ok, "a call to an unknown name was not refused 404:\n{log}");
 }
 
-/// A phone that rings and never answers: `180` to every INVITE, `200`
-/// and `487` to a CANCEL, for at most `secs` seconds. Returns whether it
-/// was rung and then cancelled.
-fn ringing_phone(phone: Phone<'static>, secs: u64) -> std::thread::JoinHandle<(bool, bool)> {
-    use p2psip::sip::{Message, Method};
-    let socket = UdpSocket::bind((phone.ip, phone.port)).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    std::thread::spawn(move || {
-        let (mut rung, mut cancelled) = (false, false);
-        let mut invite = None;
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut buf = [0u8; 8192];
-        while Instant::now() < deadline && !cancelled {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                continue;
-            };
-            let Ok(Message::Request(request)) = Message::parse(&buf[..n]) else {
-                continue;
-            };
-            let reply = |code: u16, r: &p2psip::sip::Request| {
-                let response = r.reply(code, Some("ringer"));
-                let _ = socket.send_to(&Message::Response(response).to_bytes(), from);
-            };
-            match request.method {
-                Method::Invite => {
-                    rung = true;
-                    reply(180, &request);
-                    invite = Some(request);
-                }
-                Method::Cancel => {
-                    reply(200, &request);
-                    if let Some(invite) = &invite {
-                        reply(487, invite);
-                    }
-                    cancelled = true;
-                }
-                _ => {}
-            }
-        }
-        (rung, cancelled)
-    })
-}
-
 /// The strongest frequency of `samples` (8 kHz) between 100 and 2000 Hz,
 /// to 5 Hz (Goertzel at each).
 fn strongest_frequency(samples: &[i16]) -> f64 {
@@ -1973,7 +1983,7 @@ fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 }
 
 /// What [`voicemail_call`] set up: two nodes, alice's baresip calling
-/// bob, bob's phone rung and cancelled for voice mail.
+/// bob, whose baresip rings and is never answered.
 struct VoicemailCall {
     lab: Lab,
     _a: NodeProcess,
@@ -1985,17 +1995,20 @@ struct VoicemailCall {
     alice_aor: String,
     dir: tempfile::TempDir,
     phone: Baresip,
+    bob_phone: Baresip,
+    /// What bob's baresip reported, up to `Messages-Waiting: yes`.
+    bob_events: std::thread::JoinHandle<String>,
 }
 
 /// Nodes A and B; alice's baresip at A (its audio a WAV of a 440 Hz tone
-/// of `secs` seconds) calls bob at B, whose phone rings and never answers
-/// (`voicemail_after` 5 s). With `b_log`, node B's log goes there.
+/// of `secs` seconds) calls bob at B, whose baresip rings and is never
+/// answered (`voicemail_after` 5 s) and subscribes to his voice mail
+/// (`mwi`). With `b_log`, node B's log goes there.
 fn voicemail_call(secs: u32, b_log: Option<std::fs::File>) -> VoicemailCall {
     let lab = Lab::new();
     let (a_dir, b_dir) = (lab.node_dir("a"), lab.node_dir("b"));
     let (alice_dir, alice_aor) = lab.md5_user(&a_dir, "alice", "alice-secret");
-    let bob = lab.user(&b_dir, "bob", "bob-secret");
-    let bob_dir = p(lab.root.path(), "bob");
+    let (bob_dir, bob_aor) = lab.md5_user(&b_dir, "bob", "bob-secret");
     let a = lab.start(&a_dir, None);
     let b = match b_log {
         Some(file) => {
@@ -2028,12 +2041,26 @@ fn voicemail_call(secs: u32, b_log: Option<std::fs::File>) -> VoicemailCall {
         "--dir",
         &b_dir,
     ]);
-    let bob_phone = Phone::at("127.0.0.1");
-    assert!(register(&b, "u1", bob_phone, &bob, "bob-secret", "600").0);
-    let ringer = ringing_phone(bob_phone, 60);
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("tone.wav");
     tone_wav(&wav, secs);
+    // bob's phone: baresip, which rings and is never answered, and
+    // subscribes to bob's voice mail.
+    let bob_phone = Baresip::start_with(
+        b.sip.as_deref().unwrap(),
+        &bob_aor,
+        "bob",
+        "bob-secret",
+        &wav,
+        ";mwi=yes",
+    );
+    assert!(
+        eventually(100, || registered(&b_dir)
+            .iter()
+            .any(|(user, contacts)| user == "bob" && !contacts.is_empty())),
+        "bob's baresip did not register at its node"
+    );
+    let bob_events = bob_phone.events(60 + u64::from(secs), "Messages-Waiting: yes");
     let phone = Baresip::start(
         a.sip.as_deref().unwrap(),
         &alice_aor,
@@ -2047,12 +2074,7 @@ fn voicemail_call(secs: u32, b_log: Option<std::fs::File>) -> VoicemailCall {
             .any(|(user, contacts)| user == "alice" && !contacts.is_empty())),
         "baresip did not register at its node"
     );
-    phone.command(&[("dial", &aor(&bob))]);
-    let (rung, cancelled) = ringer.join().unwrap();
-    assert!(
-        rung && cancelled,
-        "bob's phone rang ({rung}) and was cancelled for voice mail ({cancelled})"
-    );
+    phone.command(&[("dial", &bob_aor)]);
     VoicemailCall {
         lab,
         _a: a,
@@ -2064,6 +2086,8 @@ fn voicemail_call(secs: u32, b_log: Option<std::fs::File>) -> VoicemailCall {
         alice_aor,
         dir,
         phone,
+        bob_phone,
+        bob_events,
     }
 }
 
@@ -2099,6 +2123,8 @@ fn baresip_leaves_bob_a_voice_message_he_fetches_as_a_440_hz_wav() {
         alice_aor,
         dir,
         phone,
+        bob_phone: _bob_phone,
+        bob_events,
     } = voicemail_call(4, None);
     // The file plays to its end, baresip hangs up, the message is stored.
     let list = || voicemail_list(&bob_dir, &b_dir);
@@ -2108,6 +2134,10 @@ fn baresip_leaves_bob_a_voice_message_he_fetches_as_a_440_hz_wav() {
         listed["messages"].as_array().is_some_and(|m| !m.is_empty())
     });
     assert!(stored, "no message in bob's mailbox: {listed}");
+    // bob's phone rang, and learnt of the message (RFC 3842 NOTIFY).
+    let events = bob_events.join().unwrap();
+    assert!(events.contains("CALL_INCOMING"), "{events}");
+    assert!(events.contains("Messages-Waiting: yes"), "{events}");
     let message = listed["messages"][0].clone();
     assert_eq!(message["from"], alice_aor.as_str(), "{message}");
     assert_eq!(message["verified"], true, "{message}");

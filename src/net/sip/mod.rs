@@ -41,17 +41,19 @@ use crate::limits::{
     SIP_OVERLAY_PEERS, SIP_TCP_IDLE_TIMEOUT,
 };
 use crate::overlay::key::Key;
+use crate::overlay::record::mailbox_key;
 use crate::overlay::record::{next_registration, DeviceChange, Record, RecordKind};
 use crate::overlay::record::{profile_key, PrivateSlot, Profile};
 use crate::overlay::routing::Contact;
 use crate::relay::handle::RendezvousHandle;
 use crate::sip::identity::Signer;
 use crate::sip::media::MediaStats;
-use crate::sip::proxy::{Action, Located, Proxy, UserData};
+use crate::sip::proxy::{Action, Located, MailboxCounts, Proxy, UserData};
 use crate::sip::registrar::RegistrarStats;
 use crate::sip::stream::StreamReader;
 use crate::sip::transaction::{Transmit, Transport};
 use crate::sip::{error_reply, Frame, HeaderName, Message, Method};
+use crate::userdata::voicemail::Mailbox;
 use crate::userdata::{open_slot, AddressBook, Settings, CONTACTS_SLOT, SETTINGS_SLOT};
 use crate::wire::Message as WireMessage;
 use std::collections::HashMap;
@@ -364,6 +366,18 @@ impl SipHandle {
         for account in accounts {
             layers.proxy.forget_user_data(&account);
         }
+        // A user marked a message heard or deleted it through this node:
+        // its phones learn at once.
+        let mailboxes: Vec<String> = layers
+            .users
+            .iter()
+            .filter(|(_, keys)| mailbox_key(&keys.signer.key.public().user_id()) == *key)
+            .map(|(aor, _)| aor.clone())
+            .collect();
+        drop(layers);
+        for account in mailboxes {
+            self.inner.clone().spawn_read_mailbox(account);
+        }
     }
 
     /// The phones bound at `now_ms` (unix milliseconds), by AOR, with
@@ -543,6 +557,7 @@ impl Inner {
                 Action::Send(t) => self.send(t),
                 Action::Locate { lookup, aor } => self.clone().spawn_locate(lookup, aor),
                 Action::ReadUserData { account } => self.clone().spawn_read_user_data(account),
+                Action::ReadMailbox { account } => self.clone().spawn_read_mailbox(account),
                 Action::Publish { aor, reply } => self.clone().spawn_publish(aor, reply),
             }
         }
@@ -1075,6 +1090,37 @@ impl Inner {
                 .proxy
                 .user_data(Instant::now(), &account, data);
             self.wake.notify_one();
+            self.perform(actions);
+        });
+    }
+
+    /// Reads `account`'s mailbox and reports its counts to the core (for
+    /// the phones subscribed to them). A mailbox that cannot be read
+    /// counts as empty.
+    fn spawn_read_mailbox(self: Arc<Self>, account: String) {
+        tokio::spawn(async move {
+            let Some(keys) = lock(&self.layers).users.get(&account).cloned() else {
+                return;
+            };
+            let user = keys.signer.key.public().user_id();
+            let records = self
+                .overlay
+                .newest_per_owner(&self.dialer, mailbox_key(&user), RecordKind::Mailbox)
+                .await;
+            let mailbox = Mailbox::read(&user, &records, now_ms() / 1000);
+            let heard = mailbox
+                .items
+                .iter()
+                .filter(|(_, i)| mailbox.heard.contains(&i.id))
+                .count();
+            let counts = MailboxCounts {
+                new: mailbox.items.len() - heard,
+                old: heard,
+            };
+            debug!(%account, new = counts.new, old = counts.old, "mailbox read");
+            let actions = lock(&self.layers)
+                .proxy
+                .mailbox_counts(Instant::now(), &account, counts);
             self.perform(actions);
         });
     }

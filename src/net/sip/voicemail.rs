@@ -173,13 +173,17 @@ impl Inner {
             let seconds = recording.duration.as_secs_f64();
             let started = Instant::now();
             match self.deposit(&agent, recording).await {
-                Ok(chunks) => info!(
+                Ok(chunks) => {
+                    // The callee's phones that subscribed learn of it.
+                    self.clone().spawn_read_mailbox(account.clone());
+                    info!(
                     callee = %account,
                     seconds,
                     chunks,
                     stored_in_ms = started.elapsed().as_millis() as u64,
                     "voice message stored"
-                ),
+                    )
+                }
                 Err(e) => warn!(callee = %account, error = %e, "voice message not stored"),
             }
             agent.pending.fetch_sub(1, Ordering::SeqCst);

@@ -44,10 +44,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
+mod mwi;
 #[cfg(test)]
 mod tests;
 mod userdata;
 
+pub use mwi::{MailboxCounts, MESSAGE_SUMMARY, MWI_MAX_EXPIRES, SIP_MAX_MWI_SUBSCRIPTIONS};
 use userdata::{decide_for_callee, CalleeDecision, Parked, UserDataCache};
 pub use userdata::{UserData, SIP_MAX_PARKED, USER_DATA_TTL, USER_DATA_WAIT};
 
@@ -92,6 +94,13 @@ pub enum Action {
     /// with [`Proxy::user_data`] (empty data when there is none or it
     /// cannot be read).
     ReadUserData {
+        /// The account's AOR.
+        account: String,
+    },
+    /// Read the voice mail of `account` (an AOR served here) and report
+    /// its counts with [`Proxy::mailbox_counts`]: a phone subscribed to
+    /// them.
+    ReadMailbox {
         /// The account's AOR.
         account: String,
     },
@@ -235,6 +244,8 @@ pub struct Proxy {
     /// When calls with voice mail stop ringing the phones, earliest first
     /// (entries of contexts gone or answered are skipped).
     ring_deadlines: BinaryHeap<Reverse<(Instant, TxId)>>,
+    /// The phones' subscriptions to their accounts' voice mail.
+    mwi: mwi::Subscriptions,
 }
 
 /// The anchor of a proxy given none: it anchors nothing, so it refuses
@@ -496,6 +507,7 @@ impl Proxy {
             gave_up_waiting: false,
             voicemail: None,
             ring_deadlines: BinaryHeap::new(),
+            mwi: mwi::Subscriptions::default(),
         }
     }
 
@@ -663,6 +675,9 @@ impl Proxy {
         }
         if request.method == Method::Register {
             return self.register(now, unix_ms, peer, transport, request);
+        }
+        if request.method == Method::Subscribe {
+            return self.subscribe(now, unix_ms, peer, transport, request);
         }
         let admitted = match self.admit(now, unix_ms, peer, transport, &request) {
             Ok(admitted) => admitted,
@@ -2253,6 +2268,7 @@ impl Proxy {
             self.dialogs.poll_timeout(),
             self.user_data.next_deadline(),
             self.ring_deadlines.peek().map(|Reverse((at, _))| *at),
+            self.mwi.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -2308,6 +2324,7 @@ impl Proxy {
                 actions.push(Action::Publish { aor, reply: None });
             }
         }
+        self.expire_subscriptions(now);
         // Calls whose phones rang long enough: to voice mail.
         while let Some(Reverse((at, id))) = self.ring_deadlines.peek().copied() {
             if at > now {

@@ -657,6 +657,7 @@ fn a_located_callee_is_not_looked_up_again_for_a_while() {
     assert!(matches!(third.last(), Some(Action::Locate { .. })));
 }
 
+mod mwi;
 mod outside;
 mod userdata;
 mod voicemail;
