@@ -138,7 +138,7 @@ fn write_state(
     at: &Where,
     mailbox: &Mailbox,
     deleted: Option<[u8; 32]>,
-    heard: Option<[u8; 32]>,
+    heard: &[[u8; 32]],
 ) -> CliResult {
     let record = mailbox
         .next_state(
@@ -226,7 +226,7 @@ pub fn voicemail(command: VoicemailCommand) -> CliResult {
                 .map_err(|e| CliError(format!("{}: {e}", a.out.display())))?;
             let out = message_out(&mailbox, item, &envelope);
             if !out.heard {
-                write_state(&keys, &a.at, &mailbox, None, Some(item.id))?;
+                write_state(&keys, &a.at, &mailbox, None, &[item.id])?;
             }
             if a.json.json {
                 return print_json(&serde_json::json!({
@@ -248,7 +248,7 @@ pub fn voicemail(command: VoicemailCommand) -> CliResult {
             let mailbox = read_mailbox(&keys, &a.at)?;
             let item = mailbox.find(&a.id).map_err(CliError)?;
             let id = item.id;
-            write_state(&keys, &a.at, &mailbox, Some(id), None)?;
+            write_state(&keys, &a.at, &mailbox, Some(id), &[])?;
             if a.json.json {
                 return print_json(&serde_json::json!({ "deleted": short_id(&id) }));
             }

@@ -493,6 +493,9 @@ struct VoicemailSeen {
     tag: Option<String>,
     /// The branch of the last request the UA sent.
     branch: Option<String>,
+    /// The Call-IDs of the playback calls the UA asked messages for, the
+    /// last last.
+    fetched: Vec<String>,
 }
 
 impl VoicemailSeen {
@@ -503,6 +506,11 @@ impl VoicemailSeen {
         use super::voicemail::VoicemailOutput;
         use super::{HeaderName, Message, NameAddr, Via};
 
+        assert!(
+            out.len() <= VOICEMAIL_MAX_OUTPUTS,
+            "{} outputs at once",
+            out.len()
+        );
         for o in out {
             self.made += 1;
             match o {
@@ -539,6 +547,13 @@ impl VoicemailSeen {
                     assert!(!r.audio.is_empty() && r.audio.len() <= VOICEMAIL_MAX_AUDIO);
                     assert_eq!(r.duration.as_micros(), r.audio.len() as u128 * 125);
                 }
+                VoicemailOutput::Fetch { call_id, account } => {
+                    let user = account
+                        .strip_prefix("sip:")
+                        .and_then(|a| a.strip_suffix("@lab.example"));
+                    assert!(user.is_some_and(|u| !u.is_empty()), "Fetch of {account}");
+                    self.fetched.push(call_id);
+                }
             }
         }
     }
@@ -551,6 +566,85 @@ const VOICEMAIL_PROXY: std::net::SocketAddr =
 /// The most audio the `voicemail_ua` harness's UA records (2 s).
 const VOICEMAIL_MAX_AUDIO: usize = 2 * 8000;
 
+/// The most outputs the `voicemail_ua` harness accepts from one call of
+/// the UA (its timers run as they fall due, so nothing piles up).
+const VOICEMAIL_MAX_OUTPUTS: usize = 64;
+
+/// A playback INVITE of the `voicemail_ua` harness: Call-ID
+/// `play-{n}`, from `bytes` = `[formats, identity, port]` (missing
+/// bytes read as 0). `formats`: the offer's (0 "0 8 101", 1 "8 0", 2 "8"
+/// sendonly, 3 "0" inactive); `identity`: 0 the owner asserted (bob),
+/// 1 another asserted, 2 none, 3 the user `play.` alone; `port`: the
+/// offer's media port, 40000 + 2 × (port mod 4). Returns the INVITE and
+/// whether it must be refused.
+fn voicemail_playback_invite(n: u32, bytes: &[u8]) -> (String, bool) {
+    let byte = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let (formats, direction) = match byte(0) % 4 {
+        0 => ("0 8 101", ""),
+        1 => ("8 0", ""),
+        2 => ("8", "a=sendonly\r\n"),
+        _ => ("0", "a=inactive\r\n"),
+    };
+    let (user, identity) = match byte(1) % 4 {
+        0 => ("play.bob", "P-Asserted-Identity: <sip:bob@lab.example>\r\n"),
+        1 => (
+            "play.bob",
+            "P-Asserted-Identity: <sip:alice@lab.example>\r\n",
+        ),
+        2 => ("play.bob", ""),
+        _ => ("play.", "P-Asserted-Identity: <sip:bob@lab.example>\r\n"),
+    };
+    let port = 40000 + 2 * u16::from(byte(2) % 4);
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {formats}\r\n{direction}"
+    );
+    let invite = format!(
+        "INVITE sip:{user}@127.0.0.1:5070 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-play-{n}\r\n\
+         Record-Route: <sip:127.0.0.1:5060;lr>\r\n\
+         From: <sip:bob@lab.example>;tag=owner\r\nTo: <sip:voicemail@lab.example>\r\n\
+         Call-ID: play-{n}\r\nCSeq: 1 INVITE\r\nContact: <sip:bob@127.0.0.1:6002>\r\n\
+         {identity}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    (invite, byte(1) % 4 != 0)
+}
+
+/// The messages the `voicemail_ua` harness hands a playback call, from
+/// `bytes` = `[count, header × count, pattern…]`: at most 64 messages
+/// (more than the UA plays), each header's bit 0 its codec (PCMU, PCMA)
+/// and its other bits its length in 500 bytes (up to 63500, more than
+/// the UA plays), the bytes the pattern repeated.
+fn voicemail_messages(bytes: &[u8]) -> Vec<super::voicemail::Message> {
+    use super::voicemail::{Codec, Message};
+    let Some((&count, rest)) = bytes.split_first() else {
+        return Vec::new();
+    };
+    let count = usize::from(count).min(64);
+    let (headers, pattern) = rest.split_at(count.min(rest.len()));
+    let pattern = if pattern.is_empty() {
+        &[0xd5][..]
+    } else {
+        pattern
+    };
+    (0..count)
+        .map(|i| {
+            let header = headers.get(i).copied().unwrap_or(0);
+            let codec = if header & 1 == 0 {
+                Codec::Pcmu
+            } else {
+                Codec::Pcma
+            };
+            let len = usize::from(header >> 1) * 500;
+            Message {
+                codec,
+                audio: pattern.iter().copied().cycle().take(len).collect(),
+            }
+        })
+        .collect()
+}
+
 /// Runs one input against a voicemail UA with a call up, the way the
 /// `voicemail_ua` fuzz target does. After a valid INVITE (answered 200),
 /// the input is a list of chunks, each `[selector, length (2 bytes, big
@@ -561,16 +655,25 @@ const VOICEMAIL_MAX_AUDIO: usize = 2 * 8000;
 /// a stranger. With bit 2 set, SIP has `$T` replaced by the To tag of the
 /// UA's last 200 to an INVITE and `$B` by the branch of its last request
 /// (so that in-dialog requests and answers to its BYE can be written),
-/// and RTP bytes become the payload of a well-formed PCMU packet.
+/// and RTP bytes become the payload of a well-formed PCMU packet. With
+/// bit 3 set, SIP is instead a playback INVITE of the harness's (its
+/// Call-ID `play-0`, `play-1`, …; see `voicemail_playback_invite`), and
+/// RTP from the media address is instead a call of `messages()` (see
+/// `voicemail_messages` for the list after the first byte, whose low two
+/// bits choose the Call-ID: the last one fetched, `call-1` (recording),
+/// `play-0`, or one never seen).
 ///
 /// Panics if the UA sends SIP anywhere but to the proxy, answers a
 /// stranger, sends what does not parse (SIP from a timer or in answer to
 /// a message that parsed; RTP always), records more than its limit,
-/// holds more calls than its limit, or has anything left once every
-/// timer has run out. Returns how many outputs it made.
+/// holds more calls than its limit, makes more than 64 outputs at once,
+/// takes a playback INVITE it must refuse or asks for messages without
+/// answering 200, answers `messages()` for a call it never
+/// asked messages for, or has anything left once every timer has run
+/// out. Returns how many outputs it made.
 pub fn voicemail_ua(data: &[u8]) -> usize {
     use super::voicemail::rtp::{write_rtp, RtpHeader};
-    use super::voicemail::{VoicemailConfig, VoicemailUa};
+    use super::voicemail::{VoicemailConfig, VoicemailOutput, VoicemailUa};
     use super::Message;
     use std::net::SocketAddr;
     use std::time::{Duration, Instant};
@@ -596,7 +699,9 @@ pub fn voicemail_ua(data: &[u8]) -> usize {
         made: 0,
         tag: None,
         branch: None,
+        fetched: Vec::new(),
     };
+    let mut playbacks = 0u32;
 
     let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                m=audio 40000 RTP/AVP 0 8 101\r\n";
@@ -649,7 +754,46 @@ pub fn voicemail_ua(data: &[u8]) -> usize {
         } else {
             chunk.to_vec()
         };
+        let playback = selector & 8 != 0;
         match selector & 3 {
+            0 if playback => {
+                let (invite, refused) = voicemail_playback_invite(playbacks, chunk);
+                let call_id = format!("play-{playbacks}");
+                playbacks = playbacks.wrapping_add(1);
+                let out = ua.handle_sip(now, 0, proxy, invite.as_bytes());
+                let fetched = out.iter().any(
+                    |o| matches!(o, VoicemailOutput::Fetch { call_id: id, .. } if *id == call_id),
+                );
+                let answered = out.iter().any(|o| match o {
+                    VoicemailOutput::Sip { bytes, .. } => {
+                        matches!(Message::parse(bytes), Ok(Message::Response(r)) if r.code == 200)
+                    }
+                    _ => false,
+                });
+                // (The input may have made a call of that Call-ID itself:
+                // then the INVITE is a retransmission, 200 without Fetch.)
+                assert!(!fetched || answered, "a Fetch without a 200");
+                assert!(
+                    !(refused && fetched),
+                    "a playback INVITE to refuse was taken"
+                );
+                seen.check(out, true);
+            }
+            1 if playback => {
+                let target = chunk.first().copied().unwrap_or(0) % 4;
+                let call_id = match target {
+                    0 => seen.fetched.last().cloned().unwrap_or_default(),
+                    1 => "call-1".to_owned(),
+                    2 => "play-0".to_owned(),
+                    _ => "nobody".to_owned(),
+                };
+                let messages = voicemail_messages(chunk.get(1..).unwrap_or_default());
+                let out = ua.messages(now, &call_id, messages);
+                if !seen.fetched.contains(&call_id) {
+                    assert!(out.is_empty(), "messages() for {call_id} did something");
+                }
+                seen.check(out, true);
+            }
             0 => {
                 let parsed = Message::parse(&sip).is_ok();
                 seen.check(ua.handle_sip(now, 0, proxy, &sip), parsed);

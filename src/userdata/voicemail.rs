@@ -338,14 +338,15 @@ impl Mailbox {
     }
 
     /// The owner's next state record: `deleted` added to the deleted ids
-    /// (and dropped from the heard ones), `heard` added to the heard ids.
+    /// (and dropped from the heard ones), the ids of `heard` added to the
+    /// heard ids.
     /// When a list would exceed [`MAX_MAILBOX_STATE_IDS`], the ids of
     /// messages no longer in the mailbox are dropped from it first.
     pub fn next_state(
         &self,
         user: &SecretKey,
         deleted: Option<[u8; 32]>,
-        heard: Option<[u8; 32]>,
+        heard: &[[u8; 32]],
         now: u64,
         now_micros: u64,
     ) -> Result<Record, RecordError> {
@@ -356,15 +357,14 @@ impl Mailbox {
             deleted_ids.insert(id);
             heard_ids.remove(&id);
         }
-        if let Some(id) = heard {
-            heard_ids.insert(id);
-        }
-        for (list, keep) in [(&mut deleted_ids, deleted), (&mut heard_ids, heard)] {
+        heard_ids.extend(heard.iter().copied());
+        let keep: BTreeSet<[u8; 32]> = deleted.into_iter().chain(heard.iter().copied()).collect();
+        for list in [&mut deleted_ids, &mut heard_ids] {
             if list.len() > MAX_MAILBOX_STATE_IDS {
-                list.retain(|id| present.contains(id) || Some(*id) == keep);
+                list.retain(|id| present.contains(id) || keep.contains(id));
             }
             while list.len() > MAX_MAILBOX_STATE_IDS {
-                let Some(first) = list.iter().find(|id| Some(**id) != keep).copied() else {
+                let Some(first) = list.iter().find(|id| !keep.contains(*id)).copied() else {
                     break;
                 };
                 list.remove(&first);
@@ -653,13 +653,11 @@ mod tests {
         assert!(read.find("00").is_err());
         assert!(read.find("zzzzzzzz").is_err());
         // Bob hears m1 then deletes m2.
-        let s1 = read
-            .next_state(&bob, None, Some(m1.item.id), NOW, 1)
-            .unwrap();
+        let s1 = read.next_state(&bob, None, &[m1.item.id], NOW, 1).unwrap();
         let read = Mailbox::read(&bob_id, &[verify(&d2), verify(&s1)], NOW);
         assert!(read.heard.contains(&m1.item.id));
         let s2 = read
-            .next_state(&bob, Some(m2.item.id), None, NOW, 1)
+            .next_state(&bob, Some(m2.item.id), &[], NOW, 1)
             .unwrap();
         assert!(s2.seq > s1.seq);
         let read = Mailbox::read(&bob_id, &[verify(&d2), verify(&s2)], NOW);

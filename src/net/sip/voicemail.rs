@@ -20,9 +20,14 @@
 use super::Inner;
 use crate::identity::SecretKey;
 use crate::limits::{MAX_VOICEMAIL_DURATION, SIP_MAX_MESSAGE_LEN};
+use crate::overlay::record::chunk_key;
 use crate::overlay::record::{mailbox_key, MailboxItem, Record, RecordKind};
-use crate::sip::voicemail::{Recording, VoicemailConfig, VoicemailOutput, VoicemailUa};
-use crate::userdata::voicemail::{compose, next_deposit, Envelope, Mailbox};
+use crate::sip::voicemail::{
+    Codec, Message, Recording, VoicemailConfig, VoicemailOutput, VoicemailUa, MAX_PLAYBACK_MESSAGES,
+};
+use crate::userdata::voicemail::{
+    compose, next_deposit, open_audio, open_envelope, Envelope, Mailbox,
+};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -144,20 +149,146 @@ impl Inner {
                 _ = tokio::time::sleep(wait) => agent.ua().handle_timeout(Instant::now()),
                 _ = agent.wake.notified() => Vec::new(),
             };
-            for output in outputs {
-                match output {
-                    VoicemailOutput::Sip { to, bytes } => {
-                        let _ = agent.sip.send_to(&bytes, to).await;
-                    }
-                    VoicemailOutput::Rtp { to, bytes } => {
-                        let _ = agent.rtp.send_to(&bytes, to).await;
-                    }
-                    VoicemailOutput::Recorded(recording) => {
-                        self.clone().spawn_deposit(agent.clone(), recording);
-                    }
+            self.carry_out(&agent, outputs).await;
+        }
+    }
+
+    /// Sends what the agent asked for, and starts the overlay work it
+    /// needs.
+    async fn carry_out(self: &Arc<Self>, agent: &Arc<Agent>, outputs: Vec<VoicemailOutput>) {
+        for output in outputs {
+            match output {
+                VoicemailOutput::Sip { to, bytes } => {
+                    let _ = agent.sip.send_to(&bytes, to).await;
+                }
+                VoicemailOutput::Rtp { to, bytes } => {
+                    let _ = agent.rtp.send_to(&bytes, to).await;
+                }
+                VoicemailOutput::Recorded(recording) => {
+                    self.clone().spawn_deposit(agent.clone(), recording);
+                }
+                VoicemailOutput::Fetch { call_id, account } => {
+                    self.clone().spawn_playback(agent.clone(), call_id, account);
                 }
             }
         }
+    }
+
+    /// Finds and opens `account`'s messages (newest first) for the
+    /// playback call `call_id`, hands them to the agent, and marks them
+    /// heard. A message that cannot be fetched or opened is skipped.
+    fn spawn_playback(self: Arc<Self>, agent: Arc<Agent>, call_id: String, account: String) {
+        tokio::spawn(async move {
+            let (messages, ids) = match self.open_messages(&account).await {
+                Ok(found) => found,
+                Err(e) => {
+                    warn!(%account, error = %e, "voice mail not read for playback");
+                    (Vec::new(), Vec::new())
+                }
+            };
+            let count = messages.len();
+            let outputs = agent.ua().messages(Instant::now(), &call_id, messages);
+            // Nothing back: the call ended (or waited too long) first, and
+            // nothing was played.
+            let played = !outputs.is_empty();
+            agent.wake.notify_one();
+            self.carry_out(&agent, outputs).await;
+            if !played {
+                return;
+            }
+            info!(%account, messages = count, "voice mail played");
+            if let Err(e) = self.mark_heard(&account, &ids).await {
+                warn!(%account, error = %e, "messages played but not marked heard");
+            }
+            self.spawn_read_mailbox(account);
+        });
+    }
+
+    /// `account`'s messages, opened, newest first (at most
+    /// [`MAX_PLAYBACK_MESSAGES`]), and their ids.
+    async fn open_messages(&self, account: &str) -> Result<(Vec<Message>, Vec<[u8; 32]>), String> {
+        let keys = super::lock(&self.layers)
+            .users
+            .get(account)
+            .cloned()
+            .ok_or("the account is no longer served here")?;
+        let enc = keys
+            .encryption
+            .as_ref()
+            .ok_or("the account has no encryption key")?;
+        let user = keys.signer.key.public().user_id();
+        let records = self
+            .overlay
+            .newest_per_owner(&self.dialer, mailbox_key(&user), RecordKind::Mailbox)
+            .await;
+        let now = super::now_ms() / 1000;
+        let mailbox = Mailbox::read(&user, &records, now);
+        let mut messages = Vec::new();
+        let mut played = Vec::new();
+        for (_, item) in mailbox.items.iter().take(MAX_PLAYBACK_MESSAGES) {
+            let Ok(envelope) = open_envelope(enc, item) else {
+                continue;
+            };
+            let mut set = tokio::task::JoinSet::new();
+            for index in 0..item.chunks {
+                let overlay = self.overlay.clone();
+                let dialer = self.dialer.clone();
+                let key = chunk_key(&item.id, index);
+                set.spawn(async move {
+                    let found = overlay
+                        .newest(&dialer, key, RecordKind::MailboxChunk)
+                        .await
+                        .and_then(|r| r.record().ok());
+                    (index, found)
+                });
+            }
+            let mut chunks: Vec<Option<Record>> = vec![None; usize::from(item.chunks)];
+            while let Some(Ok((index, found))) = set.join_next().await {
+                if let Some(slot) = chunks.get_mut(usize::from(index)) {
+                    *slot = found;
+                }
+            }
+            let policy = self.overlay.record_policy().clone();
+            let Ok(audio) = open_audio(enc, item, &chunks, &policy, now) else {
+                debug!(%account, "a message did not open for playback");
+                continue;
+            };
+            let codec = Codec::from_payload_type(envelope.codec).unwrap_or(Codec::Pcmu);
+            messages.push(Message { codec, audio });
+            played.push(item.id);
+        }
+        Ok((messages, played))
+    }
+
+    /// Publishes `account`'s mailbox state with `heard` marked heard (the
+    /// node holds the account's identity key: it serves the account).
+    async fn mark_heard(&self, account: &str, heard: &[[u8; 32]]) -> Result<(), String> {
+        if heard.is_empty() {
+            return Ok(());
+        }
+        let keys = super::lock(&self.layers)
+            .users
+            .get(account)
+            .cloned()
+            .ok_or("the account is no longer served here")?;
+        let user = &keys.signer.key;
+        let records = self
+            .overlay
+            .newest_per_owner(
+                &self.dialer,
+                mailbox_key(&user.public().user_id()),
+                RecordKind::Mailbox,
+            )
+            .await;
+        let now = super::now_ms() / 1000;
+        let mailbox = Mailbox::read(&user.public().user_id(), &records, now);
+        let record = mailbox
+            .next_state(user, None, heard, now, crate::unix_now_micros())
+            .map_err(|e| e.to_string())?;
+        if self.overlay.publish(&self.dialer, &record).await == 0 {
+            return Err("no node of the overlay stored the mailbox state".into());
+        }
+        Ok(())
     }
 
     /// Stores a recording in its callee's mailbox, in the background.

@@ -72,6 +72,14 @@ pub const UNRESOLVED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     0,
 ));
 
+/// The user part a phone calls to listen to its user's voice mail
+/// (`sip:voicemail@<overlay>`).
+pub const VOICEMAIL_USER: &str = "voicemail";
+
+/// The prefix of the Request-URI user by which the proxy asks the
+/// voicemail agent to play an account's messages (`play.<user>`).
+pub const PLAYBACK_PREFIX: &str = "play.";
+
 /// How long a lookup's answer locates its AOR for later calls: a phone
 /// that moved to another node is found after this at most (a call to
 /// the old node meanwhile gets 480 there).
@@ -1040,6 +1048,27 @@ impl Proxy {
         let caller_data = origin
             .account()
             .filter(|a| from_phone && self.data_accounts.contains(*a));
+        // The caller's own voice mail, to listen to.
+        let playback = caller_data
+            .filter(|_| request.method == Method::Invite && self.is_voicemail_uri(&request.uri))
+            .and_then(|account| {
+                self.playback_target(account)
+                    .map(|t| (account.to_owned(), t))
+            });
+        if let Some((account, target)) = playback {
+            set_asserted_caller(&mut request, Some(&account));
+            info!(%account, "SIP call to listen to voice mail");
+            return self.forward(
+                now,
+                unix_ms,
+                id,
+                (peer, transport),
+                origin,
+                request,
+                vec![target],
+                false,
+            );
+        }
         if let Some(account) = caller_data {
             if let Some(name) = self.dialled_name(&request.uri) {
                 let book = self.known_user_data(now, account);
@@ -1327,6 +1356,10 @@ impl Proxy {
     fn user_data_needed(&self, now: Instant, origin: &Party, request: &Request) -> Vec<String> {
         let mut needs = Vec::new();
         if request.method != Method::Invite || in_dialog(request) {
+            return needs;
+        }
+        // Listening to one's voice mail needs neither book nor settings.
+        if self.voicemail.is_some() && self.is_voicemail_uri(&request.uri) {
             return needs;
         }
         let mut callee_uri = request.uri.clone();
@@ -1828,6 +1861,25 @@ impl Proxy {
         if let Some(forward) = self.forwards.get_mut(&server) {
             forward.voicemail = Some(plan);
         }
+    }
+
+    /// Whether `uri` is `sip:voicemail@<overlay>`: where a user's phone
+    /// calls to listen to the user's messages (a reserved name: a contact
+    /// named `voicemail` cannot be dialled by it).
+    fn is_voicemail_uri(&self, uri: &SipUri) -> bool {
+        uri.user
+            .as_deref()
+            .is_some_and(|u| u.eq_ignore_ascii_case(VOICEMAIL_USER))
+            && matches!(&uri.host, Host::Domain(d) if d.eq_ignore_ascii_case(&self.domain))
+    }
+
+    /// The branch to this node's voicemail agent in playback mode for
+    /// `account`: its Request-URI user is `play.` and the account's user.
+    fn playback_target(&self, account: &str) -> Option<Target> {
+        let at = self.voicemail?;
+        let user = SipUri::parse(account).ok()?.user?;
+        let uri = SipUri::parse(&format!("sip:{PLAYBACK_PREFIX}{user}@{at}")).ok()?;
+        Some(Target::phone(account, at, Transport::Udp, uri))
     }
 
     /// The branch to this node's voice mail for `plan`'s callee: to the

@@ -37,12 +37,41 @@
 //!   came in 64 × T1 (RFC 3261 §13.3.1.4). Each end with audio yields one
 //!   [`Recording`].
 //! - **Bounds.** At most `max_calls` calls (beyond: 486), each with at
-//!   most `max_duration` × 8000 bytes of audio; as many BYE transactions
+//!   most `max_duration` × 8000 bytes of audio (a playback call: of
+//!   [`MAX_PLAYBACK_MESSAGES`] messages of (`max_duration` +
+//!   [`PLAYBACK_SLACK`]) × 8000 bytes at most); as many BYE transactions
 //!   of the UA in flight; [`ENDED_CALLS`] Call-IDs of ended calls, so
 //!   that a retransmitted BYE still gets its 200. A forgotten call leaves
 //!   nothing else behind. The configured limits are themselves capped
 //!   ([`MAX_CALLS_LIMIT`], [`MAX_DURATION_LIMIT`], [`MAX_GREETING`]), so
 //!   that no instant the UA computes can overflow.
+//!
+//! **Playback.** A call whose Request-URI user is `play.{user}` is the
+//! owner of `sip:{user}@{domain}` listening to their messages: the proxy
+//! sends it so, with the owner as the P-Asserted-Identity (an INVITE
+//! whose first P-Asserted-Identity is not that account is refused with
+//! 403; `play.` alone gets 404). It is answered like any call, and the
+//! UA emits [`VoicemailOutput::Fetch`] instead of beeping; the call then
+//! waits, silent, until the driver hands the messages, newest first, to
+//! [`VoicemailUa::messages`] (or [`FETCH_TIMEOUT`] after the ACK, as if
+//! there were none). It plays, paced like the beep, a [`MESSAGE_BEEP`]
+//! then the message for each message (transcoded to the call's codec),
+//! or one [`NO_MESSAGES_BEEP`] when there is none, and hangs up with its
+//! BYE. At most [`MAX_PLAYBACK_MESSAGES`] messages, each cut at
+//! `max_duration` + [`PLAYBACK_SLACK`]. RTP received is ignored, the
+//! silence timeout does not apply, the caller's BYE ends it at once, and
+//! it records nothing. A call whose answer does not send (a `sendonly`
+//! offer) hangs up as soon as it would start playing.
+//!
+//! ```text
+//!  proxy              VoicemailUa                driver      caller's media
+//!    │ INVITE play.USER    │                        │               │
+//!    │────────────────────▶│ 200 OK, Fetch ────────▶│               │
+//!    │ ACK                 │                        │               │
+//!    │────────────────────▶│◀── messages(call, [m…])│               │
+//!    │                     │ beep, m1, beep, m2 … RTP every 20 ms ─▶│
+//!    │◀────────────────────│ BYE                                    │
+//! ```
 //!
 //! Not implemented: offers without PCMU or PCMA (488), SRTP, delayed
 //! offers (an INVITE without SDP: 488), re-INVITE and UPDATE (488, the
@@ -56,8 +85,8 @@ mod tests;
 use super::g711;
 use super::typed::BRANCH_MAGIC_COOKIE;
 use super::{
-    error_reply, CSeq, HeaderName, Headers, Message, Method, NameAddr, Request, Response, SipUri,
-    Via,
+    error_reply, CSeq, HeaderName, Headers, Host, Message as SipMessage, Method, NameAddr, Request,
+    Response, SipUri, Via,
 };
 use offer::{answer_sdp, choose_stream, Direction};
 use rand_chacha::ChaCha20Rng;
@@ -105,6 +134,33 @@ pub const RECORDING_SLACK: Duration = Duration::from_secs(5);
 /// Call-IDs of ended calls kept (each for 64 × T1), to answer a
 /// retransmitted BYE with 200.
 pub const ENDED_CALLS: usize = 64;
+
+/// The prefix of a Request-URI user that asks for playback:
+/// `play.{user}` plays the messages of `sip:{user}@{domain}`.
+pub const PLAYBACK_PREFIX: &str = "play.";
+
+/// The most messages one playback call plays; the driver's others (the
+/// oldest: they come newest first) are dropped.
+pub const MAX_PLAYBACK_MESSAGES: usize = 50;
+
+/// How much longer than `max_duration` a message played may be; beyond,
+/// its audio is cut.
+pub const PLAYBACK_SLACK: Duration = Duration::from_secs(5);
+
+/// How long after the ACK a playback call waits for
+/// [`VoicemailUa::messages`]; then it plays as if there were none.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The beep before each message played.
+pub const MESSAGE_BEEP: Duration = Duration::from_millis(500);
+
+/// The beep that tells there is no message.
+pub const NO_MESSAGES_BEEP: Duration = Duration::from_secs(1);
+
+/// The most packets one playback call sends in one
+/// [`VoicemailUa::handle_timeout`] when the driver wakes late: the rest
+/// of the backlog is played late rather than in a burst.
+const MAX_BURST: usize = 10;
 
 /// The methods the UA answers (its `Allow`).
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS";
@@ -230,6 +286,15 @@ pub struct Recording {
     pub audio: Vec<u8>,
 }
 
+/// A message handed to a playback call (see [`VoicemailUa::messages`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The codec the audio is in.
+    pub codec: Codec,
+    /// The G.711 bytes, as recorded (one a sample).
+    pub audio: Vec<u8>,
+}
+
 /// What the UA asks the driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoicemailOutput {
@@ -249,6 +314,15 @@ pub enum VoicemailOutput {
     },
     /// A call ended with a message: store it.
     Recorded(Recording),
+    /// A playback call was answered: find the messages of `account`,
+    /// open them, and hand them to [`VoicemailUa::messages`] with
+    /// `call_id` (within [`FETCH_TIMEOUT`] of the ACK).
+    Fetch {
+        /// The playback call's Call-ID.
+        call_id: String,
+        /// Whose messages: `sip:{user}@{domain}`, the asserted caller.
+        account: String,
+    },
 }
 
 /// A retransmission schedule: when next, and the interval after that.
@@ -286,6 +360,25 @@ enum Phase {
     Greeting { next: Instant, sent: usize },
     /// Recording since `since`; RTP was last heard at `heard`.
     Recording { since: Instant, heard: Instant },
+    /// Playback, waiting for the messages: until `deadline`, set by the
+    /// ACK.
+    Fetching { deadline: Option<Instant> },
+    /// Playback: the next packet of the playlist is due at `next`; when
+    /// the playlist is done, the UA hangs up at `next`.
+    Playing { next: Instant },
+}
+
+/// A part of what a playback call plays.
+#[derive(Debug)]
+enum Segment {
+    /// A beep of `samples`, `sent` of them played.
+    Beep { samples: usize, sent: usize },
+    /// A message in `codec`, `sent` bytes of it played.
+    Audio {
+        codec: Codec,
+        audio: Vec<u8>,
+        sent: usize,
+    },
 }
 
 /// One call in progress.
@@ -319,10 +412,16 @@ struct Call {
     codec: Codec,
     /// The beep's length in samples (0 when the answer does not send).
     beep_samples: usize,
+    /// Whether the answer sends media.
+    sends: bool,
     ssrc: u32,
     seq: u16,
     timestamp: u32,
     phase: Phase,
+    /// What a playback call has left to play (empty when recording).
+    playlist: VecDeque<Segment>,
+    /// Whether the next packet is the first the call sends.
+    first_packet: bool,
     audio: Vec<u8>,
     /// The last packet recorded: its SSRC and sequence number.
     last: Option<(u32, u16)>,
@@ -336,15 +435,97 @@ impl Call {
     /// The call's next timer.
     fn next_timeout(&self, config: &VoicemailConfig) -> Option<Instant> {
         let media = match self.phase {
-            Phase::Greeting { next, .. } => next,
-            Phase::Recording { since, heard } => {
-                (heard + config.silence_timeout).min(since + config.max_duration + RECORDING_SLACK)
-            }
+            Phase::Greeting { next, .. } | Phase::Playing { next } => Some(next),
+            Phase::Recording { since, heard } => Some(
+                (heard + config.silence_timeout).min(since + config.max_duration + RECORDING_SLACK),
+            ),
+            Phase::Fetching { deadline } => deadline,
         };
-        [self.ok_resend.map(|r| r.at), self.ack_deadline, Some(media)]
+        [self.ok_resend.map(|r| r.at), self.ack_deadline, media]
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Starts playing `messages` (newest first) at `now`, each cut at
+    /// `max_bytes`: a beep and the message for each, at most
+    /// [`MAX_PLAYBACK_MESSAGES`]; a long beep if there is none; nothing
+    /// if the call does not send.
+    fn play(&mut self, now: Instant, messages: Vec<Message>, max_bytes: usize) {
+        let samples = |d: Duration| usize::try_from(d.as_micros() / 125).unwrap_or(0);
+        self.playlist.clear();
+        if !self.sends {
+            // Nothing to play: the UA hangs up at `now`.
+        } else if messages.is_empty() {
+            self.playlist.push_back(Segment::Beep {
+                samples: samples(NO_MESSAGES_BEEP),
+                sent: 0,
+            });
+        } else {
+            for mut message in messages.into_iter().take(MAX_PLAYBACK_MESSAGES) {
+                if message.audio.len() > max_bytes {
+                    message.audio.truncate(max_bytes);
+                    message.audio.shrink_to_fit();
+                }
+                self.playlist.push_back(Segment::Beep {
+                    samples: samples(MESSAGE_BEEP),
+                    sent: 0,
+                });
+                self.playlist.push_back(Segment::Audio {
+                    codec: message.codec,
+                    audio: message.audio,
+                    sent: 0,
+                });
+            }
+        }
+        self.phase = Phase::Playing { next: now };
+    }
+
+    /// The next RTP packet of the playlist, if anything is left.
+    fn next_playback_packet(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let payload = match self.playlist.front_mut()? {
+                Segment::Beep { samples, sent } => {
+                    let n = PACKET_SAMPLES.min(samples.saturating_sub(*sent));
+                    let tone = g711::tone(BEEP_HZ, BEEP_AMPLITUDE, *sent as u64, n);
+                    *sent += n;
+                    self.codec.encode(&tone)
+                }
+                Segment::Audio { codec, audio, sent } => {
+                    let start = (*sent).min(audio.len());
+                    let end = start.saturating_add(PACKET_SAMPLES).min(audio.len());
+                    let chunk = audio.get(start..end).unwrap_or_default();
+                    *sent = end;
+                    if *codec == self.codec {
+                        chunk.to_vec()
+                    } else {
+                        self.codec.encode(&codec.decode(chunk))
+                    }
+                }
+            };
+            let done = match self.playlist.front() {
+                Some(Segment::Beep { samples, sent }) => sent >= samples,
+                Some(Segment::Audio { audio, sent, .. }) => *sent >= audio.len(),
+                None => true,
+            };
+            if done {
+                self.playlist.pop_front();
+            }
+            if payload.is_empty() {
+                continue;
+            }
+            let header = RtpHeader {
+                marker: std::mem::take(&mut self.first_packet),
+                payload_type: self.codec.payload_type(),
+                sequence: self.seq,
+                timestamp: self.timestamp,
+                ssrc: self.ssrc,
+            };
+            self.seq = self.seq.wrapping_add(1);
+            // The packet's 20 ms slot, however much of it the payload fills.
+            self.timestamp = self.timestamp.wrapping_add(PACKET_SAMPLES as u32);
+            return Some(write_rtp(&header, &payload));
+        }
     }
 
     /// What the caller recorded.
@@ -386,8 +567,9 @@ struct ByeTransaction {
 /// returns, in order. After each call, ask
 /// [`poll_timeout`](Self::poll_timeout) when to wake next and then call
 /// [`handle_timeout`](Self::handle_timeout) (early or late calls are
-/// harmless: it does what is due). While a beep plays the timer fires
-/// every 20 ms.
+/// harmless: it does what is due). While a beep or a playback plays the
+/// timer fires every 20 ms. A playback call asks for its messages with
+/// [`VoicemailOutput::Fetch`]: answer with [`messages`](Self::messages).
 pub struct VoicemailUa {
     config: VoicemailConfig,
     rng: ChaCha20Rng,
@@ -454,6 +636,38 @@ impl VoicemailUa {
         usize::try_from(self.config.max_duration.as_micros() / 125).unwrap_or(usize::MAX)
     }
 
+    /// The most audio bytes one message played holds.
+    fn max_playback_audio(&self) -> usize {
+        usize::try_from((self.config.max_duration + PLAYBACK_SLACK).as_micros() / 125)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Hands a playback call its messages, newest first (see the module
+    /// docs), after [`VoicemailOutput::Fetch`]: it starts playing them at
+    /// once. Beyond [`MAX_PLAYBACK_MESSAGES`] they are dropped, and each
+    /// is cut at `max_duration` + [`PLAYBACK_SLACK`]. For a call that is
+    /// not waiting for its messages (unknown, ended, recording, or
+    /// already playing) it does nothing and returns nothing.
+    #[must_use]
+    pub fn messages(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        messages: Vec<Message>,
+    ) -> Vec<VoicemailOutput> {
+        let mut out = Vec::new();
+        let max_bytes = self.max_playback_audio();
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return out;
+        };
+        if !matches!(call.phase, Phase::Fetching { .. }) {
+            return out;
+        }
+        call.play(now, messages, max_bytes);
+        self.call_timeout(now, call_id, &mut out);
+        out
+    }
+
     /// `n` random bytes in hex.
     fn random_hex(&mut self, n: usize) -> String {
         let mut bytes = vec![0u8; n];
@@ -462,7 +676,7 @@ impl VoicemailUa {
     }
 
     /// A SIP datagram to the proxy.
-    fn sip(&self, message: Message) -> VoicemailOutput {
+    fn sip(&self, message: SipMessage) -> VoicemailOutput {
         VoicemailOutput::Sip {
             to: self.config.proxy,
             bytes: message.to_bytes(),
@@ -489,12 +703,12 @@ impl VoicemailUa {
             return Vec::new();
         }
         let mut out = Vec::new();
-        match Message::parse(datagram) {
-            Ok(Message::Request(request)) => self.on_request(now, unix_ms, &request, &mut out),
-            Ok(Message::Response(response)) => self.on_response(now, &response),
+        match SipMessage::parse(datagram) {
+            Ok(SipMessage::Request(request)) => self.on_request(now, unix_ms, &request, &mut out),
+            Ok(SipMessage::Response(response)) => self.on_response(now, &response),
             Err(error) => {
                 if let Some(answer) = error_reply(datagram, &error) {
-                    out.push(self.sip(Message::Response(answer)));
+                    out.push(self.sip(SipMessage::Response(answer)));
                 }
             }
         }
@@ -627,6 +841,35 @@ impl VoicemailUa {
                 hang_up |= now >= heard + config.silence_timeout
                     || now >= since + config.max_duration + RECORDING_SLACK;
             }
+            Phase::Fetching { deadline } => {
+                if deadline.is_some_and(|t| t <= now) {
+                    // No messages came: as if there were none.
+                    call.play(now, Vec::new(), 0);
+                }
+            }
+            Phase::Playing { .. } => {}
+        }
+        if let Phase::Playing { mut next } = call.phase {
+            let mut burst = 0;
+            while next <= now {
+                if burst == MAX_BURST {
+                    // Woken late: the rest plays late, not in a burst.
+                    next = now + PACKET_INTERVAL;
+                    break;
+                }
+                let Some(bytes) = call.next_playback_packet() else {
+                    // The last packet has played.
+                    hang_up = true;
+                    break;
+                };
+                out.push(VoicemailOutput::Rtp {
+                    to: call.media,
+                    bytes,
+                });
+                burst += 1;
+                next += PACKET_INTERVAL;
+            }
+            call.phase = Phase::Playing { next };
         }
         if hang_up {
             self.hang_up(now, call_id, out);
@@ -684,7 +927,7 @@ impl VoicemailUa {
         headers.push(HeaderName::To, call.remote_party.as_str());
         headers.push(HeaderName::CallId, call.call_id.as_str());
         headers.push(HeaderName::CSeq, format!("{cseq} BYE"));
-        let bye = Message::Request(Request {
+        let bye = SipMessage::Request(Request {
             method: Method::Bye,
             uri: call.remote_target.clone(),
             headers,
@@ -725,7 +968,7 @@ impl VoicemailUa {
         };
         let method = &request.method;
         if *method == Method::Ack {
-            self.on_ack(&ids);
+            self.on_ack(now, &ids);
             return;
         }
         if *method == Method::Cancel {
@@ -737,7 +980,7 @@ impl VoicemailUa {
                 .is_some_and(|c| c.invite_cseq == ids.cseq.seq)
                 || self.ended(ids.call_id, now);
             let answer = self.reply(request, if known { 200 } else { 481 });
-            out.push(self.sip(Message::Response(answer)));
+            out.push(self.sip(SipMessage::Response(answer)));
             return;
         }
         match request.headers.values(&HeaderName::Require) {
@@ -746,12 +989,12 @@ impl VoicemailUa {
                 let unsupported = required.join(", ");
                 let mut answer = self.reply(request, 420);
                 answer.headers.push(HeaderName::Unsupported, unsupported);
-                out.push(self.sip(Message::Response(answer)));
+                out.push(self.sip(SipMessage::Response(answer)));
                 return;
             }
             Err(_) => {
                 let answer = self.reply(request, 400);
-                out.push(self.sip(Message::Response(answer)));
+                out.push(self.sip(SipMessage::Response(answer)));
                 return;
             }
         }
@@ -763,7 +1006,7 @@ impl VoicemailUa {
                 Method::Bye => self.reply(request, 481),
                 _ => self.allow(request, 405),
             };
-            out.push(self.sip(Message::Response(answer)));
+            out.push(self.sip(SipMessage::Response(answer)));
             return;
         };
         let in_dialog = self
@@ -782,7 +1025,7 @@ impl VoicemailUa {
             }
             Method::Bye => {
                 let answer = self.reply(request, 200);
-                out.push(self.sip(Message::Response(answer)));
+                out.push(self.sip(SipMessage::Response(answer)));
                 if let Some(mut call) = self.remove_call(ids.call_id) {
                     if let Some(recording) = call.recording() {
                         out.push(VoicemailOutput::Recorded(recording));
@@ -798,7 +1041,7 @@ impl VoicemailUa {
             Method::Info => self.reply(request, 200),
             _ => self.allow(request, 405),
         };
-        out.push(self.sip(Message::Response(answer)));
+        out.push(self.sip(SipMessage::Response(answer)));
     }
 
     /// A reply with the UA's `Allow`.
@@ -808,8 +1051,9 @@ impl VoicemailUa {
         answer
     }
 
-    /// The ACK of a 200 ends its retransmissions.
-    fn on_ack(&mut self, ids: &Ids<'_>) {
+    /// The ACK of a 200 ends its retransmissions, and starts a playback
+    /// call's wait for its messages.
+    fn on_ack(&mut self, now: Instant, ids: &Ids<'_>) {
         let Some(call) = self.calls.get_mut(ids.call_id) else {
             return;
         };
@@ -819,6 +1063,11 @@ impl VoicemailUa {
         {
             call.ok_resend = None;
             call.ack_deadline = None;
+            if let Phase::Fetching { deadline: None } = call.phase {
+                call.phase = Phase::Fetching {
+                    deadline: Some(now + FETCH_TIMEOUT),
+                };
+            }
         }
     }
 
@@ -842,7 +1091,7 @@ impl VoicemailUa {
             } else {
                 // Another INVITE of the same call (RFC 3261 §8.2.2.2).
                 let answer = self.reply(request, 482);
-                out.push(self.sip(Message::Response(answer)));
+                out.push(self.sip(SipMessage::Response(answer)));
             }
             return;
         }
@@ -851,13 +1100,25 @@ impl VoicemailUa {
             return;
         }
         match self.accept(now, unix_ms, request, ids) {
-            Ok(ok) => out.push(VoicemailOutput::Sip {
-                to: self.config.proxy,
-                bytes: ok,
-            }),
+            Ok(ok) => {
+                out.push(VoicemailOutput::Sip {
+                    to: self.config.proxy,
+                    bytes: ok,
+                });
+                if let Some(call) = self
+                    .calls
+                    .get(ids.call_id)
+                    .filter(|c| matches!(c.phase, Phase::Fetching { .. }))
+                {
+                    out.push(VoicemailOutput::Fetch {
+                        call_id: call.call_id.clone(),
+                        account: call.account.clone(),
+                    });
+                }
+            }
             Err(code) => {
                 let answer = self.reply(request, code);
-                out.push(self.sip(Message::Response(answer)));
+                out.push(self.sip(SipMessage::Response(answer)));
             }
         }
     }
@@ -874,6 +1135,32 @@ impl VoicemailUa {
             return Err(486);
         }
         let user = request.uri.user.as_deref().ok_or(404u16)?;
+        let caller = request
+            .headers
+            .values(&HeaderName::PAssertedIdentity)
+            .ok()
+            .and_then(|values| {
+                values
+                    .first()
+                    .map(|v| NameAddr::parse("P-Asserted-Identity", v))
+            })
+            .and_then(Result::ok)
+            .map(|identity| identity.uri);
+        let (user, playback) = match user.strip_prefix(PLAYBACK_PREFIX) {
+            None => (user, false),
+            Some("") => return Err(404),
+            Some(owner) => {
+                // Only the mailbox's owner, as the node asserts it.
+                let owner_calls = caller.as_ref().is_some_and(|uri| {
+                    uri.user.as_deref() == Some(owner)
+                        && Host::parse(&self.config.domain).is_ok_and(|d| uri.host.matches(&d))
+                });
+                if !owner_calls {
+                    return Err(403);
+                }
+                (owner, true)
+            }
+        };
         let contact = request
             .headers
             .values(&HeaderName::Contact)
@@ -921,19 +1208,9 @@ impl VoicemailUa {
             .get(&HeaderName::To)
             .unwrap_or_default()
             .to_owned();
-        let bytes = Message::Response(ok).to_bytes();
-        let caller = request
-            .headers
-            .values(&HeaderName::PAssertedIdentity)
-            .ok()
-            .and_then(|values| {
-                values
-                    .first()
-                    .map(|v| NameAddr::parse("P-Asserted-Identity", v))
-            })
-            .and_then(Result::ok)
-            .map(|identity| identity.uri.to_string());
-        let beep_samples = if direction.sends() {
+        let bytes = SipMessage::Response(ok).to_bytes();
+        let caller = caller.map(|uri| uri.to_string());
+        let beep_samples = if direction.sends() && !playback {
             usize::try_from(self.config.greeting.as_micros() / 125).unwrap_or(0)
         } else {
             0
@@ -958,11 +1235,19 @@ impl VoicemailUa {
             media,
             codec,
             beep_samples,
+            sends: direction.sends(),
             ssrc: self.rng.next_u32(),
             seq: (self.rng.next_u32() & 0xffff) as u16,
             timestamp: self.rng.next_u32(),
-            // The first packet leaves at once, after the 200.
-            phase: Phase::Greeting { next: now, sent: 0 },
+            // The first packet leaves at once, after the 200; a playback
+            // call waits for its messages.
+            phase: if playback {
+                Phase::Fetching { deadline: None }
+            } else {
+                Phase::Greeting { next: now, sent: 0 }
+            },
+            playlist: VecDeque::new(),
+            first_packet: true,
             audio: Vec::new(),
             last: None,
             account: format!("sip:{user}@{}", self.config.domain),

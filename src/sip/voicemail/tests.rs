@@ -90,12 +90,12 @@ fn in_dialog(method: &str, call_id: &str, cseq: u32, to_tag: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn parse(bytes: &[u8]) -> Message {
-    Message::parse(bytes).expect("the UA sends SIP that parses")
+fn parse(bytes: &[u8]) -> SipMessage {
+    SipMessage::parse(bytes).expect("the UA sends SIP that parses")
 }
 
 /// The SIP messages among `out`, each checked to go to the proxy.
-fn sips(out: &[VoicemailOutput]) -> Vec<Message> {
+fn sips(out: &[VoicemailOutput]) -> Vec<SipMessage> {
     out.iter()
         .filter_map(|o| match o {
             VoicemailOutput::Sip { to, bytes } => {
@@ -111,8 +111,8 @@ fn responses(out: &[VoicemailOutput]) -> Vec<Response> {
     sips(out)
         .into_iter()
         .map(|m| match m {
-            Message::Response(r) => r,
-            Message::Request(r) => panic!("a {} where a response was expected", r.method),
+            SipMessage::Response(r) => r,
+            SipMessage::Request(r) => panic!("a {} where a response was expected", r.method),
         })
         .collect()
 }
@@ -121,8 +121,8 @@ fn requests(out: &[VoicemailOutput]) -> Vec<Request> {
     sips(out)
         .into_iter()
         .filter_map(|m| match m {
-            Message::Request(r) => Some(r),
-            Message::Response(_) => None,
+            SipMessage::Request(r) => Some(r),
+            SipMessage::Response(_) => None,
         })
         .collect()
 }
@@ -566,7 +566,7 @@ fn a_full_recording_ends_with_the_uas_bye() {
         bye.headers.all(&HeaderName::Route).collect::<Vec<_>>(),
         ["<sip:127.0.0.1:5060;lr;node=aa>", "<sip:192.0.2.7:5060;lr>"]
     );
-    let bye_message = Message::Request(bye.clone());
+    let bye_message = SipMessage::Request(bye.clone());
     assert_eq!(bye_message.from().unwrap().tag(), Some(tag.as_str()));
     assert_eq!(
         bye_message.from().unwrap().uri.to_string(),
@@ -599,9 +599,9 @@ fn a_full_recording_ends_with_the_uas_bye() {
     // A response of another transaction changes nothing.
     let mut stray = bye.reply(200, None);
     stray.headers.set(HeaderName::CSeq, "7 BYE");
-    assert!(lab.sip(&Message::Response(stray).to_bytes()).is_empty());
+    assert!(lab.sip(&SipMessage::Response(stray).to_bytes()).is_empty());
     assert!(lab.ua.poll_timeout().is_some());
-    let done = Message::Response(bye.reply(200, None)).to_bytes();
+    let done = SipMessage::Response(bye.reply(200, None)).to_bytes();
     assert!(lab.sip(&done).is_empty());
     assert_eq!(lab.ua.poll_timeout(), None);
     assert!(lab.advance(Duration::from_secs(60)).is_empty());
@@ -910,6 +910,411 @@ fn codecs_name_their_payload_types() {
     assert_eq!((Codec::Pcmu.name(), Codec::Pcma.name()), ("PCMU", "PCMA"));
 }
 
+/// A playback INVITE as the proxy sends it: bob, asserted, calls
+/// `sip:voicemail@…` to listen to his messages.
+fn play_invite(call_id: &str, sdp: &str) -> Vec<u8> {
+    String::from_utf8(invite(call_id, 1, sdp))
+        .unwrap()
+        .replace(
+            &format!("INVITE sip:bob@{DOMAIN}"),
+            "INVITE sip:play.bob@127.0.0.1:5070",
+        )
+        .replace(
+            &format!("P-Asserted-Identity: <sip:alice@{DOMAIN}>, <tel:+15551234>"),
+            &format!("P-Asserted-Identity: <sip:bob@{DOMAIN}>"),
+        )
+        .into_bytes()
+}
+
+/// The UA's BYE in `out`, sent once and maybe retransmitted.
+fn the_bye(out: &[VoicemailOutput]) -> Request {
+    let sent = requests(out);
+    assert!(!sent.is_empty(), "no BYE in {out:?}");
+    assert!(sent
+        .iter()
+        .all(|r| r.method == Method::Bye && *r == sent[0]));
+    sent[0].clone()
+}
+
+fn fetches(out: &[VoicemailOutput]) -> Vec<(String, String)> {
+    out.iter()
+        .filter_map(|o| match o {
+            VoicemailOutput::Fetch { call_id, account } => Some((call_id.clone(), account.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The RTP packets among timed outputs, with their instants.
+fn timed_rtps(out: &[(Duration, VoicemailOutput)]) -> Vec<(Duration, RtpHeader, Vec<u8>)> {
+    out.iter()
+        .flat_map(|(t, o)| {
+            rtps(std::slice::from_ref(o))
+                .into_iter()
+                .map(|(h, p)| (*t, h, p))
+        })
+        .collect()
+}
+
+/// A playback call answered (200 and Fetch) and acknowledged: its tag.
+fn playback_answered(lab: &mut Lab, call_id: &str, sdp: &str) -> String {
+    let out = lab.sip(&play_invite(call_id, sdp));
+    assert_eq!(out.len(), 2, "{out:?}");
+    let ok = response(&out);
+    assert_eq!(ok.code, 200);
+    assert_eq!(
+        fetches(&out),
+        [(call_id.to_owned(), format!("sip:bob@{DOMAIN}"))]
+    );
+    let tag = to_tag(&ok);
+    assert!(lab.sip(&in_dialog("ACK", call_id, 1, &tag)).is_empty());
+    tag
+}
+
+/// `n` samples of a tone, from sample 0.
+fn tone(hz: f64, n: usize) -> Vec<i16> {
+    g711::tone(hz, 6000, 0, n)
+}
+
+#[test]
+fn a_playback_call_plays_each_message_after_a_beep_then_hangs_up() {
+    let mut lab = Lab::new(config());
+    // Answered as a recording call is (µ-law preferred), but silent: the
+    // UA asks the driver for bob's messages and waits.
+    let out = lab.sip(&play_invite("p", &offer(40000, "8 0 101")));
+    let ok = response(&out);
+    assert_eq!(ok.code, 200);
+    let text = String::from_utf8(ok.body.clone()).unwrap();
+    assert!(text.contains("m=audio 30000 RTP/AVP 0\r\n"), "{text}");
+    assert_eq!(
+        fetches(&out),
+        [("p".to_owned(), format!("sip:bob@{DOMAIN}"))]
+    );
+    // A retransmitted INVITE gets the 200 again, not another Fetch.
+    let again = lab.sip(&play_invite("p", &offer(40000, "8 0 101")));
+    assert_eq!(again, out[..1]);
+    assert!(lab.sip(&in_dialog("ACK", "p", 1, &to_tag(&ok))).is_empty());
+    assert!(lab.advance(Duration::from_secs(2)).is_empty());
+    assert_eq!(lab.ua.calls(), 1);
+
+    // Two messages, newest first: µ-law as the call, then A-law.
+    let first = Codec::Pcmu.encode(&tone(440.0, 1000));
+    let second_samples = tone(600.0, 800);
+    let second = Codec::Pcma.encode(&second_samples);
+    let start = lab.now - lab.t0;
+    let out = lab.ua.messages(
+        lab.now,
+        "p",
+        vec![
+            Message {
+                codec: Codec::Pcmu,
+                audio: first.clone(),
+            },
+            Message {
+                codec: Codec::Pcma,
+                audio: second.clone(),
+            },
+        ],
+    );
+    // The first packet leaves at once.
+    let mut timed: Vec<(Duration, VoicemailOutput)> = out.into_iter().map(|o| (start, o)).collect();
+    assert_eq!(timed.len(), 1);
+    timed.extend(lab.run_to(start + Duration::from_secs(5)));
+    let packets = timed_rtps(&timed);
+    // Beep (25), 1000 bytes (7), beep (25), 800 bytes (5).
+    assert_eq!(packets.len(), 25 + 7 + 25 + 5);
+    for (i, (t, header, _)) in packets.iter().enumerate() {
+        assert_eq!(*t, start + PACKET_INTERVAL * i as u32);
+        assert_eq!(header.marker, i == 0);
+        assert_eq!(header.payload_type, 0);
+        assert_eq!(header.ssrc, packets[0].1.ssrc);
+        assert_eq!(
+            header.sequence,
+            packets[0].1.sequence.wrapping_add(i as u16)
+        );
+        assert_eq!(
+            header.timestamp,
+            packets[0].1.timestamp.wrapping_add(160 * i as u32)
+        );
+    }
+    let payloads = |range: std::ops::Range<usize>| -> Vec<u8> {
+        packets[range]
+            .iter()
+            .flat_map(|(_, _, p)| p.clone())
+            .collect()
+    };
+    for beep in [payloads(0..25), payloads(32..57)] {
+        assert_eq!(beep.len(), 4000);
+        let f = frequency(&Codec::Pcmu.decode(&beep));
+        assert!((f - 1000.0).abs() < 20.0, "the beep is at {f} Hz");
+    }
+    // The µ-law message as it was recorded, byte for byte.
+    assert_eq!(payloads(25..32), first);
+    assert_eq!(packets[31].2.len(), 1000 - 6 * 160);
+    // The A-law message transcoded to µ-law.
+    let played = payloads(57..62);
+    assert_eq!(played, Codec::Pcmu.encode(&Codec::Pcma.decode(&second)));
+    let heard = Codec::Pcmu.decode(&played);
+    assert_eq!(heard.len(), second_samples.len());
+    for (a, b) in heard.iter().zip(&second_samples) {
+        assert!((i32::from(*a) - i32::from(*b)).abs() <= 400, "{a} for {b}");
+    }
+    // Then the UA's BYE, 20 ms after the last packet, and nothing
+    // recorded.
+    let all: Vec<VoicemailOutput> = timed.iter().map(|(_, o)| o.clone()).collect();
+    let bye = the_bye(&all);
+    assert_eq!(bye.uri.to_string(), "sip:alice@127.0.0.1:6001");
+    let bye_at = timed
+        .iter()
+        .find(|(_, o)| matches!(o, VoicemailOutput::Sip { .. }))
+        .map(|(t, _)| *t);
+    assert_eq!(bye_at, Some(start + PACKET_INTERVAL * 62));
+    assert!(recordings(&all).is_empty());
+    assert_eq!(lab.ua.calls(), 0);
+    assert!(lab.ua.media.is_empty());
+    // The BYE's 200 ends its transaction; nothing is left.
+    let done = SipMessage::Response(bye.reply(200, None)).to_bytes();
+    assert!(lab.sip(&done).is_empty());
+    assert_eq!(lab.ua.poll_timeout(), None);
+    // Messages for the ended call do nothing.
+    assert!(lab.ua.messages(lab.now, "p", Vec::new()).is_empty());
+}
+
+#[test]
+fn an_a_law_call_plays_a_law_messages_as_they_are() {
+    let mut lab = Lab::new(config());
+    playback_answered(&mut lab, "p", &offer(40000, "8"));
+    let alaw = Codec::Pcma.encode(&tone(440.0, 320));
+    let ulaw_samples = tone(440.0, 160);
+    let ulaw = Codec::Pcmu.encode(&ulaw_samples);
+    let mut out = lab.ua.messages(
+        lab.now,
+        "p",
+        vec![
+            Message {
+                codec: Codec::Pcma,
+                audio: alaw.clone(),
+            },
+            Message {
+                codec: Codec::Pcmu,
+                audio: ulaw.clone(),
+            },
+        ],
+    );
+    out.extend(lab.advance(Duration::from_secs(3)));
+    let packets = rtps(&out);
+    assert_eq!(packets.len(), 25 + 2 + 25 + 1);
+    assert!(packets.iter().all(|(h, _)| h.payload_type == 8));
+    let message: Vec<u8> = packets[25..27]
+        .iter()
+        .flat_map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(message, alaw);
+    assert_eq!(
+        packets[52].1,
+        Codec::Pcma.encode(&Codec::Pcmu.decode(&ulaw))
+    );
+    the_bye(&out);
+}
+
+#[test]
+fn the_callers_bye_ends_playback_at_once() {
+    let mut lab = Lab::new(config());
+    let tag = playback_answered(&mut lab, "p", &offer(40000, "0"));
+    let mut out = lab.ua.messages(
+        lab.now,
+        "p",
+        vec![Message {
+            codec: Codec::Pcmu,
+            audio: vec![0x55; 16000],
+        }],
+    );
+    out.extend(lab.advance(Duration::from_millis(990)));
+    assert_eq!(rtps(&out).len(), 50);
+    // What the caller sends is not kept, and changes nothing.
+    let mut talker = Talker::new(1);
+    for _ in 0..5 {
+        let (packet, _) = talker.next();
+        assert!(lab.rtp(media(), &packet).is_empty());
+    }
+    let out = lab.sip(&in_dialog("BYE", "p", 2, &tag));
+    assert_eq!(response(&out).code, 200);
+    assert_eq!(out.len(), 1, "no recording: {out:?}");
+    assert_eq!(lab.ua.calls(), 0);
+    assert_eq!(lab.ua.poll_timeout(), None);
+    assert!(lab.advance(Duration::from_secs(5)).is_empty());
+    assert_eq!(
+        response(&lab.sip(&in_dialog("BYE", "p", 2, &tag))).code,
+        200
+    );
+}
+
+#[test]
+fn without_messages_the_call_beeps_long_after_the_fetch_timeout() {
+    // The silence timeout (10 s) is shorter than the wait: it does not
+    // apply to playback.
+    let mut lab = Lab::new(config());
+    playback_answered(&mut lab, "p", &offer(40000, "0"));
+    let acked = lab.now - lab.t0;
+    assert!(lab
+        .run_to(acked + FETCH_TIMEOUT - Duration::from_millis(1))
+        .is_empty());
+    let out = lab.run_to(acked + FETCH_TIMEOUT + Duration::from_secs(2));
+    let packets = timed_rtps(&out);
+    assert_eq!(packets.len(), 50, "one 1 s beep");
+    assert_eq!(packets[0].0, acked + FETCH_TIMEOUT);
+    let beep: Vec<u8> = packets.iter().flat_map(|(_, _, p)| p.clone()).collect();
+    let f = frequency(&Codec::Pcmu.decode(&beep));
+    assert!((f - 1000.0).abs() < 20.0, "{f} Hz");
+    let bye = out
+        .iter()
+        .find(|(_, o)| matches!(o, VoicemailOutput::Sip { .. }))
+        .unwrap();
+    assert_eq!(bye.0, acked + FETCH_TIMEOUT + NO_MESSAGES_BEEP);
+    assert_eq!(lab.ua.calls(), 0);
+    // Messages that come too late do nothing.
+    assert!(lab.ua.messages(lab.now, "p", Vec::new()).is_empty());
+
+    // An empty list plays the same beep at once.
+    let mut lab = Lab::new(config());
+    playback_answered(&mut lab, "q", &offer(40000, "0"));
+    let mut out = lab.ua.messages(lab.now, "q", Vec::new());
+    out.extend(lab.advance(Duration::from_secs(2)));
+    assert_eq!(rtps(&out).len(), 50);
+    the_bye(&out);
+    // Without an ACK the call ends after 64 × T1, as any call.
+    let mut lab = Lab::new(config());
+    let out = lab.sip(&play_invite("r", &offer(40000, "0")));
+    assert_eq!(fetches(&out).len(), 1);
+    let out = lab.run_to(TIMER_64T1);
+    assert!(rtps(&out.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>()).is_empty());
+    assert_eq!(lab.ua.calls(), 0);
+}
+
+#[test]
+fn messages_for_a_call_that_does_not_wait_for_them_do_nothing() {
+    let mut lab = Lab::new(config());
+    let one = || {
+        vec![Message {
+            codec: Codec::Pcmu,
+            audio: vec![0x55; 160],
+        }]
+    };
+    assert!(lab.ua.messages(lab.now, "nobody", one()).is_empty());
+    // A recording call.
+    lab.answered("rec", &offer(40000, "0"));
+    assert!(lab.ua.messages(lab.now, "rec", one()).is_empty());
+    // A playback call already playing.
+    playback_answered(&mut lab, "p", &offer(40002, "0"));
+    let out = lab.ua.messages(lab.now, "p", one());
+    assert!(
+        matches!(out[..], [VoicemailOutput::Rtp { to, .. }] if to == at([127, 0, 0, 1], 40002)),
+        "{out:?}"
+    );
+    assert!(lab.ua.messages(lab.now, "p", one()).is_empty());
+    assert_eq!(lab.ua.calls(), 2);
+}
+
+#[test]
+fn at_most_50_messages_are_played_each_cut_at_its_limit() {
+    let mut lab = Lab::new(config());
+    playback_answered(&mut lab, "p", &offer(40000, "0"));
+    let messages: Vec<Message> = (0..60u8)
+        .map(|i| Message {
+            codec: Codec::Pcmu,
+            audio: vec![i; 160],
+        })
+        .collect();
+    let mut out = lab.ua.messages(lab.now, "p", messages);
+    out.extend(lab.advance(Duration::from_secs(60)));
+    let packets = rtps(&out);
+    assert_eq!(packets.len(), MAX_PLAYBACK_MESSAGES * (25 + 1));
+    for (i, chunk) in packets.chunks(26).enumerate() {
+        assert_eq!(chunk[25].1, vec![i as u8; 160], "message {i}");
+    }
+    the_bye(&out);
+
+    // A message longer than max_duration + 5 s is cut there.
+    let mut lab = Lab::new(VoicemailConfig {
+        max_duration: Duration::from_secs(1),
+        ..config()
+    });
+    playback_answered(&mut lab, "p", &offer(40000, "0"));
+    let long = Message {
+        codec: Codec::Pcmu,
+        audio: vec![0x42; 8000 * 10],
+    };
+    let mut out = lab.ua.messages(lab.now, "p", vec![long]);
+    out.extend(lab.advance(Duration::from_secs(20)));
+    let played: usize = rtps(&out)[25..].iter().map(|(_, p)| p.len()).sum();
+    assert_eq!(played, 6 * 8000);
+}
+
+#[test]
+fn a_late_driver_gets_no_burst_of_playback() {
+    let mut lab = Lab::new(config());
+    playback_answered(&mut lab, "p", &offer(40000, "0"));
+    let _ = lab.ua.messages(lab.now, "p", Vec::new());
+    // Woken 500 ms late: 10 packets, the rest paced from now.
+    lab.now += Duration::from_millis(500);
+    let out = lab.ua.handle_timeout(lab.now);
+    assert_eq!(rtps(&out).len(), MAX_BURST);
+    assert_eq!(lab.ua.poll_timeout(), Some(lab.now + PACKET_INTERVAL));
+    let out = lab.advance(Duration::from_secs(2));
+    assert_eq!(rtps(&out).len(), 50 - 1 - MAX_BURST);
+    the_bye(&out);
+}
+
+#[test]
+fn playback_is_the_asserted_owners_only() {
+    let mut lab = Lab::new(config());
+    let text = String::from_utf8(play_invite("p", &offer(40000, "0"))).unwrap();
+    let pai = "P-Asserted-Identity: <sip:bob@lab.example>\r\n";
+    let asserted = |identity: &str| format!("P-Asserted-Identity: {identity}\r\n");
+    for (i, (from, to, code)) in [
+        ("INVITE sip:play.bob@", "INVITE sip:play.@".to_owned(), 404),
+        (pai, String::new(), 403),
+        (pai, asserted("<sip:carol@lab.example>"), 403),
+        (pai, asserted("<sip:bob@other.example>"), 403),
+        (pai, asserted("<tel:+15551234>, <sip:bob@lab.example>"), 403),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert!(text.contains(from));
+        let changed = text
+            .replace(from, &to)
+            .replace("Call-ID: p", &format!("Call-ID: p{i}"));
+        let out = lab.sip(changed.as_bytes());
+        assert_eq!(response(&out).code, code, "{changed}");
+        assert!(fetches(&out).is_empty());
+    }
+    assert_eq!(lab.ua.calls(), 0);
+    // The domain is compared as a host: case does not matter.
+    let upper = text.replace(pai, &asserted("\"Bob\" <sip:bob@LAB.example>"));
+    let out = lab.sip(upper.as_bytes());
+    assert_eq!(response(&out).code, 200);
+    assert_eq!(fetches(&out).len(), 1);
+}
+
+#[test]
+fn a_playback_call_that_cannot_send_hangs_up_at_once() {
+    let mut lab = Lab::new(config());
+    let sdp = offer(40000, "0") + "a=sendonly\r\n";
+    playback_answered(&mut lab, "p", &sdp);
+    let out = lab.ua.messages(
+        lab.now,
+        "p",
+        vec![Message {
+            codec: Codec::Pcmu,
+            audio: vec![0x55; 1600],
+        }],
+    );
+    assert!(rtps(&out).is_empty());
+    assert_eq!(requests(&out)[0].method, Method::Bye);
+    assert_eq!(lab.ua.calls(), 0);
+}
+
 #[test]
 fn the_fuzz_seeds_run_through_the_harness() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/voicemail_ua");
@@ -920,6 +1325,27 @@ fn the_fuzz_seeds_run_through_the_harness() {
         seeds += 1;
     }
     assert!(seeds >= 3);
+    // A playback call: answered (port 40002), acknowledged, three
+    // messages (the last cut at the harness's 7 s), then messages for a
+    // call never fetched, and a refused INVITE.
+    let mut input = Vec::new();
+    let mut chunk = |selector: u8, bytes: &[u8]| {
+        input.push(selector);
+        input.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        input.extend_from_slice(bytes);
+    };
+    chunk(0x08, &[1, 0, 1]);
+    let ack = "ACK sip:voicemail@127.0.0.1:5070 SIP/2.0\r\n\
+               Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-ack\r\n\
+               From: <sip:bob@lab.example>;tag=owner\r\n\
+               To: <sip:voicemail@lab.example>;tag=$T\r\n\
+               Call-ID: play-0\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
+    chunk(0x14, ack.as_bytes());
+    chunk(0x29, &[0, 3, 2, 3, 255, 1, 2, 3]);
+    chunk(0x09, &[3, 1, 2]);
+    chunk(0x18, &[0, 1, 2]);
+    let playback = crate::sip::fuzzing::voicemail_ua(&input);
+    assert!(playback > 2 * 25 + 2 * 8 + 25 + 350, "{playback} outputs");
     // Junk, and nothing at all, pass too.
     assert!(crate::sip::fuzzing::voicemail_ua(&[]) >= 1);
     assert!(crate::sip::fuzzing::voicemail_ua(&[0xff; 300]) >= 1);

@@ -201,3 +201,35 @@ fn a_callee_served_here_with_no_phone_online_gets_voice_mail_from_the_lookup() {
         Some(format!("<{}>", aor("bob")).as_str())
     );
 }
+
+#[test]
+fn a_phone_calling_voicemail_reaches_the_agent_to_listen_to_its_own_messages() {
+    let now = Instant::now();
+    let mut p = proxy();
+    p.set_user_data_accounts([aor("alice")].into_iter().collect());
+    p.set_voicemail(Some(agent()));
+    register(&mut p, now, "alice", 6001);
+    let (_, actions) = call_from_phone(&mut p, now, "alice", "voicemail", 6001, "pb");
+    let to_agent = requests_to(&actions, agent());
+    assert_eq!(to_agent.len(), 1, "{actions:?}");
+    assert_eq!(
+        to_agent[0].uri.to_string(),
+        format!("sip:{PLAYBACK_PREFIX}alice@{}", agent())
+    );
+    // Whose messages: the caller's, as this node asserts it (the phone's
+    // own P-Asserted-Identity is not believed).
+    assert_eq!(
+        to_agent[0].headers.get(&HeaderName::PAssertedIdentity),
+        Some(format!("<{}>", aor("alice")).as_str())
+    );
+    // A node without voice mail, or a user without keys here: the name
+    // is no mailbox, it is looked up as any AOR.
+    let mut q = proxy();
+    q.set_voicemail(Some(agent()));
+    register(&mut q, now, "bob", 7001);
+    let (_, actions) = call_from_phone(&mut q, now, "bob", "voicemail", 7001, "pc");
+    assert!(requests_to(&actions, agent()).is_empty());
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Locate { aor: found, .. } if *found == aor("voicemail"))));
+}
