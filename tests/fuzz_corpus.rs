@@ -95,7 +95,7 @@ fn record_inputs() {
     // The fuzz target's fixed policy and time.
     let policy = RecordPolicy::self_certifying("p2psip");
     let now = 1_750_000_000;
-    let (mut verified, mut values) = (0, 0);
+    let (mut verified, mut values, mut mailbox) = (0, 0, 0);
     let mut kinds = Vec::new();
     for (name, data) in inputs {
         if let Ok(r) = Record::decode(&data) {
@@ -122,9 +122,25 @@ fn record_inputs() {
             assert_eq!(value.encode(), data, "{name}");
             values += 1;
         }
+        if let Ok(value) = p2psip::overlay::record::MailboxValue::decode(&data) {
+            assert_eq!(value.encode(), data, "{name}");
+            mailbox += 1;
+        }
+        if let Ok(chunk) = p2psip::overlay::record::MailboxChunk::decode(&data) {
+            assert_eq!(chunk.encode(), data, "{name}");
+            mailbox += 1;
+        }
+        if let Ok(envelope) = p2psip::userdata::voicemail::Envelope::decode(&data) {
+            assert_eq!(envelope.encode(), data, "{name}");
+            mailbox += 1;
+        }
     }
     assert!(verified >= 6, "only {verified} seeds verified");
     assert!(values >= 4, "the bare value seeds decode");
+    assert_eq!(
+        mailbox, 4,
+        "the deposit, state, chunk and envelope seeds decode"
+    );
     for kind in [RecordKind::Profile, RecordKind::Private] {
         assert!(kinds.contains(&kind), "a {kind:?} seed verifies");
     }

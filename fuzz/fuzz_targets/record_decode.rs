@@ -3,7 +3,10 @@
 //! that verifies keeps exactly the bytes received.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use p2psip::overlay::record::{private, OwnerValue, Profile, Record, RecordPolicy, Registration};
+use p2psip::overlay::record::{
+    private, MailboxChunk, MailboxValue, OwnerValue, Profile, Record, RecordPolicy, Registration,
+};
+use p2psip::userdata::voicemail::Envelope;
 
 /// The time at which the seed corpus's valid records verify.
 const NOW: u64 = 1_750_000_000;
@@ -29,5 +32,14 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(sealed) = private::sealed_box(data) {
         assert!(sealed.len() < data.len());
+    }
+    if let Ok(value) = MailboxValue::decode(data) {
+        assert_eq!(value.encode(), data);
+    }
+    if let Ok(chunk) = MailboxChunk::decode(data) {
+        assert_eq!(chunk.encode(), data);
+    }
+    if let Ok(envelope) = Envelope::decode(data) {
+        assert_eq!(envelope.encode(), data);
     }
 });
