@@ -192,6 +192,11 @@ pub const MAX_MAILBOX_ENVELOPE_LEN: usize = 512;
 /// mailbox state.
 pub const MAX_MAILBOX_STATE_IDS: usize = 128;
 
+/// Longest caller AOR a message's envelope holds, in bytes: with it,
+/// [`MAX_MAILBOX_ITEMS`] entries always fit one deposit record (a longer
+/// From is cut and the message marked unverified).
+pub const MAX_VOICEMAIL_FROM_LEN: usize = 128;
+
 /// Longest audio a node records for one message.
 pub const MAX_VOICEMAIL_DURATION: Duration = Duration::from_secs(60);
 

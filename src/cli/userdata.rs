@@ -152,6 +152,13 @@ pub(super) struct UserKeys {
     dir: PathBuf,
 }
 
+impl UserKeys {
+    /// The user's directory.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 pub(super) fn load_user(user_dir: &Path) -> Result<UserKeys, CliError> {
     let identity = load_identity_of_kind(user_dir, IdKind::User)?.key;
     let path = user_dir.join(ENCRYPTION_KEY);

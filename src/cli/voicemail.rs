@@ -5,16 +5,24 @@
 //! `--dir` only carries records (admin `get_records`, `get_record`,
 //! `publish`) and sees ciphertext.
 
+use super::files::read_small_file;
 use super::userdata::{load_user, now, print_json, publish, UserKeys, Where};
 use super::{printable, CliError, CliResult, JsonFlag};
-use crate::admin::{self, AdminError, GetRecordResult, GetRecordsResult, Request};
+use crate::admin::{
+    self, AdminError, GetRecordResult, GetRecordsResult, LookupResult, Request, StatusResult,
+};
+use crate::identity::NodeId;
+use crate::limits::MAX_MAILBOX_STATE_IDS;
 use crate::overlay::record::{chunk_key, mailbox_key, MailboxItem, Record, RecordKind};
-use crate::overlay::record::{RecordPolicy, VerifiedRecord};
+use crate::overlay::record::{
+    self_certifying_aor, MailboxValue, RecordPolicy, Registration, VerifiedRecord,
+};
 use crate::userdata::voicemail::{
     open_audio, open_envelope, short_id, write_wav, Envelope, Mailbox, PCMA,
 };
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
@@ -97,8 +105,51 @@ fn verified(found: Vec<GetRecordResult>, now: u64) -> Result<Vec<VerifiedRecord>
         .collect()
 }
 
+/// The nodes the user trusts to deposit: the node in `--dir` and every
+/// node the user's registration binds (the user signed those bindings).
+fn trusted_nodes(keys: &UserKeys, at: &Where) -> Result<Vec<NodeId>, CliError> {
+    let status: StatusResult =
+        admin::request(&at.dir, &Request::Status {}).map_err(|e| CliError(e.to_string()))?;
+    let mut nodes = vec![status.id];
+    let aor = self_certifying_aor(&keys.identity.public().user_id(), &status.overlay);
+    if let Ok(found) = admin::request::<LookupResult>(&at.dir, &Request::Lookup { aor }) {
+        let registration = Record::decode(&found.record)
+            .ok()
+            .and_then(|r| Registration::decode(&r.value).ok());
+        if let Some(registration) = registration {
+            nodes.extend(registration.entries().iter().map(|e| e.node_id));
+        }
+    }
+    Ok(nodes)
+}
+
+/// Where the user keeps the mailbox state it last wrote (deleted and
+/// heard ids): a read that misses the newest state in the overlay must
+/// not undo them.
+fn state_file(keys: &UserKeys) -> PathBuf {
+    keys.dir().join("voicemail.state")
+}
+
+/// The state last written from this user directory.
+fn local_state(keys: &UserKeys) -> (BTreeSet<[u8; 32]>, BTreeSet<[u8; 32]>) {
+    let parse = |v: &serde_json::Value| -> BTreeSet<[u8; 32]> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .filter_map(|s| hex::decode(s).ok())
+            .filter_map(|b| <[u8; 32]>::try_from(b).ok())
+            .take(MAX_MAILBOX_STATE_IDS)
+            .collect()
+    };
+    let text = read_small_file(&state_file(keys)).unwrap_or_default();
+    let json: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+    (parse(&json["deleted"]), parse(&json["heard"]))
+}
+
 fn read_mailbox(keys: &UserKeys, at: &Where) -> Result<Mailbox, CliError> {
     let me = keys.identity.public().user_id();
+    let trusted = trusted_nodes(keys, at)?;
     let found: GetRecordsResult = admin::request(
         &at.dir,
         &Request::GetRecords {
@@ -108,14 +159,24 @@ fn read_mailbox(keys: &UserKeys, at: &Where) -> Result<Mailbox, CliError> {
     )
     .map_err(|e| CliError(e.to_string()))?;
     let now = now();
-    Ok(Mailbox::read(&me, &verified(found.records, now)?, now))
+    let mut mailbox = Mailbox::read(&me, &verified(found.records, now)?, now, &trusted);
+    let (deleted, heard) = local_state(keys);
+    mailbox.remember(&deleted, &heard);
+    Ok(mailbox)
 }
 
-fn message_out(mailbox: &Mailbox, item: &MailboxItem, envelope: &Envelope) -> MessageOut {
+fn message_out(
+    mailbox: &Mailbox,
+    depositor: &[u8; 32],
+    item: &MailboxItem,
+    envelope: &Envelope,
+) -> MessageOut {
     MessageOut {
         id: short_id(&item.id),
         from: envelope.from.clone(),
-        verified: envelope.verified,
+        // Anyone may deposit and claim anything: only a node the user
+        // trusts is believed about who called.
+        verified: envelope.verified && mailbox.is_trusted(depositor),
         time: envelope.time,
         duration_s: (envelope.duration_ms as f64 / 100.0).round() / 10.0,
         codec: codec_name(envelope.codec),
@@ -149,7 +210,15 @@ fn write_state(
             crate::unix_now_micros(),
         )
         .map_err(|e| CliError(e.to_string()))?;
-    publish(&at.dir, &record).map(|_| ())
+    publish(&at.dir, &record)?;
+    if let Ok(MailboxValue::State { deleted, heard, .. }) = MailboxValue::decode(&record.value) {
+        let hexes = |ids: &BTreeSet<[u8; 32]>| ids.iter().map(hex::encode).collect::<Vec<_>>();
+        let text = serde_json::json!({ "deleted": hexes(&deleted), "heard": hexes(&heard) });
+        let file = state_file(keys);
+        crate::fsutil::write_atomically(&file, text.to_string().as_bytes(), 0o600, true)
+            .map_err(|e| CliError(format!("{}: {e}", file.display())))?;
+    }
+    Ok(())
 }
 
 pub fn voicemail(command: VoicemailCommand) -> CliResult {
@@ -159,9 +228,9 @@ pub fn voicemail(command: VoicemailCommand) -> CliResult {
             let mailbox = read_mailbox(&keys, &a.at)?;
             let mut out = Vec::new();
             let mut unreadable = 0;
-            for (_, item) in &mailbox.items {
+            for (depositor, item) in &mailbox.items {
                 match open(&keys, item) {
-                    Ok(envelope) => out.push(message_out(&mailbox, item, &envelope)),
+                    Ok(envelope) => out.push(message_out(&mailbox, depositor, item, &envelope)),
                     Err(e) => {
                         unreadable += 1;
                         eprintln!("{}", e.0);
@@ -197,6 +266,12 @@ pub fn voicemail(command: VoicemailCommand) -> CliResult {
             let keys = load_user(&a.at.user_dir)?;
             let mailbox = read_mailbox(&keys, &a.at)?;
             let item = mailbox.find(&a.id).map_err(CliError)?;
+            let depositor = mailbox
+                .items
+                .iter()
+                .find(|(_, i)| i.id == item.id)
+                .map(|(d, _)| *d)
+                .unwrap_or_default();
             let envelope = open(&keys, item)?;
             let mut chunks = Vec::with_capacity(usize::from(item.chunks));
             for index in 0..item.chunks {
@@ -224,7 +299,7 @@ pub fn voicemail(command: VoicemailCommand) -> CliResult {
                 .map_err(|e| CliError(format!("cannot write the WAV: {e}")))?;
             crate::fsutil::write_atomically(&a.out, &wav, 0o600, true)
                 .map_err(|e| CliError(format!("{}: {e}", a.out.display())))?;
-            let out = message_out(&mailbox, item, &envelope);
+            let out = message_out(&mailbox, &depositor, item, &envelope);
             if !out.heard {
                 write_state(&keys, &a.at, &mailbox, None, &[item.id])?;
             }

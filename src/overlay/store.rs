@@ -213,6 +213,28 @@ impl RecordStore {
     /// Offers a verified record at `now` (see the module documentation for
     /// the rules). A refused record leaves the store unchanged.
     pub fn put(&mut self, record: VerifiedRecord, now: u64) -> Result<PutOutcome, StoreError> {
+        self.put_checked(record, now, true)
+    }
+
+    /// [`RecordStore::put`] of a record this store admitted before and
+    /// kept on disk: the mailbox bounds, which depend on the order records
+    /// arrive in, are not applied again (a deposit admitted after the
+    /// owner deleted others must not be refused for being reloaded before
+    /// the owner's state). Every other rule applies.
+    pub fn put_loaded(
+        &mut self,
+        record: VerifiedRecord,
+        now: u64,
+    ) -> Result<PutOutcome, StoreError> {
+        self.put_checked(record, now, false)
+    }
+
+    fn put_checked(
+        &mut self,
+        record: VerifiedRecord,
+        now: u64,
+        mailbox_bounds: bool,
+    ) -> Result<PutOutcome, StoreError> {
         if record.is_expired(now) {
             return Err(StoreError::Expired {
                 expires: record.expires(),
@@ -221,7 +243,7 @@ impl RecordStore {
         }
         let slot_key: SlotKey = (*record.key(), record.kind(), *record.owner());
         self.settle(&slot_key, now);
-        if record.kind() == RecordKind::Mailbox {
+        if mailbox_bounds && record.kind() == RecordKind::Mailbox {
             let others: Vec<&VerifiedRecord> = self
                 .get(record.key(), RecordKind::Mailbox, now)
                 .into_iter()

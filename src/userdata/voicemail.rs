@@ -19,10 +19,10 @@
 //! storing nodes see sizes and times, never who called or what was said.
 
 use crate::identity::sealing::{self, EncryptionPublicKey, EncryptionSecretKey, SealError};
-use crate::identity::{SecretKey, UserId};
+use crate::identity::{NodeId, SecretKey, UserId};
 use crate::limits::{
-    MAILBOX_ITEM_LIFETIME, MAX_AOR_LEN, MAX_MAILBOX_CHUNKS, MAX_MAILBOX_CHUNK_DATA,
-    MAX_MAILBOX_ENVELOPE_LEN, MAX_MAILBOX_STATE_IDS,
+    MAILBOX_ITEM_LIFETIME, MAX_MAILBOX_CHUNKS, MAX_MAILBOX_CHUNK_DATA, MAX_MAILBOX_ENVELOPE_LEN,
+    MAX_MAILBOX_STATE_IDS, MAX_VOICEMAIL_FROM_LEN,
 };
 use crate::overlay::record::{
     chunk_key, mailbox_key, MailboxChunk, MailboxItem, MailboxValue, Record, RecordError,
@@ -123,7 +123,7 @@ impl Envelope {
         if arity != 6 || version != ENVELOPE_VERSION {
             return Err(WireError::FieldOutOfRange("voicemail.envelope"));
         }
-        let from = r.str("voicemail.from", MAX_AOR_LEN)?.to_owned();
+        let from = r.str("voicemail.from", MAX_VOICEMAIL_FROM_LEN)?.to_owned();
         let verified = match r.u64()? {
             0 => false,
             1 => true,
@@ -169,7 +169,7 @@ pub fn compose(
     if audio.is_empty() {
         return Err(VoicemailError::Empty);
     }
-    if envelope.from.len() > MAX_AOR_LEN {
+    if envelope.from.len() > MAX_VOICEMAIL_FROM_LEN {
         return Err(VoicemailError::BadEnvelope(WireError::FieldOutOfRange(
             "voicemail.from",
         )));
@@ -272,17 +272,31 @@ pub struct Mailbox {
     pub deleted: BTreeSet<[u8; 32]>,
     /// The ids the owner heard.
     pub heard: BTreeSet<[u8; 32]>,
-    /// The messages: the depositor's key and the item.
+    /// The messages: the depositor's key and the item, one per id.
     pub items: Vec<([u8; 32], MailboxItem)>,
+    /// The ids of every live message any deposit lists, deleted or not.
+    pub listed: BTreeSet<[u8; 32]>,
+    /// The nodes whose deposits the reader trusts (see [`Mailbox::read`]).
+    trusted: Vec<NodeId>,
 }
 
 impl Mailbox {
     /// Reads the mailbox of `owner` from `records` (what a lookup of its
     /// key found, verified): records under another key, of another kind
     /// or for another recipient are ignored.
-    pub fn read(owner: &UserId, records: &[VerifiedRecord], now: u64) -> Self {
+    ///
+    /// Anyone may deposit, and the owner's encryption key is public, so a
+    /// deposit can claim anything in its envelope, and can list the id of
+    /// a message another node deposited. `trusted` are the nodes the
+    /// owner trusts to deposit (those serving it): their entry of an id
+    /// wins over anyone else's, and only their envelopes' `verified` is
+    /// believed ([`Mailbox::is_trusted`]). Each id is listed once.
+    pub fn read(owner: &UserId, records: &[VerifiedRecord], now: u64, trusted: &[NodeId]) -> Self {
         let key = mailbox_key(owner);
-        let mut mailbox = Mailbox::default();
+        let mut mailbox = Mailbox {
+            trusted: trusted.to_vec(),
+            ..Mailbox::default()
+        };
         let mut deposits = Vec::new();
         for record in records {
             if record.key() != &key || record.kind() != RecordKind::Mailbox {
@@ -304,9 +318,16 @@ impl Mailbox {
                 _ => {}
             }
         }
+        // Trusted depositors first: theirs is the entry of an id.
+        deposits.sort_by_key(|(depositor, _)| !mailbox.is_trusted(depositor));
+        let mut seen = BTreeSet::new();
         for (depositor, items) in deposits {
             for item in items {
-                if item.is_live(now) && !mailbox.deleted.contains(&item.id) {
+                if !item.is_live(now) {
+                    continue;
+                }
+                mailbox.listed.insert(item.id);
+                if !mailbox.deleted.contains(&item.id) && seen.insert(item.id) {
                     mailbox.items.push((depositor, item));
                 }
             }
@@ -315,6 +336,22 @@ impl Mailbox {
             .items
             .sort_by(|a, b| b.1.time.cmp(&a.1.time).then(a.1.id.cmp(&b.1.id)));
         mailbox
+    }
+
+    /// Whether `depositor` (a deposit's signing key) is the key of a node
+    /// the reader trusts.
+    pub fn is_trusted(&self, depositor: &[u8; 32]) -> bool {
+        crate::identity::PublicKey::from_bytes(depositor)
+            .is_ok_and(|key| self.trusted.contains(&key.node_id()))
+    }
+
+    /// Adds ids the owner deleted or heard that the read did not find
+    /// (the state the owner last wrote, kept by the writer): a read that
+    /// missed the newest state must not undo them.
+    pub fn remember(&mut self, deleted: &BTreeSet<[u8; 32]>, heard: &BTreeSet<[u8; 32]>) {
+        self.deleted.extend(deleted.iter().copied());
+        self.heard.extend(heard.iter().copied());
+        self.items.retain(|(_, i)| !deleted.contains(&i.id));
     }
 
     /// The message whose id (64 hex digits) or short id starts with
@@ -350,7 +387,8 @@ impl Mailbox {
         now: u64,
         now_micros: u64,
     ) -> Result<Record, RecordError> {
-        let present: BTreeSet<[u8; 32]> = self.items.iter().map(|(_, i)| i.id).collect();
+        // Ids no deposit lists any more (expired) are the ones to forget.
+        let present = &self.listed;
         let mut deleted_ids = self.deleted.clone();
         let mut heard_ids = self.heard.clone();
         if let Some(id) = deleted {
@@ -382,8 +420,9 @@ impl Mailbox {
 
 /// A depositor's next deposit for `recipient`: its messages there that
 /// are still live and not deleted (from `mailbox`, as read), and `item`.
-/// The oldest of its messages are left out when the deposit would exceed
-/// what one record holds.
+/// [`crate::limits::MAX_MAILBOX_ITEMS`] messages always fit one record (the envelope's
+/// `from` is bounded for that, [`MAX_VOICEMAIL_FROM_LEN`]); beyond them,
+/// the holders refuse the deposit and nothing is dropped here.
 pub fn next_deposit(
     depositor: &SecretKey,
     recipient: &UserId,
@@ -401,18 +440,16 @@ pub fn next_deposit(
         .map(|(_, i)| i.clone())
         .collect();
     items.push(item);
-    // Newest first, so that the oldest are the ones left out.
-    items.sort_by_key(|i| std::cmp::Reverse(i.time));
     let seq = now_micros.max(previous_seq.map_or(0, |s| s.saturating_add(1)));
     let expires = now.saturating_add(MAILBOX_ITEM_LIFETIME.as_secs());
-    loop {
-        let value = MailboxValue::deposit(*recipient, items.clone())?;
-        let record = value.sign(depositor, seq, expires);
-        if record.value.len() <= crate::limits::MAX_RECORD_VALUE_LEN || items.len() <= 1 {
-            return Ok(record);
-        }
-        items.pop();
+    let value = MailboxValue::deposit(*recipient, items)?;
+    let record = value.sign(depositor, seq, expires);
+    if record.value.len() > crate::limits::MAX_RECORD_VALUE_LEN {
+        return Err(RecordError::ValueTooLarge {
+            len: record.value.len(),
+        });
     }
+    Ok(record)
 }
 
 /// The short id a user names a message by: the first 8 bytes of its id,
@@ -640,12 +677,12 @@ mod tests {
         let m2 = compose(&bob_enc.public(), &envelope(NOW - 50), &[2; 10]).unwrap();
         let empty = Mailbox::default();
         let d1 = next_deposit(&node, &bob_id, &empty, None, m1.item.clone(), NOW, 7).unwrap();
-        let read = Mailbox::read(&bob_id, &[verify(&d1)], NOW);
+        let read = Mailbox::read(&bob_id, &[verify(&d1)], NOW, &[]);
         assert_eq!(read.items.len(), 1);
         let d2 =
             next_deposit(&node, &bob_id, &read, Some(d1.seq), m2.item.clone(), NOW, 7).unwrap();
         assert!(d2.seq > d1.seq);
-        let read = Mailbox::read(&bob_id, &[verify(&d2)], NOW);
+        let read = Mailbox::read(&bob_id, &[verify(&d2)], NOW, &[]);
         let ids: Vec<_> = read.items.iter().map(|(_, i)| i.id).collect();
         assert_eq!(ids, vec![m2.item.id, m1.item.id], "newest first");
         let short = short_id(&m1.item.id);
@@ -654,19 +691,19 @@ mod tests {
         assert!(read.find("zzzzzzzz").is_err());
         // Bob hears m1 then deletes m2.
         let s1 = read.next_state(&bob, None, &[m1.item.id], NOW, 1).unwrap();
-        let read = Mailbox::read(&bob_id, &[verify(&d2), verify(&s1)], NOW);
+        let read = Mailbox::read(&bob_id, &[verify(&d2), verify(&s1)], NOW, &[]);
         assert!(read.heard.contains(&m1.item.id));
         let s2 = read
             .next_state(&bob, Some(m2.item.id), &[], NOW, 1)
             .unwrap();
         assert!(s2.seq > s1.seq);
-        let read = Mailbox::read(&bob_id, &[verify(&d2), verify(&s2)], NOW);
+        let read = Mailbox::read(&bob_id, &[verify(&d2), verify(&s2)], NOW, &[]);
         let ids: Vec<_> = read.items.iter().map(|(_, i)| i.id).collect();
         assert_eq!(ids, vec![m1.item.id]);
         // Records for someone else's mailbox are not bob's.
         let carol = SecretKey::from_seed(&[3; 32]).public().user_id();
         let other = next_deposit(&node, &carol, &empty, None, m1.item.clone(), NOW, 7).unwrap();
-        assert!(Mailbox::read(&bob_id, &[verify(&other)], NOW)
+        assert!(Mailbox::read(&bob_id, &[verify(&other)], NOW, &[])
             .items
             .is_empty());
         // The depositor's next deposit leaves out what bob deleted.
@@ -679,6 +716,136 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_copied_id_or_a_forged_verified_caller_does_not_fool_the_owner() {
+        let bob = SecretKey::from_seed(&[2; 32]);
+        let bob_id = bob.public().user_id();
+        let bob_enc = EncryptionSecretKey::generate();
+        let node = SecretKey::from_seed(&[30; 32]);
+        let mallory = SecretKey::from_seed(&[31; 32]);
+        let verify = |r: &Record| r.verify(&policy(), NOW).unwrap();
+        let real = compose(&bob_enc.public(), &envelope(NOW - 100), &[1; 10]).unwrap();
+        let honest = next_deposit(
+            &node,
+            &bob_id,
+            &Mailbox::default(),
+            None,
+            real.item.clone(),
+            NOW,
+            7,
+        )
+        .unwrap();
+        // mallory lists the same id with her own envelope, "verified", and
+        // a message of her own claiming to be verified.
+        let mut copy = real.item.clone();
+        let lie = Envelope {
+            from: "sip:boss@p2psip".into(),
+            ..envelope(NOW - 100)
+        };
+        copy.envelope =
+            sealing::seal(&bob_enc.public(), ENVELOPE_INFO, &copy.id, &lie.encode()).unwrap();
+        let own = compose(&bob_enc.public(), &lie, &[2; 10]).unwrap();
+        let forged = MailboxValue::deposit(bob_id, vec![copy, own.item.clone()])
+            .unwrap()
+            .sign(&mallory, 1, NOW + 3600);
+        let trusted = [node.public().node_id()];
+        let read = Mailbox::read(&bob_id, &[verify(&forged), verify(&honest)], NOW, &trusted);
+        // One entry per id, the trusted depositor's: the id still names
+        // one message, and its envelope is the real one.
+        assert_eq!(read.items.len(), 2);
+        let short = short_id(&real.item.id);
+        let found = read.find(&short).unwrap();
+        assert_eq!(open_envelope(&bob_enc, found).unwrap(), envelope(NOW - 100));
+        for (depositor, item) in &read.items {
+            let trusted = read.is_trusted(depositor);
+            assert_eq!(trusted, item.id == real.item.id, "only the node is trusted");
+        }
+    }
+
+    #[test]
+    fn more_deletions_than_a_state_holds_forget_only_messages_gone() {
+        let bob = SecretKey::from_seed(&[2; 32]);
+        let bob_id = bob.public().user_id();
+        let bob_enc = EncryptionSecretKey::generate();
+        let verify = |r: &Record| r.verify(&policy(), NOW).unwrap();
+        // 50 messages still listed, and 128 ids deleted long ago (gone).
+        let node = SecretKey::from_seed(&[30; 32]);
+        let items: Vec<MailboxItem> = (0..50)
+            .map(|i| {
+                compose(&bob_enc.public(), &envelope(NOW - 100 - i), &[1; 4])
+                    .unwrap()
+                    .item
+            })
+            .collect();
+        let listed: Vec<[u8; 32]> = items.iter().map(|i| i.id).collect();
+        let deposit = MailboxValue::deposit(bob_id, items)
+            .unwrap()
+            .sign(&node, 1, NOW + 3600);
+        let gone: BTreeSet<[u8; 32]> = (0..128u8).map(|i| [i; 32]).collect();
+        let mut deleted = gone.clone();
+        deleted.extend(listed.iter().take(40).copied());
+        // (A state holds at most 128 ids: start from 88 gone + 40 listed.)
+        let deleted: BTreeSet<[u8; 32]> = deleted.into_iter().skip(40).collect();
+        assert_eq!(deleted.len(), MAX_MAILBOX_STATE_IDS);
+        let state = MailboxValue::state(bob_id, deleted.clone(), BTreeSet::new())
+            .unwrap()
+            .sign(&bob, 1, NOW + 3600);
+        let read = Mailbox::read(&bob_id, &[verify(&deposit), verify(&state)], NOW, &[]);
+        let still_deleted: Vec<[u8; 32]> = listed
+            .iter()
+            .filter(|id| deleted.contains(*id))
+            .copied()
+            .collect();
+        assert!(!still_deleted.is_empty());
+        // One more deletion: the ids of messages gone make room; every
+        // listed message deleted before stays deleted.
+        let next = read
+            .next_state(&bob, Some(listed[45]), &[], NOW, 2)
+            .unwrap();
+        match MailboxValue::decode(&next.value).unwrap() {
+            MailboxValue::State {
+                deleted: now_deleted,
+                ..
+            } => {
+                assert!(now_deleted.len() <= MAX_MAILBOX_STATE_IDS);
+                assert!(now_deleted.contains(&listed[45]));
+                for id in &still_deleted {
+                    assert!(now_deleted.contains(id), "a deletion was undone");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fifty_messages_with_the_longest_callers_fit_one_deposit() {
+        let bob_id = SecretKey::from_seed(&[2; 32]).public().user_id();
+        let bob_enc = EncryptionSecretKey::generate();
+        let node = SecretKey::from_seed(&[30; 32]);
+        let longest = Envelope {
+            from: format!("sip:{}@p2psip", "x".repeat(MAX_VOICEMAIL_FROM_LEN - 11)),
+            duration_ms: u64::MAX,
+            time: u64::from(u32::MAX) * 2,
+            ..envelope(NOW)
+        };
+        assert_eq!(longest.from.len(), MAX_VOICEMAIL_FROM_LEN);
+        let mut mailbox = Mailbox::default();
+        let me = *node.public().as_bytes();
+        for _ in 0..crate::limits::MAX_MAILBOX_ITEMS - 1 {
+            let item = compose(&bob_enc.public(), &longest, &[1; 4]).unwrap().item;
+            mailbox.items.push((me, MailboxItem { time: NOW, ..item }));
+        }
+        let last = compose(&bob_enc.public(), &longest, &[1; 4]).unwrap().item;
+        let record = next_deposit(&node, &bob_id, &mailbox, None, last, NOW, 1).unwrap();
+        assert!(record.value.len() <= crate::limits::MAX_RECORD_VALUE_LEN);
+        // A longer From is refused when a message is made.
+        let too_long = Envelope {
+            from: format!("{}x", longest.from),
+            ..longest
+        };
+        assert!(compose(&bob_enc.public(), &too_long, &[1]).is_err());
     }
 
     #[test]

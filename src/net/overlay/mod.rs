@@ -246,7 +246,7 @@ impl OverlayService {
             let verified = Record::decode(encoded).and_then(|r| r.verify(&self.records, now));
             match verified {
                 Ok(v) if slot == slot_of(v.key(), v.kind(), v.owner()).as_slice() => {
-                    if self.store().put(v, now).is_ok() {
+                    if self.store().put_loaded(v, now).is_ok() {
                         loaded += 1;
                     }
                 }

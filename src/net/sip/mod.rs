@@ -1107,7 +1107,7 @@ impl Inner {
                 .overlay
                 .newest_per_owner(&self.dialer, mailbox_key(&user), RecordKind::Mailbox)
                 .await;
-            let mailbox = Mailbox::read(&user, &records, now_ms() / 1000);
+            let mailbox = Mailbox::read(&user, &records, now_ms() / 1000, &[self.node_id]);
             let heard = mailbox
                 .items
                 .iter()

@@ -19,9 +19,9 @@
 
 use super::Inner;
 use crate::identity::SecretKey;
-use crate::limits::{MAX_VOICEMAIL_DURATION, SIP_MAX_MESSAGE_LEN};
+use crate::limits::{MAX_VOICEMAIL_DURATION, MAX_VOICEMAIL_FROM_LEN, SIP_MAX_MESSAGE_LEN};
 use crate::overlay::record::chunk_key;
-use crate::overlay::record::{mailbox_key, MailboxItem, Record, RecordKind};
+use crate::overlay::record::{mailbox_key, MailboxItem, MailboxValue, Record, RecordKind};
 use crate::sip::voicemail::{
     Codec, Message, Recording, VoicemailConfig, VoicemailOutput, VoicemailUa, MAX_PLAYBACK_MESSAGES,
 };
@@ -45,6 +45,12 @@ const MAX_PENDING_DEPOSITS: usize = 32;
 /// cannot make it drop them; bounded.
 const MAX_REMEMBERED_RECIPIENTS: usize = 1024;
 
+/// A mailbox state: the ids deleted, the ids heard.
+type MailboxState = (
+    std::collections::BTreeSet<[u8; 32]>,
+    std::collections::BTreeSet<[u8; 32]>,
+);
+
 /// The running agent.
 pub(super) struct Agent {
     ua: Mutex<VoicemailUa>,
@@ -55,6 +61,10 @@ pub(super) struct Agent {
     depositor: SecretKey,
     /// One deposit at a time.
     depositing: tokio::sync::Mutex<HashMap<[u8; 32], Vec<MailboxItem>>>,
+    /// The owners' mailbox states (deleted, heard) this node last saw or
+    /// wrote, per user: a read that misses the newest state must not make
+    /// the node write one that undoes them.
+    states: Mutex<HashMap<[u8; 32], MailboxState>>,
     pending: std::sync::atomic::AtomicUsize,
 }
 
@@ -98,6 +108,7 @@ impl Agent {
             wake: Notify::new(),
             depositor,
             depositing: tokio::sync::Mutex::new(HashMap::new()),
+            states: Mutex::new(HashMap::new()),
             pending: std::sync::atomic::AtomicUsize::new(0),
         })
     }
@@ -109,6 +120,22 @@ impl Agent {
 
     fn ua(&self) -> std::sync::MutexGuard<'_, VoicemailUa> {
         self.ua.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Merges what `mailbox` read of `user`'s state with what this node
+    /// saw before, both ways.
+    fn reconcile(&self, user: &crate::identity::UserId, mailbox: &mut Mailbox) {
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        if !states.contains_key(user.as_bytes()) && states.len() >= MAX_REMEMBERED_RECIPIENTS {
+            // Bounded: one goes (any), never all at once.
+            if let Some(first) = states.keys().next().copied() {
+                states.remove(&first);
+            }
+        }
+        let known = states.entry(*user.as_bytes()).or_default();
+        known.0.extend(mailbox.deleted.iter().copied());
+        known.1.extend(mailbox.heard.iter().copied());
+        mailbox.remember(&known.0, &known.1);
     }
 }
 
@@ -179,7 +206,7 @@ impl Inner {
     /// heard. A message that cannot be fetched or opened is skipped.
     fn spawn_playback(self: Arc<Self>, agent: Arc<Agent>, call_id: String, account: String) {
         tokio::spawn(async move {
-            let (messages, ids) = match self.open_messages(&account).await {
+            let (messages, ids) = match self.open_messages(&agent, &account).await {
                 Ok(found) => found,
                 Err(e) => {
                     warn!(%account, error = %e, "voice mail not read for playback");
@@ -197,7 +224,7 @@ impl Inner {
                 return;
             }
             info!(%account, messages = count, "voice mail played");
-            if let Err(e) = self.mark_heard(&account, &ids).await {
+            if let Err(e) = self.mark_heard(&agent, &account, &ids).await {
                 warn!(%account, error = %e, "messages played but not marked heard");
             }
             self.spawn_read_mailbox(account);
@@ -206,7 +233,11 @@ impl Inner {
 
     /// `account`'s messages, opened, newest first (at most
     /// [`MAX_PLAYBACK_MESSAGES`]), and their ids.
-    async fn open_messages(&self, account: &str) -> Result<(Vec<Message>, Vec<[u8; 32]>), String> {
+    async fn open_messages(
+        &self,
+        agent: &Agent,
+        account: &str,
+    ) -> Result<(Vec<Message>, Vec<[u8; 32]>), String> {
         let keys = super::lock(&self.layers)
             .users
             .get(account)
@@ -222,7 +253,8 @@ impl Inner {
             .newest_per_owner(&self.dialer, mailbox_key(&user), RecordKind::Mailbox)
             .await;
         let now = super::now_ms() / 1000;
-        let mailbox = Mailbox::read(&user, &records, now);
+        let mut mailbox = Mailbox::read(&user, &records, now, &[self.node_id]);
+        agent.reconcile(&user, &mut mailbox);
         let mut messages = Vec::new();
         let mut played = Vec::new();
         for (_, item) in mailbox.items.iter().take(MAX_PLAYBACK_MESSAGES) {
@@ -262,7 +294,12 @@ impl Inner {
 
     /// Publishes `account`'s mailbox state with `heard` marked heard (the
     /// node holds the account's identity key: it serves the account).
-    async fn mark_heard(&self, account: &str, heard: &[[u8; 32]]) -> Result<(), String> {
+    async fn mark_heard(
+        &self,
+        agent: &Agent,
+        account: &str,
+        heard: &[[u8; 32]],
+    ) -> Result<(), String> {
         if heard.is_empty() {
             return Ok(());
         }
@@ -281,12 +318,20 @@ impl Inner {
             )
             .await;
         let now = super::now_ms() / 1000;
-        let mailbox = Mailbox::read(&user.public().user_id(), &records, now);
+        let user_id = user.public().user_id();
+        let mut mailbox = Mailbox::read(&user_id, &records, now, &[self.node_id]);
+        agent.reconcile(&user_id, &mut mailbox);
         let record = mailbox
             .next_state(user, None, heard, now, crate::unix_now_micros())
             .map_err(|e| e.to_string())?;
         if self.overlay.publish(&self.dialer, &record).await == 0 {
             return Err("no node of the overlay stored the mailbox state".into());
+        }
+        if let Ok(MailboxValue::State { deleted, heard, .. }) = MailboxValue::decode(&record.value)
+        {
+            let mut read = Mailbox::default();
+            read.remember(&deleted, &heard);
+            agent.reconcile(&user_id, &mut read);
         }
         Ok(())
     }
@@ -335,12 +380,23 @@ impl Inner {
             .ok_or("the callee has no encryption key")?
             .public();
         let recipient = keys.signer.key.public().user_id();
+        let mut from = recording
+            .caller
+            .clone()
+            .unwrap_or_else(|| recording.claimed_from.clone());
+        let mut verified = recording.caller.is_some();
+        if from.len() > MAX_VOICEMAIL_FROM_LEN {
+            // Cut (on a character boundary): no longer the exact AOR.
+            let mut end = MAX_VOICEMAIL_FROM_LEN;
+            while !from.is_char_boundary(end) {
+                end -= 1;
+            }
+            from.truncate(end);
+            verified = false;
+        }
         let envelope = Envelope {
-            verified: recording.caller.is_some(),
-            from: recording
-                .caller
-                .clone()
-                .unwrap_or_else(|| recording.claimed_from.clone()),
+            verified,
+            from,
             time: recording.started_unix_ms / 1000,
             duration_ms: u64::try_from(recording.duration.as_millis()).unwrap_or(u64::MAX),
             codec: recording.codec.payload_type(),
@@ -355,7 +411,7 @@ impl Inner {
             .newest_per_owner(&self.dialer, mailbox_key(&recipient), RecordKind::Mailbox)
             .await;
         let now = super::now_ms() / 1000;
-        let mut mailbox = Mailbox::read(&recipient, &records, now);
+        let mut mailbox = Mailbox::read(&recipient, &records, now, &[self.node_id]);
         let me = *agent.depositor.public().as_bytes();
         let previous_seq = records
             .iter()
@@ -384,13 +440,18 @@ impl Inner {
         if acks == 0 {
             return Err("no node of the overlay stored the mailbox entry".into());
         }
-        if let Ok(crate::overlay::record::MailboxValue::Deposit { items, .. }) =
-            crate::overlay::record::MailboxValue::decode(&record.value)
-        {
+        if let Ok(MailboxValue::Deposit { items, .. }) = MailboxValue::decode(&record.value) {
             *mine = items;
         }
         if remembered.len() > MAX_REMEMBERED_RECIPIENTS {
-            remembered.clear();
+            // Bounded: another recipient's entry goes, never all at once.
+            let other = remembered
+                .keys()
+                .find(|k| *k != recipient.as_bytes())
+                .copied();
+            if let Some(other) = other {
+                remembered.remove(&other);
+            }
         }
         Ok(chunks)
     }

@@ -72,6 +72,11 @@ pub const UNRESOLVED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     0,
 ));
 
+/// The longest the phones ring before a call goes to voice mail, whatever
+/// the user's `voicemail_after` (which may say up to 300 s): proxies on the
+/// way give up on an INVITE at about 180 s (RFC 3261 Timer C).
+pub const MAX_RING_BEFORE_VOICEMAIL: Duration = Duration::from_secs(150);
+
 /// The user part a phone calls to listen to its user's voice mail
 /// (`sip:voicemail@<overlay>`).
 pub const VOICEMAIL_USER: &str = "voicemail";
@@ -684,7 +689,7 @@ impl Proxy {
         if request.method == Method::Register {
             return self.register(now, unix_ms, peer, transport, request);
         }
-        if request.method == Method::Subscribe {
+        if request.method == Method::Subscribe && mwi::is_message_summary(&request) {
             return self.subscribe(now, unix_ms, peer, transport, request);
         }
         let admitted = match self.admit(now, unix_ms, peer, transport, &request) {
@@ -1143,7 +1148,8 @@ impl Proxy {
                         voicemail = Some(VoicemailPlan {
                             account: aor.clone(),
                             caller: caller.clone(),
-                            after: Duration::from_secs(data.settings.voicemail_after().into()),
+                            after: Duration::from_secs(data.settings.voicemail_after().into())
+                                .min(MAX_RING_BEFORE_VOICEMAIL),
                             started: false,
                         });
                     }
@@ -1892,9 +1898,9 @@ impl Proxy {
         Some(Target::phone(&plan.account, at, Transport::Udp, uri))
     }
 
-    /// Sends the call of `server` to the callee's voice mail: the phones
-    /// still ringing are cancelled, and a branch goes to the voicemail
-    /// agent (its media anchored like a phone's). Nothing happens if the
+    /// Sends the call of `server` to the callee's voice mail: a branch
+    /// goes to the voicemail agent (its media anchored like a phone's),
+    /// then the phones still ringing are cancelled. Nothing happens if the
     /// call was answered or went there already.
     fn divert_to_voicemail(&mut self, now: Instant, server: TxId) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -1914,7 +1920,6 @@ impl Proxy {
         plan.started = true;
         let plan = plan.clone();
         let mut request = forward.request.clone();
-        actions.extend(self.cancel_pending(now, server));
         let Some(target) = self.voicemail_target(&plan) else {
             return actions;
         };
@@ -1935,11 +1940,15 @@ impl Proxy {
                 }
             }
         }
+        // The phones still ringing are cancelled only once the agent's
+        // branch is on its way: a branch that cannot be made leaves them
+        // ringing.
         if let Ok((client, transmit)) =
             self.client
                 .send(now, target.addr, target.transport, copy.clone())
         {
             info!(callee = %plan.account, "SIP call to voice mail");
+            actions.extend(self.cancel_pending(now, server));
             self.by_client.insert(client, server);
             if let Some(forward) = self.forwards.get_mut(&server) {
                 forward.branches.push(Branch {

@@ -64,6 +64,8 @@ pub(super) struct Subscriptions {
     by_dialog: HashMap<(String, String), Subscription>,
     /// The counts last reported, per account.
     counts: HashMap<String, MailboxCounts>,
+    /// When a read of each account's mailbox was last asked for.
+    last_read: HashMap<String, Instant>,
 }
 
 impl Subscriptions {
@@ -72,6 +74,20 @@ impl Subscriptions {
         self.by_dialog.values().map(|s| s.expires_at).min()
     }
 }
+
+/// Whether `request` is about the `message-summary` event package (the
+/// node answers those itself; other SUBSCRIBEs are routed as before).
+pub(super) fn is_message_summary(request: &Request) -> bool {
+    request
+        .headers
+        .get(&HeaderName::Event)
+        .and_then(|e| e.split(';').next())
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case(MESSAGE_SUMMARY))
+}
+
+/// The least time between two reads of one account's mailbox that
+/// subscriptions ask for (a refresh flood costs no lookups).
+const MIN_READ_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The body of a NOTIFY (RFC 3842 §5.2).
 fn summary(account: &str, counts: MailboxCounts) -> Vec<u8> {
@@ -230,7 +246,18 @@ impl Proxy {
         let state = format!("active;expires={expires}");
         actions.extend(self.notify(now, &mut subscription, &state));
         self.mwi.by_dialog.insert(key, subscription);
-        actions.push(Action::ReadMailbox { account });
+        let recent = self
+            .mwi
+            .last_read
+            .get(&account)
+            .is_some_and(|at| now.saturating_duration_since(*at) < MIN_READ_INTERVAL);
+        if !recent {
+            if self.mwi.last_read.len() >= SIP_MAX_MWI_SUBSCRIPTIONS {
+                self.mwi.last_read.clear();
+            }
+            self.mwi.last_read.insert(account.clone(), now);
+            actions.push(Action::ReadMailbox { account });
+        }
         actions
     }
 
