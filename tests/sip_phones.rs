@@ -60,30 +60,8 @@ impl Lab {
 
     /// A user with an account at `node_dir`: (auth user, AOR user part).
     fn user(&self, node_dir: &str, name: &str, password: &str) -> (String, String) {
-        let dir = p(self.root.path(), name);
-        run_ok(&["identity", "new", "--user", "--dir", &dir]);
-        let pw = p(self.root.path(), &format!("{name}.pw"));
-        std::fs::write(&pw, format!("{password}\n")).unwrap();
-        let added = json(&run_ok(&[
-            "sip",
-            "add-user",
-            "--dir",
-            node_dir,
-            "--user-dir",
-            &dir,
-            "--password-file",
-            &pw,
-            "--auth-user",
-            name,
-            "--overlay",
-            &self.overlay,
-            // SIPp reads only the first challenge and knows only MD5.
-            "--digest",
-            "MD5,SHA-256",
-            "--json",
-        ]));
-        let aor = added["aor"].as_str().unwrap();
-        assert_eq!(added["realm"], OVERLAY);
+        // SIPp reads only the first challenge and knows only MD5.
+        let (_, aor) = self.user_with(node_dir, name, password, "MD5,SHA-256");
         let user_part = aor
             .strip_prefix("sip:")
             .and_then(|a| a.strip_suffix(&format!("@{OVERLAY}")))
@@ -95,6 +73,18 @@ impl Lab {
     /// MD5 challenges only, and gives up if a 401 offers another
     /// algorithm too. Returns its identity directory and AOR.
     fn md5_user(&self, node_dir: &str, name: &str, password: &str) -> (String, String) {
+        self.user_with(node_dir, name, password, "MD5")
+    }
+
+    /// A user with an account at `node_dir` answering the `digest`
+    /// algorithms: its identity directory and AOR.
+    fn user_with(
+        &self,
+        node_dir: &str,
+        name: &str,
+        password: &str,
+        digest: &str,
+    ) -> (String, String) {
         let pw = p(self.root.path(), &format!("{name}.pw"));
         std::fs::write(&pw, format!("{password}\n")).unwrap();
         let dir = p(self.root.path(), name);
@@ -113,9 +103,10 @@ impl Lab {
             "--overlay",
             &self.overlay,
             "--digest",
-            "MD5",
+            digest,
             "--json",
         ]));
+        assert_eq!(added["realm"], OVERLAY);
         (dir, added["aor"].as_str().unwrap().to_owned())
     }
 

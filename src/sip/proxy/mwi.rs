@@ -100,9 +100,9 @@ fn summary(account: &str, counts: MailboxCounts) -> Vec<u8> {
 }
 
 impl Proxy {
-    /// A SUBSCRIBE (any: new, refresh, or unsubscribe). Always answered
-    /// here: the node is the notifier of its accounts' mailboxes and
-    /// forwards no SUBSCRIBE.
+    /// A SUBSCRIBE to `message-summary` (new, refresh, or unsubscribe).
+    /// Always answered here: the node is the notifier of its accounts'
+    /// mailboxes and forwards none.
     pub(super) fn subscribe(
         &mut self,
         now: Instant,
