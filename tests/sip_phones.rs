@@ -294,6 +294,17 @@ fn aor(user: &(String, String)) -> String {
     format!("sip:{}@{OVERLAY}", user.1)
 }
 
+/// Waits (at most 10 s) until a phone of `user` is registered at the
+/// node in `dir`.
+fn wait_registered(dir: &str, user: &str) {
+    assert!(
+        eventually(100, || registered(dir)
+            .iter()
+            .any(|(u, contacts)| u == user && !contacts.is_empty())),
+        "{user}'s phone did not register at its node"
+    );
+}
+
 /// `sip users --json` of a node, as (auth user → registered contacts).
 fn registered(dir: &str) -> Vec<(String, Vec<String>)> {
     let users = json(&run_ok(&["sip", "users", "--dir", dir, "--json"]));
@@ -1431,12 +1442,7 @@ fn baresip_registers_and_calls_through_two_nodes_with_audio() {
         "alice-secret",
         &wav,
     );
-    assert!(
-        eventually(100, || registered(&a_dir)
-            .iter()
-            .any(|(user, contacts)| user == "alice" && !contacts.is_empty())),
-        "baresip did not register at its node"
-    );
+    wait_registered(&a_dir, "alice");
     // alice dials bob by the name her address book gives him.
     run_ok(&[
         "contacts",
@@ -2064,12 +2070,7 @@ fn voicemail_call(secs: u32, b_log: Option<std::fs::File>) -> VoicemailCall {
         &wav,
         ";mwi=yes",
     );
-    assert!(
-        eventually(100, || registered(&b_dir)
-            .iter()
-            .any(|(user, contacts)| user == "bob" && !contacts.is_empty())),
-        "bob's baresip did not register at its node"
-    );
+    wait_registered(&b_dir, "bob");
     let bob_events = bob_phone.events(60 + u64::from(secs), "Messages-Waiting: yes");
     let phone = Baresip::start(
         a.sip.as_deref().unwrap(),
@@ -2078,12 +2079,7 @@ fn voicemail_call(secs: u32, b_log: Option<std::fs::File>) -> VoicemailCall {
         "alice-secret",
         &wav,
     );
-    assert!(
-        eventually(100, || registered(&a_dir)
-            .iter()
-            .any(|(user, contacts)| user == "alice" && !contacts.is_empty())),
-        "baresip did not register at its node"
-    );
+    wait_registered(&a_dir, "alice");
     phone.command(&[("dial", &bob_aor)]);
     VoicemailCall {
         lab,

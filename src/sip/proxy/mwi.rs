@@ -146,19 +146,6 @@ impl Proxy {
                 }
             },
         };
-        let event = request
-            .headers
-            .get(&HeaderName::Event)
-            .and_then(|e| e.split(';').next())
-            .map(str::trim)
-            .unwrap_or_default();
-        if !event.eq_ignore_ascii_case(MESSAGE_SUMMARY) {
-            let mut answer = request.reply(489, Some(&self.stateless_tag(&request)));
-            answer
-                .headers
-                .push(HeaderName::AllowEvents, MESSAGE_SUMMARY);
-            return vec![send(peer, transport, Message::Response(answer))];
-        }
         // Only one's own mailbox.
         let target_aor = super::aor_of(&request.uri);
         if existing.is_none() && target_aor.as_deref() != Some(account.as_str()) {
